@@ -1,0 +1,1 @@
+//! TFTP boot server (placeholder until issue #4).
