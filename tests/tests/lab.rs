@@ -1,5 +1,6 @@
 //! Self-test of the network lab: hosts reach each other, links cut, packets drop, processes
 //! spawn and are reaped, and nothing is left behind, also after a panic or a killed run.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
 use std::path::Path;
 use std::process::Command;

@@ -1,1 +1,38 @@
-//! TFTP boot server (placeholder until issue #4).
+//! tftpd: the TFTP boot server (RFC 1350, RFC 2347 options, RFC 2348 blksize, RFC 2349
+//! timeout and tsize, RFC 7440 windowsize), with tftp-hpa's remap rules.
+//!
+//! # Map
+//! - [`packet`]: wire format; parsing never panics; netascii conversion.
+//! - [`options`]: option negotiation, pure.
+//! - [`window`]: the sending state machine (lock-step and windows, block roll-over), pure.
+//! - [`remap`]: tftp-hpa `-m` rules.
+//! - [`fs`]: the served tree; every open is `openat2(RESOLVE_BENEATH)` below the root.
+//! - [`server`]: the tokio adapter: listeners, one task and one socket per transfer.
+//! - [`metrics`]: counters and the Prometheus endpoint.
+//!
+//! # Invariants
+//! - No file outside the root is ever opened: names with `..` and absolute names outside the
+//!   root are refused before the kernel is asked, and the kernel refuses symlinks that lead
+//!   out (`RESOLVE_BENEATH`). Only world-readable regular files are served, as tftp-hpa does.
+//! - A duplicate ACK never causes a send (no Sorcerer's Apprentice); retransmission runs on
+//!   the server's own timer with a bounded number of retries.
+//! - Each transfer has its own task, socket (bound to the address the request was sent to)
+//!   and timer: a slow or dead client costs only its own task.
+//! - Uploads go to a temporary file renamed over the target when complete.
+//!
+//! # Why not the `async-tftp` crate
+//! The design named `async-tftp`. Version 0.4 implements windowsize, but it runs on smol's
+//! `async-io` reactor (a second reactor thread beside tokio's), supports octet mode only
+//! (PXE menus are sometimes fetched in netascii), cannot reply from the address a request
+//! was sent to on a wildcard listener (no `IP_PKTINFO`), has no remap rules, port range,
+//! path-MTU clamp of blksize, or per-transfer metrics. Each is small on its own, together
+//! they are the server; so the engine here is written on tokio. `bench/tftp.sh` compares it
+//! with tftp-hpa.
+
+pub mod fs;
+pub mod metrics;
+pub mod options;
+pub mod packet;
+pub mod remap;
+pub mod server;
+pub mod window;

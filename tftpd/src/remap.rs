@@ -1,0 +1,391 @@
+//! Filename remapping rules in the tftp-hpa `-m` format.
+//!
+//! One rule a line: `FLAGS REGEX [REPLACEMENT]`; `#` starts a comment line. Flags:
+//! `r` replace the match with REPLACEMENT (`\0`-`\9` groups, `\i` client IP, `\x` client IP
+//! in hex, `\\` a backslash), `g` replace every match, `i` case-insensitive, `e` end
+//! processing when the rule matched, `s` start over from the first rule when it matched, `a`
+//! refuse the request when it matched, `G`/`P` only for reads/writes, `~` invert the match
+//! (not with `r`). Regexes are POSIX extended in tftp-hpa; the common subset (classes,
+//! groups, anchors, `[[:alpha:]]`) means the same here.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+
+use regex::{Regex, RegexBuilder};
+
+/// A rule file could not be read or parsed.
+#[derive(Debug)]
+pub struct RemapError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for RemapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+impl std::error::Error for RemapError {}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    regex: Regex,
+    replacement: Option<String>,
+    global: bool,
+    end: bool,
+    restart: bool,
+    abort: bool,
+    get_only: bool,
+    put_only: bool,
+    invert: bool,
+    line: usize,
+}
+
+#[derive(Default)]
+struct Flags {
+    global: bool,
+    end: bool,
+    restart: bool,
+    abort: bool,
+    get_only: bool,
+    put_only: bool,
+    invert: bool,
+}
+
+/// A parsed rule set.
+#[derive(Debug, Clone, Default)]
+pub struct Remap {
+    rules: Vec<Rule>,
+}
+
+/// Result of remapping a file name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mapped {
+    /// The name to serve.
+    Name(String),
+    /// An `a` rule matched (its line): refuse with an access violation.
+    Refused(usize),
+}
+
+/// Splits a rule line into fields separated by unescaped white space; `\ ` keeps a space.
+fn fields(line: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut start = None;
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c.is_whitespace() {
+            if let Some(s) = start.take() {
+                out.push((s, std::mem::take(&mut cur)));
+            }
+            continue;
+        }
+        start.get_or_insert(i);
+        if c == '\\' {
+            // `\ ` is an escaped space; any other escape stays for the regex or replacement
+            if let Some((_, n)) = chars.next() {
+                if !n.is_whitespace() {
+                    cur.push('\\');
+                }
+                cur.push(n);
+                continue;
+            }
+        }
+        cur.push(c);
+    }
+    if let Some(s) = start {
+        out.push((s, cur));
+    }
+    out
+}
+
+impl Remap {
+    /// Reads rules from a file.
+    pub fn load(path: &Path) -> Result<Remap, RemapError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| RemapError {
+            file: name.clone(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read the remap file: {e}"),
+        })?;
+        Remap::parse(&name, &text)
+    }
+
+    /// Parses rules; `file` names the source in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Remap, RemapError> {
+        let mut rules = Vec::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = n + 1;
+            let trimmed = raw.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let err = |col: usize, message: String| RemapError {
+                file: file.to_string(),
+                line,
+                col: col + 1,
+                message,
+            };
+            let f = fields(raw);
+            let (fcol, flags) = &f[0];
+            let mut rule = Flags::default();
+            let mut replace = false;
+            let mut icase = false;
+            for (k, c) in flags.chars().enumerate() {
+                match c {
+                    'r' => replace = true,
+                    'g' => rule.global = true,
+                    'i' => icase = true,
+                    'e' => rule.end = true,
+                    's' => rule.restart = true,
+                    'a' => rule.abort = true,
+                    'G' => rule.get_only = true,
+                    'P' => rule.put_only = true,
+                    '~' => rule.invert = true,
+                    other => {
+                        return Err(err(
+                            fcol + k,
+                            format!("unknown remap flag '{other}' (known: r g i e s a G P ~)"),
+                        ))
+                    }
+                }
+            }
+            if replace && rule.invert {
+                return Err(err(*fcol, "flag '~' cannot be combined with 'r'".into()));
+            }
+            let Some((rcol, pattern)) = f.get(1) else {
+                return Err(err(
+                    raw.len(),
+                    "rule has flags but no regular expression".into(),
+                ));
+            };
+            let regex = RegexBuilder::new(pattern)
+                .case_insensitive(icase)
+                .build()
+                .map_err(|e| err(*rcol, format!("bad regular expression: {e}")))?;
+            let mut replacement = None;
+            if replace {
+                let Some((_, rep)) = f.get(2) else {
+                    return Err(err(
+                        raw.len(),
+                        "an 'r' rule needs a replacement after the regular expression".into(),
+                    ));
+                };
+                replacement = Some(rep.clone());
+            }
+            if let Some((xcol, extra)) = f.get(if replace { 3 } else { 2 }) {
+                return Err(err(
+                    *xcol,
+                    format!("unexpected text '{extra}' after the rule"),
+                ));
+            }
+            rules.push(Rule {
+                regex,
+                replacement,
+                global: rule.global,
+                end: rule.end,
+                restart: rule.restart,
+                abort: rule.abort,
+                get_only: rule.get_only,
+                put_only: rule.put_only,
+                invert: rule.invert,
+                line,
+            });
+        }
+        Ok(Remap { rules })
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Applies the rules to a requested name.
+    pub fn apply(&self, name: &str, write: bool, client: IpAddr) -> Mapped {
+        let mut cur = name.to_string();
+        let mut passes = 0;
+        let mut i = 0;
+        while i < self.rules.len() {
+            let rule = &self.rules[i];
+            i += 1;
+            if (rule.get_only && write) || (rule.put_only && !write) {
+                continue;
+            }
+            let matched = rule.regex.is_match(&cur) != rule.invert;
+            if !matched {
+                continue;
+            }
+            if rule.abort {
+                return Mapped::Refused(rule.line);
+            }
+            if let Some(rep) = &rule.replacement {
+                cur = if rule.global {
+                    let mut out = String::new();
+                    let mut last = 0;
+                    for caps in rule.regex.captures_iter(&cur) {
+                        let Some(m) = caps.get(0) else { continue };
+                        out.push_str(&cur[last..m.start()]);
+                        expand(rep, &caps, client, &mut out);
+                        last = m.end();
+                    }
+                    out.push_str(&cur[last..]);
+                    out
+                } else if let Some(caps) = rule.regex.captures(&cur) {
+                    let mut out = String::new();
+                    if let Some(m) = caps.get(0) {
+                        out.push_str(&cur[..m.start()]);
+                        expand(rep, &caps, client, &mut out);
+                        out.push_str(&cur[m.end()..]);
+                    }
+                    out
+                } else {
+                    cur
+                };
+            }
+            if rule.end {
+                break;
+            }
+            if rule.restart {
+                passes += 1;
+                if passes > 100 {
+                    // a rule set that never settles: refuse rather than loop
+                    return Mapped::Refused(rule.line);
+                }
+                i = 0;
+            }
+        }
+        Mapped::Name(cur)
+    }
+}
+
+fn expand(rep: &str, caps: &regex::Captures<'_>, client: IpAddr, out: &mut String) {
+    let mut chars = rep.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(d @ '0'..='9') => {
+                let idx = d as usize - '0' as usize;
+                if let Some(m) = caps.get(idx) {
+                    out.push_str(m.as_str());
+                }
+            }
+            Some('i') => out.push_str(&client.to_string()),
+            Some('x') => match client {
+                IpAddr::V4(v4) => {
+                    for b in v4.octets() {
+                        out.push_str(&format!("{b:02X}"));
+                    }
+                }
+                IpAddr::V6(v6) => {
+                    for b in v6.octets() {
+                        out.push_str(&format!("{b:02X}"));
+                    }
+                }
+            },
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip() -> IpAddr {
+        "10.70.0.2".parse().unwrap()
+    }
+
+    fn check(rules: &str, name: &str, want: &str) {
+        let r = Remap::parse("rules", rules).unwrap();
+        assert_eq!(
+            r.apply(name, false, ip()),
+            Mapped::Name(want.to_string()),
+            "{rules}"
+        );
+    }
+
+    #[test]
+    fn common_rules() {
+        // Windows clients: backslashes to slashes
+        check(
+            "rg \\\\ /\n",
+            "pxelinux.cfg\\default",
+            "pxelinux.cfg/default",
+        );
+        check("rg \\\\ /\n", "a\\b\\c", "a/b/c");
+        // strip a leading /tftpboot/
+        check("r ^/tftpboot/ /\n", "/tftpboot/pxelinux.0", "/pxelinux.0");
+        check(
+            "r ^/tftpboot/(.*) \\1\n",
+            "/tftpboot/images/vmlinuz",
+            "images/vmlinuz",
+        );
+        check("r ^/ \\0x\n", "/a", "/xa");
+        // case-insensitive with the client address
+        check(
+            "ri ^PXELINUX\\.CFG/DEFAULT$ cfg/\\i\n",
+            "pxelinux.cfg/default",
+            "cfg/10.70.0.2",
+        );
+        check("r ^(.*)$ \\x/\\1\n", "f", "0A460002/f");
+    }
+
+    #[test]
+    fn end_restart_abort_and_direction() {
+        check("re ^a b\nr b c\n", "a", "b");
+        check("r ^a b\nr b c\n", "a", "c");
+        check("rs ^x y\nr ^y z\n", "x", "z");
+        let r = Remap::parse("f", "# comment\n\na \\.\\./\nG ~^ok\n").unwrap();
+        assert_eq!(r.apply("x/../y", false, ip()), Mapped::Refused(3));
+        assert_eq!(r.apply("fine", false, ip()), Mapped::Name("fine".into()));
+        let r = Remap::parse("f", "rP ^ up/\nrG ^ down/\n").unwrap();
+        assert_eq!(r.apply("f", true, ip()), Mapped::Name("up/f".into()));
+        assert_eq!(r.apply("f", false, ip()), Mapped::Name("down/f".into()));
+        let r = Remap::parse("f", "~a ^boot/\n").unwrap();
+        assert_eq!(r.apply("etc/x", false, ip()), Mapped::Refused(1));
+        assert_eq!(
+            r.apply("boot/x", false, ip()),
+            Mapped::Name("boot/x".into())
+        );
+    }
+
+    #[test]
+    fn endless_restart_is_refused() {
+        let r = Remap::parse("f", "rs a a\n").unwrap();
+        assert!(matches!(r.apply("a", false, ip()), Mapped::Refused(1)));
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = Remap::parse("map", "r ^a b\nrq x y\n").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 2), "{e}");
+        assert!(
+            e.to_string().starts_with("map:2:2: unknown remap flag 'q'"),
+            "{e}"
+        );
+        let e = Remap::parse("map", "  r (unclosed x\n").unwrap_err();
+        assert_eq!((e.line, e.col), (1, 5), "{e}");
+        let e = Remap::parse("map", "r ^a\n").unwrap_err();
+        assert!(e.message.contains("needs a replacement"), "{e}");
+        let e = Remap::parse("map", "r~ a b\n").unwrap_err();
+        assert!(e.message.contains("'~'"), "{e}");
+    }
+}

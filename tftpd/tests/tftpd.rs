@@ -1,0 +1,475 @@
+//! tftpd against real clients (tftp-hpa, curl, atftp) and a raw UDP client, in network
+//! namespaces built by the lab.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use opsflow_tests::{wait_until, Direction, Host, Lab, Proc};
+use sha2::{Digest, Sha256};
+use tftpd::packet::{self, Packet};
+
+const SRV: &str = "10.70.0.1";
+
+struct Env {
+    lab: Lab,
+    srv: Host,
+    cl: Host,
+    root: PathBuf,
+    server: Option<Proc>,
+}
+
+fn sha(p: &Path) -> String {
+    let data = std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    format!("{:x}", Sha256::digest(data))
+}
+
+fn random_file(path: &Path, len: usize) {
+    // deterministic pseudo-random bytes (xorshift), no rand dependency
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, v).unwrap();
+}
+
+fn setup(tools: &[&str]) -> Option<Env> {
+    let lab = Lab::new(tools)?;
+    let srv = lab.host("srv");
+    let cl = lab.host("cl");
+    lab.connect(
+        &srv,
+        "eth0",
+        Some("10.70.0.1/24"),
+        &cl,
+        "eth0",
+        Some("10.70.0.2/24"),
+    );
+    let root = lab.path("root");
+    std::fs::create_dir_all(root.join("pxelinux.cfg")).unwrap();
+    random_file(&root.join("pxelinux.0"), 30_000);
+    random_file(&root.join("images/vmlinuz"), 3 * 1024 * 1024 + 17);
+    random_file(&root.join("images/small.bin"), 256 * 1024);
+    std::fs::write(
+        root.join("pxelinux.cfg/default"),
+        "DEFAULT menu.c32\nLABEL local\n  LOCALBOOT 0\n",
+    )
+    .unwrap();
+    Some(Env {
+        lab,
+        srv,
+        cl,
+        root,
+        server: None,
+    })
+}
+
+impl Env {
+    fn start(&mut self, extra: &[&str]) {
+        let root = self.root.to_string_lossy().into_owned();
+        let mut args = vec!["--root", root.as_str(), "--listen", "0.0.0.0:69"];
+        args.extend_from_slice(extra);
+        let mut p = self.srv.spawn("tftpd", env!("CARGO_BIN_EXE_tftpd"), &args);
+        assert!(
+            p.wait_for_output("tftpd ready", Duration::from_secs(10)),
+            "{}",
+            p.output()
+        );
+        self.server = Some(p);
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.lab.path(name)
+    }
+
+    fn curl(&self, url_path: &str, extra: &[&str], out: &Path) -> bool {
+        let url = format!("tftp://{SRV}/{url_path}");
+        let o = out.to_string_lossy();
+        let mut args = vec!["-s", "--max-time", "120", "-o", &o];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        self.cl.output("curl", &args).status.success()
+    }
+
+    fn server_log(&self) -> String {
+        self.server.as_ref().map(|p| p.output()).unwrap_or_default()
+    }
+
+    /// A raw client socket inside the client namespace.
+    fn raw(&self) -> UdpSocket {
+        let s = self.cl.enter(|| UdpSocket::bind("10.70.0.2:0").unwrap());
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s
+    }
+}
+
+fn recv(s: &UdpSocket) -> (Vec<u8>, std::net::SocketAddr) {
+    let mut buf = vec![0u8; 70000];
+    let (n, from) = s.recv_from(&mut buf).expect("no answer from tftpd");
+    buf.truncate(n);
+    (buf, from)
+}
+
+fn error_code(pkt: &[u8]) -> Option<u16> {
+    match packet::parse(pkt) {
+        Ok(Packet::Error { code, .. }) => Some(code),
+        _ => None,
+    }
+}
+
+#[test]
+fn real_clients_download_byte_identical_files() {
+    let Some(mut env) = setup(&["tftp", "curl", "atftp"]) else {
+        return;
+    };
+    env.start(&[]);
+    // tftp-hpa: no options, RFC 1350 lock-step at 512
+    let a = env.out("a.bin");
+    let (st, out) = env.cl.sh(&format!(
+        "cd {} && tftp {SRV} -m binary -c get pxelinux.0 {}",
+        env.lab.dir().display(),
+        a.display()
+    ));
+    assert!(st.success(), "{out}");
+    assert_eq!(sha(&a), sha(&env.root.join("pxelinux.0")));
+    // curl at the default 512 and at 1468 (OACK path)
+    for bs in [None, Some("1468")] {
+        let o = env.out("k");
+        let extra: Vec<&str> = bs.map(|b| vec!["--tftp-blksize", b]).unwrap_or_default();
+        assert!(
+            env.curl("images/vmlinuz", &extra, &o),
+            "curl blksize {bs:?}\n{}",
+            env.server_log()
+        );
+        assert_eq!(
+            sha(&o),
+            sha(&env.root.join("images/vmlinuz")),
+            "blksize {bs:?}"
+        );
+    }
+    // atftp with windowsize 16: the OACK acknowledges it and the file arrives intact
+    let w = env.out("w");
+    let (st, out) = env.cl.sh(&format!(
+        "atftp --trace --option 'blksize 1428' --option 'windowsize 16' -g -r images/vmlinuz -l {} {SRV} 2>&1 | grep -i oack | head -3",
+        w.display()
+    ));
+    assert!(st.success());
+    assert!(
+        out.to_lowercase().contains("windowsize"),
+        "OACK without windowsize: {out}"
+    );
+    assert_eq!(sha(&w), sha(&env.root.join("images/vmlinuz")));
+}
+
+#[test]
+fn block_numbers_roll_over_past_65535() {
+    let Some(mut env) = setup(&["curl"]) else {
+        return;
+    };
+    // 65536 blocks of 512 plus a bit: the block number wraps to 0 and keeps going
+    random_file(&env.root.join("big.img"), 512 * 65_536 + 700);
+    env.start(&[]);
+    let o = env.out("big");
+    assert!(env.curl("big.img", &[], &o), "{}", env.server_log());
+    assert_eq!(sha(&o), sha(&env.root.join("big.img")));
+}
+
+#[test]
+fn lossy_link_completes_quickly_with_server_retransmission() {
+    let Some(mut env) = setup(&["curl", "nft"]) else {
+        return;
+    };
+    env.start(&["--metrics", "127.0.0.1:9169"]);
+    env.srv.drop_packets(Direction::Both, 5);
+    let started = Instant::now();
+    for bs in ["512", "1468"] {
+        let o = env.out("lossy");
+        assert!(
+            env.curl("images/small.bin", &["--tftp-blksize", bs], &o),
+            "{}",
+            env.server_log()
+        );
+        assert_eq!(sha(&o), sha(&env.root.join("images/small.bin")));
+    }
+    env.srv.clear_faults();
+    // curl negotiates a 5 s timeout; a fixed timer would need about a minute here
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    let metrics = env
+        .srv
+        .run("curl", &["-s", "http://127.0.0.1:9169/metrics"]);
+    let retrans: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tftpd_retransmits_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no retransmit counter: {metrics}"));
+    assert!(
+        retrans > 0,
+        "5% loss without a single retransmission?\n{metrics}"
+    );
+}
+
+#[test]
+fn traversal_absolute_paths_and_symlink_escapes_are_refused() {
+    let Some(mut env) = setup(&[]) else { return };
+    std::fs::write(env.lab.path("secret.txt"), "top secret\n").unwrap();
+    std::os::unix::fs::symlink(env.lab.path("secret.txt"), env.root.join("escape")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", env.root.join("escape-rel")).unwrap();
+    env.start(&[]);
+    let s = env.raw();
+    for name in [
+        "../secret.txt",
+        "images/../../secret.txt",
+        "/etc/passwd",
+        "escape",
+        "escape-rel",
+        "images",
+    ] {
+        s.send_to(&packet::request(false, name, "octet", &[]), (SRV, 69))
+            .unwrap();
+        let (pkt, _) = recv(&s);
+        assert_eq!(
+            error_code(&pkt),
+            Some(2),
+            "{name}: want access violation, got {pkt:?}"
+        );
+    }
+    s.send_to(
+        &packet::request(false, "no/such/file", "octet", &[]),
+        (SRV, 69),
+    )
+    .unwrap();
+    assert_eq!(error_code(&recv(&s).0), Some(1));
+    assert!(wait_until(Duration::from_secs(3), || env
+        .server_log()
+        .contains("escape")));
+    let log = env.server_log();
+    assert!(
+        log.contains("access violation") && log.contains("10.70.0.2"),
+        "refusals must name the peer:\n{log}"
+    );
+}
+
+#[test]
+fn writes_are_refused_unless_allowed_and_stay_inside_the_root() {
+    let Some(mut env) = setup(&["curl", "tftp"]) else {
+        return;
+    };
+    let up = env.out("up.txt");
+    std::fs::write(&up, "hello\n").unwrap();
+    env.start(&[]);
+    let t = format!("tftp://{SRV}/up.txt");
+    let st = env
+        .cl
+        .output(
+            "curl",
+            &["-s", "--max-time", "10", "-T", &up.to_string_lossy(), &t],
+        )
+        .status;
+    assert!(!st.success());
+    assert!(!env.root.join("up.txt").exists());
+    env.server = None;
+
+    env.start(&["--allow-write"]);
+    let big = env.out("upload.bin");
+    random_file(&big, 700_000);
+    let (st, out) = env.cl.sh(&format!(
+        "tftp {SRV} -m binary -c put {} uploads.bin",
+        big.display()
+    ));
+    assert!(st.success(), "{out}");
+    assert!(wait_until(Duration::from_secs(5), || env
+        .root
+        .join("uploads.bin")
+        .exists()));
+    assert_eq!(sha(&env.root.join("uploads.bin")), sha(&big));
+    let s = env.raw();
+    s.send_to(
+        &packet::request(true, "../outside.bin", "octet", &[]),
+        (SRV, 69),
+    )
+    .unwrap();
+    assert_eq!(error_code(&recv(&s).0), Some(2));
+    assert!(!env.lab.path("outside.bin").exists());
+}
+
+#[test]
+fn netascii_and_remap_rules() {
+    let Some(mut env) = setup(&["tftp"]) else {
+        return;
+    };
+    std::fs::write(
+        env.lab.path("map"),
+        "# Windows clients\nrg \\\\ /\nr ^/tftpboot/(.*) \\1\n",
+    )
+    .unwrap();
+    let map = env.lab.path("map").to_string_lossy().into_owned();
+    env.start(&["--remap", &map]);
+    let d = env.out("d.txt");
+    let (st, out) = env.cl.sh(&format!(
+        "tftp {SRV} -m ascii -c get pxelinux.cfg/default {}",
+        d.display()
+    ));
+    assert!(st.success(), "{out}");
+    assert_eq!(
+        std::fs::read(&d).unwrap(),
+        std::fs::read(env.root.join("pxelinux.cfg/default")).unwrap()
+    );
+    // the same file asked for the Windows way, and with a /tftpboot/ prefix
+    for name in ["pxelinux.cfg\\default", "/tftpboot/pxelinux.cfg/default"] {
+        let s = env.raw();
+        s.send_to(&packet::request(false, name, "octet", &[]), (SRV, 69))
+            .unwrap();
+        let (pkt, from) = recv(&s);
+        match packet::parse(&pkt) {
+            Ok(Packet::Data { block: 1, data }) => assert!(data.starts_with(b"DEFAULT"), "{name}"),
+            other => panic!("{name}: {other:?}\n{}", env.server_log()),
+        }
+        s.send_to(&packet::ack(1), from).unwrap();
+    }
+}
+
+#[test]
+fn duplicate_acks_never_double_the_traffic_and_a_dead_client_slows_no_one() {
+    let Some(mut env) = setup(&["curl"]) else {
+        return;
+    };
+    env.start(&[]);
+    let s = env.raw();
+    s.send_to(
+        &packet::request(false, "images/vmlinuz", "octet", &[]),
+        (SRV, 69),
+    )
+    .unwrap();
+    let (pkt, tid) = recv(&s);
+    assert!(matches!(
+        packet::parse(&pkt),
+        Ok(Packet::Data { block: 1, .. })
+    ));
+    // ACK 1 three times: exactly one DATA 2 may come back
+    for _ in 0..3 {
+        s.send_to(&packet::ack(1), tid).unwrap();
+    }
+    s.set_read_timeout(Some(Duration::from_millis(15))).unwrap();
+    let mut data2 = 0;
+    let mut buf = [0u8; 600];
+    let end = Instant::now() + Duration::from_millis(15);
+    while Instant::now() < end {
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            if matches!(packet::parse(&buf[..n]), Ok(Packet::Data { block: 2, .. })) {
+                data2 += 1;
+            }
+        }
+    }
+    assert_eq!(
+        data2, 1,
+        "duplicate ACKs caused duplicate DATA (Sorcerer's Apprentice)"
+    );
+    // this client now goes silent; another client still downloads at full speed
+    let t = Instant::now();
+    let o = env.out("k");
+    assert!(env.curl("images/vmlinuz", &["--tftp-blksize", "1468"], &o));
+    assert_eq!(sha(&o), sha(&env.root.join("images/vmlinuz")));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // the silent client's transfer is retransmitted, then abandoned, without a crash
+    let log = env.server_log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn replies_come_from_the_address_the_request_was_sent_to() {
+    let Some(mut env) = setup(&[]) else { return };
+    env.srv
+        .run("ip", &["addr", "add", "10.70.0.5/24", "dev", "eth0"]);
+    env.start(&[]);
+    let s = env.raw();
+    for dst in ["10.70.0.1", "10.70.0.5"] {
+        s.send_to(
+            &packet::request(false, "pxelinux.0", "octet", &[]),
+            (dst, 69),
+        )
+        .unwrap();
+        let (_, from) = recv(&s);
+        assert_eq!(from.ip().to_string(), dst);
+        s.send_to(&packet::error(packet::ErrorCode::NotDefined, "done"), from)
+            .unwrap();
+    }
+}
+
+#[test]
+fn hostile_packets_are_counted_and_dropped() {
+    let Some(mut env) = setup(&["curl"]) else {
+        return;
+    };
+    env.start(&["--metrics", "127.0.0.1:9170"]);
+    let s = env.raw();
+    let mut x: u32 = 7;
+    for i in 0..2000u32 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let len = (x >> 16) as usize % 700;
+        let p: Vec<u8> = match i % 5 {
+            0 => (0..len).map(|k| (x as usize + k * 31) as u8).collect(),
+            1 => [&[0u8, 1][..], b"pxelinux.0"].concat(),
+            2 => [
+                &[0u8, 1][..],
+                b"pxelinux.0\0octet\0blksize\0",
+                &[b'9'; 40],
+                b"\0",
+            ]
+            .concat(),
+            3 => vec![0, [3u8, 4, 5, 6, 9, 255][i as usize % 6], 1],
+            _ => [&[0u8, 1][..], &[b'A'; 600], b"\0octet\0"].concat(),
+        };
+        s.send_to(&p, (SRV, 69)).unwrap();
+    }
+    let o = env.out("after");
+    assert!(env.curl("pxelinux.0", &[], &o), "{}", env.server_log());
+    assert_eq!(sha(&o), sha(&env.root.join("pxelinux.0")));
+    let m = env
+        .srv
+        .run("curl", &["-s", "http://127.0.0.1:9170/metrics"]);
+    assert!(
+        m.contains("tftpd_packets_dropped_total{reason=\"unterminated\"}"),
+        "{m}"
+    );
+    assert!(env.server.as_mut().unwrap().is_running());
+}
+
+#[test]
+fn check_reports_remap_errors_with_position() {
+    let dir = std::env::temp_dir().join(format!("tftpd-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bad.map"), "rg \\\\ /\nrx a b\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args([
+            "--root",
+            &dir.to_string_lossy(),
+            "--remap",
+            &dir.join("bad.map").to_string_lossy(),
+            "--check",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("bad.map:2:2: unknown remap flag 'x'"),
+        "{text}"
+    );
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args(["--root", &dir.to_string_lossy(), "--check"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
