@@ -39,17 +39,11 @@ impl std::error::Error for RemapError {}
 struct Rule {
     regex: Regex,
     replacement: Option<String>,
-    global: bool,
-    end: bool,
-    restart: bool,
-    abort: bool,
-    get_only: bool,
-    put_only: bool,
-    invert: bool,
+    flags: Flags,
     line: usize,
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 struct Flags {
     global: bool,
     end: bool,
@@ -191,13 +185,7 @@ impl Remap {
             rules.push(Rule {
                 regex,
                 replacement,
-                global: rule.global,
-                end: rule.end,
-                restart: rule.restart,
-                abort: rule.abort,
-                get_only: rule.get_only,
-                put_only: rule.put_only,
-                invert: rule.invert,
+                flags: rule,
                 line,
             });
         }
@@ -222,18 +210,18 @@ impl Remap {
         while i < self.rules.len() {
             let rule = &self.rules[i];
             i += 1;
-            if (rule.get_only && write) || (rule.put_only && !write) {
+            if (rule.flags.get_only && write) || (rule.flags.put_only && !write) {
                 continue;
             }
-            let matched = rule.regex.is_match(&cur) != rule.invert;
+            let matched = rule.regex.is_match(&cur) != rule.flags.invert;
             if !matched {
                 continue;
             }
-            if rule.abort {
+            if rule.flags.abort {
                 return Mapped::Refused(rule.line);
             }
             if let Some(rep) = &rule.replacement {
-                cur = if rule.global {
+                cur = if rule.flags.global {
                     let mut out = String::new();
                     let mut last = 0;
                     for caps in rule.regex.captures_iter(&cur) {
@@ -256,10 +244,10 @@ impl Remap {
                     cur
                 };
             }
-            if rule.end {
+            if rule.flags.end {
                 break;
             }
-            if rule.restart {
+            if rule.flags.restart {
                 passes += 1;
                 if passes > 100 {
                     // a rule set that never settles: refuse rather than loop

@@ -560,6 +560,20 @@ struct Sent {
     resent: bool,
 }
 
+/// Sends every unacknowledged block again; returns how many.
+async fn resend(
+    sock: &UdpSocket,
+    ring: &mut std::collections::VecDeque<Sent>,
+    metrics: &Metrics,
+) -> io::Result<u64> {
+    for s in ring.iter_mut() {
+        xmit(sock, &s.pkt).await?;
+        s.resent = true;
+    }
+    metrics.retransmits(ring.len() as u64);
+    Ok(ring.len() as u64)
+}
+
 async fn send(
     shared: &Shared,
     sock: &UdpSocket,
@@ -636,12 +650,7 @@ async fn send(
                                 rto.sample(at.elapsed());
                             }
                             if lost {
-                                for s in ring.iter_mut() {
-                                    xmit(sock, &s.pkt).await?;
-                                    s.resent = true;
-                                }
-                                retransmits += ring.len() as u64;
-                                metrics.retransmits(ring.len() as u64);
+                                retransmits += resend(sock, &mut ring, metrics).await?;
                             }
                             deadline = tokio::time::Instant::now() + rto.current();
                         }
@@ -659,12 +668,7 @@ async fn send(
                     return Err(Fail::Timeout);
                 }
                 rto.backoff();
-                for s in ring.iter_mut() {
-                    xmit(sock, &s.pkt).await?;
-                    s.resent = true;
-                }
-                retransmits += ring.len() as u64;
-                metrics.retransmits(ring.len() as u64);
+                retransmits += resend(sock, &mut ring, metrics).await?;
                 deadline = tokio::time::Instant::now() + rto.current();
             }
         }
