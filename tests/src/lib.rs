@@ -529,7 +529,11 @@ impl Host {
     /// `numgen random mod 100 < N drop`; this kernel has no netem). Replaces an earlier rule.
     pub fn drop_packets(&self, dir: Direction, percent: u8) {
         self.clear_faults();
-        let rule = format!("numgen random mod 100 < {percent} drop");
+        let rule = match percent {
+            0 => return,
+            100.. => "drop".to_string(),
+            p => format!("numgen random mod 100 < {p} drop"),
+        };
         let chain_in = format!("chain in {{ type filter hook input priority -300; {rule}; }}");
         let chain_out = format!("chain out {{ type filter hook output priority -300; {rule}; }}");
         let body = match dir {
