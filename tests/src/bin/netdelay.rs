@@ -17,7 +17,10 @@ fn open(ifname: &str) -> io::Result<(i32, i32)> {
     unsafe {
         let idx = libc::if_nametoindex(name.as_ptr()) as i32;
         if idx == 0 {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}")));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface {ifname}"),
+            ));
         }
         let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
         let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto);
@@ -28,7 +31,12 @@ fn open(ifname: &str) -> io::Result<(i32, i32)> {
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = proto as u16;
         sll.sll_ifindex = idx;
-        if libc::bind(fd, &sll as *const _ as *const libc::sockaddr, std::mem::size_of_val(&sll) as u32) < 0 {
+        if libc::bind(
+            fd,
+            &sll as *const _ as *const libc::sockaddr,
+            std::mem::size_of_val(&sll) as u32,
+        ) < 0
+        {
             return Err(io::Error::last_os_error());
         }
         let mut mr: libc::packet_mreq = std::mem::zeroed();
@@ -43,7 +51,13 @@ fn open(ifname: &str) -> io::Result<(i32, i32)> {
         );
         let big: i32 = 8 << 20;
         for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-            libc::setsockopt(fd, libc::SOL_SOCKET, opt, &big as *const i32 as *const libc::c_void, 4);
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &big as *const i32 as *const libc::c_void,
+                4,
+            );
         }
         Ok((fd, idx))
     }
@@ -63,7 +77,9 @@ fn pump(from: i32, to: i32, delay: Duration) {
             while let Ok(x) = rx.try_recv() {
                 queue.push_back(x);
             }
-            let Some((due, _)) = queue.front() else { continue };
+            let Some((due, _)) = queue.front() else {
+                continue;
+            };
             let now = Instant::now();
             if *due > now {
                 let wait = *due - now;
@@ -111,10 +127,12 @@ fn main() {
         std::process::exit(2);
     }
     let parse = |s: &str| {
-        s.parse::<u64>().map(Duration::from_micros).unwrap_or_else(|_| {
-            eprintln!("netdelay: '{s}' is not a number of microseconds");
-            std::process::exit(2)
-        })
+        s.parse::<u64>()
+            .map(Duration::from_micros)
+            .unwrap_or_else(|_| {
+                eprintln!("netdelay: '{s}' is not a number of microseconds");
+                std::process::exit(2)
+            })
     };
     let (ab, ba) = (parse(&args[3]), parse(&args[4]));
     let (a, b) = match (open(&args[1]), open(&args[2])) {
@@ -125,6 +143,9 @@ fn main() {
         }
     };
     std::thread::spawn(move || pump(b, a, ba));
-    eprintln!("netdelay ready: {} -> {} {:?}, back {:?}", args[1], args[2], ab, ba);
+    eprintln!(
+        "netdelay ready: {} -> {} {:?}, back {:?}",
+        args[1], args[2], ab, ba
+    );
     pump(a, b, ab);
 }
