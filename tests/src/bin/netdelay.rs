@@ -112,7 +112,7 @@ fn pump(from: i32, to: i32, delay: Duration) {
             if n <= 0 {
                 continue;
             }
-            if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if sll.sll_pkttype == libc::PACKET_OUTGOING {
                 continue; // our own transmissions on this interface
             }
             let _ = tx.send((Instant::now() + delay, buf[..n as usize].to_vec()));
