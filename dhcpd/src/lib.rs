@@ -1,3 +1,3 @@
-//! DHCPv4 server for PXE networks that reads ISC dhcpd.conf.
-//!
-//! This crate is a shell for now: the component lands with issue #3.
+//! dhcpd: a DHCPv4 server for PXE networks that reads ISC `dhcpd.conf`.
+
+pub mod conf;
