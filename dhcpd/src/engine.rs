@@ -1,0 +1,1228 @@
+//! The DHCP protocol core: a request and the time in, a decision out. No IO.
+//!
+//! Allocation state lives in memory (`leases`, `offers`, per-range cursors); the caller
+//! persists the leases an [`Action::Commit`] names before it sends the reply.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, ToSocketAddrs};
+
+use tracing::warn;
+
+use crate::conf::options::Chunk;
+use crate::conf::{expr, Access, Addr, Config, Params};
+use crate::leases::{Lease, State};
+use crate::wire::*;
+
+/// How long an offered address is held for the client it was offered to.
+pub const OFFER_HOLD: u64 = 60;
+
+/// The interface a request arrived on.
+#[derive(Clone, Debug)]
+pub struct Iface {
+    pub name: String,
+    pub index: u32,
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+/// Where a reply goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// The relay at giaddr, port 67.
+    Relay(Ipv4Addr),
+    /// A client that has an address, port 68.
+    Unicast(Ipv4Addr),
+    /// 255.255.255.255:68 on the interface.
+    Broadcast,
+    /// The new address at the link layer (the client has no address yet and did not ask for
+    /// broadcast): an ARP entry is made for it, then a unicast is sent.
+    Link { ip: Ipv4Addr, mac: [u8; 6] },
+}
+
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub bytes: Vec<u8>,
+    pub dest: Dest,
+    pub kind: MsgType,
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Action {
+    Send(Reply),
+    /// Make these leases durable, then send the reply (if any).
+    Commit {
+        leases: Vec<Lease>,
+        reply: Option<Reply>,
+    },
+    Drop(&'static str),
+}
+
+type Key = Vec<u8>;
+
+fn client_key(msg: &Msg) -> Key {
+    match msg.option(OPT_CLIENT_ID) {
+        Some(id) if !id.is_empty() => {
+            let mut k = vec![0xff];
+            k.extend_from_slice(id);
+            k
+        }
+        _ => {
+            let mut k = vec![msg.htype];
+            k.extend_from_slice(msg.hw());
+            k
+        }
+    }
+}
+
+fn lease_key(l: &Lease) -> Option<Key> {
+    if let Some(id) = &l.client_id {
+        let mut k = vec![0xff];
+        k.extend_from_slice(id);
+        return Some(k);
+    }
+    l.mac.map(|m| {
+        let mut k = vec![1];
+        k.extend_from_slice(&m);
+        k
+    })
+}
+
+struct View<'a> {
+    msg: &'a Msg,
+    raw: &'a [u8],
+    known: bool,
+}
+
+impl expr::Packet for View<'_> {
+    fn option(&self, code: u8) -> Option<&[u8]> {
+        self.msg.option(code)
+    }
+    fn hardware(&self) -> Vec<u8> {
+        let mut v = vec![self.msg.htype];
+        v.extend_from_slice(self.msg.hw());
+        v
+    }
+    fn raw(&self) -> &[u8] {
+        self.raw
+    }
+    fn known(&self) -> bool {
+        self.known
+    }
+}
+
+/// Everything known about one client for one request.
+struct Client<'a> {
+    key: Key,
+    host: Option<usize>,
+    classes: Vec<usize>,
+    view: View<'a>,
+}
+
+pub struct Engine {
+    pub cfg: Config,
+    /// Host names in the config (ip-address options, fixed-address, next-server), resolved.
+    resolved: HashMap<String, Ipv4Addr>,
+    fixed: Vec<Vec<Ipv4Addr>>,
+    fixed_set: HashSet<Ipv4Addr>,
+    server_ids: HashSet<Ipv4Addr>,
+    pub leases: HashMap<Ipv4Addr, Lease>,
+    by_client: HashMap<Key, Ipv4Addr>,
+    offers: HashMap<Ipv4Addr, (Key, u64)>,
+    cursors: HashMap<(usize, usize), u32>,
+    exhausted_warned: HashMap<usize, u64>,
+}
+
+fn collect_names(cfg: &Config) -> Vec<String> {
+    fn stmts(v: &[crate::conf::Stmt], out: &mut Vec<String>) {
+        for s in v {
+            match s {
+                crate::conf::Stmt::Option { value, .. } => {
+                    out.extend(value.iter().filter_map(|c| match c {
+                        Chunk::Host(h) => Some(h.clone()),
+                        _ => None,
+                    }))
+                }
+                crate::conf::Stmt::Param(crate::conf::Param::NextServer(Addr::Name(n))) => {
+                    out.push(n.clone())
+                }
+                crate::conf::Stmt::If {
+                    branches,
+                    otherwise,
+                } => {
+                    for (_, b) in branches {
+                        stmts(b, out);
+                    }
+                    stmts(otherwise, out);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for s in &cfg.scopes {
+        stmts(&s.stmts, &mut out);
+    }
+    for h in &cfg.hosts {
+        out.extend(h.fixed.iter().filter_map(|a| match a {
+            Addr::Name(n) => Some(n.clone()),
+            _ => None,
+        }));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Resolves a host name to its first IPv4 address.
+pub fn resolve(name: &str) -> Option<Ipv4Addr> {
+    (name, 0)
+        .to_socket_addrs()
+        .ok()?
+        .find_map(|a| match a.ip() {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            _ => None,
+        })
+}
+
+impl Engine {
+    /// Builds the engine: resolves host names in the config (each failure is a warning and
+    /// the value is left out), indexes the leases read from the journal.
+    pub fn new(cfg: Config, leases: HashMap<Ipv4Addr, Lease>, ifaces: &[Iface]) -> Engine {
+        let mut resolved = HashMap::new();
+        for n in collect_names(&cfg) {
+            match resolve(&n) {
+                Some(ip) => {
+                    resolved.insert(n, ip);
+                }
+                None => {
+                    warn!(name = %n, "cannot resolve this host name from dhcpd.conf; the value that uses it is left out")
+                }
+            }
+        }
+        let fixed: Vec<Vec<Ipv4Addr>> = cfg
+            .hosts
+            .iter()
+            .map(|h| {
+                h.fixed
+                    .iter()
+                    .filter_map(|a| match a {
+                        Addr::Ip(ip) => Some(*ip),
+                        Addr::Name(n) => resolved.get(n).copied(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let fixed_set = fixed.iter().flatten().copied().collect();
+        let mut server_ids: HashSet<Ipv4Addr> = ifaces.iter().map(|i| i.addr).collect();
+        for s in &cfg.scopes {
+            for st in &s.stmts {
+                if let crate::conf::Stmt::Param(crate::conf::Param::ServerIdentifier(a)) = st {
+                    server_ids.insert(*a);
+                }
+            }
+        }
+        let by_client = leases
+            .values()
+            .filter_map(|l| lease_key(l).map(|k| (k, l.ip)))
+            .collect();
+        Engine {
+            cfg,
+            resolved,
+            fixed,
+            fixed_set,
+            server_ids,
+            leases,
+            by_client,
+            offers: HashMap::new(),
+            cursors: HashMap::new(),
+            exhausted_warned: HashMap::new(),
+        }
+    }
+
+    /// Addresses we answer as (server identifiers).
+    pub fn add_server_id(&mut self, a: Ipv4Addr) {
+        self.server_ids.insert(a);
+    }
+
+    fn locate(&self, msg: &Msg, iface: &Iface) -> Option<usize> {
+        let find = |a: Ipv4Addr| self.cfg.subnets.iter().position(|s| s.contains(a));
+        if let Some(sel) = msg.option_ip(OPT_SUBNET_SELECTION) {
+            return find(sel);
+        }
+        if !msg.giaddr.is_unspecified() {
+            return find(msg.giaddr);
+        }
+        if !msg.ciaddr.is_unspecified() {
+            if let Some(s) = find(msg.ciaddr) {
+                return Some(s);
+            }
+        }
+        find(iface.addr)
+    }
+
+    fn client<'a>(&self, msg: &'a Msg, raw: &'a [u8]) -> Client<'a> {
+        let key = client_key(msg);
+        let id = msg.option(OPT_CLIENT_ID);
+        let mac = msg.mac();
+        let host = self.cfg.hosts.iter().position(|h| {
+            (id.is_some() && h.client_id.as_deref() == id) || (mac.is_some() && h.hw == mac)
+        });
+        let view = View {
+            msg,
+            raw,
+            known: host.is_some(),
+        };
+        let classes = self
+            .cfg
+            .classes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.cond.as_ref().is_some_and(|e| e.eval(&view)))
+            .map(|(i, _)| i)
+            .collect();
+        Client {
+            key,
+            host,
+            classes,
+            view,
+        }
+    }
+
+    fn pool_ok(&self, pool: Option<usize>, c: &Client) -> bool {
+        let Some(pl) = pool else { return true };
+        let p = &self.cfg.pools[pl];
+        let hit = |a: &Access| match a {
+            Access::Members(cl) => c.classes.contains(cl),
+            Access::Known => c.host.is_some(),
+            Access::Unknown => c.host.is_none(),
+            Access::All => true,
+        };
+        if p.deny.iter().any(hit) {
+            return false;
+        }
+        p.allow.is_empty() || p.allow.iter().any(hit)
+    }
+
+    /// The dynamic range (subnet, pool) an address belongs to, if the client may use it.
+    fn in_range(
+        &self,
+        ip: Ipv4Addr,
+        segment: &[usize],
+        c: &Client,
+    ) -> Option<(usize, Option<usize>)> {
+        let v = u32::from(ip);
+        for &s in segment {
+            for r in &self.cfg.subnets[s].ranges {
+                if u32::from(r.start) <= v && v <= u32::from(r.end) && self.pool_ok(r.pool, c) {
+                    return Some((s, r.pool));
+                }
+            }
+        }
+        None
+    }
+
+    fn fixed_for(&self, c: &Client, segment: &[usize]) -> Option<(Ipv4Addr, usize)> {
+        let h = c.host?;
+        self.fixed[h].iter().find_map(|ip| {
+            segment
+                .iter()
+                .find(|&&s| self.cfg.subnets[s].contains(*ip))
+                .map(|&s| (*ip, s))
+        })
+    }
+
+    /// Whether `ip` may be given to the client with `key`.
+    fn available(&self, ip: Ipv4Addr, key: &Key, now: u64) -> bool {
+        if self.server_ids.contains(&ip) || self.fixed_set.contains(&ip) {
+            return false;
+        }
+        if let Some(l) = self.leases.get(&ip) {
+            if l.holds(now) && (l.state == State::Abandoned || lease_key(l).as_ref() != Some(key)) {
+                return false;
+            }
+        }
+        if let Some((k, until)) = self.offers.get(&ip) {
+            if *until > now && k != key {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn scan(
+        &mut self,
+        segment: &[usize],
+        c: &Client,
+        now: u64,
+        fresh_only: bool,
+    ) -> Option<(Ipv4Addr, usize, Option<usize>)> {
+        for &s in segment {
+            for ri in 0..self.cfg.subnets[s].ranges.len() {
+                let r = &self.cfg.subnets[s].ranges[ri];
+                if !self.pool_ok(r.pool, c) {
+                    continue;
+                }
+                let (start, pool) = (u32::from(r.start), r.pool);
+                let size = u32::from(r.end) - start + 1;
+                let cur = *self.cursors.get(&(s, ri)).unwrap_or(&0);
+                for i in 0..size {
+                    let off = (cur + i) % size;
+                    let ip = Ipv4Addr::from(start + off);
+                    if fresh_only && self.leases.contains_key(&ip) {
+                        continue;
+                    }
+                    if self.available(ip, &c.key, now) {
+                        self.cursors.insert((s, ri), (off + 1) % size);
+                        return Some((ip, s, pool));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Chooses the address for a DISCOVER: reservation, this client's lease, the requested
+    /// address, a never-used address, then the oldest free one.
+    fn choose(
+        &mut self,
+        msg: &Msg,
+        c: &Client,
+        segment: &[usize],
+        now: u64,
+    ) -> Option<(Ipv4Addr, usize, Option<usize>)> {
+        if let Some((ip, s)) = self.fixed_for(c, segment) {
+            return Some((ip, s, None));
+        }
+        if let Some(&ip) = self.by_client.get(&c.key) {
+            if let Some((s, pool)) = self.in_range(ip, segment, c) {
+                if self.available(ip, &c.key, now) {
+                    return Some((ip, s, pool));
+                }
+            }
+        }
+        if let Some(req) = msg.option_ip(OPT_REQUESTED_IP) {
+            if let Some((s, pool)) = self.in_range(req, segment, c) {
+                if self.available(req, &c.key, now) {
+                    return Some((req, s, pool));
+                }
+            }
+        }
+        if let Some(x) = self.scan(segment, c, now, true) {
+            return Some(x);
+        }
+        // reuse released and expired addresses, the longest-free first
+        let mut best: Option<(u64, Ipv4Addr, usize, Option<usize>)> = None;
+        for &s in segment {
+            for r in &self.cfg.subnets[s].ranges {
+                if !self.pool_ok(r.pool, c) {
+                    continue;
+                }
+                for v in u32::from(r.start)..=u32::from(r.end) {
+                    let ip = Ipv4Addr::from(v);
+                    if let Some(l) = self.leases.get(&ip) {
+                        if self.available(ip, &c.key, now) && best.is_none_or(|b| l.ends < b.0) {
+                            best = Some((l.ends, ip, s, r.pool));
+                        }
+                    }
+                }
+            }
+        }
+        best.map(|(_, ip, s, p)| (ip, s, p))
+    }
+
+    /// Parameters for a client on a subnet (and pool).
+    fn params(&self, subnet: usize, pool: Option<usize>, c: &Client) -> Params {
+        let mut scopes = self.cfg.chain(self.cfg.subnets[subnet].scope);
+        if let Some(pl) = pool {
+            scopes.push(self.cfg.pools[pl].scope);
+        }
+        for &cl in &c.classes {
+            scopes.push(self.cfg.classes[cl].scope);
+        }
+        if let Some(h) = c.host {
+            for s in self.cfg.chain(self.cfg.hosts[h].scope) {
+                if !scopes.contains(&s) {
+                    scopes.push(s);
+                }
+            }
+        }
+        let mut p = Params::default();
+        self.cfg.eval(&scopes, &c.view, &mut p);
+        if p.use_host_decl_names {
+            if let Some(h) = c.host {
+                p.options.entry(OPT_HOST_NAME).or_insert_with(|| {
+                    vec![Chunk::Bytes(self.cfg.hosts[h].name.clone().into_bytes())]
+                });
+            }
+        }
+        p
+    }
+
+    fn lease_time(p: &Params, msg: &Msg) -> u32 {
+        let requested = match msg.option(OPT_LEASE_TIME) {
+            Some(v) if v.len() == 4 => Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]])),
+            _ => None,
+        };
+        let max = p.max_lease.max(p.min_lease);
+        requested.unwrap_or(p.default_lease).clamp(p.min_lease, max)
+    }
+
+    fn bytes(&self, chunks: &[Chunk]) -> Option<Vec<u8>> {
+        let mut v = Vec::new();
+        for c in chunks {
+            match c {
+                Chunk::Bytes(b) => v.extend_from_slice(b),
+                Chunk::Host(h) => v.extend_from_slice(&self.resolved.get(h)?.octets()),
+            }
+        }
+        Some(v)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        msg: &Msg,
+        kind: MsgType,
+        yiaddr: Ipv4Addr,
+        subnet: usize,
+        p: &Params,
+        sid: Ipv4Addr,
+        lease: Option<u32>,
+    ) -> Msg {
+        let mut opts: Vec<(u8, Vec<u8>)> = vec![
+            (OPT_MSG_TYPE, vec![kind as u8]),
+            (OPT_SERVER_ID, sid.octets().to_vec()),
+        ];
+        if let Some(lt) = lease {
+            opts.push((OPT_LEASE_TIME, lt.to_be_bytes().to_vec()));
+            opts.push((OPT_T1, (lt / 2).to_be_bytes().to_vec()));
+            opts.push((OPT_T2, ((lt as u64 * 7 / 8) as u32).to_be_bytes().to_vec()));
+        }
+        let mask = p
+            .options
+            .get(&OPT_SUBNET_MASK)
+            .and_then(|c| self.bytes(c))
+            .unwrap_or_else(|| self.cfg.subnets[subnet].mask.octets().to_vec());
+        opts.push((OPT_SUBNET_MASK, mask));
+        let fixed = [
+            OPT_MSG_TYPE,
+            OPT_SERVER_ID,
+            OPT_LEASE_TIME,
+            OPT_T1,
+            OPT_T2,
+            OPT_SUBNET_MASK,
+        ];
+        let next_server = match &p.next_server {
+            Some(Addr::Ip(ip)) => Some(*ip),
+            Some(Addr::Name(n)) => self.resolved.get(n).copied(),
+            None => None,
+        };
+        let push = |code: u8, opts: &mut Vec<(u8, Vec<u8>)>| {
+            if fixed.contains(&code) || opts.iter().any(|(c, _)| *c == code) {
+                return;
+            }
+            if let Some(v) = p.options.get(&code).and_then(|c| self.bytes(c)) {
+                opts.push((code, v));
+                return;
+            }
+            match code {
+                OPT_BOOTFILE => {
+                    if let Some(f) = &p.filename {
+                        opts.push((code, f.clone().into_bytes()));
+                    }
+                }
+                OPT_TFTP_SERVER => {
+                    if let Some(n) = p
+                        .server_name
+                        .clone()
+                        .or_else(|| next_server.map(|a| a.to_string()))
+                    {
+                        opts.push((code, n.into_bytes()));
+                    }
+                }
+                _ => {}
+            }
+        };
+        match msg.option(OPT_PRL) {
+            Some(prl) => {
+                for &code in prl {
+                    push(code, &mut opts);
+                }
+            }
+            None => {
+                for &code in p.options.keys() {
+                    push(code, &mut opts);
+                }
+            }
+        }
+        if let Some(rai) = msg.option(OPT_RELAY_AGENT) {
+            opts.push((OPT_RELAY_AGENT, rai.to_vec()));
+        }
+        Msg {
+            op: BOOTREPLY,
+            htype: msg.htype,
+            hlen: msg.hlen,
+            hops: 0,
+            xid: msg.xid,
+            secs: 0,
+            flags: msg.flags,
+            ciaddr: if kind == MsgType::Ack && !msg.ciaddr.is_unspecified() {
+                msg.ciaddr
+            } else {
+                Ipv4Addr::UNSPECIFIED
+            },
+            yiaddr,
+            siaddr: next_server.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            giaddr: msg.giaddr,
+            chaddr: msg.chaddr,
+            sname: p.server_name.clone().unwrap_or_default().into_bytes(),
+            file: p.filename.clone().unwrap_or_default().into_bytes(),
+            options: opts,
+        }
+    }
+
+    fn max_len(msg: &Msg) -> usize {
+        match msg.option(OPT_MAX_SIZE) {
+            Some(v) if v.len() == 2 => (u16::from_be_bytes([v[0], v[1]]) as usize).clamp(576, 1500),
+            _ => 576,
+        }
+    }
+
+    fn dest(msg: &Msg, kind: MsgType, yiaddr: Ipv4Addr, p: &Params) -> Dest {
+        if !msg.giaddr.is_unspecified() {
+            return Dest::Relay(msg.giaddr);
+        }
+        if kind == MsgType::Nak {
+            return Dest::Broadcast;
+        }
+        if !msg.ciaddr.is_unspecified() {
+            return Dest::Unicast(msg.ciaddr);
+        }
+        if msg.broadcast_flag() || p.always_broadcast || yiaddr.is_unspecified() {
+            return Dest::Broadcast;
+        }
+        match msg.mac() {
+            Some(mac) => Dest::Link { ip: yiaddr, mac },
+            None => Dest::Broadcast,
+        }
+    }
+
+    fn reply(
+        &self,
+        msg: &Msg,
+        kind: MsgType,
+        yiaddr: Ipv4Addr,
+        subnet: usize,
+        p: &Params,
+        sid: Ipv4Addr,
+        lease: Option<u32>,
+    ) -> Reply {
+        let mut m = self.build(msg, kind, yiaddr, subnet, p, sid, lease);
+        let dest = Engine::dest(msg, kind, yiaddr, p);
+        if kind == MsgType::Nak {
+            m.siaddr = Ipv4Addr::UNSPECIFIED;
+            m.sname.clear();
+            m.file.clear();
+            m.options
+                .retain(|(c, _)| matches!(*c, OPT_MSG_TYPE | OPT_SERVER_ID | OPT_RELAY_AGENT));
+            m.options
+                .push((OPT_MESSAGE, b"requested address not available".to_vec()));
+            if !msg.giaddr.is_unspecified() {
+                m.flags |= 0x8000;
+            }
+        }
+        Reply {
+            bytes: m.encode(Engine::max_len(msg)),
+            dest,
+            kind,
+        }
+    }
+
+    fn nak(&self, msg: &Msg, subnet: Option<usize>, sid: Ipv4Addr) -> Action {
+        let p = Params::default();
+        let s = subnet.unwrap_or(0);
+        if self.cfg.subnets.is_empty() {
+            return Action::Drop("no_subnet");
+        }
+        Action::Send(self.reply(msg, MsgType::Nak, Ipv4Addr::UNSPECIFIED, s, &p, sid, None))
+    }
+
+    fn sid(&self, p: &Params, iface: &Iface) -> Ipv4Addr {
+        p.server_id.unwrap_or(iface.addr)
+    }
+
+    fn grant(&mut self, c: &Client, ip: Ipv4Addr, lt: u32, msg: &Msg, now: u64) -> Lease {
+        if let Some(old) = self.by_client.get(&c.key).copied() {
+            if old != ip {
+                // one lease per client: the old address goes back to the pool
+                if let Some(l) = self.leases.get_mut(&old) {
+                    if lease_key(l).as_ref() == Some(&c.key) && l.state == State::Active {
+                        l.state = State::Free;
+                        l.ends = now;
+                    }
+                }
+            }
+        }
+        let lease = Lease {
+            ip,
+            mac: msg.mac(),
+            client_id: msg.option(OPT_CLIENT_ID).map(<[u8]>::to_vec),
+            hostname: msg
+                .option(OPT_HOST_NAME)
+                .map(|h| String::from_utf8_lossy(h).into_owned())
+                .or_else(|| self.leases.get(&ip).and_then(|l| l.hostname.clone())),
+            starts: now,
+            ends: now + lt as u64,
+            state: State::Active,
+        };
+        self.leases.insert(ip, lease.clone());
+        self.by_client.insert(c.key.clone(), ip);
+        self.offers.remove(&ip);
+        lease
+    }
+
+    /// Handles one request.
+    pub fn handle(&mut self, msg: &Msg, raw: &[u8], iface: &Iface, now: u64) -> Action {
+        let Some(kind) = msg.msg_type() else {
+            return Action::Drop("bootp_or_no_type");
+        };
+        let c = self.client(msg, raw);
+        let Some(subnet) = self.locate(msg, iface) else {
+            return Action::Drop("no_subnet_for_client");
+        };
+        let segment = self.cfg.segment(subnet);
+        let base = self.params(subnet, None, &c);
+        if !base.unknown_clients && c.host.is_none() {
+            return Action::Drop("unknown_client");
+        }
+        match kind {
+            MsgType::Discover => {
+                self.offers.retain(|_, (_, until)| *until > now);
+                let Some((ip, s, pool)) = self.choose(msg, &c, &segment, now) else {
+                    if self
+                        .exhausted_warned
+                        .get(&subnet)
+                        .is_none_or(|t| now >= t + 60)
+                    {
+                        let sn = &self.cfg.subnets[subnet];
+                        warn!(subnet = %format!("{}/{}", sn.net, sn.prefix_len()), declared = %sn.pos,
+                              "no free address to offer: the pool of this subnet is exhausted");
+                        self.exhausted_warned.insert(subnet, now);
+                    }
+                    return Action::Drop("pool_exhausted");
+                };
+                let p = self.params(s, pool, &c);
+                self.offers.insert(ip, (c.key.clone(), now + OFFER_HOLD));
+                let lt = Engine::lease_time(&p, msg);
+                Action::Send(self.reply(
+                    msg,
+                    MsgType::Offer,
+                    ip,
+                    s,
+                    &p,
+                    self.sid(&p, iface),
+                    Some(lt),
+                ))
+            }
+            MsgType::Request => self.request(msg, &c, iface, subnet, &segment, &base, now),
+            MsgType::Decline => {
+                let Some(ip) = msg.option_ip(OPT_REQUESTED_IP) else {
+                    return Action::Drop("decline_without_address");
+                };
+                let mine = self
+                    .leases
+                    .get(&ip)
+                    .is_some_and(|l| lease_key(l).as_ref() == Some(&c.key))
+                    || self.offers.get(&ip).is_some_and(|(k, _)| *k == c.key);
+                if !mine {
+                    return Action::Drop("decline_not_ours");
+                }
+                warn!(%ip, client = %hex(msg.hw()), "client declined the address (in use by someone else?): abandoned");
+                let lease = Lease {
+                    ip,
+                    mac: None,
+                    client_id: None,
+                    hostname: None,
+                    starts: now,
+                    ends: now + base.abandon_time as u64,
+                    state: State::Abandoned,
+                };
+                self.leases.insert(ip, lease.clone());
+                self.by_client.remove(&c.key);
+                self.offers.remove(&ip);
+                Action::Commit {
+                    leases: vec![lease],
+                    reply: None,
+                }
+            }
+            MsgType::Release => {
+                let ip = msg.ciaddr;
+                match self.leases.get_mut(&ip) {
+                    Some(l)
+                        if lease_key(l).as_ref() == Some(&c.key) && l.state == State::Active =>
+                    {
+                        l.state = State::Released;
+                        l.ends = now;
+                        let l = l.clone();
+                        Action::Commit {
+                            leases: vec![l],
+                            reply: None,
+                        }
+                    }
+                    _ => Action::Drop("release_not_ours"),
+                }
+            }
+            MsgType::Inform => {
+                if msg.ciaddr.is_unspecified() {
+                    return Action::Drop("inform_without_ciaddr");
+                }
+                let p = self.params(subnet, None, &c);
+                let mut r = self.reply(
+                    msg,
+                    MsgType::Ack,
+                    Ipv4Addr::UNSPECIFIED,
+                    subnet,
+                    &p,
+                    self.sid(&p, iface),
+                    None,
+                );
+                if msg.giaddr.is_unspecified() {
+                    r.dest = Dest::Unicast(msg.ciaddr);
+                }
+                Action::Send(r)
+            }
+            _ => Action::Drop("not_a_client_message"),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        msg: &Msg,
+        c: &Client,
+        iface: &Iface,
+        subnet: usize,
+        segment: &[usize],
+        base: &Params,
+        now: u64,
+    ) -> Action {
+        let sid_opt = msg.option_ip(OPT_SERVER_ID);
+        let requested = msg.option_ip(OPT_REQUESTED_IP);
+        let our_sid = self.sid(base, iface);
+        // what this client may hold at `ip`: (subnet, pool) if so
+        let allowed = |e: &Engine, ip: Ipv4Addr| -> Option<(usize, Option<usize>)> {
+            if let Some((fip, s)) = e.fixed_for(c, segment) {
+                return (fip == ip).then_some((s, None));
+            }
+            let r = e.in_range(ip, segment, c)?;
+            e.available(ip, &c.key, now).then_some(r)
+        };
+        let ack = |e: &mut Engine, ip: Ipv4Addr, s: usize, pool: Option<usize>| -> Action {
+            let p = e.params(s, pool, c);
+            let lt = Engine::lease_time(&p, msg);
+            let lease = e.grant(c, ip, lt, msg, now);
+            let sid = e.sid(&p, iface);
+            let reply = e.reply(msg, MsgType::Ack, ip, s, &p, sid, Some(lt));
+            Action::Commit {
+                leases: vec![lease],
+                reply: Some(reply),
+            }
+        };
+        if let Some(sid) = sid_opt {
+            // SELECTING
+            if !self.server_ids.contains(&sid) {
+                // the client chose another server: our offer is free again
+                if let Some(ip) = requested {
+                    if self.offers.get(&ip).is_some_and(|(k, _)| *k == c.key) {
+                        self.offers.remove(&ip);
+                    }
+                }
+                return Action::Drop("request_for_other_server");
+            }
+            let Some(ip) = requested else {
+                return Action::Drop("selecting_without_address");
+            };
+            return match allowed(self, ip) {
+                Some((s, pool)) => ack(self, ip, s, pool),
+                None => self.nak(msg, Some(subnet), sid),
+            };
+        }
+        if let Some(ip) = requested.filter(|_| msg.ciaddr.is_unspecified()) {
+            // INIT-REBOOT: the client asks to keep an address it remembers
+            let on_segment = segment.iter().any(|&s| self.cfg.subnets[s].contains(ip));
+            if !on_segment {
+                return if base.authoritative {
+                    self.nak(msg, Some(subnet), our_sid)
+                } else {
+                    Action::Drop("init_reboot_wrong_network")
+                };
+            }
+            let ours = self
+                .leases
+                .get(&ip)
+                .is_some_and(|l| lease_key(l).as_ref() == Some(&c.key))
+                || self.fixed_for(c, segment).is_some_and(|(f, _)| f == ip);
+            if ours {
+                return match allowed(self, ip) {
+                    Some((s, pool)) => ack(self, ip, s, pool),
+                    None => self.nak(msg, Some(subnet), our_sid),
+                };
+            }
+            let taken = !self.available(ip, &c.key, now);
+            if taken
+                || self.fixed_for(c, segment).is_some()
+                || self.in_range(ip, segment, c).is_none()
+            {
+                return if base.authoritative {
+                    self.nak(msg, Some(subnet), our_sid)
+                } else {
+                    Action::Drop("init_reboot_not_ours")
+                };
+            }
+            // no record of this client: RFC 2131 says stay silent
+            return Action::Drop("init_reboot_unknown_client");
+        }
+        if !msg.ciaddr.is_unspecified() {
+            // RENEWING (unicast) or REBINDING (broadcast)
+            let ip = msg.ciaddr;
+            let ours =
+                self.leases.get(&ip).is_some_and(|l| {
+                    lease_key(l).as_ref() == Some(&c.key) && l.state == State::Active
+                }) || self.fixed_for(c, segment).is_some_and(|(f, _)| f == ip);
+            if ours {
+                if let Some((s, pool)) = allowed(self, ip) {
+                    return ack(self, ip, s, pool);
+                }
+            }
+            if !self.available(ip, &c.key, now)
+                || !segment.iter().any(|&s| self.cfg.subnets[s].contains(ip))
+            {
+                return if base.authoritative {
+                    self.nak(msg, Some(subnet), our_sid)
+                } else {
+                    Action::Drop("renew_not_ours")
+                };
+            }
+            if base.authoritative {
+                // a free address in our range: adopt the client's lease
+                if let Some((s, pool)) = allowed(self, ip) {
+                    return ack(self, ip, s, pool);
+                }
+            }
+            return Action::Drop("renew_unknown_client");
+        }
+        Action::Drop("request_without_address")
+    }
+
+    /// Counts for metrics: leases by state and free addresses per subnet.
+    pub fn stats(&self, now: u64) -> (HashMap<&'static str, u64>, Vec<(String, u64)>) {
+        let mut states: HashMap<&'static str, u64> = HashMap::new();
+        for l in self.leases.values() {
+            *states.entry(l.effective_state(now)).or_default() += 1;
+        }
+        let mut free = Vec::new();
+        for s in &self.cfg.subnets {
+            let mut n = 0u64;
+            for r in &s.ranges {
+                for v in u32::from(r.start)..=u32::from(r.end) {
+                    let ip = Ipv4Addr::from(v);
+                    let held = self.leases.get(&ip).is_some_and(|l| l.holds(now))
+                        || self.offers.get(&ip).is_some_and(|(_, t)| *t > now)
+                        || self.fixed_set.contains(&ip);
+                    if !held {
+                        n += 1;
+                    }
+                }
+            }
+            free.push((format!("{}/{}", s.net, s.prefix_len()), n));
+        }
+        (states, free)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::parse_str;
+
+    const CONF: &str = r#"
+authoritative;
+default-lease-time 600;
+max-lease-time 7200;
+option domain-name "lab.test";
+option domain-name-servers 10.50.0.1;
+subnet 10.50.0.0 netmask 255.255.255.0 {
+  range 10.50.0.100 10.50.0.102;
+  option routers 10.50.0.1;
+  filename "pxelinux.0";
+  next-server 10.50.0.1;
+}
+subnet 10.60.0.0 netmask 255.255.0.0 {
+  range 10.60.1.1 10.60.1.50;
+}
+host reserved {
+  hardware ethernet 02:00:00:00:00:33;
+  fixed-address 10.50.0.20;
+  filename "uefi/shimx64.efi";
+}
+"#;
+
+    fn iface() -> Iface {
+        Iface {
+            name: "eth0".into(),
+            index: 2,
+            addr: Ipv4Addr::new(10, 50, 0, 1),
+            prefix: 24,
+        }
+    }
+
+    fn engine() -> Engine {
+        Engine::new(
+            parse_str("t.conf", CONF).unwrap(),
+            HashMap::new(),
+            &[iface()],
+        )
+    }
+
+    fn mac(n: u8) -> [u8; 6] {
+        [2, 0, 0, 0, 0, n]
+    }
+
+    fn send(e: &mut Engine, raw: &[u8], now: u64) -> Action {
+        let m = Msg::parse_request(raw).unwrap();
+        e.handle(&m, raw, &iface(), now)
+    }
+
+    fn reply(a: &Action) -> (Msg, Dest) {
+        match a {
+            Action::Send(r) | Action::Commit { reply: Some(r), .. } => {
+                (Msg::parse(&r.bytes).unwrap(), r.dest.clone())
+            }
+            other => panic!("no reply: {other:?}"),
+        }
+    }
+
+    fn dora(e: &mut Engine, m: [u8; 6], now: u64) -> Ipv4Addr {
+        let off = reply(&send(
+            e,
+            &crate::wire::request(MsgType::Discover, m, 1, &[]),
+            now,
+        ))
+        .0;
+        assert_eq!(off.msg_type(), Some(MsgType::Offer));
+        let req = crate::wire::request(
+            MsgType::Request,
+            m,
+            1,
+            &[
+                (OPT_SERVER_ID, &[10, 50, 0, 1]),
+                (OPT_REQUESTED_IP, &off.yiaddr.octets()),
+            ],
+        );
+        let a = send(e, &req, now);
+        assert!(matches!(a, Action::Commit { .. }), "{a:?}");
+        let ack = reply(&a).0;
+        assert_eq!(ack.msg_type(), Some(MsgType::Ack));
+        assert_eq!(ack.yiaddr, off.yiaddr);
+        ack.yiaddr
+    }
+
+    #[test]
+    fn dora_gives_options_lease_times_and_pxe_fields() {
+        let mut e = engine();
+        let prl: &[u8] = &[6, 3, 15, 67, 1];
+        let raw = crate::wire::request(MsgType::Discover, mac(1), 7, &[(OPT_PRL, prl)]);
+        let (off, dest) = reply(&send(&mut e, &raw, 1000));
+        assert_eq!(off.yiaddr, Ipv4Addr::new(10, 50, 0, 100));
+        assert_eq!(
+            dest,
+            Dest::Link {
+                ip: off.yiaddr,
+                mac: mac(1)
+            }
+        );
+        assert_eq!(off.siaddr, Ipv4Addr::new(10, 50, 0, 1));
+        assert_eq!(&off.file[..10], b"pxelinux.0");
+        assert_eq!(off.option(OPT_LEASE_TIME), Some(&600u32.to_be_bytes()[..]));
+        assert_eq!(off.option(OPT_T1), Some(&300u32.to_be_bytes()[..]));
+        assert_eq!(off.option(OPT_T2), Some(&525u32.to_be_bytes()[..]));
+        // the parameter request list decides the order after the fixed header options
+        let codes: Vec<u8> = off.options.iter().map(|(c, _)| *c).collect();
+        assert_eq!(codes, vec![53, 54, 51, 58, 59, 1, 6, 3, 15, 67]);
+        assert_eq!(off.option(67), Some(&b"pxelinux.0"[..]));
+    }
+
+    #[test]
+    fn concurrent_discovers_never_get_the_same_address_and_pool_exhaustion_drops() {
+        let mut e = engine();
+        let mut seen = HashSet::new();
+        for n in 1..=3 {
+            let (off, _) = reply(&send(
+                &mut e,
+                &crate::wire::request(MsgType::Discover, mac(n), 1, &[]),
+                1000,
+            ));
+            assert!(seen.insert(off.yiaddr), "{} offered twice", off.yiaddr);
+        }
+        assert!(matches!(
+            send(
+                &mut e,
+                &crate::wire::request(MsgType::Discover, mac(9), 1, &[]),
+                1000
+            ),
+            Action::Drop("pool_exhausted")
+        ));
+        // offers expire
+        assert!(matches!(
+            send(
+                &mut e,
+                &crate::wire::request(MsgType::Discover, mac(9), 1, &[]),
+                1000 + OFFER_HOLD + 1
+            ),
+            Action::Send(_)
+        ));
+    }
+
+    #[test]
+    fn reservation_renew_release_and_reuse() {
+        let mut e = engine();
+        let (off, _) = reply(&send(
+            &mut e,
+            &crate::wire::request(MsgType::Discover, mac(0x33), 1, &[]),
+            1000,
+        ));
+        assert_eq!(off.yiaddr, Ipv4Addr::new(10, 50, 0, 20));
+        assert!(off.file.starts_with(b"uefi/shimx64.efi"));
+        let ip = dora(&mut e, mac(1), 1000);
+        // the same client gets the same address back on a new DISCOVER
+        assert_eq!(dora(&mut e, mac(1), 1100), ip);
+        // renew: unicast with ciaddr
+        let mut renew =
+            Msg::parse(&crate::wire::request(MsgType::Request, mac(1), 2, &[])).unwrap();
+        renew.ciaddr = ip;
+        let raw = renew.encode(576);
+        let (ack, dest) = reply(&send(&mut e, &raw, 1200));
+        assert_eq!(ack.msg_type(), Some(MsgType::Ack));
+        assert_eq!(dest, Dest::Unicast(ip));
+        assert_eq!(e.leases[&ip].ends, 1200 + 600);
+        // another client asking for that address gets something else
+        let raw = crate::wire::request(
+            MsgType::Discover,
+            mac(2),
+            1,
+            &[(OPT_REQUESTED_IP, &ip.octets())],
+        );
+        assert_ne!(reply(&send(&mut e, &raw, 1200)).0.yiaddr, ip);
+        // release frees it
+        let mut rel = Msg::parse(&crate::wire::request(
+            MsgType::Release,
+            mac(1),
+            3,
+            &[(OPT_SERVER_ID, &[10, 50, 0, 1])],
+        ))
+        .unwrap();
+        rel.ciaddr = ip;
+        assert!(matches!(
+            send(&mut e, &rel.encode(576), 1300),
+            Action::Commit { reply: None, .. }
+        ));
+        assert_eq!(e.leases[&ip].state, State::Released);
+    }
+
+    #[test]
+    fn init_reboot_and_selecting_naks() {
+        let mut e = engine();
+        let ip = dora(&mut e, mac(1), 1000);
+        // INIT-REBOOT for an address on another network: NAK (authoritative), broadcast
+        let raw = crate::wire::request(
+            MsgType::Request,
+            mac(1),
+            5,
+            &[(OPT_REQUESTED_IP, &[192, 168, 9, 9])],
+        );
+        let (nak, dest) = reply(&send(&mut e, &raw, 1100));
+        assert_eq!(nak.msg_type(), Some(MsgType::Nak));
+        assert_eq!(dest, Dest::Broadcast);
+        // INIT-REBOOT for its own address: ACK
+        let raw = crate::wire::request(
+            MsgType::Request,
+            mac(1),
+            6,
+            &[(OPT_REQUESTED_IP, &ip.octets())],
+        );
+        assert_eq!(
+            reply(&send(&mut e, &raw, 1100)).0.msg_type(),
+            Some(MsgType::Ack)
+        );
+        // another client claiming it: NAK
+        let raw = crate::wire::request(
+            MsgType::Request,
+            mac(2),
+            7,
+            &[(OPT_REQUESTED_IP, &ip.octets())],
+        );
+        assert_eq!(
+            reply(&send(&mut e, &raw, 1100)).0.msg_type(),
+            Some(MsgType::Nak)
+        );
+        // SELECTING another server: silence, offer released
+        let raw = crate::wire::request(
+            MsgType::Request,
+            mac(3),
+            8,
+            &[
+                (OPT_SERVER_ID, &[10, 50, 0, 99]),
+                (OPT_REQUESTED_IP, &[10, 50, 0, 101]),
+            ],
+        );
+        assert!(matches!(
+            send(&mut e, &raw, 1100),
+            Action::Drop("request_for_other_server")
+        ));
+    }
+
+    #[test]
+    fn relayed_requests_use_giaddr_subnet_and_decline_abandons() {
+        let mut e = engine();
+        let mut d = Msg::parse(&crate::wire::request(
+            MsgType::Discover,
+            mac(4),
+            1,
+            &[(OPT_RELAY_AGENT, &[1, 2, 3, 4])],
+        ))
+        .unwrap();
+        d.giaddr = Ipv4Addr::new(10, 60, 0, 9);
+        let (off, dest) = reply(&send(&mut e, &d.encode(576), 1000));
+        assert_eq!(off.yiaddr, Ipv4Addr::new(10, 60, 1, 1));
+        assert_eq!(dest, Dest::Relay(Ipv4Addr::new(10, 60, 0, 9)));
+        assert_eq!(
+            off.option(OPT_RELAY_AGENT),
+            Some(&[1u8, 2, 3, 4][..]),
+            "option 82 echoed"
+        );
+        let raw = crate::wire::request(
+            MsgType::Decline,
+            mac(4),
+            2,
+            &[(OPT_REQUESTED_IP, &off.yiaddr.octets())],
+        );
+        assert!(matches!(
+            send(&mut e, &raw, 1000),
+            Action::Commit { reply: None, .. }
+        ));
+        assert_eq!(e.leases[&off.yiaddr].state, State::Abandoned);
+        let (again, _) = reply(&send(&mut e, &d.encode(576), 1001));
+        assert_ne!(
+            again.yiaddr, off.yiaddr,
+            "an abandoned address is not offered again"
+        );
+    }
+}

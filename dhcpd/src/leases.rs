@@ -1,0 +1,388 @@
+//! Leases in memory and on disk.
+//!
+//! The journal is an append-only file in the ISC `dhcpd.leases` format: each change appends a
+//! whole `lease IP { ... }` block, the last block for an address wins. On start-up it is
+//! read, then compacted (rewritten with one block per address, fsync, rename). The server
+//! appends through [`Journal::append_batch`]: one write and one `fdatasync` for many leases
+//! (group commit), and only then are the ACKs for those leases sent.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Lease states, as ISC's `binding state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    Active,
+    Free,
+    Released,
+    Abandoned,
+}
+
+impl State {
+    pub fn isc(self) -> &'static str {
+        match self {
+            State::Active => "active",
+            State::Free => "free",
+            State::Released => "released",
+            State::Abandoned => "abandoned",
+        }
+    }
+    fn from_isc(s: &str) -> Option<State> {
+        Some(match s {
+            "active" => State::Active,
+            "free" | "expired" | "reset" | "backup" => State::Free,
+            "released" => State::Released,
+            "abandoned" => State::Abandoned,
+            _ => return None,
+        })
+    }
+}
+
+/// One lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    pub mac: Option<[u8; 6]>,
+    pub client_id: Option<Vec<u8>>,
+    pub hostname: Option<String>,
+    /// Unix seconds.
+    pub starts: u64,
+    pub ends: u64,
+    pub state: State,
+}
+
+impl Lease {
+    /// The state as reported to people: an active lease past its end is `expired`.
+    pub fn effective_state(&self, now: u64) -> &'static str {
+        match self.state {
+            State::Active if self.ends <= now => "expired",
+            State::Active => "active",
+            State::Free => "expired",
+            State::Released => "released",
+            State::Abandoned => "abandoned",
+        }
+    }
+
+    /// Whether the address is held (not available to others) at `now`.
+    pub fn holds(&self, now: u64) -> bool {
+        match self.state {
+            State::Active | State::Abandoned => self.ends > now,
+            State::Free | State::Released => false,
+        }
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// ISC's date form: `W YYYY/MM/DD HH:MM:SS` (UTC, W = weekday 0-6 from Sunday).
+pub fn isc_time(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let (y, m, d) = civil(days);
+    let s = t % 86_400;
+    let wd = (days + 4).rem_euclid(7);
+    format!(
+        "{wd} {y:04}/{m:02}/{d:02} {:02}:{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// RFC 3339 (UTC).
+pub fn rfc3339(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let (y, m, d) = civil(days);
+    let s = t % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+fn parse_isc_time(words: &[&str]) -> Option<u64> {
+    // "never" or "W YYYY/MM/DD HH:MM:SS"
+    if words.first() == Some(&"never") {
+        return Some(u64::MAX / 2);
+    }
+    let date = words.get(1)?;
+    let time = words.get(2)?;
+    let mut dp = date.split('/');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let mo: u32 = dp.next()?.parse().ok()?;
+    let d: u32 = dp.next()?.parse().ok()?;
+    let mut tp = time.split(':');
+    let h: u64 = tp.next()?.parse().ok()?;
+    let mi: u64 = tp.next()?.parse().ok()?;
+    let s: u64 = tp.next()?.parse().ok()?;
+    let days = days_from_civil(y, mo, d);
+    Some(days as u64 * 86_400 + h * 3600 + mi * 60 + s)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Renders one lease as a `dhcpd.leases` block.
+pub fn render(l: &Lease) -> String {
+    let mut s = format!(
+        "lease {} {{\n  starts {};\n  ends {};\n  cltt {};\n  binding state {};\n  next binding state free;\n",
+        l.ip,
+        isc_time(l.starts),
+        isc_time(l.ends),
+        isc_time(l.starts),
+        l.state.isc()
+    );
+    if let Some(m) = l.mac {
+        s.push_str(&format!("  hardware ethernet {};\n", hex(&m)));
+    }
+    if let Some(id) = &l.client_id {
+        s.push_str(&format!("  uid {};\n", hex(id)));
+    }
+    if let Some(h) = &l.hostname {
+        let clean: String = h
+            .chars()
+            .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+            .collect();
+        s.push_str(&format!("  client-hostname \"{clean}\";\n"));
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn unquote_uid(v: &str) -> Option<Vec<u8>> {
+    if let Some(inner) = v.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        // ISC's octal-escaped string form
+        let mut out = Vec::new();
+        let b = inner.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\'
+                && i + 4 <= b.len()
+                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).ok()?, 8).ok()?);
+                i += 4;
+            } else if b[i] == b'\\' && i + 1 < b.len() {
+                out.push(b[i + 1]);
+                i += 2;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        return Some(out);
+    }
+    v.split(':')
+        .map(|p| u8::from_str_radix(p, 16).ok())
+        .collect()
+}
+
+/// Reads a lease file; later blocks for an address replace earlier ones. Lines it does not
+/// understand are skipped (ISC writes more than we need). Returns leases and how many blocks
+/// were read.
+pub fn read(path: &Path) -> io::Result<(HashMap<Ipv4Addr, Lease>, usize)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((HashMap::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let mut out = HashMap::new();
+    let mut blocks = 0;
+    let mut cur: Option<Lease> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("lease ") {
+            let ip = rest.trim_end_matches('{').trim().parse().ok();
+            cur = ip.map(|ip| Lease {
+                ip,
+                mac: None,
+                client_id: None,
+                hostname: None,
+                starts: 0,
+                ends: 0,
+                state: State::Free,
+            });
+            continue;
+        }
+        let Some(l) = cur.as_mut() else { continue };
+        if line == "}" {
+            if let Some(l) = cur.take() {
+                blocks += 1;
+                out.insert(l.ip, l);
+            }
+            continue;
+        }
+        let stmt = line.trim_end_matches(';');
+        let words: Vec<&str> = stmt.split_whitespace().collect();
+        match words.as_slice() {
+            ["starts", rest @ ..] => l.starts = parse_isc_time(rest).unwrap_or(0),
+            ["ends", rest @ ..] => l.ends = parse_isc_time(rest).unwrap_or(0),
+            ["binding", "state", s] => l.state = State::from_isc(s).unwrap_or(State::Free),
+            ["hardware", "ethernet", m] => {
+                l.mac = unquote_uid(m).filter(|b| b.len() == 6).map(|b| {
+                    let mut a = [0u8; 6];
+                    a.copy_from_slice(&b);
+                    a
+                })
+            }
+            ["uid", ..] => l.client_id = unquote_uid(stmt["uid".len()..].trim()),
+            ["client-hostname", ..] => {
+                l.hostname = Some(
+                    stmt["client-hostname".len()..]
+                        .trim()
+                        .trim_matches('"')
+                        .to_string(),
+                )
+            }
+            _ => {}
+        }
+    }
+    Ok((out, blocks))
+}
+
+/// The append-only journal.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    /// Blocks appended since the last compaction.
+    pub appended: usize,
+}
+
+fn fsync_dir(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
+}
+
+impl Journal {
+    /// Rewrites the file with exactly these leases (temp file, fsync, rename, fsync dir),
+    /// then opens it for appending.
+    pub fn compact<'a>(
+        path: &Path,
+        leases: impl Iterator<Item = &'a Lease>,
+    ) -> io::Result<Journal> {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        {
+            let mut f = File::create(&tmp)?;
+            let mut buf =
+                String::from("# dhcpd lease journal: the last block for an address wins\n");
+            for l in leases {
+                buf.push_str(&render(l));
+            }
+            f.write_all(buf.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        fsync_dir(path)?;
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            appended: 0,
+        })
+    }
+
+    /// Appends rendered blocks with one write and one fdatasync.
+    pub fn append_batch(&mut self, text: &str, blocks: usize) -> io::Result<()> {
+        self.file.write_all(text.as_bytes())?;
+        self.file.sync_data()?;
+        self.appended += blocks;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_formats() {
+        assert_eq!(isc_time(0), "4 1970/01/01 00:00:00");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T07:46:40Z");
+        let t = 1_795_000_000;
+        let words: Vec<String> = isc_time(t).split(' ').map(String::from).collect();
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        assert_eq!(parse_isc_time(&w), Some(t));
+    }
+
+    #[test]
+    fn journal_round_trip_and_last_block_wins() {
+        let dir = std::env::temp_dir().join(format!("dhcpd-leases-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dhcpd.leases");
+        let a = Lease {
+            ip: Ipv4Addr::new(10, 0, 0, 5),
+            mac: Some([2, 0, 0, 0, 0, 1]),
+            client_id: Some(vec![1, 2, 0, 0, 0, 0, 1]),
+            hostname: Some("web1".into()),
+            starts: 1_795_000_000,
+            ends: 1_795_000_600,
+            state: State::Active,
+        };
+        let mut j = Journal::compact(&path, [a.clone()].iter()).unwrap();
+        let released = Lease {
+            state: State::Released,
+            ..a.clone()
+        };
+        j.append_batch(&render(&released), 1).unwrap();
+        let (m, blocks) = read(&path).unwrap();
+        assert_eq!(blocks, 2);
+        assert_eq!(m[&a.ip], released);
+        // ISC's octal uid form reads too
+        std::fs::write(
+            &path,
+            "lease 10.0.0.6 {\n  uid \"\\001\\002\\003\";\n  binding state active;\n}\n",
+        )
+        .unwrap();
+        let (m, _) = read(&path).unwrap();
+        assert_eq!(
+            m[&Ipv4Addr::new(10, 0, 0, 6)].client_id,
+            Some(vec![1, 2, 3])
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
