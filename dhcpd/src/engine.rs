@@ -608,6 +608,7 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn reply(
         &self,
         msg: &Msg,
