@@ -1,6 +1,23 @@
 //! dhcpd: a DHCPv4 server for PXE networks that reads ISC `dhcpd.conf`.
+//!
+//! # Map
+//! - [`conf`]: the dhcpd.conf language (lexer, parser, option types, expressions, scopes).
+//! - [`wire`]: DHCP messages on the wire; parsing never panics.
+//! - [`engine`]: the protocol and allocation core, pure: request + time in, action out.
+//! - [`leases`]: leases and the `dhcpd.leases` journal (group commit, compaction).
+//! - [`net`]: interfaces, sockets, link-layer delivery.
+//! - [`server`]: threads: a receiver per interface, one journal writer, metrics.
+//!
+//! # Invariants
+//! - An ACK that grants a lease leaves only after that lease is on disk (written and
+//!   `fdatasync`ed by the journal thread, which sends the ACK itself).
+//! - The engine never offers an address that another client holds, that is offered to
+//!   another client, reserved for a host, or one of our own addresses.
+//! - Anything in dhcpd.conf we do not implement is an error at its position.
 
 pub mod conf;
 pub mod engine;
 pub mod leases;
+pub mod net;
+pub mod server;
 pub mod wire;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use tftpd::metrics::{serve_metrics, Metrics};
+use tftpd::metrics::Metrics;
 use tftpd::options::MAX_BLKSIZE;
 use tftpd::remap::Remap;
 use tftpd::server::{bind_listener, Config, Server};
@@ -67,19 +67,6 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
         ));
     }
     Ok((lo, hi))
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TFTPD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.init();
-    }
 }
 
 fn load_remap(path: &Option<PathBuf>) -> anyhow::Result<Option<Remap>> {
@@ -148,7 +135,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        tokio::spawn(serve_metrics(l, metrics.clone()));
+        let m = metrics.clone();
+        tokio::spawn(opsflow_common::serve_metrics(
+            l,
+            Arc::new(move || m.render()),
+        ));
     }
     let mut hup = signal(SignalKind::hangup())?;
     let reloader = server.clone();
@@ -181,7 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    opsflow_common::init_logging("TFTPD_LOG", &cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,20 +1,9 @@
 //! Counters and the Prometheus text endpoint (`--metrics ADDR` → `http://ADDR/metrics`).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tracing::{info, warn};
+use std::sync::Mutex;
 
 /// Server counters. Cheap to update from every transfer.
 #[derive(Default, Debug)]
@@ -143,47 +132,5 @@ impl Metrics {
             }
         }
         s
-    }
-}
-
-/// Serves `GET /metrics` on `listener` forever.
-pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
-    if let Ok(a) = listener.local_addr() {
-        info!(listen = %a, "metrics endpoint ready");
-    }
-    loop {
-        let (stream, peer): (_, SocketAddr) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(error = %e, "metrics accept failed");
-                continue;
-            }
-        };
-        let m = metrics.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let m = m.clone();
-                async move {
-                    let resp = if req.uri().path() == "/metrics" {
-                        Response::builder()
-                            .header("content-type", "text/plain; version=0.0.4")
-                            .body(Full::new(Bytes::from(m.render())))
-                    } else {
-                        Response::builder()
-                            .status(StatusCode::NOT_FOUND)
-                            .body(Full::new(Bytes::from_static(
-                                b"only /metrics is served here\n",
-                            )))
-                    };
-                    Ok::<_, Infallible>(resp.unwrap_or_default())
-                }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                warn!(%peer, error = %e, "metrics connection failed");
-            }
-        });
     }
 }

@@ -1,0 +1,348 @@
+//! The running server: a receive thread per interface, the engine behind a mutex, and one
+//! journal thread that makes leases durable in batches (group commit) before it sends the
+//! ACKs that grant them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use tracing::{debug, error, info, warn};
+
+use crate::conf::Config;
+use crate::engine::{Action, Engine, Iface, Reply};
+use crate::leases::{self, Journal, Lease};
+use crate::net::Port;
+use crate::wire::{Msg, MsgType};
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    rx: Mutex<BTreeMap<&'static str, u64>>,
+    tx: Mutex<BTreeMap<&'static str, u64>>,
+    dropped: Mutex<BTreeMap<&'static str, u64>>,
+    pub commits: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+fn bump(m: &Mutex<BTreeMap<&'static str, u64>>, k: &'static str) {
+    if let Ok(mut m) = m.lock() {
+        *m.entry(k).or_default() += 1;
+    }
+}
+
+impl Metrics {
+    pub fn dropped(&self, reason: &'static str) {
+        bump(&self.dropped, reason);
+    }
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.lock().map(|m| m.values().sum()).unwrap_or(0)
+    }
+}
+
+enum Job {
+    Commit {
+        leases: Vec<Lease>,
+        reply: Option<Reply>,
+        port: usize,
+    },
+    Flush(mpsc::Sender<()>),
+}
+
+/// A handle on the running server.
+pub struct Server {
+    pub engine: Arc<Mutex<Engine>>,
+    pub metrics: Arc<Metrics>,
+    journal_tx: Sender<Job>,
+    config_path: PathBuf,
+    ifaces: Vec<Iface>,
+}
+
+impl Server {
+    /// Reads the leases, compacts the journal, binds the interfaces and starts the threads.
+    pub fn start(
+        cfg: Config,
+        config_path: &Path,
+        leases_path: &Path,
+        ifaces: Vec<Iface>,
+        port: u16,
+    ) -> anyhow::Result<Server> {
+        let (leases, blocks) = leases::read(leases_path).map_err(|e| {
+            anyhow::anyhow!("cannot read the lease file {}: {e}", leases_path.display())
+        })?;
+        info!(file = %leases_path.display(), leases = leases.len(), blocks, "leases loaded");
+        let journal = Journal::compact(leases_path, leases.values()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot rewrite the lease file {}: {e}",
+                leases_path.display()
+            )
+        })?;
+        let engine = Arc::new(Mutex::new(Engine::new(cfg, leases, &ifaces)));
+        let metrics = Arc::new(Metrics::default());
+        let mut ports = Vec::new();
+        for i in &ifaces {
+            let p = Port::bind(i.clone(), port)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {} port {port}: {e}", i.name))?;
+            info!(interface = %i.name, addr = %i.addr, "listening");
+            ports.push(Arc::new(p));
+        }
+        let (tx, rx) = mpsc::channel();
+        {
+            let ports = ports.clone();
+            let engine = engine.clone();
+            let metrics = metrics.clone();
+            std::thread::Builder::new()
+                .name("journal".into())
+                .spawn(move || journal_loop(journal, rx, ports, engine, metrics))?;
+        }
+        for (idx, p) in ports.iter().enumerate() {
+            let p = p.clone();
+            let engine = engine.clone();
+            let metrics = metrics.clone();
+            let tx = tx.clone();
+            std::thread::Builder::new()
+                .name(format!("rx-{}", p.iface.name))
+                .spawn(move || receive_loop(idx, p, engine, metrics, tx))?;
+        }
+        info!("dhcpd ready");
+        Ok(Server {
+            engine,
+            metrics,
+            journal_tx: tx,
+            config_path: config_path.to_path_buf(),
+            ifaces,
+        })
+    }
+
+    /// Re-reads the config; on error the old one stays in force.
+    pub fn reload(&self) {
+        match crate::conf::load(&self.config_path) {
+            Ok(cfg) => {
+                for w in &cfg.warnings {
+                    warn!("{w}");
+                }
+                if let Ok(mut e) = self.engine.lock() {
+                    let leases = std::mem::take(&mut e.leases);
+                    *e = Engine::new(cfg, leases, &self.ifaces);
+                }
+                info!("configuration reloaded");
+            }
+            Err(errs) => {
+                for d in errs {
+                    error!("{d}");
+                }
+                warn!("reload refused: the configuration has errors; the old one stays in force");
+            }
+        }
+    }
+
+    /// Waits until every lease handed to the journal so far is on disk.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.journal_tx.send(Job::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+
+    /// Prometheus text.
+    pub fn render_metrics(&self) -> String {
+        let mut s = String::new();
+        let map = |s: &mut String,
+                   name: &str,
+                   label: &str,
+                   help: &str,
+                   m: &Mutex<BTreeMap<&'static str, u64>>| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            if let Ok(m) = m.lock() {
+                for (k, v) in m.iter() {
+                    let _ = writeln!(s, "{name}{{{label}=\"{k}\"}} {v}");
+                }
+            }
+        };
+        map(
+            &mut s,
+            "dhcpd_packets_received_total",
+            "type",
+            "Requests received, by message type.",
+            &self.metrics.rx,
+        );
+        map(
+            &mut s,
+            "dhcpd_packets_sent_total",
+            "type",
+            "Replies sent, by message type.",
+            &self.metrics.tx,
+        );
+        map(
+            &mut s,
+            "dhcpd_packets_dropped_total",
+            "reason",
+            "Packets dropped, by reason.",
+            &self.metrics.dropped,
+        );
+        let _ = writeln!(
+            s,
+            "# HELP dhcpd_lease_commits_total Leases made durable.\n# TYPE dhcpd_lease_commits_total counter\ndhcpd_lease_commits_total {}",
+            self.metrics.commits.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP dhcpd_lease_fsyncs_total Journal fsyncs (one per batch).\n# TYPE dhcpd_lease_fsyncs_total counter\ndhcpd_lease_fsyncs_total {}",
+            self.metrics.batches.load(Relaxed)
+        );
+        if let Ok(e) = self.engine.lock() {
+            let (states, free) = e.stats(leases::now());
+            let _ = writeln!(
+                s,
+                "# HELP dhcpd_leases Leases by state.\n# TYPE dhcpd_leases gauge"
+            );
+            for st in ["active", "expired", "released", "abandoned"] {
+                let _ = writeln!(
+                    s,
+                    "dhcpd_leases{{state=\"{st}\"}} {}",
+                    states.get(st).copied().unwrap_or(0)
+                );
+            }
+            let _ = writeln!(s, "# HELP dhcpd_free_addresses Addresses free to offer, per subnet.\n# TYPE dhcpd_free_addresses gauge");
+            for (subnet, n) in free {
+                let _ = writeln!(s, "dhcpd_free_addresses{{subnet=\"{subnet}\"}} {n}");
+            }
+        }
+        s
+    }
+}
+
+fn receive_loop(
+    idx: usize,
+    port: Arc<Port>,
+    engine: Arc<Mutex<Engine>>,
+    metrics: Arc<Metrics>,
+    journal: Sender<Job>,
+) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, from) = match port.sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(interface = %port.iface.name, error = %e, "receive failed");
+                continue;
+            }
+        };
+        let raw = &buf[..n];
+        let msg = match Msg::parse_request(raw) {
+            Ok(m) => m,
+            Err(e) => {
+                metrics.dropped(e.reason());
+                debug!(peer = %from, reason = e.reason(), "dropped a malformed packet");
+                continue;
+            }
+        };
+        let kind = msg.msg_type().unwrap_or(MsgType::Discover);
+        bump(&metrics.rx, kind.name());
+        let action = match engine.lock() {
+            Ok(mut e) => e.handle(&msg, raw, &port.iface, leases::now()),
+            Err(_) => {
+                error!("engine lock poisoned; stopping");
+                std::process::exit(70);
+            }
+        };
+        match action {
+            Action::Send(r) => send(&port, &r, &metrics),
+            Action::Commit { leases, reply } => {
+                if journal
+                    .send(Job::Commit {
+                        leases,
+                        reply,
+                        port: idx,
+                    })
+                    .is_err()
+                {
+                    error!("the journal thread is gone; stopping");
+                    std::process::exit(70);
+                }
+            }
+            Action::Drop(reason) => {
+                metrics.dropped(reason);
+                debug!(peer = %from, kind = kind.name(), reason, "no reply");
+            }
+        }
+    }
+}
+
+fn send(port: &Port, r: &Reply, metrics: &Metrics) {
+    match port.deliver(r) {
+        Ok(()) => bump(&metrics.tx, r.kind.name()),
+        Err(e) => {
+            metrics.dropped("send_failed");
+            warn!(dest = ?r.dest, error = %e, "cannot send the reply");
+        }
+    }
+}
+
+fn journal_loop(
+    mut journal: Journal,
+    rx: Receiver<Job>,
+    ports: Vec<Arc<Port>>,
+    engine: Arc<Mutex<Engine>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut text = String::new();
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 4096 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        text.clear();
+        let mut blocks = 0;
+        for j in &jobs {
+            if let Job::Commit { leases, .. } = j {
+                for l in leases {
+                    text.push_str(&leases::render(l));
+                    blocks += 1;
+                }
+            }
+        }
+        if blocks > 0 {
+            if let Err(e) = journal.append_batch(&text, blocks) {
+                // without durable storage no lease may be granted: stop rather than lie
+                error!(file = %journal.path().display(), error = %e, "cannot write the lease journal; stopping");
+                std::process::exit(74);
+            }
+            metrics.commits.fetch_add(blocks as u64, Relaxed);
+            metrics.batches.fetch_add(1, Relaxed);
+        }
+        for j in jobs {
+            match j {
+                Job::Commit {
+                    reply: Some(r),
+                    port,
+                    ..
+                } => send(&ports[port], &r, &metrics),
+                Job::Commit { reply: None, .. } => {}
+                Job::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        let live = engine.lock().map(|e| e.leases.len()).unwrap_or(0);
+        if journal.appended > 10_000.max(2 * live) {
+            let path = journal.path().to_path_buf();
+            let snapshot: Vec<Lease> = engine
+                .lock()
+                .map(|e| e.leases.values().cloned().collect())
+                .unwrap_or_default();
+            match Journal::compact(&path, snapshot.iter()) {
+                Ok(j) => {
+                    info!(leases = snapshot.len(), "lease journal compacted");
+                    journal = j;
+                }
+                Err(e) => warn!(error = %e, "journal compaction failed; appending to the old file"),
+            }
+        }
+    }
+}
