@@ -23,6 +23,7 @@ P=ofb$$
 WORK=$(mktemp -d /tmp/$P.XXXX); chmod 755 "$WORK"
 PIDS=()
 cleanup() {
+  set +e
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
   for n in srv mid cl; do ip netns del "$P-$n" 2>/dev/null; done
   rm -rf "$WORK"

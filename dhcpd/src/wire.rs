@@ -292,8 +292,8 @@ impl Msg {
     }
 }
 
-#[cfg(test)]
-pub(crate) fn request(kind: MsgType, mac: [u8; 6], xid: u32, opts: &[(u8, &[u8])]) -> Vec<u8> {
+/// Builds a client request (for tests, benchmarks and tools).
+pub fn request(kind: MsgType, mac: [u8; 6], xid: u32, opts: &[(u8, &[u8])]) -> Vec<u8> {
     let mut chaddr = [0u8; 16];
     chaddr[..6].copy_from_slice(&mac);
     let mut options = vec![(OPT_MSG_TYPE, vec![kind as u8])];

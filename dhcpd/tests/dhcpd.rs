@@ -1,0 +1,484 @@
+//! dhcpd with real clients (udhcpc, dhclient, dhcpcd) in lab namespaces, and a crash test
+//! with a relay-style raw client.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dhcpd::wire::{self, Msg, MsgType};
+use opsflow_tests::{wait_until, Host, Lab, Proc, Switch};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dhcpd");
+
+const CONF: &str = r#"
+authoritative;
+default-lease-time 600;
+max-lease-time 7200;
+option domain-name "lab.test";
+option domain-name-servers 10.50.0.1;
+subnet 10.50.0.0 netmask 255.255.255.0 {
+  range 10.50.0.100 10.50.0.150;
+  option routers 10.50.0.1;
+  option broadcast-address 10.50.0.255;
+  filename "pxelinux.0";
+  next-server 10.50.0.1;
+}
+subnet 10.60.0.0 netmask 255.255.0.0 {
+  range 10.60.1.1 10.60.40.250;
+  option routers 10.60.0.1;
+}
+host reserved {
+  hardware ethernet 02:00:00:00:00:33;
+  fixed-address 10.50.0.20;
+  filename "uefi/shimx64.efi";
+}
+"#;
+
+struct Env {
+    lab: Lab,
+    srv: Host,
+    lan: Switch,
+    rel: Host,
+    conf: PathBuf,
+    leases: PathBuf,
+    server: Option<Proc>,
+    starts: usize,
+}
+
+fn setup(tools: &[&str], conf: &str) -> Option<Env> {
+    let lab = Lab::new(tools)?;
+    let lan = lab.switch("lan");
+    let srv = lab.host("srv");
+    lab.attach(&srv, &lan, "eth0", Some("10.50.0.1/24"));
+    let rel = lab.host("rel");
+    lab.connect(
+        &srv,
+        "eth1",
+        Some("10.60.0.1/16"),
+        &rel,
+        "eth0",
+        Some("10.60.0.9/16"),
+    );
+    let conf_path = lab.path("dhcpd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let leases = lab.path("dhcpd.leases");
+    Some(Env {
+        lab,
+        srv,
+        lan,
+        rel,
+        conf: conf_path,
+        leases,
+        server: None,
+        starts: 0,
+    })
+}
+
+impl Env {
+    fn start(&mut self) {
+        self.starts += 1;
+        let (c, l) = (
+            self.conf.to_string_lossy().into_owned(),
+            self.leases.to_string_lossy().into_owned(),
+        );
+        let mut p = self.srv.spawn(
+            &format!("dhcpd-{}", self.starts),
+            BIN,
+            &[
+                "--config",
+                &c,
+                "--leases",
+                &l,
+                "--interface",
+                "eth0",
+                "--interface",
+                "eth1",
+                "--metrics",
+                "127.0.0.1:9167",
+            ],
+        );
+        assert!(
+            p.wait_for_output("dhcpd ready", Duration::from_secs(10)),
+            "{}",
+            p.output()
+        );
+        self.server = Some(p);
+    }
+
+    fn client(&self, name: &str, mac: Option<&str>) -> Host {
+        let h = self.lab.host(name);
+        self.lab.attach(&h, &self.lan, "eth0", None);
+        if let Some(m) = mac {
+            h.run("ip", &["link", "set", "eth0", "address", m]);
+        }
+        h
+    }
+
+    fn leases_json(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(BIN)
+            .args([
+                "leases",
+                "--leases",
+                &self.leases.to_string_lossy(),
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn log(&self) -> String {
+        self.server.as_ref().map(|p| p.output()).unwrap_or_default()
+    }
+}
+
+/// A udhcpc script that records the variables of each event.
+fn udhcpc_script(env: &Env) -> String {
+    let path = env.lab.path("udhcpc.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\necho \"event=$1 ip=$ip router=$router dns=$dns domain=$domain lease=$lease boot_file=$boot_file siaddr=$siaddr\" >>\"$REC\"\n[ \"$1\" = bound ] && ip addr add \"$ip/${mask:-24}\" dev \"$interface\"\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn udhcpc_dhclient_and_dhcpcd_get_addresses_options_and_reservations() {
+    let Some(mut env) = setup(&["udhcpc", "dhclient", "dhcpcd"], CONF) else {
+        return;
+    };
+    env.start();
+    // udhcpc
+    let c1 = env.client("c1", None);
+    let script = udhcpc_script(&env);
+    let rec = env.lab.path("c1.rec");
+    let mut cmd = c1.command("udhcpc");
+    cmd.env("REC", &rec).args([
+        "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", &script,
+    ]);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "udhcpc: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.log()
+    );
+    let r = std::fs::read_to_string(&rec).unwrap();
+    for want in [
+        "event=bound ip=10.50.0.1",
+        "router=10.50.0.1",
+        "dns=10.50.0.1",
+        "domain=lab.test",
+        "lease=600",
+        "boot_file=pxelinux.0",
+        "siaddr=10.50.0.1",
+    ] {
+        assert!(r.contains(want), "udhcpc record lacks {want}: {r}");
+    }
+    // dhclient: no broadcast flag, so the reply must reach it at the link layer
+    let c2 = env.client("c2", None);
+    let lf = env.lab.path("c2.leases");
+    let pf = env.lab.path("c2.pid");
+    let dlog = env.lab.path("dhclient.log");
+    let (st, _) = c2.sh(&format!(
+        "timeout 30 dhclient -1 -4 -v -lf {} -pf {} -sf /bin/true eth0 >{} 2>&1",
+        lf.display(),
+        pf.display(),
+        dlog.display()
+    ));
+    let text = std::fs::read_to_string(&lf).unwrap_or_default();
+    assert!(
+        st.success() && text.contains("fixed-address 10.50.0.1"),
+        "dhclient: {}\n{text}",
+        std::fs::read_to_string(&dlog).unwrap_or_default()
+    );
+    for want in [
+        "option dhcp-lease-time 600",
+        "option dhcp-renewal-time 300",
+        "option dhcp-rebinding-time 525",
+    ] {
+        assert!(text.contains(want), "dhclient lease lacks {want}: {text}");
+    }
+    // dhcpcd with the reserved MAC
+    let c3 = env.client("c3", Some("02:00:00:00:00:33"));
+    // dhcpcd forks helpers that outlive it: its output goes to a file, not a pipe that
+    // would stay open; the lab kills the helpers with the namespace
+    let log = env.lab.path("dhcpcd.log");
+    c3.sh(&format!(
+        "timeout 30 dhcpcd -T -4 -t 20 --nohook resolv.conf eth0 >{} 2>&1",
+        log.display()
+    ));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("new_ip_address='10.50.0.20'") || text.contains("new_ip_address=10.50.0.20"),
+        "dhcpcd: {text}"
+    );
+    assert!(
+        text.contains("uefi/shimx64.efi"),
+        "dhcpcd: reserved host's filename missing: {text}"
+    );
+    let leases = env.leases_json();
+    let active = leases.iter().filter(|l| l["state"] == "active").count();
+    assert!(active >= 2, "{leases:?}");
+}
+
+#[test]
+fn renew_and_release() {
+    let Some(mut env) = setup(&["udhcpc"], CONF) else {
+        return;
+    };
+    env.start();
+    let c = env.client("c", None);
+    let script = udhcpc_script(&env);
+    let rec = env.lab.path("renew.rec");
+    let mut cmd = c.command("udhcpc");
+    cmd.env("REC", &rec).args([
+        "-i", "eth0", "-f", "-R", "-t", "5", "-T", "1", "-s", &script,
+    ]);
+    let mut p = c.spawn_command("udhcpc", cmd);
+    // bound, then SIGUSR1 makes udhcpc renew now (BusyBox floors short leases, so T1
+    // itself is checked through dhclient's lease file)
+    let rec_text = || std::fs::read_to_string(&rec).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || rec_text()
+            .contains("event=bound")),
+        "{}",
+        env.log()
+    );
+    p.signal(libc::SIGUSR1);
+    assert!(
+        wait_until(Duration::from_secs(15), || rec_text()
+            .contains("event=renew")),
+        "no renewal: {}\n{}",
+        rec_text(),
+        env.log()
+    );
+    let text = rec_text();
+    let bound = text.lines().find(|l| l.starts_with("event=bound")).unwrap();
+    let ip = bound
+        .split("ip=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("event=renew") && l.contains(&format!("ip={ip} "))),
+        "{text}"
+    );
+    // -R: udhcpc sends a RELEASE when it is told to stop
+    p.stop(Duration::from_secs(5));
+    let released = || {
+        env.leases_json()
+            .iter()
+            .any(|l| l["ip"] == ip.as_str() && l["state"] == "released")
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), released),
+        "{:?}",
+        env.leases_json()
+    );
+}
+
+fn relay_socket(env: &Env) -> UdpSocket {
+    let s = env.rel.enter(|| UdpSocket::bind("10.60.0.9:67").unwrap());
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    s
+}
+
+/// One DORA through a relay address; returns the ACKed address.
+fn relayed_dora(s: &UdpSocket, mac: [u8; 6], xid: u32) -> Option<Ipv4Addr> {
+    let mut d = Msg::parse(&wire::request(MsgType::Discover, mac, xid, &[])).unwrap();
+    d.giaddr = Ipv4Addr::new(10, 60, 0, 9);
+    d.hops = 1;
+    let mut buf = [0u8; 1500];
+    let exchange = |m: &Msg, want: MsgType, buf: &mut [u8]| -> Option<Msg> {
+        s.send_to(&m.encode(576), "10.60.0.1:67").ok()?;
+        let end = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < end {
+            let (n, _) = s.recv_from(buf).ok()?;
+            let r = Msg::parse(&buf[..n]).ok()?;
+            if r.xid == xid && r.msg_type() == Some(want) {
+                return Some(r);
+            }
+        }
+        None
+    };
+    let off = exchange(&d, MsgType::Offer, &mut buf)?;
+    let mut req = Msg::parse(&wire::request(
+        MsgType::Request,
+        mac,
+        xid,
+        &[
+            (wire::OPT_SERVER_ID, &[10, 60, 0, 1]),
+            (wire::OPT_REQUESTED_IP, &off.yiaddr.octets()),
+        ],
+    ))
+    .unwrap();
+    req.giaddr = Ipv4Addr::new(10, 60, 0, 9);
+    let ack = exchange(&req, MsgType::Ack, &mut buf)?;
+    Some(ack.yiaddr)
+}
+
+#[test]
+fn kill_dash_nine_under_load_never_grants_an_address_twice() {
+    let Some(mut env) = setup(&[], CONF) else {
+        return;
+    };
+    env.start();
+    let s = relay_socket(&env);
+    let mut granted: HashMap<Ipv4Addr, [u8; 6]> = HashMap::new();
+    let started = Instant::now();
+    for i in 0..1200u32 {
+        let mac = [2, 9, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        if i == 600 {
+            // crash in the middle of the load, then come back on the same journal
+            env.server.as_mut().unwrap().kill();
+            env.start();
+        }
+        if let Some(ip) = relayed_dora(&s, mac, i + 1) {
+            if let Some(other) = granted.insert(ip, mac) {
+                assert_eq!(
+                    other, mac,
+                    "{ip} was granted to {other:02x?} and then to {mac:02x?}"
+                );
+            }
+        }
+    }
+    assert!(
+        granted.len() >= 1150,
+        "only {} of 1200 exchanges completed",
+        granted.len()
+    );
+    // every granted address is in the journal as active, held by the client it went to
+    let leases = env.leases_json();
+    let by_ip: HashMap<&str, &serde_json::Value> = leases
+        .iter()
+        .map(|l| (l["ip"].as_str().unwrap(), l))
+        .collect();
+    for (ip, mac) in &granted {
+        let l = by_ip
+            .get(ip.to_string().as_str())
+            .unwrap_or_else(|| panic!("{ip} ACKed but not in the journal"));
+        let m = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        assert_eq!(l["mac"], m.as_str());
+        assert_eq!(l["state"], "active");
+    }
+    eprintln!(
+        "1200 relayed DORAs with a kill -9 in the middle in {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn hostile_packets_are_counted_and_the_server_keeps_serving() {
+    let Some(mut env) = setup(&["curl"], CONF) else {
+        return;
+    };
+    env.start();
+    let s = env.rel.enter(|| UdpSocket::bind("10.60.0.9:0").unwrap());
+    let good = wire::request(
+        MsgType::Request,
+        [2, 0, 0, 0, 0, 7],
+        5,
+        &[(50, &[10, 60, 0, 7])],
+    );
+    let mut x = 99u32;
+    for i in 0..3000usize {
+        let mut p = match i % 4 {
+            0 => vec![0u8; (i * 7) % 600],
+            1 => good[..(i % 240)].to_vec(),
+            2 => good.clone(),
+            _ => {
+                let mut p = good[..244].to_vec();
+                p.extend_from_slice(&[61, 200]);
+                p
+            }
+        };
+        if i % 4 == 2 {
+            for _ in 0..6 {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let k = (x as usize >> 8) % p.len();
+                p[k] = (x >> 24) as u8;
+            }
+        }
+        let _ = s.send_to(&p, "10.60.0.1:67");
+    }
+    assert!(env.server.as_mut().unwrap().is_running(), "{}", env.log());
+    let r = relay_socket(&env);
+    assert!(
+        relayed_dora(&r, [2, 7, 7, 7, 7, 7], 4242).is_some(),
+        "{}",
+        env.log()
+    );
+    let m = env
+        .srv
+        .run("curl", &["-s", "http://127.0.0.1:9167/metrics"]);
+    assert!(
+        m.contains("dhcpd_packets_dropped_total{reason=\"short\"}"),
+        "{m}"
+    );
+    assert!(m.contains("dhcpd_leases{state=\"active\"} 1"), "{m}");
+}
+
+#[test]
+fn check_accepts_the_corpus_and_names_file_and_line() {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/dhcpd");
+    if let Ok(entries) = std::fs::read_dir(&corpus) {
+        for e in entries {
+            let p = e.unwrap().path();
+            let out = Command::new(BIN)
+                .args(["--config", &p.to_string_lossy(), "--check"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    } else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "corpus missing at {}",
+            corpus.display()
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("dhcpd-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.conf");
+    std::fs::write(
+        &bad,
+        "subnet 10.1.0.0 netmask 255.255.0.0 {\n  range 10.2.0.1 10.2.0.9;\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", &bad.to_string_lossy(), "--check"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.conf:2:3: range 10.2.0.1 10.2.0.9 is outside subnet 10.1.0.0/16"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
