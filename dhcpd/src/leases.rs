@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn time_formats() {
         assert_eq!(isc_time(0), "4 1970/01/01 00:00:00");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T07:46:40Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
         let t = 1_795_000_000;
         let words: Vec<String> = isc_time(t).split(' ').map(String::from).collect();
         let w: Vec<&str> = words.iter().map(String::as_str).collect();
