@@ -131,6 +131,7 @@ pub struct Engine {
     offers: HashMap<Ipv4Addr, (Key, u64)>,
     cursors: HashMap<(usize, usize), u32>,
     exhausted_warned: HashMap<usize, u64>,
+    last_sweep: u64,
 }
 
 fn collect_names(cfg: &Config) -> Vec<String> {
@@ -237,6 +238,7 @@ impl Engine {
             offers: HashMap::new(),
             cursors: HashMap::new(),
             exhausted_warned: HashMap::new(),
+            last_sweep: 0,
         }
     }
 
@@ -699,7 +701,12 @@ impl Engine {
         }
         match kind {
             MsgType::Discover => {
-                self.offers.retain(|_, (_, until)| *until > now);
+                // expired offers are ignored where they are looked up; sweep them once a
+                // second, not on every packet (a sweep is O(offers))
+                if now > self.last_sweep {
+                    self.offers.retain(|_, (_, until)| *until > now);
+                    self.last_sweep = now;
+                }
                 let Some((ip, s, pool)) = self.choose(msg, &c, &segment, now) else {
                     if self
                         .exhausted_warned

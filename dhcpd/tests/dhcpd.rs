@@ -482,3 +482,53 @@ fn check_accepts_the_corpus_and_names_file_and_line() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn perfdhcp_as_a_relay_completes_every_exchange() {
+    let Some(mut env) = setup(&["perfdhcp"], CONF) else {
+        return;
+    };
+    env.start();
+    let out = env.rel.output(
+        "timeout",
+        &[
+            "60",
+            "perfdhcp",
+            "-4",
+            "-l",
+            "eth0",
+            "-r",
+            "200",
+            "-R",
+            "400",
+            "-n",
+            "400",
+            "-t",
+            "0",
+            "10.60.0.1",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // the REQUEST-ACK section's "received packets"
+    let acks: u64 = text
+        .split("Statistics for: REQUEST-ACK")
+        .nth(1)
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("received packets: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "cannot read perfdhcp's report:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        acks >= 396,
+        "only {acks} of 400 relayed exchanges were ACKed:\n{text}"
+    );
+    let active = env
+        .leases_json()
+        .iter()
+        .filter(|l| l["state"] == "active")
+        .count();
+    assert!(active >= 396, "{active} active leases");
+}
