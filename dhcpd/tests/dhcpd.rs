@@ -503,8 +503,6 @@ fn perfdhcp_as_a_relay_completes_every_exchange() {
             "400",
             "-n",
             "400",
-            "-t",
-            "0",
             "10.60.0.1",
         ],
     );
