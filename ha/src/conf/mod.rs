@@ -1,0 +1,897 @@
+//! keepalived.conf: syntax (positions, includes, variables, conditional lines), a keyword
+//! schema per block, and the validated model ha runs from.
+
+pub mod schema;
+pub mod syntax;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use schema::{Ctx, Status};
+use syntax::{error, warning, Diag, Node, Pos, ReadOptions};
+
+/// Authentication of VRRPv2 adverts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    /// Simple password; only the first 8 bytes count.
+    Pass([u8; 8]),
+}
+
+/// A virtual IP and its keepalived options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vip {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+    pub brd: Option<Ipv4Addr>,
+    pub dev: Option<String>,
+    pub scope: Option<String>,
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackScript {
+    pub name: String,
+    /// Overrides the script's own weight.
+    pub weight: Option<i32>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VrrpScript {
+    pub name: String,
+    pub script: String,
+    pub interval: f64,
+    pub timeout: f64,
+    pub weight: i32,
+    pub reverse: bool,
+    pub fall: u32,
+    pub rise: u32,
+    pub user: Option<String>,
+    pub init_fail: bool,
+    pub pos: Pos,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Notify {
+    pub master: Option<String>,
+    pub backup: Option<String>,
+    pub fault: Option<String>,
+    pub stop: Option<String>,
+    pub generic: Option<String>,
+    pub smtp_alert: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    pub name: String,
+    pub initial_master: bool,
+    pub interface: String,
+    pub vrid: u8,
+    pub priority: u8,
+    /// Advertisement interval in centiseconds.
+    pub advert_cs: u32,
+    pub version: u8,
+    pub auth: Auth,
+    pub vips: Vec<Vip>,
+    pub vips_excluded: Vec<Vip>,
+    pub track_interfaces: Vec<(String, i32)>,
+    pub track_scripts: Vec<TrackScript>,
+    pub nopreempt: bool,
+    /// Seconds.
+    pub preempt_delay: f64,
+    pub notify: Notify,
+    pub unicast_src: Option<Ipv4Addr>,
+    pub unicast_peers: Vec<Ipv4Addr>,
+    pub mcast_src: Option<Ipv4Addr>,
+    pub mcast_group: Ipv4Addr,
+    pub garp_master_delay: f64,
+    pub garp_master_repeat: u32,
+    pub garp_master_refresh: f64,
+    pub use_vmac: Option<String>,
+    pub accept: bool,
+    pub pos: Pos,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncGroup {
+    pub name: String,
+    pub members: Vec<String>,
+    pub notify: Notify,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Global {
+    pub router_id: Option<String>,
+    pub emails: Vec<String>,
+    pub email_from: Option<String>,
+    pub smtp_server: Option<(String, u16)>,
+    pub smtp_connect_timeout: u32,
+    pub smtp_helo: Option<String>,
+    pub script_user: Option<String>,
+    pub enable_script_security: bool,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub global: Global,
+    pub scripts: Vec<VrrpScript>,
+    pub instances: Vec<Instance>,
+    pub sync_groups: Vec<SyncGroup>,
+    pub static_addresses: Vec<Vip>,
+    /// `virtual_server` blocks, checked against the schema; acted on by the LVS part.
+    pub virtual_servers: Vec<Node>,
+    pub warnings: Vec<Diag>,
+}
+
+/// Reads and validates a file; `config_id` selects `@ID` lines (keepalived's `-i`).
+pub fn load(path: &Path, config_id: &str) -> Result<Config, Vec<Diag>> {
+    let (nodes, diags) = syntax::read(
+        path,
+        &ReadOptions {
+            config_id: config_id.to_string(),
+        },
+    );
+    finish(nodes, diags)
+}
+
+/// Reads and validates text (tests).
+pub fn load_str(name: &str, text: &str, config_id: &str) -> Result<Config, Vec<Diag>> {
+    let (nodes, diags) = syntax::read_str(
+        name,
+        text,
+        &ReadOptions {
+            config_id: config_id.to_string(),
+        },
+    );
+    finish(nodes, diags)
+}
+
+fn finish(nodes: Vec<Node>, mut diags: Vec<Diag>) -> Result<Config, Vec<Diag>> {
+    check_keywords(&nodes, Ctx::Top, &mut diags);
+    let cfg = build(&nodes, &mut diags);
+    let (warnings, errors): (Vec<Diag>, Vec<Diag>) = diags.into_iter().partition(|d| d.warning);
+    if errors.is_empty() {
+        Ok(Config { warnings, ..cfg })
+    } else {
+        let mut all = errors;
+        all.extend(warnings);
+        Err(all)
+    }
+}
+
+fn check_keywords(nodes: &[Node], ctx: Ctx, diags: &mut Vec<Diag>) {
+    for n in nodes {
+        let key = n.key.text.as_str();
+        match schema::lookup(ctx, key) {
+            Some(kw) => {
+                if kw.status == Status::No {
+                    diags.push(warning(&n.key.pos, format!("'{key}' is a keepalived keyword that ha does not implement; it has no effect")));
+                }
+                if let Some(b) = &n.block {
+                    check_keywords(b, kw.block.unwrap_or(Ctx::OtherCheck), diags);
+                }
+            }
+            // keepalived before 1.2 listed sync group members directly
+            None if ctx == Ctx::SyncGroup && n.args.is_empty() && n.block.is_none() => {
+                diags.push(warning(
+                    &n.key.pos,
+                    format!("'{key}' as a bare member is the old form; write group {{ {key} }}"),
+                ));
+            }
+            None if schema::open(ctx) => {
+                if let Some(b) = &n.block {
+                    check_keywords(b, Ctx::OtherCheck, diags);
+                }
+            }
+            None => {
+                let hint = schema::nearest(ctx, key)
+                    .map(|k| format!(" (did you mean '{k}'?)"))
+                    .unwrap_or_default();
+                diags.push(error(&n.key.pos, format!("unknown keyword '{key}'{hint}")));
+            }
+        }
+    }
+}
+
+fn num<T: std::str::FromStr>(n: &Node, what: &str, diags: &mut Vec<Diag>) -> Option<T> {
+    let Some(w) = n.args.first() else {
+        diags.push(error(&n.key.pos, format!("{} needs {what}", n.key.text)));
+        return None;
+    };
+    match w.text.parse() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            diags.push(error(
+                &w.pos,
+                format!("{}: '{}' is not {what}", n.key.text, w.text),
+            ));
+            None
+        }
+    }
+}
+
+fn ranged(n: &Node, lo: f64, hi: f64, what: &str, diags: &mut Vec<Diag>) -> Option<f64> {
+    let v: f64 = num(n, what, diags)?;
+    if !(lo..=hi).contains(&v) {
+        diags.push(error(
+            &n.args[0].pos,
+            format!("{} {v} is out of range ({lo} to {hi})", n.key.text),
+        ));
+        return None;
+    }
+    Some(v)
+}
+
+fn string(n: &Node) -> Option<String> {
+    (!n.args.is_empty()).then(|| {
+        n.args
+            .iter()
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+/// Parses a `virtual_ipaddress` line: `ADDR[/LEN] [brd X] [dev X] [scope X] [label X]`.
+pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
+    let (addr, prefix) = match n.key.text.split_once('/') {
+        Some((a, p)) => (a, p.parse::<u8>().ok().filter(|p| *p <= 32)),
+        None => (n.key.text.as_str(), Some(32)),
+    };
+    let (Ok(addr), Some(prefix)) = (addr.parse::<Ipv4Addr>(), prefix) else {
+        diags.push(error(
+            &n.key.pos,
+            format!("'{}' is not an IPv4 address (ADDR or ADDR/LEN)", n.key.text),
+        ));
+        return None;
+    };
+    let mut vip = Vip {
+        addr,
+        prefix,
+        brd: None,
+        dev: None,
+        scope: None,
+        label: None,
+    };
+    let mut it = n.args.iter();
+    while let Some(w) = it.next() {
+        let Some(v) = it.next() else {
+            diags.push(error(&w.pos, format!("'{}' needs a value", w.text)));
+            return None;
+        };
+        match w.text.as_str() {
+            "brd" | "broadcast" => match v.text.parse() {
+                Ok(b) => vip.brd = Some(b),
+                Err(_) => diags.push(error(
+                    &v.pos,
+                    format!("'{}' is not an IPv4 address", v.text),
+                )),
+            },
+            "dev" => vip.dev = Some(v.text.clone()),
+            "scope" => vip.scope = Some(v.text.clone()),
+            "label" => vip.label = Some(v.text.clone()),
+            "no_track" | "preferred_lft" | "home" | "nodad" => {}
+            other => diags.push(error(
+                &w.pos,
+                format!("unknown virtual address option '{other}' (brd, dev, scope, label)"),
+            )),
+        }
+    }
+    Some(vip)
+}
+
+fn notify_field(n: &Node, notify: &mut Notify) -> bool {
+    let v = string(n);
+    match n.key.text.as_str() {
+        "notify_master" => notify.master = v,
+        "notify_backup" => notify.backup = v,
+        "notify_fault" => notify.fault = v,
+        "notify_stop" => notify.stop = v,
+        "notify" => notify.generic = v,
+        "smtp_alert" => notify.smtp_alert = !matches!(n.arg(0), Some("false" | "off" | "no")),
+        _ => return false,
+    }
+    true
+}
+
+fn a_pos(n: &Node) -> Pos {
+    n.key.pos.clone()
+}
+
+fn interface_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
+    let mut global = Global {
+        smtp_connect_timeout: 30,
+        ..Default::default()
+    };
+    let mut version = 2u8;
+    let mut mcast = Ipv4Addr::new(224, 0, 0, 18);
+    let mut garp_delay = 5.0;
+    let mut garp_repeat = 5;
+    let mut garp_refresh = 0.0;
+    // global_defs first: instances inherit from it wherever it appears
+    for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
+        for g in n.block.iter().flatten() {
+            match g.key.text.as_str() {
+                "router_id" => global.router_id = string(g),
+                "notification_email" => global
+                    .emails
+                    .extend(g.block.iter().flatten().map(|e| e.key.text.clone())),
+                "notification_email_from" => global.email_from = string(g),
+                "smtp_server" => {
+                    let host = g.arg(0).unwrap_or("127.0.0.1").to_string();
+                    let port = g.arg(1).and_then(|p| p.parse().ok()).unwrap_or(25);
+                    global.smtp_server = Some((host, port));
+                }
+                "smtp_connect_timeout" => {
+                    global.smtp_connect_timeout = num(g, "a number of seconds", diags).unwrap_or(30)
+                }
+                "smtp_helo_name" => global.smtp_helo = string(g),
+                "script_user" => global.script_user = string(g),
+                "enable_script_security" => global.enable_script_security = true,
+                "vrrp_version" => {
+                    if let Some(v) = ranged(g, 2.0, 3.0, "2 or 3", diags) {
+                        version = v as u8;
+                    }
+                }
+                "vrrp_mcast_group4" => match g.arg(0).and_then(|a| a.parse::<Ipv4Addr>().ok()) {
+                    Some(a) if a.is_multicast() => mcast = a,
+                    _ => diags.push(error(
+                        &g.key.pos,
+                        "vrrp_mcast_group4 needs an IPv4 multicast address",
+                    )),
+                },
+                "vrrp_garp_master_delay" => {
+                    garp_delay = ranged(g, 0.0, 3600.0, "seconds", diags).unwrap_or(5.0)
+                }
+                "vrrp_garp_master_repeat" => garp_repeat = num(g, "a count", diags).unwrap_or(5),
+                "vrrp_garp_master_refresh" => {
+                    garp_refresh = ranged(g, 0.0, 86400.0, "seconds", diags).unwrap_or(0.0)
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut cfg = Config {
+        global,
+        scripts: Vec::new(),
+        instances: Vec::new(),
+        sync_groups: Vec::new(),
+        static_addresses: Vec::new(),
+        virtual_servers: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for n in nodes {
+        match n.key.text.as_str() {
+            "vrrp_script" => {
+                let Some(name) = n.arg(0) else {
+                    diags.push(error(&n.key.pos, "vrrp_script needs a name"));
+                    continue;
+                };
+                let mut s = VrrpScript {
+                    name: name.to_string(),
+                    script: String::new(),
+                    interval: 1.0,
+                    timeout: 0.0,
+                    weight: 0,
+                    reverse: false,
+                    fall: 1,
+                    rise: 1,
+                    user: None,
+                    init_fail: false,
+                    pos: n.key.pos.clone(),
+                };
+                for c in n.block.iter().flatten() {
+                    match c.key.text.as_str() {
+                        "script" => s.script = string(c).unwrap_or_default(),
+                        "interval" => {
+                            s.interval = ranged(c, 0.01, 86400.0, "seconds", diags).unwrap_or(1.0)
+                        }
+                        "timeout" => {
+                            s.timeout = ranged(c, 0.01, 86400.0, "seconds", diags).unwrap_or(0.0)
+                        }
+                        "weight" => {
+                            s.weight =
+                                ranged(c, -253.0, 253.0, "a weight", diags).unwrap_or(0.0) as i32;
+                            s.reverse = c.arg(1) == Some("reverse");
+                        }
+                        "fall" => s.fall = num(c, "a count", diags).unwrap_or(1).max(1),
+                        "rise" => s.rise = num(c, "a count", diags).unwrap_or(1).max(1),
+                        "user" => s.user = string(c),
+                        "init_fail" => s.init_fail = true,
+                        _ => {}
+                    }
+                }
+                if s.script.is_empty() {
+                    diags.push(error(
+                        &n.key.pos,
+                        format!("vrrp_script {name} has no 'script'"),
+                    ));
+                }
+                cfg.scripts.push(s);
+            }
+            "vrrp_instance" => {
+                if let Some(i) = instance(
+                    n,
+                    version,
+                    mcast,
+                    (garp_delay, garp_repeat, garp_refresh),
+                    diags,
+                ) {
+                    if cfg.instances.iter().any(|o| o.name == i.name) {
+                        diags.push(error(
+                            &n.key.pos,
+                            format!("vrrp_instance {} is declared twice", i.name),
+                        ));
+                    }
+                    cfg.instances.push(i);
+                }
+            }
+            "vrrp_sync_group" => {
+                let mut g = SyncGroup {
+                    name: n.arg(0).unwrap_or("").to_string(),
+                    members: Vec::new(),
+                    notify: Notify::default(),
+                };
+                for c in n.block.iter().flatten() {
+                    if c.key.text == "group" {
+                        g.members
+                            .extend(c.block.iter().flatten().map(|m| m.key.text.clone()));
+                    } else if !notify_field(c, &mut g.notify)
+                        && c.args.is_empty()
+                        && c.block.is_none()
+                        && schema::lookup(Ctx::SyncGroup, &c.key.text).is_none()
+                    {
+                        g.members.push(c.key.text.clone());
+                    }
+                }
+                cfg.sync_groups.push(g);
+            }
+            "static_ipaddress" | "static_address" => {
+                for c in n.block.iter().flatten() {
+                    if let Some(v) = parse_vip(c, diags) {
+                        cfg.static_addresses.push(v);
+                    }
+                }
+            }
+            "virtual_server" | "real_server_group" => cfg.virtual_servers.push(n.clone()),
+            _ => {}
+        }
+    }
+    // references
+    for i in &cfg.instances {
+        for t in &i.track_scripts {
+            if !cfg.scripts.iter().any(|s| s.name == t.name) {
+                diags.push(error(
+                    &i.pos,
+                    format!(
+                        "vrrp_instance {}: track_script '{}' is not defined by any vrrp_script",
+                        i.name, t.name
+                    ),
+                ));
+            }
+        }
+    }
+    for g in &cfg.sync_groups {
+        for m in &g.members {
+            if !cfg.instances.iter().any(|i| &i.name == m) {
+                diags.push(error(
+                    &nodes
+                        .iter()
+                        .find(|n| n.arg(0) == Some(&g.name))
+                        .map(|n| n.key.pos.clone())
+                        .unwrap_or(Pos {
+                            file: "".into(),
+                            line: 0,
+                            col: 0,
+                        }),
+                    format!("vrrp_sync_group {}: no vrrp_instance named {m}", g.name),
+                ));
+            }
+        }
+    }
+    if !cfg.virtual_servers.is_empty() {
+        diags.push(warning(
+            &cfg.virtual_servers[0].key.pos,
+            "virtual_server blocks are checked but not programmed yet: this ha build runs VRRP only (the load-balancer part lands with issue #7)",
+        ));
+    }
+    cfg
+}
+
+fn instance(
+    n: &Node,
+    version: u8,
+    mcast: Ipv4Addr,
+    garp: (f64, u32, f64),
+    diags: &mut Vec<Diag>,
+) -> Option<Instance> {
+    let name = match n.arg(0) {
+        Some(x) => x.to_string(),
+        None => {
+            diags.push(error(&n.key.pos, "vrrp_instance needs a name"));
+            return None;
+        }
+    };
+    let mut i = Instance {
+        name,
+        initial_master: false,
+        interface: String::new(),
+        vrid: 0,
+        priority: 100,
+        advert_cs: 100,
+        version,
+        auth: Auth::None,
+        vips: Vec::new(),
+        vips_excluded: Vec::new(),
+        track_interfaces: Vec::new(),
+        track_scripts: Vec::new(),
+        nopreempt: false,
+        preempt_delay: 0.0,
+        notify: Notify::default(),
+        unicast_src: None,
+        unicast_peers: Vec::new(),
+        mcast_src: None,
+        mcast_group: mcast,
+        garp_master_delay: garp.0,
+        garp_master_repeat: garp.1,
+        garp_master_refresh: garp.2,
+        use_vmac: None,
+        accept: true,
+        pos: n.key.pos.clone(),
+    };
+    let mut advert: Option<(f64, Pos)> = None;
+    let mut saw_vrid = false;
+    let ip = |c: &Node, diags: &mut Vec<Diag>| -> Option<Ipv4Addr> {
+        match c.arg(0).and_then(|a| a.parse().ok()) {
+            Some(a) => Some(a),
+            None => {
+                diags.push(error(
+                    &c.key.pos,
+                    format!("{} needs an IPv4 address", c.key.text),
+                ));
+                None
+            }
+        }
+    };
+    for c in n.block.iter().flatten() {
+        match c.key.text.as_str() {
+            "state" => match c.arg(0) {
+                Some("MASTER") => i.initial_master = true,
+                Some("BACKUP") => {}
+                other => diags.push(error(
+                    &c.key.pos,
+                    format!(
+                        "state must be MASTER or BACKUP, not {}",
+                        other.unwrap_or("nothing")
+                    ),
+                )),
+            },
+            "interface" => {
+                i.interface = c.arg(0).unwrap_or("").to_string();
+                if !interface_exists(&i.interface) {
+                    diags.push(warning(
+                        &c.args
+                            .first()
+                            .map(|w| w.pos.clone())
+                            .unwrap_or(c.key.pos.clone()),
+                        format!("interface {} does not exist on this host", i.interface),
+                    ));
+                }
+            }
+            "virtual_router_id" => {
+                saw_vrid = true;
+                i.vrid = ranged(c, 1.0, 255.0, "a router id", diags).unwrap_or(1.0) as u8;
+            }
+            "priority" => {
+                i.priority = ranged(c, 1.0, 255.0, "a priority", diags).unwrap_or(100.0) as u8
+            }
+            "advert_int" => {
+                if let Some(v) = num::<f64>(c, "seconds", diags) {
+                    advert = Some((v, c.args[0].pos.clone()));
+                }
+            }
+            "version" => {
+                i.version = ranged(c, 2.0, 3.0, "2 or 3", diags).unwrap_or(version as f64) as u8
+            }
+            "authentication" => {
+                let mut ty = None;
+                let mut pass = None;
+                for a in c.block.iter().flatten() {
+                    match a.key.text.as_str() {
+                        "auth_type" => ty = a.arg(0).map(str::to_string),
+                        "auth_pass" => pass = string(a).map(|p| (p, a.key.pos.clone())),
+                        _ => {}
+                    }
+                }
+                match ty.as_deref() {
+                    Some("PASS") => {
+                        let (p, ppos) = pass.unwrap_or_else(|| (String::new(), a_pos(c)));
+                        if p.len() > 8 {
+                            diags.push(warning(&ppos, "auth_pass is longer than 8 characters: only the first 8 count"));
+                        }
+                        let mut b = [0u8; 8];
+                        for (k, ch) in p.bytes().take(8).enumerate() {
+                            b[k] = ch;
+                        }
+                        i.auth = Auth::Pass(b);
+                    }
+                    Some("AH") => diags.push(error(&c.key.pos, "auth_type AH is not supported (it is deprecated in keepalived too); use PASS or none")),
+                    Some(other) => diags.push(error(&c.key.pos, format!("unknown auth_type '{other}' (PASS or AH)"))),
+                    None => diags.push(error(&c.key.pos, "authentication needs auth_type")),
+                }
+            }
+            "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
+                let list: Vec<Vip> = c
+                    .block
+                    .iter()
+                    .flatten()
+                    .filter_map(|v| parse_vip(v, diags))
+                    .collect();
+                if c.key.text == "virtual_ipaddress" {
+                    i.vips.extend(list);
+                } else {
+                    i.vips_excluded.extend(list);
+                }
+            }
+            "track_interface" => {
+                for t in c.block.iter().flatten() {
+                    let w = if t.arg(0) == Some("weight") {
+                        t.arg(1).and_then(|x| x.parse().ok()).unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    i.track_interfaces.push((t.key.text.clone(), w));
+                }
+            }
+            "track_script" => {
+                for t in c.block.iter().flatten() {
+                    let weight = if t.arg(0) == Some("weight") {
+                        t.arg(1).and_then(|x| x.parse().ok())
+                    } else {
+                        None
+                    };
+                    i.track_scripts.push(TrackScript {
+                        name: t.key.text.clone(),
+                        weight,
+                    });
+                }
+            }
+            "nopreempt" => i.nopreempt = true,
+            "preempt" => i.nopreempt = false,
+            "preempt_delay" => {
+                i.preempt_delay = ranged(c, 0.0, 1000.0, "seconds", diags).unwrap_or(0.0)
+            }
+            "unicast_src_ip" => i.unicast_src = ip(c, diags),
+            "mcast_src_ip" => i.mcast_src = ip(c, diags),
+            "unicast_peer" => {
+                for p in c.block.iter().flatten() {
+                    match p.key.text.parse() {
+                        Ok(a) => i.unicast_peers.push(a),
+                        Err(_) => diags.push(error(
+                            &p.key.pos,
+                            format!("unicast_peer: '{}' is not an IPv4 address", p.key.text),
+                        )),
+                    }
+                }
+            }
+            "garp_master_delay" => {
+                i.garp_master_delay = ranged(c, 0.0, 3600.0, "seconds", diags).unwrap_or(5.0)
+            }
+            "garp_master_repeat" => i.garp_master_repeat = num(c, "a count", diags).unwrap_or(5),
+            "garp_master_refresh" => {
+                i.garp_master_refresh = ranged(c, 0.0, 86400.0, "seconds", diags).unwrap_or(0.0)
+            }
+            "use_vmac" => {
+                i.use_vmac = Some(
+                    c.arg(0)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("vrrp.{}", i.vrid)),
+                )
+            }
+            "accept" => i.accept = true,
+            "no_accept" => i.accept = false,
+            _ => {
+                notify_field(c, &mut i.notify);
+            }
+        }
+    }
+    if !saw_vrid {
+        diags.push(error(
+            &n.key.pos,
+            format!("vrrp_instance {} has no virtual_router_id", i.name),
+        ));
+    }
+    if i.interface.is_empty() {
+        diags.push(error(
+            &n.key.pos,
+            format!("vrrp_instance {} has no interface", i.name),
+        ));
+    }
+    if let Some((secs, pos)) = advert {
+        let (lo, hi) = if i.version == 3 {
+            (0.01, 40.95)
+        } else {
+            (1.0, 255.0)
+        };
+        if !(lo..=hi).contains(&secs) {
+            diags.push(error(
+                &pos,
+                format!(
+                    "advert_int {secs} is out of range for VRRPv{} ({lo} to {hi} seconds)",
+                    i.version
+                ),
+            ));
+        } else if i.version == 2 && secs.fract() != 0.0 {
+            diags.push(error(&pos, format!("advert_int {secs}: VRRPv2 counts whole seconds (use vrrp_version 3 for sub-second adverts)")));
+        } else {
+            i.advert_cs = (secs * 100.0).round() as u32;
+        }
+    }
+    if i.nopreempt && i.initial_master {
+        diags.push(warning(&i.pos, format!("vrrp_instance {}: nopreempt needs 'state BACKUP'; with MASTER it is ignored as keepalived does", i.name)));
+        i.nopreempt = false;
+    }
+    if i.vips.is_empty() {
+        diags.push(warning(
+            &i.pos,
+            format!("vrrp_instance {} has no virtual_ipaddress", i.name),
+        ));
+    }
+    Some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<String> {
+        match load_str("k.conf", text, "") {
+            Ok(_) => vec![],
+            Err(e) => e
+                .iter()
+                .filter(|d| !d.warning)
+                .map(|d| d.to_string())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn seeds_and_samples() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+        let Ok(seeds) = std::fs::read_dir(base.join("seeds")) else {
+            assert!(std::env::var("CI").is_err(), "corpus missing");
+            return;
+        };
+        for e in seeds {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "conf") {
+                if let Err(d) = load(&p, "") {
+                    panic!(
+                        "{}: {:?}",
+                        p.display(),
+                        d.iter().map(|x| x.to_string()).collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+        fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&base.join("keepalived"), &mut files);
+        for p in files {
+            if let Err(d) = load(&p, "") {
+                let unknown: Vec<String> = d
+                    .iter()
+                    .filter(|x| x.message.contains("unknown keyword"))
+                    .map(|x| x.to_string())
+                    .collect();
+                assert!(unknown.is_empty(), "{}: {unknown:?}", p.display());
+            }
+        }
+    }
+
+    #[test]
+    fn a_seed_in_detail() {
+        let c = load_str(
+            "k.conf",
+            "global_defs {\n router_id node1\n vrrp_mcast_group4 224.0.100.19\n smtp_server 127.0.0.1\n notification_email {\n  root@localhost\n }\n}\n\
+             vrrp_script chk { script \"killall -0 nginx\"\n interval 1\n weight -5\n fall 3\n}\n\
+             vrrp_instance VI_1 {\n state MASTER\n interface lo\n virtual_router_id 14\n priority 100\n advert_int 1\n\
+             authentication {\n auth_type PASS\n auth_pass 571f97b2xyz\n }\n virtual_ipaddress {\n 10.1.0.91/16 dev lo label lo:0\n }\n\
+             track_script {\n chk\n }\n notify_master \"/etc/keepalived/notify.sh master\"\n}\n",
+            "",
+        )
+        .unwrap();
+        let i = &c.instances[0];
+        assert_eq!(
+            (i.vrid, i.priority, i.advert_cs, i.version),
+            (14, 100, 100, 2)
+        );
+        assert_eq!(i.mcast_group, Ipv4Addr::new(224, 0, 100, 19));
+        assert_eq!(i.auth, Auth::Pass(*b"571f97b2"));
+        assert_eq!(
+            i.vips[0],
+            Vip {
+                addr: Ipv4Addr::new(10, 1, 0, 91),
+                prefix: 16,
+                brd: None,
+                dev: Some("lo".into()),
+                scope: None,
+                label: Some("lo:0".into())
+            }
+        );
+        assert_eq!(
+            i.notify.master.as_deref(),
+            Some("/etc/keepalived/notify.sh master")
+        );
+        assert_eq!(c.scripts[0].weight, -5);
+        assert_eq!(c.scripts[0].fall, 3);
+        assert_eq!(c.global.emails, vec!["root@localhost"]);
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("only the first 8")));
+    }
+
+    #[test]
+    fn errors_with_positions_and_hints() {
+        let e = errs("vrrp_instance VI_1 {\n  state MASTER\n  interface eth0\n  virtual_router_idd 51\n  priority 100\n}\n");
+        assert!(e.iter().any(|m| m.starts_with("k.conf:4:3: unknown keyword 'virtual_router_idd' (did you mean 'virtual_router_id'?)")), "{e:?}");
+        let e = errs("vrrp_instance VI_1 {\n  state MASTER\n  interface eth0\n  virtual_router_id 51\n  priority 300\n}\n");
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("k.conf:5:12: priority 300 is out of range")),
+            "{e:?}"
+        );
+        let e = errs("vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 256\n}\n");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("virtual_router_id 256 is out of range")),
+            "{e:?}"
+        );
+        let e = errs(
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n advert_int 1.5\n}\n",
+        );
+        assert!(
+            e.iter().any(|m| m.contains("VRRPv2 counts whole seconds")),
+            "{e:?}"
+        );
+        let e = errs("vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_script {\n nope\n }\n}\n");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("track_script 'nope' is not defined")),
+            "{e:?}"
+        );
+        let e = errs("global_defs {\n vrrp_verson 3\n}\n");
+        assert!(
+            e.iter().any(|m| m.contains("did you mean 'vrrp_version'")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn v3_centiseconds_and_unicast() {
+        let c = load_str(
+            "k.conf",
+            "global_defs {\n vrrp_version 3\n}\nvrrp_instance V {\n interface lo\n virtual_router_id 9\n advert_int 0.1\n unicast_src_ip 10.0.0.1\n unicast_peer {\n 10.0.0.2\n }\n virtual_ipaddress {\n 10.0.0.100/24\n }\n}\n",
+            "",
+        )
+        .unwrap();
+        let i = &c.instances[0];
+        assert_eq!((i.version, i.advert_cs), (3, 10));
+        assert_eq!(i.unicast_peers, vec![Ipv4Addr::new(10, 0, 0, 2)]);
+    }
+}
