@@ -12,3 +12,4 @@
 //! - [`conf`]: the validated model (instances, scripts, sync groups, virtual IPs).
 
 pub mod conf;
+pub mod vrrp;

@@ -1,0 +1,667 @@
+//! VRRP (RFC 3768 v2, RFC 5798 v3) for IPv4: adverts on the wire and the state machine of
+//! RFC 5798 §6.4, pure: input and the time in, actions out. Timing in centiseconds.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use crate::conf::Auth;
+
+pub const PROTO: i32 = 112;
+
+/// A received or sent advertisement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advert {
+    pub version: u8,
+    pub vrid: u8,
+    pub priority: u8,
+    /// Centiseconds (v2: seconds × 100).
+    pub interval_cs: u32,
+    pub addrs: Vec<Ipv4Addr>,
+}
+
+/// Why an advert was dropped (metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    Short,
+    Ttl,
+    Version,
+    Type,
+    Checksum,
+    Auth,
+    Count,
+    Interval,
+}
+
+impl Reject {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Reject::Short => "short",
+            Reject::Ttl => "ttl_not_255",
+            Reject::Version => "version_mismatch",
+            Reject::Type => "not_an_advert",
+            Reject::Checksum => "bad_checksum",
+            Reject::Auth => "auth_mismatch",
+            Reject::Count => "address_count",
+            Reject::Interval => "interval_mismatch",
+        }
+    }
+}
+
+fn csum(chunks: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut odd: Option<u8> = None;
+    for c in chunks {
+        for &b in c.iter() {
+            match odd.take() {
+                Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
+                None => odd = Some(b),
+            }
+        }
+    }
+    if let Some(hi) = odd {
+        sum += u32::from(u16::from_be_bytes([hi, 0]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> [u8; 12] {
+    let mut p = [0u8; 12];
+    p[..4].copy_from_slice(&src.octets());
+    p[4..8].copy_from_slice(&dst.octets());
+    p[9] = PROTO as u8;
+    p[10..12].copy_from_slice(&(len as u16).to_be_bytes());
+    p
+}
+
+/// Encodes the VRRP payload (no IP header). v3 checksums cover the IPv4 pseudo-header.
+pub fn encode(a: &Advert, auth: &Auth, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut b = vec![
+        (a.version << 4) | 1,
+        a.vrid,
+        a.priority,
+        a.addrs.len() as u8,
+    ];
+    if a.version == 3 {
+        let iv = (a.interval_cs.min(4095)) as u16;
+        b.extend_from_slice(&iv.to_be_bytes());
+    } else {
+        let atype = if matches!(auth, Auth::Pass(_)) { 1 } else { 0 };
+        b.push(atype);
+        b.push((a.interval_cs / 100).clamp(1, 255) as u8);
+    }
+    b.extend_from_slice(&[0, 0]);
+    for ip in &a.addrs {
+        b.extend_from_slice(&ip.octets());
+    }
+    if a.version == 2 {
+        match auth {
+            Auth::Pass(p) => b.extend_from_slice(p),
+            Auth::None => b.extend_from_slice(&[0; 8]),
+        }
+    }
+    let c = if a.version == 3 {
+        csum(&[&pseudo(src, dst, b.len()), &b])
+    } else {
+        csum(&[&b])
+    };
+    b[6..8].copy_from_slice(&c.to_be_bytes());
+    b
+}
+
+/// Decodes an IP datagram carrying VRRP (raw socket reads include the IP header). Returns
+/// the sender and the advert, after every check RFC 3768/5798 demands.
+pub fn decode(
+    pkt: &[u8],
+    version: u8,
+    auth: &Auth,
+) -> Result<(Ipv4Addr, Ipv4Addr, Advert), Reject> {
+    if pkt.len() < 20 {
+        return Err(Reject::Short);
+    }
+    let ihl = ((pkt[0] & 0x0f) as usize) * 4;
+    if ihl < 20 || pkt.len() < ihl + 8 {
+        return Err(Reject::Short);
+    }
+    let ttl = pkt[8];
+    let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+    let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+    let total = (u16::from_be_bytes([pkt[2], pkt[3]]) as usize).min(pkt.len());
+    let v = &pkt[ihl..total.max(ihl)];
+    if v.len() < 8 {
+        return Err(Reject::Short);
+    }
+    if ttl != 255 {
+        return Err(Reject::Ttl);
+    }
+    let ver = v[0] >> 4;
+    if ver != version {
+        return Err(Reject::Version);
+    }
+    if v[0] & 0x0f != 1 {
+        return Err(Reject::Type);
+    }
+    let count = v[3] as usize;
+    let need = 8 + 4 * count + if ver == 2 { 8 } else { 0 };
+    if v.len() < need {
+        return Err(Reject::Count);
+    }
+    let ok = if ver == 3 {
+        csum(&[&pseudo(src, dst, v.len()), v]) == 0
+    } else {
+        csum(&[v]) == 0
+    };
+    if !ok {
+        return Err(Reject::Checksum);
+    }
+    let interval_cs = if ver == 3 {
+        (u16::from_be_bytes([v[4], v[5]]) & 0x0fff) as u32
+    } else {
+        v[5] as u32 * 100
+    };
+    if ver == 2 {
+        let atype = v[4];
+        let data = &v[8 + 4 * count..8 + 4 * count + 8];
+        let good = match auth {
+            Auth::None => atype == 0,
+            Auth::Pass(p) => atype == 1 && data == p,
+        };
+        if !good {
+            return Err(Reject::Auth);
+        }
+    }
+    let addrs = (0..count)
+        .map(|k| Ipv4Addr::new(v[8 + 4 * k], v[9 + 4 * k], v[10 + 4 * k], v[11 + 4 * k]))
+        .collect();
+    Ok((
+        src,
+        dst,
+        Advert {
+            version: ver,
+            vrid: v[1],
+            priority: v[2],
+            interval_cs,
+            addrs,
+        },
+    ))
+}
+
+/// VRRP states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Init,
+    Backup,
+    Master,
+    Fault,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Init => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        }
+    }
+}
+
+/// What the adapter must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send an advert with this priority.
+    Advertise(u8),
+    /// Entered a state (add or remove VIPs, gratuitous ARP, notify).
+    Became(State),
+}
+
+/// Static settings of a router.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub version: u8,
+    pub advert_cs: u32,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    pub initial_master: bool,
+}
+
+/// One virtual router's protocol state.
+#[derive(Clone, Debug)]
+pub struct Router {
+    pub s: Settings,
+    pub state: State,
+    /// Effective priority (tracking applied); 255 = address owner.
+    pub priority: u8,
+    pub my_ip: Ipv4Addr,
+    pub master_ip: Option<Ipv4Addr>,
+    master_adver_cs: u32,
+    adver_timer: Option<Instant>,
+    master_down: Option<Instant>,
+    started: Instant,
+}
+
+fn cs(n: u32) -> Duration {
+    Duration::from_millis(n as u64 * 10)
+}
+
+impl Router {
+    pub fn new(s: Settings, priority: u8, my_ip: Ipv4Addr, now: Instant) -> Router {
+        let adv = s.advert_cs;
+        Router {
+            s,
+            state: State::Init,
+            priority,
+            my_ip,
+            master_ip: None,
+            master_adver_cs: adv,
+            adver_timer: None,
+            master_down: None,
+            started: now,
+        }
+    }
+
+    /// Skew time (centiseconds, fractional): v2 (256-prio)/256 s, v3 (256-prio)*MAI/256.
+    fn skew(&self) -> Duration {
+        let p = 256 - self.priority as u64;
+        if self.s.version == 3 {
+            Duration::from_micros(p * self.master_adver_cs as u64 * 10_000 / 256)
+        } else {
+            Duration::from_micros(p * 1_000_000 / 256)
+        }
+    }
+
+    /// Master down interval: 3 × advert interval + skew.
+    pub fn master_down_interval(&self) -> Duration {
+        let mai = if self.s.version == 3 {
+            self.master_adver_cs
+        } else {
+            self.s.advert_cs
+        };
+        cs(3 * mai) + self.skew()
+    }
+
+    fn become_master(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.state = State::Master;
+        self.master_ip = Some(self.my_ip);
+        self.master_down = None;
+        self.adver_timer = Some(now + cs(self.s.advert_cs));
+        out.push(Action::Advertise(self.priority));
+        out.push(Action::Became(State::Master));
+    }
+
+    fn become_backup(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let was = self.state;
+        self.state = State::Backup;
+        self.adver_timer = None;
+        self.master_down = Some(now + self.master_down_interval());
+        if was != State::Backup {
+            out.push(Action::Became(State::Backup));
+        }
+    }
+
+    /// Startup event.
+    pub fn start(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.priority == 255 || self.s.initial_master {
+            self.become_master(now, &mut out);
+        } else {
+            self.master_adver_cs = self.s.advert_cs;
+            self.become_backup(now, &mut out);
+        }
+        out
+    }
+
+    /// Shutdown: a master sends priority 0 so a backup takes over after its skew time.
+    pub fn shutdown(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state == State::Master {
+            out.push(Action::Advertise(0));
+        }
+        self.state = State::Init;
+        self.adver_timer = None;
+        self.master_down = None;
+        out.push(Action::Became(State::Init));
+        out
+    }
+
+    /// Fault (tracked interface or script says so) and recovery.
+    pub fn set_fault(&mut self, fault: bool, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match (fault, self.state) {
+            (true, State::Fault) | (false, State::Backup | State::Master | State::Init) => {}
+            (true, prev) => {
+                if prev == State::Master {
+                    out.push(Action::Advertise(0));
+                }
+                self.state = State::Fault;
+                self.adver_timer = None;
+                self.master_down = None;
+                out.push(Action::Became(State::Fault));
+            }
+            (false, State::Fault) => {
+                self.master_adver_cs = self.s.advert_cs;
+                self.become_backup(now, &mut out);
+            }
+        }
+        out
+    }
+
+    /// A new effective priority (tracking). A master advertises it at once.
+    pub fn set_priority(&mut self, p: u8, now: Instant) -> Vec<Action> {
+        if p == self.priority {
+            return Vec::new();
+        }
+        self.priority = p;
+        let mut out = Vec::new();
+        if self.state == State::Master {
+            out.push(Action::Advertise(p));
+            self.adver_timer = Some(now + cs(self.s.advert_cs));
+        } else if self.state == State::Backup {
+            // the master down timer's skew depends on priority
+            self.master_down = Some(now + self.master_down_interval());
+        }
+        out
+    }
+
+    fn higher(&self, a: &Advert, from: Ipv4Addr) -> bool {
+        a.priority > self.priority
+            || (a.priority == self.priority && u32::from(from) > u32::from(self.my_ip))
+    }
+
+    /// An advert from another router of this VRID.
+    pub fn on_advert(&mut self, from: Ipv4Addr, a: &Advert, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match self.state {
+            State::Backup => {
+                if a.priority == 0 {
+                    self.master_down = Some(now + self.skew());
+                    return out;
+                }
+                let preempt = self.s.preempt && now >= self.started + self.s.preempt_delay;
+                if !preempt || a.priority >= self.priority {
+                    if self.s.version == 3 {
+                        self.master_adver_cs = a.interval_cs.max(1);
+                    }
+                    self.master_ip = Some(from);
+                    self.master_down = Some(now + self.master_down_interval());
+                }
+                // lower priority with preemption: ignore; our timer runs out and we take over
+            }
+            State::Master => {
+                if a.priority == 0 {
+                    out.push(Action::Advertise(self.priority));
+                    self.adver_timer = Some(now + cs(self.s.advert_cs));
+                } else if self.higher(a, from) {
+                    if self.s.version == 3 {
+                        self.master_adver_cs = a.interval_cs.max(1);
+                    }
+                    self.master_ip = Some(from);
+                    self.become_backup(now, &mut out);
+                }
+            }
+            State::Init | State::Fault => {}
+        }
+        out
+    }
+
+    /// When the next timer fires.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Master => self.adver_timer,
+            State::Backup => self.master_down,
+            _ => None,
+        }
+    }
+
+    /// Timers that are due at `now`.
+    pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match self.state {
+            State::Master if self.adver_timer.is_some_and(|t| now >= t) => {
+                out.push(Action::Advertise(self.priority));
+                self.adver_timer = Some(now + cs(self.s.advert_cs));
+            }
+            State::Backup if self.master_down.is_some_and(|t| now >= t) => {
+                self.become_master(now, &mut out)
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// keepalived's priority arithmetic: base plus the weights of tracked items, kept within
+/// 1..=254 (an owner at 255 stays 255). `None` means FAULT (a weight-0 item failed).
+pub fn effective_priority(base: u8, items: &[(i32, bool)]) -> Option<u8> {
+    if base == 255 {
+        return if items.iter().any(|(w, ok)| *w == 0 && !ok) {
+            None
+        } else {
+            Some(255)
+        };
+    }
+    let mut p = base as i32;
+    for &(w, ok) in items {
+        match (w, ok) {
+            (0, false) => return None,
+            (w, true) if w > 0 => p += w,
+            (w, false) if w < 0 => p += w,
+            _ => {}
+        }
+    }
+    Some(p.clamp(1, 254) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn router(
+        prio: u8,
+        master: bool,
+        version: u8,
+        advert_cs: u32,
+        preempt: bool,
+    ) -> (Router, Instant) {
+        let t0 = Instant::now();
+        let s = Settings {
+            version,
+            advert_cs,
+            preempt,
+            preempt_delay: Duration::ZERO,
+            initial_master: master,
+        };
+        (Router::new(s, prio, Ipv4Addr::new(10, 0, 0, 1), t0), t0)
+    }
+
+    fn adv(prio: u8, cs: u32) -> Advert {
+        Advert {
+            version: 2,
+            vrid: 51,
+            priority: prio,
+            interval_cs: cs,
+            addrs: vec![],
+        }
+    }
+
+    #[test]
+    fn wire_round_trip_v2_v3_and_validation() {
+        let a = Advert {
+            version: 3,
+            vrid: 51,
+            priority: 150,
+            interval_cs: 10,
+            addrs: vec![Ipv4Addr::new(10, 80, 0, 100)],
+        };
+        let src = Ipv4Addr::new(10, 80, 0, 1);
+        let dst = Ipv4Addr::new(224, 0, 0, 18);
+        let payload = encode(&a, &Auth::None, src, dst);
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 255, 112, 0, 0];
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&dst.octets());
+        let total = (ip.len() + payload.len()) as u16;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        let mut pkt = ip.clone();
+        pkt.extend_from_slice(&payload);
+        assert_eq!(decode(&pkt, 3, &Auth::None), Ok((src, dst, a.clone())));
+        let mut bad = pkt.clone();
+        bad[8] = 64;
+        assert_eq!(decode(&bad, 3, &Auth::None), Err(Reject::Ttl));
+        let mut bad = pkt.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(decode(&bad, 3, &Auth::None), Err(Reject::Checksum));
+        assert_eq!(decode(&pkt, 2, &Auth::None), Err(Reject::Version));
+        // v2 with a password; the wrong one is refused
+        let a2 = Advert {
+            version: 2,
+            interval_cs: 100,
+            ..a
+        };
+        let p = Auth::Pass(*b"s3cr3t\0\0");
+        let mut pkt2 = ip;
+        pkt2.extend_from_slice(&encode(&a2, &p, src, dst));
+        let total = pkt2.len() as u16;
+        pkt2[2..4].copy_from_slice(&total.to_be_bytes());
+        assert_eq!(decode(&pkt2, 2, &p).map(|x| x.2), Ok(a2));
+        assert_eq!(
+            decode(&pkt2, 2, &Auth::Pass(*b"wrong\0\0\0")),
+            Err(Reject::Auth)
+        );
+        for n in 0..pkt2.len() {
+            let _ = decode(&pkt2[..n], 2, &p);
+        }
+    }
+
+    #[test]
+    fn backup_takes_over_after_the_master_down_interval() {
+        let (mut r, t0) = router(100, false, 2, 100, true);
+        assert_eq!(r.start(t0), vec![Action::Became(State::Backup)]);
+        // v2, advert 1 s, priority 100: 3 s + (256-100)/256 s = 3.609375 s
+        assert_eq!(r.master_down_interval(), Duration::from_micros(3_609_375));
+        assert!(r.on_timer(t0 + ms(3600)).is_empty());
+        let out = r.on_timer(t0 + ms(3610));
+        assert_eq!(
+            out,
+            vec![Action::Advertise(100), Action::Became(State::Master)]
+        );
+        assert_eq!(r.deadline(), Some(t0 + ms(3610) + ms(1000)));
+    }
+
+    #[test]
+    fn adverts_keep_a_backup_quiet_and_priority_zero_cuts_to_skew() {
+        let (mut r, t0) = router(100, false, 2, 100, true);
+        r.start(t0);
+        r.on_advert(Ipv4Addr::new(10, 0, 0, 2), &adv(150, 100), t0 + ms(3000));
+        assert!(
+            r.on_timer(t0 + ms(6000)).is_empty(),
+            "the advert reset the timer"
+        );
+        r.on_advert(Ipv4Addr::new(10, 0, 0, 2), &adv(0, 100), t0 + ms(6000));
+        // skew = 156/256 s = 609.375 ms
+        assert!(r.on_timer(t0 + ms(6609)).is_empty());
+        assert_eq!(
+            r.on_timer(t0 + ms(6610)).last(),
+            Some(&Action::Became(State::Master))
+        );
+    }
+
+    #[test]
+    fn preemption_and_nopreempt() {
+        // a higher-priority backup ignores a lower master's adverts and takes over
+        let (mut r, t0) = router(150, false, 2, 100, true);
+        r.start(t0);
+        r.on_advert(Ipv4Addr::new(10, 0, 0, 2), &adv(100, 100), t0 + ms(1000));
+        assert!(
+            r.on_timer(t0 + ms(3414)).is_empty(),
+            "3 s + 106/256 s = 3414.06 ms"
+        );
+        assert_eq!(
+            r.on_timer(t0 + ms(3415)).last(),
+            Some(&Action::Became(State::Master))
+        );
+        // with nopreempt the lower master is kept
+        let (mut r, t0) = router(150, false, 2, 100, false);
+        r.start(t0);
+        for s in 1..10 {
+            r.on_advert(
+                Ipv4Addr::new(10, 0, 0, 2),
+                &adv(100, 100),
+                t0 + ms(s * 1000),
+            );
+            assert!(r.on_timer(t0 + ms(s * 1000 + 500)).is_empty());
+        }
+        assert_eq!(r.state, State::Backup);
+    }
+
+    #[test]
+    fn master_yields_to_higher_and_answers_priority_zero() {
+        let (mut r, t0) = router(100, true, 2, 100, true);
+        assert_eq!(
+            r.start(t0),
+            vec![Action::Advertise(100), Action::Became(State::Master)]
+        );
+        assert!(r
+            .on_advert(Ipv4Addr::new(10, 0, 0, 2), &adv(50, 100), t0)
+            .is_empty());
+        assert_eq!(
+            r.on_advert(Ipv4Addr::new(10, 0, 0, 2), &adv(0, 100), t0),
+            vec![Action::Advertise(100)]
+        );
+        // equal priority: the higher address wins
+        assert_eq!(
+            r.on_advert(Ipv4Addr::new(10, 0, 0, 2), &adv(100, 100), t0),
+            vec![Action::Became(State::Backup)]
+        );
+        let (mut r, t0) = router(100, true, 2, 100, true);
+        r.start(t0);
+        assert!(r
+            .on_advert(Ipv4Addr::new(10, 0, 0, 0), &adv(100, 100), t0)
+            .is_empty());
+    }
+
+    #[test]
+    fn v3_uses_the_masters_interval_and_centiseconds() {
+        let (mut r, t0) = router(100, false, 3, 10, true);
+        r.start(t0);
+        // 3 × 10 cs + (156 × 10 / 256) cs = 300 ms + 60.9375 ms
+        assert_eq!(r.master_down_interval(), Duration::from_micros(360_937));
+        let mut a = adv(150, 20);
+        a.version = 3;
+        r.on_advert(Ipv4Addr::new(10, 0, 0, 2), &a, t0);
+        assert_eq!(
+            r.master_down_interval(),
+            ms(600) + Duration::from_micros(121_875)
+        );
+    }
+
+    #[test]
+    fn shutdown_fault_and_tracking() {
+        let (mut r, t0) = router(100, true, 2, 100, true);
+        r.start(t0);
+        assert_eq!(
+            r.shutdown(),
+            vec![Action::Advertise(0), Action::Became(State::Init)]
+        );
+        let (mut r, t0) = router(100, true, 2, 100, true);
+        r.start(t0);
+        assert_eq!(
+            r.set_fault(true, t0),
+            vec![Action::Advertise(0), Action::Became(State::Fault)]
+        );
+        assert_eq!(r.set_fault(false, t0), vec![Action::Became(State::Backup)]);
+        assert_eq!(effective_priority(150, &[(-60, false)]), Some(90));
+        assert_eq!(
+            effective_priority(150, &[(-60, true), (10, true)]),
+            Some(160)
+        );
+        assert_eq!(effective_priority(250, &[(10, true)]), Some(254));
+        assert_eq!(effective_priority(100, &[(0, false)]), None);
+        assert_eq!(effective_priority(255, &[(-60, false)]), Some(255));
+    }
+}
