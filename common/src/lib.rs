@@ -69,3 +69,41 @@ pub fn init_logging(env_var: &str, format: &str) {
         b.init();
     }
 }
+
+/// IPv4 addresses of this host's interfaces, loopback excluded: (name, address, prefix
+/// length), in the kernel's order (an interface's primary address first).
+pub fn ipv4_interfaces() -> Vec<(String, std::net::Ipv4Addr, u8)> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs fills a list we walk read-only and free once.
+    unsafe {
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            cur = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || (*ifa.ifa_addr).sa_family as i32 != libc::AF_INET {
+                continue;
+            }
+            if ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0 {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                .to_string_lossy()
+                .into_owned();
+            let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+            let addr = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            let prefix = if ifa.ifa_netmask.is_null() {
+                32
+            } else {
+                let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
+                u32::from_be(m.sin_addr.s_addr).count_ones() as u8
+            };
+            out.push((name, addr, prefix));
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}

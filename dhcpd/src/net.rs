@@ -2,7 +2,7 @@
 //! delivery of replies to relays, addressed clients, broadcast, or the link layer (an ARP
 //! entry for the new address, then a unicast: what ISC dhcpd and dnsmasq do).
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -14,43 +14,22 @@ use crate::engine::{Dest, Iface, Reply};
 /// IPv4 interfaces of this host (the first address of each), loopback excluded.
 pub fn interfaces() -> io::Result<Vec<Iface>> {
     let mut out: Vec<Iface> = Vec::new();
-    // SAFETY: getifaddrs fills a list we walk read-only and free once.
-    unsafe {
-        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-        if libc::getifaddrs(&mut head) != 0 {
-            return Err(io::Error::last_os_error());
+    for (name, addr, prefix) in opsflow_common::ipv4_interfaces() {
+        if out.iter().any(|i| i.name == name) {
+            continue;
         }
-        let mut cur = head;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            cur = ifa.ifa_next;
-            if ifa.ifa_addr.is_null() || (*ifa.ifa_addr).sa_family as i32 != libc::AF_INET {
-                continue;
-            }
-            if ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0 {
-                continue;
-            }
-            let name = CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
-            if out.iter().any(|i| i.name == name) {
-                continue;
-            }
-            let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-            let addr = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            let prefix = if ifa.ifa_netmask.is_null() {
-                32
-            } else {
-                let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
-                u32::from_be(m.sin_addr.s_addr).count_ones() as u8
-            };
-            let index = libc::if_nametoindex(ifa.ifa_name);
-            out.push(Iface {
-                name,
-                index,
-                addr,
-                prefix,
-            });
-        }
-        libc::freeifaddrs(head);
+        let index = CString::new(name.clone())
+            .map(|c| {
+                // SAFETY: NUL-terminated name.
+                unsafe { libc::if_nametoindex(c.as_ptr()) }
+            })
+            .unwrap_or(0);
+        out.push(Iface {
+            name,
+            index,
+            addr,
+            prefix,
+        });
     }
     Ok(out)
 }

@@ -1,15 +1,22 @@
 //! ha: the keepalived-compatible HA daemon for load-balancer nodes.
 //!
-//! This build has the configuration language: `ha --check` reads keepalived.conf (includes,
-//! `$VAR`, `@id` lines), knows every keyword of keepalived's samples, reports unknown ones as
-//! `FILE:LINE:COL: unknown keyword 'X' (did you mean 'Y'?)`, range-checks values, and warns
-//! about keywords it does not implement. The VRRP daemon lands with issue #6, the load
-//! balancer with #7.
-//!
 //! # Map
-//! - [`conf::syntax`]: lines, words, blocks, positions, includes, variables, `@id` lines.
-//! - [`conf::schema`]: the keywords of each block and what ha does with them.
-//! - [`conf`]: the validated model (instances, scripts, sync groups, virtual IPs).
+//! - [`conf`]: keepalived.conf (syntax with positions, keyword schema, validated model).
+//! - [`vrrp`]: VRRP v2/v3 adverts and the RFC 5798 state machine, pure (time is an input).
+//! - [`daemon`]: the event loop: routers, tracking, notify scripts, reload, shutdown.
+//! - [`net`]: rtnetlink addresses, gratuitous ARP, the raw VRRP socket, link state.
+//! - [`smtp`]: alert e-mail.
+//! - [`control`]: the control API (`/v1/status`, `/metrics`) and its client.
+//!
+//! # Invariants
+//! - Protocol decisions are made only in [`vrrp::Router`]; the daemon executes its actions.
+//! - Notify scripts and e-mail never block the event loop; they run in order per instance.
+//! - A master that stops sends priority 0 first and removes its VIPs.
+//! - The TCP control API always requires a bearer token.
 
 pub mod conf;
+pub mod control;
+pub mod daemon;
+pub mod net;
+pub mod smtp;
 pub mod vrrp;

@@ -1,0 +1,169 @@
+//! The control API: `GET /v1/status` (JSON) and `GET /metrics` (Prometheus) over a unix
+//! socket, or over TCP where a bearer token is required (`--control-token-file`).
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tracing::warn;
+
+use crate::daemon::Shared;
+
+fn respond(
+    shared: &Shared,
+    token: &Option<String>,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let reply = |code: StatusCode, ctype: &str, body: String| {
+        Response::builder()
+            .status(code)
+            .header("content-type", ctype)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_default()
+    };
+    if let Some(t) = token {
+        let auth = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if auth.strip_prefix("Bearer ").map(str::trim) != Some(t.as_str()) {
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "a bearer token is required (Authorization: Bearer ...)\n".into(),
+            );
+        }
+    }
+    let Ok(s) = shared.lock() else {
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "state unavailable\n".into(),
+        );
+    };
+    match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/v1/status") => reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&s.0).unwrap_or_default(),
+        ),
+        ("GET", "/metrics") => {
+            let mut m = String::new();
+            let _ = writeln!(
+                m,
+                "# TYPE ha_vrrp_adverts_received_total counter\nha_vrrp_adverts_received_total {}",
+                s.1.adverts_rx
+            );
+            let _ = writeln!(
+                m,
+                "# TYPE ha_vrrp_adverts_sent_total counter\nha_vrrp_adverts_sent_total {}",
+                s.1.adverts_tx
+            );
+            let _ = writeln!(
+                m,
+                "# TYPE ha_vrrp_transitions_total counter\nha_vrrp_transitions_total {}",
+                s.1.transitions
+            );
+            let _ = writeln!(m, "# TYPE ha_vrrp_adverts_dropped_total counter");
+            for (k, v) in &s.1.dropped {
+                let _ = writeln!(m, "ha_vrrp_adverts_dropped_total{{reason=\"{k}\"}} {v}");
+            }
+            let _ = writeln!(m, "# TYPE ha_vrrp_state gauge");
+            for i in &s.0.vrrp {
+                for st in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+                    let _ = writeln!(
+                        m,
+                        "ha_vrrp_state{{instance=\"{}\",state=\"{st}\"}} {}",
+                        i.name,
+                        u8::from(i.state == st)
+                    );
+                }
+            }
+            reply(StatusCode::OK, "text/plain; version=0.0.4", m)
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: GET /v1/status or /metrics\n".into(),
+        ),
+    }
+}
+
+async fn serve_conn<IO>(io: IO, shared: Shared, token: Arc<Option<String>>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let r = respond(&shared, &token, &req);
+        async move { Ok::<_, Infallible>(r) }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await
+    {
+        warn!(error = %e, "control connection failed");
+    }
+}
+
+/// Where the control API listens.
+pub enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+pub async fn serve(l: Listener, shared: Shared, token: Option<String>) {
+    let token = Arc::new(token);
+    loop {
+        match &l {
+            Listener::Unix(u) => match u.accept().await {
+                Ok((s, _)) => {
+                    tokio::spawn(serve_conn(s, shared.clone(), Arc::new(None)));
+                }
+                Err(e) => warn!(error = %e, "control accept failed"),
+            },
+            Listener::Tcp(t) => match t.accept().await {
+                Ok((s, _)) => {
+                    tokio::spawn(serve_conn(s, shared.clone(), token.clone()));
+                }
+                Err(e) => warn!(error = %e, "control accept failed"),
+            },
+        }
+    }
+}
+
+/// A minimal client for `ha status`: GET a path, return the body.
+pub fn get(control: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.0\r\nHost: ha\r\n{auth}\r\n");
+    let mut raw = Vec::new();
+    if control.contains('/') {
+        let mut s = std::os::unix::net::UnixStream::connect(control).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to {control}: {e} (is ha running with --control {control}?)"
+            )
+        })?;
+        s.write_all(req.as_bytes())?;
+        s.read_to_end(&mut raw)?;
+    } else {
+        let mut s = std::net::TcpStream::connect(control)
+            .map_err(|e| anyhow::anyhow!("cannot connect to {control}: {e}"))?;
+        s.write_all(req.as_bytes())?;
+        s.read_to_end(&mut raw)?;
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        anyhow::bail!("{}: {}", head.lines().next().unwrap_or(""), body.trim());
+    }
+    Ok(body.to_string())
+}

@@ -1,0 +1,792 @@
+//! The VRRP daemon: one event loop (tokio, one thread) owns every router; sockets, scripts
+//! and the control API talk to it through channels. Notify scripts and e-mail run in tasks
+//! of their own, in order per instance, so they never hold up the protocol.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::conf::{self, Config, Instance, Vip};
+use crate::net;
+use crate::vrrp::{self, Action, Advert, Router, Settings, State};
+
+/// Status of one VRRP instance, as `GET /v1/status` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub vrid: u8,
+    pub interface: String,
+    pub state: String,
+    pub priority: u8,
+    pub effective_priority: u8,
+    pub vips: Vec<String>,
+    pub master_address: Option<String>,
+    pub last_transition: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    pub vrrp: Vec<InstanceStatus>,
+    pub virtual_servers: Vec<serde_json::Value>,
+}
+
+/// Counters for /metrics.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub adverts_rx: u64,
+    pub adverts_tx: u64,
+    pub dropped: HashMap<&'static str, u64>,
+    pub transitions: u64,
+}
+
+pub type Shared = Arc<Mutex<(Status, Counters)>>;
+
+/// Splits a command line into words (single and double quotes group).
+pub fn split_command(cmd: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in cmd.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if !cur.is_empty() || any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if !cur.is_empty() || any {
+        out.push(cur);
+    }
+    out
+}
+
+/// Runs a keepalived-style command: directly when it is a plain command line, through
+/// `/bin/sh -c` when it uses shell syntax (as many notes' `killall -0 nginx && exit 0 || exit
+/// 1` scripts do). Extra arguments go after the command's own.
+pub fn command(cmd: &str, extra: &[String]) -> tokio::process::Command {
+    let shellish = cmd.contains(['&', '|', ';', '>', '<', '$', '`', '(', '[', '*']);
+    let mut c = if shellish {
+        let mut c = tokio::process::Command::new("/bin/sh");
+        let mut script = cmd.to_string();
+        if !extra.is_empty() {
+            script.push_str(" \"$@\"");
+        }
+        c.arg("-c").arg(script).arg("sh");
+        c
+    } else {
+        let words = split_command(cmd);
+        let mut c = tokio::process::Command::new(words.first().cloned().unwrap_or_default());
+        c.args(&words[1.min(words.len())..]);
+        c
+    };
+    c.args(extra)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+struct Inst {
+    cfg: Instance,
+    router: Router,
+    sock: Arc<AsyncFd<socket2::Socket>>,
+    ifindex: u32,
+    dsts: Vec<Ipv4Addr>,
+    vips_on: bool,
+    last_transition: SystemTime,
+    notify: mpsc::UnboundedSender<Vec<(String, Vec<String>)>>,
+    iface_up: bool,
+    track_up: Vec<bool>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+enum Event {
+    Advert {
+        inst: String,
+        from: Ipv4Addr,
+        advert: Advert,
+    },
+    Rejected(&'static str),
+    Script {
+        name: String,
+        ok: bool,
+    },
+}
+
+/// Everything the daemon needs to run.
+pub struct Daemon {
+    cfg: Config,
+    insts: Vec<Inst>,
+    scripts: HashMap<String, bool>,
+    script_tasks: Vec<tokio::task::JoinHandle<()>>,
+    tx: mpsc::UnboundedSender<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    pub shared: Shared,
+    config_path: PathBuf,
+    config_id: String,
+}
+
+fn vip_text(v: &Vip) -> String {
+    format!("{}/{}", v.addr, v.prefix)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let s = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+impl Daemon {
+    pub fn new(cfg: Config, config_path: PathBuf, config_id: String) -> Daemon {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Daemon {
+            cfg: Config {
+                instances: Vec::new(),
+                ..cfg.clone()
+            },
+            insts: Vec::new(),
+            scripts: HashMap::new(),
+            script_tasks: Vec::new(),
+            tx,
+            rx,
+            shared: Arc::new(Mutex::new((Status::default(), Counters::default()))),
+            config_path,
+            config_id,
+        }
+        .with_config(cfg)
+    }
+
+    fn with_config(mut self, cfg: Config) -> Daemon {
+        self.apply_config(cfg, Instant::now());
+        self
+    }
+
+    fn start_scripts(&mut self) {
+        for t in self.script_tasks.drain(..) {
+            t.abort();
+        }
+        let used: Vec<String> = self
+            .cfg
+            .instances
+            .iter()
+            .flat_map(|i| i.track_scripts.iter().map(|t| t.name.clone()))
+            .collect();
+        for s in self
+            .cfg
+            .scripts
+            .iter()
+            .filter(|s| used.contains(&s.name))
+            .cloned()
+        {
+            self.scripts.entry(s.name.clone()).or_insert(!s.init_fail);
+            let tx = self.tx.clone();
+            self.script_tasks.push(tokio::spawn(async move {
+                let (mut ok, mut good, mut bad) = (!s.init_fail, 0u32, 0u32);
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(s.interval));
+                loop {
+                    tick.tick().await;
+                    let limit = if s.timeout > 0.0 {
+                        s.timeout
+                    } else {
+                        s.interval.max(1.0)
+                    };
+                    let result = tokio::time::timeout(
+                        Duration::from_secs_f64(limit),
+                        command(&s.script, &[]).status(),
+                    )
+                    .await;
+                    let success = matches!(result, Ok(Ok(st)) if st.success());
+                    if success {
+                        good += 1;
+                        bad = 0;
+                    } else {
+                        bad += 1;
+                        good = 0;
+                    }
+                    let new = if ok { bad < s.fall } else { good >= s.rise };
+                    if new != ok {
+                        ok = new;
+                        let _ = tx.send(Event::Script {
+                            name: s.name.clone(),
+                            ok,
+                        });
+                    }
+                }
+            }));
+        }
+    }
+
+    fn open(&self, c: &Instance, now: Instant) -> Option<Inst> {
+        let Some(ifindex) = net::ifindex(&c.interface) else {
+            warn!(instance = %c.name, interface = %c.interface, "interface does not exist: instance stays in FAULT until it appears (reload to retry)");
+            return None;
+        };
+        let vips: Vec<Ipv4Addr> = c.vips.iter().map(|v| v.addr).collect();
+        let src = c
+            .unicast_src
+            .or(c.mcast_src)
+            .or_else(|| net::primary_ipv4(&c.interface, &vips));
+        let Some(src) = src else {
+            warn!(instance = %c.name, interface = %c.interface, "the interface has no IPv4 address to send adverts from");
+            return None;
+        };
+        let unicast = !c.unicast_peers.is_empty();
+        let sock = match net::vrrp_socket(
+            &c.interface,
+            ifindex,
+            src,
+            (!unicast).then_some(c.mcast_group),
+        ) {
+            // SAFETY: the socket owns its descriptor and moves into the AsyncFd, which keeps it
+            // open until the AsyncFd is dropped.
+            Ok(s) => Arc::new(match unsafe { AsyncFd::register(s) } {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(instance = %c.name, error = %e, "cannot register the VRRP socket");
+                    return None;
+                }
+            }),
+            Err(e) => {
+                warn!(instance = %c.name, error = %e, "cannot open the VRRP socket (are we root?)");
+                return None;
+            }
+        };
+        let settings = Settings {
+            version: c.version,
+            advert_cs: c.advert_cs,
+            preempt: !c.nopreempt,
+            preempt_delay: Duration::from_secs_f64(c.preempt_delay),
+            initial_master: c.initial_master,
+        };
+        let router = Router::new(settings, c.priority, src, now);
+        let (ntx, mut nrx) = mpsc::unbounded_channel::<Vec<(String, Vec<String>)>>();
+        let name = c.name.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = nrx.recv().await {
+                for (cmd, extra) in batch {
+                    match tokio::time::timeout(
+                        Duration::from_secs(30),
+                        command(&cmd, &extra).status(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(st)) if st.success() => {
+                            debug!(instance = %name, cmd = %cmd, "notify ran")
+                        }
+                        Ok(Ok(st)) => {
+                            warn!(instance = %name, cmd = %cmd, status = %st, "notify script failed")
+                        }
+                        Ok(Err(e)) => {
+                            warn!(instance = %name, cmd = %cmd, error = %e, "cannot run the notify script")
+                        }
+                        Err(_) => {
+                            warn!(instance = %name, cmd = %cmd, "notify script still running after 30 s; killed")
+                        }
+                    }
+                }
+            }
+        });
+        let reader = {
+            let sock = sock.clone();
+            let tx = self.tx.clone();
+            let (name, version, auth, vrid, peers) = (
+                c.name.clone(),
+                c.version,
+                c.auth.clone(),
+                c.vrid,
+                c.unicast_peers.clone(),
+            );
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                loop {
+                    let Ok(mut guard) = sock.readable().await else {
+                        return;
+                    };
+                    let r = guard.try_io(|s| {
+                        // SAFETY: reading into our buffer from a raw socket we own.
+                        let n = unsafe {
+                            libc::recv(
+                                std::os::fd::AsRawFd::as_raw_fd(s.get_ref()),
+                                buf.as_mut_ptr() as *mut libc::c_void,
+                                buf.len(),
+                                0,
+                            )
+                        };
+                        if n < 0 {
+                            Err(std::io::Error::last_os_error())
+                        } else {
+                            Ok(n as usize)
+                        }
+                    });
+                    let Ok(Ok(n)) = r else { continue };
+                    if n >= 22 && buf[(buf[0] as usize & 0x0f) * 4 + 1] != vrid {
+                        continue; // another virtual router on this link
+                    }
+                    match vrrp::decode(&buf[..n], version, &auth) {
+                        Ok((from, _, advert)) if advert.vrid == vrid => {
+                            if !peers.is_empty() && !peers.contains(&from) {
+                                let _ = tx.send(Event::Rejected("unicast_not_a_peer"));
+                                continue;
+                            }
+                            let _ = tx.send(Event::Advert {
+                                inst: name.clone(),
+                                from,
+                                advert,
+                            });
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = tx.send(Event::Rejected(e.reason()));
+                        }
+                    }
+                }
+            })
+        };
+        let dsts = if unicast {
+            c.unicast_peers.clone()
+        } else {
+            vec![c.mcast_group]
+        };
+        Some(Inst {
+            cfg: c.clone(),
+            router,
+            sock,
+            ifindex,
+            dsts,
+            vips_on: false,
+            last_transition: SystemTime::now(),
+            notify: ntx,
+            iface_up: net::link_up(&c.interface),
+            track_up: c
+                .track_interfaces
+                .iter()
+                .map(|(i, _)| net::link_up(i))
+                .collect(),
+            reader,
+        })
+    }
+
+    /// Applies a (new) configuration: instances that stay keep their state and VIPs.
+    fn apply_config(&mut self, cfg: Config, now: Instant) {
+        let old: Vec<String> = self.insts.iter().map(|i| i.cfg.name.clone()).collect();
+        // removed instances stop
+        let (keep, gone): (Vec<Inst>, Vec<Inst>) = std::mem::take(&mut self.insts)
+            .into_iter()
+            .partition(|i| cfg.instances.iter().any(|c| c.name == i.cfg.name));
+        self.insts = keep;
+        for mut g in gone {
+            let acts = g.router.shutdown();
+            self.run_actions(&mut g, acts);
+            g.reader.abort();
+        }
+        self.cfg = cfg.clone();
+        for c in &cfg.instances {
+            if let Some(pos) = self.insts.iter().position(|i| i.cfg.name == c.name) {
+                let mut i = self.insts.remove(pos);
+                // VIPs that left the config go; new ones are added if we are master
+                if i.vips_on {
+                    for v in i.cfg.vips.iter().filter(|v| !c.vips.contains(v)) {
+                        let _ = net::set_vip(i.ifindex, v, false);
+                    }
+                    for v in c.vips.iter().filter(|v| !i.cfg.vips.contains(v)) {
+                        let _ = net::set_vip(i.ifindex, v, true);
+                    }
+                }
+                i.router.s.preempt = !c.nopreempt;
+                i.router.s.advert_cs = c.advert_cs;
+                i.router.s.preempt_delay = Duration::from_secs_f64(c.preempt_delay);
+                i.cfg = c.clone();
+                i.track_up = c
+                    .track_interfaces
+                    .iter()
+                    .map(|(n, _)| net::link_up(n))
+                    .collect();
+                self.insts.insert(pos.min(self.insts.len()), i);
+            } else if let Some(mut i) = self.open(c, now) {
+                let acts = i.router.start(now);
+                info!(instance = %c.name, vrid = c.vrid, interface = %c.interface, priority = c.priority, "vrrp instance started");
+                self.run_actions(&mut i, acts);
+                self.insts.push(i);
+            }
+        }
+        let _ = old;
+        self.start_scripts();
+        let names: Vec<String> = self.insts.iter().map(|i| i.cfg.name.clone()).collect();
+        for n in names {
+            self.retrack(&n, now);
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.0.vrrp = self
+                .insts
+                .iter()
+                .map(|i| InstanceStatus {
+                    name: i.cfg.name.clone(),
+                    vrid: i.cfg.vrid,
+                    interface: i.cfg.interface.clone(),
+                    state: i.router.state.name().to_string(),
+                    priority: i.cfg.priority,
+                    effective_priority: i.router.priority,
+                    vips: i.cfg.vips.iter().map(vip_text).collect(),
+                    master_address: i.router.master_ip.map(|a| a.to_string()),
+                    last_transition: rfc3339(i.last_transition),
+                })
+                .collect();
+        }
+    }
+
+    fn send_advert(&self, i: &Inst, priority: u8) {
+        let a = Advert {
+            version: i.cfg.version,
+            vrid: i.cfg.vrid,
+            priority,
+            interval_cs: i.cfg.advert_cs,
+            addrs: i.cfg.vips.iter().map(|v| v.addr).collect(),
+        };
+        for dst in &i.dsts {
+            let payload = vrrp::encode(&a, &i.cfg.auth, i.router.my_ip, *dst);
+            let addr = std::net::SocketAddrV4::new(*dst, 0);
+            match i.sock.get_ref().send_to(&payload, &addr.into()) {
+                Ok(_) => {
+                    if let Ok(mut s) = self.shared.lock() {
+                        s.1.adverts_tx += 1;
+                    }
+                }
+                Err(e) => debug!(instance = %i.cfg.name, error = %e, "advert not sent"),
+            }
+        }
+    }
+
+    fn run_actions(&self, i: &mut Inst, acts: Vec<Action>) {
+        for a in acts {
+            match a {
+                Action::Advertise(p) => self.send_advert(i, p),
+                Action::Became(st) => self.transition(i, st),
+            }
+        }
+    }
+
+    fn transition(&self, i: &mut Inst, st: State) {
+        i.last_transition = SystemTime::now();
+        info!(instance = %i.cfg.name, vrid = i.cfg.vrid, state = st.name(), priority = i.router.priority, "state change");
+        if let Ok(mut s) = self.shared.lock() {
+            s.1.transitions += 1;
+        }
+        match st {
+            State::Master => {
+                for v in &i.cfg.vips {
+                    let dev = v.dev.as_deref().unwrap_or(&i.cfg.interface);
+                    let idx = net::ifindex(dev).unwrap_or(i.ifindex);
+                    if let Err(e) = net::set_vip(idx, v, true) {
+                        warn!(instance = %i.cfg.name, vip = %vip_text(v), error = %e, "cannot add the virtual IP");
+                    }
+                }
+                i.vips_on = true;
+                let vips: Vec<(String, Ipv4Addr)> = i
+                    .cfg
+                    .vips
+                    .iter()
+                    .map(|v| (v.dev.clone().unwrap_or(i.cfg.interface.clone()), v.addr))
+                    .collect();
+                let (repeat, delay) = (i.cfg.garp_master_repeat, i.cfg.garp_master_delay);
+                tokio::spawn(async move {
+                    for (dev, ip) in &vips {
+                        let _ = net::garp(dev, *ip, repeat);
+                    }
+                    if delay > 0.0 {
+                        tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+                        for (dev, ip) in &vips {
+                            let _ = net::garp(dev, *ip, repeat);
+                        }
+                    }
+                });
+            }
+            State::Backup | State::Fault | State::Init => {
+                for v in &i.cfg.vips {
+                    let dev = v.dev.as_deref().unwrap_or(&i.cfg.interface);
+                    let idx = net::ifindex(dev).unwrap_or(i.ifindex);
+                    let _ = net::set_vip(idx, v, false);
+                }
+                i.vips_on = false;
+            }
+        }
+        let n = &i.cfg.notify;
+        let (specific, word) = match st {
+            State::Master => (n.master.clone(), "MASTER"),
+            State::Backup => (n.backup.clone(), "BACKUP"),
+            State::Fault => (n.fault.clone(), "FAULT"),
+            State::Init => (n.stop.clone(), "STOP"),
+        };
+        let mut batch = Vec::new();
+        if let Some(s) = specific {
+            batch.push((s, Vec::new()));
+        }
+        if let Some(g) = &n.generic {
+            batch.push((
+                g.clone(),
+                vec![
+                    "INSTANCE".into(),
+                    i.cfg.name.clone(),
+                    word.to_string(),
+                    i.router.priority.to_string(),
+                ],
+            ));
+        }
+        if !batch.is_empty() {
+            let _ = i.notify.send(batch);
+        }
+        let g = &self.cfg.global;
+        if n.smtp_alert && st != State::Init && !g.emails.is_empty() {
+            if let Some((host, port)) = g.smtp_server.clone() {
+                let router_id = g.router_id.clone().unwrap_or_else(|| "ha".into());
+                let subject = format!(
+                    "[{router_id}] VRRP Instance {} - Entering {word} state",
+                    i.cfg.name
+                );
+                let from = g
+                    .email_from
+                    .clone()
+                    .unwrap_or_else(|| format!("ha@{router_id}"));
+                let to = g.emails.clone();
+                let timeout = Duration::from_secs(g.smtp_connect_timeout.max(1) as u64);
+                let helo = g.smtp_helo.clone().unwrap_or(router_id);
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        crate::smtp::send(&host, port, &helo, &from, &to, &subject, timeout).await
+                    {
+                        warn!(server = %host, error = %e, "SMTP alert not delivered");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Recomputes an instance's effective priority and fault state from its tracking.
+    fn retrack(&mut self, name: &str, now: Instant) {
+        let Some(pos) = self.insts.iter().position(|i| i.cfg.name == name) else {
+            return;
+        };
+        let mut items: Vec<(i32, bool)> = vec![(0, self.insts[pos].iface_up)];
+        {
+            let i = &self.insts[pos];
+            for (k, (_, w)) in i.cfg.track_interfaces.iter().enumerate() {
+                items.push((*w, i.track_up.get(k).copied().unwrap_or(false)));
+            }
+            for t in &i.cfg.track_scripts {
+                let script = self.cfg.scripts.iter().find(|s| s.name == t.name);
+                let w = t
+                    .weight
+                    .or(script.map(|s| if s.reverse { -s.weight } else { s.weight }))
+                    .unwrap_or(0);
+                items.push((w, self.scripts.get(&t.name).copied().unwrap_or(true)));
+            }
+        }
+        let mut i = self.insts.remove(pos);
+        let acts = match vrrp::effective_priority(i.cfg.priority, &items) {
+            None => i.router.set_fault(true, now),
+            Some(p) => {
+                let mut a = i.router.set_fault(false, now);
+                a.extend(i.router.set_priority(p, now));
+                a
+            }
+        };
+        self.run_actions(&mut i, acts);
+        self.insts.insert(pos, i);
+    }
+
+    fn sync_groups(&mut self, name: &str, st: State, now: Instant) {
+        let groups: Vec<Vec<String>> = self
+            .cfg
+            .sync_groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| m == name))
+            .map(|g| g.members.clone())
+            .collect();
+        for members in groups {
+            for m in members.iter().filter(|m| *m != name) {
+                let Some(pos) = self.insts.iter().position(|i| &i.cfg.name == m) else {
+                    continue;
+                };
+                let mut i = self.insts.remove(pos);
+                let acts = match (st, i.router.state) {
+                    (State::Fault, s) if s != State::Fault => i.router.set_fault(true, now),
+                    _ => Vec::new(),
+                };
+                self.run_actions(&mut i, acts);
+                self.insts.insert(pos, i);
+            }
+        }
+    }
+
+    /// Runs until SIGTERM. SIGHUP reloads; SIGUSR1 writes the state to a file.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        info!(instances = self.insts.len(), "ha ready");
+        loop {
+            let deadline = self.insts.iter().filter_map(|i| i.router.deadline()).min();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = self.rx.recv() => {
+                    let now = Instant::now();
+                    match ev {
+                        Some(Event::Advert { inst, from, advert }) => {
+                            if let Ok(mut s) = self.shared.lock() { s.1.adverts_rx += 1; }
+                            if let Some(pos) = self.insts.iter().position(|i| i.cfg.name == inst) {
+                                let mut i = self.insts.remove(pos);
+                                let before = i.router.state;
+                                let acts = i.router.on_advert(from, &advert, now);
+                                self.run_actions(&mut i, acts);
+                                let after = i.router.state;
+                                self.insts.insert(pos, i);
+                                if before != after { self.sync_groups(&inst, after, now); }
+                            }
+                        }
+                        Some(Event::Rejected(reason)) => {
+                            if let Ok(mut s) = self.shared.lock() { *s.1.dropped.entry(reason).or_default() += 1; }
+                        }
+                        Some(Event::Script { name, ok }) => {
+                            info!(script = %name, ok, "track script changed");
+                            self.scripts.insert(name.clone(), ok);
+                            let users: Vec<String> = self.insts.iter().filter(|i| i.cfg.track_scripts.iter().any(|t| t.name == name)).map(|i| i.cfg.name.clone()).collect();
+                            for u in users { self.retrack(&u, now); }
+                        }
+                        None => break,
+                    }
+                    self.publish();
+                }
+                _ = sleep => {
+                    let now = Instant::now();
+                    let mut changed = Vec::new();
+                    for idx in 0..self.insts.len() {
+                        let mut i = self.insts.remove(idx);
+                        let before = i.router.state;
+                        let acts = i.router.on_timer(now);
+                        self.run_actions(&mut i, acts);
+                        if i.router.state != before { changed.push((i.cfg.name.clone(), i.router.state)); }
+                        self.insts.insert(idx, i);
+                    }
+                    for (n, st) in changed { self.sync_groups(&n, st, now); }
+                    self.publish();
+                }
+                _ = poll.tick() => {
+                    let now = Instant::now();
+                    let mut dirty = Vec::new();
+                    for i in self.insts.iter_mut() {
+                        let up = net::link_up(&i.cfg.interface);
+                        let tracks: Vec<bool> = i.cfg.track_interfaces.iter().map(|(n, _)| net::link_up(n)).collect();
+                        if up != i.iface_up || tracks != i.track_up {
+                            info!(instance = %i.cfg.name, interface_up = up, "link state changed");
+                            i.iface_up = up;
+                            i.track_up = tracks;
+                            dirty.push(i.cfg.name.clone());
+                        }
+                    }
+                    for n in dirty { self.retrack(&n, now); }
+                    self.publish();
+                }
+                _ = hup.recv() => {
+                    match conf::load(&self.config_path, &self.config_id) {
+                        Ok(cfg) => {
+                            for w in &cfg.warnings { warn!("{w}"); }
+                            self.apply_config(cfg, Instant::now());
+                            info!("configuration reloaded");
+                        }
+                        Err(diags) => {
+                            for d in diags.iter().filter(|d| !d.warning) { warn!("{d}"); }
+                            warn!("reload refused: the configuration has errors; the old one stays in force");
+                        }
+                    }
+                }
+                _ = usr1.recv() => {
+                    let path = std::env::temp_dir().join(format!("ha-{}.json", std::process::id()));
+                    let text = self.shared.lock().map(|s| serde_json::to_string_pretty(&s.0).unwrap_or_default()).unwrap_or_default();
+                    match std::fs::write(&path, text) {
+                        Ok(()) => info!(file = %path.display(), "state written (SIGUSR1)"),
+                        Err(e) => warn!(file = %path.display(), error = %e, "cannot write the state"),
+                    }
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        info!("shutting down: masters hand over with priority 0 and remove their VIPs");
+        for idx in 0..self.insts.len() {
+            let mut i = self.insts.remove(idx);
+            let acts = i.router.shutdown();
+            self.run_actions(&mut i, acts);
+            self.insts.insert(idx, i);
+        }
+        // let queued notify scripts (notify_stop) start
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_split_like_keepalived() {
+        assert_eq!(
+            split_command("/etc/keepalived/notify.sh master"),
+            vec!["/etc/keepalived/notify.sh", "master"]
+        );
+        assert_eq!(
+            split_command("/bin/sh -c 'test ! -e /tmp/x'"),
+            vec!["/bin/sh", "-c", "test ! -e /tmp/x"]
+        );
+        assert_eq!(split_command("a \"\" b"), vec!["a", "", "b"]);
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000)),
+            "2026-11-18T11:06:40Z"
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! Kernel interfaces: virtual IPs through rtnetlink (RTM_NEWADDR/RTM_DELADDR), gratuitous
+//! ARP through a packet socket, the raw VRRP socket, and link state from sysfs.
+
+use std::ffi::CString;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+
+use crate::conf::Vip;
+
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: NUL-terminated name.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// Whether the interface exists and has carrier.
+pub fn link_up(name: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false)
+}
+
+pub fn mac(name: &str) -> Option<[u8; 6]> {
+    let s = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).ok()?;
+    let v: Vec<u8> = s
+        .trim()
+        .split(':')
+        .filter_map(|p| u8::from_str_radix(p, 16).ok())
+        .collect();
+    (v.len() == 6).then(|| {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&v);
+        m
+    })
+}
+
+/// The first IPv4 address of an interface that is not one of `exclude` (our VIPs).
+pub fn primary_ipv4(name: &str, exclude: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+    opsflow_common::ipv4_interfaces()
+        .into_iter()
+        .filter(|(n, _, _)| n == name)
+        .map(|(_, a, _)| a)
+        .find(|a| !exclude.contains(a))
+}
+
+fn align(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+fn push_attr(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
+    let len = 4 + data.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&ty.to_ne_bytes());
+    buf.extend_from_slice(data);
+    buf.resize(align(buf.len()), 0);
+}
+
+/// Adds (`add`) or removes a virtual IP on interface `index`. Adding an address that is
+/// there, or removing one that is not, is not an error.
+pub fn set_vip(index: u32, vip: &Vip, add: bool) -> io::Result<()> {
+    // SAFETY: a plain netlink socket; the descriptor is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let scope: u8 = match vip.scope.as_deref() {
+        Some("host") => 254,
+        Some("link") => 253,
+        Some("site") => 200,
+        _ => 0,
+    };
+    let mut body = vec![libc::AF_INET as u8, vip.prefix, 0, scope];
+    body.extend_from_slice(&index.to_ne_bytes());
+    push_attr(&mut body, libc::IFA_LOCAL, &vip.addr.octets());
+    push_attr(&mut body, libc::IFA_ADDRESS, &vip.addr.octets());
+    if let Some(b) = vip.brd {
+        push_attr(&mut body, libc::IFA_BROADCAST, &b.octets());
+    }
+    if let Some(l) = &vip.label {
+        let mut s = l.clone().into_bytes();
+        s.push(0);
+        push_attr(&mut body, libc::IFA_LABEL, &s);
+    }
+    let (ty, flags) = if add {
+        (
+            libc::RTM_NEWADDR,
+            libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE,
+        )
+    } else {
+        (libc::RTM_DELADDR, libc::NLM_F_REQUEST | libc::NLM_F_ACK)
+    };
+    let mut msg = Vec::with_capacity(16 + body.len());
+    msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+    msg.extend_from_slice(&ty.to_ne_bytes());
+    msg.extend_from_slice(&(flags as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&body);
+    // SAFETY: sending our buffer; receiving into a buffer of the stated length.
+    unsafe {
+        if libc::send(
+            fd.as_raw_fd(),
+            msg.as_ptr() as *const libc::c_void,
+            msg.len(),
+            0,
+        ) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = [0u8; 4096];
+        let n = libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            0,
+        );
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n as usize >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == libc::NLMSG_ERROR as u16 {
+            let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+            let benign = (add && code == -libc::EEXIST) || (!add && code == -libc::EADDRNOTAVAIL);
+            if code != 0 && !benign {
+                return Err(io::Error::from_raw_os_error(-code));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends `count` gratuitous ARPs for `ip` from the interface.
+pub fn garp(ifname: &str, ip: Ipv4Addr, count: u32) -> io::Result<()> {
+    let index = ifindex(ifname)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}")))?;
+    let src = mac(ifname)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no MAC for {ifname}")))?;
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&ip.octets());
+    // SAFETY: a packet socket we close on return; sockaddr_ll filled for sendto.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            (libc::ETH_P_ARP as u16).to_be() as i32,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ARP as u16).to_be();
+        sll.sll_ifindex = index as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        for _ in 0..count.max(1) {
+            libc::sendto(
+                fd.as_raw_fd(),
+                f.as_ptr() as *const libc::c_void,
+                f.len(),
+                0,
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of_val(&sll) as u32,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A raw VRRP socket on an interface: multicast group joined (unless unicast), TTL 255,
+/// source address set.
+pub fn vrrp_socket(
+    ifname: &str,
+    index: u32,
+    src: Ipv4Addr,
+    group: Option<Ipv4Addr>,
+) -> io::Result<Socket> {
+    let s = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(crate::vrrp::PROTO)),
+    )?;
+    s.bind_device(Some(ifname.as_bytes()))?;
+    s.set_ttl(255)?;
+    s.set_multicast_ttl_v4(255)?;
+    s.set_multicast_loop_v4(false)?;
+    match group {
+        Some(g) => {
+            s.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(index))?;
+            s.set_multicast_if_v4(&src)?;
+        }
+        // unicast: packets to our address only, and our address as their source
+        None => s.bind(&SocketAddrV4::new(src, 0).into())?,
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
