@@ -1,0 +1,443 @@
+//! ha pairs in lab namespaces: two nodes and a client on a bridge, real keepalived as a peer.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opsflow_tests::{wait_until, Host, Lab, Link, Proc};
+
+const HA: &str = env!("CARGO_BIN_EXE_ha");
+const VIP: &str = "10.80.0.100";
+
+struct Node {
+    host: Host,
+    link: Link,
+    proc: Option<Proc>,
+    starts: usize,
+}
+
+struct Env {
+    lab: Lab,
+    nodes: Vec<Node>,
+    client: Host,
+}
+
+fn setup(n: usize, tools: &[&str]) -> Option<Env> {
+    let mut all = vec!["python3", "curl"];
+    all.extend_from_slice(tools);
+    let lab = Lab::new(&all)?;
+    let lan = lab.switch("lan");
+    let mut nodes = Vec::new();
+    for k in 1..=n {
+        let host = lab.host(&format!("n{k}"));
+        let link = lab.attach(&host, &lan, "eth0", Some(&format!("10.80.0.{k}/24")));
+        let www = lab.path(&format!("www-n{k}"));
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("who"), format!("n{k}\n")).unwrap();
+        let web = host.spawn(
+            &format!("web-n{k}"),
+            "python3",
+            &[
+                "-m",
+                "http.server",
+                "8000",
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+                &www.to_string_lossy(),
+            ],
+        );
+        assert!(wait_until(Duration::from_secs(10), || host.tcp_listening(8000)));
+        std::mem::forget(web); // killed with the namespace
+        nodes.push(Node {
+            host,
+            link,
+            proc: None,
+            starts: 0,
+        });
+    }
+    let client = lab.host("cl");
+    lab.attach(&client, &lan, "eth0", Some("10.80.0.9/24"));
+    Some(Env { lab, nodes, client })
+}
+
+/// A keepalived.conf for node `k` (the acceptance scripts' shape: one instance, VRID 51).
+#[allow(clippy::too_many_arguments)]
+fn conf(
+    k: usize,
+    prio: u8,
+    state: &str,
+    version: u8,
+    advert: &str,
+    extra: &str,
+    global: &str,
+    pre: &str,
+) -> String {
+    let auth = if version == 2 {
+        "  authentication {\n    auth_type PASS\n    auth_pass s3cr3t\n  }\n"
+    } else {
+        ""
+    };
+    format!(
+        "global_defs {{\n  router_id n{k}\n  vrrp_version {version}\n{global}\n}}\n{pre}\nvrrp_instance VI_1 {{\n  state {state}\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int {advert}\n{auth}  virtual_ipaddress {{\n    {VIP}/24 dev eth0\n  }}\n{extra}\n}}\n"
+    )
+}
+
+impl Env {
+    fn node(&self, k: usize) -> &Node {
+        &self.nodes[k - 1]
+    }
+
+    fn write(&self, k: usize, text: &str) -> PathBuf {
+        let p = self.lab.path(&format!("n{k}.conf"));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn sock(&self, k: usize) -> String {
+        self.lab
+            .path(&format!("n{k}.sock"))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn start(&mut self, k: usize, text: &str) {
+        let conf = self.write(k, text);
+        let sock = self.sock(k);
+        let n = &mut self.nodes[k - 1];
+        n.starts += 1;
+        let p = n.host.spawn(
+            &format!("ha-n{k}-{}", n.starts),
+            HA,
+            &["--config", &conf.to_string_lossy(), "--control", &sock],
+        );
+        n.proc = Some(p);
+        let p = n.proc.as_mut().unwrap();
+        assert!(
+            p.wait_for_output("ha ready", Duration::from_secs(10)),
+            "{}",
+            p.output()
+        );
+    }
+
+    fn start_keepalived(&mut self, k: usize, text: &str) {
+        let conf = self.write(k, text);
+        let base = self.lab.path(&format!("ka-n{k}"));
+        let pid = |s: &str| format!("{}.{s}", base.display());
+        let n = &mut self.nodes[k - 1];
+        n.starts += 1;
+        let args = [
+            "--vrrp",
+            "-f",
+            &conf.to_string_lossy(),
+            "-p",
+            &pid("kp"),
+            "-r",
+            &pid("kr"),
+            "-c",
+            &pid("kc"),
+            "-l",
+            "-D",
+            "-n",
+        ];
+        n.proc = Some(
+            n.host
+                .spawn(&format!("ka-n{k}-{}", n.starts), "keepalived", &args),
+        );
+    }
+
+    fn kill(&mut self, k: usize) -> Instant {
+        let t = Instant::now();
+        if let Some(mut p) = self.nodes[k - 1].proc.take() {
+            p.kill();
+        }
+        t
+    }
+
+    fn term(&mut self, k: usize) -> Instant {
+        let t = Instant::now();
+        if let Some(mut p) = self.nodes[k - 1].proc.take() {
+            assert!(
+                p.stop(Duration::from_secs(5)).is_some(),
+                "ha did not stop on SIGTERM"
+            );
+        }
+        t
+    }
+
+    fn vip_on(&self, k: usize) -> bool {
+        self.node(k).host.has_addr(VIP)
+    }
+
+    fn who(&self) -> String {
+        let out = self.client.output(
+            "curl",
+            &["-s", "--max-time", "0.3", &format!("http://{VIP}:8000/who")],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn served_by(&self, k: usize, within: Duration) -> bool {
+        let want = format!("n{k}");
+        wait_until(within, || self.who() == want)
+    }
+
+    /// (state, effective priority) from `ha status --json`.
+    fn status(&self, k: usize) -> (String, u64) {
+        let out = std::process::Command::new(HA)
+            .args(["status", "--control", &self.sock(k), "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let i = &v["vrrp"][0];
+        (
+            i["state"].as_str().unwrap_or("").to_string(),
+            i["effective_priority"].as_u64().unwrap_or(0),
+        )
+    }
+}
+
+#[test]
+fn v2_pair_fails_over_preempts_and_hands_over_on_sigterm() {
+    let Some(mut env) = setup(2, &[]) else { return };
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", "", "", ""));
+    env.start(2, &conf(2, 100, "BACKUP", 2, "1", "", "", ""));
+    assert!(env.served_by(1, Duration::from_secs(6)));
+    assert!(!env.vip_on(2));
+    assert_eq!(env.status(1), ("MASTER".into(), 150));
+    assert!(wait_until(Duration::from_secs(3), || env.status(2).0 == "BACKUP"));
+    // kill -9: the backup takes over after the master down interval (3.61 s at most)
+    let t0 = env.kill(1);
+    assert!(env.served_by(2, Duration::from_secs(6)));
+    assert!(
+        t0.elapsed() < Duration::from_millis(4600),
+        "failover took {:?}",
+        t0.elapsed()
+    );
+    // the higher priority returns and preempts
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", "", "", ""));
+    assert!(env.served_by(1, Duration::from_secs(6)));
+    assert!(wait_until(Duration::from_secs(3), || !env.vip_on(2)));
+    // SIGTERM: priority 0, the backup takes over after its skew time (0.61 s)
+    let t0 = env.term(1);
+    assert!(env.served_by(2, Duration::from_secs(3)));
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "graceful handover took {:?}",
+        t0.elapsed()
+    );
+    assert!(!env.vip_on(1), "SIGTERM left the VIP behind");
+}
+
+#[test]
+fn nopreempt_and_a_cut_link_means_fault() {
+    let Some(mut env) = setup(2, &[]) else { return };
+    env.start(2, &conf(2, 100, "BACKUP", 3, "0.2", "", "", ""));
+    assert!(env.served_by(2, Duration::from_secs(4)));
+    env.start(1, &conf(1, 200, "BACKUP", 3, "0.2", "  nopreempt", "", ""));
+    assert!(wait_until(Duration::from_secs(3), || env.status(1).0 == "BACKUP"));
+    std::thread::sleep(Duration::from_millis(1500)); // several advert intervals: nothing may change
+    assert_eq!(env.who(), "n2", "nopreempt: the higher priority took over");
+    // cut n2's cable: n2 goes to FAULT and drops the VIP, n1 takes over
+    env.node(2).link.cut();
+    assert!(wait_until(Duration::from_secs(3), || env.status(2).0 == "FAULT"));
+    assert!(!env.vip_on(2));
+    assert!(env.served_by(1, Duration::from_secs(3)));
+    env.node(2).link.restore();
+    assert!(wait_until(Duration::from_secs(3), || env.status(2).0 == "BACKUP"));
+}
+
+fn smtp_sink(host: &Host) -> Arc<Mutex<String>> {
+    let mail = Arc::new(Mutex::new(String::new()));
+    let l = host.enter(|| TcpListener::bind("127.0.0.1:2525").unwrap());
+    let m = mail.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut w = s.try_clone().unwrap();
+            let mut data = false;
+            let _ = w.write_all(b"220 sink\r\n");
+            for line in BufReader::new(s).lines().map_while(Result::ok) {
+                if data {
+                    if line == "." {
+                        data = false;
+                        let _ = w.write_all(b"250 queued\r\n");
+                    } else {
+                        m.lock().unwrap().push_str(&format!("{line}\n"));
+                    }
+                    continue;
+                }
+                let cmd = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                let reply: &[u8] = match cmd.as_str() {
+                    "DATA" => {
+                        data = true;
+                        b"354 go on\r\n"
+                    }
+                    "QUIT" => b"221 bye\r\n",
+                    _ => {
+                        m.lock().unwrap().push_str(&format!("{line}\n"));
+                        b"250 ok\r\n"
+                    }
+                };
+                let _ = w.write_all(reply);
+            }
+        }
+    });
+    mail
+}
+
+#[test]
+fn track_script_notify_smtp_and_reload_without_flap() {
+    let Some(mut env) = setup(2, &[]) else { return };
+    let flag = env.lab.path("flag");
+    let log = env.lab.path("notify.log");
+    let notify = env.lab.path("notify.sh");
+    std::fs::write(
+        &notify,
+        format!("#!/bin/sh\necho \"$*\" >>{}\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mail = smtp_sink(&env.node(1).host);
+    let script = format!("vrrp_script chk_flag {{\n  script \"/bin/sh -c 'test ! -e {}'\"\n  interval 0.2\n  weight -60\n  fall 2\n  rise 1\n}}\n", flag.display());
+    let extra = format!(
+        "  track_script {{\n    chk_flag\n  }}\n  notify_master \"{n} master\"\n  notify_backup \"{n} backup\"\n  notify \"{n} generic\"\n  smtp_alert",
+        n = notify.display()
+    );
+    let global = "  notification_email {\n    ops@lab.test\n  }\n  notification_email_from ha@lab.test\n  smtp_server 127.0.0.1 2525\n  smtp_connect_timeout 5";
+    let c1 = conf(1, 150, "MASTER", 3, "0.2", &extra, global, &script);
+    env.start(1, &c1);
+    env.start(2, &conf(2, 100, "BACKUP", 3, "0.2", "", "", ""));
+    assert!(env.served_by(1, Duration::from_secs(4)));
+    std::fs::write(&flag, "").unwrap();
+    assert!(
+        env.served_by(2, Duration::from_secs(4)),
+        "weight -60 did not move the VIP"
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || env.status(1)
+            == ("BACKUP".into(), 90)),
+        "{:?}",
+        env.status(1)
+    );
+    std::fs::remove_file(&flag).unwrap();
+    assert!(env.served_by(1, Duration::from_secs(4)));
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(3), || text()
+            .contains("generic INSTANCE VI_1 MASTER 150")),
+        "{}",
+        text()
+    );
+    let seq: Vec<String> = text()
+        .lines()
+        .filter(|l| *l == "master" || *l == "backup")
+        .map(String::from)
+        .collect();
+    assert!(seq.join(" ").contains("master backup master"), "{seq:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || mail.lock().unwrap().contains(
+            "Subject: [n1] VRRP Instance VI_1 - Entering MASTER state"
+        )),
+        "{}",
+        mail.lock().unwrap()
+    );
+    // reload with a new priority: the VIP never leaves n1
+    env.write(1, &c1.replace("priority 150", "priority 160"));
+    let watch = {
+        let host = env.node(1).host.clone();
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(2);
+            let mut gone = 0;
+            while Instant::now() < end {
+                if !host.has_addr(VIP) {
+                    gone += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            gone
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    env.node(1).proc.as_ref().unwrap().signal(libc::SIGHUP);
+    assert_eq!(
+        watch.join().unwrap(),
+        0,
+        "the VIP left n1 during the reload"
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || env.status(1)
+            == ("MASTER".into(), 160)),
+        "{:?}",
+        env.status(1)
+    );
+}
+
+#[test]
+fn mixed_pairs_with_keepalived_v2_multicast_and_v3_unicast() {
+    let Some(mut env) = setup(2, &["keepalived"]) else {
+        return;
+    };
+    // ha master, keepalived backup (v2 multicast)
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", "", "", ""));
+    env.start_keepalived(2, &conf(2, 100, "BACKUP", 2, "1", "", "", ""));
+    assert!(env.served_by(1, Duration::from_secs(6)));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!env.vip_on(2), "split brain: keepalived holds the VIP too");
+    env.kill(1);
+    assert!(
+        env.served_by(2, Duration::from_secs(6)),
+        "keepalived did not take over from ha"
+    );
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", "", "", ""));
+    assert!(
+        env.served_by(1, Duration::from_secs(6)),
+        "ha did not preempt keepalived"
+    );
+    env.term(1);
+    env.term(2);
+    // v3 unicast at 0.1 s, keepalived master, ha backup
+    let uni = |me: usize, peer: usize| {
+        format!("  unicast_src_ip 10.80.0.{me}\n  unicast_peer {{\n    10.80.0.{peer}\n  }}")
+    };
+    env.start_keepalived(1, &conf(1, 150, "MASTER", 3, "0.1", &uni(1, 2), "", ""));
+    env.start(2, &conf(2, 100, "BACKUP", 3, "0.1", &uni(2, 1), "", ""));
+    assert!(env.served_by(1, Duration::from_secs(6)));
+    assert!(wait_until(Duration::from_secs(3), || env.status(2).0 == "BACKUP"));
+    let t0 = env.kill(1);
+    assert!(wait_until(Duration::from_secs(3), || env.vip_on(2)));
+    assert!(
+        t0.elapsed() < Duration::from_millis(1000),
+        "ha took {:?} to take over at 0.1 s adverts",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn adverts_with_the_wrong_password_are_ignored() {
+    let Some(mut env) = setup(2, &[]) else { return };
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", "", "", ""));
+    assert!(env.served_by(1, Duration::from_secs(6)));
+    env.start(
+        2,
+        &conf(2, 200, "MASTER", 2, "1", "", "", "").replace("s3cr3t", "wrong"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(env.status(1).0, "MASTER");
+    let m = String::from_utf8_lossy(
+        &env.node(1)
+            .host
+            .output(
+                "curl",
+                &["-s", "--unix-socket", &env.sock(1), "http://ha/metrics"],
+            )
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        m.contains("ha_vrrp_adverts_dropped_total{reason=\"auth_mismatch\"}"),
+        "{m}"
+    );
+}
