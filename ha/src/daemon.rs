@@ -114,6 +114,9 @@ struct Inst {
     iface_up: bool,
     track_up: Vec<bool>,
     reader: tokio::task::JoinHandle<()>,
+    /// Gratuitous ARPs while master (the burst, the repeat after garp_master_delay, and
+    /// garp_master_refresh); aborted when leaving MASTER.
+    garp: Option<tokio::task::JoinHandle<()>>,
 }
 
 enum Event {
@@ -397,6 +400,7 @@ impl Daemon {
                 .map(|(i, _)| net::link_up(i))
                 .collect(),
             reader,
+            garp: None,
         })
     }
 
@@ -525,20 +529,39 @@ impl Daemon {
                     .iter()
                     .map(|v| (v.dev.clone().unwrap_or(i.cfg.interface.clone()), v.addr))
                     .collect();
-                let (repeat, delay) = (i.cfg.garp_master_repeat, i.cfg.garp_master_delay);
-                tokio::spawn(async move {
-                    for (dev, ip) in &vips {
-                        let _ = net::garp(dev, *ip, repeat);
-                    }
-                    if delay > 0.0 {
-                        tokio::time::sleep(Duration::from_secs_f64(delay)).await;
-                        for (dev, ip) in &vips {
+                let (repeat, delay, refresh) = (
+                    i.cfg.garp_master_repeat,
+                    i.cfg.garp_master_delay,
+                    i.cfg.garp_master_refresh,
+                );
+                if let Some(old) = i.garp.take() {
+                    old.abort();
+                }
+                i.garp = Some(tokio::spawn(async move {
+                    let burst = |vips: &[(String, Ipv4Addr)]| {
+                        for (dev, ip) in vips {
                             let _ = net::garp(dev, *ip, repeat);
                         }
+                    };
+                    burst(&vips);
+                    if delay > 0.0 {
+                        tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+                        burst(&vips);
                     }
-                });
+                    // garp_master_refresh: repeat for as long as we are master (the task is
+                    // aborted when we leave MASTER)
+                    if refresh > 0.0 {
+                        loop {
+                            tokio::time::sleep(Duration::from_secs_f64(refresh)).await;
+                            burst(&vips);
+                        }
+                    }
+                }));
             }
             State::Backup | State::Fault | State::Init => {
+                if let Some(g) = i.garp.take() {
+                    g.abort();
+                }
                 for v in &i.cfg.vips {
                     let dev = v.dev.as_deref().unwrap_or(&i.cfg.interface);
                     let idx = net::ifindex(dev).unwrap_or(i.ifindex);
@@ -666,9 +689,21 @@ impl Daemon {
         info!(instances = self.insts.len(), "ha ready");
         loop {
             let deadline = self.insts.iter().filter_map(|i| i.router.deadline()).min();
+            // tokio's timer wheel rounds up to whole milliseconds; VRRP takeover is measured
+            // against the protocol's exact intervals, so the last millisecond is slept
+            // precisely (the loop is blocked for at most about a millisecond)
             let sleep = async {
                 match deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    Some(d) => {
+                        let coarse = d.checked_sub(Duration::from_millis(1)).unwrap_or(d);
+                        if coarse > Instant::now() {
+                            tokio::time::sleep_until(tokio::time::Instant::from_std(coarse)).await;
+                        }
+                        let now = Instant::now();
+                        if d > now {
+                            std::thread::sleep(d - now);
+                        }
+                    }
                     None => std::future::pending().await,
                 }
             };

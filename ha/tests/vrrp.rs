@@ -331,12 +331,20 @@ fn track_script_notify_smtp_and_reload_without_flap() {
         "{}",
         text()
     );
-    let seq: Vec<String> = text()
-        .lines()
-        .filter(|l| *l == "master" || *l == "backup")
-        .map(String::from)
-        .collect();
-    assert!(seq.join(" ").contains("master backup master"), "{seq:?}");
+    // notify scripts run in order, after the transitions: wait for the third one
+    let seq = || -> String {
+        text()
+            .lines()
+            .filter(|l| *l == "master" || *l == "backup")
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        wait_until(Duration::from_secs(3), || seq()
+            .contains("master backup master")),
+        "{}",
+        seq()
+    );
     assert!(
         wait_until(Duration::from_secs(5), || mail.lock().unwrap().contains(
             "Subject: [n1] VRRP Instance VI_1 - Entering MASTER state"

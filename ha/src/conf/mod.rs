@@ -87,7 +87,6 @@ pub struct Instance {
     pub garp_master_delay: f64,
     pub garp_master_repeat: u32,
     pub garp_master_refresh: f64,
-    pub use_vmac: Option<String>,
     pub accept: bool,
     pub pos: Pos,
 }
@@ -540,7 +539,6 @@ fn instance(
         garp_master_delay: garp.0,
         garp_master_repeat: garp.1,
         garp_master_refresh: garp.2,
-        use_vmac: None,
         accept: true,
         pos: n.key.pos.clone(),
     };
@@ -685,13 +683,6 @@ fn instance(
             "garp_master_repeat" => i.garp_master_repeat = num(c, "a count", diags).unwrap_or(5),
             "garp_master_refresh" => {
                 i.garp_master_refresh = ranged(c, 0.0, 86400.0, "seconds", diags).unwrap_or(0.0)
-            }
-            "use_vmac" => {
-                i.use_vmac = Some(
-                    c.arg(0)
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("vrrp.{}", i.vrid)),
-                )
             }
             "accept" => i.accept = true,
             "no_accept" => i.accept = false,
