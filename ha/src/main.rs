@@ -79,11 +79,11 @@ fn status(control: &str, token: Option<&str>, json: bool) -> anyhow::Result<()> 
         println!(
             "{:<12} {:>4} {:<10} {:<7} {:>8} {:>9} {:<16} {}",
             i["name"].as_str().unwrap_or(""),
-            i["vrid"],
+            i["vrid"].as_u64().unwrap_or(0),
             i["interface"].as_str().unwrap_or(""),
             i["state"].as_str().unwrap_or(""),
-            i["priority"],
-            i["effective_priority"],
+            i["priority"].as_u64().unwrap_or(0),
+            i["effective_priority"].as_u64().unwrap_or(0),
             i["master_address"].as_str().unwrap_or("-"),
             i["vips"]
                 .as_array()
