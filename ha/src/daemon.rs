@@ -114,6 +114,10 @@ struct Inst {
     iface_up: bool,
     track_up: Vec<bool>,
     reader: tokio::task::JoinHandle<()>,
+    /// The VMAC interface (name, index) when `use_vmac` is set.
+    vmac: Option<(String, u32)>,
+    /// Sends whole datagrams out of the VMAC interface (adverts with the virtual MAC).
+    vmac_tx: Option<socket2::Socket>,
     /// Gratuitous ARPs while master (the burst, the repeat after garp_master_delay, and
     /// garp_master_refresh); aborted when leaving MASTER.
     garp: Option<tokio::task::JoinHandle<()>>,
@@ -143,6 +147,20 @@ pub struct Daemon {
     pub shared: Shared,
     config_path: PathBuf,
     config_id: String,
+}
+
+/// The interface a VIP lives on: its `dev`, the VMAC interface when `use_vmac` is set (for
+/// VIPs on the instance's own interface), or the instance's interface.
+fn vip_dev(i: &Inst, v: &Vip) -> (String, u32) {
+    let base = &i.cfg.interface;
+    if let Some((name, idx)) = &i.vmac {
+        if v.dev.as_deref().is_none_or(|d| d == base) {
+            return (name.clone(), *idx);
+        }
+    }
+    let dev = v.dev.clone().unwrap_or_else(|| base.clone());
+    let idx = net::ifindex(&dev).unwrap_or(i.ifindex);
+    (dev, idx)
 }
 
 fn vip_text(v: &Vip) -> String {
@@ -333,6 +351,7 @@ impl Daemon {
                 c.vrid,
                 c.unicast_peers.clone(),
             );
+            let me = src;
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 loop {
@@ -360,6 +379,7 @@ impl Daemon {
                         continue; // another virtual router on this link
                     }
                     match vrrp::decode(&buf[..n], version, &auth) {
+                        Ok((from, _, _)) if from == me => {} // our own, looped back by a VMAC
                         Ok((from, _, advert)) if advert.vrid == vrid => {
                             if !peers.is_empty() && !peers.contains(&from) {
                                 let _ = tx.send(Event::Rejected("unicast_not_a_peer"));
@@ -399,6 +419,8 @@ impl Daemon {
                 .iter()
                 .map(|(i, _)| net::link_up(i))
                 .collect(),
+            vmac: None,
+            vmac_tx: None,
             reader,
             garp: None,
         })
@@ -416,6 +438,9 @@ impl Daemon {
             let acts = g.router.shutdown();
             self.run_actions(&mut g, acts);
             g.reader.abort();
+            if let Some((name, _)) = &g.vmac {
+                let _ = net::delete_link(name);
+            }
         }
         self.cfg = cfg.clone();
         for c in &cfg.instances {
@@ -424,10 +449,10 @@ impl Daemon {
                 // VIPs that left the config go; new ones are added if we are master
                 if i.vips_on {
                     for v in i.cfg.vips.iter().filter(|v| !c.vips.contains(v)) {
-                        let _ = net::set_vip(i.ifindex, v, false);
+                        let _ = net::set_vip(vip_dev(&i, v).1, v, false);
                     }
                     for v in c.vips.iter().filter(|v| !i.cfg.vips.contains(v)) {
-                        let _ = net::set_vip(i.ifindex, v, true);
+                        let _ = net::set_vip(vip_dev(&i, v).1, v, true);
                     }
                 }
                 i.router.s.preempt = !c.nopreempt;
@@ -487,7 +512,14 @@ impl Daemon {
         for dst in &i.dsts {
             let payload = vrrp::encode(&a, &i.cfg.auth, i.router.my_ip, *dst);
             let addr = std::net::SocketAddrV4::new(*dst, 0);
-            match i.sock.get_ref().send_to(&payload, &addr.into()) {
+            let sent = match &i.vmac_tx {
+                Some(tx) => tx.send_to(
+                    &net::with_ip_header(i.router.my_ip, *dst, &payload),
+                    &addr.into(),
+                ),
+                None => i.sock.get_ref().send_to(&payload, &addr.into()),
+            };
+            match sent {
                 Ok(_) => {
                     if let Ok(mut s) = self.shared.lock() {
                         s.1.adverts_tx += 1;
@@ -515,9 +547,28 @@ impl Daemon {
         }
         match st {
             State::Master => {
+                // the VMAC exists only while MASTER: a backup holding the same MAC would make
+                // switches flap it, and macvlan drops frames whose source is one of its own
+                // MACs, so the backup would not hear the master's adverts
+                if let (Some(name), None) = (i.cfg.use_vmac.clone(), &i.vmac) {
+                    match net::create_vmac(&i.cfg.interface, &name, i.cfg.vrid) {
+                        Ok(idx) => {
+                            i.vmac_tx = if i.cfg.vmac_xmit_base {
+                                None
+                            } else {
+                                net::hdrincl_socket(&name)
+                                    .map_err(|e| warn!(error = %e, "cannot open the VMAC send socket; adverts go out of the base interface"))
+                                    .ok()
+                            };
+                            i.vmac = Some((name, idx));
+                        }
+                        Err(e) => {
+                            warn!(instance = %i.cfg.name, vmac = %name, error = %e, "cannot create the VMAC interface; VIPs go on the base interface")
+                        }
+                    }
+                }
                 for v in &i.cfg.vips {
-                    let dev = v.dev.as_deref().unwrap_or(&i.cfg.interface);
-                    let idx = net::ifindex(dev).unwrap_or(i.ifindex);
+                    let (_, idx) = vip_dev(i, v);
                     if let Err(e) = net::set_vip(idx, v, true) {
                         warn!(instance = %i.cfg.name, vip = %vip_text(v), error = %e, "cannot add the virtual IP");
                     }
@@ -563,9 +614,14 @@ impl Daemon {
                     g.abort();
                 }
                 for v in &i.cfg.vips {
-                    let dev = v.dev.as_deref().unwrap_or(&i.cfg.interface);
-                    let idx = net::ifindex(dev).unwrap_or(i.ifindex);
+                    let (_, idx) = vip_dev(i, v);
                     let _ = net::set_vip(idx, v, false);
+                }
+                if let Some((name, _)) = i.vmac.take() {
+                    i.vmac_tx = None;
+                    if let Err(e) = net::delete_link(&name) {
+                        warn!(instance = %i.cfg.name, vmac = %name, error = %e, "cannot delete the VMAC interface");
+                    }
                 }
                 i.vips_on = false;
             }
@@ -797,6 +853,11 @@ impl Daemon {
             let acts = i.router.shutdown();
             self.run_actions(&mut i, acts);
             self.insts.insert(idx, i);
+        }
+        for i in &self.insts {
+            if let Some((name, _)) = &i.vmac {
+                let _ = net::delete_link(name);
+            }
         }
         // let queued notify scripts (notify_stop) start
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -213,3 +213,167 @@ pub fn vrrp_socket(
     s.set_nonblocking(true)?;
     Ok(s)
 }
+
+fn netlink_request(msg_type: u16, flags: u16, body: &[u8]) -> io::Result<()> {
+    // SAFETY: a plain netlink socket; the descriptor is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut msg = Vec::with_capacity(16 + body.len());
+    msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+    msg.extend_from_slice(&msg_type.to_ne_bytes());
+    msg.extend_from_slice(
+        &(flags | libc::NLM_F_REQUEST as u16 | libc::NLM_F_ACK as u16).to_ne_bytes(),
+    );
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(body);
+    // SAFETY: sending our buffer; receiving into a buffer of the stated length.
+    unsafe {
+        if libc::send(
+            fd.as_raw_fd(),
+            msg.as_ptr() as *const libc::c_void,
+            msg.len(),
+            0,
+        ) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = [0u8; 4096];
+        let n = libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            0,
+        );
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n as usize >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == libc::NLMSG_ERROR as u16 {
+            let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+            if code != 0 {
+                return Err(io::Error::from_raw_os_error(-code));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ifinfo(index: u32, up: bool) -> Vec<u8> {
+    let mut b = vec![libc::AF_UNSPEC as u8, 0, 0, 0];
+    b.extend_from_slice(&(index as i32).to_ne_bytes());
+    let flags = if up { libc::IFF_UP as u32 } else { 0 };
+    b.extend_from_slice(&flags.to_ne_bytes());
+    b.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
+    b
+}
+
+/// The VRRP virtual MAC of a VRID (00:00:5e:00:01:VRID).
+pub fn vmac(vrid: u8) -> [u8; 6] {
+    [0, 0, 0x5e, 0, 1, vrid]
+}
+
+/// Creates (replacing a leftover of the same name) a macvlan `name` on `parent` with the
+/// virtual MAC, up, and makes ARP for the VIPs answer from it only (arp_ignore=1 on both).
+pub fn create_vmac(parent: &str, name: &str, vrid: u8) -> io::Result<u32> {
+    let parent_index = ifindex(parent)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {parent}")))?;
+    let _ = delete_link(name);
+    let mut body = ifinfo(0, true);
+    let mut n = name.as_bytes().to_vec();
+    n.push(0);
+    push_attr(&mut body, libc::IFLA_IFNAME, &n);
+    push_attr(&mut body, libc::IFLA_LINK, &parent_index.to_ne_bytes());
+    push_attr(&mut body, libc::IFLA_ADDRESS, &vmac(vrid));
+    // IFLA_LINKINFO { IFLA_INFO_KIND "macvlan", IFLA_INFO_DATA { IFLA_MACVLAN_MODE private } }
+    let mut data = Vec::new();
+    push_attr(
+        &mut data,
+        1,                   /* IFLA_MACVLAN_MODE */
+        &1u32.to_ne_bytes(), /* MACVLAN_MODE_PRIVATE */
+    );
+    let mut info = Vec::new();
+    push_attr(&mut info, libc::IFLA_INFO_KIND, b"macvlan\0");
+    push_attr(
+        &mut info,
+        libc::IFLA_INFO_DATA | 0x8000, /* NLA_F_NESTED */
+        &data,
+    );
+    push_attr(&mut body, libc::IFLA_LINKINFO | 0x8000, &info);
+    netlink_request(
+        libc::RTM_NEWLINK,
+        (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
+        &body,
+    )?;
+    // ARP for the VIPs must come from the VMAC only: answer only for addresses on the
+    // interface asked (arp_ignore=1), and never announce a VIP as the sender of an ARP request
+    // sent from the base interface (arp_announce=2), or neighbours learn the base MAC
+    for dev in [parent, name] {
+        let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/arp_ignore"), "1");
+        let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/arp_announce"), "2");
+    }
+    // no IPv6 on the VMAC: every node has one with the same MAC, and link-local traffic from
+    // it would make switches flap the MAC between ports (turned off right after creation,
+    // before the kernel's delayed router solicitation and DAD send anything)
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+    ifindex(name).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{name} vanished after creation"),
+        )
+    })
+}
+
+/// Deletes an interface by name.
+pub fn delete_link(name: &str) -> io::Result<()> {
+    let index =
+        ifindex(name).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, name.to_string()))?;
+    netlink_request(libc::RTM_DELLINK, 0, &ifinfo(index, false))
+}
+
+/// A raw socket that sends whole IPv4 datagrams (IP_HDRINCL) out of `ifname`: adverts leave
+/// a VMAC interface, which has no address of its own, with the base interface's address.
+pub fn hdrincl_socket(ifname: &str) -> io::Result<Socket> {
+    let s = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(crate::vrrp::PROTO)),
+    )?;
+    s.bind_device(Some(ifname.as_bytes()))?;
+    s.set_header_included_v4(true)?;
+    s.set_multicast_loop_v4(false)?;
+    Ok(s)
+}
+
+/// Prepends an IPv4 header (TTL 255, protocol 112); the kernel fills length, id and checksum.
+pub fn with_ip_header(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![
+        0x45,
+        0xc0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        255,
+        crate::vrrp::PROTO as u8,
+        0,
+        0,
+    ];
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    let total = (h.len() + payload.len()) as u16;
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}

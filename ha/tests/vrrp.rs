@@ -449,3 +449,50 @@ fn adverts_with_the_wrong_password_are_ignored() {
         "{m}"
     );
 }
+
+#[test]
+fn use_vmac_puts_the_vips_on_the_virtual_mac_while_master() {
+    let Some(mut env) = setup(2, &[]) else { return };
+    env.start(1, &conf(1, 150, "MASTER", 3, "0.2", "  use_vmac", "", ""));
+    env.start(2, &conf(2, 100, "BACKUP", 3, "0.2", "  use_vmac", "", ""));
+    assert!(env.served_by(1, Duration::from_secs(4)));
+    assert!(
+        wait_until(Duration::from_secs(2), || env.status(2).0 == "BACKUP"),
+        "the backup did not hear the master's adverts from the VMAC"
+    );
+    let n1 = &env.node(1).host;
+    assert_eq!(
+        n1.run("cat", &["/sys/class/net/vrrp.51/address"]).trim(),
+        "00:00:5e:00:01:33"
+    );
+    assert!(
+        n1.run("ip", &["-4", "addr", "show", "dev", "vrrp.51"])
+            .contains(VIP),
+        "the VIP is not on the VMAC interface"
+    );
+    // only the master holds the virtual MAC (a backup with it would make the switch flap)
+    assert!(!env
+        .node(2)
+        .host
+        .run("ip", &["-o", "link"])
+        .contains("vrrp.51"));
+    let neigh = env.client.run("ip", &["neigh", "show", VIP]);
+    assert!(
+        neigh.contains("00:00:5e:00:01:33"),
+        "the client does not reach the VIP at the virtual MAC: {neigh}"
+    );
+    env.term(1);
+    assert!(env.served_by(2, Duration::from_secs(3)));
+    assert!(
+        !env.node(1)
+            .host
+            .run("ip", &["-o", "link"])
+            .contains("vrrp.51"),
+        "SIGTERM left the VMAC interface behind"
+    );
+    assert!(env
+        .node(2)
+        .host
+        .run("ip", &["-4", "addr", "show", "dev", "vrrp.51"])
+        .contains(VIP));
+}

@@ -87,6 +87,10 @@ pub struct Instance {
     pub garp_master_delay: f64,
     pub garp_master_repeat: u32,
     pub garp_master_refresh: f64,
+    /// `use_vmac [NAME]`: a macvlan (default `vrrp.VRID`) with 00:00:5e:00:01:VRID.
+    pub use_vmac: Option<String>,
+    /// Send adverts from the base interface instead of the VMAC interface.
+    pub vmac_xmit_base: bool,
     pub accept: bool,
     pub pos: Pos,
 }
@@ -539,6 +543,8 @@ fn instance(
         garp_master_delay: garp.0,
         garp_master_repeat: garp.1,
         garp_master_refresh: garp.2,
+        use_vmac: None,
+        vmac_xmit_base: false,
         accept: true,
         pos: n.key.pos.clone(),
     };
@@ -684,6 +690,20 @@ fn instance(
             "garp_master_refresh" => {
                 i.garp_master_refresh = ranged(c, 0.0, 86400.0, "seconds", diags).unwrap_or(0.0)
             }
+            "use_vmac" => {
+                let name = c
+                    .arg(0)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("vrrp.{}", i.vrid));
+                if name.len() > 15 {
+                    diags.push(error(
+                        &c.key.pos,
+                        format!("use_vmac: interface name '{name}' is longer than 15 characters"),
+                    ));
+                }
+                i.use_vmac = Some(name);
+            }
+            "vmac_xmit_base" => i.vmac_xmit_base = true,
             "accept" => i.accept = true,
             "no_accept" => i.accept = false,
             _ => {
