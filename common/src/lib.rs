@@ -107,3 +107,96 @@ pub fn ipv4_interfaces() -> Vec<(String, std::net::Ipv4Addr, u8)> {
     }
     out
 }
+
+/// Positions and diagnostics for the config languages (dhcpd.conf, keepalived.conf):
+/// `FILE:LINE:COL: [warning: ]message`.
+pub mod diag {
+    use std::fmt;
+    use std::sync::Arc;
+
+    /// Where something starts: file, 1-based line and column.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Pos {
+        pub file: Arc<str>,
+        pub line: usize,
+        pub col: usize,
+    }
+
+    impl fmt::Display for Pos {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{}:{}:{}", self.file, self.line, self.col)
+        }
+    }
+
+    /// A problem with its position.
+    #[derive(Clone, Debug)]
+    pub struct Diag {
+        pub pos: Pos,
+        pub message: String,
+        pub warning: bool,
+    }
+
+    impl fmt::Display for Diag {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let kind = if self.warning { "warning: " } else { "" };
+            write!(f, "{}: {kind}{}", self.pos, self.message)
+        }
+    }
+
+    impl std::error::Error for Diag {}
+
+    pub fn error(pos: &Pos, message: impl Into<String>) -> Diag {
+        Diag {
+            pos: pos.clone(),
+            message: message.into(),
+            warning: false,
+        }
+    }
+
+    pub fn warning(pos: &Pos, message: impl Into<String>) -> Diag {
+        Diag {
+            pos: pos.clone(),
+            message: message.into(),
+            warning: true,
+        }
+    }
+
+    /// Levenshtein distance, for "did you mean" hints.
+    pub fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur.push(
+                    (prev[j] + usize::from(ca != *cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn distance_and_display() {
+            assert_eq!(
+                super::distance("virtual_router_idd", "virtual_router_id"),
+                1
+            );
+            assert_eq!(super::distance("", "abc"), 3);
+            let p = super::Pos {
+                file: "k.conf".into(),
+                line: 4,
+                col: 3,
+            };
+            assert_eq!(
+                super::warning(&p, "x").to_string(),
+                "k.conf:4:3: warning: x"
+            );
+        }
+    }
+}

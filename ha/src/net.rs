@@ -62,19 +62,6 @@ fn push_attr(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
 /// Adds (`add`) or removes a virtual IP on interface `index`. Adding an address that is
 /// there, or removing one that is not, is not an error.
 pub fn set_vip(index: u32, vip: &Vip, add: bool) -> io::Result<()> {
-    // SAFETY: a plain netlink socket; the descriptor is owned below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let scope: u8 = match vip.scope.as_deref() {
         Some("host") => 254,
         Some("link") => 253,
@@ -93,51 +80,21 @@ pub fn set_vip(index: u32, vip: &Vip, add: bool) -> io::Result<()> {
         s.push(0);
         push_attr(&mut body, libc::IFA_LABEL, &s);
     }
-    let (ty, flags) = if add {
-        (
+    let result = if add {
+        netlink_request(
             libc::RTM_NEWADDR,
-            libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE,
+            (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16,
+            &body,
         )
     } else {
-        (libc::RTM_DELADDR, libc::NLM_F_REQUEST | libc::NLM_F_ACK)
+        netlink_request(libc::RTM_DELADDR, 0, &body)
     };
-    let mut msg = Vec::with_capacity(16 + body.len());
-    msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-    msg.extend_from_slice(&ty.to_ne_bytes());
-    msg.extend_from_slice(&(flags as u16).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(&body);
-    // SAFETY: sending our buffer; receiving into a buffer of the stated length.
-    unsafe {
-        if libc::send(
-            fd.as_raw_fd(),
-            msg.as_ptr() as *const libc::c_void,
-            msg.len(),
-            0,
-        ) < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        let mut buf = [0u8; 4096];
-        let n = libc::recv(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-            0,
-        );
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n as usize >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == libc::NLMSG_ERROR as u16 {
-            let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
-            let benign = (add && code == -libc::EEXIST) || (!add && code == -libc::EADDRNOTAVAIL);
-            if code != 0 && !benign {
-                return Err(io::Error::from_raw_os_error(-code));
-            }
-        }
+    match result {
+        // adding an address that is there, or removing one that is not, is fine
+        Err(e) if !add && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
+        Err(e) if add && e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        other => other,
     }
-    Ok(())
 }
 
 /// Sends `count` gratuitous ARPs for `ip` from the interface.

@@ -3,19 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// Where a token starts: file, 1-based line and column.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pos {
-    pub file: Arc<str>,
-    pub line: usize,
-    pub col: usize,
-}
-
-impl fmt::Display for Pos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.col)
-    }
-}
+pub use opsflow_common::diag::Pos;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tok {

@@ -11,46 +11,15 @@ pub mod lexer;
 pub mod options;
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use expr::{Bool, Data};
 use lexer::{Pos, Tok, Token};
+use opsflow_common::diag::error as err;
+pub use opsflow_common::diag::{distance, Diag};
 use options::{Chunk, OptDefs, OptType, Val};
-
-/// A problem found in a config file.
-#[derive(Clone, Debug)]
-pub struct Diag {
-    pub pos: Pos,
-    pub message: String,
-    pub warning: bool,
-}
-
-impl fmt::Display for Diag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.warning { "warning: " } else { "" };
-        write!(f, "{}: {kind}{}", self.pos, self.message)
-    }
-}
-
-impl std::error::Error for Diag {}
-
-/// Levenshtein distance, for "did you mean" hints.
-pub fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
 
 pub type ScopeId = usize;
 
@@ -295,14 +264,6 @@ struct Loader<'a> {
     pool_parent: Vec<Kind>,
     /// Ranges of pools, placed into their subnet once everything is parsed.
     pending: Vec<(usize, Range)>,
-}
-
-fn err(pos: &Pos, message: impl Into<String>) -> Diag {
-    Diag {
-        pos: pos.clone(),
-        message: message.into(),
-        warning: false,
-    }
 }
 
 impl Loader<'_> {

@@ -4,53 +4,10 @@
 //! Produces a tree of [`Node`]s that keep their positions.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pos {
-    pub file: Arc<str>,
-    pub line: usize,
-    pub col: usize,
-}
-
-impl fmt::Display for Pos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.col)
-    }
-}
-
-/// A problem with a position.
-#[derive(Clone, Debug)]
-pub struct Diag {
-    pub pos: Pos,
-    pub message: String,
-    pub warning: bool,
-}
-
-impl fmt::Display for Diag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.warning { "warning: " } else { "" };
-        write!(f, "{}: {kind}{}", self.pos, self.message)
-    }
-}
-
-pub fn error(pos: &Pos, message: impl Into<String>) -> Diag {
-    Diag {
-        pos: pos.clone(),
-        message: message.into(),
-        warning: false,
-    }
-}
-
-pub fn warning(pos: &Pos, message: impl Into<String>) -> Diag {
-    Diag {
-        pos: pos.clone(),
-        message: message.into(),
-        warning: true,
-    }
-}
+pub use opsflow_common::diag::{error, warning, Diag, Pos};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Word {
