@@ -8,7 +8,7 @@
 //! - [`remap`]: tftp-hpa `-m` rules.
 //! - [`fs`]: the served tree; every open is `openat2(RESOLVE_BENEATH)` below the root.
 //! - [`server`]: the tokio adapter: listeners, one task and one socket per transfer.
-//! - [`metrics`]: counters and the Prometheus endpoint.
+//! - [`metrics`]: counters and their Prometheus text (served by `opsflow_common::serve_metrics`).
 //!
 //! # Invariants
 //! - No file outside the root is ever opened: names with `..` and absolute names outside the
