@@ -574,11 +574,12 @@ impl Daemon {
                     }
                 }
                 i.vips_on = true;
+                // announced from the interface each VIP lives on (the VMAC when use_vmac)
                 let vips: Vec<(String, Ipv4Addr)> = i
                     .cfg
                     .vips
                     .iter()
-                    .map(|v| (v.dev.clone().unwrap_or(i.cfg.interface.clone()), v.addr))
+                    .map(|v| (vip_dev(i, v).0, v.addr))
                     .collect();
                 let (repeat, delay, refresh) = (
                     i.cfg.garp_master_repeat,

@@ -451,7 +451,7 @@ fn adverts_with_the_wrong_password_are_ignored() {
 }
 
 #[test]
-fn use_vmac_puts_the_vips_on_the_virtual_mac_while_master() {
+fn use_vmac_keeps_the_virtual_mac_across_a_handover() {
     let Some(mut env) = setup(2, &[]) else { return };
     env.start(1, &conf(1, 150, "MASTER", 3, "0.2", "  use_vmac", "", ""));
     env.start(2, &conf(2, 100, "BACKUP", 3, "0.2", "  use_vmac", "", ""));
@@ -495,4 +495,13 @@ fn use_vmac_puts_the_vips_on_the_virtual_mac_while_master() {
         .host
         .run("ip", &["-4", "addr", "show", "dev", "vrrp.51"])
         .contains(VIP));
+    // the new master announces the VIP from the virtual MAC: the client keeps the same MAC
+    for _ in 0..3 {
+        env.who();
+    }
+    let neigh = env.client.run("ip", &["neigh", "show", VIP]);
+    assert!(
+        neigh.contains("00:00:5e:00:01:33"),
+        "after the handover the client has {neigh}"
+    );
 }
