@@ -711,6 +711,25 @@ impl Daemon {
         self.insts.insert(pos, i);
     }
 
+    /// The members of the sync group `name` belongs to, if any.
+    fn group_of(&self, name: &str) -> Option<Vec<String>> {
+        self.cfg
+            .sync_groups
+            .iter()
+            .find(|g| g.members.iter().any(|m| m == name))
+            .map(|g| g.members.clone())
+    }
+
+    /// Whether every member present is master already or wants to become master.
+    fn group_ready(&self, members: &[String], now: Instant) -> bool {
+        members.iter().all(|m| {
+            self.insts
+                .iter()
+                .find(|i| &i.cfg.name == m)
+                .is_none_or(|i| i.router.state == State::Master || i.router.wants_master(now))
+        })
+    }
+
     fn sync_groups(&mut self, name: &str, st: State, now: Instant) {
         let groups: Vec<Vec<String>> = self
             .cfg
@@ -727,6 +746,8 @@ impl Daemon {
                 let mut i = self.insts.remove(pos);
                 let acts = match (st, i.router.state) {
                     (State::Fault, s) if s != State::Fault => i.router.set_fault(true, now),
+                    // one member lost mastership: the group's masters follow it
+                    (State::Backup, State::Master) => i.router.force_backup(now),
                     _ => Vec::new(),
                 };
                 self.run_actions(&mut i, acts);
@@ -797,6 +818,25 @@ impl Daemon {
                     let now = Instant::now();
                     let mut changed = Vec::new();
                     for idx in 0..self.insts.len() {
+                        if self.insts[idx].router.wants_master(now) {
+                            if let Some(members) = self.group_of(&self.insts[idx].cfg.name) {
+                                // a sync group goes master together, and only when every
+                                // member wants to; otherwise this one waits (no flapping)
+                                if self.group_ready(&members, now) {
+                                    for m in &members {
+                                        if let Some(pos) = self.insts.iter().position(|i| &i.cfg.name == m) {
+                                            let mut i = self.insts.remove(pos);
+                                            let acts = i.router.force_master(now);
+                                            self.run_actions(&mut i, acts);
+                                            self.insts.insert(pos, i);
+                                        }
+                                    }
+                                } else {
+                                    self.insts[idx].router.defer_master(now);
+                                }
+                                continue;
+                            }
+                        }
                         let mut i = self.insts.remove(idx);
                         let before = i.router.state;
                         let acts = i.router.on_timer(now);

@@ -240,6 +240,8 @@ pub struct Router {
     adver_timer: Option<Instant>,
     master_down: Option<Instant>,
     started: Instant,
+    /// Sync groups: the master-down timer ran out while the group was not ready.
+    deferred: bool,
 }
 
 fn cs(n: u32) -> Duration {
@@ -259,6 +261,7 @@ impl Router {
             adver_timer: None,
             master_down: None,
             started: now,
+            deferred: false,
         }
     }
 
@@ -283,6 +286,7 @@ impl Router {
     }
 
     fn become_master(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.deferred = false;
         self.state = State::Master;
         self.master_ip = Some(self.my_ip);
         self.master_down = None;
@@ -292,6 +296,7 @@ impl Router {
     }
 
     fn become_backup(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.deferred = false;
         let was = self.state;
         self.state = State::Backup;
         self.adver_timer = None;
@@ -386,6 +391,7 @@ impl Router {
                     }
                     self.master_ip = Some(from);
                     self.master_down = Some(now + self.master_down_interval());
+                    self.deferred = false; // a live master: we no longer want to take over
                 }
                 // lower priority with preemption: ignore; our timer runs out and we take over
             }
@@ -402,6 +408,40 @@ impl Router {
                 }
             }
             State::Init | State::Fault => {}
+        }
+        out
+    }
+
+    /// Sync groups: whether this backup wants to become master (its master-down timer ran
+    /// out, now or earlier while the group was not ready).
+    pub fn wants_master(&self, now: Instant) -> bool {
+        self.state == State::Backup && (self.deferred || self.master_down.is_some_and(|t| now >= t))
+    }
+
+    /// Sync groups: stay backup for now (another member still hears its master), keep
+    /// wanting, and look again after another master-down interval.
+    pub fn defer_master(&mut self, now: Instant) {
+        if self.state == State::Backup {
+            self.deferred = true;
+            self.master_down = Some(now + self.master_down_interval());
+        }
+    }
+
+    /// Sync groups: every member wants master, so all go together.
+    pub fn force_master(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state == State::Backup {
+            self.become_master(now, &mut out);
+        }
+        out
+    }
+
+    /// Sync groups: a member went back to BACKUP, so a master member follows it.
+    pub fn force_backup(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state == State::Master {
+            out.push(Action::Advertise(0));
+            self.become_backup(now, &mut out);
         }
         out
     }
@@ -638,6 +678,28 @@ mod tests {
             r.master_down_interval(),
             ms(600) + Duration::from_micros(121_875)
         );
+    }
+
+    #[test]
+    fn sync_group_helpers_defer_and_force() {
+        let (mut r, t0) = router(100, false, 2, 100, true);
+        r.start(t0);
+        let due = t0 + ms(3700);
+        assert!(r.wants_master(due));
+        r.defer_master(due);
+        assert!(r.wants_master(due), "deferring keeps the wish");
+        assert_eq!(r.state, State::Backup);
+        r.on_advert(Ipv4Addr::new(10, 0, 0, 2), &adv(150, 100), due + ms(10));
+        assert!(!r.wants_master(due + ms(10)), "a live master ends the wish");
+        assert_eq!(
+            r.force_master(due + ms(20)).last(),
+            Some(&Action::Became(State::Master))
+        );
+        assert_eq!(
+            r.force_backup(due + ms(30)),
+            vec![Action::Advertise(0), Action::Became(State::Backup)]
+        );
+        assert!(r.force_backup(due + ms(40)).is_empty());
     }
 
     #[test]

@@ -505,3 +505,46 @@ fn use_vmac_keeps_the_virtual_mac_across_a_handover() {
         "after the handover the client has {neigh}"
     );
 }
+
+#[test]
+fn a_sync_group_moves_together_and_does_not_flap() {
+    let Some(mut env) = setup(2, &[]) else { return };
+    let two = |k: usize, p1: u8, p2: u8, state: &str| {
+        format!(
+            "global_defs {{\n  router_id n{k}\n  vrrp_version 3\n}}\nvrrp_sync_group G {{\n  group {{\n    VI_1\n    VI_2\n  }}\n}}\n\
+             vrrp_instance VI_1 {{\n  state {state}\n  interface eth0\n  virtual_router_id 51\n  priority {p1}\n  advert_int 0.2\n  virtual_ipaddress {{\n    10.80.0.100/24\n  }}\n}}\n\
+             vrrp_instance VI_2 {{\n  state {state}\n  interface eth0\n  virtual_router_id 52\n  priority {p2}\n  advert_int 0.2\n  virtual_ipaddress {{\n    10.80.0.101/24\n  }}\n}}\n"
+        )
+    };
+    env.start(1, &two(1, 150, 150, "MASTER"));
+    assert!(wait_until(Duration::from_secs(3), || env.vip_on(1)
+        && env.node(1).host.has_addr("10.80.0.101")));
+    // n2 outranks n1 for VI_2 only. Without the group the VIPs would split between the
+    // nodes; with it, n2's VI_2 may not go master while its VI_1 still hears a master (as
+    // keepalived's vrrp_sync_can_goto_master), so the group stays whole on n1, and stays put
+    env.start(2, &two(2, 100, 200, "BACKUP"));
+    let hosts = [env.node(1).host.clone(), env.node(2).host.clone()];
+    let on = move |k: usize| {
+        (
+            hosts[k - 1].has_addr("10.80.0.100"),
+            hosts[k - 1].has_addr("10.80.0.101"),
+        )
+    };
+    assert!(wait_until(Duration::from_secs(3), || env.status(2).0 == "BACKUP"));
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end {
+        assert_eq!(
+            (on(1), on(2)),
+            ((true, true), (false, false)),
+            "the group split or flapped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // the whole group fails over together when n1 stops
+    env.term(1);
+    assert!(
+        wait_until(Duration::from_secs(3), || on(2) == (true, true)),
+        "n2: {:?}",
+        env.node(2).host.addrs()
+    );
+}
