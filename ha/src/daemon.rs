@@ -442,6 +442,29 @@ impl Daemon {
                 let _ = net::delete_link(name);
             }
         }
+        // static_ipaddress: always present, whatever the VRRP state
+        for v in self
+            .cfg
+            .static_addresses
+            .iter()
+            .filter(|v| !cfg.static_addresses.contains(v))
+        {
+            if let Some(idx) = v.dev.as_deref().and_then(net::ifindex) {
+                let _ = net::set_vip(idx, v, false);
+            }
+        }
+        for v in &cfg.static_addresses {
+            match v.dev.as_deref().and_then(net::ifindex) {
+                Some(idx) => {
+                    if let Err(e) = net::set_vip(idx, v, true) {
+                        warn!(addr = %vip_text(v), error = %e, "cannot add the static address");
+                    }
+                }
+                None => {
+                    warn!(addr = %vip_text(v), dev = ?v.dev, "static address: no such interface")
+                }
+            }
+        }
         self.cfg = cfg.clone();
         for c in &cfg.instances {
             if let Some(pos) = self.insts.iter().position(|i| i.cfg.name == c.name) {
@@ -567,7 +590,7 @@ impl Daemon {
                         }
                     }
                 }
-                for v in &i.cfg.vips {
+                for v in i.cfg.vips.iter().chain(&i.cfg.vips_excluded) {
                     let (_, idx) = vip_dev(i, v);
                     if let Err(e) = net::set_vip(idx, v, true) {
                         warn!(instance = %i.cfg.name, vip = %vip_text(v), error = %e, "cannot add the virtual IP");
@@ -614,7 +637,7 @@ impl Daemon {
                 if let Some(g) = i.garp.take() {
                     g.abort();
                 }
-                for v in &i.cfg.vips {
+                for v in i.cfg.vips.iter().chain(&i.cfg.vips_excluded) {
                     let (_, idx) = vip_dev(i, v);
                     let _ = net::set_vip(idx, v, false);
                 }
@@ -653,7 +676,7 @@ impl Daemon {
             let _ = i.notify.send(batch);
         }
         let g = &self.cfg.global;
-        if n.smtp_alert && st != State::Init && !g.emails.is_empty() {
+        if (n.smtp_alert || g.smtp_alert) && st != State::Init && !g.emails.is_empty() {
             if let Some((host, port)) = g.smtp_server.clone() {
                 let router_id = g.router_id.clone().unwrap_or_else(|| "ha".into());
                 let subject = format!(
@@ -683,7 +706,8 @@ impl Daemon {
         let Some(pos) = self.insts.iter().position(|i| i.cfg.name == name) else {
             return;
         };
-        let mut items: Vec<(i32, bool)> = vec![(0, self.insts[pos].iface_up)];
+        let own = &self.insts[pos];
+        let mut items: Vec<(i32, bool)> = vec![(0, own.iface_up || own.cfg.dont_track_primary)];
         {
             let i = &self.insts[pos];
             for (k, (_, w)) in i.cfg.track_interfaces.iter().enumerate() {
@@ -898,6 +922,11 @@ impl Daemon {
         for i in &self.insts {
             if let Some((name, _)) = &i.vmac {
                 let _ = net::delete_link(name);
+            }
+        }
+        for v in &self.cfg.static_addresses {
+            if let Some(idx) = v.dev.as_deref().and_then(net::ifindex) {
+                let _ = net::set_vip(idx, v, false);
             }
         }
         // let queued notify scripts (notify_stop) start

@@ -92,6 +92,8 @@ pub struct Instance {
     /// Send adverts from the base interface instead of the VMAC interface.
     pub vmac_xmit_base: bool,
     pub accept: bool,
+    /// Do not go to FAULT when the instance's own interface loses carrier.
+    pub dont_track_primary: bool,
     pub pos: Pos,
 }
 
@@ -112,6 +114,8 @@ pub struct Global {
     pub smtp_helo: Option<String>,
     pub script_user: Option<String>,
     pub enable_script_security: bool,
+    /// `smtp_alert` in global_defs: alerts for every instance.
+    pub smtp_alert: bool,
 }
 
 /// A validated configuration.
@@ -336,6 +340,9 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                 "smtp_helo_name" => global.smtp_helo = string(g),
                 "script_user" => global.script_user = string(g),
                 "enable_script_security" => global.enable_script_security = true,
+                "smtp_alert" | "smtp_alert_vrrp" => {
+                    global.smtp_alert = !matches!(g.arg(0), Some("false" | "off" | "no"))
+                }
                 "vrrp_version" => {
                     if let Some(v) = ranged(g, 2.0, 3.0, "2 or 3", diags) {
                         version = v as u8;
@@ -457,6 +464,12 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
             "static_ipaddress" | "static_address" => {
                 for c in n.block.iter().flatten() {
                     if let Some(v) = parse_vip(c, diags) {
+                        if v.dev.is_none() {
+                            diags.push(error(
+                                &c.key.pos,
+                                format!("static address {}/{} needs 'dev IFACE'", v.addr, v.prefix),
+                            ));
+                        }
                         cfg.static_addresses.push(v);
                     }
                 }
@@ -546,6 +559,7 @@ fn instance(
         use_vmac: None,
         vmac_xmit_base: false,
         accept: true,
+        dont_track_primary: false,
         pos: n.key.pos.clone(),
     };
     let mut advert: Option<(f64, Pos)> = None;
@@ -705,6 +719,7 @@ fn instance(
             }
             "vmac_xmit_base" => i.vmac_xmit_base = true,
             "accept" => i.accept = true,
+            "dont_track_primary" => i.dont_track_primary = true,
             "no_accept" => i.accept = false,
             _ => {
                 notify_field(c, &mut i.notify);
