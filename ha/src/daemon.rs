@@ -428,7 +428,6 @@ impl Daemon {
 
     /// Applies a (new) configuration: instances that stay keep their state and VIPs.
     fn apply_config(&mut self, cfg: Config, now: Instant) {
-        let old: Vec<String> = self.insts.iter().map(|i| i.cfg.name.clone()).collect();
         // removed instances stop
         let (keep, gone): (Vec<Inst>, Vec<Inst>) = std::mem::take(&mut self.insts)
             .into_iter()
@@ -495,7 +494,6 @@ impl Daemon {
                 self.insts.push(i);
             }
         }
-        let _ = old;
         self.start_scripts();
         let names: Vec<String> = self.insts.iter().map(|i| i.cfg.name.clone()).collect();
         for n in names {

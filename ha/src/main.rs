@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ha::control::{self, Listener};
-use ha::daemon::{Daemon, Status};
+use ha::daemon::Daemon;
 
 /// keepalived-compatible HA daemon: VRRP, virtual IPs, virtual servers, health checks.
 #[derive(Parser, Debug)]
@@ -170,7 +170,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         if cli.control.contains('/') {
             let _ = std::fs::remove_file(&cli.control);
         }
-        let _: Option<Status> = None;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

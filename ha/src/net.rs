@@ -142,6 +142,17 @@ pub fn garp(ifname: &str, ip: Ipv4Addr, count: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// A raw socket for IP protocol 112 bound to an interface.
+fn raw_vrrp(ifname: &str) -> io::Result<Socket> {
+    let s = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(crate::vrrp::PROTO)),
+    )?;
+    s.bind_device(Some(ifname.as_bytes()))?;
+    Ok(s)
+}
+
 /// A raw VRRP socket on an interface: multicast group joined (unless unicast), TTL 255,
 /// source address set.
 pub fn vrrp_socket(
@@ -150,12 +161,7 @@ pub fn vrrp_socket(
     src: Ipv4Addr,
     group: Option<Ipv4Addr>,
 ) -> io::Result<Socket> {
-    let s = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(crate::vrrp::PROTO)),
-    )?;
-    s.bind_device(Some(ifname.as_bytes()))?;
+    let s = raw_vrrp(ifname)?;
     s.set_ttl(255)?;
     s.set_multicast_ttl_v4(255)?;
     s.set_multicast_loop_v4(false)?;
@@ -300,12 +306,7 @@ pub fn delete_link(name: &str) -> io::Result<()> {
 /// A raw socket that sends whole IPv4 datagrams (IP_HDRINCL) out of `ifname`: adverts leave
 /// a VMAC interface, which has no address of its own, with the base interface's address.
 pub fn hdrincl_socket(ifname: &str) -> io::Result<Socket> {
-    let s = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(crate::vrrp::PROTO)),
-    )?;
-    s.bind_device(Some(ifname.as_bytes()))?;
+    let s = raw_vrrp(ifname)?;
     s.set_header_included_v4(true)?;
     s.set_multicast_loop_v4(false)?;
     Ok(s)

@@ -430,18 +430,7 @@ impl Loader<'_> {
                     _ => Kind::Group,
                 };
                 // a group inside a subnet keeps the subnet's meaning for the statements in it
-                self.block(
-                    p,
-                    Ctx {
-                        scope,
-                        kind: if kind == Kind::Group {
-                            Kind::Group
-                        } else {
-                            kind
-                        },
-                    },
-                    false,
-                )?;
+                self.block(p, Ctx { scope, kind }, false)?;
             }
             "host" => {
                 if matches!(ctx.kind, Kind::Host(_) | Kind::Class(_) | Kind::Pool(_)) {

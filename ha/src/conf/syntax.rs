@@ -354,36 +354,38 @@ fn build(toks: &[Tok], i: &mut usize, top: bool, diags: &mut Vec<Diag>) -> Vec<N
     nodes
 }
 
+impl<'a> Reader<'a> {
+    fn new(opts: &'a ReadOptions) -> Reader<'a> {
+        Reader {
+            opts,
+            vars: HashMap::new(),
+            toks: Vec::new(),
+            diags: Vec::new(),
+            depth: 0,
+        }
+    }
+
+    /// The statements read so far, and every diagnostic.
+    fn finish(self) -> (Vec<Node>, Vec<Diag>) {
+        let mut i = 0;
+        let mut diags = self.diags;
+        let nodes = build(&self.toks, &mut i, true, &mut diags);
+        (nodes, diags)
+    }
+}
+
 /// Reads a config file (with includes) into statements; diagnostics carry positions.
 pub fn read(path: &Path, opts: &ReadOptions) -> (Vec<Node>, Vec<Diag>) {
-    let mut r = Reader {
-        opts,
-        vars: HashMap::new(),
-        toks: Vec::new(),
-        diags: Vec::new(),
-        depth: 0,
-    };
+    let mut r = Reader::new(opts);
     r.file(path, None);
-    let mut i = 0;
-    let mut diags = r.diags;
-    let nodes = build(&r.toks, &mut i, true, &mut diags);
-    (nodes, diags)
+    r.finish()
 }
 
 /// Reads config text (tests).
 pub fn read_str(name: &str, text: &str, opts: &ReadOptions) -> (Vec<Node>, Vec<Diag>) {
-    let mut r = Reader {
-        opts,
-        vars: HashMap::new(),
-        toks: Vec::new(),
-        diags: Vec::new(),
-        depth: 0,
-    };
+    let mut r = Reader::new(opts);
     r.text(Arc::from(name), text, None);
-    let mut i = 0;
-    let mut diags = r.diags;
-    let nodes = build(&r.toks, &mut i, true, &mut diags);
-    (nodes, diags)
+    r.finish()
 }
 
 #[cfg(test)]
