@@ -1,3 +1,28 @@
 //! One inventory drives PXE menus, DHCP hosts, kickstarts and HA configs.
 //!
-//! This crate is a shell for now: the component lands with issue #5.
+//! - [`inventory`]: the TOML inventory, validated with positions;
+//! - [`state`]: netboot overrides in the state directory (the installed callback);
+//! - [`render`]: the minijinja templates and their contexts;
+//! - [`sync`]: the TFTP tree and dhcpd.conf, atomic and idempotent;
+//! - [`serve`]: the HTTP server.
+
+pub mod inventory;
+pub mod render;
+pub mod serve;
+pub mod state;
+pub mod sync;
+
+use std::path::Path;
+
+use render::Site;
+
+/// Loads the inventory, its state directory (`state_dir` overrides the inventory's) and the
+/// templates. Errors list every problem, one per line.
+pub fn load_site(inventory: &Path, state_dir: Option<&Path>) -> anyhow::Result<Site> {
+    let mut inv = inventory::Inventory::load(inventory).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(d) = state_dir {
+        inv.server.state_dir = d.to_path_buf();
+    }
+    let st = state::State::load(&inv.server.state_dir)?;
+    Site::new(inv, st).map_err(|errs| render::all_errors(&errs))
+}

@@ -1,0 +1,585 @@
+//! `kickstart serve`: kickstarts, iPXE scripts, HA configs, boot files and repositories over
+//! HTTP, and the installed callback.
+
+use std::convert::Infallible;
+use std::io::SeekFrom;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+use crate::inventory::normalize_mac;
+use crate::render::{Global, Site, What};
+use crate::sync;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// What the server shares between connections.
+pub struct Served {
+    pub site: RwLock<Site>,
+    /// Prefix of the TFTP root the installed callback rewrites (`serve --root`).
+    pub root: Option<PathBuf>,
+    /// The `ha` binary served at `/bin/ha`.
+    pub ha_binary: Option<PathBuf>,
+}
+
+impl Served {
+    pub fn new(site: Site, root: Option<PathBuf>) -> Served {
+        let ha_binary = site.inv.server.ha_binary.clone().or_else(|| {
+            let p = std::env::current_exe().ok()?.with_file_name("ha");
+            p.is_file().then_some(p)
+        });
+        Served {
+            site: RwLock::new(site),
+            root,
+            ha_binary,
+        }
+    }
+
+    /// Replaces the site (SIGHUP).
+    pub fn replace(&self, site: Site) {
+        if let Ok(mut s) = self.site.write() {
+            *s = site;
+        }
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let body: String = body.into();
+    let mut r = Response::new(full(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed()
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    served: Arc<Served>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    if let Ok(a) = listener.local_addr() {
+        info!(listen = %a, "kickstart serving");
+    }
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let served = served.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let served = served.clone();
+                async move { Ok::<_, Infallible>(handle(&served, peer, req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                if !e.is_incomplete_message() {
+                    warn!(%peer, error = %e, "connection failed");
+                }
+            }
+        });
+    }
+}
+
+async fn handle(served: &Served, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = route(served, peer, &req).await;
+    if method == Method::HEAD {
+        // same headers, no body
+        let len = resp.headers().get(header::CONTENT_LENGTH).cloned();
+        let (parts, _) = resp.into_parts();
+        resp = Response::from_parts(parts, full(Bytes::new()));
+        if let Some(l) = len {
+            resp.headers_mut().insert(header::CONTENT_LENGTH, l);
+        }
+    }
+    let status = resp.status();
+    if status.is_server_error() {
+        error!(%peer, %method, path, status = status.as_u16(), "request failed");
+    } else {
+        info!(%peer, %method, path, status = status.as_u16(), "request");
+    }
+    resp
+}
+
+async fn route(served: &Served, peer: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let m = req.method();
+    let get = m == Method::GET || m == Method::HEAD;
+    match (segs.as_slice(), get, m == Method::POST) {
+        ([""], true, _) => index(served),
+        (["ks", name], true, _) => system_file(served, name, What::Kickstart),
+        (["ipxe", "menu" | "boot"], true, _) => {
+            let base = match served.site.read() {
+                Ok(s) => s.inv.server.base_url.clone(),
+                Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned\n"),
+            };
+            text(
+                StatusCode::OK,
+                format!("#!ipxe\n# ask kickstart what this machine boots\nchain {base}/ipxe/${{net0/mac}}\n"),
+            )
+        }
+        (["ipxe", mac], true, _) => ipxe(served, mac),
+        (["ha", name, file], true, _) => {
+            let what = match *file {
+                "keepalived.conf" => What::Keepalived,
+                "notify.sh" => What::Notify,
+                "ha.service" => What::HaService,
+                _ => {
+                    return text(
+                        StatusCode::NOT_FOUND,
+                        format!("no {file}: /ha/{name}/ serves keepalived.conf, notify.sh and ha.service\n"),
+                    )
+                }
+            };
+            system_file(served, name, what)
+        }
+        (["callback", name, "installed"], _, true) => installed(served, peer, name),
+        (["callback", _, "installed"], true, _) => {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the installed callback is a POST\n",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            r
+        }
+        (["bin", "ha"], true, _) => match &served.ha_binary {
+            Some(p) => static_file(req, p).await,
+            None => text(
+                StatusCode::NOT_FOUND,
+                "no ha binary to serve: set server.ha_binary in the inventory, or install ha next to kickstart\n",
+            ),
+        },
+        (["boot", distro, file @ ("vmlinuz" | "initrd.img")], true, _) => {
+            let src = match served.site.read() {
+                Ok(s) => s.inv.distros.get(*distro).map(|d| {
+                    if *file == "vmlinuz" {
+                        d.kernel.clone()
+                    } else {
+                        d.initrd.clone()
+                    }
+                }),
+                Err(_) => None,
+            };
+            match src {
+                Some(p) if !p.starts_with("http") => static_file(req, Path::new(&p)).await,
+                Some(url) => {
+                    let mut r = text(StatusCode::FOUND, format!("{url}\n"));
+                    if let Ok(v) = HeaderValue::from_str(&url) {
+                        r.headers_mut().insert(header::LOCATION, v);
+                    }
+                    r
+                }
+                None => text(StatusCode::NOT_FOUND, format!("no distro {distro:?}\n")),
+            }
+        }
+        (["files", rest @ ..], true, _) => {
+            let dir = served
+                .site
+                .read()
+                .ok()
+                .and_then(|s| s.inv.server.files.clone());
+            match dir {
+                Some(d) => tree_file(req, &d, rest, path).await,
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "no files directory: set server.files in the inventory\n",
+                ),
+            }
+        }
+        (["repo", distro, rest @ ..], true, _) => {
+            let dir = served
+                .site
+                .read()
+                .ok()
+                .and_then(|s| s.inv.distros.get(*distro).and_then(|d| d.repo_dir.clone()));
+            match dir {
+                Some(d) => tree_file(req, &d, rest, path).await,
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    format!("no local repository for distro {distro:?} (its repo is not a directory)\n"),
+                ),
+            }
+        }
+        (_, false, false) => text(StatusCode::METHOD_NOT_ALLOWED, "GET, HEAD or POST only\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            format!("nothing at {path}; see / for what is served\n"),
+        ),
+    }
+}
+
+fn index(served: &Served) -> Response<Body> {
+    let Ok(site) = served.site.read() else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned\n");
+    };
+    let mut s = format!(
+        "kickstart: {} systems from {}\n\nGET  /ks/SYSTEM /ipxe/MAC /ipxe/menu /ha/SYSTEM/{{keepalived.conf,notify.sh,ha.service}}\nGET  /boot/DISTRO/{{vmlinuz,initrd.img}} /files/... /repo/DISTRO/... /bin/ha\nPOST /callback/SYSTEM/installed\n\n",
+        site.inv.systems.len(),
+        site.inv.path.display()
+    );
+    for sys in &site.inv.systems {
+        s.push_str(&format!(
+            "{:<16} {} {:<15} {:<10} netboot={}\n",
+            sys.name,
+            sys.mac,
+            sys.ip,
+            sys.profile,
+            site.netboot(sys)
+        ));
+    }
+    text(StatusCode::OK, s)
+}
+
+fn system_file(served: &Served, name: &str, what: What) -> Response<Body> {
+    let Ok(site) = served.site.read() else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned\n");
+    };
+    let Some(sys) = site.inv.system(name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no system {name:?} in {}\n", site.inv.path.display()),
+        );
+    };
+    if !site.has(sys, what) {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "system {name} is not a member of any cluster, so it has no {}\n",
+                what.name()
+            ),
+        );
+    }
+    rendered(site.render(sys, what))
+}
+
+fn rendered(r: Result<String, crate::render::RenderError>) -> Response<Body> {
+    match r {
+        Ok(t) => text(StatusCode::OK, t),
+        Err(e) => {
+            error!(error = %e, "template failed");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("template failed: {e}\n"),
+            )
+        }
+    }
+}
+
+fn ipxe(served: &Served, mac: &str) -> Response<Body> {
+    let Ok(site) = served.site.read() else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned\n");
+    };
+    if normalize_mac(mac).is_none() {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("{mac:?} is not a MAC address (use /ipxe/52:54:00:aa:00:01)\n"),
+        );
+    }
+    match site.inv.system_by_mac(mac) {
+        Some(sys) => rendered(site.render(sys, What::Ipxe)),
+        None => rendered(site.render_global(Global::IpxeMenu)),
+    }
+}
+
+fn installed(served: &Served, peer: SocketAddr, name: &str) -> Response<Body> {
+    let Ok(mut site) = served.site.write() else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned\n");
+    };
+    let Some(sys) = site.inv.system(name).cloned() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no system {name:?} in {}\n", site.inv.path.display()),
+        );
+    };
+    if let Err(e) = site.state.set(
+        name,
+        false,
+        &format!("installed callback from {}", peer.ip()),
+    ) {
+        error!(error = %e, system = name, "cannot record the installed callback");
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot record netboot off: {e}\n"),
+        );
+    }
+    info!(system = name, %peer, "installed: netboot off");
+    match sync::sync_system(&site, served.root.as_deref(), &sys) {
+        Ok(changes) => {
+            for c in &changes {
+                info!(system = name, "{c}");
+            }
+            text(
+                StatusCode::OK,
+                format!("{name}: netboot off; the next boot is from the local disk\n"),
+            )
+        }
+        Err(e) => {
+            error!(error = %e, system = name, "cannot rewrite the boot config");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("netboot off recorded, but the boot config was not rewritten: {e}\n"),
+            )
+        }
+    }
+}
+
+/// A file below `dir` named by URL path segments; no `..`, no hidden files.
+async fn tree_file(
+    req: &Request<Incoming>,
+    dir: &Path,
+    rest: &[&str],
+    url_path: &str,
+) -> Response<Body> {
+    let mut p = dir.to_path_buf();
+    for seg in rest.iter().filter(|s| !s.is_empty()) {
+        let seg = percent_decode(seg);
+        let Some(seg) = seg else {
+            return text(StatusCode::BAD_REQUEST, "bad percent-encoding\n");
+        };
+        let c: Vec<Component> = Path::new(&seg).components().collect();
+        if seg.starts_with('.') || c.len() != 1 || !matches!(c[0], Component::Normal(_)) {
+            return text(StatusCode::NOT_FOUND, format!("nothing at {url_path}\n"));
+        }
+        p.push(seg);
+    }
+    if p.is_dir() {
+        return listing(&p, url_path);
+    }
+    static_file(req, &p).await
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn listing(dir: &Path, url_path: &str) -> Response<Body> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with('.') {
+                    return None;
+                }
+                Some(if e.path().is_dir() {
+                    format!("{n}/")
+                } else {
+                    n
+                })
+            })
+            .collect(),
+        Err(e) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("cannot list {url_path}: {e}\n"),
+            )
+        }
+    };
+    names.sort();
+    let base = url_path.trim_end_matches('/');
+    let mut html = format!("<html><body><h1>{base}/</h1><ul>\n");
+    for n in names {
+        html.push_str(&format!("<li><a href=\"{base}/{n}\">{n}</a></li>\n"));
+    }
+    html.push_str("</ul></body></html>\n");
+    let mut r = text(StatusCode::OK, html);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+fn content_type(p: &Path) -> &'static str {
+    match p.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "xml" => "application/xml",
+        "rpm" => "application/x-rpm",
+        "gz" => "application/gzip",
+        "txt" | "ks" | "cfg" | "conf" | "sh" | "ipxe" | "repo" => "text/plain; charset=utf-8",
+        "html" => "text/html; charset=utf-8",
+        "json" => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The byte range a `Range` header asks for: `None` to serve the whole file (no header, or a
+/// form we do not serve such as several ranges), `Some(Err)` when unsatisfiable.
+pub fn parse_range(h: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = h.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 || len == 0 {
+            return Some(Err(()));
+        }
+        return Some(Ok((len - n.min(len), len - 1)));
+    }
+    let start: u64 = a.parse().ok()?;
+    let end: u64 = if b.is_empty() {
+        len.saturating_sub(1)
+    } else {
+        b.parse().ok()?
+    };
+    if start >= len {
+        return Some(Err(()));
+    }
+    if end < start {
+        return None;
+    }
+    Some(Ok((start, end.min(len - 1))))
+}
+
+/// A file with `Range`, `ETag`/`If-None-Match` and streaming.
+async fn static_file(req: &Request<Incoming>, p: &Path) -> Response<Body> {
+    let meta = match tokio::fs::metadata(p).await {
+        Ok(m) if m.is_file() => m,
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("no file {}\n", req.uri().path()),
+            )
+        }
+    };
+    let len = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let etag = format!("\"{len:x}-{mtime:x}\"");
+    if req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        let mut r = Response::new(full(Bytes::new()));
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        return r;
+    }
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| parse_range(h, len));
+    let (status, start, end) = match range {
+        None => (StatusCode::OK, 0, len.saturating_sub(1)),
+        Some(Ok((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
+        Some(Err(())) => {
+            let mut r = text(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the file has {len} bytes\n"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let count = if len == 0 { 0 } else { end - start + 1 };
+    let mut file = match tokio::fs::File::open(p).await {
+        Ok(f) => f,
+        Err(e) => {
+            return text(
+                StatusCode::FORBIDDEN,
+                format!("cannot open {}: {e}\n", req.uri().path()),
+            )
+        }
+    };
+    if start > 0 {
+        if let Err(e) = file.seek(SeekFrom::Start(start)).await {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("seek: {e}\n"));
+        }
+    }
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(file.take(count), 1 << 16).map_ok(Frame::data);
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(p)),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Ok((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Ok((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Ok((90, 99))));
+        assert_eq!(parse_range("bytes=-500", 100), Some(Ok((0, 99))));
+        assert_eq!(parse_range("bytes=50-500", 100), Some(Ok((50, 99))));
+        assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=-0", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=9-1", 100), None);
+    }
+}

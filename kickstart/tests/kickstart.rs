@@ -1,0 +1,533 @@
+//! kickstart through its command line, against the real consumers of what it writes: ISC
+//! dhcpd and our dhcpd read the generated dhcpd.conf, keepalived and ha read the generated
+//! keepalived.conf, curl talks to `kickstart serve` inside a network namespace.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use opsflow_tests::{require, wait_until, workspace_bin, Lab};
+
+const KS: &str = env!("CARGO_BIN_EXE_kickstart");
+
+fn example_text() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/inventory.toml"
+    ))
+    .unwrap()
+}
+
+/// A scratch directory removed at the end of the test.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("ks-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+    /// Writes an inventory; its state directory is made local to the scratch directory.
+    fn inventory(&self, name: &str, text: &str) -> PathBuf {
+        let text = text.replace(
+            "state_dir = \"/var/lib/opsflow/kickstart\"",
+            "state_dir = \"state\"",
+        );
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ks(inv: &Path, args: &[&str]) -> Output {
+    Command::new(KS)
+        .arg("--inventory")
+        .arg(inv)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn check_accepts_the_example_and_names_the_line_of_each_problem() {
+    let d = Scratch::new("check");
+    let good = d.inventory("inventory.toml", &example_text());
+    let o = ks(&good, &["check"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("every template renders for every system"));
+
+    // a duplicate MAC: the second use, with the first named
+    let text = example_text().replace("52:54:00:99:00:12", "52:54:00:99:00:11");
+    let line = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("52:54:00:99:00:11"))
+        .nth(1)
+        .unwrap()
+        .0
+        + 1;
+    let bad = d.inventory("bad.toml", &text);
+    let o = ks(&bad, &["check"]);
+    assert!(!o.status.success());
+    let msg = out(&o);
+    assert!(
+        msg.contains(&format!(
+            "bad.toml:{line}:7: system lb2: MAC 52:54:00:99:00:11 is already used by system lb1"
+        )),
+        "{msg}"
+    );
+
+    // a fixed address inside the dynamic range, and a member that is no system
+    let text = example_text()
+        .replace("ip = \"10.99.0.23\"", "ip = \"10.99.0.150\"")
+        .replace("system = \"lb2\"", "system = \"lb3\"");
+    let bad = d.inventory("bad2.toml", &text);
+    let msg = out(&ks(&bad, &["check"]));
+    assert!(
+        msg.contains("system web3: IP 10.99.0.150 is inside the dynamic range"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("member \"lb3\" is not a system; did you mean \"lb1\"?"),
+        "{msg}"
+    );
+
+    // a template that uses an undefined variable: named by file and line
+    std::fs::create_dir_all(d.path("tpl")).unwrap();
+    std::fs::write(
+        d.path("tpl/kickstart.ks"),
+        "# ks\ntext\nrootpw {{ vars.root_pw }}\n%post\n%end\n",
+    )
+    .unwrap();
+    let text = example_text().replace(
+        "# templates = \"/etc/opsflow/templates\"",
+        "templates = \"tpl\"",
+    );
+    let inv = d.inventory("tpl.toml", &text);
+    let o = ks(&inv, &["check"]);
+    assert!(!o.status.success());
+    let msg = out(&o);
+    assert!(msg.contains("tpl/kickstart.ks:3: undefined value"), "{msg}");
+    assert!(msg.contains("(rendering kickstart for lb1)"), "{msg}");
+
+    // a template syntax error: file and line, before anything renders
+    std::fs::write(d.path("tpl/kickstart.ks"), "text\n\n{% if %}\n").unwrap();
+    let msg = out(&ks(&inv, &["check"]));
+    assert!(msg.contains("tpl/kickstart.ks:3: syntax error"), "{msg}");
+}
+
+#[test]
+fn list_shows_netboot_and_the_netboot_command_changes_it() {
+    let d = Scratch::new("list");
+    let inv = d.inventory("inventory.toml", &example_text());
+    let o = ks(&inv, &["list", "--json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows[1]["name"], "lb1");
+    assert_eq!(rows[1]["mac"], "52:54:00:99:00:11");
+    assert_eq!(rows[1]["netboot"], true);
+    assert_eq!(rows[1]["clusters"][0], "VI_1");
+    assert_eq!(rows[0]["netboot"], false);
+    assert!(ks(&inv, &["netboot", "web2", "off"]).status.success());
+    let table = out(&ks(&inv, &["list"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web2") && l.ends_with("off (installed)")),
+        "{table}"
+    );
+    assert!(ks(&inv, &["netboot", "web2", "on"]).status.success());
+    let table = out(&ks(&inv, &["list"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web2") && l.ends_with(" on")),
+        "{table}"
+    );
+}
+
+#[test]
+fn sync_writes_a_tree_isc_dhcpd_and_ours_accept_and_rewrites_only_what_changed() {
+    if !require(&["dhcpd"]) {
+        return;
+    }
+    let d = Scratch::new("sync");
+    // a distro whose kernel and initrd exist, so they are copied
+    std::fs::create_dir_all(d.path("distro")).unwrap();
+    std::fs::write(d.path("distro/vmlinuz"), vec![7u8; 300_000]).unwrap();
+    std::fs::write(d.path("distro/initrd.img"), vec![9u8; 100_000]).unwrap();
+    let text = example_text()
+        .replace("/var/cache/opsflow/demo/vmlinuz", "distro/vmlinuz")
+        .replace("/var/cache/opsflow/demo/initrd.img", "distro/initrd.img");
+    let inv = d.inventory("inventory.toml", &text);
+    let root = d.path("root");
+    let root_s = root.to_str().unwrap();
+    let o = ks(&inv, &["sync", "--root", root_s]);
+    assert!(o.status.success(), "{}", out(&o));
+    let first = out(&o);
+    assert!(first.contains("created"), "{first}");
+    let tftp = root.join("srv/tftp");
+    for f in [
+        "pxelinux.cfg/default",
+        "pxelinux.cfg/01-52-54-00-99-00-11",
+        "grub/grub.cfg",
+        "grub/grub.cfg-01-52-54-00-99-00-21",
+        "distros/demo/vmlinuz",
+        "distros/demo/initrd.img",
+    ] {
+        assert!(tftp.join(f).is_file(), "{f} missing:\n{first}");
+    }
+    assert_eq!(
+        std::fs::read(tftp.join("distros/demo/vmlinuz"))
+            .unwrap()
+            .len(),
+        300_000
+    );
+    let pxe = std::fs::read_to_string(tftp.join("pxelinux.cfg/01-52-54-00-99-00-11")).unwrap();
+    assert!(
+        pxe.contains("KERNEL distros/demo/vmlinuz")
+            && pxe.contains("inst.ks=http://10.99.0.2:8080/ks/lb1"),
+        "{pxe}"
+    );
+    let prov = std::fs::read_to_string(tftp.join("pxelinux.cfg/01-52-54-00-99-00-02")).unwrap();
+    assert!(prov.contains("LOCALBOOT"), "{prov}");
+
+    let conf = root.join("etc/dhcp/dhcpd.conf");
+    let isc = Command::new(opsflow_tests::which("dhcpd").unwrap())
+        .args(["-t", "-cf"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(isc.status.success(), "ISC dhcpd -t: {}", out(&isc));
+    let ours = Command::new(workspace_bin("dhcpd"))
+        .arg("--config")
+        .arg(&conf)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(ours.status.success(), "dhcpd --check: {}", out(&ours));
+    assert!(out(&ours).contains("6 hosts"), "{}", out(&ours));
+
+    // again: nothing rewritten (same inode, same mtime)
+    let stamp = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        (m.ino(), m.mtime_nsec(), m.mtime())
+    };
+    let before = stamp(&conf);
+    let kernel_before = stamp(&tftp.join("distros/demo/vmlinuz"));
+    let o = ks(&inv, &["sync", "--root", root_s]);
+    assert!(out(&o).contains("0 changed"), "{}", out(&o));
+    assert_eq!(stamp(&conf), before);
+    assert_eq!(stamp(&tftp.join("distros/demo/vmlinuz")), kernel_before);
+
+    // a system leaves the inventory: its files go, the others stay untouched
+    let cut = text.find("[[systems]]\nname = \"web3\"").unwrap();
+    let end = text[cut..].find("\n\n").unwrap() + cut;
+    let mut less = text.clone();
+    less.replace_range(cut..end, "");
+    less = less.replace(
+        "real_servers = [\"web1\", \"web2\", \"web3\"]",
+        "real_servers = [\"web1\", \"web2\"]",
+    );
+    let inv2 = d.inventory("inventory.toml", &less);
+    let o = ks(&inv2, &["sync", "--root", root_s]);
+    let msg = out(&o);
+    assert!(o.status.success(), "{msg}");
+    assert!(
+        msg.contains("removed") && msg.contains("pxelinux.cfg/01-52-54-00-99-00-23"),
+        "{msg}"
+    );
+    assert!(msg.contains("grub.cfg-01-52-54-00-99-00-23"), "{msg}");
+    assert!(
+        msg.contains("updated") && msg.contains("dhcpd.conf"),
+        "{msg}"
+    );
+    assert!(!msg.contains("pxelinux.cfg/01-52-54-00-99-00-11"), "{msg}");
+    assert!(!tftp.join("pxelinux.cfg/01-52-54-00-99-00-23").exists());
+}
+
+#[test]
+fn rendered_keepalived_conf_passes_keepalived_and_ha() {
+    let Some(lab) = Lab::new(&["keepalived"]) else {
+        return;
+    };
+    let a = lab.host("lb");
+    let b = lab.host("peer");
+    lab.connect(
+        &a,
+        "eth0",
+        Some("10.99.0.11/24"),
+        &b,
+        "eth0",
+        Some("10.99.0.12/24"),
+    );
+    let d = Scratch::new("ka");
+    let inv = d.inventory("inventory.toml", &example_text());
+    let mut prios = Vec::new();
+    for node in ["lb1", "lb2"] {
+        let o = ks(&inv, &["render", node, "keepalived.conf"]);
+        assert!(o.status.success(), "{}", out(&o));
+        let conf = d.path(&format!("{node}.conf"));
+        std::fs::write(&conf, &o.stdout).unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        prios.push(
+            text.lines()
+                .find(|l| l.trim().starts_with("priority"))
+                .unwrap()
+                .to_string(),
+        );
+        let k = a.output("keepalived", &["-t", "-l", "-f", conf.to_str().unwrap()]);
+        assert!(
+            k.status.success(),
+            "keepalived -t rejects {node}: {}",
+            out(&k)
+        );
+        let h = Command::new(workspace_bin("ha"))
+            .arg("--config")
+            .arg(&conf)
+            .arg("--check")
+            .output()
+            .unwrap();
+        assert!(h.status.success(), "ha --check rejects {node}: {}", out(&h));
+        assert!(
+            out(&h).contains("1 vrrp instances, 1 scripts, 1 virtual servers"),
+            "{}",
+            out(&h)
+        );
+        let n = ks(&inv, &["render", node, "notify.sh"]);
+        assert!(String::from_utf8_lossy(&n.stdout).starts_with("#!/bin/sh"));
+    }
+    assert_ne!(prios[0], prios[1]);
+    // a web server is no cluster member: no keepalived.conf
+    let o = ks(&inv, &["render", "web1", "keepalived.conf"]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("not a member of any cluster"));
+}
+
+#[test]
+fn serve_answers_curl_with_ranges_errors_and_the_installed_callback() {
+    let Some(lab) = Lab::new(&["curl"]) else {
+        return;
+    };
+    let host = lab.host("prov");
+    let d = Scratch::new("serve");
+    // a large file under /files/, a template that fails for one profile
+    std::fs::create_dir_all(d.path("files/images")).unwrap();
+    let big: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(d.path("files/images/big.img"), &big).unwrap();
+    std::fs::create_dir_all(d.path("tpl")).unwrap();
+    std::fs::write(
+        d.path("tpl/broken.ks"),
+        "text\n# line 2\nrootpw {{ vars.nope }}\n",
+    )
+    .unwrap();
+    let text = example_text()
+        .replace("# files = \"/srv/files\"", "files = \"files\"")
+        .replace(
+            "# templates = \"/etc/opsflow/templates\"",
+            "templates = \"tpl\"",
+        )
+        .replace(
+            "[profiles.base]\ndistro = \"centos7\"\nkickstart = \"kickstart.ks\"",
+            "[profiles.base]\ndistro = \"centos7\"\nkickstart = \"broken.ks\"",
+        );
+    let inv = d.inventory("inventory.toml", &text);
+    let root = d.path("root");
+    assert!(ks(&inv, &["sync", "--root", root.to_str().unwrap()])
+        .status
+        .success());
+    let srv = host.spawn(
+        "kickstart",
+        KS,
+        &[
+            "--inventory",
+            inv.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:8080",
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || host.tcp_listening(8080)),
+        "{}",
+        srv.output()
+    );
+    let url = "http://127.0.0.1:8080";
+    let curl = |args: &[&str]| -> (String, Vec<u8>) {
+        let mut a = vec!["-s", "-o", "-", "-w", "\n%{http_code}"];
+        a.extend_from_slice(args);
+        let o = host.output("curl", &a);
+        let mut body = o.stdout;
+        let nl = body.iter().rposition(|&c| c == b'\n').unwrap();
+        let code = String::from_utf8_lossy(&body[nl + 1..]).into_owned();
+        body.truncate(nl);
+        (code, body)
+    };
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    let (code, body) = curl(&[&format!("{url}/ks/lb1")]);
+    assert_eq!(code, "200");
+    let ks_text = s(&body);
+    assert!(
+        ks_text.contains("%post") && ks_text.contains("/ha/lb1/keepalived.conf"),
+        "{ks_text}"
+    );
+    let (code, body) = curl(&[&format!("{url}/ipxe/52-54-00-99-00-21")]);
+    assert_eq!(code, "200");
+    assert!(
+        s(&body).starts_with("#!ipxe") && s(&body).contains("ks=http://10.99.0.2:8080/ks/web1")
+    );
+    let (code, body) = curl(&[&format!("{url}/ipxe/52:54:00:de:ad:01")]);
+    assert_eq!(code, "200");
+    assert!(s(&body).contains("is not in the inventory"), "{}", s(&body));
+    let (code, body) = curl(&[&format!("{url}/ha/lb2/keepalived.conf")]);
+    assert_eq!(code, "200");
+    assert!(s(&body).contains("state BACKUP") && s(&body).contains("priority 98"));
+    assert_eq!(curl(&[&format!("{url}/ha/lb2/ha.service")]).0, "200");
+
+    // errors
+    let (code, body) = curl(&[&format!("{url}/ks/no-such-system")]);
+    assert_eq!(code, "404");
+    assert!(s(&body).contains("no system \"no-such-system\""));
+    let (code, body) = curl(&[&format!("{url}/ha/web1/keepalived.conf")]);
+    assert_eq!(code, "404");
+    assert!(s(&body).contains("not a member of any cluster"));
+    let (code, body) = curl(&[&format!("{url}/ks/prov")]);
+    assert_eq!(code, "500");
+    assert!(
+        s(&body).contains("tpl/broken.ks:3: undefined value"),
+        "{}",
+        s(&body)
+    );
+    assert!(wait_until(Duration::from_secs(5), || srv
+        .output()
+        .contains("template failed")));
+    assert_eq!(curl(&[&format!("{url}/files/../inventory.toml")]).0, "404");
+    assert_eq!(
+        curl(&[&format!("{url}/files/%2e%2e/inventory.toml")]).0,
+        "404"
+    );
+    assert_eq!(curl(&["-X", "DELETE", &format!("{url}/ks/lb1")]).0, "405");
+
+    // static files: whole, ranges, HEAD, unsatisfiable
+    let (code, body) = curl(&[&format!("{url}/files/images/big.img")]);
+    assert_eq!(code, "200");
+    assert!(body == big, "whole file differs ({} bytes)", body.len());
+    let (code, body) = curl(&[
+        "-r",
+        "1000000-1999999",
+        &format!("{url}/files/images/big.img"),
+    ]);
+    assert_eq!(code, "206");
+    assert!(body == big[1_000_000..2_000_000]);
+    let (code, body) = curl(&["-r", "-100", &format!("{url}/files/images/big.img")]);
+    assert_eq!(code, "206");
+    assert!(body == big[big.len() - 100..]);
+    let head = host.run("curl", &["-sI", &format!("{url}/files/images/big.img")]);
+    assert!(
+        head.contains("content-length: 5000000") && head.contains("accept-ranges: bytes"),
+        "{head}"
+    );
+    let (code, _) = curl(&["-r", "6000000-", &format!("{url}/files/images/big.img")]);
+    assert_eq!(code, "416");
+    // curl resumes a download with a range request
+    let part = d.path("part.img");
+    std::fs::write(&part, &big[..1_234_567]).unwrap();
+    host.run(
+        "curl",
+        &[
+            "-s",
+            "-C",
+            "-",
+            "-o",
+            part.to_str().unwrap(),
+            &format!("{url}/files/images/big.img"),
+        ],
+    );
+    assert!(
+        std::fs::read(&part).unwrap() == big,
+        "resumed download differs"
+    );
+    let (code, body) = curl(&[&format!("{url}/files/images/")]);
+    assert_eq!(code, "200");
+    assert!(s(&body).contains("big.img"));
+
+    // the installed callback: netboot off, persisted, boot configs rewritten
+    let pxe = root.join("srv/tftp/pxelinux.cfg/01-52-54-00-99-00-22");
+    assert!(std::fs::read_to_string(&pxe)
+        .unwrap()
+        .contains("LABEL install"));
+    assert_eq!(curl(&[&format!("{url}/callback/web2/installed")]).0, "405");
+    let (code, body) = curl(&["-X", "POST", &format!("{url}/callback/web2/installed")]);
+    assert_eq!(code, "200", "{}", s(&body));
+    let (_, body) = curl(&[&format!("{url}/ipxe/52:54:00:99:00:22")]);
+    assert!(s(&body).contains("sanboot"), "{}", s(&body));
+    let after = std::fs::read_to_string(&pxe).unwrap();
+    assert!(
+        after.contains("LOCALBOOT") && after.contains("installed"),
+        "{after}"
+    );
+    assert_eq!(
+        curl(&["-X", "POST", &format!("{url}/callback/nobody/installed")]).0,
+        "404"
+    );
+    let list = ks(&inv, &["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let web2 = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "web2")
+        .unwrap();
+    assert_eq!(web2["netboot"], false);
+    assert!(std::fs::read_to_string(d.path("state/netboot.json"))
+        .unwrap()
+        .contains("installed callback from 127.0.0.1"));
+    // the next sync keeps it off
+    let o = ks(&inv, &["sync", "--root", root.to_str().unwrap()]);
+    assert!(out(&o).contains("0 changed"), "{}", out(&o));
+
+    // SIGHUP reloads the inventory
+    std::fs::write(
+        &inv,
+        std::fs::read_to_string(&inv)
+            .unwrap()
+            .replace("\"web1\"", "\"www1\""),
+    )
+    .unwrap();
+    srv.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(5), || curl(&[&format!(
+            "{url}/ks/www1"
+        )])
+        .0 == "200"),
+        "{}",
+        srv.output()
+    );
+}

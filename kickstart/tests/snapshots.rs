@@ -1,0 +1,45 @@
+//! Every file rendered for the example inventory, pinned by insta snapshots: a template change
+//! shows up as a reviewed diff of what machines will receive.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use kickstart::render::{Global, What};
+
+fn site() -> kickstart::render::Site {
+    // an empty state directory: netboot exactly as the inventory says
+    let state = std::env::temp_dir().join(format!("ks-snap-{}", std::process::id()));
+    kickstart::load_site(Path::new("../examples/inventory.toml"), Some(&state)).unwrap()
+}
+
+#[test]
+fn every_rendered_file_of_the_example_inventory() {
+    let site = site();
+    let mut n = 0;
+    for g in Global::ALL {
+        insta::assert_snapshot!(
+            format!("global-{}", g.name()),
+            site.render_global(g).unwrap()
+        );
+        n += 1;
+    }
+    for s in &site.inv.systems {
+        for what in What::ALL {
+            if site.has(s, what) {
+                insta::assert_snapshot!(
+                    format!("{}-{}", s.name, what.name()),
+                    site.render(s, what).unwrap()
+                );
+                n += 1;
+            }
+        }
+    }
+    // 4 global files, 4 per system (6 systems), 3 more for each of the 2 LB nodes
+    assert_eq!(n, 4 + 6 * 4 + 2 * 3);
+}
+
+#[test]
+fn the_example_inventory_passes_its_own_check() {
+    let problems = site().check_all();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
