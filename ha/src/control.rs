@@ -15,9 +15,23 @@ use tracing::warn;
 
 use crate::daemon::Shared;
 
-fn respond(
+/// `POST /v1/virtual-servers/{vs}/real-servers/{rs}/{drain|enable}` → (vs, rs, drain?).
+fn drain_route(path: &str) -> Option<(String, String, bool)> {
+    let rest = path.strip_prefix("/v1/virtual-servers/")?;
+    let (vs, rest) = rest.split_once("/real-servers/")?;
+    let (rs, verb) = rest.rsplit_once('/')?;
+    let on = match verb {
+        "drain" => true,
+        "enable" => false,
+        _ => return None,
+    };
+    Some((vs.to_string(), rs.to_string(), on))
+}
+
+async fn respond(
     shared: &Shared,
     token: &Option<String>,
+    lvs: &Option<crate::lvs::Handle>,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let reply = |code: StatusCode, ctype: &str, body: String| {
@@ -40,6 +54,30 @@ fn respond(
                 "a bearer token is required (Authorization: Bearer ...)\n".into(),
             );
         }
+    }
+    if req.method() == hyper::Method::POST {
+        let Some((vs, rs, on)) = drain_route(req.uri().path()) else {
+            return reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found: POST /v1/virtual-servers/{VIP:PORT|fwmark-N}/real-servers/{RIP:PORT}/{drain|enable}\n".into(),
+            );
+        };
+        let Some(l) = lvs else {
+            return reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "this ha has no virtual servers\n".into(),
+            );
+        };
+        return match l.drain(&vs, &rs, on).await {
+            Ok(v) => reply(StatusCode::OK, "application/json", v.to_string()),
+            Err((code, msg)) => reply(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "text/plain",
+                format!("{msg}\n"),
+            ),
+        };
     }
     let Ok(s) = shared.lock() else {
         return reply(
@@ -91,18 +129,22 @@ fn respond(
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: GET /v1/status or /metrics\n".into(),
+            "not found: GET /v1/status or /metrics, POST /v1/virtual-servers/.../real-servers/.../{drain|enable}\n".into(),
         ),
     }
 }
 
-async fn serve_conn<IO>(io: IO, shared: Shared, token: Arc<Option<String>>)
-where
+async fn serve_conn<IO>(
+    io: IO,
+    shared: Shared,
+    token: Arc<Option<String>>,
+    lvs: Option<crate::lvs::Handle>,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req: Request<Incoming>| {
-        let r = respond(&shared, &token, &req);
-        async move { Ok::<_, Infallible>(r) }
+        let (shared, token, lvs) = (shared.clone(), token.clone(), lvs.clone());
+        async move { Ok::<_, Infallible>(respond(&shared, &token, &lvs, &req).await) }
     });
     if let Err(e) = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(io), svc)
@@ -118,19 +160,24 @@ pub enum Listener {
     Tcp(tokio::net::TcpListener),
 }
 
-pub async fn serve(l: Listener, shared: Shared, token: Option<String>) {
+pub async fn serve(
+    l: Listener,
+    shared: Shared,
+    token: Option<String>,
+    lvs: Option<crate::lvs::Handle>,
+) {
     let token = Arc::new(token);
     loop {
         match &l {
             Listener::Unix(u) => match u.accept().await {
                 Ok((s, _)) => {
-                    tokio::spawn(serve_conn(s, shared.clone(), Arc::new(None)));
+                    tokio::spawn(serve_conn(s, shared.clone(), Arc::new(None), lvs.clone()));
                 }
                 Err(e) => warn!(error = %e, "control accept failed"),
             },
             Listener::Tcp(t) => match t.accept().await {
                 Ok((s, _)) => {
-                    tokio::spawn(serve_conn(s, shared.clone(), token.clone()));
+                    tokio::spawn(serve_conn(s, shared.clone(), token.clone(), lvs.clone()));
                 }
                 Err(e) => warn!(error = %e, "control accept failed"),
             },
@@ -140,11 +187,21 @@ pub async fn serve(l: Listener, shared: Shared, token: Option<String>) {
 
 /// A minimal client for `ha status`: GET a path, return the body.
 pub fn get(control: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
+    request(control, "GET", path, token)
+}
+
+/// A minimal client: one request, the body of a 200 answer or an error with the answer.
+pub fn request(
+    control: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.0\r\nHost: ha\r\n{auth}\r\n");
+    let req = format!("{method} {path} HTTP/1.0\r\nHost: ha\r\nContent-Length: 0\r\n{auth}\r\n");
     let mut raw = Vec::new();
     if control.contains('/') {
         let mut s = std::os::unix::net::UnixStream::connect(control).map_err(|e| {

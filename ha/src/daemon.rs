@@ -147,6 +147,7 @@ pub struct Daemon {
     pub shared: Shared,
     config_path: PathBuf,
     config_id: String,
+    lvs: Option<crate::lvs::Handle>,
 }
 
 /// The interface a VIP lives on: its `dev`, the VMAC interface when `use_vmac` is set (for
@@ -207,8 +208,14 @@ impl Daemon {
             shared: Arc::new(Mutex::new((Status::default(), Counters::default()))),
             config_path,
             config_id,
+            lvs: None,
         }
         .with_config(cfg)
+    }
+
+    /// The load-balancer task: told about reloads, stopped at shutdown.
+    pub fn set_lvs(&mut self, lvs: Option<crate::lvs::Handle>) {
+        self.lvs = lvs;
     }
 
     fn with_config(mut self, cfg: Config) -> Daemon {
@@ -889,6 +896,11 @@ impl Daemon {
                     match conf::load(&self.config_path, &self.config_id) {
                         Ok(cfg) => {
                             for w in &cfg.warnings { warn!("{w}"); }
+                            match &self.lvs {
+                                Some(l) => l.reload(cfg.lvs.clone()),
+                                None if !cfg.lvs.is_empty() => warn!("virtual servers added by a reload need a restart of ha"),
+                                None => {}
+                            }
                             self.apply_config(cfg, Instant::now());
                             info!("configuration reloaded");
                         }
@@ -926,6 +938,9 @@ impl Daemon {
             if let Some(idx) = v.dev.as_deref().and_then(net::ifindex) {
                 let _ = net::set_vip(idx, v, false);
             }
+        }
+        if let Some(l) = &self.lvs {
+            l.shutdown().await;
         }
         // let queued notify scripts (notify_stop) start
         tokio::time::sleep(Duration::from_millis(50)).await;

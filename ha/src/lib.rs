@@ -5,6 +5,7 @@
 //! - [`vrrp`]: VRRP v2/v3 adverts and the RFC 5798 state machine, pure (time is an input).
 //! - [`daemon`]: the event loop: routers, tracking, notify scripts, reload, shutdown.
 //! - [`net`]: rtnetlink addresses, gratuitous ARP, the raw VRRP socket, link state.
+//! - [`lvs`]: virtual servers: health checkers, the data plane (nftables), drains.
 //! - [`smtp`]: alert e-mail.
 //! - [`control`]: the control API (`/v1/status`, `/metrics`) and its client.
 //!
@@ -17,6 +18,7 @@
 pub mod conf;
 pub mod control;
 pub mod daemon;
+pub mod lvs;
 pub mod net;
 pub mod smtp;
 pub mod vrrp;

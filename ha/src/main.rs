@@ -35,12 +35,30 @@ struct Cli {
     /// Print the configuration as ha understood it, and exit.
     #[arg(long)]
     dump_config: bool,
-    /// Load-balancer backend for virtual servers (used from issue #7 on).
+    /// Load-balancer backend for virtual servers: nftables (NAT in a table of our own), ipvs,
+    /// or auto (IPVS when the kernel has it and this build can program it, else nftables).
     #[arg(long, default_value = "auto", value_parser = ["ipvs", "nftables", "auto"])]
     lvs_backend: String,
+    /// Where drains are kept across reloads and restarts.
+    #[arg(long, default_value = "/var/lib/ha/state.json", env = "HA_STATE_FILE")]
+    state_file: PathBuf,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+}
+
+/// A real server of a running ha.
+#[derive(clap::Args, Debug)]
+struct Target {
+    /// `VIP:PORT` or `fwmark-N`.
+    virtual_server: String,
+    /// `RIP:PORT`.
+    real_server: String,
+    #[arg(long, default_value = "/run/ha/ha.sock")]
+    control: String,
+    /// Bearer token for a TCP control API (or the HA_TOKEN variable).
+    #[arg(long, env = "HA_TOKEN")]
+    token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,6 +73,71 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Take a real server out of rotation without removing it (weight 0; open connections
+    /// finish). Kept across reloads and restarts until `enable`.
+    Drain(Target),
+    /// Put a drained real server back (at its configured weight once it is healthy).
+    Enable(Target),
+    /// Print the MD5 digest of a page, for HTTP_GET/SSL_GET `digest` (keepalived's genhash).
+    Genhash {
+        /// Server address.
+        #[arg(short = 's', long)]
+        server: std::net::Ipv4Addr,
+        /// Port (default 80, or 443 with --ssl).
+        #[arg(short = 'p', long)]
+        port: Option<u16>,
+        /// URL path.
+        #[arg(short = 'u', long, default_value = "/")]
+        url: String,
+        /// Use TLS.
+        #[arg(short = 'S', long)]
+        ssl: bool,
+        /// Host header (virtualhost).
+        #[arg(short = 'V', long)]
+        virtualhost: Option<String>,
+        /// Print the response header too.
+        #[arg(short = 'v', long)]
+        verbose: bool,
+        /// Timeout in seconds.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+}
+
+fn genhash(
+    server: std::net::Ipv4Addr,
+    port: Option<u16>,
+    url: &str,
+    ssl: bool,
+    vhost: Option<&str>,
+    verbose: bool,
+    timeout: f64,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let port = port.unwrap_or(if ssl { 443 } else { 80 });
+    let page = rt
+        .block_on(ha::lvs::check::fetch(
+            server,
+            port,
+            url,
+            vhost,
+            ssl,
+            None,
+            std::time::Duration::from_secs_f64(timeout),
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if verbose {
+        println!("-----------------------[    HTTP Header Buffer    ]-----------------------");
+        println!("{}", page.head);
+        println!("-----------------------[ HTML MD5 final resulting ]-----------------------");
+    }
+    println!("MD5SUM = {}", ha::lvs::check::md5_hex(&page.body));
+    if !(200..300).contains(&page.status) {
+        eprintln!("note: the server answered status {}", page.status);
+    }
+    Ok(())
 }
 
 fn hostname() -> String {
@@ -95,18 +178,116 @@ fn status(control: &str, token: Option<&str>, json: bool) -> anyhow::Result<()> 
                 .unwrap_or_default()
         );
     }
+    let vss = s["virtual_servers"].as_array().cloned().unwrap_or_default();
+    if !vss.is_empty() {
+        println!();
+        println!(
+            "{:<22} {:<6} {:<5} {:<22} {:>6} {:>6} {:<8} {:<11} {:>6} {:>8}",
+            "virtual server",
+            "sched",
+            "meth",
+            "real server",
+            "weight",
+            "conf",
+            "healthy",
+            "maintenance",
+            "active",
+            "inactive"
+        );
+        for v in &vss {
+            let id = v["id"].as_str().unwrap_or("");
+            let mut first = true;
+            for r in v["real_servers"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<22} {:<6} {:<5} {:<22} {:>6} {:>6} {:<8} {:<11} {:>6} {:>8}",
+                    if first { id } else { "" },
+                    if first {
+                        v["scheduler"].as_str().unwrap_or("")
+                    } else {
+                        ""
+                    },
+                    if first {
+                        v["method"].as_str().unwrap_or("")
+                    } else {
+                        ""
+                    },
+                    format!("{}:{}", r["address"].as_str().unwrap_or(""), r["port"]),
+                    r["weight"],
+                    r["configured_weight"],
+                    if r["healthy"].as_bool() == Some(true) {
+                        "yes"
+                    } else {
+                        "NO"
+                    },
+                    if r["maintenance"].as_bool() == Some(true) {
+                        "drained"
+                    } else {
+                        "-"
+                    },
+                    r["active_connections"],
+                    r["inactive_connections"],
+                );
+                first = false;
+            }
+            if v["sorry_server_active"].as_bool() == Some(true) {
+                println!(
+                    "{:<22} sorry server {} in use (quorum lost)",
+                    "",
+                    v["sorry_server"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
     Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(Cmd::Status {
-        control,
-        token,
-        json,
-    }) = &cli.cmd
-    {
-        status(control, token.as_deref(), *json)?;
-        return Ok(ExitCode::SUCCESS);
+    match &cli.cmd {
+        Some(Cmd::Status {
+            control,
+            token,
+            json,
+        }) => {
+            status(control, token.as_deref(), *json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Cmd::Drain(t)) | Some(Cmd::Enable(t)) => {
+            let (virtual_server, real_server, control, token) =
+                (&t.virtual_server, &t.real_server, &t.control, &t.token);
+            let verb = if matches!(cli.cmd, Some(Cmd::Drain(_))) {
+                "drain"
+            } else {
+                "enable"
+            };
+            let path =
+                format!("/v1/virtual-servers/{virtual_server}/real-servers/{real_server}/{verb}");
+            println!(
+                "{}",
+                control::request(control, "POST", &path, token.as_deref())?
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Cmd::Genhash {
+            server,
+            port,
+            url,
+            ssl,
+            virtualhost,
+            verbose,
+            timeout,
+        }) => {
+            genhash(
+                *server,
+                *port,
+                url,
+                *ssl,
+                virtualhost.as_deref(),
+                *verbose,
+                *timeout,
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
     let id = cli.config_id.clone().unwrap_or_else(hostname);
     let cfg = match ha::conf::load(&cli.config, &id) {
@@ -163,9 +344,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Listener::Tcp(tokio::net::TcpListener::bind(&cli.control).await.with_context(|| format!("cannot listen on {}", cli.control))?)
         };
-        let daemon = Daemon::new(cfg, cli.config.clone(), id);
+        let mut daemon = Daemon::new(cfg.clone(), cli.config.clone(), id);
         let shared = daemon.shared.clone();
-        tokio::spawn(control::serve(listener, shared, token));
+        let lvs = if cfg.lvs.is_empty() {
+            None
+        } else {
+            let backend: Box<dyn ha::lvs::dataplane::Backend> = match cli.lvs_backend.as_str() {
+                "ipvs" => anyhow::bail!("--lvs-backend ipvs: this build programs virtual servers with nftables only; use --lvs-backend nftables (or auto)"),
+                _ => {
+                    if cli.lvs_backend == "auto" {
+                        if ha::lvs::dataplane::kernel_has_ipvs() {
+                            tracing::warn!("the kernel has IPVS, but this build programs virtual servers with nftables (NAT); DR and TUN virtual servers are forwarded as NAT");
+                        } else {
+                            tracing::warn!("no IPVS in this kernel: virtual servers are programmed with nftables (NAT)");
+                        }
+                    }
+                    Box::new(ha::lvs::dataplane::Nft::default())
+                }
+            };
+            Some(ha::lvs::Lvs::start(cfg.lvs.clone(), backend, cli.state_file.clone(), shared.clone()))
+        };
+        daemon.set_lvs(lvs.clone());
+        tokio::spawn(control::serve(listener, shared, token, lvs));
         daemon.run().await?;
         if cli.control.contains('/') {
             let _ = std::fs::remove_file(&cli.control);

@@ -1,6 +1,7 @@
 //! keepalived.conf: syntax (positions, includes, variables, conditional lines), a keyword
 //! schema per block, and the validated model ha runs from.
 
+pub mod lvs;
 pub mod schema;
 pub mod syntax;
 
@@ -128,6 +129,8 @@ pub struct Config {
     pub static_addresses: Vec<Vip>,
     /// `virtual_server` blocks, checked against the schema; acted on by the LVS part.
     pub virtual_servers: Vec<Node>,
+    /// The same, typed: what the LVS part programs and checks.
+    pub lvs: Vec<lvs::VirtualServer>,
     pub warnings: Vec<Diag>,
 }
 
@@ -373,6 +376,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         sync_groups: Vec::new(),
         static_addresses: Vec::new(),
         virtual_servers: Vec::new(),
+        lvs: Vec::new(),
         warnings: Vec::new(),
     };
     for n in nodes {
@@ -474,7 +478,20 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     }
                 }
             }
-            "virtual_server" | "real_server_group" => cfg.virtual_servers.push(n.clone()),
+            "virtual_server" => {
+                cfg.virtual_servers.push(n.clone());
+                if let Some(vs) = lvs::virtual_server(n, diags) {
+                    if cfg.lvs.iter().any(|o| o.key == vs.key) {
+                        diags.push(error(
+                            &n.key.pos,
+                            format!("virtual_server {} is defined twice", vs.key.id()),
+                        ));
+                    } else {
+                        cfg.lvs.push(vs);
+                    }
+                }
+            }
+            "real_server_group" => cfg.virtual_servers.push(n.clone()),
             _ => {}
         }
     }
@@ -509,12 +526,6 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                 ));
             }
         }
-    }
-    if !cfg.virtual_servers.is_empty() {
-        diags.push(warning(
-            &cfg.virtual_servers[0].key.pos,
-            "virtual_server blocks are checked but not programmed yet: this ha build runs VRRP only (the load-balancer part lands with issue #7)",
-        ));
     }
     cfg
 }

@@ -1,0 +1,439 @@
+//! `virtual_server` blocks as typed values: what the LVS part programs and checks.
+
+use std::net::Ipv4Addr;
+
+use super::syntax::{error, warning, Diag, Node};
+use super::{num, string};
+
+/// How a virtual service is addressed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VsKey {
+    /// VIP, port, protocol (`TCP`, `UDP`, `SCTP`).
+    Addr(Ipv4Addr, u16, String),
+    Fwmark(u32),
+}
+
+impl VsKey {
+    /// `10.0.0.1:80` (TCP), `10.0.0.1:53/udp`, `fwmark-5`: how the control API names it.
+    pub fn id(&self) -> String {
+        match self {
+            VsKey::Addr(a, p, proto) if proto == "TCP" => format!("{a}:{p}"),
+            VsKey::Addr(a, p, proto) => format!("{a}:{p}/{}", proto.to_ascii_lowercase()),
+            VsKey::Fwmark(m) => format!("fwmark-{m}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Url {
+    pub path: String,
+    pub status_code: Option<u16>,
+    pub digest: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckKind {
+    Http {
+        ssl: bool,
+        urls: Vec<Url>,
+        virtualhost: Option<String>,
+    },
+    Tcp,
+    Smtp {
+        helo: String,
+    },
+    Misc {
+        path: String,
+        timeout: Option<f64>,
+        dynamic: bool,
+    },
+    File {
+        path: String,
+        weight: Option<i32>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checker {
+    pub kind: CheckKind,
+    pub connect_ip: Option<Ipv4Addr>,
+    pub connect_port: Option<u16>,
+    pub bindto: Option<Ipv4Addr>,
+    pub bind_port: Option<u16>,
+    pub connect_timeout: f64,
+    pub retry: u32,
+    pub delay_before_retry: f64,
+    pub delay_loop: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealServer {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+    pub inhibit_on_failure: bool,
+    pub notify_up: Option<String>,
+    pub notify_down: Option<String>,
+    pub alpha: bool,
+    pub checkers: Vec<Checker>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualServer {
+    pub key: VsKey,
+    pub delay_loop: f64,
+    pub scheduler: String,
+    pub method: String,
+    pub persistence_timeout: Option<u32>,
+    pub persistence_granularity: Option<Ipv4Addr>,
+    pub sorry_server: Option<(Ipv4Addr, u16)>,
+    pub sorry_server_inhibit: bool,
+    pub alpha: bool,
+    pub omega: bool,
+    pub quorum: u32,
+    pub hysteresis: u32,
+    pub quorum_up: Option<String>,
+    pub quorum_down: Option<String>,
+    pub ha_suspend: bool,
+    pub inhibit_on_failure: bool,
+    pub virtualhost: Option<String>,
+    pub real_servers: Vec<RealServer>,
+}
+
+pub const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+];
+
+fn ip(n: &Node, i: usize, what: &str, diags: &mut Vec<Diag>) -> Option<Ipv4Addr> {
+    let Some(w) = n.args.get(i) else {
+        diags.push(error(&n.key.pos, format!("{} needs {what}", n.key.text)));
+        return None;
+    };
+    match w.text.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            diags.push(error(
+                &w.pos,
+                format!("{}: '{}' is not an IPv4 address", n.key.text, w.text),
+            ));
+            None
+        }
+    }
+}
+
+fn port(n: &Node, i: usize, diags: &mut Vec<Diag>) -> Option<u16> {
+    let w = n.args.get(i)?;
+    match w.text.parse() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            diags.push(error(
+                &w.pos,
+                format!("{}: '{}' is not a port (0-65535)", n.key.text, w.text),
+            ));
+            None
+        }
+    }
+}
+
+fn flag(n: &Node) -> bool {
+    !matches!(n.arg(0), Some("false" | "no" | "off" | "0"))
+}
+
+fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
+    let kind_name = n.key.text.as_str();
+    let body = n.block.as_deref().unwrap_or(&[]);
+    let mut c = Checker {
+        kind: CheckKind::Tcp,
+        connect_ip: None,
+        connect_port: None,
+        bindto: None,
+        bind_port: None,
+        connect_timeout: 5.0,
+        retry: 1,
+        delay_before_retry: 1.0,
+        delay_loop: None,
+    };
+    let mut urls = Vec::new();
+    let mut vhost = None;
+    let mut helo = "localhost".to_string();
+    let mut misc_path = None;
+    let mut misc_timeout = None;
+    let mut misc_dynamic = false;
+    let mut file_path = None;
+    let mut file_weight = None;
+    for s in body {
+        match s.key.text.as_str() {
+            "connect_ip" => c.connect_ip = ip(s, 0, "an address", diags),
+            "connect_port" => c.connect_port = port(s, 0, diags),
+            "bindto" => c.bindto = ip(s, 0, "an address", diags),
+            "bind_port" => c.bind_port = port(s, 0, diags),
+            "connect_timeout" => c.connect_timeout = num(s, "seconds", diags).unwrap_or(5.0),
+            "retry" | "nb_get_retry" => c.retry = num(s, "a count", diags).unwrap_or(1),
+            "delay_before_retry" => c.delay_before_retry = num(s, "seconds", diags).unwrap_or(1.0),
+            "delay_loop" => c.delay_loop = num(s, "seconds", diags),
+            "url" => {
+                let mut u = Url {
+                    path: "/".into(),
+                    status_code: None,
+                    digest: None,
+                };
+                for f in s.block.as_deref().unwrap_or(&[]) {
+                    match f.key.text.as_str() {
+                        "path" => u.path = string(f).unwrap_or_else(|| "/".into()),
+                        "status_code" => u.status_code = num(f, "an HTTP status", diags),
+                        "digest" => {
+                            let d = f.arg(0).unwrap_or("").to_ascii_lowercase();
+                            if d.len() != 32 || !d.chars().all(|c| c.is_ascii_hexdigit()) {
+                                diags.push(error(
+                                    &f.key.pos,
+                                    "digest must be 32 hex digits (the MD5 `ha genhash` prints)",
+                                ));
+                            }
+                            u.digest = Some(d);
+                        }
+                        _ => {}
+                    }
+                }
+                urls.push(u);
+            }
+            "virtualhost" => vhost = string(s),
+            "helo_name" => helo = string(s).unwrap_or(helo),
+            "misc_path" => misc_path = string(s),
+            "misc_timeout" => misc_timeout = num(s, "seconds", diags),
+            "misc_dynamic" => misc_dynamic = flag(s),
+            "file" | "file_path" => file_path = string(s),
+            "weight" => file_weight = num(s, "a weight", diags),
+            _ => {}
+        }
+    }
+    let _ = rs_port;
+    c.kind = match kind_name {
+        "HTTP_GET" | "SSL_GET" => {
+            if urls.is_empty() {
+                urls.push(Url {
+                    path: "/".into(),
+                    status_code: None,
+                    digest: None,
+                });
+            }
+            CheckKind::Http {
+                ssl: kind_name == "SSL_GET",
+                urls,
+                virtualhost: vhost,
+            }
+        }
+        "TCP_CHECK" => CheckKind::Tcp,
+        "SMTP_CHECK" => CheckKind::Smtp { helo },
+        "MISC_CHECK" => {
+            let Some(path) = misc_path else {
+                diags.push(error(&n.key.pos, "MISC_CHECK needs misc_path"));
+                return None;
+            };
+            CheckKind::Misc {
+                path,
+                timeout: misc_timeout,
+                dynamic: misc_dynamic,
+            }
+        }
+        "FILE_CHECK" => {
+            let Some(path) = file_path else {
+                diags.push(error(&n.key.pos, "FILE_CHECK needs file PATH"));
+                return None;
+            };
+            CheckKind::File {
+                path,
+                weight: file_weight,
+            }
+        }
+        other => {
+            diags.push(warning(
+                &n.key.pos,
+                format!("{other} is not implemented by ha; this real server is not checked by it"),
+            ));
+            return None;
+        }
+    };
+    Some(c)
+}
+
+fn real_server(n: &Node, vs: &VirtualServer, diags: &mut Vec<Diag>) -> Option<RealServer> {
+    let addr = ip(n, 0, "ADDRESS PORT", diags)?;
+    let port = match n.args.get(1) {
+        Some(_) => port(n, 1, diags)?,
+        None => match &vs.key {
+            VsKey::Fwmark(_) => 0,
+            VsKey::Addr(_, p, _) => *p,
+        },
+    };
+    let mut rs = RealServer {
+        addr,
+        port,
+        weight: 1,
+        inhibit_on_failure: vs.inhibit_on_failure,
+        notify_up: None,
+        notify_down: None,
+        alpha: vs.alpha,
+        checkers: Vec::new(),
+    };
+    for s in n.block.as_deref().unwrap_or(&[]) {
+        match s.key.text.as_str() {
+            "weight" => rs.weight = num(s, "a weight", diags).unwrap_or(1),
+            "inhibit_on_failure" => rs.inhibit_on_failure = flag(s),
+            "notify_up" => rs.notify_up = string(s),
+            "notify_down" => rs.notify_down = string(s),
+            "alpha" => rs.alpha = flag(s),
+            "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "SMTP_CHECK" | "MISC_CHECK" | "FILE_CHECK"
+            | "UDP_CHECK" | "PING_CHECK" | "DNS_CHECK" | "BFD_CHECK" => {
+                if let Some(c) = checker(s, port, diags) {
+                    rs.checkers.push(c);
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(rs)
+}
+
+/// Builds one `virtual_server` block.
+pub fn virtual_server(n: &Node, diags: &mut Vec<Diag>) -> Option<VirtualServer> {
+    let key = match n.arg(0) {
+        Some("fwmark") => VsKey::Fwmark(match n.args.get(1).map(|w| w.text.parse()) {
+            Some(Ok(m)) => m,
+            _ => {
+                diags.push(error(&n.key.pos, "virtual_server fwmark needs a number"));
+                return None;
+            }
+        }),
+        Some("group") => {
+            diags.push(warning(
+                &n.key.pos,
+                "virtual_server group is not implemented by ha; this virtual server is not programmed",
+            ));
+            return None;
+        }
+        _ => {
+            let a = ip(n, 0, "ADDRESS PORT", diags)?;
+            let p = port(n, 1, diags).or_else(|| {
+                diags.push(error(&n.key.pos, "virtual_server needs ADDRESS PORT"));
+                None
+            })?;
+            VsKey::Addr(a, p, "TCP".into())
+        }
+    };
+    let mut vs = VirtualServer {
+        key,
+        delay_loop: 60.0,
+        scheduler: "wlc".into(),
+        method: "NAT".into(),
+        persistence_timeout: None,
+        persistence_granularity: None,
+        sorry_server: None,
+        sorry_server_inhibit: false,
+        alpha: false,
+        omega: false,
+        quorum: 1,
+        hysteresis: 0,
+        quorum_up: None,
+        quorum_down: None,
+        ha_suspend: false,
+        inhibit_on_failure: false,
+        virtualhost: None,
+        real_servers: Vec::new(),
+    };
+    let body = n.block.as_deref().unwrap_or(&[]);
+    // settings first: real servers inherit some of them
+    for s in body {
+        match s.key.text.as_str() {
+            "delay_loop" => vs.delay_loop = num(s, "seconds", diags).unwrap_or(60.0),
+            "lb_algo" | "lvs_sched" => {
+                let v = s.arg(0).unwrap_or("").to_ascii_lowercase();
+                if !SCHEDULERS.contains(&v.as_str()) {
+                    diags.push(error(
+                        &s.key.pos,
+                        format!(
+                            "{}: '{v}' is not one of {}",
+                            s.key.text,
+                            SCHEDULERS.join(", ")
+                        ),
+                    ));
+                }
+                vs.scheduler = v;
+            }
+            "lb_kind" | "lvs_method" => {
+                let v = s.arg(0).unwrap_or("").to_ascii_uppercase();
+                if !["NAT", "DR", "TUN"].contains(&v.as_str()) {
+                    diags.push(error(
+                        &s.key.pos,
+                        format!("{}: '{v}' is not NAT, DR or TUN", s.key.text),
+                    ));
+                }
+                vs.method = v;
+            }
+            "protocol" => {
+                let v = s.arg(0).unwrap_or("").to_ascii_uppercase();
+                if !["TCP", "UDP", "SCTP"].contains(&v.as_str()) {
+                    diags.push(error(
+                        &s.key.pos,
+                        format!("protocol '{v}' is not TCP, UDP or SCTP"),
+                    ));
+                }
+                if let VsKey::Addr(_, _, proto) = &mut vs.key {
+                    *proto = v;
+                }
+            }
+            "persistence_timeout" => {
+                vs.persistence_timeout = num(s, "seconds", diags).or(Some(360))
+            }
+            "persistence_granularity" => vs.persistence_granularity = ip(s, 0, "a netmask", diags),
+            "sorry_server" => {
+                if let Some(a) = ip(s, 0, "ADDRESS PORT", diags) {
+                    let p = port(s, 1, diags).unwrap_or(match &vs.key {
+                        VsKey::Addr(_, p, _) => *p,
+                        VsKey::Fwmark(_) => 0,
+                    });
+                    vs.sorry_server = Some((a, p));
+                }
+            }
+            "sorry_server_inhibit" => vs.sorry_server_inhibit = flag(s),
+            "alpha" => vs.alpha = flag(s),
+            "omega" => vs.omega = flag(s),
+            "quorum" => vs.quorum = num(s, "a weight", diags).unwrap_or(1),
+            "hysteresis" => vs.hysteresis = num(s, "a weight", diags).unwrap_or(0),
+            "quorum_up" => vs.quorum_up = string(s),
+            "quorum_down" => vs.quorum_down = string(s),
+            "ha_suspend" => vs.ha_suspend = flag(s),
+            "inhibit_on_failure" => vs.inhibit_on_failure = flag(s),
+            "virtualhost" => vs.virtualhost = string(s),
+            _ => {}
+        }
+    }
+    for s in body {
+        if s.key.text == "real_server" {
+            if let Some(rs) = real_server(s, &vs, diags) {
+                if vs
+                    .real_servers
+                    .iter()
+                    .any(|o| o.addr == rs.addr && o.port == rs.port)
+                {
+                    diags.push(error(
+                        &s.key.pos,
+                        format!("real_server {}:{} is listed twice", rs.addr, rs.port),
+                    ));
+                    continue;
+                }
+                vs.real_servers.push(rs);
+            }
+        }
+    }
+    // a checker's virtualhost defaults to the virtual server's
+    if let Some(vh) = vs.virtualhost.clone() {
+        for rs in &mut vs.real_servers {
+            for c in &mut rs.checkers {
+                if let CheckKind::Http { virtualhost, .. } = &mut c.kind {
+                    virtualhost.get_or_insert(vh.clone());
+                }
+            }
+        }
+    }
+    Some(vs)
+}

@@ -1,0 +1,372 @@
+//! Health checkers: HTTP_GET, SSL_GET, TCP_CHECK, SMTP_CHECK, MISC_CHECK, FILE_CHECK, and the
+//! page digest `ha genhash` prints. Every network step has a deadline (`connect_timeout`), so
+//! a hung server costs its own checker that long and nothing else.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::timeout;
+
+use crate::conf::lvs::{CheckKind, Checker};
+
+/// Largest page a checker reads (keepalived reads the whole page for its digest too).
+const MAX_BODY: usize = 16 << 20;
+
+/// The result of one check: healthy (with a weight from `misc_dynamic`), or why not.
+pub type Outcome = Result<Option<u32>, String>;
+
+async fn connect(
+    addr: Ipv4Addr,
+    port: u16,
+    bind: Option<(Ipv4Addr, u16)>,
+    limit: Duration,
+) -> Result<TcpStream, String> {
+    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if let Some((a, p)) = bind {
+        sock.bind(SocketAddr::V4(SocketAddrV4::new(a, p)))
+            .map_err(|e| format!("bind {a}:{p}: {e}"))?;
+    }
+    match timeout(
+        limit,
+        sock.connect(SocketAddr::V4(SocketAddrV4::new(addr, port))),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(format!("connect {addr}:{port}: {e}")),
+        Err(_) => Err(format!("connect {addr}:{port}: no answer within {limit:?}")),
+    }
+}
+
+/// Accepts any certificate, as keepalived's SSL_GET does: the check is about the service
+/// answering, and the digest pins the content.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    static CONNECTOR: std::sync::OnceLock<tokio_rustls::TlsConnector> = std::sync::OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map(|b| {
+                    b.dangerous()
+                        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+                        .with_no_client_auth()
+                });
+            match cfg {
+                Ok(c) => tokio_rustls::TlsConnector::from(Arc::new(c)),
+                // the ring provider always supports the default versions
+                Err(_) => tokio_rustls::TlsConnector::from(Arc::new(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                )),
+            }
+        })
+        .clone()
+}
+
+/// An HTTP response: status, headers, body.
+pub struct Page {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    req: &[u8],
+) -> Result<Vec<u8>, String> {
+    s.write_all(req).await.map_err(|e| format!("send: {e}"))?;
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                if raw.len() > MAX_BODY {
+                    return Err(format!("page larger than {MAX_BODY} bytes"));
+                }
+            }
+            // a TLS server that closes without close_notify still sent the whole page
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    Ok(raw)
+}
+
+fn parse_page(raw: &[u8]) -> Result<Page, String> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no complete HTTP header in the answer")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP status line: {:?}",
+                head.lines().next().unwrap_or("")
+            )
+        })?;
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked")
+    {
+        body = dechunk(&body).ok_or("bad chunked encoding")?;
+    }
+    Ok(Page { status, head, body })
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let nl = b.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&b[..nl]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        b = &b[nl + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+/// GET `path` over HTTP/1.0 (as keepalived does, so no chunking), optionally over TLS.
+pub async fn fetch(
+    addr: Ipv4Addr,
+    port: u16,
+    path: &str,
+    vhost: Option<&str>,
+    ssl: bool,
+    bind: Option<(Ipv4Addr, u16)>,
+    limit: Duration,
+) -> Result<Page, String> {
+    let stream = connect(addr, port, bind, limit).await?;
+    let host = vhost.map_or_else(|| format!("{addr}:{port}"), str::to_string);
+    let req = format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: ha-checker/{}\r\nConnection: close\r\n\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let raw = if ssl {
+        let name = match vhost {
+            Some(h) => rustls::pki_types::ServerName::try_from(h.to_string())
+                .map_err(|e| format!("virtualhost {h:?}: {e}"))?,
+            None => rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::V4(addr).into()),
+        };
+        let tls = timeout(limit, tls_connector().connect(name, stream))
+            .await
+            .map_err(|_| format!("TLS handshake with {addr}:{port}: no answer within {limit:?}"))?
+            .map_err(|e| format!("TLS handshake with {addr}:{port}: {e}"))?;
+        timeout(limit, exchange(tls, req.as_bytes())).await
+    } else {
+        timeout(limit, exchange(stream, req.as_bytes())).await
+    }
+    .map_err(|_| format!("{addr}:{port}{path}: no complete answer within {limit:?}"))??;
+    parse_page(&raw)
+}
+
+/// Hex MD5, as genhash prints and `digest` expects.
+pub fn md5_hex(b: &[u8]) -> String {
+    Md5::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn smtp(stream: TcpStream, helo: &str) -> Result<(), String> {
+    let mut r = BufReader::new(stream);
+    async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Result<String, String> {
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await.map_err(|e| e.to_string())? == 0 {
+                return Err("connection closed".into());
+            }
+            // "250-..." continues, "250 ..." is the last line
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(line.trim_end().to_string());
+            }
+        }
+    }
+    let banner = reply(&mut r).await?;
+    if !banner.starts_with("220") {
+        return Err(format!("banner {banner:?}, expected 220"));
+    }
+    r.get_mut()
+        .write_all(format!("HELO {helo}\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let ans = reply(&mut r).await?;
+    if !ans.starts_with("250") {
+        return Err(format!("HELO answered {ans:?}, expected 250"));
+    }
+    let _ = r.get_mut().write_all(b"QUIT\r\n").await;
+    Ok(())
+}
+
+/// One attempt of one checker against a real server.
+pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop: f64) -> Outcome {
+    let addr = c.connect_ip.unwrap_or(rs_addr);
+    let port = c.connect_port.unwrap_or(rs_port);
+    let bind = c.bindto.map(|a| (a, c.bind_port.unwrap_or(0)));
+    let limit = Duration::from_secs_f64(c.connect_timeout.max(0.01));
+    match &c.kind {
+        CheckKind::Tcp => connect(addr, port, bind, limit).await.map(|_| None),
+        CheckKind::Http {
+            ssl,
+            urls,
+            virtualhost,
+        } => {
+            for u in urls {
+                let page = fetch(
+                    addr,
+                    port,
+                    &u.path,
+                    virtualhost.as_deref(),
+                    *ssl,
+                    bind,
+                    limit,
+                )
+                .await?;
+                match u.status_code {
+                    Some(code) if page.status != code => {
+                        return Err(format!(
+                            "{}: status {} (expected {code})",
+                            u.path, page.status
+                        ))
+                    }
+                    None if !(200..300).contains(&page.status) => {
+                        return Err(format!("{}: status {}", u.path, page.status))
+                    }
+                    _ => {}
+                }
+                if let Some(d) = &u.digest {
+                    let got = md5_hex(&page.body);
+                    if &got != d {
+                        return Err(format!("{}: digest {got}, expected {d}", u.path));
+                    }
+                }
+            }
+            Ok(None)
+        }
+        CheckKind::Smtp { helo } => {
+            let s = connect(addr, port, bind, limit).await?;
+            timeout(limit, smtp(s, helo))
+                .await
+                .map_err(|_| format!("SMTP {addr}:{port}: no answer within {limit:?}"))?
+                .map_err(|e| format!("SMTP {addr}:{port}: {e}"))
+                .map(|()| None)
+        }
+        CheckKind::Misc {
+            path,
+            timeout: t,
+            dynamic,
+        } => {
+            let limit = Duration::from_secs_f64(t.unwrap_or(delay_loop).max(0.1));
+            let mut cmd = crate::daemon::command(path, &[]);
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let status = match timeout(limit, cmd.status()).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(format!("cannot run {path}: {e}")),
+                Err(_) => return Err(format!("{path} still running after {limit:?}; killed")),
+            };
+            match (status.code(), dynamic) {
+                (Some(0), _) => Ok(None),
+                (Some(1), true) => Err(format!("{path} exited 1")),
+                (Some(c), true) if c >= 2 => Ok(Some((c - 2) as u32)),
+                (Some(c), _) => Err(format!("{path} exited {c}")),
+                (None, _) => Err(format!("{path} killed by a signal")),
+            }
+        }
+        CheckKind::File { path, weight } => {
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| format!("{path}: {e}"))?;
+            let v: i64 = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("{path}: not a number"))?;
+            if v == 0 {
+                Err(format!("{path} says 0"))
+            } else {
+                Ok(weight.map(|w| (i64::from(w) * v).clamp(0, 65535) as u32))
+            }
+        }
+    }
+}
+
+/// A checker's verdict for one round: up to `retry` more attempts after a failure, with
+/// `delay_before_retry` between them (keepalived's semantics).
+pub async fn check(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop: f64) -> Outcome {
+    let mut last = Err(String::new());
+    for attempt in 0..=c.retry {
+        last = check_once(c, rs_addr, rs_port, delay_loop).await;
+        if last.is_ok() {
+            return last;
+        }
+        if attempt < c.retry {
+            tokio::time::sleep(Duration::from_secs_f64(c.delay_before_retry.max(0.0))).await;
+        }
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_and_chunks() {
+        let p = parse_page(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n").unwrap();
+        assert_eq!(p.status, 200);
+        assert_eq!(p.body, b"abcde");
+        let p = parse_page(b"HTTP/1.0 503 Busy\r\n\r\nno").unwrap();
+        assert_eq!((p.status, p.body.as_slice()), (503, &b"no"[..]));
+        assert!(parse_page(b"garbage").is_err());
+        assert_eq!(md5_hex(b"tls r1\n").len(), 32);
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+}

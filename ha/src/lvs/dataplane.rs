@@ -1,0 +1,469 @@
+//! What the kernel should forward, the difference to what it does, and the nftables backend.
+//!
+//! The daemon computes the desired [`Service`] list from the config, the checkers and the
+//! drains; [`diff`] turns desired vs actual into the smallest change set; a backend applies it.
+//! The nftables backend keeps everything in one table of its own (`ip ha_lvs`), replaced in
+//! one atomic transaction when (and only when) the change set is not empty; conntrack keeps
+//! established connections on their real server whatever the rules say next.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use crate::conf::lvs::VsKey;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dest {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    /// 0: in the table, but no new connections (drain, inhibit_on_failure).
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub key: VsKey,
+    pub scheduler: String,
+    pub method: String,
+    pub persistence_timeout: Option<u32>,
+    pub dests: Vec<Dest>,
+}
+
+/// One step of reconciliation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    AddService(Service),
+    /// Scheduler, method or persistence changed.
+    EditService(Service),
+    DelService(VsKey),
+    AddDest(VsKey, Dest),
+    EditDest(VsKey, Dest),
+    DelDest(VsKey, Ipv4Addr, u16),
+}
+
+/// The smallest change set that turns `actual` into `desired`: services and destinations that
+/// stay are not touched, a weight change is an edit (never a delete and add).
+pub fn diff(actual: &[Service], desired: &[Service]) -> Vec<Change> {
+    let mut out = Vec::new();
+    for a in actual {
+        if !desired.iter().any(|d| d.key == a.key) {
+            out.push(Change::DelService(a.key.clone()));
+        }
+    }
+    for d in desired {
+        let Some(a) = actual.iter().find(|a| a.key == d.key) else {
+            out.push(Change::AddService(Service {
+                dests: Vec::new(),
+                ..d.clone()
+            }));
+            for dst in &d.dests {
+                out.push(Change::AddDest(d.key.clone(), dst.clone()));
+            }
+            continue;
+        };
+        if (&a.scheduler, &a.method, a.persistence_timeout)
+            != (&d.scheduler, &d.method, d.persistence_timeout)
+        {
+            out.push(Change::EditService(Service {
+                dests: Vec::new(),
+                ..d.clone()
+            }));
+        }
+        for ad in &a.dests {
+            if !d
+                .dests
+                .iter()
+                .any(|x| x.addr == ad.addr && x.port == ad.port)
+            {
+                out.push(Change::DelDest(d.key.clone(), ad.addr, ad.port));
+            }
+        }
+        for dd in &d.dests {
+            match a
+                .dests
+                .iter()
+                .find(|x| x.addr == dd.addr && x.port == dd.port)
+            {
+                None => out.push(Change::AddDest(d.key.clone(), dd.clone())),
+                Some(x) if x.weight != dd.weight => {
+                    out.push(Change::EditDest(d.key.clone(), dd.clone()))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    out
+}
+
+/// Connection counts per (service, destination): (active, inactive).
+pub type Counts = HashMap<(VsKey, Ipv4Addr, u16), (u64, u64)>;
+
+/// A load-balancer data plane.
+pub trait Backend: Send {
+    fn name(&self) -> &'static str;
+    /// Makes the kernel forward as `desired` says; returns the changes made.
+    fn apply(&mut self, desired: &[Service]) -> anyhow::Result<Vec<Change>>;
+    fn counts(&self) -> Counts;
+    /// Removes everything this backend installed.
+    fn clear(&mut self) -> anyhow::Result<()>;
+}
+
+/// The table we own; nothing else is ever touched.
+pub const TABLE: &str = "ha_lvs";
+
+/// Schedulers nftables can express; others fall back with a warning.
+pub fn nft_scheduler(s: &str) -> &'static str {
+    match s {
+        "rr" => "rr",
+        "sh" => "sh",
+        "dh" => "dh",
+        "mh" => "sh",
+        _ => "wrr",
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Slots of a weighted ring: each destination appears weight/gcd times, interleaved by smooth
+/// weighted round robin (nginx's), at most 256 slots.
+pub fn slots(dests: &[&Dest], weighted: bool) -> Vec<usize> {
+    let w: Vec<u32> = dests
+        .iter()
+        .map(|d| if weighted { d.weight } else { 1 })
+        .collect();
+    let g = w.iter().copied().fold(0, gcd).max(1);
+    let mut w: Vec<i64> = w.iter().map(|x| i64::from(x / g)).collect();
+    let mut total: i64 = w.iter().sum();
+    while total > 256 {
+        for x in w.iter_mut() {
+            *x = (*x / 2).max(1);
+        }
+        total = w.iter().sum();
+    }
+    let mut cur = vec![0i64; w.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, x) in cur.iter_mut().zip(&w) {
+            *c += x;
+        }
+        let Some((best, _)) = cur
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, -(*i as i64)))
+        else {
+            break;
+        };
+        cur[best] -= total;
+        out.push(best);
+    }
+    out
+}
+
+/// The nftables ruleset for `services` (NAT forwarding).
+pub fn render_nft(services: &[Service]) -> String {
+    let mut rules = String::new();
+    for s in services {
+        let live: Vec<&Dest> = s.dests.iter().filter(|d| d.weight > 0).collect();
+        if live.is_empty() {
+            continue;
+        }
+        let sched = if s.persistence_timeout.is_some() {
+            "sh"
+        } else {
+            nft_scheduler(&s.scheduler)
+        };
+        let ring = slots(&live, sched != "rr");
+        let gen = match sched {
+            "sh" => format!("jhash ip saddr mod {}", ring.len()),
+            "dh" => format!("jhash ip daddr mod {}", ring.len()),
+            _ => format!("numgen inc mod {}", ring.len()),
+        };
+        let (matcher, with_port) = match &s.key {
+            VsKey::Addr(a, p, proto) => (
+                format!("ip daddr {a} {} dport {p}", proto.to_ascii_lowercase()),
+                true,
+            ),
+            VsKey::Fwmark(m) => (format!("meta mark {m}"), false),
+        };
+        let map: Vec<String> = ring
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                let d = live[d];
+                if with_port && d.port != 0 {
+                    format!("{i} : {} . {}", d.addr, d.port)
+                } else {
+                    format!("{i} : {}", d.addr)
+                }
+            })
+            .collect();
+        let target = if with_port && live.iter().all(|d| d.port != 0) {
+            "ip addr . port to"
+        } else {
+            "ip to"
+        };
+        rules.push_str(&format!(
+            "\t\t{matcher} dnat {target} {gen} map {{ {} }}\n",
+            map.join(", ")
+        ));
+    }
+    format!(
+        "table ip {TABLE} {{\n\tchain prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n{rules}\t}}\n\tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n{rules}\t}}\n}}\n"
+    )
+}
+
+fn nft(script: &str) -> anyhow::Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run nft: {e} (apt-get install nftables)"))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "nft rejected the ruleset: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The nftables backend.
+#[derive(Default)]
+pub struct Nft {
+    actual: Vec<Service>,
+    installed: bool,
+}
+
+impl Backend for Nft {
+    fn name(&self) -> &'static str {
+        "nftables"
+    }
+
+    fn apply(&mut self, desired: &[Service]) -> anyhow::Result<Vec<Change>> {
+        let changes = diff(&self.actual, desired);
+        if changes.is_empty() && self.installed {
+            return Ok(changes);
+        }
+        // create-then-delete makes the delete valid when the table does not exist; the new
+        // table replaces the old one in the same transaction
+        let script = format!(
+            "table ip {TABLE} {{}}\ndelete table ip {TABLE}\n{}",
+            render_nft(desired)
+        );
+        nft(&script)?;
+        self.actual = desired.to_vec();
+        self.installed = true;
+        Ok(changes)
+    }
+
+    fn counts(&self) -> Counts {
+        conntrack_counts(&self.actual)
+    }
+
+    fn clear(&mut self) -> anyhow::Result<()> {
+        if self.installed {
+            nft(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"))?;
+            self.installed = false;
+            self.actual.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Active (TCP established) and inactive connections per destination, from conntrack.
+pub fn conntrack_counts(services: &[Service]) -> Counts {
+    let mut out = Counts::new();
+    let Ok(text) = std::fs::read_to_string("/proc/net/nf_conntrack") else {
+        return out;
+    };
+    parse_conntrack(&text, services, &mut out);
+    out
+}
+
+fn parse_conntrack(text: &str, services: &[Service], out: &mut Counts) {
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[0] != "ipv4" {
+            continue;
+        }
+        let proto = f[2].to_ascii_uppercase();
+        let state = if proto == "TCP" { f[5] } else { "" };
+        let kv: Vec<(&str, &str)> = f.iter().filter_map(|x| x.split_once('=')).collect();
+        let get = |k: &str, nth: usize| -> Option<&str> {
+            kv.iter().filter(|(a, _)| *a == k).nth(nth).map(|(_, v)| *v)
+        };
+        let (Some(odst), Some(odport), Some(rsrc), Some(rsport)) = (
+            get("dst", 0),
+            get("dport", 0),
+            get("src", 1),
+            get("sport", 1),
+        ) else {
+            continue;
+        };
+        let mark: u32 = get("mark", 0).and_then(|m| m.parse().ok()).unwrap_or(0);
+        let (Ok(odst), Ok(odport), Ok(rsrc), Ok(rsport)) = (
+            odst.parse::<Ipv4Addr>(),
+            odport.parse::<u16>(),
+            rsrc.parse::<Ipv4Addr>(),
+            rsport.parse::<u16>(),
+        ) else {
+            continue;
+        };
+        for s in services {
+            let hit = match &s.key {
+                VsKey::Addr(a, p, pr) => *a == odst && *p == odport && *pr == proto,
+                VsKey::Fwmark(m) => *m == mark,
+            };
+            if !hit {
+                continue;
+            }
+            if let Some(d) = s
+                .dests
+                .iter()
+                .find(|d| d.addr == rsrc && (d.port == rsport || d.port == 0))
+            {
+                let e = out.entry((s.key.clone(), d.addr, d.port)).or_default();
+                if state == "ESTABLISHED" || (proto != "TCP" && !state.is_empty()) {
+                    e.0 += 1;
+                } else {
+                    e.1 += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Whether this kernel offers IPVS (the generic netlink family, or the module's proc file).
+pub fn kernel_has_ipvs() -> bool {
+    std::path::Path::new("/proc/net/ip_vs").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(port: u16, dests: &[(u8, u32)]) -> Service {
+        Service {
+            key: VsKey::Addr(Ipv4Addr::new(10, 0, 0, 1), port, "TCP".into()),
+            scheduler: "rr".into(),
+            method: "NAT".into(),
+            persistence_timeout: None,
+            dests: dests
+                .iter()
+                .map(|(h, w)| Dest {
+                    addr: Ipv4Addr::new(10, 0, 1, *h),
+                    port: 80,
+                    weight: *w,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn nothing_to_do_is_no_change() {
+        let a = vec![svc(80, &[(1, 1), (2, 1)])];
+        assert!(diff(&a, &a.clone()).is_empty());
+    }
+
+    #[test]
+    fn a_weight_change_is_one_edit() {
+        let a = vec![svc(80, &[(1, 1), (2, 1)]), svc(443, &[(1, 1)])];
+        let d = vec![svc(80, &[(1, 0), (2, 1)]), svc(443, &[(1, 1)])];
+        let c = diff(&a, &d);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(
+            matches!(&c[0], Change::EditDest(_, x) if x.weight == 0 && x.addr == Ipv4Addr::new(10, 0, 1, 1))
+        );
+    }
+
+    #[test]
+    fn adds_and_removals_touch_only_what_changed() {
+        let a = vec![svc(80, &[(1, 1), (2, 1)]), svc(443, &[(1, 1)])];
+        let mut d = vec![svc(80, &[(2, 1), (3, 1)]), svc(8080, &[(9, 2)])];
+        d[0].scheduler = "wrr".into();
+        let c = diff(&a, &d);
+        assert!(c.contains(&Change::DelService(a[1].key.clone())));
+        assert!(c.contains(&Change::DelDest(
+            a[0].key.clone(),
+            Ipv4Addr::new(10, 0, 1, 1),
+            80
+        )));
+        assert!(c
+            .iter()
+            .any(|x| matches!(x, Change::AddDest(_, d) if d.addr == Ipv4Addr::new(10, 0, 1, 3))));
+        assert!(c
+            .iter()
+            .any(|x| matches!(x, Change::EditService(s) if s.scheduler == "wrr")));
+        assert!(c
+            .iter()
+            .any(|x| matches!(x, Change::AddService(s) if s.key == d[1].key)));
+        // 10.0.1.2 stays as it was: not mentioned
+        assert!(!c.iter().any(|x| matches!(x, Change::AddDest(_, d) | Change::EditDest(_, d) if d.addr == Ipv4Addr::new(10, 0, 1, 2))));
+        assert_eq!(c.len(), 6, "{c:?}");
+    }
+
+    #[test]
+    fn weighted_slots_interleave() {
+        let a = Dest {
+            addr: Ipv4Addr::new(1, 1, 1, 1),
+            port: 1,
+            weight: 3,
+        };
+        let b = Dest {
+            addr: Ipv4Addr::new(2, 2, 2, 2),
+            port: 1,
+            weight: 1,
+        };
+        let s = slots(&[&a, &b], true);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.iter().filter(|&&x| x == 0).count(), 3);
+        assert_eq!(slots(&[&a, &b], false), vec![0, 1]);
+        let c = Dest {
+            weight: 6,
+            ..a.clone()
+        };
+        let d = Dest {
+            weight: 4,
+            ..b.clone()
+        };
+        assert_eq!(slots(&[&c, &d], true).len(), 5); // 3:2 after the gcd
+    }
+
+    #[test]
+    fn ruleset_maps_live_destinations_only() {
+        let s = svc(80, &[(1, 1), (2, 0), (3, 1)]);
+        let r = render_nft(&[s]);
+        assert!(r.contains("ip daddr 10.0.0.1 tcp dport 80 dnat ip addr . port to numgen inc mod 2 map { 0 : 10.0.1.1 . 80, 1 : 10.0.1.3 . 80 }"), "{r}");
+        assert!(!r.contains("10.0.1.2"));
+        let none = render_nft(&[svc(80, &[(1, 0)])]);
+        assert!(!none.contains("dnat"), "{none}");
+    }
+
+    #[test]
+    fn conntrack_lines_count_per_destination() {
+        let s = vec![svc(80, &[(1, 1), (2, 1)])];
+        let text = "ipv4     2 tcp      6 431999 ESTABLISHED src=10.9.0.5 dst=10.0.0.1 sport=5000 dport=80 src=10.0.1.1 dst=10.9.0.5 sport=80 dport=5000 [ASSURED] mark=0 zone=0 use=2\n\
+ipv4     2 tcp      6 117 TIME_WAIT src=10.9.0.5 dst=10.0.0.1 sport=5001 dport=80 src=10.0.1.1 dst=10.9.0.5 sport=80 dport=5001 [ASSURED] mark=0 zone=0 use=2\n\
+ipv4     2 tcp      6 117 ESTABLISHED src=10.9.0.5 dst=10.7.7.7 sport=5001 dport=80 src=10.7.7.7 dst=10.9.0.5 sport=80 dport=5001 [ASSURED] mark=0 zone=0 use=2\n";
+        let mut out = Counts::new();
+        parse_conntrack(text, &s, &mut out);
+        assert_eq!(
+            out[&(s[0].key.clone(), Ipv4Addr::new(10, 0, 1, 1), 80)],
+            (1, 1)
+        );
+        assert_eq!(out.len(), 1);
+    }
+}

@@ -1,0 +1,566 @@
+//! The load-balancer part: virtual servers programmed into a data plane, real servers checked,
+//! drains for maintenance.
+//!
+//! One task owns the state ([`Lvs::run`]); checkers run as tasks of their own (one per
+//! checker, so a hung server delays nobody else) and report to it through a channel; the
+//! control API and the VRRP daemon talk to it through a [`Handle`]. After every change the
+//! desired services are recomputed and the backend applies only the difference.
+
+pub mod check;
+pub mod dataplane;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::conf::lvs::{RealServer, VirtualServer, VsKey};
+use crate::daemon::Shared;
+use dataplane::{Backend, Dest, Service};
+
+/// What the control API and the daemon ask of the LVS task.
+pub enum Cmd {
+    /// Drain (`on`) or enable a real server: `vs` as `VIP:PORT` or `fwmark-N`, `rs` as
+    /// `RIP:PORT`. The reply is the real server's status, or (HTTP status, message).
+    Drain {
+        vs: String,
+        rs: String,
+        on: bool,
+        reply: oneshot::Sender<Result<serde_json::Value, (u16, String)>>,
+    },
+    Reload(Vec<VirtualServer>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cheap, cloneable way to talk to the LVS task.
+#[derive(Clone)]
+pub struct Handle(mpsc::UnboundedSender<Cmd>);
+
+impl Handle {
+    pub async fn drain(
+        &self,
+        vs: &str,
+        rs: &str,
+        on: bool,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(Cmd::Drain {
+                vs: vs.to_string(),
+                rs: rs.to_string(),
+                on,
+                reply: tx,
+            })
+            .map_err(|_| (503, "the load-balancer task is not running".to_string()))?;
+        rx.await
+            .map_err(|_| (503, "the load-balancer task stopped".to_string()))?
+    }
+
+    pub fn reload(&self, vss: Vec<VirtualServer>) {
+        let _ = self.0.send(Cmd::Reload(vss));
+    }
+
+    /// Removes what we installed; returns when done.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.0.send(Cmd::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct CheckEvent {
+    vs: VsKey,
+    addr: Ipv4Addr,
+    port: u16,
+    generation: u64,
+    checker: usize,
+    result: check::Outcome,
+}
+
+struct RsRun {
+    cfg: RealServer,
+    ok: Vec<bool>,
+    dyn_weight: Option<u32>,
+    healthy: bool,
+    last_error: Option<String>,
+    generation: u64,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for RsRun {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+struct VsRun {
+    cfg: VirtualServer,
+    rss: Vec<RsRun>,
+    quorum_up: bool,
+}
+
+/// The drains, kept in a state file so they survive reloads and restarts.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Drains {
+    drained: BTreeSet<(String, String)>,
+}
+
+/// The LVS task.
+pub struct Lvs {
+    backend: Box<dyn Backend>,
+    vss: Vec<VsRun>,
+    drains: Drains,
+    state_file: PathBuf,
+    tx: mpsc::UnboundedSender<CheckEvent>,
+    rx: mpsc::UnboundedReceiver<CheckEvent>,
+    shared: Shared,
+    generation: u64,
+}
+
+fn rs_id(r: &RealServer) -> String {
+    format!("{}:{}", r.addr, r.port)
+}
+
+fn run_notify(cmd: &Option<String>, what: &str) {
+    if let Some(c) = cmd.clone() {
+        let what = what.to_string();
+        tokio::spawn(async move {
+            match tokio::time::timeout(
+                Duration::from_secs(30),
+                crate::daemon::command(&c, &[]).status(),
+            )
+            .await
+            {
+                Ok(Ok(s)) if s.success() => {}
+                Ok(Ok(s)) => warn!(cmd = %c, status = %s, "{what} script failed"),
+                Ok(Err(e)) => warn!(cmd = %c, error = %e, "cannot run the {what} script"),
+                Err(_) => warn!(cmd = %c, "{what} script still running after 30 s; killed"),
+            }
+        });
+    }
+}
+
+/// Whether `a` is an address of this host (for `ha_suspend`).
+fn is_local(a: Ipv4Addr) -> bool {
+    opsflow_common::ipv4_interfaces()
+        .iter()
+        .any(|(_, x, _)| *x == a)
+}
+
+impl Lvs {
+    /// Starts the task for `vss`; `None` when there is nothing to balance.
+    pub fn start(
+        vss: Vec<VirtualServer>,
+        backend: Box<dyn Backend>,
+        state_file: PathBuf,
+        shared: Shared,
+    ) -> Handle {
+        let (ctx, crx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let drains = match std::fs::read(&state_file) {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+                warn!(file = %state_file.display(), error = %e, "state file unreadable; starting with no drains");
+                Drains::default()
+            }),
+            Err(_) => Drains::default(),
+        };
+        if !drains.drained.is_empty() {
+            info!(count = drains.drained.len(), file = %state_file.display(), "drains restored");
+        }
+        let mut lvs = Lvs {
+            backend,
+            vss: Vec::new(),
+            drains,
+            state_file,
+            tx,
+            rx,
+            shared,
+            generation: 0,
+        };
+        lvs.load(vss);
+        tokio::spawn(lvs.run(crx));
+        Handle(ctx)
+    }
+
+    fn spawn_checks(&mut self, vs: &VirtualServer, rs: &RealServer) -> (u64, Vec<JoinHandle<()>>) {
+        self.generation += 1;
+        let generation = self.generation;
+        let mut tasks = Vec::new();
+        for (i, c) in rs.checkers.iter().enumerate() {
+            let c = c.clone();
+            let tx = self.tx.clone();
+            let key = vs.key.clone();
+            let (addr, port) = (rs.addr, rs.port);
+            let every = Duration::from_secs_f64(c.delay_loop.unwrap_or(vs.delay_loop).max(0.1));
+            let delay_loop = vs.delay_loop;
+            let suspend = match (&vs.key, vs.ha_suspend) {
+                (VsKey::Addr(a, _, _), true) => Some(*a),
+                _ => None,
+            };
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if suspend.is_none_or(is_local) {
+                        let result = check::check(&c, addr, port, delay_loop).await;
+                        if tx
+                            .send(CheckEvent {
+                                vs: key.clone(),
+                                addr,
+                                port,
+                                generation,
+                                checker: i,
+                                result,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            }));
+        }
+        (generation, tasks)
+    }
+
+    /// Takes a (new) configuration: real servers whose settings did not change keep their
+    /// health and their checkers; the rest start over.
+    fn load(&mut self, vss: Vec<VirtualServer>) {
+        let mut old = std::mem::take(&mut self.vss);
+        for vs in vss {
+            let prev = old
+                .iter()
+                .position(|o| o.cfg.key == vs.key)
+                .map(|i| old.remove(i));
+            let mut rss = Vec::new();
+            let (mut prev_rss, quorum_up, timing) = match prev {
+                Some(mut p) => (
+                    std::mem::take(&mut p.rss),
+                    p.quorum_up,
+                    Some((p.cfg.delay_loop, p.cfg.ha_suspend)),
+                ),
+                None => (Vec::new(), true, None),
+            };
+            // checkers keep running only if nothing about them changed
+            let same_timing = timing == Some((vs.delay_loop, vs.ha_suspend));
+            for r in &vs.real_servers {
+                let same = prev_rss.iter().position(|p| same_timing && p.cfg == *r);
+                if let Some(i) = same {
+                    rss.push(prev_rss.remove(i));
+                    continue;
+                }
+                let (generation, tasks) = self.spawn_checks(&vs, r);
+                let start_healthy = !r.alpha || r.checkers.is_empty();
+                rss.push(RsRun {
+                    cfg: r.clone(),
+                    ok: vec![start_healthy; r.checkers.len()],
+                    dyn_weight: None,
+                    healthy: start_healthy,
+                    last_error: None,
+                    generation,
+                    tasks,
+                });
+            }
+            self.vss.push(VsRun {
+                cfg: vs,
+                rss,
+                quorum_up,
+            });
+        }
+        self.reconcile();
+    }
+
+    fn drained(&self, vs: &VsKey, rs: &RealServer) -> bool {
+        self.drains.drained.contains(&(vs.id(), rs_id(rs)))
+    }
+
+    /// The weight a real server should have in the kernel; `None`: not in the table.
+    fn weight(&self, vs: &VirtualServer, r: &RsRun) -> Option<u32> {
+        if !r.healthy {
+            return r.cfg.inhibit_on_failure.then_some(0);
+        }
+        if self.drained(&vs.key, &r.cfg) {
+            return Some(0);
+        }
+        Some(r.dyn_weight.unwrap_or(r.cfg.weight))
+    }
+
+    fn reconcile(&mut self) {
+        let mut desired = Vec::new();
+        let mut quorum_changes = Vec::new();
+        for (vi, v) in self.vss.iter().enumerate() {
+            let mut dests: Vec<Dest> = v
+                .rss
+                .iter()
+                .filter_map(|r| {
+                    self.weight(&v.cfg, r).map(|w| Dest {
+                        addr: r.cfg.addr,
+                        port: r.cfg.port,
+                        weight: w,
+                    })
+                })
+                .collect();
+            let alive: u32 = dests.iter().map(|d| d.weight).sum();
+            let q = &v.cfg;
+            let up = if v.quorum_up {
+                alive >= q.quorum.saturating_sub(q.hysteresis).max(1) || (q.quorum == 0)
+            } else {
+                alive >= q.quorum + q.hysteresis
+            };
+            if up != v.quorum_up {
+                quorum_changes.push((vi, up));
+            }
+            if let Some((a, p)) = q.sorry_server {
+                if !up {
+                    dests.push(Dest {
+                        addr: a,
+                        port: p,
+                        weight: 1,
+                    });
+                } else if q.sorry_server_inhibit {
+                    dests.push(Dest {
+                        addr: a,
+                        port: p,
+                        weight: 0,
+                    });
+                }
+            }
+            desired.push(Service {
+                key: q.key.clone(),
+                scheduler: q.scheduler.clone(),
+                method: q.method.clone(),
+                persistence_timeout: q.persistence_timeout,
+                dests,
+            });
+        }
+        for (vi, up) in quorum_changes {
+            let v = &mut self.vss[vi];
+            v.quorum_up = up;
+            if up {
+                info!(virtual_server = %v.cfg.key.id(), "quorum gained");
+                run_notify(&v.cfg.quorum_up, "quorum_up");
+            } else {
+                warn!(virtual_server = %v.cfg.key.id(), sorry_server = ?v.cfg.sorry_server, "quorum lost");
+                run_notify(&v.cfg.quorum_down, "quorum_down");
+            }
+        }
+        match self.backend.apply(&desired) {
+            Ok(changes) => {
+                for c in changes {
+                    info!(backend = self.backend.name(), change = ?c, "data plane");
+                }
+            }
+            Err(e) => {
+                warn!(backend = self.backend.name(), error = %format!("{e:#}"), "cannot program the data plane")
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let counts = self.backend.counts();
+        let vss: Vec<serde_json::Value> = self
+            .vss
+            .iter()
+            .map(|v| {
+                let (address, port, protocol, fwmark) = match &v.cfg.key {
+                    VsKey::Addr(a, p, pr) => (Some(a.to_string()), *p, pr.clone(), None),
+                    VsKey::Fwmark(m) => (None, 0, "TCP".to_string(), Some(*m)),
+                };
+                let rss: Vec<serde_json::Value> = v
+                    .rss
+                    .iter()
+                    .map(|r| {
+                        let (act, inact) = counts
+                            .get(&(v.cfg.key.clone(), r.cfg.addr, r.cfg.port))
+                            .copied()
+                            .unwrap_or((0, 0));
+                        json!({
+                            "address": r.cfg.addr.to_string(),
+                            "port": r.cfg.port,
+                            "weight": self.weight(&v.cfg, r).unwrap_or(0),
+                            "configured_weight": r.cfg.weight,
+                            "healthy": r.healthy,
+                            "maintenance": self.drained(&v.cfg.key, &r.cfg),
+                            "in_service": self.weight(&v.cfg, r).is_some(),
+                            "active_connections": act,
+                            "inactive_connections": inact,
+                            "last_error": r.last_error,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "id": v.cfg.key.id(),
+                    "address": address,
+                    "port": port,
+                    "protocol": protocol,
+                    "fwmark": fwmark,
+                    "scheduler": v.cfg.scheduler,
+                    "method": v.cfg.method,
+                    "persistence_timeout": v.cfg.persistence_timeout,
+                    "quorum_up": v.quorum_up,
+                    "sorry_server": v.cfg.sorry_server.map(|(a, p)| format!("{a}:{p}")),
+                    "sorry_server_active": v.cfg.sorry_server.is_some() && !v.quorum_up,
+                    "backend": self.backend.name(),
+                    "real_servers": rss,
+                })
+            })
+            .collect();
+        if let Ok(mut s) = self.shared.lock() {
+            s.0.virtual_servers = vss;
+        }
+    }
+
+    fn on_check(&mut self, ev: CheckEvent) {
+        let Some(v) = self.vss.iter_mut().find(|v| v.cfg.key == ev.vs) else {
+            return;
+        };
+        let Some(r) = v.rss.iter_mut().find(|r| {
+            r.cfg.addr == ev.addr && r.cfg.port == ev.port && r.generation == ev.generation
+        }) else {
+            return; // a checker of a replaced real server
+        };
+        let ok = ev.result.is_ok();
+        if let Some(slot) = r.ok.get_mut(ev.checker) {
+            *slot = ok;
+        }
+        match &ev.result {
+            Ok(w) => {
+                if w.is_some() {
+                    r.dyn_weight = *w;
+                }
+            }
+            Err(e) => r.last_error = Some(e.clone()),
+        }
+        let healthy = r.ok.iter().all(|x| *x);
+        let weight_changed = matches!(ev.result, Ok(Some(_)));
+        if healthy != r.healthy {
+            r.healthy = healthy;
+            let id = format!("{}:{}", r.cfg.addr, r.cfg.port);
+            if healthy {
+                r.last_error = None;
+                info!(virtual_server = %v.cfg.key.id(), real_server = %id, "real server up");
+                run_notify(&r.cfg.notify_up, "notify_up");
+            } else {
+                warn!(virtual_server = %v.cfg.key.id(), real_server = %id, reason = %r.last_error.clone().unwrap_or_default(), "real server down");
+                run_notify(&r.cfg.notify_down, "notify_down");
+            }
+            self.reconcile();
+        } else if weight_changed {
+            self.reconcile();
+        }
+    }
+
+    fn save_drains(&self) -> anyhow::Result<()> {
+        let dir = self
+            .state_file
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = self.state_file.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.drains)?)?;
+        std::fs::rename(&tmp, &self.state_file)?;
+        Ok(())
+    }
+
+    fn drain(&mut self, vs: &str, rs: &str, on: bool) -> Result<serde_json::Value, (u16, String)> {
+        let Some(v) = self.vss.iter().find(|v| v.cfg.key.id() == vs) else {
+            let known: Vec<String> = self.vss.iter().map(|v| v.cfg.key.id()).collect();
+            return Err((
+                404,
+                format!("no virtual server {vs} (known: {})", known.join(", ")),
+            ));
+        };
+        let Some(r) = v.rss.iter().find(|r| rs_id(&r.cfg) == rs) else {
+            let known: Vec<String> = v.rss.iter().map(|r| rs_id(&r.cfg)).collect();
+            return Err((
+                404,
+                format!(
+                    "virtual server {vs} has no real server {rs} (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let healthy = r.healthy;
+        let key = (vs.to_string(), rs.to_string());
+        let changed = if on {
+            self.drains.drained.insert(key)
+        } else {
+            self.drains.drained.remove(&key)
+        };
+        if changed {
+            if let Err(e) = self.save_drains() {
+                warn!(file = %self.state_file.display(), error = %e, "cannot save the drains; they hold until ha stops");
+            }
+            info!(
+                virtual_server = vs,
+                real_server = rs,
+                "{}",
+                if on { "drained" } else { "enabled" }
+            );
+            self.reconcile();
+        }
+        Ok(json!({
+            "virtual_server": vs,
+            "real_server": rs,
+            "maintenance": on,
+            "healthy": healthy,
+            "note": if !on && !healthy { "enabled; back in rotation once its checks pass" } else { "" },
+        }))
+    }
+
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                Some(ev) = self.rx.recv() => self.on_check(ev),
+                cmd = cmds.recv() => match cmd {
+                    Some(Cmd::Drain { vs, rs, on, reply }) => {
+                        let _ = reply.send(self.drain(&vs, &rs, on));
+                    }
+                    Some(Cmd::Reload(vss)) => {
+                        info!(virtual_servers = vss.len(), "virtual servers reloaded");
+                        self.load(vss);
+                    }
+                    Some(Cmd::Shutdown(done)) => {
+                        self.stop();
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.stop();
+                        return;
+                    }
+                },
+                _ = tick.tick() => self.publish(),
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        for v in &self.vss {
+            if v.cfg.omega {
+                for r in v.rss.iter().filter(|r| r.healthy) {
+                    run_notify(&r.cfg.notify_down, "notify_down");
+                }
+                if v.quorum_up {
+                    run_notify(&v.cfg.quorum_down, "quorum_down");
+                }
+            }
+        }
+        self.vss.clear();
+        match self.backend.clear() {
+            Ok(()) => info!(backend = self.backend.name(), "virtual services removed"),
+            Err(e) => {
+                warn!(backend = self.backend.name(), error = %format!("{e:#}"), "cannot remove the virtual services")
+            }
+        }
+    }
+}

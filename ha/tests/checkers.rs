@@ -1,0 +1,366 @@
+//! Every checker against real servers started here on loopback: HTTP (tokio), TLS with a
+//! self-signed certificate (python3 + openssl), a TCP listener, an SMTP sink, scripts.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use ha::conf::lvs::{CheckKind, Checker, Url};
+use ha::lvs::check::{check, check_once, md5_hex};
+use opsflow_tests::{require, wait_until};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+fn checker(kind: CheckKind) -> Checker {
+    Checker {
+        kind,
+        connect_ip: None,
+        connect_port: None,
+        bindto: None,
+        bind_port: None,
+        connect_timeout: 1.0,
+        retry: 0,
+        delay_before_retry: 0.2,
+        delay_loop: None,
+    }
+}
+
+fn http(path: &str, status: Option<u16>, digest: Option<&str>) -> CheckKind {
+    CheckKind::Http {
+        ssl: false,
+        urls: vec![Url {
+            path: path.into(),
+            status_code: status,
+            digest: digest.map(str::to_string),
+        }],
+        virtualhost: Some("www.example".into()),
+    }
+}
+
+/// An HTTP server: `/ok` 200 "hello\n", `/missing` 404, `/hang` never answers, anything else
+/// echoes the Host header.
+async fn http_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                let host = req
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Host: "))
+                    .unwrap_or("")
+                    .to_string();
+                let (code, body) = match path.as_str() {
+                    "/ok" => ("200 OK", "hello\n".to_string()),
+                    "/missing" => ("404 Not Found", "no\n".to_string()),
+                    "/hang" => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    }
+                    _ => ("200 OK", format!("{host}\n")),
+                };
+                let resp = format!(
+                    "HTTP/1.0 {code}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn http_get_status_digest_and_virtualhost() {
+    let port = http_server().await;
+    let ok = check_once(&checker(http("/ok", Some(200), None)), LO, port, 1.0).await;
+    assert_eq!(ok, Ok(None));
+    let d = md5_hex(b"hello\n");
+    assert_eq!(
+        check_once(&checker(http("/ok", None, Some(&d))), LO, port, 1.0).await,
+        Ok(None)
+    );
+    let bad = check_once(
+        &checker(http("/ok", None, Some(&"0".repeat(32)))),
+        LO,
+        port,
+        1.0,
+    )
+    .await;
+    assert!(bad.unwrap_err().contains(&format!("digest {d}")));
+    let e = check_once(&checker(http("/missing", Some(200), None)), LO, port, 1.0).await;
+    assert!(e.unwrap_err().contains("status 404 (expected 200)"));
+    // without status_code, any 2xx is healthy and others are not
+    assert!(
+        check_once(&checker(http("/missing", None, None)), LO, port, 1.0)
+            .await
+            .is_err()
+    );
+    // the Host header is the virtualhost
+    let page = ha::lvs::check::fetch(
+        LO,
+        port,
+        "/echo",
+        Some("www.example"),
+        false,
+        None,
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.body, b"www.example\n");
+}
+
+#[tokio::test]
+async fn a_hung_server_costs_its_connect_timeout_only() {
+    let port = http_server().await;
+    let t = Instant::now();
+    let e = check_once(&checker(http("/hang", Some(200), None)), LO, port, 1.0).await;
+    let took = t.elapsed();
+    assert!(e.unwrap_err().contains("no complete answer"));
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1600),
+        "{took:?}"
+    );
+    // concurrently, a healthy server's check is not held up by the hung one
+    let hung = tokio::spawn(async move {
+        check_once(&checker(http("/hang", Some(200), None)), LO, port, 1.0).await
+    });
+    let t = Instant::now();
+    assert_eq!(
+        check_once(&checker(http("/ok", Some(200), None)), LO, port, 1.0).await,
+        Ok(None)
+    );
+    assert!(t.elapsed() < Duration::from_millis(300));
+    assert!(hung.await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn tcp_check_and_retries() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    assert_eq!(
+        check_once(&checker(CheckKind::Tcp), LO, port, 1.0).await,
+        Ok(None)
+    );
+    drop(l);
+    let e = check_once(&checker(CheckKind::Tcp), LO, port, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains("refused"), "{e}");
+    // connect_port overrides the real server's port
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = checker(CheckKind::Tcp);
+    c.connect_port = Some(l.local_addr().unwrap().port());
+    assert_eq!(check_once(&c, LO, 1, 1.0).await, Ok(None));
+    // retry: a server that comes up during the retries is healthy
+    drop(l);
+    let l2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p2 = l2.local_addr().unwrap().port();
+    drop(l2);
+    let mut c = checker(CheckKind::Tcp);
+    c.retry = 2;
+    c.delay_before_retry = 0.3;
+    let up = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        TcpListener::bind(("127.0.0.1", p2)).await.unwrap()
+    });
+    let t = Instant::now();
+    assert_eq!(check(&c, LO, p2, 1.0).await, Ok(None));
+    assert!(t.elapsed() >= Duration::from_millis(250));
+    drop(up);
+}
+
+async fn smtp_sink(
+    helo_reply: &'static str,
+) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(s);
+                r.get_mut()
+                    .write_all(b"220-sink ready\r\n220 go ahead\r\n")
+                    .await
+                    .unwrap();
+                let mut line = String::new();
+                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let _ = tx.send(line.trim_end().to_string());
+                    let ans = if line.starts_with("HELO") {
+                        helo_reply
+                    } else {
+                        "221 bye\r\n"
+                    };
+                    if r.get_mut().write_all(ans.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn smtp_check_says_helo() {
+    let (port, mut seen) = smtp_sink("250 hello\r\n").await;
+    let c = checker(CheckKind::Smtp {
+        helo: "lb.lab.test".into(),
+    });
+    assert_eq!(check_once(&c, LO, port, 1.0).await, Ok(None));
+    assert_eq!(seen.recv().await.unwrap(), "HELO lb.lab.test");
+    let (port, _) = smtp_sink("554 go away\r\n").await;
+    let e = check_once(&c, LO, port, 1.0).await.unwrap_err();
+    assert!(e.contains("554"), "{e}");
+}
+
+#[tokio::test]
+async fn misc_check_exit_codes_dynamic_weights_and_timeout() {
+    let dir = std::env::temp_dir().join(format!("ha-misc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = |name: &str, body: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&p)
+            .status()
+            .unwrap();
+        p.display().to_string()
+    };
+    let misc = |path: String, dynamic: bool| {
+        checker(CheckKind::Misc {
+            path,
+            timeout: Some(0.5),
+            dynamic,
+        })
+    };
+    assert_eq!(
+        check_once(&misc(script("ok", "exit 0"), false), LO, 80, 1.0).await,
+        Ok(None)
+    );
+    assert!(
+        check_once(&misc(script("bad", "exit 1"), false), LO, 80, 1.0)
+            .await
+            .unwrap_err()
+            .contains("exited 1")
+    );
+    assert!(
+        check_once(&misc(script("five", "exit 5"), false), LO, 80, 1.0)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        check_once(&misc(script("five2", "exit 5"), true), LO, 80, 1.0).await,
+        Ok(Some(3))
+    );
+    assert!(
+        check_once(&misc(script("one", "exit 1"), true), LO, 80, 1.0)
+            .await
+            .is_err()
+    );
+    // arguments in misc_path, and shell syntax, as keepalived runs them
+    assert_eq!(
+        check_once(
+            &misc(format!("{} arg", script("args", "[ \"$1\" = arg ]")), false),
+            LO,
+            80,
+            1.0
+        )
+        .await,
+        Ok(None)
+    );
+    let t = Instant::now();
+    let e = check_once(&misc(script("slow", "sleep 5"), false), LO, 80, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains("killed"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn ssl_get_with_digest_against_a_self_signed_server() {
+    if !require(&["python3", "openssl"]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ha-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rs",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let py = format!(
+        "import http.server, ssl\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        b=b'tls page\\n'; self.send_response(200); self.send_header('Content-Length',str(len(b))); self.end_headers(); self.wfile.write(b)\n    def log_message(self,*a): pass\ns=http.server.HTTPServer(('127.0.0.1',{port}),H)\nc=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain('{}','{}')\ns.socket=c.wrap_socket(s.socket, server_side=True); s.serve_forever()\n",
+        cert.display(),
+        key.display()
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(py)
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let d = md5_hex(b"tls page\n");
+    let c = checker(CheckKind::Http {
+        ssl: true,
+        urls: vec![Url {
+            path: "/".into(),
+            status_code: Some(200),
+            digest: Some(d.clone()),
+        }],
+        virtualhost: None,
+    });
+    let r = check_once(&c, LO, port, 1.0).await;
+    let gh = std::process::Command::new(env!("CARGO_BIN_EXE_ha"))
+        .args([
+            "genhash",
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            "/",
+            "--ssl",
+        ])
+        .output()
+        .unwrap();
+    // the same page over plain HTTP is not a TLS answer
+    let plain = check_once(&checker(http("/", Some(200), None)), LO, port, 1.0).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(r, Ok(None));
+    assert!(plain.is_err());
+    assert_eq!(
+        String::from_utf8_lossy(&gh.stdout).trim(),
+        format!("MD5SUM = {d}")
+    );
+}

@@ -1,0 +1,412 @@
+//! Virtual servers on the nftables backend with real traffic, LVS-NAT topology in lab
+//! namespaces: a client on the front segment, the director (ha) with the VIP, three real
+//! servers and a sorry server behind it.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use opsflow_tests::{wait_until, Host, Lab, Proc};
+
+const HA: &str = env!("CARGO_BIN_EXE_ha");
+const VIP: &str = "10.91.1.100";
+
+/// A small HTTP/1.1 server (keep-alive) that names itself: `/who`, `/health`, `/slow`.
+const RS_PY: &str = r#"
+import http.server, sys, time
+name, port = sys.argv[1], int(sys.argv[2])
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(3)
+        b = (name + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", port), H).serve_forever()
+"#;
+
+struct Env {
+    lab: Lab,
+    client: Host,
+    director: Host,
+    rs: Vec<(Host, Option<Proc>)>,
+    ha: Option<Proc>,
+    sock: PathBuf,
+    conf: PathBuf,
+    state: PathBuf,
+}
+
+fn setup() -> Option<Env> {
+    let lab = Lab::new(&["python3", "nft"])?;
+    let front = lab.switch("front");
+    let back = lab.switch("back");
+    let client = lab.host("cl");
+    lab.attach(&client, &front, "eth0", Some("10.91.1.10/24"));
+    let director = lab.host("dir");
+    lab.attach(&director, &front, "eth0", Some("10.91.1.2/24"));
+    lab.attach(&director, &back, "eth1", Some("10.91.2.1/24"));
+    director.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    let script = lab.path("rs.py");
+    std::fs::write(&script, RS_PY).unwrap();
+    let mut rs = Vec::new();
+    for (i, name) in ["r1", "r2", "r3", "sorry"].iter().enumerate() {
+        let h = lab.host(name);
+        let last = if *name == "sorry" { 99 } else { 11 + i };
+        lab.attach(&h, &back, "eth0", Some(&format!("10.91.2.{last}/24")));
+        h.run("ip", &["route", "add", "default", "via", "10.91.2.1"]);
+        rs.push((h, None));
+    }
+    let mut env = Env {
+        sock: lab.path("ha.sock"),
+        conf: lab.path("ha.conf"),
+        state: lab.path("state.json"),
+        lab,
+        client,
+        director,
+        rs,
+        ha: None,
+    };
+    for i in 0..4 {
+        env.rs_up(i);
+    }
+    std::fs::write(&env.conf, conf(&env.lab.path("notify.log"))).unwrap();
+    Some(env)
+}
+
+fn conf(notify_log: &std::path::Path) -> String {
+    let n = notify_log.display();
+    format!(
+        r#"global_defs {{
+  router_id dir
+}}
+vrrp_instance VI_1 {{
+  state MASTER
+  interface eth0
+  virtual_router_id 71
+  priority 150
+  advert_int 1
+  virtual_ipaddress {{
+    {VIP}/24 dev eth0
+  }}
+}}
+virtual_server {VIP} 80 {{
+  delay_loop 1
+  lb_algo rr
+  lb_kind NAT
+  protocol TCP
+  sorry_server 10.91.2.99 80
+  real_server 10.91.2.11 80 {{
+    weight 1
+    notify_down "/bin/sh -c 'echo down r1 >> {n}'"
+    HTTP_GET {{
+      url {{
+        path /health
+        status_code 200
+      }}
+      connect_timeout 1
+      retry 1
+      delay_before_retry 1
+    }}
+  }}
+  real_server 10.91.2.12 80 {{
+    weight 1
+    notify_down "/bin/sh -c 'echo down r2 >> {n}'"
+    notify_up "/bin/sh -c 'echo up r2 >> {n}'"
+    TCP_CHECK {{
+      connect_timeout 1
+      retry 1
+      delay_before_retry 1
+    }}
+  }}
+  real_server 10.91.2.13 80 {{
+    weight 1
+    TCP_CHECK {{
+      connect_timeout 1
+      retry 1
+      delay_before_retry 1
+    }}
+  }}
+}}
+"#
+    )
+}
+
+impl Env {
+    fn rs_up(&mut self, i: usize) {
+        let name = ["r1", "r2", "r3", "sorry"][i];
+        let script = self.lab.path("rs.py");
+        let (h, p) = &mut self.rs[i];
+        *p = Some(h.spawn(name, "python3", &[script.to_str().unwrap(), name, "80"]));
+        assert!(wait_until(Duration::from_secs(10), || h.tcp_listening(80)));
+    }
+
+    fn rs_down(&mut self, i: usize) {
+        if let Some(mut p) = self.rs[i].1.take() {
+            p.kill();
+        }
+    }
+
+    fn spawn_ha(&mut self, label: &str) {
+        let p = self.director.spawn(
+            label,
+            HA,
+            &[
+                "--config",
+                self.conf.to_str().unwrap(),
+                "--control",
+                self.sock.to_str().unwrap(),
+                "--state-file",
+                self.state.to_str().unwrap(),
+                "--lvs-backend",
+                "nftables",
+            ],
+        );
+        self.ha = Some(p);
+        assert!(wait_until(Duration::from_secs(10), || self.sock.exists()));
+    }
+
+    fn start(&mut self) {
+        self.spawn_ha("ha");
+        assert!(
+            wait_until(Duration::from_secs(10), || self.healthy_count() == 3),
+            "three healthy real servers not reported: {}\n{}",
+            self.status_text(),
+            self.ha.as_ref().unwrap().output()
+        );
+        assert!(wait_until(Duration::from_secs(5), || self.who().is_some()));
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = std::process::Command::new(HA)
+            .args(["status", "--json", "--control", self.sock.to_str().unwrap()])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn status_text(&self) -> String {
+        let out = std::process::Command::new(HA)
+            .args(["status", "--control", self.sock.to_str().unwrap()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn rs_field(&self, rip: &str, field: &str) -> serde_json::Value {
+        let s = self.status();
+        for v in s["virtual_servers"].as_array().into_iter().flatten() {
+            for r in v["real_servers"].as_array().into_iter().flatten() {
+                if r["address"] == rip {
+                    return r[field].clone();
+                }
+            }
+        }
+        serde_json::Value::Null
+    }
+
+    fn healthy_count(&self) -> usize {
+        let s = self.status();
+        s["virtual_servers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|v| v["real_servers"].as_array().cloned().unwrap_or_default())
+            .filter(|r| r["healthy"] == true && r["weight"].as_u64() > Some(0))
+            .count()
+    }
+
+    fn control(&self, method: &str, path: &str) -> String {
+        ha::control::request(self.sock.to_str().unwrap(), method, path, None).unwrap()
+    }
+
+    /// One request on a new connection from the client: the real server's name.
+    fn who(&self) -> Option<String> {
+        self.client.enter(|| {
+            let addr: SocketAddr = format!("{VIP}:80").parse().unwrap();
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            s.write_all(b"GET /who HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
+                .ok()?;
+            let mut body = String::new();
+            s.read_to_string(&mut body).ok()?;
+            Some(body.rsplit("\r\n\r\n").next()?.trim().to_string())
+        })
+    }
+
+    /// Counts of answers per real server over `n` new connections; failures under "fail".
+    fn spread(&self, n: usize) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            *m.entry(self.who().unwrap_or_else(|| "fail".into()))
+                .or_default() += 1;
+        }
+        m
+    }
+}
+
+fn count(m: &std::collections::BTreeMap<String, usize>, k: &str) -> usize {
+    m.get(k).copied().unwrap_or(0)
+}
+
+#[test]
+fn round_robin_failover_and_recovery() {
+    let Some(mut env) = setup() else { return };
+    env.start();
+    let m = env.spread(30);
+    assert_eq!(
+        (count(&m, "r1"), count(&m, "r2"), count(&m, "r3")),
+        (10, 10, 10),
+        "{m:?}"
+    );
+
+    // r2 dies: out of rotation within delay_loop x (retry + 1) plus the check itself
+    env.rs_down(1);
+    let t0 = Instant::now();
+    assert!(wait_until(Duration::from_secs(8), || env
+        .rs_field("10.91.2.12", "healthy")
+        == false));
+    let out = t0.elapsed();
+    assert!(out < Duration::from_millis(3500), "r2 out after {out:?}");
+    let m = env.spread(20);
+    assert_eq!(count(&m, "r2") + count(&m, "fail"), 0, "{m:?}");
+    assert!(env
+        .rs_field("10.91.2.12", "last_error")
+        .as_str()
+        .unwrap_or("")
+        .contains("connect"));
+    let log = env.lab.path("notify.log");
+    assert!(wait_until(Duration::from_secs(3), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("down r2")
+    }));
+
+    // r2 comes back: in rotation again after one good check
+    env.rs_up(1);
+    assert!(wait_until(Duration::from_secs(4), || env
+        .rs_field("10.91.2.12", "healthy")
+        == true));
+    let m = env.spread(15);
+    assert_eq!(count(&m, "r2"), 5, "{m:?}");
+    assert!(wait_until(Duration::from_secs(3), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("up r2")
+    }));
+
+    // all down: the sorry server answers
+    for i in 0..3 {
+        env.rs_down(i);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || env.who().as_deref()
+            == Some("sorry")),
+        "{}",
+        env.status_text()
+    );
+    let s = env.status();
+    assert_eq!(s["virtual_servers"][0]["sorry_server_active"], true);
+    assert!(env
+        .status_text()
+        .contains("sorry server 10.91.2.99:80 in use"));
+}
+
+#[test]
+fn drain_spares_open_connections_and_survives_restart() {
+    let Some(mut env) = setup() else { return };
+    env.start();
+    // an open keep-alive connection: which real server holds it?
+    let mut conn = env.client.enter(|| {
+        let addr: SocketAddr = format!("{VIP}:80").parse().unwrap();
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap()
+    });
+    conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let ask = |c: &mut TcpStream| -> String {
+        c.write_all(b"GET /who HTTP/1.1\r\nHost: vip\r\n\r\n")
+            .unwrap();
+        // headers and body may come in separate segments: read until the body is complete
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    return body.trim().to_string();
+                }
+            }
+        }
+    };
+    let held = ask(&mut conn);
+    let rip = match held.as_str() {
+        "r1" => "10.91.2.11",
+        "r2" => "10.91.2.12",
+        "r3" => "10.91.2.13",
+        other => panic!("the open connection landed on {other:?}"),
+    };
+    let reply = env.control(
+        "POST",
+        &format!("/v1/virtual-servers/{VIP}:80/real-servers/{rip}:80/drain"),
+    );
+    assert!(reply.contains("\"maintenance\":true"), "{reply}");
+    assert_eq!(env.rs_field(rip, "maintenance"), true);
+    assert_eq!(env.rs_field(rip, "weight"), 0);
+    assert_eq!(env.rs_field(rip, "configured_weight"), 1);
+    assert!(wait_until(Duration::from_secs(3), || env
+        .rs_field(rip, "active_connections")
+        .as_u64()
+        == Some(1)));
+    let m = env.spread(20);
+    assert_eq!(count(&m, &held) + count(&m, "fail"), 0, "{m:?}");
+    // the open connection still reaches the drained server
+    assert_eq!(ask(&mut conn), held);
+    let table = env.status_text();
+    assert!(table.contains("drained"), "{table}");
+
+    // unknown names are 404s that say what exists
+    let err = ha::control::request(
+        env.sock.to_str().unwrap(),
+        "POST",
+        &format!("/v1/virtual-servers/{VIP}:81/real-servers/{rip}:80/drain"),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("404") && err.contains("known: 10.91.1.100:80"),
+        "{err}"
+    );
+
+    // a restart keeps the drain (state file); shutdown removes our table in between
+    env.ha.as_mut().unwrap().stop(Duration::from_secs(5));
+    let rules = env.director.run("nft", &["list", "ruleset"]);
+    assert!(!rules.contains("10.91.2.1"), "rules left behind:\n{rules}");
+    env.spawn_ha("ha2");
+    assert!(wait_until(Duration::from_secs(10), || env.healthy_count() == 2));
+    assert_eq!(env.rs_field(rip, "maintenance"), true);
+    let m = env.spread(12);
+    assert_eq!(count(&m, &held), 0, "{m:?}");
+
+    // enable: back at its configured weight
+    env.control(
+        "POST",
+        &format!("/v1/virtual-servers/{VIP}:80/real-servers/{rip}:80/enable"),
+    );
+    assert_eq!(env.rs_field(rip, "weight"), 1);
+    let m = env.spread(12);
+    assert_eq!(count(&m, &held), 4, "{m:?}");
+}
