@@ -60,8 +60,10 @@ pub async fn serve_metrics(listener: TcpListener, render: Arc<dyn Fn() -> String
 pub fn init_logging(env_var: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env(env_var)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();

@@ -349,19 +349,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let lvs = if cfg.lvs.is_empty() {
             None
         } else {
-            let backend: Box<dyn ha::lvs::dataplane::Backend> = match cli.lvs_backend.as_str() {
-                "ipvs" => anyhow::bail!("--lvs-backend ipvs: this build programs virtual servers with nftables only; use --lvs-backend nftables (or auto)"),
-                _ => {
-                    if cli.lvs_backend == "auto" {
-                        if ha::lvs::dataplane::kernel_has_ipvs() {
-                            tracing::warn!("the kernel has IPVS, but this build programs virtual servers with nftables (NAT); DR and TUN virtual servers are forwarded as NAT");
-                        } else {
-                            tracing::warn!("no IPVS in this kernel: virtual servers are programmed with nftables (NAT)");
-                        }
-                    }
-                    Box::new(ha::lvs::dataplane::Nft::default())
-                }
-            };
+            let backend = ha::lvs::select_backend(&cli.lvs_backend)?;
             Some(ha::lvs::Lvs::start(cfg.lvs.clone(), backend, cli.state_file.clone(), shared.clone()))
         };
         daemon.set_lvs(lvs.clone());

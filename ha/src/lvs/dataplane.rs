@@ -346,11 +346,6 @@ fn parse_conntrack(text: &str, services: &[Service], out: &mut Counts) {
     }
 }
 
-/// Whether this kernel offers IPVS (the generic netlink family, or the module's proc file).
-pub fn kernel_has_ipvs() -> bool {
-    std::path::Path::new("/proc/net/ip_vs").exists()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod dataplane;
+pub mod ipvs;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -145,6 +146,25 @@ fn run_notify(cmd: &Option<String>, what: &str) {
                 Err(_) => warn!(cmd = %c, "{what} script still running after 30 s; killed"),
             }
         });
+    }
+}
+
+/// The backend `--lvs-backend` names: `ipvs`, `nftables`, or `auto` (IPVS when the kernel
+/// has it, else nftables with a warning).
+pub fn select_backend(which: &str) -> anyhow::Result<Box<dyn Backend>> {
+    match which {
+        "ipvs" => Ok(Box::new(ipvs::Ipvs::open()?)),
+        "nftables" => Ok(Box::new(dataplane::Nft::default())),
+        _ => match ipvs::Ipvs::open() {
+            Ok(i) => {
+                info!("virtual servers are programmed into IPVS");
+                Ok(Box::new(i))
+            }
+            Err(e) => {
+                warn!(reason = %e, "no IPVS in this kernel: virtual servers are programmed with nftables (NAT only; DR and TUN are forwarded as NAT)");
+                Ok(Box::new(dataplane::Nft::default()))
+            }
+        },
     }
 }
 
@@ -351,11 +371,20 @@ impl Lvs {
                 run_notify(&v.cfg.quorum_down, "quorum_down");
             }
         }
+        let t0 = std::time::Instant::now();
         match self.backend.apply(&desired) {
-            Ok(changes) => {
+            Ok(changes) if changes.len() <= 20 => {
                 for c in changes {
                     info!(backend = self.backend.name(), change = ?c, "data plane");
                 }
+            }
+            Ok(changes) => {
+                info!(
+                    backend = self.backend.name(),
+                    changes = changes.len(),
+                    ms = t0.elapsed().as_millis() as u64,
+                    "data plane programmed"
+                );
             }
             Err(e) => {
                 warn!(backend = self.backend.name(), error = %format!("{e:#}"), "cannot program the data plane")
