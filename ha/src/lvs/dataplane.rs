@@ -140,8 +140,10 @@ pub fn slots(dests: &[&Dest], weighted: bool) -> Vec<usize> {
         .collect();
     let g = w.iter().copied().fold(0, gcd).max(1);
     let mut w: Vec<i64> = w.iter().map(|x| i64::from(x / g)).collect();
+    // at most 256 slots, or one per destination when there are more
+    let limit = 256.max(w.len() as i64);
     let mut total: i64 = w.iter().sum();
-    while total > 256 {
+    while total > limit && w.iter().any(|x| *x > 1) {
         for x in w.iter_mut() {
             *x = (*x / 2).max(1);
         }
@@ -435,6 +437,17 @@ mod tests {
             ..b.clone()
         };
         assert_eq!(slots(&[&c, &d], true).len(), 5); // 3:2 after the gcd
+                                                     // many destinations: one slot each, and it terminates
+        let many: Vec<Dest> = (0..1000u32)
+            .map(|i| Dest {
+                addr: Ipv4Addr::from(i),
+                port: 1,
+                weight: 1 + i % 3,
+            })
+            .collect();
+        let refs: Vec<&Dest> = many.iter().collect();
+        assert_eq!(slots(&refs, false).len(), 1000);
+        assert!(slots(&refs, true).len() <= 2000);
     }
 
     #[test]

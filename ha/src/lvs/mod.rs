@@ -76,9 +76,10 @@ impl Handle {
 }
 
 struct CheckEvent {
-    vs: VsKey,
-    addr: Ipv4Addr,
-    port: u16,
+    /// Where the real server was when its checkers started; `generation` tells whether it
+    /// still is (a reload may have moved or replaced it).
+    vs: usize,
+    rs: usize,
     generation: u64,
     checker: usize,
     result: check::Outcome,
@@ -92,6 +93,8 @@ struct RsRun {
     last_error: Option<String>,
     generation: u64,
     tasks: Vec<JoinHandle<()>>,
+    /// (virtual server, real server) index its checkers report.
+    at: (usize, usize),
 }
 
 impl Drop for RsRun {
@@ -210,14 +213,18 @@ impl Lvs {
         Handle(ctx)
     }
 
-    fn spawn_checks(&mut self, vs: &VirtualServer, rs: &RealServer) -> (u64, Vec<JoinHandle<()>>) {
+    fn spawn_checks(
+        &mut self,
+        vs: &VirtualServer,
+        rs: &RealServer,
+        at: (usize, usize),
+    ) -> (u64, Vec<JoinHandle<()>>) {
         self.generation += 1;
         let generation = self.generation;
         let mut tasks = Vec::new();
         for (i, c) in rs.checkers.iter().enumerate() {
             let c = c.clone();
             let tx = self.tx.clone();
-            let key = vs.key.clone();
             let (addr, port) = (rs.addr, rs.port);
             let every = Duration::from_secs_f64(c.delay_loop.unwrap_or(vs.delay_loop).max(0.1));
             let delay_loop = vs.delay_loop;
@@ -231,9 +238,8 @@ impl Lvs {
                         let result = check::check(&c, addr, port, delay_loop).await;
                         if tx
                             .send(CheckEvent {
-                                vs: key.clone(),
-                                addr,
-                                port,
+                                vs: at.0,
+                                rs: at.1,
                                 generation,
                                 checker: i,
                                 result,
@@ -254,7 +260,7 @@ impl Lvs {
     /// health and their checkers; the rest start over.
     fn load(&mut self, vss: Vec<VirtualServer>) {
         let mut old = std::mem::take(&mut self.vss);
-        for vs in vss {
+        for (vi, vs) in vss.into_iter().enumerate() {
             let prev = old
                 .iter()
                 .position(|o| o.cfg.key == vs.key)
@@ -270,13 +276,24 @@ impl Lvs {
             };
             // checkers keep running only if nothing about them changed
             let same_timing = timing == Some((vs.delay_loop, vs.ha_suspend));
-            for r in &vs.real_servers {
+            for (ri, r) in vs.real_servers.iter().enumerate() {
                 let same = prev_rss.iter().position(|p| same_timing && p.cfg == *r);
                 if let Some(i) = same {
-                    rss.push(prev_rss.remove(i));
+                    let mut kept = prev_rss.remove(i);
+                    if kept.at != (vi, ri) {
+                        // same server, new place: its checkers report to the new place
+                        for t in kept.tasks.drain(..) {
+                            t.abort();
+                        }
+                        let (generation, tasks) = self.spawn_checks(&vs, r, (vi, ri));
+                        kept.generation = generation;
+                        kept.tasks = tasks;
+                        kept.at = (vi, ri);
+                    }
+                    rss.push(kept);
                     continue;
                 }
-                let (generation, tasks) = self.spawn_checks(&vs, r);
+                let (generation, tasks) = self.spawn_checks(&vs, r, (vi, ri));
                 let start_healthy = !r.alpha || r.checkers.is_empty();
                 rss.push(RsRun {
                     cfg: r.clone(),
@@ -286,6 +303,7 @@ impl Lvs {
                     last_error: None,
                     generation,
                     tasks,
+                    at: (vi, ri),
                 });
             }
             self.vss.push(VsRun {
@@ -447,14 +465,17 @@ impl Lvs {
         }
     }
 
-    fn on_check(&mut self, ev: CheckEvent) {
-        let Some(v) = self.vss.iter_mut().find(|v| v.cfg.key == ev.vs) else {
-            return;
+    /// Takes one checker result; true when the data plane must be reconciled.
+    fn on_check(&mut self, ev: CheckEvent) -> bool {
+        let Some(v) = self.vss.get_mut(ev.vs) else {
+            return false;
         };
-        let Some(r) = v.rss.iter_mut().find(|r| {
-            r.cfg.addr == ev.addr && r.cfg.port == ev.port && r.generation == ev.generation
-        }) else {
-            return; // a checker of a replaced real server
+        let Some(r) = v
+            .rss
+            .get_mut(ev.rs)
+            .filter(|r| r.generation == ev.generation)
+        else {
+            return false; // a checker of a replaced real server
         };
         let ok = ev.result.is_ok();
         if let Some(slot) = r.ok.get_mut(ev.checker) {
@@ -481,9 +502,9 @@ impl Lvs {
                 warn!(virtual_server = %v.cfg.key.id(), real_server = %id, reason = %r.last_error.clone().unwrap_or_default(), "real server down");
                 run_notify(&r.cfg.notify_down, "notify_down");
             }
-            self.reconcile();
-        } else if weight_changed {
-            self.reconcile();
+            true
+        } else {
+            weight_changed
         }
     }
 
@@ -549,7 +570,21 @@ impl Lvs {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                Some(ev) = self.rx.recv() => self.on_check(ev),
+                Some(ev) = self.rx.recv() => {
+                    // take every result already queued, then program the data plane once
+                    let mut dirty = self.on_check(ev);
+                    let mut n = 1;
+                    while let Ok(ev) = self.rx.try_recv() {
+                        dirty |= self.on_check(ev);
+                        n += 1;
+                        if n % 1024 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    if dirty {
+                        self.reconcile();
+                    }
+                }
                 cmd = cmds.recv() => match cmd {
                     Some(Cmd::Drain { vs, rs, on, reply }) => {
                         let _ = reply.send(self.drain(&vs, &rs, on));
