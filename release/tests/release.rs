@@ -1,0 +1,470 @@
+//! Releases end to end in lab namespaces: an ha director (nftables backend, TCP control API
+//! with a token) in front of three real-server hosts, each with its own sshd and the app
+//! running from BASE/waimai; a client sends requests to the VIP all along.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsflow_tests::{wait_until, workspace_bin, Host, Lab, Proc};
+
+const REL: &str = env!("CARGO_BIN_EXE_release");
+const VIP: &str = "10.92.1.100";
+const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
+
+/// The app: /who answers "waimai-X.Y NAME"; /health is 500 when the release has a BROKEN file.
+const APP: &str = r#"
+import http.server, os, socketserver, sys
+HERE = os.path.dirname(os.path.abspath(__file__))
+VERSION = open(os.path.join(HERE, "VERSION")).read().strip()
+BROKEN = os.path.exists(os.path.join(HERE, "BROKEN"))
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 500 if (self.path == "/health" and BROKEN) else 200
+        b = f"{VERSION} {sys.argv[1]}\n".encode()
+        self.send_response(code); self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+    def log_message(self, *a): pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S(("0.0.0.0", 80), H).serve_forever()
+"#;
+
+struct Env {
+    lab: Lab,
+    client: Host,
+    ctl: Host,
+    _ha: Proc,
+    conf: PathBuf,
+    token: String,
+}
+
+fn sh(cmd: &str) {
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+fn setup() -> Option<Env> {
+    let lab = Lab::new(&["python3", "nft", "sshd", "ssh", "ssh-keygen", "tar"])?;
+    let front = lab.switch("front");
+    let back = lab.switch("back");
+    let client = lab.host("cl");
+    lab.attach(&client, &front, "eth0", Some("10.92.1.10/24"));
+    let d1 = lab.host("d1");
+    lab.attach(&d1, &front, "eth0", Some("10.92.1.2/24"));
+    lab.attach(&d1, &back, "eth1", Some("10.92.2.1/24"));
+    d1.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    let ctl = lab.host("ctl");
+    lab.attach(&ctl, &back, "eth0", Some("10.92.2.5/24"));
+    let dir = lab.dir().to_path_buf();
+    let key = dir.join("id");
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        key.display()
+    ));
+    std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    // artifacts 1.3 .. 1.6; 1.5 is broken
+    for v in ["1.3", "1.4", "1.5", "1.6"] {
+        let b = dir.join(format!("build/waimai-{v}"));
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("app.py"), APP).unwrap();
+        std::fs::write(b.join("VERSION"), format!("waimai-{v}\n")).unwrap();
+        if v == "1.5" {
+            std::fs::write(b.join("BROKEN"), "").unwrap();
+        }
+        sh(&format!(
+            "tar -C {} -czf {}/waimai-{v}.tar.gz .",
+            b.display(),
+            dir.display()
+        ));
+    }
+    let mut hosts_toml = String::new();
+    for (i, name) in HOSTS.iter().enumerate() {
+        let ip = format!("10.92.2.{}", 11 + i);
+        let h = lab.host(name);
+        lab.attach(&h, &back, "eth0", Some(&format!("{ip}/24")));
+        h.run("ip", &["route", "add", "default", "via", "10.92.2.1"]);
+        let base = dir.join(format!("{name}/webapps/data"));
+        std::fs::create_dir_all(base.join("waimai-1.3")).unwrap();
+        sh(&format!(
+            "tar -C {}/waimai-1.3 -xzf {}/waimai-1.3.tar.gz && ln -s waimai-1.3 {}/waimai",
+            base.display(),
+            dir.display(),
+            base.display()
+        ));
+        let hostkey = dir.join(format!("{name}.hostkey"));
+        sh(&format!(
+            "ssh-keygen -q -t ed25519 -N '' -f {}",
+            hostkey.display()
+        ));
+        let sshd = opsflow_tests::which("sshd").unwrap();
+        let p = h.spawn(
+            &format!("{name}-sshd"),
+            &sshd,
+            &[
+                "-D",
+                "-e",
+                "-h",
+                hostkey.to_str().unwrap(),
+                "-o",
+                &format!("ListenAddress={ip}"),
+                "-o",
+                &format!("PidFile={}/{name}.sshd.pid", dir.display()),
+                "-o",
+                &format!("AuthorizedKeysFile={}/authorized_keys", dir.display()),
+                "-o",
+                "StrictModes=no",
+                "-o",
+                "PermitRootLogin=prohibit-password",
+                "-o",
+                "UsePAM=no",
+            ],
+        );
+        std::mem::forget(p); // killed with the namespace
+        let (st, out) = h.sh(&format!(
+            "cd {b}/waimai && (setsid python3 app.py {name} >/dev/null 2>&1 </dev/null & echo $! > {b}/waimai.pid)",
+            b = base.display()
+        ));
+        assert!(st.success(), "{out}");
+        assert!(wait_until(Duration::from_secs(10), || h.tcp_listening(80)
+            && h.tcp_listening(22)));
+        hosts_toml.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\nssh = \"root@{ip}\"\nrs = \"{ip}:80\"\nvirtual_server = \"{VIP}:80\"\nbase = \"{}\"\n\n",
+            base.display()
+        ));
+    }
+    let token = "t0k3n-for-the-test".to_string();
+    std::fs::write(dir.join("token"), &token).unwrap();
+    let mut rs = String::new();
+    for i in 0..HOSTS.len() {
+        rs.push_str(&format!("  real_server 10.92.2.{} 80 {{\n    weight 1\n    HTTP_GET {{\n      url {{\n        path /health\n        status_code 200\n      }}\n      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n", 11 + i));
+    }
+    let ha_conf = dir.join("d1.conf");
+    std::fs::write(
+        &ha_conf,
+        format!("vrrp_instance VI_1 {{\n  state MASTER\n  interface eth0\n  virtual_router_id 72\n  priority 150\n  advert_int 1\n  virtual_ipaddress {{\n    {VIP}/24 dev eth0\n  }}\n}}\nvirtual_server {VIP} 80 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n{rs}}}\n"),
+    )
+    .unwrap();
+    let ha = d1.spawn(
+        "ha",
+        workspace_bin("ha"),
+        &[
+            "--config",
+            ha_conf.to_str().unwrap(),
+            "--control",
+            "10.92.2.1:9100",
+            "--control-token-file",
+            dir.join("token").to_str().unwrap(),
+            "--state-file",
+            dir.join("ha-state.json").to_str().unwrap(),
+            "--lvs-backend",
+            "nftables",
+        ],
+    );
+    let conf = dir.join("release.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"[app]
+name = "waimai"
+base = "/webapps/data"
+artifact = "{dir}/{{app}}-{{version}}.tar.gz"
+stop = "kill $(cat {{base}}/{{app}}.pid) 2>/dev/null; true"
+start = "cd {{base}}/{{app}} && (setsid python3 app.py {{host}} >/dev/null 2>&1 </dev/null & echo $! >{{base}}/{{app}}.pid)"
+health = "http://{{rs}}/health"
+health_successes = 3
+health_timeout = 8
+keep = 2
+min_healthy = 1
+drain_timeout = 5
+ssh_options = ["-i", "{key}", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+
+[[director]]
+control = "http://10.92.2.1:9100"
+token_file = "{dir}/token"
+
+{hosts_toml}"#,
+            dir = dir.display(),
+            key = key.display()
+        ),
+    )
+    .unwrap();
+    let env = Env {
+        lab,
+        client,
+        ctl,
+        _ha: ha,
+        conf,
+        token,
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || env
+            .who()
+            .is_some_and(|w| w.starts_with("waimai-1.3"))),
+        "the VIP does not serve 1.3"
+    );
+    Some(env)
+}
+
+fn who(client: &Host) -> Option<String> {
+    client.enter(|| {
+        let addr: SocketAddr = format!("{VIP}:80").parse().unwrap();
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.write_all(b"GET /who HTTP/1.0\r\n\r\n").ok()?;
+        let mut b = String::new();
+        s.read_to_string(&mut b).ok()?;
+        let body = b.split_once("\r\n\r\n")?.1.trim().to_string();
+        body.starts_with("waimai-").then_some(body)
+    })
+}
+
+/// Real servers out of rotation now, as the director reports them.
+fn out_of_rotation(ctl: &Host, token: &str) -> Option<usize> {
+    let mut c = ctl.command(workspace_bin("ha"));
+    c.args([
+        "status",
+        "--json",
+        "--control",
+        "10.92.2.1:9100",
+        "--token",
+        token,
+    ]);
+    let o = c.output().ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+    Some(
+        v["virtual_servers"][0]["real_servers"]
+            .as_array()?
+            .iter()
+            .filter(|r| r["healthy"] != true || r["weight"].as_u64() == Some(0))
+            .count(),
+    )
+}
+
+impl Env {
+    fn who(&self) -> Option<String> {
+        who(&self.client)
+    }
+
+    fn release(&self, args: &[&str]) -> Output {
+        let mut c = self.ctl.command(REL);
+        c.arg("--config").arg(&self.conf).args(args);
+        c.output().unwrap()
+    }
+
+    fn version_of(&self, h: &str) -> String {
+        let link = self.lab.dir().join(format!("{h}/webapps/data/waimai"));
+        std::fs::read_link(link).unwrap().display().to_string()
+    }
+}
+
+/// Client requests and out-of-rotation samples while `f` runs: (ok, failed, max out).
+fn under_load(env: &Env, f: impl FnOnce()) -> (usize, usize, usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, bad, max_out) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    let (client, ctl, token) = (&env.client, &env.ctl, env.token.as_str());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                match who(client) {
+                    Some(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    None => bad.fetch_add(1, Ordering::Relaxed),
+                };
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        });
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(n) = out_of_rotation(ctl, token) {
+                    max_out.fetch_max(n, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        f();
+        stop.store(true, Ordering::Relaxed);
+    });
+    (ok.into_inner(), bad.into_inner(), max_out.into_inner())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn journal(env: &Env) -> PathBuf {
+    env.conf
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".release/journal.jsonl")
+}
+
+#[test]
+fn gray_release_rollback_resume_and_lock() {
+    let Some(env) = setup() else { return };
+
+    // --plan prints the batches and touches nothing
+    let o = env.release(&["--batch", "50%", "waimai-1.4", "--plan"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("batch 1: h1 h2") && text(&o).contains("(2/3 hosts, 66.7%)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(env.version_of("h1"), "waimai-1.3");
+
+    // 1.3 -> 1.4 in batches of 2: no failed request, at most 2 out at once
+    let mut out = None;
+    let (ok, bad, max) = under_load(&env, || {
+        out = Some(env.release(&["--batch", "2", "waimai-1.4", "--yes"]))
+    });
+    let o = out.unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        bad,
+        0,
+        "{bad} of {} requests failed during the release",
+        ok + bad
+    );
+    assert!(max <= 2, "{max} hosts were out of rotation at once");
+    for h in HOSTS {
+        assert_eq!(env.version_of(h), "waimai-1.4");
+    }
+    assert!(wait_until(Duration::from_secs(5), || env
+        .who()
+        .is_some_and(|w| w.starts_with("waimai-1.4"))));
+
+    // a broken version: the first batch goes back to 1.4, later hosts are untouched
+    let mut out = None;
+    let (ok, bad, _) = under_load(&env, || {
+        out = Some(env.release(&["--batch", "1", "waimai-1.5", "--yes"]))
+    });
+    let o = out.unwrap();
+    assert!(!o.status.success());
+    let msg = text(&o);
+    assert!(
+        msg.contains("h1 failed at health") && msg.contains("rolled back (h1→1.4)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("later batches untouched (h2 h3)") && msg.contains("marked bad"),
+        "{msg}"
+    );
+    assert_eq!(
+        bad,
+        0,
+        "{bad} of {} requests failed during the broken release",
+        ok + bad
+    );
+    for h in HOSTS {
+        assert_eq!(env.version_of(h), "waimai-1.4");
+    }
+    let o = env.release(&["rollback", "1.5", "--yes"]);
+    assert!(
+        !o.status.success() && text(&o).contains("marked bad"),
+        "{}",
+        text(&o)
+    );
+
+    // killed mid-way: status says what happened, resume finishes
+    let mut child = env.ctl.command(REL);
+    child
+        .arg("--config")
+        .arg(&env.conf)
+        .args(["--batch", "1", "waimai-1.6", "--yes"]);
+    child
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = child.spawn().unwrap();
+    assert!(wait_until(Duration::from_secs(60), || HOSTS
+        .iter()
+        .any(|h| env.version_of(h) == "waimai-1.6")));
+    // `ip netns exec` execs release: this is its pid
+    let _ = child.kill();
+    let _ = child.wait();
+    let o = env.release(&["status"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("DID NOT FINISH") && text(&o).contains("STALE"),
+        "{}",
+        text(&o)
+    );
+    let o = env.release(&["--batch", "1", "waimai-1.6", "--yes"]);
+    assert!(
+        !o.status.success() && text(&o).contains("release resume"),
+        "{}",
+        text(&o)
+    );
+    let mut out = None;
+    let (ok, bad, _) = under_load(&env, || out = Some(env.release(&["resume", "--yes"])));
+    let o = out.unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        bad,
+        0,
+        "{bad} of {} requests failed around the crash and resume",
+        ok + bad
+    );
+    for h in HOSTS {
+        assert_eq!(env.version_of(h), "waimai-1.6");
+    }
+
+    // one release at a time: the second is refused, naming the holder
+    let mut first = env.ctl.command(REL);
+    first
+        .arg("--config")
+        .arg(&env.conf)
+        .args(["--batch", "1", "waimai-1.4", "--yes"]);
+    first
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = first.spawn().unwrap();
+    let lock = env.conf.parent().unwrap().join(".release/lock");
+    assert!(wait_until(Duration::from_secs(10), || lock.exists()));
+    let o = env.release(&["--batch", "1", "waimai-1.4", "--yes"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("holds the lock") && text(&o).contains(&format!("pid {}", first.id())),
+        "{}",
+        text(&o)
+    );
+    // the refused run left the holder's lock in place
+    let holder = std::fs::read_to_string(&lock).unwrap_or_default();
+    assert!(
+        first.try_wait().unwrap().is_some() || holder.contains(&format!("\"pid\":{}", first.id())),
+        "{holder}"
+    );
+    assert!(first.wait().unwrap().success());
+    assert!(!lock.exists(), "the lock outlived its release");
+    let h = env.release(&["history"]);
+    let hist = text(&h);
+    assert_eq!(hist.lines().count(), 4, "{hist}");
+    assert!(
+        std::fs::read_to_string(journal(&env))
+            .unwrap()
+            .lines()
+            .count()
+            > 20
+    );
+    // keep = 2: old releases are gone, the current and previous stay
+    let base = env.lab.dir().join("h1/webapps/data");
+    assert!(base.join("waimai-1.4").is_dir() && base.join("waimai-1.6").is_dir());
+    assert!(!base.join("waimai-1.3").exists());
+}
