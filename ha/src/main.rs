@@ -147,6 +147,11 @@ fn hostname() -> String {
 }
 
 fn status(control: &str, token: Option<&str>, json: bool) -> anyhow::Result<()> {
+    // a reader that stops early (`ha status | head`) ends us quietly, as for any CLI tool
+    // SAFETY: restoring the default disposition of SIGPIPE in this short-lived command.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let body = control::get(control, "/v1/status", token)?;
     if json {
         println!("{body}");
@@ -212,8 +217,8 @@ fn status(control: &str, token: Option<&str>, json: bool) -> anyhow::Result<()> 
                         ""
                     },
                     format!("{}:{}", r["address"].as_str().unwrap_or(""), r["port"]),
-                    r["weight"],
-                    r["configured_weight"],
+                    r["weight"].as_u64().unwrap_or(0),
+                    r["configured_weight"].as_u64().unwrap_or(0),
                     if r["healthy"].as_bool() == Some(true) {
                         "yes"
                     } else {
@@ -224,8 +229,8 @@ fn status(control: &str, token: Option<&str>, json: bool) -> anyhow::Result<()> 
                     } else {
                         "-"
                     },
-                    r["active_connections"],
-                    r["inactive_connections"],
+                    r["active_connections"].as_u64().unwrap_or(0),
+                    r["inactive_connections"].as_u64().unwrap_or(0),
                 );
                 first = false;
             }

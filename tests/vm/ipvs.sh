@@ -50,6 +50,7 @@ virtual_server 10.0.0.1 443 {
   lb_kind DR
   protocol TCP
   persistence_timeout 300
+  persistence_granularity 255.255.255.0
   real_server 10.0.1.1 443 {
     weight 3
   }
@@ -59,6 +60,17 @@ virtual_server 10.0.0.2 53 {
   lb_kind TUN
   protocol UDP
   real_server 10.0.1.4 53 {
+    weight 1
+  }
+}
+virtual_server_group mail {
+  10.0.0.3-4 25
+}
+virtual_server group mail {
+  lb_algo lc
+  lb_kind NAT
+  protocol TCP
+  real_server 10.0.1.6 25 {
     weight 1
   }
 }
@@ -90,7 +102,8 @@ waitfor "lvs | grep -q 10.0.1.3:80"
 lvs
 check "NAT service, rr"              "lvs | grep -Eq 'TCP  10.0.0.1:80 rr'"
 check "NAT destinations and weights" "lvs | grep -Eq '10.0.1.1:80 +Masq +1 ' && lvs | grep -Eq '10.0.1.2:80 +Masq +2 '"
-check "DR, wlc, persistence 300"     "lvs | grep -Eq 'TCP  10.0.0.1:443 wlc persistent 300' && lvs | grep -Eq '10.0.1.1:443 +Route +3 '"
+check "DR, wlc, persistence 300 /24" "lvs | grep -Eq 'TCP  10.0.0.1:443 wlc persistent 300 mask 255.255.255.0' && lvs | grep -Eq '10.0.1.1:443 +Route +3 '"
+check "virtual_server_group: one service per member" "lvs | grep -Eq 'TCP  10.0.0.3:25 lc' && lvs | grep -Eq 'TCP  10.0.0.4:25 lc' && [ \$(lvs | grep -c '10.0.1.6:25') -eq 2 ]"
 check "TUN over UDP, sh"             "lvs | grep -Eq 'UDP  10.0.0.2:53 sh' && lvs | grep -Eq '10.0.1.4:53 +Tunnel +1 '"
 check "fwmark service, wrr"          "lvs | grep -Eq 'FWM  7 wrr' && lvs | grep -Eq '10.0.1.5:0 +Route +5 '"
 check "/proc/net/ip_vs agrees"       "grep -q 'TCP  0A000001:0050 rr' /proc/net/ip_vs && grep -q 'FWM  00000007 wrr' /proc/net/ip_vs"

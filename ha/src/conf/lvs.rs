@@ -294,9 +294,123 @@ fn real_server(n: &Node, vs: &VirtualServer, diags: &mut Vec<Diag>) -> Option<Re
     Some(rs)
 }
 
+/// A `virtual_server_group` member: an address (range) and port, or a fwmark.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GroupEntry {
+    Addr(Ipv4Addr, u16),
+    Fwmark(u32),
+}
+
+/// Every `virtual_server_group NAME { VIP PORT | A.B.C.D-E PORT | fwmark N }`.
+pub fn groups(
+    nodes: &[Node],
+    diags: &mut Vec<Diag>,
+) -> std::collections::HashMap<String, Vec<GroupEntry>> {
+    let mut out = std::collections::HashMap::new();
+    for n in nodes
+        .iter()
+        .filter(|n| n.key.text == "virtual_server_group")
+    {
+        let Some(name) = n.arg(0) else {
+            diags.push(error(&n.key.pos, "virtual_server_group needs a name"));
+            continue;
+        };
+        let mut entries = Vec::new();
+        for e in n.block.as_deref().unwrap_or(&[]) {
+            if e.key.text == "fwmark" {
+                match e.arg(0).map(str::parse::<u32>) {
+                    Some(Ok(m)) => entries.push(GroupEntry::Fwmark(m)),
+                    _ => diags.push(error(&e.key.pos, "fwmark needs a number")),
+                }
+                continue;
+            }
+            // "10.0.0.1 80" or the range "10.0.0.1-10 80"
+            let (first, last) = match e.key.text.split_once('-') {
+                Some((a, b)) => (a.to_string(), b.parse::<u8>().ok()),
+                None => (e.key.text.clone(), None),
+            };
+            let (Ok(a), Some(Ok(port))) =
+                (first.parse::<Ipv4Addr>(), e.arg(0).map(str::parse::<u16>))
+            else {
+                diags.push(error(
+                    &e.key.pos,
+                    format!(
+                        "virtual_server_group {name}: '{}' is not ADDRESS[-LAST] PORT or fwmark N",
+                        e.key.text
+                    ),
+                ));
+                continue;
+            };
+            let o = a.octets();
+            for last in o[3]..=last.unwrap_or(o[3]).max(o[3]) {
+                entries.push(GroupEntry::Addr(
+                    Ipv4Addr::new(o[0], o[1], o[2], last),
+                    port,
+                ));
+            }
+        }
+        out.insert(name.to_string(), entries);
+    }
+    out
+}
+
+/// One `virtual_server` block: one virtual server, or one per member of its group.
+pub fn virtual_servers(
+    n: &Node,
+    groups: &std::collections::HashMap<String, Vec<GroupEntry>>,
+    diags: &mut Vec<Diag>,
+) -> Vec<VirtualServer> {
+    if n.arg(0) != Some("group") {
+        return virtual_server(n, diags).into_iter().collect();
+    }
+    let Some(name) = n.arg(1) else {
+        diags.push(error(
+            &n.key.pos,
+            "virtual_server group needs the group's name",
+        ));
+        return Vec::new();
+    };
+    let Some(entries) = groups.get(name) else {
+        diags.push(error(
+            &n.key.pos,
+            format!("virtual_server group {name}: no virtual_server_group {name} is defined"),
+        ));
+        return Vec::new();
+    };
+    // the block's settings once, then one virtual server per member
+    let preset = VsKey::Addr(Ipv4Addr::UNSPECIFIED, 0, "TCP".into());
+    let Some(template) = virtual_server_with(n, Some(preset), diags) else {
+        return Vec::new();
+    };
+    let proto = match &template.key {
+        VsKey::Addr(_, _, p) => p.clone(),
+        VsKey::Fwmark(_) => "TCP".to_string(),
+    };
+    entries
+        .iter()
+        .map(|e| {
+            let mut vs = template.clone();
+            vs.key = match e {
+                GroupEntry::Addr(a, p) => VsKey::Addr(*a, *p, proto.clone()),
+                GroupEntry::Fwmark(m) => VsKey::Fwmark(*m),
+            };
+            vs
+        })
+        .collect()
+}
+
 /// Builds one `virtual_server` block.
 pub fn virtual_server(n: &Node, diags: &mut Vec<Diag>) -> Option<VirtualServer> {
-    let key = match n.arg(0) {
+    virtual_server_with(n, None, diags)
+}
+
+fn virtual_server_with(
+    n: &Node,
+    key: Option<VsKey>,
+    diags: &mut Vec<Diag>,
+) -> Option<VirtualServer> {
+    let key = match key.as_ref().map_or(n.arg(0), |_| Some("preset")) {
+        Some("preset") => key.clone().unwrap_or(VsKey::Fwmark(0)),
         Some("fwmark") => VsKey::Fwmark(match n.args.get(1).map(|w| w.text.parse()) {
             Some(Ok(m)) => m,
             _ => {
@@ -305,9 +419,9 @@ pub fn virtual_server(n: &Node, diags: &mut Vec<Diag>) -> Option<VirtualServer> 
             }
         }),
         Some("group") => {
-            diags.push(warning(
+            diags.push(error(
                 &n.key.pos,
-                "virtual_server group is not implemented by ha; this virtual server is not programmed",
+                "virtual_server group: build it with virtual_servers()",
             ));
             return None;
         }
@@ -436,4 +550,46 @@ pub fn virtual_server(n: &Node, diags: &mut Vec<Diag>) -> Option<VirtualServer> 
         }
     }
     Some(vs)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::conf::load_str;
+
+    use super::*;
+
+    #[test]
+    fn groups_expand_into_one_service_per_member() {
+        let cfg = load_str(
+            "t.conf",
+            "virtual_server_group web {\n  10.0.0.1-3 80\n  10.0.0.9 8080\n  fwmark 7\n}\nvirtual_server group web {\n  lb_algo wrr\n  protocol UDP\n  persistence_timeout 60\n  persistence_granularity 255.255.255.0\n  real_server 10.0.1.1 80 {\n    weight 2\n  }\n}\n",
+            "x",
+        )
+        .unwrap();
+        let ids: Vec<String> = cfg.lvs.iter().map(|v| v.key.id()).collect();
+        assert_eq!(
+            ids,
+            [
+                "10.0.0.1:80/udp",
+                "10.0.0.2:80/udp",
+                "10.0.0.3:80/udp",
+                "10.0.0.9:8080/udp",
+                "fwmark-7"
+            ]
+        );
+        assert!(cfg
+            .lvs
+            .iter()
+            .all(|v| v.scheduler == "wrr" && v.real_servers[0].weight == 2));
+        assert_eq!(
+            cfg.lvs[0].persistence_granularity,
+            Some(Ipv4Addr::new(255, 255, 255, 0))
+        );
+        let e = load_str("t.conf", "virtual_server group nope {\n}\n", "x").unwrap_err();
+        assert!(
+            e.iter()
+                .any(|d| d.message.contains("no virtual_server_group nope")),
+            "{e:?}"
+        );
+    }
 }

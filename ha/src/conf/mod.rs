@@ -323,6 +323,8 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
     let mut garp_delay = 5.0;
     let mut garp_repeat = 5;
     let mut garp_refresh = 0.0;
+    // virtual_server_group blocks, wherever they appear, for `virtual_server group NAME`
+    let groups = lvs::groups(nodes, diags);
     // global_defs first: instances inherit from it wherever it appears
     for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
         for g in n.block.iter().flatten() {
@@ -480,7 +482,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
             }
             "virtual_server" => {
                 cfg.virtual_servers.push(n.clone());
-                if let Some(vs) = lvs::virtual_server(n, diags) {
+                for vs in lvs::virtual_servers(n, &groups, diags) {
                     if cfg.lvs.iter().any(|o| o.key == vs.key) {
                         diags.push(error(
                             &n.key.pos,

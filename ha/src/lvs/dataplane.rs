@@ -27,6 +27,8 @@ pub struct Service {
     pub scheduler: String,
     pub method: String,
     pub persistence_timeout: Option<u32>,
+    /// Netmask grouping clients for persistence (IPVS; nftables hashes single addresses).
+    pub persistence_granularity: Option<Ipv4Addr>,
     pub dests: Vec<Dest>,
 }
 
@@ -62,9 +64,17 @@ pub fn diff(actual: &[Service], desired: &[Service]) -> Vec<Change> {
             }
             continue;
         };
-        if (&a.scheduler, &a.method, a.persistence_timeout)
-            != (&d.scheduler, &d.method, d.persistence_timeout)
-        {
+        if (
+            &a.scheduler,
+            &a.method,
+            a.persistence_timeout,
+            a.persistence_granularity,
+        ) != (
+            &d.scheduler,
+            &d.method,
+            d.persistence_timeout,
+            d.persistence_granularity,
+        ) {
             out.push(Change::EditService(Service {
                 dests: Vec::new(),
                 ..d.clone()
@@ -358,6 +368,7 @@ mod tests {
             scheduler: "rr".into(),
             method: "NAT".into(),
             persistence_timeout: None,
+            persistence_granularity: None,
             dests: dests
                 .iter()
                 .map(|(h, w)| Dest {

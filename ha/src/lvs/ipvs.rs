@@ -206,7 +206,12 @@ fn service_full(s: &Service) -> Attrs {
         .string(SVC_SCHED_NAME, &s.scheduler)
         .raw(SVC_FLAGS, &flags)
         .u32(SVC_TIMEOUT, s.persistence_timeout.unwrap_or(0))
-        .raw(SVC_NETMASK, &u32::MAX.to_be_bytes())
+        .raw(
+            SVC_NETMASK,
+            &s.persistence_granularity
+                .map_or(u32::MAX, u32::from)
+                .to_be_bytes(),
+        )
 }
 
 fn dest_attrs(d: &Dest, method: &str, port_default: u16) -> Attrs {
@@ -401,6 +406,9 @@ impl Ipvs {
                 .unwrap_or_default();
             let flags = get_u32(&a, SVC_FLAGS).unwrap_or(0);
             let timeout = get_u32(&a, SVC_TIMEOUT).unwrap_or(0);
+            let netmask = get(&a, SVC_NETMASK)
+                .and_then(|v| Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?)))
+                .unwrap_or(u32::MAX);
             let dests = self.dests(&key)?;
             let method = dests.first().map(|d| d.1).unwrap_or("NAT");
             out.push(Service {
@@ -408,6 +416,9 @@ impl Ipvs {
                 scheduler: sched,
                 method: method.to_string(),
                 persistence_timeout: (flags & IP_VS_SVC_F_PERSISTENT != 0).then_some(timeout),
+                persistence_granularity: (flags & IP_VS_SVC_F_PERSISTENT != 0
+                    && netmask != u32::MAX)
+                    .then_some(Ipv4Addr::from(netmask)),
                 dests: dests.into_iter().map(|d| d.0).collect(),
             });
         }

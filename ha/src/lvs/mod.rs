@@ -375,6 +375,7 @@ impl Lvs {
                 scheduler: q.scheduler.clone(),
                 method: q.method.clone(),
                 persistence_timeout: q.persistence_timeout,
+                persistence_granularity: q.persistence_granularity,
                 dests,
             });
         }
