@@ -56,6 +56,8 @@ struct RawServer {
     bios_boot_file: String,
     #[serde(default = "default_uefi_boot")]
     uefi_boot_file: String,
+    #[serde(default = "default_ipxe_boot")]
+    ipxe_boot_file: String,
 }
 
 fn default_tftp_root() -> PathBuf {
@@ -72,6 +74,9 @@ fn default_bios_boot() -> String {
 }
 fn default_uefi_boot() -> String {
     "grubx64.efi".into()
+}
+fn default_ipxe_boot() -> String {
+    "boot.ipxe".into()
 }
 
 #[derive(Deserialize)]
@@ -295,6 +300,8 @@ pub struct Server {
     pub ha_binary: Option<PathBuf>,
     pub bios_boot_file: String,
     pub uefi_boot_file: String,
+    /// What iPXE clients get by TFTP (written by sync): it chains to `/ipxe/MAC`.
+    pub ipxe_boot_file: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -747,6 +754,7 @@ impl Builder {
             ha_binary: r.ha_binary.map(|p| self.rel(p)),
             bios_boot_file: r.bios_boot_file,
             uefi_boot_file: r.uefi_boot_file,
+            ipxe_boot_file: r.ipxe_boot_file,
         })
     }
 

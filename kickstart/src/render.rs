@@ -37,6 +37,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "ipxe-menu.ipxe",
         include_str!("../../templates/ipxe-menu.ipxe"),
     ),
+    (
+        "ipxe-boot.ipxe",
+        include_str!("../../templates/ipxe-boot.ipxe"),
+    ),
     ("dhcpd.conf", include_str!("../../templates/dhcpd.conf")),
     (
         "keepalived.conf",
@@ -237,14 +241,16 @@ pub enum Global {
     PxeMenu,
     GrubMenu,
     IpxeMenu,
+    IpxeBoot,
 }
 
 impl Global {
-    pub const ALL: [Global; 4] = [
+    pub const ALL: [Global; 5] = [
         Global::Dhcpd,
         Global::PxeMenu,
         Global::GrubMenu,
         Global::IpxeMenu,
+        Global::IpxeBoot,
     ];
     pub fn template(self) -> &'static str {
         match self {
@@ -252,6 +258,7 @@ impl Global {
             Global::PxeMenu => "pxelinux-default.cfg",
             Global::GrubMenu => "grub.cfg",
             Global::IpxeMenu => "ipxe-menu.ipxe",
+            Global::IpxeBoot => "ipxe-boot.ipxe",
         }
     }
     pub fn name(self) -> &'static str {
@@ -260,6 +267,7 @@ impl Global {
             Global::PxeMenu => "pxe-menu",
             Global::GrubMenu => "grub-menu",
             Global::IpxeMenu => "ipxe-menu",
+            Global::IpxeBoot => "ipxe-boot",
         }
     }
 }

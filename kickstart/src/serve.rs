@@ -149,7 +149,11 @@ async fn route(served: &Served, peer: SocketAddr, req: &Request<Incoming>) -> Re
                 format!("#!ipxe\n# ask kickstart what this machine boots\nchain {base}/ipxe/${{net0/mac}}\n"),
             )
         }
-        (["ipxe", mac], true, _) => ipxe(served, mac),
+        // iPXE escapes the colons of ${net0/mac}
+        (["ipxe", mac], true, _) => match percent_decode(mac) {
+            Some(m) => ipxe(served, &m),
+            None => text(StatusCode::BAD_REQUEST, "bad percent-encoding\n"),
+        },
         (["ha", name, file], true, _) => {
             let what = match *file {
                 "keepalived.conf" => What::Keepalived,

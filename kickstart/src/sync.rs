@@ -85,6 +85,7 @@ pub fn plan(
         (Global::Dhcpd, under(root, &inv.server.dhcpd_conf)),
         (Global::PxeMenu, tftp.join("pxelinux.cfg/default")),
         (Global::GrubMenu, tftp.join("grub/grub.cfg")),
+        (Global::IpxeBoot, tftp.join(&inv.server.ipxe_boot_file)),
     ] {
         match site.render_global(g) {
             Ok(t) => out.push(Planned {

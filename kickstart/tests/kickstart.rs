@@ -403,6 +403,14 @@ fn serve_answers_curl_with_ranges_errors_and_the_installed_callback() {
     assert!(
         s(&body).starts_with("#!ipxe") && s(&body).contains("ks=http://10.99.0.2:8080/ks/web1")
     );
+    // as iPXE asks for ${net0/mac}: colons escaped
+    let (code, body) = curl(&[&format!("{url}/ipxe/52%3A54%3A00%3A99%3A00%3A21")]);
+    assert_eq!(code, "200");
+    assert!(
+        s(&body).contains("ks=http://10.99.0.2:8080/ks/web1"),
+        "{}",
+        s(&body)
+    );
     let (code, body) = curl(&[&format!("{url}/ipxe/52:54:00:de:ad:01")]);
     assert_eq!(code, "200");
     assert!(s(&body).contains("is not in the inventory"), "{}", s(&body));

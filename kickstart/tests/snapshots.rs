@@ -34,8 +34,8 @@ fn every_rendered_file_of_the_example_inventory() {
             }
         }
     }
-    // 4 global files, 4 per system (6 systems), 3 more for each of the 2 LB nodes
-    assert_eq!(n, 4 + 6 * 4 + 2 * 3);
+    // 5 global files, 4 per system (6 systems), 3 more for each of the 2 LB nodes
+    assert_eq!(n, 5 + 6 * 4 + 2 * 3);
 }
 
 #[test]

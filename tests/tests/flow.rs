@@ -1,0 +1,85 @@
+//! The whole flow, as README's first command runs it: `./demo --summary FILE` with this
+//! build's binaries. A VM PXE-boots from our dhcpd, tftpd and kickstart, installs itself, joins
+//! the VRRP cluster with ha, takes the VIP when lb1 stops, and release rolls the real servers
+//! while a client sends requests. On failure the demo names the stage that broke; its output
+//! and the logs directory are printed.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
+
+use std::process::Command;
+
+use opsflow_tests::{require, workspace_bin};
+
+#[test]
+fn a_vm_pxe_boots_from_our_servers_and_joins_the_cluster() {
+    if !require(&[
+        "qemu-system-x86_64",
+        "cpio",
+        "apt-get",
+        "dpkg",
+        "curl",
+        "python3",
+        "sshd",
+        "ssh",
+        "ssh-keygen",
+        "tar",
+    ]) {
+        return;
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let bins = workspace_bin("ha").parent().unwrap().to_path_buf();
+    for b in ["dhcpd", "tftpd", "ha", "kickstart", "release"] {
+        assert!(
+            bins.join(b).is_file(),
+            "{b} is not built next to the tests (run cargo test --workspace)"
+        );
+    }
+    let summary = std::env::temp_dir().join(format!("flow-summary-{}.json", std::process::id()));
+    let out = Command::new("bash")
+        .arg(format!("{root}/demo"))
+        .arg("--summary")
+        .arg(&summary)
+        .env("OPSFLOW_BIN", &bins)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the demo failed:\n{text}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let order = [
+        "dhcp_ack",
+        "tftp_done",
+        "kernel",
+        "kickstart",
+        "ha_joined",
+        "failover",
+        "release",
+    ];
+    let t: Vec<f64> = order
+        .iter()
+        .map(|k| {
+            s["stages"][k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("stage {k} not reached:\n{text}"))
+        })
+        .collect();
+    assert!(
+        t.windows(2).all(|w| w[0] <= w[1]),
+        "stages out of order: {t:?}"
+    );
+    assert_eq!(s["vip_owner_after_failover"], "vm", "{text}");
+    assert_eq!(s["requests"]["failed"], 0, "{text}");
+    assert!(s["requests"]["ok"].as_u64().unwrap_or(0) > 0, "{text}");
+    let leases = std::fs::read_to_string(s["dhcp_leases"].as_str().unwrap()).unwrap();
+    assert!(
+        leases.to_lowercase().contains("52:54:00:99:00:12"),
+        "{leases}"
+    );
+    println!("{text}");
+    let _ = std::fs::remove_file(&summary);
+    let _ = std::fs::remove_dir_all(s["logs"].as_str().unwrap());
+}
