@@ -2,6 +2,7 @@
 //! logging setup. Nothing protocol-specific lives here.
 
 use std::convert::Infallible;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -53,6 +54,33 @@ pub async fn serve_metrics(listener: TcpListener, render: Arc<dyn Fn() -> String
             }
         });
     }
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory and a rename, so a
+/// reader sees the old or the new content, never a part. Creates parent directories.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let named =
+        |what: String, e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"));
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| named(format!("cannot create directory {}", dir.display()), e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(named(format!("cannot write {}", path.display()), e));
+    }
+    Ok(())
 }
 
 /// Installs the tracing subscriber: filter from the environment variable `env_var` (default

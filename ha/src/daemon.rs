@@ -102,6 +102,17 @@ pub fn command(cmd: &str, extra: &[String]) -> tokio::process::Command {
     c
 }
 
+/// Runs a notify-style script to its end (at most 30 s, then killed) and logs the outcome;
+/// `what` names it in the log ("notify (VI_1)", "notify_up").
+pub async fn run_script(cmd: &str, extra: &[String], what: &str) {
+    match tokio::time::timeout(Duration::from_secs(30), command(cmd, extra).status()).await {
+        Ok(Ok(st)) if st.success() => debug!(cmd = %cmd, "{what} script ran"),
+        Ok(Ok(st)) => warn!(cmd = %cmd, status = %st, "{what} script failed"),
+        Ok(Err(e)) => warn!(cmd = %cmd, error = %e, "cannot run the {what} script"),
+        Err(_) => warn!(cmd = %cmd, "{what} script still running after 30 s; killed"),
+    }
+}
+
 struct Inst {
     cfg: Instance,
     router: Router,
@@ -326,25 +337,7 @@ impl Daemon {
         tokio::spawn(async move {
             while let Some(batch) = nrx.recv().await {
                 for (cmd, extra) in batch {
-                    match tokio::time::timeout(
-                        Duration::from_secs(30),
-                        command(&cmd, &extra).status(),
-                    )
-                    .await
-                    {
-                        Ok(Ok(st)) if st.success() => {
-                            debug!(instance = %name, cmd = %cmd, "notify ran")
-                        }
-                        Ok(Ok(st)) => {
-                            warn!(instance = %name, cmd = %cmd, status = %st, "notify script failed")
-                        }
-                        Ok(Err(e)) => {
-                            warn!(instance = %name, cmd = %cmd, error = %e, "cannot run the notify script")
-                        }
-                        Err(_) => {
-                            warn!(instance = %name, cmd = %cmd, "notify script still running after 30 s; killed")
-                        }
-                    }
+                    run_script(&cmd, &extra, &format!("notify ({name})")).await;
                 }
             }
         });

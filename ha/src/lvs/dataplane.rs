@@ -114,7 +114,7 @@ pub trait Backend: Send {
     fn name(&self) -> &'static str;
     /// Makes the kernel forward as `desired` says; returns the changes made.
     fn apply(&mut self, desired: &[Service]) -> anyhow::Result<Vec<Change>>;
-    fn counts(&self) -> Counts;
+    fn counts(&mut self) -> Counts;
     /// Removes everything this backend installed.
     fn clear(&mut self) -> anyhow::Result<()>;
 }
@@ -281,7 +281,7 @@ impl Backend for Nft {
         Ok(changes)
     }
 
-    fn counts(&self) -> Counts {
+    fn counts(&mut self) -> Counts {
         conntrack_counts(&self.actual)
     }
 

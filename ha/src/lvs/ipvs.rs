@@ -551,15 +551,14 @@ impl Backend for Ipvs {
         Ok(changes)
     }
 
-    fn counts(&self) -> Counts {
-        // counts need a dump; done on a fresh socket so `&self` suffices
+    fn counts(&mut self) -> Counts {
         let mut out = Counts::new();
-        let Ok(mut me) = Ipvs::open() else { return out };
-        for s in &self.actual {
-            if let Ok(ds) = me.dests(&s.key) {
+        let keys: Vec<VsKey> = self.actual.iter().map(|s| s.key.clone()).collect();
+        for key in keys {
+            if let Ok(ds) = self.dests(&key) {
                 for (d, _, act, inact) in ds {
                     out.insert(
-                        (s.key.clone(), d.addr, d.port),
+                        (key.clone(), d.addr, d.port),
                         (u64::from(act), u64::from(inact)),
                     );
                 }

@@ -136,19 +136,7 @@ fn rs_id(r: &RealServer) -> String {
 fn run_notify(cmd: &Option<String>, what: &str) {
     if let Some(c) = cmd.clone() {
         let what = what.to_string();
-        tokio::spawn(async move {
-            match tokio::time::timeout(
-                Duration::from_secs(30),
-                crate::daemon::command(&c, &[]).status(),
-            )
-            .await
-            {
-                Ok(Ok(s)) if s.success() => {}
-                Ok(Ok(s)) => warn!(cmd = %c, status = %s, "{what} script failed"),
-                Ok(Err(e)) => warn!(cmd = %c, error = %e, "cannot run the {what} script"),
-                Err(_) => warn!(cmd = %c, "{what} script still running after 30 s; killed"),
-            }
-        });
+        tokio::spawn(async move { crate::daemon::run_script(&c, &[], &what).await });
     }
 }
 
@@ -412,7 +400,7 @@ impl Lvs {
         self.publish();
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let counts = self.backend.counts();
         let vss: Vec<serde_json::Value> = self
             .vss
@@ -510,14 +498,7 @@ impl Lvs {
     }
 
     fn save_drains(&self) -> anyhow::Result<()> {
-        let dir = self
-            .state_file
-            .parent()
-            .unwrap_or(std::path::Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = self.state_file.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.drains)?)?;
-        std::fs::rename(&tmp, &self.state_file)?;
+        opsflow_common::write_atomic(&self.state_file, &serde_json::to_vec_pretty(&self.drains)?)?;
         Ok(())
     }
 
