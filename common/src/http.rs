@@ -133,6 +133,13 @@ pub async fn serve<L, S, B>(
     B::Error: Into<BoxError>,
 {
     let listen = listener.describe();
+    let mut limits = limits;
+    let budget = fd_budget(limits.max_connections);
+    if budget < limits.max_connections {
+        info!(%listen, max_connections = budget, configured = limits.max_connections,
+              "connection cap lowered to half the open-file limit");
+        limits.max_connections = budget;
+    }
     let service = Arc::new(service);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -157,6 +164,13 @@ pub async fn serve<L, S, B>(
                 Err(e) => {
                     let wait = next_backoff(backoff);
                     backoff = Some(wait);
+                    // out of descriptors: free one held by a connection without a request
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        let mut r = lock(&reg);
+                        if let Some(id) = r.victim(None) {
+                            r.evict(id);
+                        }
+                    }
                     if let Some(suppressed) = accept_log.check() {
                         warn!(%listen, error = %e, retry_in_ms = wait.as_millis() as u64, suppressed,
                               "accept failed");
@@ -265,6 +279,26 @@ pub async fn serve_metrics(listener: TcpListener, render: Arc<dyn Fn() -> String
         }
     };
     serve_fn(listener, Limits::default(), f, std::future::pending()).await
+}
+
+/// `max` capped at half the soft open-file limit: the process needs descriptors for more than
+/// this server's connections, and running out makes every accept fail.
+fn fd_budget(max: usize) -> usize {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0
+        || rl.rlim_cur == libc::RLIM_INFINITY
+    {
+        return max;
+    }
+    max.min(
+        usize::try_from(rl.rlim_cur / 2)
+            .unwrap_or(usize::MAX)
+            .max(1),
+    )
 }
 
 /// 50 ms, doubling to 1 s.
