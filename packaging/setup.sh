@@ -59,6 +59,10 @@ setup_cargo() {
   if [ -r "$SETUP_CARGO_HOME/env" ]; then
     SETUP_PATH=$(HOME=$SETUP_HOME CARGO_HOME=$SETUP_CARGO_HOME bash -c '. "$CARGO_HOME/env"; echo "$PATH"')
   fi
+  # a root build of the past (`sudo cargo build`) left root's files in target/: give them back
+  if [ "$SETUP_USER" != "$(id -un)" ] && [ -d target ]; then
+    chown -R --from=0:0 "$SETUP_USER:$(id -gn "$SETUP_USER")" target
+  fi
   if ! PATH=$SETUP_PATH command -v cargo >/dev/null; then
     echo "$SETUP_TAG: cargo not found for $SETUP_USER (not on PATH, not in $SETUP_CARGO_HOME/bin)." >&2
     echo "$SETUP_TAG: install Rust as $SETUP_USER with rustup (https://rustup.rs), then run this again." >&2

@@ -241,6 +241,48 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_held_by_another_process_is_refused_with_the_pid_in_the_file() {
+        // util-linux flock(1) takes the same flock(2) lock from another process
+        let d = tmpdir("other");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let p = d.join("o.pid");
+        std::fs::write(&p, "4242\n").expect("write");
+        let ready = d.join("locked");
+        let mut holder = match std::process::Command::new("flock")
+            .arg("--exclusive")
+            .arg("--nonblock")
+            .arg(&p)
+            .args(["sh", "-c", "touch \"$0\"; sleep 30"])
+            .arg(&ready)
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+                eprintln!("skipped: flock(1) (util-linux) not runnable: {e}");
+                return;
+            }
+            Err(e) => panic!("flock(1) (util-linux) not runnable under CI: {e}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !ready.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let r = PidFile::acquire(&p);
+        let _ = holder.kill();
+        let _ = holder.wait();
+        match r {
+            Err(PidFileError::Held { pid, .. }) => assert_eq!(pid, Some(4242)),
+            other => panic!("want Held with pid 4242, got {other:?}"),
+        }
+        assert_eq!(
+            std::fs::read_to_string(&p).expect("read"),
+            "4242\n",
+            "the holder's file is untouched"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn a_stale_file_without_a_lock_is_taken_over() {
         let d = tmpdir("stale");
         std::fs::create_dir_all(&d).expect("mkdir");
