@@ -25,7 +25,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -34,7 +34,7 @@ impl Rng {
     }
     /// A value in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -107,7 +107,7 @@ pub fn mutate(
             2 => {
                 let i = rng.below(len + 1);
                 let n = 1 + rng.below(16);
-                let fill: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                let fill: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                 b.splice(i..i, fill);
             }
             3 if len > 1 => {
