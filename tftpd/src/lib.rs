@@ -7,6 +7,8 @@
 //! - [`window`]: the sending state machine (lock-step and windows, block roll-over), pure.
 //! - [`remap`]: tftp-hpa `-m` rules.
 //! - [`fs`]: the served tree; every open is `openat2(RESOLVE_BENEATH)` below the root.
+//! - [`cli`]: the command line (clap), its checks, the settings it makes.
+//! - [`daemon`]: bind, drop privileges ([`privs`]), serve, signals.
 //! - [`server`]: the tokio adapter: listeners, one task and one socket per transfer.
 //! - [`metrics`]: counters and their Prometheus text (served by `opsflow_common::serve_metrics`).
 //!
@@ -18,7 +20,9 @@
 //!   the server's own timer with a bounded number of retries.
 //! - Each transfer has its own task, socket (bound to the address the request was sent to)
 //!   and timer: a slow or dead client costs only its own task.
-//! - Uploads go to a temporary file renamed over the target when complete.
+//! - Uploads go to a temporary file renamed over the target when complete. As in tftp-hpa,
+//!   an existing file is replaced only when it is world-writable, and new files are
+//!   created only with `--create`.
 //!
 //! # Why not the `async-tftp` crate
 //! The design named `async-tftp`. Version 0.4 implements windowsize, but it runs on smol's
@@ -29,10 +33,13 @@
 //! they are the server; so the engine here is written on tokio. `bench/tftp.sh` compares it
 //! with tftp-hpa.
 
+pub mod cli;
+pub mod daemon;
 pub mod fs;
 pub mod metrics;
 pub mod options;
 pub mod packet;
+pub mod privs;
 pub mod remap;
 pub mod server;
 pub mod window;

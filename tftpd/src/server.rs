@@ -27,6 +27,11 @@ use crate::window::{Ack, Rto, SendWindow};
 pub struct Config {
     pub root: PathBuf,
     pub allow_write: bool,
+    /// Create files that do not exist (tftp-hpa's `-c`); without it a write needs an
+    /// existing world-writable file.
+    pub create: bool,
+    /// Largest upload accepted, in bytes.
+    pub max_upload: Option<u64>,
     pub remap: Option<Remap>,
     pub max_blksize: u16,
     pub max_window: u16,
@@ -42,6 +47,8 @@ impl Default for Config {
         Config {
             root: PathBuf::from("/srv/tftp"),
             allow_write: false,
+            create: false,
+            max_upload: None,
             remap: None,
             max_blksize: options::MAX_BLKSIZE,
             max_window: 64,
@@ -304,6 +311,10 @@ async fn xmit(sock: &UdpSocket, pkt: &[u8]) -> io::Result<()> {
     }
 }
 
+fn too_large(max: u64) -> String {
+    format!("the file is larger than this server's upload limit of {max} bytes")
+}
+
 /// Sends an ERROR packet, best effort.
 async fn refuse(sock: &UdpSocket, code: ErrorCode, msg: &str) {
     let _ = xmit(sock, &packet::error(code, msg)).await;
@@ -431,15 +442,29 @@ async fn transfer(
         (packet::error(code, text), fail)
     };
     if req.write {
-        let upload = match shared.root.create(&name) {
+        let neg = options::negotiate(&req.options, true, None, limits);
+        if let (Some(max), Some(size)) = (cfg.max_upload, neg.tsize) {
+            if size > max {
+                refuse(&sock, ErrorCode::DiskFull, &too_large(max)).await;
+                return Err(Fail::Refused(format!(
+                    "upload of {size} bytes is over --max-upload-size {max} (as {name})"
+                )));
+            }
+        }
+        let upload = match shared.root.create(&name, cfg.create) {
             Ok(u) => u,
+            Err(OpenError::NotFound) if !cfg.create => {
+                refuse(&sock, ErrorCode::FileNotFound, "file not found").await;
+                return Err(Fail::Refused(format!(
+                    "write to a missing file while --create is off (as {name})"
+                )));
+            }
             Err(e) => {
                 let (pkt, fail) = fail_open(e);
                 xmit(&sock, &pkt).await?;
                 return Err(fail);
             }
         };
-        let neg = options::negotiate(&req.options, true, None, limits);
         debug!(%peer, file = %name, ?neg, "write request");
         receive(shared, &sock, upload, req.mode, neg).await
     } else {
@@ -727,6 +752,14 @@ async fn receive(
                 if data.len() > blksize {
                     refuse(sock, ErrorCode::IllegalOperation, "block too large").await;
                     return Err(Fail::Client("sent a block larger than negotiated".into()));
+                }
+                if let Some(max) = shared.cfg.max_upload {
+                    if bytes + data.len() as u64 > max {
+                        refuse(sock, ErrorCode::DiskFull, &too_large(max)).await;
+                        return Err(Fail::Refused(format!(
+                            "upload passed --max-upload-size {max} after {bytes} bytes"
+                        )));
+                    }
                 }
                 tries = 0;
                 let last = data.len() < blksize;

@@ -98,6 +98,15 @@ impl Env {
         self.cl.output("curl", &args).status.success()
     }
 
+    /// `tftp -c put LOCAL REMOTE` with tftp-hpa's client: (status, output).
+    fn put(&self, local: &Path, remote: &str) -> (std::process::ExitStatus, String) {
+        self.cl.sh(&format!(
+            "cd {} && tftp {SRV} -m binary -c put {} {remote}",
+            self.lab.dir().display(),
+            local.display()
+        ))
+    }
+
     fn server_log(&self) -> String {
         self.server.as_ref().map(|p| p.output()).unwrap_or_default()
     }
@@ -280,7 +289,7 @@ fn writes_are_refused_unless_allowed_and_stay_inside_the_root() {
     assert!(!env.root.join("up.txt").exists());
     env.server = None;
 
-    env.start(&["--allow-write"]);
+    env.start(&["--allow-write", "--create"]);
     let big = env.out("upload.bin");
     random_file(&big, 700_000);
     let (st, out) = env.cl.sh(&format!(
@@ -301,6 +310,125 @@ fn writes_are_refused_unless_allowed_and_stay_inside_the_root() {
     .unwrap();
     assert_eq!(error_code(&recv(&s).0), Some(2));
     assert!(!env.lab.path("outside.bin").exists());
+}
+
+/// `/proc/PID/status` fields of a process: (Uid line, Gid line, Groups line).
+fn ids(pid: u32) -> (String, String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    (field("Uid:"), field("Gid:"), field("Groups:"))
+}
+
+#[test]
+fn writes_follow_tftp_hpa_rules_and_the_daemon_runs_unprivileged() {
+    let Some(mut env) = setup(&["tftp", "curl", "id"]) else {
+        return;
+    };
+    let uid = env.cl.run("id", &["-u", "nobody"]).trim().to_string();
+    let gid = env.cl.run("id", &["-g", "nobody"]).trim().to_string();
+    let mode = |p: &Path| std::os::unix::fs::MetadataExt::mode(&p.metadata().unwrap()) & 0o777;
+    let chmod = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
+    // a world-writable file in the root-owned root, and a world-writable upload directory
+    let open_log = env.root.join("open.log");
+    std::fs::write(&open_log, "old\n").unwrap();
+    chmod(&open_log, 0o666);
+    let incoming = env.root.join("incoming");
+    std::fs::create_dir(&incoming).unwrap();
+    chmod(&incoming, 0o777);
+    let keep = incoming.join("keep.bin");
+    std::fs::write(&keep, "keep\n").unwrap();
+    chmod(&keep, 0o666);
+    env.start(&[
+        "--allow-write",
+        "--user",
+        "nobody",
+        "--max-upload-size",
+        "100000",
+    ]);
+    let pid = env.server.as_ref().unwrap().pid();
+    let (u, g, groups) = ids(pid);
+    assert_eq!(
+        u,
+        format!("{uid} {uid} {uid} {uid}"),
+        "{}",
+        env.server_log()
+    );
+    assert_eq!(g, format!("{gid} {gid} {gid} {gid}"));
+    assert!(
+        !groups.split(' ').any(|g| g == "0"),
+        "still in group root: {groups}"
+    );
+    let payload = env.out("payload.txt");
+    std::fs::write(&payload, "PWNED\n").unwrap();
+    // the root-owned 0644 boot loader is not replaced
+    let before = sha(&env.root.join("pxelinux.0"));
+    let (_, out) = env.put(&payload, "pxelinux.0");
+    assert!(out.to_lowercase().contains("access violation"), "{out}");
+    assert_eq!(sha(&env.root.join("pxelinux.0")), before);
+    assert_eq!(mode(&env.root.join("pxelinux.0")), 0o644);
+    // a missing file is not created without --create
+    let (_, out) = env.put(&payload, "incoming/new.txt");
+    assert!(out.to_lowercase().contains("file not found"), "{out}");
+    assert!(!incoming.join("new.txt").exists());
+    // world-writable files are replaced: in place where the directory is closed to us,
+    // through a renamed temporary file where it is open; both keep their mode
+    for (remote, local) in [("open.log", &open_log), ("incoming/keep.bin", &keep)] {
+        let (st, out) = env.put(&payload, remote);
+        assert!(st.success() && !out.contains("Error"), "{remote}: {out}");
+        assert!(wait_until(Duration::from_secs(5), || {
+            std::fs::read(local).unwrap() == b"PWNED\n"
+        }));
+        assert_eq!(mode(local), 0o666, "{remote}");
+    }
+    // over --max-upload-size: refused up front when curl announces tsize, mid-way for
+    // tftp-hpa (no tsize); the target keeps its content and no temporary file is left
+    let big = env.out("big.bin");
+    random_file(&big, 200_000);
+    let t = format!("tftp://{SRV}/incoming/keep.bin");
+    let st = env
+        .cl
+        .output(
+            "curl",
+            &["-s", "--max-time", "10", "-T", &big.to_string_lossy(), &t],
+        )
+        .status;
+    assert!(!st.success());
+    let (_, out) = env.put(&big, "incoming/keep.bin");
+    assert!(out.contains("upload limit of 100000 bytes"), "{out}");
+    assert_eq!(std::fs::read(&keep).unwrap(), b"PWNED\n");
+    let names: Vec<String> = std::fs::read_dir(&incoming)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["keep.bin"], "temporary files left behind");
+    let log = env.server_log();
+    assert!(
+        log.contains("not world-writable") && log.contains("--create is off"),
+        "{log}"
+    );
+    env.server = None;
+
+    // with --create, new files appear, owned by the unprivileged user
+    env.start(&["--create", "--user", "nobody"]);
+    let (st, out) = env.put(&payload, "incoming/new.txt");
+    assert!(st.success() && !out.contains("Error"), "{out}");
+    assert!(wait_until(Duration::from_secs(5), || incoming
+        .join("new.txt")
+        .exists()));
+    let owner = std::os::unix::fs::MetadataExt::uid(&incoming.join("new.txt").metadata().unwrap());
+    assert_eq!(owner.to_string(), uid);
+    // still no way over a file that is not world-writable, --create or not
+    let (_, out) = env.put(&payload, "pxelinux.0");
+    assert!(out.to_lowercase().contains("access violation"), "{out}");
+    assert_eq!(sha(&env.root.join("pxelinux.0")), before);
 }
 
 #[test]

@@ -1,0 +1,97 @@
+//! The daemon's life: check the settings, bind, drop privileges, serve; SIGHUP reloads the
+//! remap rules, SIGTERM stops taking requests and lets running transfers finish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::cli::Cli;
+use crate::metrics::Metrics;
+use crate::privs;
+use crate::server::{bind_listener, Server};
+
+/// Runs the daemon (or only the check, with `--check`) to the end.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let problems = cli.problems();
+    if cli.check || !problems.is_empty() {
+        for p in &problems {
+            eprintln!("tftpd: {p}");
+        }
+        if problems.is_empty() {
+            println!("tftpd: configuration OK");
+            return Ok(());
+        }
+        bail!("{} problem(s) in the settings", problems.len());
+    }
+    let user = cli.user.as_deref().map(privs::lookup).transpose()?;
+    let metrics = Arc::new(Metrics::default());
+    let server = Server::new(cli.config()?, metrics.clone())?;
+    let mut listeners = Vec::new();
+    for a in &cli.listen {
+        listeners.push(bind_listener(*a).with_context(|| format!("cannot listen on {a}"))?);
+    }
+    let metrics_listener = cli
+        .metrics
+        .map(|a| {
+            let l = std::net::TcpListener::bind(a)
+                .with_context(|| format!("cannot serve metrics on {a}"))?;
+            l.set_nonblocking(true)?;
+            anyhow::Ok(l)
+        })
+        .transpose()?;
+    // everything privileged is done: sockets bound, the root directory open
+    if let Some(u) = &user {
+        privs::drop_to(u)?;
+        info!(user = %u.name, uid = %u.uid, gid = %u.gid, "running unprivileged");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(serve(cli, server, listeners, metrics_listener, metrics))
+}
+
+async fn serve(
+    cli: Cli,
+    server: Server,
+    listeners: Vec<std::net::UdpSocket>,
+    metrics_listener: Option<std::net::TcpListener>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    if let Some(l) = metrics_listener {
+        let l = tokio::net::TcpListener::from_std(l)?;
+        tokio::spawn(opsflow_common::serve_metrics(
+            l,
+            Arc::new(move || metrics.render()),
+        ));
+    }
+    let mut hup = signal(SignalKind::hangup())?;
+    let reloader = server.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match cli.load_remap() {
+                Ok(r) => {
+                    info!(
+                        rules = r.as_ref().map_or(0, |r| r.len()),
+                        "SIGHUP: remap rules reloaded"
+                    );
+                    reloader.set_remap(r);
+                }
+                Err(e) => warn!(error = %e, "SIGHUP: remap file has errors; keeping the old rules"),
+            }
+        }
+    });
+    let mut term = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    };
+    server
+        .run(listeners, shutdown, Duration::from_secs(5))
+        .await
+}
