@@ -11,6 +11,7 @@ use clap::Parser;
 use crate::options::MAX_BLKSIZE;
 use crate::remap::Remap;
 use crate::server::Config;
+use crate::slots::Caps;
 
 /// TFTP boot server: RFC 1350 with blksize, tsize, timeout and windowsize; tftp-hpa remap rules.
 #[derive(Parser, Debug, Clone)]
@@ -52,6 +53,17 @@ pub struct Cli {
     /// Retransmissions of one packet before a transfer is abandoned.
     #[arg(long, default_value_t = 6)]
     pub retries: u32,
+    /// Transfers at once; further requests get an ERROR at once [default: from the open-file
+    /// limit, two descriptors a transfer].
+    #[arg(long, default_value_t = 0, hide_default_value = true, value_name = "N")]
+    pub max_transfers: usize,
+    /// Transfers at once from one client address (0: no limit of its own).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_transfers_per_client: usize,
+    /// Abandon a transfer after this many seconds without progress, whatever `timeout` the
+    /// client asked for.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub give_up: f64,
     /// Serve Prometheus metrics on http://ADDR/metrics.
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
@@ -137,6 +149,12 @@ impl Cli {
         if self.max_window == 0 {
             problems.push("--max-window 0: must be at least 1".into());
         }
+        if !(self.give_up >= 1.0 && self.give_up <= 3600.0) {
+            problems.push(format!(
+                "--give-up {}: must be 1 to 3600 seconds",
+                self.give_up
+            ));
+        }
         if !(self.timeout > 0.0 && self.timeout <= 255.0) {
             problems.push(format!(
                 "--timeout {}: must be above 0 and at most 255 seconds",
@@ -159,6 +177,14 @@ impl Cli {
             port_range: self.port_range,
             timeout: Duration::from_secs_f64(self.timeout),
             retries: self.retries,
+            give_up: Duration::from_secs_f64(self.give_up),
+            caps: Caps {
+                total: match self.max_transfers {
+                    0 => crate::daemon::transfer_budget(),
+                    n => n,
+                },
+                per_client: self.max_transfers_per_client,
+            },
         })
     }
 }

@@ -54,6 +54,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(serve(cli, server, listeners, metrics_listener, metrics))
 }
 
+/// Transfers the open-file limit allows (each holds a socket and a file), after raising the
+/// soft limit to the hard one; a margin stays for listeners, metrics and logs.
+pub fn transfer_budget() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 256;
+    };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    (limit.saturating_sub(64) / 2).clamp(1, 1 << 20) as usize
+}
+
 async fn serve(
     cli: Cli,
     server: Server,

@@ -42,4 +42,5 @@ pub mod packet;
 pub mod privs;
 pub mod remap;
 pub mod server;
+pub mod slots;
 pub mod window;

@@ -514,6 +514,140 @@ fn duplicate_acks_never_double_the_traffic_and_a_dead_client_slows_no_one() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// Sends `n` RRQs (option timeout 255, never ACKed) from `n` sockets on `from`; returns the
+/// sockets and the first packet each one got within `wait` (None: no answer).
+fn hostile_rrqs(
+    env: &Env,
+    from: &str,
+    n: usize,
+    wait: Duration,
+) -> (Vec<UdpSocket>, Vec<Option<Vec<u8>>>) {
+    let socks: Vec<UdpSocket> = (0..n)
+        .map(|_| env.cl.enter(|| UdpSocket::bind((from, 0)).unwrap()))
+        .collect();
+    let rrq = packet::request(false, "images/vmlinuz", "octet", &[("timeout", "255")]);
+    for s in &socks {
+        s.send_to(&rrq, (SRV, 69)).unwrap();
+    }
+    let end = Instant::now() + wait;
+    let first = socks
+        .iter()
+        .map(|s| {
+            let left = end
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            s.set_read_timeout(Some(left)).unwrap();
+            let mut buf = vec![0u8; 70000];
+            s.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+        })
+        .collect();
+    (socks, first)
+}
+
+#[test]
+fn transfers_are_capped_and_refused_clients_hear_it_at_once() {
+    let Some(mut env) = setup(&["curl"]) else {
+        return;
+    };
+    env.cl
+        .run("ip", &["addr", "add", "10.70.0.3/24", "dev", "eth0"]);
+    env.start(&["--max-transfers", "6", "--max-transfers-per-client", "4"]);
+    // 40 requests from one address that never ACK: 4 are served, every other one gets an
+    // ERROR saying why, within 2 s of asking
+    let started = Instant::now();
+    let (_held, first) = hostile_rrqs(&env, "10.70.0.2", 40, Duration::from_secs(2));
+    let accepted = first
+        .iter()
+        .filter(|p| matches!(p.as_deref().map(packet::parse), Some(Ok(Packet::Oack(_)))))
+        .count();
+    let refused: Vec<String> = first
+        .iter()
+        .filter_map(|p| match packet::parse(p.as_deref()?) {
+            Ok(Packet::Error { message, .. }) => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepted, 4, "{first:?}");
+    assert_eq!(refused.len(), 36, "{refused:?}\n{}", env.server_log());
+    assert!(
+        refused[0].contains("too many transfers from your address (limit 4)"),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // another address still downloads, byte-identical
+    let o = env.out("legit");
+    let url = format!("tftp://{SRV}/images/vmlinuz");
+    let st = env.cl.output(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "20",
+            "--interface",
+            "10.70.0.3",
+            "-o",
+            &o.to_string_lossy(),
+            &url,
+        ],
+    );
+    assert!(st.status.success(), "{}", env.server_log());
+    assert_eq!(sha(&o), sha(&env.root.join("images/vmlinuz")));
+    // the global cap: 4 held from .2, 2 more from .3, then .3 hears "busy"
+    let (_more, first) = hostile_rrqs(&env, "10.70.0.3", 3, Duration::from_secs(2));
+    let busy = first
+        .iter()
+        .filter(|p| matches!(p.as_deref().map(packet::parse), Some(Ok(Packet::Error { message, .. })) if message.contains("server busy")))
+        .count();
+    assert_eq!(busy, 1, "{first:?}");
+    // refusals are logged a few times, then counted, not once per request
+    let log = env.server_log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("request refused"))
+        .count();
+    assert!((1..=5).contains(&lines), "{lines} refusal lines:\n{log}");
+}
+
+#[test]
+fn a_client_asking_timeout_255_is_given_up_on_the_servers_clock() {
+    let Some(mut env) = setup(&[]) else { return };
+    env.start(&["--give-up", "3", "--max-transfers", "1"]);
+    let (held, first) = hostile_rrqs(&env, "10.70.0.2", 1, Duration::from_secs(3));
+    assert!(matches!(
+        packet::parse(first[0].as_deref().unwrap()),
+        Ok(Packet::Oack(_))
+    ));
+    // the slot is taken: a second request is refused
+    let (_, second) = hostile_rrqs(&env, "10.70.0.2", 1, Duration::from_secs(3));
+    assert!(matches!(
+        packet::parse(second[0].as_deref().unwrap()),
+        Ok(Packet::Error { .. })
+    ));
+    // the never-ACKing client hears the server give up long before 255 s x retries
+    let s = &held[0];
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = vec![0u8; 70000];
+    let gave_up = loop {
+        let n = s.recv(&mut buf).expect("the server never gave up");
+        if let Ok(Packet::Error { message, .. }) = packet::parse(&buf[..n]) {
+            break message;
+        }
+    };
+    assert_eq!(gave_up, "timeout");
+    // and its slot is free again (given back as the transfer's task ends)
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let (_, third) = hostile_rrqs(&env, "10.70.0.2", 1, Duration::from_secs(3));
+            matches!(
+                third[0].as_deref().map(packet::parse),
+                Some(Ok(Packet::Oack(_)))
+            )
+        }),
+        "{}",
+        env.server_log()
+    );
+}
+
 #[test]
 fn replies_come_from_the_address_the_request_was_sent_to() {
     let Some(mut env) = setup(&[]) else { return };
