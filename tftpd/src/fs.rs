@@ -106,19 +106,20 @@ impl Root {
     }
 
     /// Turns a requested name into a path relative to the root: `.` and empty components
-    /// go, any `..` is refused, and an absolute name is accepted only when it lies under
-    /// the root directory itself (`/srv/tftp/pxelinux.0`). Use a remap rule (`r ^/ `)
-    /// to serve other absolute names relative to the root.
+    /// go, any `..` is refused. A leading `/` means the root, as tftp-hpa with `-s` and
+    /// dnsmasq read it (GRUB asks for `/grub/grub.cfg`); a name that spells out the root
+    /// directory itself (`/srv/tftp/pxelinux.0`) is accepted too. Confinement does not depend
+    /// on this: every open is `RESOLVE_BENEATH` the root.
     pub fn relative(&self, name: &str) -> Result<PathBuf, OpenError> {
-        let rest = if let Some(abs) = name.strip_prefix('/') {
-            let root = self.canonical.to_string_lossy();
-            let root_rel = root.trim_start_matches('/');
-            match abs.strip_prefix(root_rel) {
-                Some(r) if r.starts_with('/') || r.is_empty() => r,
-                _ => return Err(OpenError::Denied("absolute path outside the root")),
+        let rest = match name.strip_prefix('/') {
+            Some(abs) => {
+                let root = self.canonical.to_string_lossy();
+                match abs.strip_prefix(root.trim_start_matches('/')) {
+                    Some(r) if r.starts_with('/') => r,
+                    _ => abs,
+                }
             }
-        } else {
-            name
+            None => name,
         };
         let mut rel = PathBuf::new();
         for comp in rest.split('/') {
@@ -368,10 +369,15 @@ mod tests {
         assert_eq!(read(&r, "inside").unwrap(), "kernel");
         let abs = format!("{}/images/vmlinuz", r.path().display());
         assert_eq!(read(&r, &abs).unwrap(), "kernel");
+        // a leading slash is the root; nothing above it is reachable that way either
+        assert_eq!(read(&r, "/images/vmlinuz").unwrap(), "kernel");
+        assert_eq!(read(&r, "//pxelinux.0").unwrap(), "boot");
+        assert!(matches!(read(&r, "/etc/passwd"), Err(OpenError::NotFound)));
         for bad in [
             "../secret",
             "images/../../secret",
-            "/etc/passwd",
+            "/../secret",
+            "/escape",
             "escape",
             "escape-rel",
             "private",

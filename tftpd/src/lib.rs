@@ -13,9 +13,9 @@
 //! - [`metrics`]: counters and their Prometheus text (served by `opsflow_common::serve_metrics`).
 //!
 //! # Invariants
-//! - No file outside the root is ever opened: names with `..` and absolute names outside the
-//!   root are refused before the kernel is asked, and the kernel refuses symlinks that lead
-//!   out (`RESOLVE_BENEATH`). Only world-readable regular files are served, as tftp-hpa does.
+//! - No file outside the root is ever opened: names with `..` are refused before the kernel
+//!   is asked, a leading `/` means the root (as tftp-hpa with `-s` and dnsmasq read it), and
+//!   the kernel refuses symlinks that lead out (`RESOLVE_BENEATH`). Only world-readable regular files are served, as tftp-hpa does.
 //! - A duplicate ACK never causes a send (no Sorcerer's Apprentice); retransmission runs on
 //!   the server's own timer with a bounded number of retries.
 //! - Each transfer has its own task, socket (bound to the address the request was sent to)

@@ -239,7 +239,8 @@ fn traversal_absolute_paths_and_symlink_escapes_are_refused() {
     for name in [
         "../secret.txt",
         "images/../../secret.txt",
-        "/etc/passwd",
+        "/../secret.txt",
+        "/escape",
         "escape",
         "escape-rel",
         "images",
@@ -253,12 +254,12 @@ fn traversal_absolute_paths_and_symlink_escapes_are_refused() {
             "{name}: want access violation, got {pkt:?}"
         );
     }
-    s.send_to(
-        &packet::request(false, "no/such/file", "octet", &[]),
-        (SRV, 69),
-    )
-    .unwrap();
-    assert_eq!(error_code(&recv(&s).0), Some(1));
+    // a leading slash is the root: /etc/passwd is looked for (and not found) inside it
+    for name in ["no/such/file", "/etc/passwd"] {
+        s.send_to(&packet::request(false, name, "octet", &[]), (SRV, 69))
+            .unwrap();
+        assert_eq!(error_code(&recv(&s).0), Some(1), "{name}");
+    }
     assert!(wait_until(Duration::from_secs(3), || env
         .server_log()
         .contains("escape")));
@@ -267,6 +268,48 @@ fn traversal_absolute_paths_and_symlink_escapes_are_refused() {
         log.contains("access violation") && log.contains("10.70.0.2"),
         "refusals must name the peer:\n{log}"
     );
+}
+
+#[test]
+fn a_leading_slash_means_the_root_as_grub_asks() {
+    let Some(mut env) = setup(&["tftp", "curl", "atftp"]) else {
+        return;
+    };
+    std::fs::create_dir_all(env.root.join("grub")).unwrap();
+    let cfg = "set timeout=1\nregexp --set=mac ... $net_default_mac\n";
+    std::fs::write(env.root.join("grub/grub.cfg"), cfg).unwrap();
+    env.start(&[]);
+    let want = sha(&env.root.join("grub/grub.cfg"));
+    // tftp-hpa and atftp send the name as given; curl's `//` keeps the leading slash
+    let a = env.out("hpa.cfg");
+    let (st, out) = env.cl.sh(&format!(
+        "cd {} && tftp {SRV} -m binary -c get /grub/grub.cfg {}",
+        env.lab.dir().display(),
+        a.display()
+    ));
+    assert!(st.success() && a.exists(), "{out}\n{}", env.server_log());
+    assert_eq!(sha(&a), want);
+    let b = env.out("atftp.cfg");
+    let (_, out) = env.cl.sh(&format!(
+        "atftp -g -r /grub/grub.cfg -l {} {SRV} 2>&1",
+        b.display()
+    ));
+    assert!(b.exists(), "{out}");
+    assert_eq!(sha(&b), want);
+    let c = env.out("curl.cfg");
+    assert!(env.curl("/grub/grub.cfg", &[], &c), "{}", env.server_log());
+    assert_eq!(sha(&c), want);
+    // the request on the wire really had the slash (raw client)
+    let s = env.raw();
+    s.send_to(
+        &packet::request(false, "/grub/grub.cfg", "octet", &[]),
+        (SRV, 69),
+    )
+    .unwrap();
+    match packet::parse(&recv(&s).0) {
+        Ok(Packet::Data { block: 1, data }) => assert_eq!(data, cfg.as_bytes()),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
