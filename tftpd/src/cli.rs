@@ -15,7 +15,7 @@ use crate::slots::Caps;
 
 /// TFTP boot server: RFC 1350 with blksize, tsize, timeout and windowsize; tftp-hpa remap rules.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "tftpd", version, about)]
+#[command(name = "tftpd", version = opsflow_common::VERSION, about)]
 pub struct Cli {
     /// Directory served; nothing outside it is ever read or written (tftp-hpa: -s DIR).
     #[arg(short = 's', long, env = "TFTPD_ROOT")]
@@ -67,6 +67,11 @@ pub struct Cli {
     /// Serve Prometheus metrics on http://ADDR/metrics.
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
+    /// Pid file, locked for the daemon's life: a second instance on it is refused, naming the
+    /// first one's pid. Taken before any socket is bound [default:
+    /// /run/tftpd/tftpd[-LISTEN][-netnsINODE].pid, one per listen address and namespace].
+    #[arg(short = 'P', long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
     /// Check the settings and the remap file, print every problem, and exit.
     #[arg(long)]
     pub check: bool,
@@ -114,6 +119,20 @@ pub fn parse_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 impl Cli {
+    /// The pid file to take: the given one, or the default for these listen addresses.
+    pub fn pid_path(&self) -> PathBuf {
+        self.pid_file.clone().unwrap_or_else(|| {
+            let default: Vec<SocketAddr> = vec![SocketAddr::from(([0, 0, 0, 0], 69))];
+            let instance = if self.listen == default {
+                String::new()
+            } else {
+                let addrs: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
+                addrs.join("+")
+            };
+            opsflow_common::pidfile::default_path("tftpd", &instance)
+        })
+    }
+
     /// Loads the remap file, if one is given.
     pub fn load_remap(&self) -> anyhow::Result<Option<Remap>> {
         self.remap

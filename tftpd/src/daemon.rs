@@ -8,6 +8,9 @@ use anyhow::{bail, Context};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
+use opsflow_common::notify;
+use opsflow_common::pidfile::{PidFile, PidFileError};
+
 use crate::cli::Cli;
 use crate::metrics::Metrics;
 use crate::privs;
@@ -27,6 +30,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         bail!("{} problem(s) in the settings", problems.len());
     }
     let user = cli.user.as_deref().map(privs::lookup).transpose()?;
+    // one instance per pid file, decided before any socket is bound
+    let _pid_file = match PidFile::acquire(&cli.pid_path()) {
+        Ok(p) => Some(p),
+        // without --pid-file, a place we may not write (not root) is no reason to stop
+        Err(PidFileError::Io { path, source, .. })
+            if cli.pid_file.is_none() && source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            warn!(path = %path.display(), error = %source, "no pid file: running without the single-instance lock");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let metrics = Arc::new(Metrics::default());
     let server = Server::new(cli.config()?, metrics.clone())?;
     let mut listeners = Vec::new();
@@ -84,9 +99,21 @@ async fn serve(
         ));
     }
     let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let status = format!(
+        "serving {} on {}",
+        cli.root.display(),
+        cli.listen
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let reloader = server.clone();
+    let ready = status.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            notify::reloading();
             match cli.load_remap() {
                 Ok(r) => {
                     info!(
@@ -97,15 +124,18 @@ async fn serve(
                 }
                 Err(e) => warn!(error = %e, "SIGHUP: remap file has errors; keeping the old rules"),
             }
+            notify::ready(&ready);
         }
     });
-    let mut term = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {},
             _ = tokio::signal::ctrl_c() => {},
         }
+        notify::stopping();
     };
+    // the listening sockets are bound already: requests queue until the loop reads them
+    notify::ready(&status);
     server
         .run(listeners, shutdown, Duration::from_secs(5))
         .await

@@ -74,7 +74,12 @@ fn setup(tools: &[&str]) -> Option<Env> {
 impl Env {
     fn start(&mut self, extra: &[&str]) {
         let root = self.root.to_string_lossy().into_owned();
+        // a pid file in the lab, not under /run, unless the test names one
+        let pid_file = self.lab.path("tftpd.pid").to_string_lossy().into_owned();
         let mut args = vec!["--root", root.as_str(), "--listen", "0.0.0.0:69"];
+        if !extra.contains(&"--pid-file") {
+            args.extend(["--pid-file", pid_file.as_str()]);
+        }
         args.extend_from_slice(extra);
         let mut p = self.srv.spawn("tftpd", env!("CARGO_BIN_EXE_tftpd"), &args);
         assert!(
@@ -750,31 +755,176 @@ fn hostile_packets_are_counted_and_dropped() {
     assert!(env.server.as_mut().unwrap().is_running());
 }
 
-#[test]
-fn check_reports_remap_errors_with_position() {
-    let dir = std::env::temp_dir().join(format!("tftpd-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("bad.map"), "rg \\\\ /\nrx a b\n").unwrap();
+/// Runs the tftpd binary (outside any namespace) and returns (success, stdout + stderr).
+fn tftpd(args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tftpd"))
-        .args([
-            "--root",
-            &dir.to_string_lossy(),
-            "--remap",
-            &dir.join("bad.map").to_string_lossy(),
-            "--check",
-        ])
+        .args(args)
         .output()
         .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_reports_every_remap_error_in_line_order() {
+    let dir = std::env::temp_dir().join(format!("tftpd-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = dir.to_string_lossy().into_owned();
+    std::fs::write(
+        dir.join("bad.map"),
+        "rg \\\\ /\nrx a b\n# fine\nr ([a-z /x\nr ^ok ok\nr [z- y\n",
+    )
+    .unwrap();
+    let map = dir.join("bad.map").to_string_lossy().into_owned();
+    let (ok, text) = tftpd(&["--root", &root, "--remap", &map, "--check"]);
+    assert!(!ok);
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("bad.map:")).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].contains("bad.map:2:2: unknown remap flag 'x'"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("bad.map:4:3: bad regular expression"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("bad.map:6:3: bad regular expression"),
+        "{text}"
+    );
+    // tftp-hpa's spelling of the root, and a clean check
+    let (ok, text) = tftpd(&["-s", &root, "--check"]);
+    assert!(ok, "{text}");
+    let (_, help) = tftpd(&["--help"]);
+    for flag in [
+        "-s, --root",
+        "-c, --create",
+        "-u, --user",
+        "-a, --listen",
+        "-R, --port-range",
+        "-B, --max-blksize",
+        "-m, --remap",
+        "-P, --pid-file",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn version_names_the_commit() {
+    let Ok(head) = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+    else {
+        assert!(!opsflow_tests::in_ci(), "git is needed under CI");
+        return;
+    };
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let (ok, v) = tftpd(&["--version"]);
+    assert!(
+        ok && v.starts_with("tftpd ") && v.contains(&head),
+        "{v} (HEAD {head})"
+    );
+}
+
+#[test]
+fn a_second_instance_is_refused_naming_the_first() {
+    let Some(mut env) = setup(&[]) else { return };
+    let pf = env.out("tftpd.pid");
+    let pfs = pf.to_string_lossy().into_owned();
+    env.start(&["--pid-file", &pfs]);
+    let first = env.server.as_ref().unwrap().pid();
+    assert_eq!(std::fs::read_to_string(&pf).unwrap(), format!("{first}\n"));
+    // same pid file: refused before binding (the port is taken too, but the lock speaks first)
+    let root = env.root.to_string_lossy().into_owned();
+    let out = env.srv.output(
+        env!("CARGO_BIN_EXE_tftpd"),
+        &[
+            "--root",
+            &root,
+            "--listen",
+            "0.0.0.0:69",
+            "--pid-file",
+            &pfs,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains(&format!("held by pid {first}")), "{text}");
+    assert!(env.server.as_mut().unwrap().is_running());
+    assert_eq!(std::fs::read_to_string(&pf).unwrap(), format!("{first}\n"));
+    // without --pid-file the default is per listen address (and namespace): another address
+    // starts, the same one is refused
+    env.srv
+        .run("ip", &["addr", "add", "10.70.0.5/24", "dev", "eth0"]);
+    let args = ["--root", root.as_str(), "--listen", "10.70.0.5:69"];
+    let mut other = env.srv.spawn("other", env!("CARGO_BIN_EXE_tftpd"), &args);
+    assert!(
+        other.wait_for_output("tftpd ready", Duration::from_secs(10)),
+        "{}",
+        other.output()
+    );
+    let out = env.srv.output(env!("CARGO_BIN_EXE_tftpd"), &args);
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        text.contains("bad.map:2:2: unknown remap flag 'x'"),
+        text.contains(&format!("held by pid {}", other.pid())),
         "{text}"
     );
-    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_tftpd"))
-        .args(["--root", &dir.to_string_lossy(), "--check"])
-        .output()
+    // a clean stop removes the pid file
+    assert!(other
+        .stop(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    env.server.as_mut().unwrap().stop(Duration::from_secs(10));
+    assert!(!pf.exists());
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    let Some(env) = setup(&[]) else { return };
+    let sock_path = env.out("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    assert!(ok.status.success());
-    std::fs::remove_dir_all(dir).unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("no notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let root = env.root.to_string_lossy().into_owned();
+    let mut cmd = env.srv.command(env!("CARGO_BIN_EXE_tftpd"));
+    cmd.args(["--root", &root, "--listen", "10.70.0.1:69"])
+        .env("NOTIFY_SOCKET", &sock_path);
+    let mut p = env.srv.spawn_command("tftpd", cmd);
+    let ready = next();
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    assert!(ready.contains("10.70.0.1:69"), "{ready}");
+    // READY means bound: a request sent right now is answered
+    let s = env.raw();
+    s.send_to(
+        &packet::request(false, "pxelinux.0", "octet", &[]),
+        (SRV, 69),
+    )
+    .unwrap();
+    let (pkt, tid) = recv(&s);
+    assert!(matches!(
+        packet::parse(&pkt),
+        Ok(Packet::Data { block: 1, .. })
+    ));
+    s.send_to(&packet::error(packet::ErrorCode::NotDefined, "done"), tid)
+        .unwrap();
+    p.signal(libc::SIGHUP);
+    assert!(next().starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert!(next().starts_with("READY=1\n"));
+    p.signal(libc::SIGTERM);
+    assert_eq!(next(), "STOPPING=1\n");
+    assert!(
+        p.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        p.output()
+    );
 }
