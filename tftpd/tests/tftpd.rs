@@ -515,51 +515,102 @@ fn netascii_and_remap_rules() {
     }
 }
 
+/// A value from the server's metrics endpoint (inside the server's namespace): the number
+/// on the line that starts with `series` (e.g. `tftpd_retransmits_total `).
+fn metric(env: &Env, port: u16, series: &str) -> u64 {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = env.srv.run("curl", &["-s", &url]);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series}in\n{text}"))
+}
+
+const FAILED_READS: &str = "tftpd_transfers_failed_total{direction=\"read\"} ";
+
+// Issue 16: this test once watched a 15 ms window against a 20 ms minimum RTO and failed on
+// a busy machine. It now checks an identity that holds at any speed: every DATA packet the
+// client receives is a first send or a retransmission the server counted. A duplicate ACK that
+// caused a send (Sorcerer's Apprentice) would show up as DATA nobody accounts for.
 #[test]
-fn duplicate_acks_never_double_the_traffic_and_a_dead_client_slows_no_one() {
+fn duplicate_acks_never_cause_a_send_and_a_dead_client_slows_no_one() {
     let Some(mut env) = setup(&["curl"]) else {
         return;
     };
-    env.start(&[]);
+    // --timeout 10: a silent client is given up on after 30 s (--give-up), long after the
+    // download below has finished, however loaded the machine is
+    env.start(&["--metrics", "127.0.0.1:9171", "--timeout", "10"]);
     let s = env.raw();
     s.send_to(
-        &packet::request(false, "images/vmlinuz", "octet", &[]),
+        &packet::request(false, "pxelinux.0", "octet", &[]),
         (SRV, 69),
     )
     .unwrap();
-    let (pkt, tid) = recv(&s);
-    assert!(matches!(
-        packet::parse(&pkt),
-        Ok(Packet::Data { block: 1, .. })
-    ));
-    // ACK 1 three times: exactly one DATA 2 may come back
+    let data = std::cell::Cell::new(0u64);
+    let next_data = |s: &UdpSocket| -> Option<(u16, std::net::SocketAddr)> {
+        let mut buf = vec![0u8; 2048];
+        let (n, from) = s.recv_from(&mut buf).ok()?;
+        match packet::parse(&buf[..n]) {
+            Ok(Packet::Data { block, .. }) => {
+                data.set(data.get() + 1);
+                Some((block, from))
+            }
+            other => panic!("want DATA, got {other:?}"),
+        }
+    };
+    let (block, tid) = next_data(&s).expect("no DATA 1");
+    assert_eq!(block, 1);
     for _ in 0..3 {
         s.send_to(&packet::ack(1), tid).unwrap();
     }
-    s.set_read_timeout(Some(Duration::from_millis(15))).unwrap();
-    let mut data2 = 0;
-    let mut buf = [0u8; 600];
-    let end = Instant::now() + Duration::from_millis(15);
-    while Instant::now() < end {
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            if matches!(packet::parse(&buf[..n]), Ok(Packet::Data { block: 2, .. })) {
-                data2 += 1;
-            }
-        }
-    }
+    // DATA 2 comes (after any retransmitted DATA 1); then the client ends the transfer
+    while next_data(&s).expect("no DATA 2").0 != 2 {}
+    s.send_to(&packet::error(packet::ErrorCode::NotDefined, "done"), tid)
+        .unwrap();
+    // once the server has counted the transfer as ended, it sends nothing more for it
+    assert!(wait_until(Duration::from_secs(10), || metric(
+        &env,
+        9171,
+        FAILED_READS
+    ) == 1));
+    let retransmits = metric(&env, 9171, "tftpd_retransmits_total ");
+    // collect what is still on the way, then make sure nothing beyond it comes
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while data.get() < 2 + retransmits && next_data(&s).is_some() {}
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while next_data(&s).is_some() {}
     assert_eq!(
-        data2, 1,
-        "duplicate ACKs caused duplicate DATA (Sorcerer's Apprentice)"
+        data.get(),
+        2 + retransmits,
+        "DATA packets beyond blocks 1 and 2 and the {retransmits} counted retransmissions: \
+         duplicate ACKs caused sends (Sorcerer's Apprentice)"
     );
-    // this client now goes silent; another client still downloads at full speed
-    let t = Instant::now();
+
+    // a client that goes silent after DATA 1 holds only its own transfer: another client's
+    // download completes while the silent one is still being retransmitted to
+    let silent = env.raw();
+    silent
+        .send_to(
+            &packet::request(false, "pxelinux.0", "octet", &[]),
+            (SRV, 69),
+        )
+        .unwrap();
+    assert!(matches!(
+        packet::parse(&recv(&silent).0),
+        Ok(Packet::Data { block: 1, .. })
+    ));
     let o = env.out("k");
     assert!(env.curl("images/vmlinuz", &["--tftp-blksize", "1468"], &o));
     assert_eq!(sha(&o), sha(&env.root.join("images/vmlinuz")));
-    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    // the silent client's transfer is retransmitted, then abandoned, without a crash
-    let log = env.server_log();
-    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(
+        metric(&env, 9171, FAILED_READS),
+        1,
+        "the silent transfer ended before the other download finished:\n{}",
+        env.server_log()
+    );
+    assert!(metric(&env, 9171, "tftpd_active_sessions ") >= 1);
+    assert!(!env.server_log().contains("panicked"));
 }
 
 /// Sends `n` RRQs (option timeout 255, never ACKed) from `n` sockets on `from`; returns the
@@ -601,9 +652,8 @@ fn transfers_are_capped_and_refused_clients_hear_it_at_once() {
         .run("ip", &["addr", "add", "10.70.0.3/24", "dev", "eth0"]);
     env.start(&["--max-transfers", "6", "--max-transfers-per-client", "4"]);
     // 40 requests from one address that never ACK: 4 are served, every other one gets an
-    // ERROR saying why, within 2 s of asking
-    let started = Instant::now();
-    let (_held, first) = hostile_rrqs(&env, "10.70.0.2", 40, Duration::from_secs(2));
+    // ERROR saying why (at once: M-security.sh measures the 2 s; here the deadline allows load)
+    let (_held, first) = hostile_rrqs(&env, "10.70.0.2", 40, Duration::from_secs(10));
     let accepted = first
         .iter()
         .filter(|p| matches!(p.as_deref().map(packet::parse), Some(Ok(Packet::Oack(_)))))
@@ -621,7 +671,6 @@ fn transfers_are_capped_and_refused_clients_hear_it_at_once() {
         refused[0].contains("too many transfers from your address (limit 4)"),
         "{refused:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
     // another address still downloads, byte-identical
     let o = env.out("legit");
     let url = format!("tftp://{SRV}/images/vmlinuz");
@@ -659,7 +708,7 @@ fn transfers_are_capped_and_refused_clients_hear_it_at_once() {
 #[test]
 fn a_client_asking_timeout_255_is_given_up_on_the_servers_clock() {
     let Some(mut env) = setup(&[]) else { return };
-    env.start(&["--give-up", "3", "--max-transfers", "1"]);
+    env.start(&["--give-up", "5", "--max-transfers", "1"]);
     let (held, first) = hostile_rrqs(&env, "10.70.0.2", 1, Duration::from_secs(3));
     assert!(matches!(
         packet::parse(first[0].as_deref().unwrap()),
