@@ -746,6 +746,51 @@ fn a_client_asking_timeout_255_is_given_up_on_the_servers_clock() {
 }
 
 #[test]
+fn transfers_use_ports_from_the_range_as_tftp_hpa_dash_r() {
+    let Some(mut env) = setup(&["curl"]) else {
+        return;
+    };
+    env.start(&["-R", "50100:50103"]);
+    // four transfers held open at once take four distinct ports of the range
+    let socks: Vec<UdpSocket> = (0..4).map(|_| env.raw()).collect();
+    let tids: Vec<u16> = socks
+        .iter()
+        .map(|s| {
+            s.send_to(
+                &packet::request(false, "pxelinux.0", "octet", &[]),
+                (SRV, 69),
+            )
+            .unwrap();
+            recv(s).1.port()
+        })
+        .collect();
+    let mut ports = tids.clone();
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), 4, "{tids:?}");
+    assert!(
+        ports.iter().all(|p| (50100..=50103).contains(p)),
+        "{tids:?}"
+    );
+    for (s, tid) in socks.iter().zip(&tids) {
+        s.send_to(
+            &packet::error(packet::ErrorCode::NotDefined, "done"),
+            (SRV, *tid),
+        )
+        .unwrap();
+    }
+    // once the four have ended, a real client gets a port of the range
+    assert!(wait_until(Duration::from_secs(10), || env
+        .server_log()
+        .matches("client ended the transfer")
+        .count()
+        == 4));
+    let o = env.out("r");
+    assert!(env.curl("pxelinux.0", &[], &o), "{}", env.server_log());
+    assert_eq!(sha(&o), sha(&env.root.join("pxelinux.0")));
+}
+
+#[test]
 fn replies_come_from_the_address_the_request_was_sent_to() {
     let Some(mut env) = setup(&[]) else { return };
     env.srv
