@@ -233,7 +233,7 @@ async fn run(
                     _ = stop.changed() => break,
                 };
                 match got {
-                    Ok((n, peer, local)) => on_request(&shared, &buf[..n], peer, local),
+                    Ok((n, peer, local)) => on_request(&shared, &sock, &buf[..n], peer, local),
                     Err(e) => warn!(error = %e, "receive failed on the listening socket"),
                 }
             }
@@ -252,7 +252,13 @@ async fn run(
     Ok(())
 }
 
-fn on_request(shared: &Arc<Shared>, buf: &[u8], peer: SocketAddr, local: Option<IpAddr>) {
+fn on_request(
+    shared: &Arc<Shared>,
+    listener: &UdpSocket,
+    buf: &[u8],
+    peer: SocketAddr,
+    local: Option<IpAddr>,
+) {
     let req = match packet::parse(buf) {
         Ok(Packet::Request(r)) => r,
         Ok(_) => {
@@ -270,6 +276,10 @@ fn on_request(shared: &Arc<Shared>, buf: &[u8], peer: SocketAddr, local: Option<
         Ok(slot) => slot,
         Err(refusal) => return refuse_busy(shared, peer, local, refusal),
     };
+    let sock = match bound_socket(&shared.cfg, peer, local) {
+        Ok(sock) => sock,
+        Err(e) => return refuse_no_socket(shared, listener, peer, e),
+    };
     let shared = shared.clone();
     tokio::spawn(async move {
         let _slot = slot;
@@ -277,7 +287,11 @@ fn on_request(shared: &Arc<Shared>, buf: &[u8], peer: SocketAddr, local: Option<
         let _guard = shared.metrics.active_guard();
         let started = Instant::now();
         let file = req.filename.clone();
-        match transfer(&shared, req.clone(), peer, local).await {
+        let result = match UdpSocket::from_std(sock.into()) {
+            Ok(sock) => transfer(&shared, req.clone(), peer, sock).await,
+            Err(e) => Err(Fail::from(e)),
+        };
+        match result {
             Ok(Done { bytes, retransmits }) => {
                 shared.metrics.complete(req.write);
                 let secs = started.elapsed().as_secs_f64();
@@ -319,6 +333,22 @@ fn refuse_busy(shared: &Shared, peer: SocketAddr, local: Option<IpAddr>, refusal
                 warn!(%peer, suppressed, error = %e, "request refused ({refusal}); the ERROR could not be sent")
             }
         }
+    }
+}
+
+/// No socket for the transfer (every port of `--port-range` in use, or no descriptors
+/// left): the ERROR goes out from the listening socket, the only one there is.
+fn refuse_no_socket(shared: &Shared, listener: &UdpSocket, peer: SocketAddr, e: io::Error) {
+    shared.metrics.dropped("no_socket");
+    let text = if e.kind() == io::ErrorKind::AddrInUse {
+        "server busy: no free port for the transfer; try again later"
+    } else {
+        "server busy: cannot open a socket for the transfer; try again later"
+    };
+    let _ = socket2::SockRef::from(listener)
+        .send_to(&packet::error(ErrorCode::NotDefined, text), &peer.into());
+    if let Some(suppressed) = BUSY_LOG.check() {
+        warn!(%peer, suppressed, error = %e, "request refused: no socket for the transfer");
     }
 }
 
@@ -365,12 +395,7 @@ async fn refuse(sock: &UdpSocket, code: ErrorCode, msg: &str) {
 }
 
 /// A socket for one transfer: bound to the address the request came in on (a port from
-/// `--port-range` or any), connected to the client.
-fn transfer_socket(cfg: &Config, peer: SocketAddr, local: Option<IpAddr>) -> io::Result<UdpSocket> {
-    UdpSocket::from_std(bound_socket(cfg, peer, local)?.into())
-}
-
-/// The socket of [`transfer_socket`], before tokio takes it (non-blocking).
+/// `--port-range` or any), connected to the client, non-blocking.
 fn bound_socket(cfg: &Config, peer: SocketAddr, local: Option<IpAddr>) -> io::Result<Socket> {
     let ip = local.unwrap_or(match peer {
         SocketAddr::V4(_) => IpAddr::from([0, 0, 0, 0]),
@@ -437,10 +462,9 @@ async fn transfer(
     shared: &Shared,
     req: Request,
     peer: SocketAddr,
-    local: Option<IpAddr>,
+    sock: UdpSocket,
 ) -> Result<Done, Fail> {
     let cfg = &shared.cfg;
-    let sock = transfer_socket(cfg, peer, local)?;
     if req.write && !cfg.allow_write {
         refuse(
             &sock,

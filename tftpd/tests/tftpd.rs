@@ -772,6 +772,18 @@ fn transfers_use_ports_from_the_range_as_tftp_hpa_dash_r() {
         ports.iter().all(|p| (50100..=50103).contains(p)),
         "{tids:?}"
     );
+    // a fifth finds the range used up and is told so at once
+    let fifth = env.raw();
+    fifth
+        .send_to(
+            &packet::request(false, "pxelinux.0", "octet", &[]),
+            (SRV, 69),
+        )
+        .unwrap();
+    match packet::parse(&recv(&fifth).0) {
+        Ok(Packet::Error { message, .. }) => assert!(message.contains("no free port"), "{message}"),
+        other => panic!("want an ERROR, got {other:?}"),
+    }
     for (s, tid) in socks.iter().zip(&tids) {
         s.send_to(
             &packet::error(packet::ErrorCode::NotDefined, "done"),
