@@ -208,6 +208,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Serve { listen, root } => {
             let addr = listen.unwrap_or(site.inv.server.listen);
+            if site.callback.path().is_none() {
+                anyhow::bail!(
+                    "cannot keep the callback secret in {}: serve needs a state directory it can write",
+                    site.inv.server.state_dir.display()
+                );
+            }
             let inventory = cli.inventory.clone();
             let state_dir = cli.state_dir.clone();
             let rt = tokio::runtime::Builder::new_multi_thread()

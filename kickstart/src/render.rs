@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::inventory::{Cluster, Inventory, System};
 use crate::state::State;
+use crate::token::CallbackKey;
 
 /// The built-in templates: (name, source).
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -183,6 +184,8 @@ pub struct Site {
     pub inv: Inventory,
     pub state: State,
     pub renderer: Renderer,
+    /// Signs each system's installed-callback token.
+    pub callback: CallbackKey,
 }
 
 /// One generated file.
@@ -282,12 +285,17 @@ fn join_args(parts: &[&str]) -> String {
 }
 
 impl Site {
-    pub fn new(inv: Inventory, state: State) -> Result<Site, Vec<RenderError>> {
+    pub fn new(
+        inv: Inventory,
+        state: State,
+        callback: CallbackKey,
+    ) -> Result<Site, Vec<RenderError>> {
         let renderer = Renderer::new(inv.server.templates.as_deref())?;
         Ok(Site {
             inv,
             state,
             renderer,
+            callback,
         })
     }
 
@@ -408,7 +416,11 @@ impl Site {
             "urls": {
                 "ks": ks,
                 "ipxe": format!("{base}/ipxe/{}", s.mac),
-                "callback": format!("{base}/callback/{}/installed", s.name),
+                "callback": format!(
+                    "{base}/callback/{}/installed?token={}",
+                    s.name,
+                    self.callback.token(&s.name)
+                ),
                 "keepalived": format!("{base}/ha/{}/keepalived.conf", s.name),
                 "notify": format!("{base}/ha/{}/notify.sh", s.name),
                 "ha_service": format!("{base}/ha/{}/ha.service", s.name),

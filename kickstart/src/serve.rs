@@ -168,7 +168,7 @@ async fn route(served: &Served, peer: SocketAddr, req: &Request<Incoming>) -> Re
             };
             system_file(served, name, what)
         }
-        (["callback", name, "installed"], _, true) => installed(served, peer, name),
+        (["callback", name, "installed"], _, true) => installed(served, peer, name, req),
         (["callback", _, "installed"], true, _) => {
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -317,7 +317,23 @@ fn ipxe(served: &Served, mac: &str) -> Response<Body> {
     }
 }
 
-fn installed(served: &Served, peer: SocketAddr, name: &str) -> Response<Body> {
+/// The credential a callback carries: `?token=` on the URL or `Authorization: Bearer`.
+fn callback_token<B>(req: &Request<B>) -> Option<String> {
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_string)
+    });
+    from_query.or_else(|| {
+        let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = h.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string())
+    })
+}
+
+fn installed<B>(served: &Served, peer: SocketAddr, name: &str, req: &Request<B>) -> Response<Body> {
     let Ok(mut site) = served.site.write() else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned\n");
     };
@@ -327,6 +343,22 @@ fn installed(served: &Served, peer: SocketAddr, name: &str) -> Response<Body> {
             format!("no system {name:?} in {}\n", site.inv.path.display()),
         );
     };
+    let token = callback_token(req);
+    if !token
+        .as_deref()
+        .is_some_and(|t| site.callback.verify(name, t))
+    {
+        let why = if token.is_some() {
+            "a wrong token"
+        } else {
+            "no token"
+        };
+        warn!(system = name, %peer, "installed callback refused: {why}");
+        return text(
+            StatusCode::FORBIDDEN,
+            format!("{name}: the installed callback needs the token from this system's kickstart (the callback URL's ?token=)\n"),
+        );
+    }
     if let Err(e) = site.state.set(
         name,
         false,

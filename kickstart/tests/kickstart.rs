@@ -492,7 +492,52 @@ fn serve_answers_curl_with_ranges_errors_and_the_installed_callback() {
         .unwrap()
         .contains("LABEL install"));
     assert_eq!(curl(&[&format!("{url}/callback/web2/installed")]).0, "405");
+    // without the token from web2's kickstart, or with another system's: 403, logged, no change
+    let cb = |ks: &str| -> String {
+        let from = ks.find("/callback/").unwrap();
+        let end = ks[from..].find('\'').unwrap();
+        format!("{url}{}", &ks[from..from + end])
+    };
+    let (_, body) = curl(&[&format!("{url}/ks/web2")]);
+    let web2_cb = cb(&s(&body));
+    assert!(
+        web2_cb.contains("/callback/web2/installed?token="),
+        "{web2_cb}"
+    );
     let (code, body) = curl(&["-X", "POST", &format!("{url}/callback/web2/installed")]);
+    assert_eq!(code, "403", "{}", s(&body));
+    let lb1_cb = cb(&ks_text);
+    let stolen = lb1_cb.replace("/lb1/", "/web2/");
+    assert_eq!(curl(&["-X", "POST", &stolen]).0, "403");
+    let token = web2_cb.split("token=").nth(1).unwrap();
+    let (code, _) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer 00",
+        &format!("{url}/callback/web2/installed"),
+    ]);
+    assert_eq!(code, "403");
+    assert!(wait_until(Duration::from_secs(5), || srv
+        .output()
+        .contains("installed callback refused")));
+    assert!(std::fs::read_to_string(&pxe)
+        .unwrap()
+        .contains("LABEL install"));
+    // the bearer form is accepted as well as the query string: check it on lb1, then web2
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!(
+            "Authorization: Bearer {}",
+            lb1_cb.split("token=").nth(1).unwrap()
+        ),
+        &format!("{url}/callback/lb1/installed"),
+    ]);
+    assert_eq!(code, "200", "{}", s(&body));
+    assert!(token.len() == 64);
+    let (code, body) = curl(&["-X", "POST", &web2_cb]);
     assert_eq!(code, "200", "{}", s(&body));
     let (_, body) = curl(&[&format!("{url}/ipxe/52:54:00:99:00:22")]);
     assert!(s(&body).contains("sanboot"), "{}", s(&body));
