@@ -5,8 +5,10 @@
 //! - [`render`]: the minijinja templates and their contexts;
 //! - [`sync`]: the TFTP tree and dhcpd.conf, atomic and idempotent;
 //! - [`serve`]: the HTTP server;
+//! - [`confine`]: files below a tree, never outside it;
 //! - [`token`]: the installed callback's per-system tokens.
 
+pub mod confine;
 pub mod inventory;
 pub mod render;
 pub mod serve;

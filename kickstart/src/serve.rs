@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
+use crate::confine::{self, OpenError};
 use crate::inventory::normalize_mac;
 use crate::render::{Global, Site, What};
 use crate::sync;
@@ -215,7 +216,7 @@ async fn route(served: &Served, peer: SocketAddr, req: &Request<Incoming>) -> Re
                 .ok()
                 .and_then(|s| s.inv.server.files.clone());
             match dir {
-                Some(d) => tree_file(req, &d, rest, path).await,
+                Some(d) => tree_file(req, peer, &d, rest, path).await,
                 None => text(
                     StatusCode::NOT_FOUND,
                     "no files directory: set server.files in the inventory\n",
@@ -229,7 +230,7 @@ async fn route(served: &Served, peer: SocketAddr, req: &Request<Incoming>) -> Re
                 .ok()
                 .and_then(|s| s.inv.distros.get(*distro).and_then(|d| d.repo_dir.clone()));
             match dir {
-                Some(d) => tree_file(req, &d, rest, path).await,
+                Some(d) => tree_file(req, peer, &d, rest, path).await,
                 None => text(
                     StatusCode::NOT_FOUND,
                     format!("no local repository for distro {distro:?} (its repo is not a directory)\n"),
@@ -391,14 +392,16 @@ fn installed<B>(served: &Served, peer: SocketAddr, name: &str, req: &Request<B>)
     }
 }
 
-/// A file below `dir` named by URL path segments; no `..`, no hidden files.
+/// A file below `dir` named by URL path segments; no `..`, no hidden files, and nothing
+/// outside `dir` even through a symlink ([`confine::open_beneath`]).
 async fn tree_file(
     req: &Request<Incoming>,
+    peer: SocketAddr,
     dir: &Path,
     rest: &[&str],
     url_path: &str,
 ) -> Response<Body> {
-    let mut p = dir.to_path_buf();
+    let mut rel = PathBuf::new();
     for seg in rest.iter().filter(|s| !s.is_empty()) {
         let seg = percent_decode(seg);
         let Some(seg) = seg else {
@@ -408,12 +411,33 @@ async fn tree_file(
         if seg.starts_with('.') || c.len() != 1 || !matches!(c[0], Component::Normal(_)) {
             return text(StatusCode::NOT_FOUND, format!("nothing at {url_path}\n"));
         }
-        p.push(seg);
+        rel.push(seg);
     }
-    if p.is_dir() {
-        return listing(&p, url_path);
+    let file = match confine::open_beneath(dir, &rel) {
+        Ok(f) => f,
+        Err(OpenError::NotFound) => {
+            return text(StatusCode::NOT_FOUND, format!("nothing at {url_path}\n"))
+        }
+        Err(OpenError::Denied(why)) => {
+            warn!(%peer, path = url_path, "refused: {why}");
+            return text(StatusCode::FORBIDDEN, format!("{url_path}: {why}\n"));
+        }
+        Err(OpenError::Io(e)) => {
+            error!(%peer, path = url_path, error = %e, "cannot open");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot open {url_path}: {e}\n"),
+            );
+        }
+    };
+    match file.metadata() {
+        Ok(m) if m.is_dir() => listing(&file, url_path),
+        Ok(_) => open_file(req, file, &rel).await,
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot stat {url_path}: {e}\n"),
+        ),
     }
-    static_file(req, &p).await
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -433,22 +457,10 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn listing(dir: &Path, url_path: &str) -> Response<Body> {
-    let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with('.') {
-                    return None;
-                }
-                Some(if e.path().is_dir() {
-                    format!("{n}/")
-                } else {
-                    n
-                })
-            })
-            .collect(),
+/// An HTML listing of a directory opened below a tree; names escaped.
+fn listing(dir: &std::fs::File, url_path: &str) -> Response<Body> {
+    let names = match confine::list(dir) {
+        Ok(n) => n,
         Err(e) => {
             return text(
                 StatusCode::NOT_FOUND,
@@ -456,11 +468,16 @@ fn listing(dir: &Path, url_path: &str) -> Response<Body> {
             )
         }
     };
-    names.sort();
     let base = url_path.trim_end_matches('/');
-    let mut html = format!("<html><body><h1>{base}/</h1><ul>\n");
-    for n in names {
-        html.push_str(&format!("<li><a href=\"{base}/{n}\">{n}</a></li>\n"));
+    let base_html = confine::html_escape(base);
+    let mut html = format!("<html><body><h1>{base_html}/</h1><ul>\n");
+    for (n, is_dir) in names {
+        let slash = if is_dir { "/" } else { "" };
+        html.push_str(&format!(
+            "<li><a href=\"{base_html}/{}{slash}\">{}{slash}</a></li>\n",
+            confine::html_escape(&confine::percent_encode(&n)),
+            confine::html_escape(&n)
+        ));
     }
     html.push_str("</ul></body></html>\n");
     let mut r = text(StatusCode::OK, html);
@@ -514,9 +531,20 @@ pub fn parse_range(h: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok((start, end.min(len - 1))))
 }
 
-/// A file with `Range`, `ETag`/`If-None-Match` and streaming.
+/// A file named in the inventory (the ha binary, a distro's kernel and initrd).
 async fn static_file(req: &Request<Incoming>, p: &Path) -> Response<Body> {
-    let meta = match tokio::fs::metadata(p).await {
+    match std::fs::File::open(p) {
+        Ok(f) => open_file(req, f, p).await,
+        Err(_) => text(
+            StatusCode::NOT_FOUND,
+            format!("no file {}\n", req.uri().path()),
+        ),
+    }
+}
+
+/// An open file with `Range`, `ETag`/`If-None-Match` and streaming; `p` names its type.
+async fn open_file(req: &Request<Incoming>, file: std::fs::File, p: &Path) -> Response<Body> {
+    let meta = match file.metadata() {
         Ok(m) if m.is_file() => m,
         _ => {
             return text(
@@ -565,15 +593,7 @@ async fn static_file(req: &Request<Incoming>, p: &Path) -> Response<Body> {
         }
     };
     let count = if len == 0 { 0 } else { end - start + 1 };
-    let mut file = match tokio::fs::File::open(p).await {
-        Ok(f) => f,
-        Err(e) => {
-            return text(
-                StatusCode::FORBIDDEN,
-                format!("cannot open {}: {e}\n", req.uri().path()),
-            )
-        }
-    };
+    let mut file = tokio::fs::File::from_std(file);
     if start > 0 {
         if let Err(e) = file.seek(SeekFrom::Start(start)).await {
             return text(StatusCode::INTERNAL_SERVER_ERROR, format!("seek: {e}\n"));

@@ -339,6 +339,11 @@ fn serve_answers_curl_with_ranges_errors_and_the_installed_callback() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::write(d.path("files/images/big.img"), &big).unwrap();
+    // links out of the tree, and a name that is HTML
+    std::os::unix::fs::symlink("/etc/passwd", d.path("files/passwd")).unwrap();
+    std::os::unix::fs::symlink("/etc", d.path("files/etc")).unwrap();
+    std::os::unix::fs::symlink("../inventory.toml", d.path("files/inv")).unwrap();
+    std::fs::write(d.path("files/images/<b>&\"x'.txt"), "x").unwrap();
     std::fs::create_dir_all(d.path("tpl")).unwrap();
     std::fs::write(
         d.path("tpl/broken.ks"),
@@ -485,6 +490,26 @@ fn serve_answers_curl_with_ranges_errors_and_the_installed_callback() {
     let (code, body) = curl(&[&format!("{url}/files/images/")]);
     assert_eq!(code, "200");
     assert!(s(&body).contains("big.img"));
+    assert!(
+        s(&body).contains("%3Cb%3E%26%22x%27.txt\">&lt;b&gt;&amp;&quot;x&#39;.txt</a>")
+            && !s(&body).contains("<b>"),
+        "{}",
+        s(&body)
+    );
+    // symlinks out of the tree: refused, never the content
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    for p in ["passwd", "etc/passwd", "inv"] {
+        let (code, body) = curl(&[&format!("{url}/files/{p}")]);
+        assert!(code == "403" || code == "404", "/files/{p}: {code}");
+        assert!(
+            !s(&body).contains(passwd.lines().next().unwrap()) && !s(&body).contains("[server]"),
+            "/files/{p} leaked: {}",
+            s(&body)
+        );
+    }
+    assert!(wait_until(Duration::from_secs(5), || srv
+        .output()
+        .contains("leads out of the tree")));
 
     // the installed callback: netboot off, persisted, boot configs rewritten
     let pxe = root.join("srv/tftp/pxelinux.cfg/01-52-54-00-99-00-22");
