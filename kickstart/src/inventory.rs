@@ -15,6 +15,8 @@ use opsflow_common::diag::{self, Diag, Pos};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::kinds;
+
 type S<T> = Spanned<T>;
 
 // ---------------------------------------------------------------------------------------------
@@ -106,16 +108,16 @@ fn default_lease() -> u32 {
 #[serde(deny_unknown_fields)]
 struct RawHa {
     #[serde(default)]
-    notify_email: Vec<String>,
-    notify_email_from: Option<String>,
-    smtp_server: Option<String>,
+    notify_email: Vec<S<String>>,
+    notify_email_from: Option<S<String>>,
+    smtp_server: Option<S<String>>,
     mcast_group: Option<S<String>>,
     /// Where notify.sh is installed on the nodes.
-    notify_script: Option<String>,
+    notify_script: Option<S<String>>,
     /// Where the ha binary is installed on the nodes.
-    binary_path: Option<String>,
+    binary_path: Option<S<String>>,
     /// ha's control API on the nodes: a unix socket path or HOST:PORT.
-    control: Option<String>,
+    control: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -124,8 +126,7 @@ struct RawDistro {
     kernel: S<String>,
     initrd: S<String>,
     repo: Option<S<String>>,
-    #[serde(default)]
-    kernel_args: String,
+    kernel_args: Option<S<String>>,
     #[serde(default = "default_arch")]
     arch: String,
 }
@@ -140,10 +141,9 @@ struct RawProfile {
     distro: S<String>,
     #[serde(default = "default_ks")]
     kickstart: S<String>,
+    kernel_args: Option<S<String>>,
     #[serde(default)]
-    kernel_args: String,
-    #[serde(default)]
-    vars: toml::Table,
+    vars: Vars,
 }
 
 fn default_ks() -> S<String> {
@@ -159,21 +159,23 @@ struct RawSystem {
     profile: S<String>,
     #[serde(default = "yes")]
     netboot: bool,
-    hostname: Option<String>,
-    #[serde(default = "default_iface")]
-    interface: String,
+    hostname: Option<S<String>>,
+    interface: Option<S<String>>,
+    kernel_args: Option<S<String>>,
     #[serde(default)]
-    kernel_args: String,
-    #[serde(default)]
-    vars: toml::Table,
+    vars: Vars,
 }
 
 fn yes() -> bool {
     true
 }
+
 fn default_iface() -> String {
     "eth0".into()
 }
+
+/// Template variables (`[profiles.X.vars]`, a system's `vars`), each with its position.
+type Vars = BTreeMap<String, S<toml::Value>>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -537,11 +539,10 @@ impl Lines {
     }
 }
 
-fn to_json(t: toml::Table) -> serde_json::Map<String, serde_json::Value> {
-    match serde_json::to_value(t) {
-        Ok(serde_json::Value::Object(m)) => m,
-        _ => serde_json::Map::new(),
-    }
+fn to_json(vars: Vars) -> serde_json::Map<String, serde_json::Value> {
+    vars.into_iter()
+        .filter_map(|(k, v)| Some((k, serde_json::to_value(v.into_inner()).ok()?)))
+        .collect()
 }
 
 fn parse_cidr(s: &str) -> Option<(Ipv4Addr, Option<u8>)> {
@@ -578,6 +579,19 @@ fn valid_name(s: &str) -> bool {
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && !s.starts_with('-')
+}
+
+/// ha's control address on the nodes: a unix socket path, or HOST:PORT.
+fn control_address(s: &str) -> Result<(), String> {
+    if s.starts_with('/') {
+        return kinds::path(s);
+    }
+    match split_host_port(s) {
+        Some((h, Some(_))) if kinds::host(h).is_ok() => Ok(()),
+        _ => Err(format!(
+            "{s:?} is neither an absolute socket path nor HOST:PORT"
+        )),
+    }
 }
 
 fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
@@ -679,6 +693,45 @@ impl Builder {
             self.dir.join(p)
         }
     }
+    /// `s` checked as a value of its kind ([`kinds`]); an error names `what` and the position.
+    fn kind(&mut self, s: S<String>, what: &str, check: kinds::Check) -> String {
+        if let Err(e) = check(s.get_ref()) {
+            self.err(self.lines.at(&s), format!("{what}: {e}"));
+        }
+        s.into_inner()
+    }
+
+    /// An optional value of its kind, or `default`.
+    fn kind_or(
+        &mut self,
+        s: Option<S<String>>,
+        what: &str,
+        check: kinds::Check,
+        default: &str,
+    ) -> String {
+        s.map_or_else(|| default.to_string(), |s| self.kind(s, what, check))
+    }
+
+    /// Template variables: the well-known ones by kind, every string on one line.
+    fn vars(&mut self, vars: &Vars, owner: &str) {
+        fn strings<'a>(v: &'a toml::Value, out: &mut Vec<&'a str>) {
+            match v {
+                toml::Value::String(s) => out.push(s),
+                toml::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+                toml::Value::Table(t) => t.values().for_each(|x| strings(x, out)),
+                _ => {}
+            }
+        }
+        for (name, v) in vars {
+            let check = kinds::of_var(name).unwrap_or(kinds::line);
+            let mut all = Vec::new();
+            strings(v.get_ref(), &mut all);
+            if let Some(e) = all.into_iter().find_map(|s| check(s).err()) {
+                self.err(self.lines.at(v), format!("{owner}: vars.{name}: {e}"));
+            }
+        }
+    }
+
     fn ip(&mut self, s: &S<String>, what: &str) -> Option<Ipv4Addr> {
         match s.get_ref().parse() {
             Ok(a) => Some(a),
@@ -732,13 +785,8 @@ impl Builder {
         let listen = listen?;
         let base_url = match r.base_url {
             Some(u) => {
-                if !is_url(u.get_ref()) {
-                    self.err(
-                        self.lines.at(&u),
-                        "server.base_url must start with http:// or https://",
-                    );
-                }
-                u.into_inner().trim_end_matches('/').to_string()
+                let u = self.kind(u, "server.base_url", kinds::url);
+                u.trim_end_matches('/').to_string()
             }
             None => format!("http://{listen}"),
         };
@@ -849,18 +897,36 @@ impl Builder {
             }
             Some(a)
         });
+        let control = self.kind_or(r.control, "ha.control", control_address, "/run/ha/ha.sock");
         Ha {
-            notify_email_from: r
-                .notify_email_from
-                .unwrap_or_else(|| "keepalived@localhost".into()),
-            notify_email: r.notify_email,
-            smtp_server: r.smtp_server,
+            notify_email_from: self.kind_or(
+                r.notify_email_from,
+                "ha.notify_email_from",
+                kinds::email,
+                "keepalived@localhost",
+            ),
+            notify_email: r
+                .notify_email
+                .into_iter()
+                .map(|e| self.kind(e, "ha.notify_email", kinds::email))
+                .collect(),
+            smtp_server: r
+                .smtp_server
+                .map(|h| self.kind(h, "ha.smtp_server", kinds::host)),
             mcast_group,
-            notify_script: r
-                .notify_script
-                .unwrap_or_else(|| "/etc/keepalived/notify.sh".into()),
-            binary_path: r.binary_path.unwrap_or_else(|| "/usr/local/sbin/ha".into()),
-            control: r.control.unwrap_or_else(|| "/run/ha/ha.sock".into()),
+            notify_script: self.kind_or(
+                r.notify_script,
+                "ha.notify_script",
+                kinds::path,
+                "/etc/keepalived/notify.sh",
+            ),
+            binary_path: self.kind_or(
+                r.binary_path,
+                "ha.binary_path",
+                kinds::path,
+                "/usr/local/sbin/ha",
+            ),
+            control,
         }
     }
 
@@ -877,8 +943,17 @@ impl Builder {
                     format!("distro name {name:?}: use letters, digits, '-' and '_'"),
                 );
             }
+            let kernel_args = self.kind_or(
+                d.kernel_args,
+                &format!("distros.{name}.kernel_args"),
+                kinds::kernel_args,
+                "",
+            );
             let (repo_url, repo_dir) = match &d.repo {
-                Some(r) if is_url(r.get_ref()) => (Some(r.get_ref().clone()), None),
+                Some(r) if is_url(r.get_ref()) => (
+                    Some(self.kind(r.clone(), &format!("distros.{name}.repo"), kinds::url)),
+                    None,
+                ),
                 Some(r) => {
                     let dir = self.rel(PathBuf::from(r.get_ref()));
                     if !dir.is_dir() {
@@ -896,6 +971,9 @@ impl Builder {
             };
             let mut file = |s: &S<String>, what: &str| -> String {
                 if is_url(s.get_ref()) {
+                    if let Err(e) = kinds::url(s.get_ref()) {
+                        self.err(self.lines.at(s), format!("distros.{name}.{what}: {e}"));
+                    }
                     return s.get_ref().clone();
                 }
                 let p = self.rel(PathBuf::from(s.get_ref()));
@@ -931,7 +1009,7 @@ impl Builder {
                     initrd,
                     repo_url,
                     repo_dir,
-                    kernel_args: d.kernel_args,
+                    kernel_args,
                     arch: d.arch,
                 },
             );
@@ -957,13 +1035,20 @@ impl Builder {
                     ),
                 );
             }
+            self.vars(&p.vars, &format!("profile {name}"));
+            let kernel_args = self.kind_or(
+                p.kernel_args,
+                &format!("profiles.{name}.kernel_args"),
+                kinds::kernel_args,
+                "",
+            );
             out.insert(
                 name.clone(),
                 Profile {
                     name,
                     distro: p.distro.into_inner(),
                     kickstart: p.kickstart.into_inner(),
-                    kernel_args: p.kernel_args,
+                    kernel_args,
                     vars: to_json(p.vars),
                 },
             );
@@ -1074,15 +1159,34 @@ impl Builder {
                 );
             }
             let _ = server;
+            self.vars(&s.vars, &format!("system {name}"));
+            let hostname = self.kind_or(
+                s.hostname,
+                &format!("system {name}: hostname"),
+                kinds::hostname,
+                &name,
+            );
+            let interface = self.kind_or(
+                s.interface,
+                &format!("system {name}: interface"),
+                kinds::word,
+                "eth0",
+            );
+            let kernel_args = self.kind_or(
+                s.kernel_args,
+                &format!("system {name}: kernel_args"),
+                kinds::kernel_args,
+                "",
+            );
             out.push(System {
-                hostname: s.hostname.unwrap_or_else(|| name.clone()),
+                hostname,
                 name,
                 mac,
                 ip: ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
                 profile: s.profile.into_inner(),
                 netboot: s.netboot,
-                interface: s.interface,
-                kernel_args: s.kernel_args,
+                interface,
+                kernel_args,
                 vars: to_json(s.vars),
                 pos,
             });
@@ -1548,6 +1652,57 @@ profile = "web"
         let e = check(&t).unwrap_err();
         assert!(
             e.contains("inv.toml:24:11: system a: no profile \"wev\"; did you mean \"web\"?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hostile_values_are_refused_by_kind_with_their_position() {
+        let t = format!(
+            "{BASE}\n[ha]\nnotify_email = [\"ops@x\", \"x'; touch /tmp/pwned; echo '@h\"]\nbinary_path = \"/usr/sbin/ha; reboot\"\n"
+        )
+        .replace(
+            "[profiles.web]\n",
+            "[profiles.web]\nvars = { packages = [\"curl\", \"x\\n%post\"], motd = \"a\\nb\" }\n",
+        )
+        .replace(
+            "name = \"a\"\n",
+            "name = \"a\"\nhostname = \"a;b\"\nkernel_args = \"quiet; reboot\"\n",
+        );
+        let e = check(&t).unwrap_err();
+        let line_of = |needle: &str| t.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        for (needle, col, msg) in [
+            (
+                "notify_email",
+                26,
+                "ha.notify_email: \"x'; touch /tmp/pwned; echo '@h\" is not an e-mail address",
+            ),
+            (
+                "binary_path",
+                15,
+                "ha.binary_path: \"/usr/sbin/ha; reboot\" is not an absolute path",
+            ),
+            (
+                "vars = {",
+                21,
+                "profile web: vars.packages: \"x\\n%post\" is not a package name",
+            ),
+            (
+                "hostname = ",
+                12,
+                "system a: hostname: \"a;b\" is not a host name",
+            ),
+            (
+                "kernel_args = ",
+                15,
+                "system a: kernel_args: kernel arguments \"quiet; reboot\" contain ';'",
+            ),
+        ] {
+            let want = format!("inv.toml:{}:{col}: {msg}", line_of(needle));
+            assert!(e.contains(&want), "want {want:?} in\n{e}");
+        }
+        assert!(
+            e.contains("vars.motd") && e.contains("control character"),
             "{e}"
         );
     }

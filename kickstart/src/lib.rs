@@ -1,6 +1,7 @@
 //! One inventory drives PXE menus, DHCP hosts, kickstarts and HA configs.
 //!
 //! - [`inventory`]: the TOML inventory, validated with positions;
+//! - [`kinds`]: what a value of each kind (host name, e-mail, package, path) may contain;
 //! - [`state`]: netboot overrides in the state directory (the installed callback);
 //! - [`render`]: the minijinja templates and their contexts;
 //! - [`sync`]: the TFTP tree and dhcpd.conf, atomic and idempotent;
@@ -10,6 +11,7 @@
 
 pub mod confine;
 pub mod inventory;
+pub mod kinds;
 pub mod render;
 pub mod serve;
 pub mod state;

@@ -96,6 +96,27 @@ fn check_accepts_the_example_and_names_the_line_of_each_problem() {
         "{msg}"
     );
 
+    // values that cannot be rendered safely: refused with their position
+    let text = example_text().replace(
+        "notify_email = [\"root@localhost\"]",
+        "notify_email = [\"root@localhost'; touch /tmp/pwned; echo '\"]",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("notify_email"))
+        .unwrap()
+        + 1;
+    let bad = d.inventory("hostile.toml", &text);
+    let o = ks(&bad, &["check"]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains(&format!(
+            "hostile.toml:{line}:17: ha.notify_email: \"root@localhost'; touch /tmp/pwned; echo '\" is not an e-mail address"
+        )),
+        "{}",
+        out(&o)
+    );
+
     // a fixed address inside the dynamic range, and a member that is no system
     let text = example_text()
         .replace("ip = \"10.99.0.23\"", "ip = \"10.99.0.150\"")
