@@ -1,5 +1,6 @@
 //! One inventory drives PXE menus, DHCP hosts, kickstarts and HA configs.
 //!
+//! - [`cli`] and [`cmd`]: the command line and the commands behind it;
 //! - [`inventory`]: the TOML inventory, validated with positions;
 //! - [`kinds`]: what a value of each kind (host name, e-mail, package, path) may contain;
 //! - [`state`]: netboot overrides in the state directory (the installed callback);
@@ -9,6 +10,8 @@
 //! - [`confine`]: files below a tree, never outside it;
 //! - [`token`]: the installed callback's per-system tokens.
 
+pub mod cli;
+pub mod cmd;
 pub mod confine;
 pub mod inventory;
 pub mod kinds;

@@ -6,17 +6,21 @@ use std::io::SeekFrom;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use anyhow::Context;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use opsflow_common::http::{self, Peer};
+use opsflow_common::ratelimit::RateLimit;
+use opsflow_common::{notify, pidfile};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use crate::confine::{self, OpenError};
@@ -71,7 +75,78 @@ fn full(b: Bytes) -> Body {
     Full::new(b).map_err(|never| match never {}).boxed()
 }
 
-/// Serves until `shutdown` resolves.
+/// How `kickstart serve` runs (the command line's options).
+pub struct Options {
+    pub listen: Option<SocketAddr>,
+    pub root: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    /// Reloaded on SIGHUP.
+    pub inventory: PathBuf,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `kickstart serve` as a daemon: takes the pid file before binding, tells systemd READY when
+/// listening, reloads the inventory on SIGHUP (RELOADING, then READY; a bad inventory keeps the
+/// old one), stops on SIGTERM or ^C (STOPPING) after open requests finish.
+pub fn run_daemon(site: Site, opts: Options) -> anyhow::Result<()> {
+    let addr = opts.listen.unwrap_or(site.inv.server.listen);
+    if site.callback.path().is_none() {
+        anyhow::bail!(
+            "cannot keep the callback secret in {}: serve needs a state directory it can write",
+            site.inv.server.state_dir.display()
+        );
+    }
+    let pid_path = opts
+        .pid_file
+        .clone()
+        .unwrap_or_else(|| pidfile::default_path("kickstart", &addr.to_string()));
+    let _pid = pidfile::PidFile::acquire(&pid_path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let systems = site.inv.systems.len();
+        let served = Arc::new(Served::new(site, opts.root.clone()));
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let s2 = served.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                notify::reloading();
+                match crate::load_site(&opts.inventory, opts.state_dir.as_deref()) {
+                    Ok(site) => {
+                        let n = site.inv.systems.len();
+                        info!(inventory = %opts.inventory.display(), systems = n, "reloaded");
+                        s2.replace(site);
+                        notify::ready(&format!("serving {n} systems on {addr}"));
+                    }
+                    Err(e) => {
+                        error!(error = %format!("{e:#}"), "reload failed; keeping the old inventory");
+                        notify::ready(&format!("reload failed, serving the old inventory on {addr}"));
+                    }
+                }
+            }
+        });
+        notify::ready(&format!("serving {systems} systems on {addr}"));
+        serve(listener, served, async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            notify::stopping();
+            info!("shutting down");
+        })
+        .await;
+        anyhow::Ok(())
+    })
+}
+
+/// Serves until `shutdown` resolves, on opsflow-common's hardened loop (header-read timeout,
+/// connection caps, accept backoff).
 pub async fn serve(
     listener: TcpListener,
     served: Arc<Served>,
@@ -80,35 +155,23 @@ pub async fn serve(
     if let Ok(a) = listener.local_addr() {
         info!(listen = %a, "kickstart serving");
     }
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
+    let f = move |req: Request<Incoming>| {
         let served = served.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let served = served.clone();
-                async move { Ok::<_, Infallible>(handle(&served, peer, req).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                if !e.is_incomplete_message() {
-                    warn!(%peer, error = %e, "connection failed");
-                }
-            }
-        });
-    }
+        async move {
+            let peer = match req.extensions().get::<Peer>() {
+                Some(Peer::Tcp(a)) => *a,
+                _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+            };
+            Ok::<_, Infallible>(handle(&served, peer, req).await)
+        }
+    };
+    http::serve_fn(listener, http::Limits::default(), f, shutdown).await;
 }
+
+/// Log lines about refused requests (403, symlinks) and every request line, limited so a flood
+/// costs a few lines and a count.
+static REFUSED_LOG: RateLimit = RateLimit::new(10, Duration::from_secs(10));
+static REQUEST_LOG: RateLimit = RateLimit::new(100, Duration::from_secs(10));
 
 async fn handle(served: &Served, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
@@ -124,10 +187,12 @@ async fn handle(served: &Served, peer: SocketAddr, req: Request<Incoming>) -> Re
         }
     }
     let status = resp.status();
-    if status.is_server_error() {
-        error!(%peer, %method, path, status = status.as_u16(), "request failed");
-    } else {
-        info!(%peer, %method, path, status = status.as_u16(), "request");
+    if let Some(suppressed) = REQUEST_LOG.check() {
+        if status.is_server_error() {
+            error!(%peer, %method, path, status = status.as_u16(), suppressed, "request failed");
+        } else {
+            info!(%peer, %method, path, status = status.as_u16(), suppressed, "request");
+        }
     }
     resp
 }
@@ -354,7 +419,9 @@ fn installed<B>(served: &Served, peer: SocketAddr, name: &str, req: &Request<B>)
         } else {
             "no token"
         };
-        warn!(system = name, %peer, "installed callback refused: {why}");
+        if let Some(suppressed) = REFUSED_LOG.check() {
+            warn!(system = name, %peer, suppressed, "installed callback refused: {why}");
+        }
         return text(
             StatusCode::FORBIDDEN,
             format!("{name}: the installed callback needs the token from this system's kickstart (the callback URL's ?token=)\n"),
@@ -419,7 +486,9 @@ async fn tree_file(
             return text(StatusCode::NOT_FOUND, format!("nothing at {url_path}\n"))
         }
         Err(OpenError::Denied(why)) => {
-            warn!(%peer, path = url_path, "refused: {why}");
+            if let Some(suppressed) = REFUSED_LOG.check() {
+                warn!(%peer, path = url_path, suppressed, "refused: {why}");
+            }
             return text(StatusCode::FORBIDDEN, format!("{url_path}: {why}\n"));
         }
         Err(OpenError::Io(e)) => {

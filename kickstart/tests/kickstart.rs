@@ -630,3 +630,111 @@ fn serve_answers_curl_with_ranges_errors_and_the_installed_callback() {
         srv.output()
     );
 }
+
+/// The next datagram on the notify socket, as text.
+fn notified(sock: &std::os::unix::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = sock
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn serve_runs_as_a_daemon_notify_pid_file_signals_and_idle_connections() {
+    let Some(lab) = Lab::new(&["curl"]) else {
+        return;
+    };
+    let v = Command::new(KS).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("(commit "),
+        "{v:?}"
+    );
+    let host = lab.host("ks");
+    let d = Scratch::new("daemon");
+    let inv = d.inventory("inventory.toml", &example_text());
+    let sock_path = d.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let pid_file = d.path("ks.pid");
+    let args = [
+        "--inventory",
+        inv.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "127.0.0.1:8080",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ];
+    let mut cmd = host.command(KS);
+    cmd.args(args).env("NOTIFY_SOCKET", &sock_path);
+    let mut srv = host.spawn_command("kickstart", cmd);
+    let m = notified(&sock);
+    assert!(
+        m.contains("READY=1") && m.contains("STATUS=serving 6 systems"),
+        "{m}"
+    );
+    assert!(host.tcp_listening(8080), "READY before listening");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        srv.pid().to_string()
+    );
+
+    // a second server on the same pid file is refused, naming the holder
+    let o = host.output(KS, &args);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains(&format!("held by pid {}", srv.pid())),
+        "{}",
+        out(&o)
+    );
+
+    // idle connections that never send a request: a real one is still answered, and the
+    // idle ones are closed by the header-read timeout
+    let idle: Vec<std::net::TcpStream> = host.enter(|| {
+        (0..40)
+            .map(|_| std::net::TcpStream::connect("127.0.0.1:8080").unwrap())
+            .collect()
+    });
+    let probe = host.output(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:8080/ks/lb1",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&probe.stdout), "200");
+    let last = idle.last().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    let r = std::io::Read::read(&mut &*last, &mut b);
+    assert!(
+        matches!(r, Ok(0))
+            || r.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "an idle connection was not closed: {r:?}"
+    );
+    drop(idle);
+
+    // SIGHUP: RELOADING, then READY
+    srv.signal(libc::SIGHUP);
+    let m = notified(&sock);
+    assert!(m.contains("RELOADING=1"), "{m}");
+    let m = notified(&sock);
+    assert!(m.contains("READY=1"), "{m}");
+    // SIGTERM: STOPPING, a clean exit, the pid file gone
+    srv.signal(libc::SIGTERM);
+    let m = notified(&sock);
+    assert!(m.contains("STOPPING=1"), "{m}");
+    let st = srv.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(st.success(), "{st:?}\n{}", srv.output());
+    assert!(!pid_file.exists());
+}
