@@ -738,3 +738,47 @@ fn serve_runs_as_a_daemon_notify_pid_file_signals_and_idle_connections() {
     assert!(st.success(), "{st:?}\n{}", srv.output());
     assert!(!pid_file.exists());
 }
+
+#[test]
+fn rendered_ha_service_is_a_notify_unit_systemd_accepts_and_reload_checks_first() {
+    if !require(&["systemd-analyze"]) {
+        return;
+    }
+    let d = Scratch::new("unit");
+    let ha = workspace_bin("ha");
+    // the unit names the node's path of ha; point it at the built binary so verify can
+    // check every command
+    let text = example_text().replace(
+        "binary_path = \"/usr/local/sbin/ha\"",
+        &format!("binary_path = \"{}\"", ha.display()),
+    );
+    let inv = d.inventory("inventory.toml", &text);
+    let o = ks(&inv, &["render", "lb1", "ha.service"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let unit = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(unit.contains("\nType=notify\n"), "{unit}");
+    let reloads: Vec<&str> = unit
+        .lines()
+        .filter(|l| l.starts_with("ExecReload="))
+        .collect();
+    assert_eq!(reloads.len(), 2, "{unit}");
+    assert!(
+        reloads[0].ends_with("--check") && reloads[1].contains("kill -HUP"),
+        "{unit}"
+    );
+    std::fs::write(d.path("ha.service"), &unit).unwrap();
+    let v = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", "ha.service"])
+        .current_dir(&d.0)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}\n{unit}", out(&v));
+    // the reload's first command is a real check: it fails on a bad config
+    let bad = d.path("bad.conf");
+    std::fs::write(&bad, "vrrp_instance x {\n  nonsense here\n}\n").unwrap();
+    let c = Command::new(&ha)
+        .args(["--config", bad.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert!(!c.status.success(), "ha --check accepted a bad config");
+}
