@@ -17,7 +17,8 @@ use release::state::{self, Entry, Journal, Taken};
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// APP-VERSION to release, e.g. waimai-1.4.
+    /// APP-VERSION to release, e.g. waimai-1.4. VERSION must match
+    /// [A-Za-z0-9][A-Za-z0-9._+~-]{0,63}: no shell metacharacters, no `/`, no spaces.
     target: Option<String>,
     /// The configuration.
     #[arg(
@@ -297,7 +298,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("release {app}-{} did not finish: `release resume` first (or `release unlock --force`)", r.version);
             }
             let target = match version {
-                Some(v) => v.strip_prefix(&format!("{app}-")).unwrap_or(&v).to_string(),
+                Some(v) => {
+                    let v = v.strip_prefix(&format!("{app}-")).unwrap_or(&v).to_string();
+                    release::config::check_version(&v).map_err(anyhow::Error::msg)?;
+                    v
+                }
                 None => {
                     let last_ok = releases
                         .iter()
@@ -306,7 +311,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .context("no successful release in the journal to roll back from; give the version: `release rollback VERSION`")?;
                     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
                     for v in last_ok.before.values().flatten() {
-                        if *v != last_ok.version && !bad.contains(v) {
+                        if *v != last_ok.version
+                            && !bad.contains(v)
+                            && release::config::check_version(v).is_ok()
+                        {
                             *counts.entry(v.clone()).or_default() += 1;
                         }
                     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Host};
+use crate::config::{check_version, shell_quote, Config, Host};
 use crate::plan;
 use crate::remote::{health_gate, wait, Transport};
 use crate::state::{self, Entry, Journal, Release};
@@ -146,7 +146,7 @@ impl Ctx {
         let link = format!("{}/{}", self.cfg.base(h), self.cfg.app.name);
         let r = self
             .transport(h)
-            .run(&format!("readlink {}", crate::config::shell_quote(&link)))?;
+            .run(&format!("readlink {}", shell_quote(&link)))?;
         if !r.ok {
             if r.code == Some(255) && matches!(self.transport(h), Transport::Ssh { .. }) {
                 anyhow::bail!("{}: ssh failed: {}", h.name, r.out);
@@ -154,9 +154,17 @@ impl Ctx {
             return Ok(None);
         }
         let target = r.out.trim().rsplit('/').next().unwrap_or("").to_string();
-        Ok(target
-            .strip_prefix(&format!("{}-", self.cfg.app.name))
-            .map(str::to_string))
+        let Some(v) = target.strip_prefix(&format!("{}-", self.cfg.app.name)) else {
+            return Ok(None);
+        };
+        // a version read back is used in commands: it must pass the same check as ours
+        check_version(v).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {link} points at {target:?}: {e}; fix the link by hand",
+                h.name
+            )
+        })?;
+        Ok(Some(v.to_string()))
     }
 
     fn set_all(&self, h: &Host, drain: bool) -> anyhow::Result<()> {
@@ -218,7 +226,7 @@ impl Ctx {
     fn deploy(&self, h: &Host, version: &str) -> anyhow::Result<&'static str> {
         let t = self.transport(h);
         let dir = self.app_dir(h, version);
-        let q = crate::config::shell_quote(&dir);
+        let q = shell_quote(&dir);
         let artifact = PathBuf::from(self.cfg.expand(&self.cfg.app.artifact, Some(h), version));
         let there = t.run(&format!("cat {q}/.release-sha256 2>/dev/null"))?.out;
         if !artifact.is_file() {
@@ -242,12 +250,14 @@ impl Ctx {
     }
 
     fn switch(&self, h: &Host, version: &str) -> anyhow::Result<()> {
-        let base = crate::config::shell_quote(&self.cfg.base(h));
-        let app = &self.cfg.app.name;
-        let target = format!("{app}-{version}");
+        let base = shell_quote(&self.cfg.base(h));
+        let name = &self.cfg.app.name;
+        let app = shell_quote(name);
+        let tmp = shell_quote(&format!(".{name}.new"));
+        let target = shell_quote(&format!("{name}-{version}"));
         self.transport(h).check(
             &format!(
-                "set -e; cd {base}; test -d {target}; if [ -e {app} ] && [ ! -L {app} ]; then echo '{app} is not a symlink; move it aside' >&2; exit 1; fi; ln -sfn {target} .{app}.new; mv -Tf .{app}.new {app}"
+                "set -e; cd {base}; test -d {target}; if [ -e {app} ] && [ ! -L {app} ]; then echo {app}' is not a symlink; move it aside' >&2; exit 1; fi; ln -sfn {target} {tmp}; mv -Tf {tmp} {app}"
             ),
             "switching the symlink",
         )?;
@@ -263,7 +273,7 @@ impl Ctx {
         };
         self.out.step(&h.name, "start");
         t.check(
-            &self.cfg.expand(&self.cfg.app.start, Some(h), version),
+            &self.cfg.expand_cmd(&self.cfg.app.start, h, version),
             "start",
         )
         .map_err(|e| fail("start", e))?;
@@ -311,15 +321,12 @@ impl Ctx {
             );
         }
         self.out.step(&h.name, "stop");
-        t.check(
-            &self.cfg.expand(&self.cfg.app.stop, Some(h), version),
-            "stop",
-        )
-        .map_err(|e| HostFailure {
-            step: "stop",
-            reached: Reached::Stopped,
-            error: e,
-        })?;
+        t.check(&self.cfg.expand_cmd(&self.cfg.app.stop, h, version), "stop")
+            .map_err(|e| HostFailure {
+                step: "stop",
+                reached: Reached::Stopped,
+                error: e,
+            })?;
         log("stopped");
         self.out.step(&h.name, "deploy");
         let how = self.deploy(h, version).map_err(|e| HostFailure {
@@ -370,7 +377,7 @@ impl Ctx {
             self.out
                 .step(&h.name, &format!("roll back to {}-{v}", self.cfg.app.name));
             let t = self.transport(h);
-            let _ = t.run(&self.cfg.expand(&self.cfg.app.stop, Some(h), v));
+            let _ = t.run(&self.cfg.expand_cmd(&self.cfg.app.stop, h, v));
             self.switch(h, v)?;
             self.start_and_check(h, v).map_err(|f| f.error)?;
         }
@@ -527,7 +534,7 @@ impl Ctx {
                 for h in &hosts {
                     let _ = self.transport(h).run(&format!(
                         "touch {}/.release-bad 2>/dev/null",
-                        crate::config::shell_quote(&self.app_dir(h, version))
+                        shell_quote(&self.app_dir(h, version))
                     ));
                 }
             }
@@ -587,16 +594,20 @@ impl Ctx {
     /// Removes releases beyond `keep` on every host, never the current or the previous one.
     pub fn cleanup(&self, keep_also: &BTreeMap<String, Option<String>>, version: &str) {
         for h in &self.cfg.hosts {
-            let base = crate::config::shell_quote(&self.cfg.base(h));
-            let app = &self.cfg.app.name;
-            let prev = keep_also
-                .get(&h.name)
-                .cloned()
-                .flatten()
-                .map(|v| format!("{app}-{v}"))
-                .unwrap_or_default();
+            let base = shell_quote(&self.cfg.base(h));
+            let name = &self.cfg.app.name;
+            let app = shell_quote(name);
+            let prev = shell_quote(
+                &keep_also
+                    .get(&h.name)
+                    .cloned()
+                    .flatten()
+                    .map(|v| format!("{name}-{v}"))
+                    .unwrap_or_default(),
+            );
+            let cur = shell_quote(&format!("{name}-{version}"));
             let script = format!(
-                "cd {base} && ls -1dt {app}-*/ 2>/dev/null | sed 's|/$||' | grep -v '\\.partial$' | tail -n +{} | while read -r d; do [ \"$d\" = {app}-{version} ] || [ \"$d\" = '{prev}' ] || {{ rm -rf \"$d\" && echo \"$d\"; }}; done",
+                "cd {base} && ls -1dt {app}-*/ 2>/dev/null | sed 's|/$||' | grep -v '\\.partial$' | tail -n +{} | while read -r d; do [ \"$d\" = {cur} ] || [ \"$d\" = {prev} ] || {{ rm -rf \"$d\" && echo \"$d\"; }}; done",
                 self.cfg.app.keep + 1
             );
             match self.transport(h).run(&script) {

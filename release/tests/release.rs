@@ -468,3 +468,150 @@ fn gray_release_rollback_resume_and_lock() {
     assert!(base.join("waimai-1.4").is_dir() && base.join("waimai-1.6").is_dir());
     assert!(!base.join("waimai-1.3").exists());
 }
+
+/// A host reached over real ssh whose base directory holds a quote, a space, `$(...)` and a
+/// backquote: every value reaches the host's shell as one word through both levels of
+/// quoting (ssh's remote command line, then `sh -c`); a hostile version is refused before
+/// anything runs; a hostile version read back from the host's symlink is refused too.
+#[test]
+fn hostile_versions_and_paths_do_not_run_through_ssh() {
+    let Some(lab) = Lab::new(&["python3", "sshd", "ssh", "ssh-keygen", "tar"]) else {
+        return;
+    };
+    let sw = lab.switch("q");
+    let ctl = lab.host("qc");
+    lab.attach(&ctl, &sw, "eth0", Some("10.93.7.5/24"));
+    let h = lab.host("q1");
+    lab.attach(&h, &sw, "eth0", Some("10.93.7.11/24"));
+    let dir = lab.dir().to_path_buf();
+    let key = dir.join("id");
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        key.display()
+    ));
+    std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let hostkey = dir.join("q1.hostkey");
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        hostkey.display()
+    ));
+    let sshd = opsflow_tests::which("sshd").unwrap();
+    let _sshd = h.spawn(
+        "q1-sshd",
+        &sshd,
+        &[
+            "-D",
+            "-e",
+            "-h",
+            hostkey.to_str().unwrap(),
+            "-o",
+            "ListenAddress=10.93.7.11",
+            "-o",
+            &format!("PidFile={}/q1.sshd.pid", dir.display()),
+            "-o",
+            &format!("AuthorizedKeysFile={}/authorized_keys", dir.display()),
+            "-o",
+            "StrictModes=no",
+            "-o",
+            "PermitRootLogin=prohibit-password",
+            "-o",
+            "UsePAM=no",
+        ],
+    );
+    assert!(wait_until(Duration::from_secs(10), || h.tcp_listening(22)));
+    // the app: a static server whose /health is a file of the release
+    for v in ["1.3", "1.4"] {
+        let b = dir.join(format!("build/waimai-{v}"));
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("health"), format!("waimai-{v}\n")).unwrap();
+        sh(&format!(
+            "tar -C {} -czf {}/waimai-{v}.tar.gz .",
+            b.display(),
+            dir.display()
+        ));
+    }
+    let base = dir.join("q1/we'b $(touch PWNED) `touch PWNED` apps");
+    std::fs::create_dir_all(base.join("waimai-1.3")).unwrap();
+    std::os::unix::fs::symlink("waimai-1.3", base.join("waimai")).unwrap();
+    let base_toml = base.display().to_string().replace('\\', "\\\\");
+    let conf = dir.join("release.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"[app]
+name = "waimai"
+base = "/unused"
+artifact = "{dir}/{{app}}-{{version}}.tar.gz"
+stop = "kill $(cat {{base}}/{{app}}.pid 2>/dev/null) 2>/dev/null; true"
+start = "printf '%s|' {{version}} {{host}} {{base}} >{{base}}/started; cd {{base}}/{{app}} && (setsid python3 -m http.server --bind 10.93.7.11 80 >/dev/null 2>&1 </dev/null & echo $! >{{base}}/{{app}}.pid)"
+health = "http://{{rs}}/health"
+health_successes = 2
+health_timeout = 10
+ssh_options = ["-i", "{key}", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+
+[[host]]
+name = "q1"
+ssh = "root@10.93.7.11"
+rs = "10.93.7.11:80"
+virtual_server = "10.93.7.100:80"
+base = "{base_toml}"
+"#,
+            dir = dir.display(),
+            key = key.display()
+        ),
+    )
+    .unwrap();
+    let release = |args: &[&str]| {
+        let mut c = ctl.command(REL);
+        c.current_dir(&dir).arg("--config").arg(&conf).args(args);
+        c.output().unwrap()
+    };
+    let pwned = || {
+        let o = std::process::Command::new("find")
+            .arg(&dir)
+            .args(["-name", "PWNED"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+
+    let o = release(&["-y", "waimai-1.4"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_link(base.join("waimai")).unwrap(),
+        Path::new("waimai-1.4")
+    );
+    // the values arrived whole, each one word, through ssh and sh -c
+    assert_eq!(
+        std::fs::read_to_string(base.join("started")).unwrap(),
+        format!("1.4|q1|{}|", base.display())
+    );
+    assert_eq!(pwned(), "", "a placeholder ran a command");
+
+    // a hostile version is refused before anything runs
+    let o = release(&["-y", "waimai-1.4;touch PWNED;echo"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("not a valid version"), "{}", text(&o));
+    let o = release(&["rollback", "-y", "1.3;touch PWNED"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(pwned(), "", "the version ran a command");
+
+    // a hostile version read back from the host is refused, not used
+    std::fs::create_dir_all(base.join("waimai-1;touch PWNED")).unwrap();
+    std::fs::remove_file(base.join("waimai")).unwrap();
+    std::os::unix::fs::symlink("waimai-1;touch PWNED", base.join("waimai")).unwrap();
+    let o = release(&["-y", "waimai-1.3"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("not a valid version") && text(&o).contains("q1"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_link(base.join("waimai")).unwrap(),
+        Path::new("waimai-1;touch PWNED"),
+        "the release went ahead"
+    );
+    assert_eq!(pwned(), "", "a version read back ran a command");
+}
