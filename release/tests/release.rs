@@ -357,7 +357,7 @@ fn gray_release_rollback_resume_and_lock() {
         out = Some(env.release(&["--batch", "1", "waimai-1.5", "--yes"]))
     });
     let o = out.unwrap();
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(5), "rolled back: {}", text(&o));
     let msg = text(&o);
     assert!(
         msg.contains("h1 failed at health") && msg.contains("rolled back (h1→1.4)"),
@@ -378,7 +378,7 @@ fn gray_release_rollback_resume_and_lock() {
     }
     let o = env.release(&["rollback", "1.5", "--yes"]);
     assert!(
-        !o.status.success() && text(&o).contains("marked bad"),
+        o.status.code() == Some(2) && text(&o).contains("marked bad"),
         "{}",
         text(&o)
     );
@@ -408,7 +408,7 @@ fn gray_release_rollback_resume_and_lock() {
     );
     let o = env.release(&["--batch", "1", "waimai-1.6", "--yes"]);
     assert!(
-        !o.status.success() && text(&o).contains("release resume"),
+        o.status.code() == Some(4) && text(&o).contains("release resume"),
         "{}",
         text(&o)
     );
@@ -439,7 +439,7 @@ fn gray_release_rollback_resume_and_lock() {
     let lock = env.conf.parent().unwrap().join(".release/lock");
     assert!(wait_until(Duration::from_secs(10), || lock.exists()));
     let o = env.release(&["--batch", "1", "waimai-1.4", "--yes"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(4), "lock busy: {}", text(&o));
     assert!(
         text(&o).contains("holds the lock") && text(&o).contains(&format!("pid {}", first.id())),
         "{}",
@@ -576,6 +576,26 @@ base = "{base_toml}"
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
 
+    // before any release: status reaches the host over ssh (the state directory, home of
+    // the control sockets, is created on the way) and says so in text and in JSON
+    assert!(!dir.join(".release").exists());
+    let o = release(&["status"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("waimai-1.3"),
+        "{}",
+        text(&o)
+    );
+    let o = release(&["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["hosts"][0]["version"], "1.3", "{v}");
+    assert_eq!(v["lock"]["state"], "free", "{v}");
+    let o = release(&["history", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["releases"].as_array().map(Vec::len), Some(0), "{v}");
+
     let o = release(&["-y", "waimai-1.4"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
@@ -591,7 +611,7 @@ base = "{base_toml}"
 
     // a hostile version is refused before anything runs
     let o = release(&["-y", "waimai-1.4;touch PWNED;echo"]);
-    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not a valid version"), "{}", text(&o));
     let o = release(&["rollback", "-y", "1.3;touch PWNED"]);
     assert!(!o.status.success(), "{}", text(&o));
@@ -614,4 +634,31 @@ base = "{base_toml}"
         "the release went ahead"
     );
     assert_eq!(pwned(), "", "a version read back ran a command");
+
+    // a host that does not answer: status still reports (exit 0), a release exits 6
+    let gone = dir.join("gone.toml");
+    let cfg = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("root@10.93.7.11", "root@10.93.7.99")
+        .replace(
+            "\"LogLevel=ERROR\"]",
+            "\"LogLevel=ERROR\", \"-o\", \"ConnectTimeout=2\"]",
+        );
+    std::fs::write(&gone, cfg).unwrap();
+    let gone_release = |args: &[&str]| {
+        let mut c = ctl.command(REL);
+        c.current_dir(&dir).arg("--config").arg(&gone).args(args);
+        c.output().unwrap()
+    };
+    let o = gone_release(&["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["hosts"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ssh")),
+        "{v}"
+    );
+    let o = gone_release(&["-y", "waimai-1.3"]);
+    assert_eq!(o.status.code(), Some(6), "unreachable: {}", text(&o));
 }
