@@ -17,6 +17,12 @@
 //! recorded bad (or the run fails) and is never a rollback target; every step is idempotent so
 //! `resume` can repeat the one a crash interrupted; no value reaches a shell unquoted.
 
+//!
+//! Gray by user (issue 19) fits this shape: a gray route is one more [`directors::Directors`]
+//! call per director, `gray`/`promoted`/`aborted` are more [`state::Entry`] kinds replayed into
+//! [`state::Release`], and `promote`/`abort` are [`run::Runner::run_batches`] over the
+//! remaining batches or a rollback of the canary, decided in [`decide`].
+
 pub mod cli;
 pub mod commands;
 pub mod config;

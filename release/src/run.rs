@@ -681,10 +681,12 @@ mod tests {
         }
     }
 
+    type Lines = std::sync::Arc<Mutex<Vec<String>>>;
+
     /// A journal sink that fails every line containing `needle`.
     struct FailOn {
         needle: &'static str,
-        lines: std::sync::Arc<Mutex<Vec<String>>>,
+        lines: Lines,
     }
 
     impl Write for FailOn {
@@ -777,6 +779,21 @@ mod tests {
             self.runner().run_batches(session, &rel, &BTreeMap::new())
         }
 
+        /// A session whose journal fails every line containing `needle`; the lines written.
+        fn failing_session(&self, needle: &'static str) -> (Session, Lines) {
+            let lines = Lines::default();
+            let s = Session::open(&self.dir, "test", false)
+                .unwrap()
+                .with_journal(Journal::with_sink(
+                    self.dir.join("journal.jsonl"),
+                    Box::new(FailOn {
+                        needle,
+                        lines: lines.clone(),
+                    }),
+                ));
+            (s, lines)
+        }
+
         fn versions(&self) -> Vec<Option<String>> {
             self.hosts
                 .current
@@ -832,16 +849,7 @@ mod tests {
     #[test]
     fn a_bad_version_that_cannot_be_recorded_fails_the_run() {
         let w = world("nobad", 2, 1, &["1.5"]);
-        let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let mut s = Session::open(&w.dir, "test", false)
-            .unwrap()
-            .with_journal(Journal::with_sink(
-                w.dir.join("journal.jsonl"),
-                Box::new(FailOn {
-                    needle: "\"event\":\"bad\"",
-                    lines: lines.clone(),
-                }),
-            ));
+        let (mut s, lines) = w.failing_session("\"event\":\"bad\"");
         let e = w.release(&mut s, "1.5", 1).unwrap_err();
         let msg = format!("{e:#}");
         assert_eq!(kind_of(&e), Kind::Failed, "{msg}");
@@ -861,16 +869,7 @@ mod tests {
     #[test]
     fn a_step_that_cannot_be_journaled_fails_its_host_and_rolls_back() {
         let w = world("nostep", 2, 1, &[]);
-        let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let mut s = Session::open(&w.dir, "test", false)
-            .unwrap()
-            .with_journal(Journal::with_sink(
-                w.dir.join("journal.jsonl"),
-                Box::new(FailOn {
-                    needle: "\"step\":\"switched\"",
-                    lines: lines.clone(),
-                }),
-            ));
+        let (mut s, _) = w.failing_session("\"step\":\"switched\"");
         let e = w.release(&mut s, "1.4", 1).unwrap_err();
         let msg = format!("{e:#}");
         assert!(msg.contains("h1 failed at journal"), "{msg}");

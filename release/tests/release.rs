@@ -53,6 +53,51 @@ fn sh(cmd: &str) {
     assert!(st.success(), "{cmd}");
 }
 
+/// The client key for every host of the lab: `DIR/id`, authorized in `DIR/authorized_keys`.
+fn client_key(dir: &Path) -> PathBuf {
+    let key = dir.join("id");
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        key.display()
+    ));
+    std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    key
+}
+
+/// sshd for host `h` on `ip`, with its own host key, accepting [`client_key`].
+fn start_sshd(h: &Host, dir: &Path, ip: &str) -> Proc {
+    let name = h.name();
+    let hostkey = dir.join(format!("{name}.hostkey"));
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        hostkey.display()
+    ));
+    let sshd = opsflow_tests::which("sshd").unwrap();
+    h.spawn(
+        &format!("{name}-sshd"),
+        &sshd,
+        &[
+            "-D",
+            "-e",
+            "-h",
+            hostkey.to_str().unwrap(),
+            "-o",
+            &format!("ListenAddress={ip}"),
+            "-o",
+            &format!("PidFile={}/{name}.sshd.pid", dir.display()),
+            "-o",
+            &format!("AuthorizedKeysFile={}/authorized_keys", dir.display()),
+            "-o",
+            "StrictModes=no",
+            "-o",
+            "PermitRootLogin=prohibit-password",
+            "-o",
+            "UsePAM=no",
+        ],
+    )
+}
+
 fn setup() -> Option<Env> {
     let lab = Lab::new(&["python3", "nft", "sshd", "ssh", "ssh-keygen", "tar"])?;
     let front = lab.switch("front");
@@ -66,13 +111,7 @@ fn setup() -> Option<Env> {
     let ctl = lab.host("ctl");
     lab.attach(&ctl, &back, "eth0", Some("10.92.2.5/24"));
     let dir = lab.dir().to_path_buf();
-    let key = dir.join("id");
-    sh(&format!(
-        "ssh-keygen -q -t ed25519 -N '' -f {}",
-        key.display()
-    ));
-    std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap();
+    let key = client_key(&dir);
     // artifacts 1.3 .. 1.6; 1.5 is broken
     for v in ["1.3", "1.4", "1.5", "1.6"] {
         let b = dir.join(format!("build/waimai-{v}"));
@@ -102,34 +141,7 @@ fn setup() -> Option<Env> {
             dir.display(),
             base.display()
         ));
-        let hostkey = dir.join(format!("{name}.hostkey"));
-        sh(&format!(
-            "ssh-keygen -q -t ed25519 -N '' -f {}",
-            hostkey.display()
-        ));
-        let sshd = opsflow_tests::which("sshd").unwrap();
-        let p = h.spawn(
-            &format!("{name}-sshd"),
-            &sshd,
-            &[
-                "-D",
-                "-e",
-                "-h",
-                hostkey.to_str().unwrap(),
-                "-o",
-                &format!("ListenAddress={ip}"),
-                "-o",
-                &format!("PidFile={}/{name}.sshd.pid", dir.display()),
-                "-o",
-                &format!("AuthorizedKeysFile={}/authorized_keys", dir.display()),
-                "-o",
-                "StrictModes=no",
-                "-o",
-                "PermitRootLogin=prohibit-password",
-                "-o",
-                "UsePAM=no",
-            ],
-        );
+        let p = start_sshd(&h, &dir, &ip);
         std::mem::forget(p); // killed with the namespace
         let (st, out) = h.sh(&format!(
             "cd {b}/waimai && (setsid python3 app.py {name} >/dev/null 2>&1 </dev/null & echo $! > {b}/waimai.pid)",
@@ -484,41 +496,8 @@ fn hostile_versions_and_paths_do_not_run_through_ssh() {
     let h = lab.host("q1");
     lab.attach(&h, &sw, "eth0", Some("10.93.7.11/24"));
     let dir = lab.dir().to_path_buf();
-    let key = dir.join("id");
-    sh(&format!(
-        "ssh-keygen -q -t ed25519 -N '' -f {}",
-        key.display()
-    ));
-    std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let hostkey = dir.join("q1.hostkey");
-    sh(&format!(
-        "ssh-keygen -q -t ed25519 -N '' -f {}",
-        hostkey.display()
-    ));
-    let sshd = opsflow_tests::which("sshd").unwrap();
-    let _sshd = h.spawn(
-        "q1-sshd",
-        &sshd,
-        &[
-            "-D",
-            "-e",
-            "-h",
-            hostkey.to_str().unwrap(),
-            "-o",
-            "ListenAddress=10.93.7.11",
-            "-o",
-            &format!("PidFile={}/q1.sshd.pid", dir.display()),
-            "-o",
-            &format!("AuthorizedKeysFile={}/authorized_keys", dir.display()),
-            "-o",
-            "StrictModes=no",
-            "-o",
-            "PermitRootLogin=prohibit-password",
-            "-o",
-            "UsePAM=no",
-        ],
-    );
+    let key = client_key(&dir);
+    let _sshd = start_sshd(&h, &dir, "10.93.7.11");
     assert!(wait_until(Duration::from_secs(10), || h.tcp_listening(22)));
     // the app: a static server whose /health is a file of the release
     for v in ["1.3", "1.4"] {
