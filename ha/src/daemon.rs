@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -17,25 +16,9 @@ use crate::conf::{self, Config, Instance, Vip};
 use crate::net;
 use crate::vrrp::{self, Action, Advert, Router, Settings, State};
 
-/// Status of one VRRP instance, as `GET /v1/status` reports it.
-#[derive(Clone, Debug, Serialize)]
-pub struct InstanceStatus {
-    pub name: String,
-    pub vrid: u8,
-    pub interface: String,
-    pub state: String,
-    pub priority: u8,
-    pub effective_priority: u8,
-    pub vips: Vec<String>,
-    pub master_address: Option<String>,
-    pub last_transition: String,
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Status {
-    pub vrrp: Vec<InstanceStatus>,
-    pub virtual_servers: Vec<serde_json::Value>,
-}
+/// What `GET /v1/status` reports: the control contract's types, filled here (VRRP) and by
+/// the LVS task (virtual servers).
+pub use opsflow_control::Status;
 
 /// Counters for /metrics.
 #[derive(Default, Debug)]
@@ -173,6 +156,16 @@ fn vip_dev(i: &Inst, v: &Vip) -> (String, u32) {
     let dev = v.dev.clone().unwrap_or_else(|| base.clone());
     let idx = net::ifindex(&dev).unwrap_or(i.ifindex);
     (dev, idx)
+}
+
+/// The contract's spelling of a router state.
+fn status_state(s: State) -> opsflow_control::VrrpState {
+    match s {
+        State::Init => opsflow_control::VrrpState::Init,
+        State::Backup => opsflow_control::VrrpState::Backup,
+        State::Master => opsflow_control::VrrpState::Master,
+        State::Fault => opsflow_control::VrrpState::Fault,
+    }
 }
 
 fn vip_text(v: &Vip) -> String {
@@ -507,15 +500,15 @@ impl Daemon {
             s.0.vrrp = self
                 .insts
                 .iter()
-                .map(|i| InstanceStatus {
+                .map(|i| opsflow_control::Instance {
                     name: i.cfg.name.clone(),
                     vrid: i.cfg.vrid,
                     interface: i.cfg.interface.clone(),
-                    state: i.router.state.name().to_string(),
+                    state: status_state(i.router.state),
                     priority: i.cfg.priority,
                     effective_priority: i.router.priority,
                     vips: i.cfg.vips.iter().map(vip_text).collect(),
-                    master_address: i.router.master_ip.map(|a| a.to_string()),
+                    master_address: i.router.master_ip,
                     last_transition: rfc3339(i.last_transition),
                 })
                 .collect();

@@ -5,6 +5,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ha::control::{self, Listener};
 use ha::daemon::Daemon;
+use opsflow_control::client::Blocking;
+use opsflow_control::RsAction;
 
 /// keepalived-compatible HA daemon: VRRP, virtual IPs, virtual servers, health checks.
 #[derive(Parser, Debug)]
@@ -146,102 +148,22 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
+fn client(control: &str, token: Option<&str>) -> anyhow::Result<Blocking> {
+    let ep = opsflow_control::Endpoint::parse(control, token)?;
+    Ok(Blocking::new(opsflow_control::Client::new(ep))?)
+}
+
 fn status(control: &str, token: Option<&str>, json: bool) -> anyhow::Result<()> {
     // a reader that stops early (`ha status | head`) ends us quietly, as for any CLI tool
     // SAFETY: restoring the default disposition of SIGPIPE in this short-lived command.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let body = control::get(control, "/v1/status", token)?;
+    let s = client(control, token)?.status()?;
     if json {
-        println!("{body}");
-        return Ok(());
-    }
-    let s: serde_json::Value = serde_json::from_str(&body)
-        .context("the control API answered something that is not JSON")?;
-    println!(
-        "{:<12} {:>4} {:<10} {:<7} {:>8} {:>9} {:<16} vips",
-        "instance", "vrid", "interface", "state", "priority", "effective", "master"
-    );
-    for i in s["vrrp"].as_array().into_iter().flatten() {
-        println!(
-            "{:<12} {:>4} {:<10} {:<7} {:>8} {:>9} {:<16} {}",
-            i["name"].as_str().unwrap_or(""),
-            i["vrid"].as_u64().unwrap_or(0),
-            i["interface"].as_str().unwrap_or(""),
-            i["state"].as_str().unwrap_or(""),
-            i["priority"].as_u64().unwrap_or(0),
-            i["effective_priority"].as_u64().unwrap_or(0),
-            i["master_address"].as_str().unwrap_or("-"),
-            i["vips"]
-                .as_array()
-                .map(|v| v
-                    .iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "))
-                .unwrap_or_default()
-        );
-    }
-    let vss = s["virtual_servers"].as_array().cloned().unwrap_or_default();
-    if !vss.is_empty() {
-        println!();
-        println!(
-            "{:<22} {:<6} {:<5} {:<22} {:>6} {:>6} {:<8} {:<11} {:>6} {:>8}",
-            "virtual server",
-            "sched",
-            "meth",
-            "real server",
-            "weight",
-            "conf",
-            "healthy",
-            "maintenance",
-            "active",
-            "inactive"
-        );
-        for v in &vss {
-            let id = v["id"].as_str().unwrap_or("");
-            let mut first = true;
-            for r in v["real_servers"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<22} {:<6} {:<5} {:<22} {:>6} {:>6} {:<8} {:<11} {:>6} {:>8}",
-                    if first { id } else { "" },
-                    if first {
-                        v["scheduler"].as_str().unwrap_or("")
-                    } else {
-                        ""
-                    },
-                    if first {
-                        v["method"].as_str().unwrap_or("")
-                    } else {
-                        ""
-                    },
-                    format!("{}:{}", r["address"].as_str().unwrap_or(""), r["port"]),
-                    r["weight"].as_u64().unwrap_or(0),
-                    r["configured_weight"].as_u64().unwrap_or(0),
-                    if r["healthy"].as_bool() == Some(true) {
-                        "yes"
-                    } else {
-                        "NO"
-                    },
-                    if r["maintenance"].as_bool() == Some(true) {
-                        "drained"
-                    } else {
-                        "-"
-                    },
-                    r["active_connections"].as_u64().unwrap_or(0),
-                    r["inactive_connections"].as_u64().unwrap_or(0),
-                );
-                first = false;
-            }
-            if v["sorry_server_active"].as_bool() == Some(true) {
-                println!(
-                    "{:<22} sorry server {} in use (quorum lost)",
-                    "",
-                    v["sorry_server"].as_str().unwrap_or("")
-                );
-            }
-        }
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        print!("{}", control::table(&s));
     }
     Ok(())
 }
@@ -259,17 +181,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Cmd::Drain(t)) | Some(Cmd::Enable(t)) => {
             let (virtual_server, real_server, control, token) =
                 (&t.virtual_server, &t.real_server, &t.control, &t.token);
-            let verb = if matches!(cli.cmd, Some(Cmd::Drain(_))) {
-                "drain"
+            let action = if matches!(cli.cmd, Some(Cmd::Drain(_))) {
+                RsAction::Drain
             } else {
-                "enable"
+                RsAction::Enable
             };
-            let path =
-                format!("/v1/virtual-servers/{virtual_server}/real-servers/{real_server}/{verb}");
-            println!(
-                "{}",
-                control::request(control, "POST", &path, token.as_deref())?
-            );
+            let r = client(control, token.as_deref())?.set_real_server(
+                virtual_server,
+                real_server,
+                action,
+            )?;
+            println!("{}", serde_json::to_string(&r)?);
             return Ok(ExitCode::SUCCESS);
         }
         Some(Cmd::Genhash {
@@ -336,18 +258,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let listener = if cli.control.contains('/') {
-            let p = PathBuf::from(&cli.control);
-            if let Some(d) = p.parent() {
-                std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        let address: opsflow_control::Address = cli.control.parse()?;
+        let listener = match &address {
+            opsflow_control::Address::Unix(p) => {
+                if let Some(d) = p.parent() {
+                    std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+                }
+                let _ = std::fs::remove_file(p);
+                Listener::Unix(tokio::net::UnixListener::bind(p).with_context(|| format!("cannot listen on {}", p.display()))?)
             }
-            let _ = std::fs::remove_file(&p);
-            Listener::Unix(tokio::net::UnixListener::bind(&p).with_context(|| format!("cannot listen on {}", p.display()))?)
-        } else {
-            if token.is_none() {
-                anyhow::bail!("--control {} is TCP: give --control-token-file, an unauthenticated control API on the network is refused", cli.control);
+            opsflow_control::Address::Tcp { .. } => {
+                if token.is_none() {
+                    anyhow::bail!("--control {address} is TCP: give --control-token-file, an unauthenticated control API on the network is refused");
+                }
+                let a = address.host_header();
+                Listener::Tcp(tokio::net::TcpListener::bind(&a).await.with_context(|| format!("cannot listen on {a}"))?)
             }
-            Listener::Tcp(tokio::net::TcpListener::bind(&cli.control).await.with_context(|| format!("cannot listen on {}", cli.control))?)
         };
         let mut daemon = Daemon::new(cfg.clone(), cli.config.clone(), id);
         let shared = daemon.shared.clone();
@@ -360,8 +286,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         daemon.set_lvs(lvs.clone());
         tokio::spawn(control::serve(listener, shared, token, lvs));
         daemon.run().await?;
-        if cli.control.contains('/') {
-            let _ = std::fs::remove_file(&cli.control);
+        if let Some(p) = address.unix_path() {
+            let _ = std::fs::remove_file(p);
         }
         anyhow::Ok(())
     })?;
