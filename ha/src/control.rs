@@ -6,17 +6,18 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::Path;
 use std::sync::Arc;
+
+use anyhow::Context;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use opsflow_control::route::{NoRoute, Usage};
 use opsflow_control::{Route, RsAction, Status, VrrpState};
-use tracing::warn;
 
 use crate::daemon::{Counters, Shared};
 
@@ -158,55 +159,156 @@ pub fn metrics(s: &Status, c: &Counters) -> String {
     m
 }
 
-async fn serve_conn<IO>(
-    io: IO,
-    shared: Shared,
-    token: Arc<Option<String>>,
-    lvs: Option<crate::lvs::Handle>,
-) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let svc = service_fn(move |req: Request<Incoming>| {
-        let (shared, token, lvs) = (shared.clone(), token.clone(), lvs.clone());
-        async move { Ok::<_, Infallible>(respond(&shared, token.as_deref(), &lvs, &req).await) }
-    });
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(io), svc)
-        .await
-    {
-        warn!(error = %e, "control connection failed");
-    }
-}
-
 /// Where the control API listens.
 pub enum Listener {
     Unix(tokio::net::UnixListener),
     Tcp(tokio::net::TcpListener),
 }
 
+/// Serves the control API on the project's hardened HTTP loop (header-read timeout, connection
+/// cap with eviction of the oldest unfinished connection, per-peer cap, accept errors backed
+/// off and logged rate-limited) until `shutdown` resolves. TCP requires `token`.
 pub async fn serve(
     l: Listener,
     shared: Shared,
     token: Option<String>,
     lvs: Option<crate::lvs::Handle>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let mut limits = opsflow_common::http::Limits::default();
+    limits.max_connections = limits
+        .max_connections
+        .min(connection_cap(open_files_limit()));
     let token = Arc::new(token);
-    loop {
-        match &l {
-            Listener::Unix(u) => match u.accept().await {
-                Ok((s, _)) => {
-                    tokio::spawn(serve_conn(s, shared.clone(), Arc::new(None), lvs.clone()));
-                }
-                Err(e) => warn!(error = %e, "control accept failed"),
-            },
-            Listener::Tcp(t) => match t.accept().await {
-                Ok((s, _)) => {
-                    tokio::spawn(serve_conn(s, shared.clone(), token.clone(), lvs.clone()));
-                }
-                Err(e) => warn!(error = %e, "control accept failed"),
-            },
+    let handler = move |token: Arc<Option<String>>| {
+        let (shared, lvs) = (shared.clone(), lvs.clone());
+        move |req: Request<Incoming>| {
+            let (shared, lvs, token) = (shared.clone(), lvs.clone(), token.clone());
+            async move { Ok::<_, Infallible>(respond(&shared, token.as_deref(), &lvs, &req).await) }
+        }
+    };
+    match l {
+        Listener::Unix(u) => {
+            // the socket's file mode is the guard
+            opsflow_common::http::serve_fn(u, limits, handler(Arc::new(None)), shutdown).await
+        }
+        Listener::Tcp(t) => {
+            opsflow_common::http::serve_fn(t, limits, handler(token), shutdown).await
         }
     }
+}
+
+/// The soft limit on open files (RLIMIT_NOFILE).
+fn open_files_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        r.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// Control connections allowed with `nofile` descriptors: the cap must bite before the
+/// descriptors run out (sockets, netlink, scripts and checkers need some), so half of what is
+/// left after a reserve of 32, at least 4.
+pub fn connection_cap(nofile: u64) -> usize {
+    (nofile.saturating_sub(32) / 2).clamp(4, 1 << 16) as usize
+}
+
+/// Binds the unix control socket at `path`, mode 0660 whatever the umask, owned by root and
+/// `group` when given. A missing directory is created 0755; a stale socket is replaced.
+pub fn bind_unix(path: &Path, group: Option<&str>) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(d) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(d)
+            .with_context(|| format!("cannot create {}", d.display()))?;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot set the mode of {}", d.display()))?;
+    }
+    let gid = group.map(group_id).transpose()?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove the old socket {}", path.display()))?;
+        }
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket: remove it or give another --control path",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    // born 0600 (never more open than the final mode), then opened to the group
+    // SAFETY: umask only swaps the process's file mode mask; restored right after the bind.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = tokio::net::UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound.with_context(|| format!("cannot listen on {}", path.display()))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).with_context(|| {
+            format!(
+                "cannot give {} to group {}",
+                path.display(),
+                group.unwrap_or("")
+            )
+        })?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// The id of group `name` (or a number).
+fn group_id(name: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| anyhow::anyhow!("--control-group {name:?}: not a group name"))?;
+    // SAFETY: getgrnam reads the group database at start-up, before any other thread runs;
+    // the gid is copied out before the static buffer can change.
+    let g = unsafe { libc::getgrnam(c.as_ptr()) };
+    if g.is_null() {
+        anyhow::bail!("--control-group {name}: no such group (create it, or give an existing one)");
+    }
+    // SAFETY: non-null pointer to a group entry.
+    Ok(unsafe { (*g).gr_gid })
+}
+
+/// Reads the bearer token of the TCP control API. An empty file, or one that others can read,
+/// is refused: the token would be no secret.
+pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        anyhow::bail!(
+            "the token file {} is readable by everyone (mode {:o}): run `chmod 600 {}`",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        );
+    }
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        anyhow::bail!(
+            "the token file {} is empty: write a secret into it, e.g. `head -c 32 /dev/urandom | base64 > {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(token)
 }
 
 /// `ha status` for people: the instances, then the virtual servers and their real servers.
@@ -292,6 +394,14 @@ pub fn table(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_cap_stays_below_the_descriptor_limit() {
+        assert_eq!(connection_cap(256), 112);
+        assert_eq!(connection_cap(128), 48);
+        assert_eq!(connection_cap(10), 4);
+        assert!(connection_cap(1 << 20) >= 128);
+    }
 
     #[test]
     fn tokens_compare_whole() {

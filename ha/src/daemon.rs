@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::conf::{self, Config, Instance, Vip};
 use crate::net;
@@ -771,13 +771,12 @@ impl Daemon {
         }
     }
 
-    /// Runs until SIGTERM. SIGHUP reloads; SIGUSR1 writes the state to a file.
+    /// Runs until SIGTERM. SIGHUP reloads (sd_notify RELOADING, then READY).
     pub async fn run(mut self) -> anyhow::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let mut usr1 = signal(SignalKind::user_defined1())?;
         let mut poll = tokio::time::interval(Duration::from_millis(100));
         info!(instances = self.insts.len(), "ha ready");
         loop {
@@ -879,6 +878,7 @@ impl Daemon {
                     self.publish();
                 }
                 _ = hup.recv() => {
+                    opsflow_common::notify::reloading();
                     match conf::load(&self.config_path, &self.config_id) {
                         Ok(cfg) => {
                             for w in &cfg.warnings { warn!("{w}"); }
@@ -891,23 +891,17 @@ impl Daemon {
                             info!("configuration reloaded");
                         }
                         Err(diags) => {
-                            for d in diags.iter().filter(|d| !d.warning) { warn!("{d}"); }
-                            warn!("reload refused: the configuration has errors; the old one stays in force");
+                            for d in diags.iter().filter(|d| !d.warning) { error!("{d}"); }
+                            error!("reload refused: the configuration has errors; the old one stays in force");
                         }
                     }
-                }
-                _ = usr1.recv() => {
-                    let path = std::env::temp_dir().join(format!("ha-{}.json", std::process::id()));
-                    let text = self.shared.lock().map(|s| serde_json::to_string_pretty(&s.0).unwrap_or_default()).unwrap_or_default();
-                    match std::fs::write(&path, text) {
-                        Ok(()) => info!(file = %path.display(), "state written (SIGUSR1)"),
-                        Err(e) => warn!(file = %path.display(), error = %e, "cannot write the state"),
-                    }
+                    opsflow_common::notify::ready("configuration reloaded or kept");
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
         }
+        opsflow_common::notify::stopping();
         info!("shutting down: masters hand over with priority 0 and remove their VIPs");
         for idx in 0..self.insts.len() {
             let mut i = self.insts.remove(idx);
