@@ -25,9 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         cfg: &cfg,
         dir: dir.clone(),
     };
-    let directors = HaDirectors {
-        list: cfg.directors.clone(),
-    };
+    let directors = HaDirectors::new(&cfg.directors)?;
     let drain = Duration::from_secs(cli.drain_timeout.unwrap_or(cfg.app.drain_timeout));
     let out = Printer::new();
     let runner = Runner {

@@ -59,7 +59,7 @@ fn ssh() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Director {
-    /// `http://HOST:PORT` (TCP, bearer token) or a unix socket path.
+    /// `HOST:PORT` or `http://HOST:PORT` (TCP, needs token_file) or a unix socket path.
     pub control: String,
     pub token_file: Option<PathBuf>,
     #[serde(skip)]
@@ -131,7 +131,12 @@ impl Config {
                         .trim()
                         .to_string(),
                 );
-            } else if d.control.starts_with("http") {
+            }
+            let address: opsflow_control::Address = d
+                .control
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{}: director: {e}", path.display()))?;
+            if address.is_tcp() && d.token.as_deref().is_none_or(str::is_empty) {
                 anyhow::bail!(
                     "{}: director {} is reached over TCP and needs token_file (ha refuses an unauthenticated control API on the network)",
                     path.display(),

@@ -1,8 +1,8 @@
 //! The load balancers in front of the hosts: what release asks of them ([`Directors`]) and
 //! ha's control API behind it ([`HaDirectors`]).
 
-use std::io::{Read, Write};
-use std::time::Duration;
+use opsflow_control::client::Blocking;
+use opsflow_control::{Client, Endpoint, Error, RsAction};
 
 use crate::config::Director;
 use crate::exit::{coded, Kind};
@@ -43,44 +43,68 @@ pub trait Directors: Sync {
     }
 }
 
-/// ha's control API, one per `[[director]]`.
+/// ha's control API, one client per `[[director]]` (opsflow-control's, with its deadlines).
 pub struct HaDirectors {
-    pub list: Vec<Director>,
+    clients: Vec<Client>,
+}
+
+impl HaDirectors {
+    /// Clients for the directors of the config (addresses were checked when it was loaded).
+    pub fn new(list: &[Director]) -> anyhow::Result<HaDirectors> {
+        let clients = list
+            .iter()
+            .map(|d| {
+                Endpoint::parse(&d.control, d.token.as_deref())
+                    .map(Client::new)
+                    .map_err(|e| coded(Kind::Config, e.to_string()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(HaDirectors { clients })
+    }
+
+    /// Runs one call of director `d` to completion (a runtime per call: host threads call
+    /// concurrently, and a stuck director delays only its own caller).
+    fn blocking(&self, d: usize) -> anyhow::Result<Blocking> {
+        Blocking::new(self.clients[d].clone()).map_err(anyhow::Error::new)
+    }
+}
+
+/// A client error with its exit kind: no connection or no answer is "unreachable".
+fn classify(e: Error) -> anyhow::Error {
+    match e {
+        Error::Connect { .. }
+        | Error::ConnectTimeout { .. }
+        | Error::Timeout { .. }
+        | Error::Http { .. } => coded(Kind::Unreachable, format!("director {e}")),
+        e => anyhow::anyhow!("director {e}"),
+    }
 }
 
 impl Directors for HaDirectors {
     fn count(&self) -> usize {
-        self.list.len()
+        self.clients.len()
     }
 
     fn name(&self, d: usize) -> String {
-        self.list[d].control.clone()
+        self.clients[d].endpoint().address.to_string()
     }
 
     fn real_servers(&self, d: usize, vs: &str) -> anyhow::Result<Vec<(String, RsState)>> {
-        let dir = &self.list[d];
-        let s = status(dir)?;
-        let v = s["virtual_servers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|v| v["id"] == vs)
-            .ok_or_else(|| {
-                anyhow::anyhow!("director {} has no virtual server {vs}", dir.control)
-            })?;
-        Ok(v["real_servers"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let status = self.blocking(d)?.status().map_err(classify)?;
+        let v = status.virtual_server(vs).ok_or_else(|| {
+            anyhow::anyhow!("director {} has no virtual server {vs}", self.name(d))
+        })?;
+        Ok(v.real_servers
+            .iter()
             .map(|r| {
                 (
-                    format!("{}:{}", r["address"].as_str().unwrap_or(""), r["port"]),
+                    r.id(),
                     RsState {
-                        weight: r["weight"].as_u64().unwrap_or(0),
-                        configured_weight: r["configured_weight"].as_u64().unwrap_or(0),
-                        healthy: r["healthy"].as_bool().unwrap_or(false),
-                        maintenance: r["maintenance"].as_bool().unwrap_or(false),
-                        active: r["active_connections"].as_u64().unwrap_or(0),
+                        weight: r.weight.into(),
+                        configured_weight: r.configured_weight.into(),
+                        healthy: r.healthy,
+                        maintenance: r.maintenance,
+                        active: r.active_connections,
                     },
                 )
             })
@@ -88,78 +112,14 @@ impl Directors for HaDirectors {
     }
 
     fn set(&self, d: usize, vs: &str, rs: &str, drain: bool) -> anyhow::Result<()> {
-        let dir = &self.list[d];
-        let verb = if drain { "drain" } else { "enable" };
-        let (code, body) = call(
-            dir,
-            "POST",
-            &format!("/v1/virtual-servers/{vs}/real-servers/{rs}/{verb}"),
-        )?;
-        if code != 200 {
-            anyhow::bail!(
-                "director {}: {verb} {rs} answered {code}: {}",
-                dir.control,
-                body.trim()
-            );
-        }
+        let action = if drain {
+            RsAction::Drain
+        } else {
+            RsAction::Enable
+        };
+        self.blocking(d)?
+            .set_real_server(vs, rs, action)
+            .map_err(classify)?;
         Ok(())
     }
 }
-
-fn status(dir: &Director) -> anyhow::Result<serde_json::Value> {
-    let (code, body) = call(dir, "GET", "/v1/status")?;
-    if code != 200 {
-        anyhow::bail!(
-            "director {}: status answered {code}: {}",
-            dir.control,
-            body.trim()
-        );
-    }
-    serde_json::from_str(&body)
-        .map_err(|e| anyhow::anyhow!("director {}: status is not JSON: {e}", dir.control))
-}
-
-/// One HTTP/1.0 exchange with a director, 5 s deadline: (status, body).
-fn call(dir: &Director, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    let timeout = Duration::from_secs(5);
-    let unreachable =
-        |e: std::io::Error| coded(Kind::Unreachable, format!("director {}: {e}", dir.control));
-    let auth = dir
-        .token
-        .as_deref()
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let (host, mut stream): (String, Box<dyn ReadWrite>) = if dir.control.starts_with('/') {
-        let s = std::os::unix::net::UnixStream::connect(&dir.control).map_err(unreachable)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        ("localhost".into(), Box::new(s))
-    } else {
-        use std::net::ToSocketAddrs;
-        let target = dir
-            .control
-            .strip_prefix("http://")
-            .unwrap_or(&dir.control)
-            .trim_end_matches('/')
-            .to_string();
-        let addr = target
-            .to_socket_addrs()
-            .map_err(unreachable)?
-            .next()
-            .ok_or_else(|| coded(Kind::Unreachable, format!("director {target}: no address")))?;
-        let s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(unreachable)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        (target, Box::new(s))
-    };
-    let req =
-        format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n{auth}\r\n");
-    stream.write_all(req.as_bytes()).map_err(unreachable)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(unreachable)?;
-    crate::health::parse_response(&raw)
-        .ok_or_else(|| anyhow::anyhow!("director {}: not an HTTP answer", dir.control))
-}
-
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}

@@ -157,6 +157,12 @@ fn setup() -> Option<Env> {
     }
     let token = "t0k3n-for-the-test".to_string();
     std::fs::write(dir.join("token"), &token).unwrap();
+    // ha refuses a token file others can read
+    std::fs::set_permissions(
+        dir.join("token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let mut rs = String::new();
     for i in 0..HOSTS.len() {
         rs.push_str(&format!("  real_server 10.92.2.{} 80 {{\n    weight 1\n    HTTP_GET {{\n      url {{\n        path /health\n        status_code 200\n      }}\n      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n", 11 + i));
