@@ -7,7 +7,10 @@
 //! - [`net`]: rtnetlink addresses, gratuitous ARP, the raw VRRP socket, link state.
 //! - [`lvs`]: virtual servers: health checkers, the data plane (nftables), drains.
 //! - [`smtp`]: alert e-mail.
-//! - [`control`]: the control API (`/v1/status`, `/metrics`) and its client.
+//! - [`control`]: the control API server (`/v1/status`, `/metrics`, drain/enable; the
+//!   contract and the client are `opsflow-control`), the socket's mode, the token file.
+//! - [`cli`] (clap definitions), [`app`] (what each command does, the start-up order),
+//!   [`dump`] (SIGUSR1/SIGUSR2 files under /run/ha).
 //!
 //! # Invariants
 //! - Protocol decisions are made only in [`vrrp::Router`]; the daemon executes its actions.
@@ -15,9 +18,12 @@
 //! - A master that stops sends priority 0 first and removes its VIPs.
 //! - The TCP control API always requires a bearer token.
 
+pub mod app;
+pub mod cli;
 pub mod conf;
 pub mod control;
 pub mod daemon;
+pub mod dump;
 pub mod lvs;
 pub mod net;
 pub mod smtp;
