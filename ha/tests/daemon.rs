@@ -245,3 +245,25 @@ fn a_token_file_that_is_no_secret_is_refused_at_start() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ha_status_gives_up_on_a_stuck_daemon() {
+    let dir = std::env::temp_dir().join(format!("ha-stuck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("ha.sock");
+    let _ = std::fs::remove_file(&sock);
+    // listens, never answers: connections sit in the backlog
+    let _stuck = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let t0 = Instant::now();
+    let out = Command::new(HA)
+        .args(["status", "--timeout", "1", "--control"])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no complete answer within"), "{err}");
+    // it returned: how fast is not the point, only that it did not wait forever
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(&dir);
+}
