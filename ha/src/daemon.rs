@@ -16,7 +16,7 @@ use crate::conf::{self, Config, Instance, Vip};
 use crate::net;
 use crate::vrrp::{self, Action, Advert, Router, Settings, State};
 
-pub use crate::shared::{Counters, Shared, Status};
+pub use crate::status::{Counters, Shared, Status};
 
 /// Splits a command line into words (single and double quotes group).
 pub fn split_command(cmd: &str) -> Vec<String> {

@@ -12,7 +12,7 @@ use opsflow_control::Status;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::shared::{Counters, Shared};
+use crate::status::{Counters, Shared};
 
 /// Where the dumps of one ha go: `DIR/STEM.data`, `.data.json`, `.stats`, `.stats.json`.
 #[derive(Clone, Debug)]
