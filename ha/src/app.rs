@@ -173,6 +173,16 @@ fn daemon(cli: &Cli, cfg: Config, id: String) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // the handlers of HUP, TERM and INT are installed now and stay (tokio keeps them):
+        // one that arrives before the event loop listens is not fatal
+        use tokio::signal::unix::{signal, SignalKind};
+        for kind in [
+            SignalKind::hangup(),
+            SignalKind::terminate(),
+            SignalKind::interrupt(),
+        ] {
+            drop(signal(kind)?);
+        }
         let listener = match &address {
             Address::Unix(p) => {
                 Listener::Unix(control::bind_unix(p, cli.control_group.as_deref())?)
@@ -210,7 +220,7 @@ fn daemon(cli: &Cli, cfg: Config, id: String) -> anyhow::Result<ExitCode> {
                 let _ = stopped.await;
             },
         ));
-        tokio::spawn(crate::dump::on_signals(dumps, shared));
+        tokio::spawn(crate::dump::on_signals(dumps, shared)?);
         opsflow_common::notify::ready(&format!(
             "{} vrrp instances, {} virtual servers; control on {address}",
             cfg.instances.len(),

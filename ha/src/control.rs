@@ -19,7 +19,7 @@ use hyper::{Request, Response, StatusCode};
 use opsflow_control::route::{NoRoute, Usage};
 use opsflow_control::{Route, RsAction, Status, VrrpState};
 
-use crate::daemon::{Counters, Shared};
+use crate::status::{Counters, Shared};
 
 /// Compares a presented `Authorization` header with the token in constant time (the time
 /// taken does not tell how many leading bytes were right).

@@ -16,20 +16,7 @@ use crate::conf::{self, Config, Instance, Vip};
 use crate::net;
 use crate::vrrp::{self, Action, Advert, Router, Settings, State};
 
-/// What `GET /v1/status` reports: the control contract's types, filled here (VRRP) and by
-/// the LVS task (virtual servers).
-pub use opsflow_control::Status;
-
-/// Counters for /metrics.
-#[derive(Default, Debug)]
-pub struct Counters {
-    pub adverts_rx: u64,
-    pub adverts_tx: u64,
-    pub dropped: HashMap<&'static str, u64>,
-    pub transitions: u64,
-}
-
-pub type Shared = Arc<Mutex<(Status, Counters)>>;
+pub use crate::status::{Counters, Shared, Status};
 
 /// Splits a command line into words (single and double quotes group).
 pub fn split_command(cmd: &str) -> Vec<String> {

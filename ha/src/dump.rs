@@ -12,7 +12,7 @@ use opsflow_control::Status;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::daemon::{Counters, Shared};
+use crate::status::{Counters, Shared};
 
 /// Where the dumps of one ha go: `DIR/STEM.data`, `.data.json`, `.stats`, `.stats.json`.
 #[derive(Clone, Debug)]
@@ -216,27 +216,33 @@ fn write_private(p: &Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data).map_err(named)
 }
 
-/// Answers SIGUSR1 (data) and SIGUSR2 (stats) for the life of the process.
-pub async fn on_signals(dumps: Dumps, shared: Shared) -> std::io::Result<()> {
+/// Installs the SIGUSR1 (data) and SIGUSR2 (stats) handlers now, and returns the task that
+/// answers them for the life of the process (to be spawned).
+pub fn on_signals(
+    dumps: Dumps,
+    shared: Shared,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
-    loop {
-        let data = tokio::select! {
-            Some(()) = usr1.recv() => true,
-            Some(()) = usr2.recv() => false,
-            else => return Ok(()),
-        };
-        let what = if data {
-            "SIGUSR1: data"
-        } else {
-            "SIGUSR2: stats"
-        };
-        match dumps.write(data, &shared) {
-            Ok(files) => info!(files = ?files, "{what} written"),
-            Err(e) => warn!(error = %e, "{what}: cannot write"),
+    Ok(async move {
+        loop {
+            let data = tokio::select! {
+                Some(()) = usr1.recv() => true,
+                Some(()) = usr2.recv() => false,
+                else => return,
+            };
+            let what = if data {
+                "SIGUSR1: data"
+            } else {
+                "SIGUSR2: stats"
+            };
+            match dumps.write(data, &shared) {
+                Ok(files) => info!(files = ?files, "{what} written"),
+                Err(e) => warn!(error = %e, "{what}: cannot write"),
+            }
         }
-    }
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! - [`net`]: rtnetlink addresses, gratuitous ARP, the raw VRRP socket, link state.
 //! - [`lvs`]: virtual servers: health checkers, the data plane (nftables), drains.
 //! - [`smtp`]: alert e-mail.
+//! - [`status`]: the status and counters the daemon and the LVS task publish.
 //! - [`control`]: the control API server (`/v1/status`, `/metrics`, drain/enable; the
 //!   contract and the client are `opsflow-control`), the socket's mode, the token file.
 //! - [`cli`] (clap definitions), [`app`] (what each command does, the start-up order),
@@ -27,4 +28,5 @@ pub mod dump;
 pub mod lvs;
 pub mod net;
 pub mod smtp;
+pub mod status;
 pub mod vrrp;

@@ -48,9 +48,10 @@ fn one(tag: &str, vrid: u8, vip: &str) -> Option<One> {
 }
 
 impl One {
-    fn command(&self, extra: &[&str]) -> Command {
+    /// ha with this lab's files, after `setup` (a shell line such as `umask 000`).
+    fn command(&self, setup: &str) -> Command {
         let mut c = self.host.command("sh");
-        c.args(["-c", "umask 000; exec \"$0\" \"$@\"", HA])
+        c.args(["-c", &format!("{setup}; exec \"$0\" \"$@\""), HA])
             .arg("--config")
             .arg(self.lab.path("ha.conf"))
             .arg("--control")
@@ -58,8 +59,7 @@ impl One {
             .arg("--state-file")
             .arg(self.lab.path("state.json"))
             .arg("--pid-file")
-            .arg(self.lab.path("ha.pid"))
-            .args(extra);
+            .arg(self.lab.path("ha.pid"));
         c
     }
 }
@@ -86,7 +86,7 @@ fn a_running_ha_owns_its_pid_file_socket_mode_signals_and_notifications() {
     };
     let nsock_path = o.lab.path("notify.sock");
     let nsock = UnixDatagram::bind(&nsock_path).unwrap();
-    let mut cmd = o.command(&[]);
+    let mut cmd = o.command("umask 000");
     cmd.env("NOTIFY_SOCKET", &nsock_path);
     let mut ha = o.host.spawn_command("ha", cmd);
     let sock = o.lab.path("ha.sock");
@@ -106,7 +106,7 @@ fn a_running_ha_owns_its_pid_file_socket_mode_signals_and_notifications() {
     // a second ha on the same pid file is refused, naming the first one's pid, before it
     // touches the first one's socket
     let pid = ha.pid().to_string();
-    let out = o.command(&[]).output().unwrap();
+    let out = o.command("umask 000").output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -176,16 +176,7 @@ fn idle_connections_do_not_starve_the_control_socket() {
         return;
     };
     // fewer descriptors than idle connections: a cap below the limit must hold
-    let mut cmd = o.host.command("sh");
-    cmd.args(["-c", "ulimit -n 128; exec \"$0\" \"$@\"", HA])
-        .arg("--config")
-        .arg(o.lab.path("ha.conf"))
-        .arg("--control")
-        .arg(o.lab.path("ha.sock"))
-        .arg("--state-file")
-        .arg(o.lab.path("state.json"))
-        .arg("--pid-file")
-        .arg(o.lab.path("ha.pid"));
+    let cmd = o.command("ulimit -n 128");
     let mut ha = o.host.spawn_command("ha", cmd);
     let sock = o.lab.path("ha.sock");
     assert!(
@@ -252,5 +243,27 @@ fn a_token_file_that_is_no_secret_is_refused_at_start() {
         e.contains(token.to_str().unwrap()) && e.contains("empty"),
         "{e}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ha_status_gives_up_on_a_stuck_daemon() {
+    let dir = std::env::temp_dir().join(format!("ha-stuck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("ha.sock");
+    let _ = std::fs::remove_file(&sock);
+    // listens, never answers: connections sit in the backlog
+    let _stuck = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let t0 = Instant::now();
+    let out = Command::new(HA)
+        .args(["status", "--timeout", "1", "--control"])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no complete answer within"), "{err}");
+    // it returned: how fast is not the point, only that it did not wait forever
+    assert!(t0.elapsed() < Duration::from_secs(30));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::conf::lvs::{RealServer, VirtualServer, VsKey};
-use crate::daemon::Shared;
+use crate::status::Shared;
 use dataplane::{Backend, Dest, Service};
 
 /// What the control API and the daemon ask of the LVS task.
