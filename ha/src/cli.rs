@@ -35,7 +35,7 @@ pub struct Cli {
     /// Group that may use the unix control socket (mode 0660, owner root).
     #[arg(long)]
     pub control_group: Option<String>,
-    /// File holding the bearer token of the TCP control API (not empty, not world-readable).
+    /// File holding the bearer token of the TCP control API (not empty, writable only by its owner; `chmod 600`).
     #[arg(long)]
     pub control_token_file: Option<PathBuf>,
     /// Pid file, locked while ha runs: a second ha on it is refused. Default:

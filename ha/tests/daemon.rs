@@ -233,11 +233,15 @@ fn a_token_file_that_is_no_secret_is_refused_at_start() {
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let e = run(0o644, "secret\n");
+    let e = run(0o646, "secret\n");
     assert!(
-        e.contains(token.to_str().unwrap()) && e.contains("chmod 600"),
+        e.contains(token.to_str().unwrap())
+            && e.contains("writable by others")
+            && e.contains("chmod 600"),
         "{e}"
     );
+    let e = run(0o620, "secret\n");
+    assert!(e.contains("writable by others"), "{e}");
     let e = run(0o600, "  \n");
     assert!(
         e.contains(token.to_str().unwrap()) && e.contains("empty"),
