@@ -13,6 +13,9 @@ use crate::conf::{expr, Access, Addr, Config, Params};
 use crate::leases::{Lease, State};
 use crate::wire::*;
 
+mod offers;
+use offers::Offers;
+
 /// How long an offered address is held for the client it was offered to.
 pub const OFFER_HOLD: u64 = 60;
 
@@ -127,8 +130,11 @@ pub struct Engine {
     fixed_set: HashSet<Ipv4Addr>,
     server_ids: HashSet<Ipv4Addr>,
     pub leases: HashMap<Ipv4Addr, Lease>,
+    /// The address whose lease record carries a client's key: an index of `leases`, so
+    /// never larger than it (an entry goes when its lease is released, declined or given
+    /// to another client), as ISC keeps the uid on the lease record.
     by_client: HashMap<Key, Ipv4Addr>,
-    offers: HashMap<Ipv4Addr, (Key, u64)>,
+    offers: Offers,
     cursors: HashMap<(usize, usize), u32>,
     exhausted_warned: HashMap<usize, u64>,
     last_sweep: u64,
@@ -225,6 +231,7 @@ impl Engine {
         }
         let by_client = leases
             .values()
+            .filter(|l| matches!(l.state, State::Active | State::Free))
             .filter_map(|l| lease_key(l).map(|k| (k, l.ip)))
             .collect();
         Engine {
@@ -235,16 +242,11 @@ impl Engine {
             server_ids,
             leases,
             by_client,
-            offers: HashMap::new(),
+            offers: Offers::default(),
             cursors: HashMap::new(),
             exhausted_warned: HashMap::new(),
             last_sweep: 0,
         }
-    }
-
-    /// Addresses we answer as (server identifiers).
-    pub fn add_server_id(&mut self, a: Ipv4Addr) {
-        self.server_ids.insert(a);
     }
 
     fn locate(&self, msg: &Msg, iface: &Iface) -> Option<usize> {
@@ -397,6 +399,13 @@ impl Engine {
             return Some((ip, s, None));
         }
         if let Some(&ip) = self.by_client.get(&c.key) {
+            if let Some((s, pool)) = self.in_range(ip, segment, c) {
+                if self.available(ip, &c.key, now) {
+                    return Some((ip, s, pool));
+                }
+            }
+        }
+        if let Some(ip) = self.offers.of(&c.key, now) {
             if let Some((s, pool)) = self.in_range(ip, segment, c) {
                 if self.available(ip, &c.key, now) {
                     return Some((ip, s, pool));
@@ -655,6 +664,15 @@ impl Engine {
         p.server_id.unwrap_or(iface.addr)
     }
 
+    /// The lease record at `ip` is about to be replaced: its client's index entry goes.
+    fn unindex(&mut self, ip: Ipv4Addr) {
+        if let Some(prev) = self.leases.get(&ip).and_then(lease_key) {
+            if self.by_client.get(&prev) == Some(&ip) {
+                self.by_client.remove(&prev);
+            }
+        }
+    }
+
     fn grant(&mut self, c: &Client, ip: Ipv4Addr, lt: u32, msg: &Msg, now: u64) -> Lease {
         if let Some(old) = self.by_client.get(&c.key).copied() {
             if old != ip {
@@ -667,6 +685,7 @@ impl Engine {
                 }
             }
         }
+        self.unindex(ip);
         let lease = Lease {
             ip,
             mac: msg.mac(),
@@ -681,7 +700,7 @@ impl Engine {
         };
         self.leases.insert(ip, lease.clone());
         self.by_client.insert(c.key.clone(), ip);
-        self.offers.remove(&ip);
+        self.offers.remove(ip);
         lease
     }
 
@@ -704,7 +723,7 @@ impl Engine {
                 // expired offers are ignored where they are looked up; sweep them once a
                 // second, not on every packet (a sweep is O(offers))
                 if now > self.last_sweep {
-                    self.offers.retain(|_, (_, until)| *until > now);
+                    self.offers.sweep(now);
                     self.last_sweep = now;
                 }
                 let Some((ip, s, pool)) = self.choose(msg, &c, &segment, now) else {
@@ -721,7 +740,7 @@ impl Engine {
                     return Action::Drop("pool_exhausted");
                 };
                 let p = self.params(s, pool, &c);
-                self.offers.insert(ip, (c.key.clone(), now + OFFER_HOLD));
+                self.offers.hold(ip, &c.key, now + OFFER_HOLD);
                 let lt = Engine::lease_time(&p, msg);
                 Action::Send(self.reply(
                     msg,
@@ -756,9 +775,9 @@ impl Engine {
                     ends: now + base.abandon_time as u64,
                     state: State::Abandoned,
                 };
+                self.unindex(ip);
                 self.leases.insert(ip, lease.clone());
-                self.by_client.remove(&c.key);
-                self.offers.remove(&ip);
+                self.offers.remove(ip);
                 Action::Commit {
                     leases: vec![lease],
                     reply: None,
@@ -773,6 +792,10 @@ impl Engine {
                         l.state = State::Released;
                         l.ends = now;
                         let l = l.clone();
+                        // nothing per client outlives its lease
+                        if self.by_client.get(&c.key) == Some(&ip) {
+                            self.by_client.remove(&c.key);
+                        }
                         Action::Commit {
                             leases: vec![l],
                             reply: None,
@@ -843,7 +866,7 @@ impl Engine {
                 // the client chose another server: our offer is free again
                 if let Some(ip) = requested {
                     if self.offers.get(&ip).is_some_and(|(k, _)| *k == c.key) {
-                        self.offers.remove(&ip);
+                        self.offers.remove(ip);
                     }
                 }
                 return Action::Drop("request_for_other_server");
@@ -957,280 +980,4 @@ fn hex(b: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::conf::parse_str;
-
-    const CONF: &str = r#"
-authoritative;
-default-lease-time 600;
-max-lease-time 7200;
-option domain-name "lab.test";
-option domain-name-servers 10.50.0.1;
-subnet 10.50.0.0 netmask 255.255.255.0 {
-  range 10.50.0.100 10.50.0.102;
-  option routers 10.50.0.1;
-  filename "pxelinux.0";
-  next-server 10.50.0.1;
-}
-subnet 10.60.0.0 netmask 255.255.0.0 {
-  range 10.60.1.1 10.60.1.50;
-}
-host reserved {
-  hardware ethernet 02:00:00:00:00:33;
-  fixed-address 10.50.0.20;
-  filename "uefi/shimx64.efi";
-}
-"#;
-
-    fn iface() -> Iface {
-        Iface {
-            name: "eth0".into(),
-            index: 2,
-            addr: Ipv4Addr::new(10, 50, 0, 1),
-            prefix: 24,
-        }
-    }
-
-    fn engine() -> Engine {
-        Engine::new(
-            parse_str("t.conf", CONF).unwrap(),
-            HashMap::new(),
-            &[iface()],
-        )
-    }
-
-    fn mac(n: u8) -> [u8; 6] {
-        [2, 0, 0, 0, 0, n]
-    }
-
-    fn send(e: &mut Engine, raw: &[u8], now: u64) -> Action {
-        let m = Msg::parse_request(raw).unwrap();
-        e.handle(&m, raw, &iface(), now)
-    }
-
-    fn reply(a: &Action) -> (Msg, Dest) {
-        match a {
-            Action::Send(r) | Action::Commit { reply: Some(r), .. } => {
-                (Msg::parse(&r.bytes).unwrap(), r.dest.clone())
-            }
-            other => panic!("no reply: {other:?}"),
-        }
-    }
-
-    fn dora(e: &mut Engine, m: [u8; 6], now: u64) -> Ipv4Addr {
-        let off = reply(&send(
-            e,
-            &crate::wire::request(MsgType::Discover, m, 1, &[]),
-            now,
-        ))
-        .0;
-        assert_eq!(off.msg_type(), Some(MsgType::Offer));
-        let req = crate::wire::request(
-            MsgType::Request,
-            m,
-            1,
-            &[
-                (OPT_SERVER_ID, &[10, 50, 0, 1]),
-                (OPT_REQUESTED_IP, &off.yiaddr.octets()),
-            ],
-        );
-        let a = send(e, &req, now);
-        assert!(matches!(a, Action::Commit { .. }), "{a:?}");
-        let ack = reply(&a).0;
-        assert_eq!(ack.msg_type(), Some(MsgType::Ack));
-        assert_eq!(ack.yiaddr, off.yiaddr);
-        ack.yiaddr
-    }
-
-    #[test]
-    fn dora_gives_options_lease_times_and_pxe_fields() {
-        let mut e = engine();
-        let prl: &[u8] = &[6, 3, 15, 67, 1];
-        let raw = crate::wire::request(MsgType::Discover, mac(1), 7, &[(OPT_PRL, prl)]);
-        let (off, dest) = reply(&send(&mut e, &raw, 1000));
-        assert_eq!(off.yiaddr, Ipv4Addr::new(10, 50, 0, 100));
-        assert_eq!(
-            dest,
-            Dest::Link {
-                ip: off.yiaddr,
-                mac: mac(1)
-            }
-        );
-        assert_eq!(off.siaddr, Ipv4Addr::new(10, 50, 0, 1));
-        assert_eq!(&off.file[..10], b"pxelinux.0");
-        assert_eq!(off.option(OPT_LEASE_TIME), Some(&600u32.to_be_bytes()[..]));
-        assert_eq!(off.option(OPT_T1), Some(&300u32.to_be_bytes()[..]));
-        assert_eq!(off.option(OPT_T2), Some(&525u32.to_be_bytes()[..]));
-        // the parameter request list decides the order after the fixed header options
-        let codes: Vec<u8> = off.options.iter().map(|(c, _)| *c).collect();
-        assert_eq!(codes, vec![53, 54, 51, 58, 59, 1, 6, 3, 15, 67]);
-        assert_eq!(off.option(67), Some(&b"pxelinux.0"[..]));
-    }
-
-    #[test]
-    fn concurrent_discovers_never_get_the_same_address_and_pool_exhaustion_drops() {
-        let mut e = engine();
-        let mut seen = HashSet::new();
-        for n in 1..=3 {
-            let (off, _) = reply(&send(
-                &mut e,
-                &crate::wire::request(MsgType::Discover, mac(n), 1, &[]),
-                1000,
-            ));
-            assert!(seen.insert(off.yiaddr), "{} offered twice", off.yiaddr);
-        }
-        assert!(matches!(
-            send(
-                &mut e,
-                &crate::wire::request(MsgType::Discover, mac(9), 1, &[]),
-                1000
-            ),
-            Action::Drop("pool_exhausted")
-        ));
-        // offers expire
-        assert!(matches!(
-            send(
-                &mut e,
-                &crate::wire::request(MsgType::Discover, mac(9), 1, &[]),
-                1000 + OFFER_HOLD + 1
-            ),
-            Action::Send(_)
-        ));
-    }
-
-    #[test]
-    fn reservation_renew_release_and_reuse() {
-        let mut e = engine();
-        let (off, _) = reply(&send(
-            &mut e,
-            &crate::wire::request(MsgType::Discover, mac(0x33), 1, &[]),
-            1000,
-        ));
-        assert_eq!(off.yiaddr, Ipv4Addr::new(10, 50, 0, 20));
-        assert!(off.file.starts_with(b"uefi/shimx64.efi"));
-        let ip = dora(&mut e, mac(1), 1000);
-        // the same client gets the same address back on a new DISCOVER
-        assert_eq!(dora(&mut e, mac(1), 1100), ip);
-        // renew: unicast with ciaddr
-        let mut renew =
-            Msg::parse(&crate::wire::request(MsgType::Request, mac(1), 2, &[])).unwrap();
-        renew.ciaddr = ip;
-        let raw = renew.encode(576);
-        let (ack, dest) = reply(&send(&mut e, &raw, 1200));
-        assert_eq!(ack.msg_type(), Some(MsgType::Ack));
-        assert_eq!(dest, Dest::Unicast(ip));
-        assert_eq!(e.leases[&ip].ends, 1200 + 600);
-        // another client asking for that address gets something else
-        let raw = crate::wire::request(
-            MsgType::Discover,
-            mac(2),
-            1,
-            &[(OPT_REQUESTED_IP, &ip.octets())],
-        );
-        assert_ne!(reply(&send(&mut e, &raw, 1200)).0.yiaddr, ip);
-        // release frees it
-        let mut rel = Msg::parse(&crate::wire::request(
-            MsgType::Release,
-            mac(1),
-            3,
-            &[(OPT_SERVER_ID, &[10, 50, 0, 1])],
-        ))
-        .unwrap();
-        rel.ciaddr = ip;
-        assert!(matches!(
-            send(&mut e, &rel.encode(576), 1300),
-            Action::Commit { reply: None, .. }
-        ));
-        assert_eq!(e.leases[&ip].state, State::Released);
-    }
-
-    #[test]
-    fn init_reboot_and_selecting_naks() {
-        let mut e = engine();
-        let ip = dora(&mut e, mac(1), 1000);
-        // INIT-REBOOT for an address on another network: NAK (authoritative), broadcast
-        let raw = crate::wire::request(
-            MsgType::Request,
-            mac(1),
-            5,
-            &[(OPT_REQUESTED_IP, &[192, 168, 9, 9])],
-        );
-        let (nak, dest) = reply(&send(&mut e, &raw, 1100));
-        assert_eq!(nak.msg_type(), Some(MsgType::Nak));
-        assert_eq!(dest, Dest::Broadcast);
-        // INIT-REBOOT for its own address: ACK
-        let raw = crate::wire::request(
-            MsgType::Request,
-            mac(1),
-            6,
-            &[(OPT_REQUESTED_IP, &ip.octets())],
-        );
-        assert_eq!(
-            reply(&send(&mut e, &raw, 1100)).0.msg_type(),
-            Some(MsgType::Ack)
-        );
-        // another client claiming it: NAK
-        let raw = crate::wire::request(
-            MsgType::Request,
-            mac(2),
-            7,
-            &[(OPT_REQUESTED_IP, &ip.octets())],
-        );
-        assert_eq!(
-            reply(&send(&mut e, &raw, 1100)).0.msg_type(),
-            Some(MsgType::Nak)
-        );
-        // SELECTING another server: silence, offer released
-        let raw = crate::wire::request(
-            MsgType::Request,
-            mac(3),
-            8,
-            &[
-                (OPT_SERVER_ID, &[10, 50, 0, 99]),
-                (OPT_REQUESTED_IP, &[10, 50, 0, 101]),
-            ],
-        );
-        assert!(matches!(
-            send(&mut e, &raw, 1100),
-            Action::Drop("request_for_other_server")
-        ));
-    }
-
-    #[test]
-    fn relayed_requests_use_giaddr_subnet_and_decline_abandons() {
-        let mut e = engine();
-        let mut d = Msg::parse(&crate::wire::request(
-            MsgType::Discover,
-            mac(4),
-            1,
-            &[(OPT_RELAY_AGENT, &[1, 2, 3, 4])],
-        ))
-        .unwrap();
-        d.giaddr = Ipv4Addr::new(10, 60, 0, 9);
-        let (off, dest) = reply(&send(&mut e, &d.encode(576), 1000));
-        assert_eq!(off.yiaddr, Ipv4Addr::new(10, 60, 1, 1));
-        assert_eq!(dest, Dest::Relay(Ipv4Addr::new(10, 60, 0, 9)));
-        assert_eq!(
-            off.option(OPT_RELAY_AGENT),
-            Some(&[1u8, 2, 3, 4][..]),
-            "option 82 echoed"
-        );
-        let raw = crate::wire::request(
-            MsgType::Decline,
-            mac(4),
-            2,
-            &[(OPT_REQUESTED_IP, &off.yiaddr.octets())],
-        );
-        assert!(matches!(
-            send(&mut e, &raw, 1000),
-            Action::Commit { reply: None, .. }
-        ));
-        assert_eq!(e.leases[&off.yiaddr].state, State::Abandoned);
-        let (again, _) = reply(&send(&mut e, &d.encode(576), 1001));
-        assert_ne!(
-            again.yiaddr, off.yiaddr,
-            "an abandoned address is not offered again"
-        );
-    }
-}
+mod tests;
