@@ -7,6 +7,7 @@
 //! - [`leases`]: leases and the `dhcpd.leases` journal (group commit, compaction).
 //! - [`net`]: interfaces, sockets, link-layer delivery.
 //! - [`server`]: threads: a receiver per interface, one journal writer, metrics.
+//! - [`cli`] and [`app`]: the command line and what it does (`main.rs` only calls them).
 //!
 //! # Invariants
 //! - An ACK that grants a lease leaves only after that lease is on disk (written and
@@ -15,6 +16,8 @@
 //!   another client, reserved for a host, or one of our own addresses.
 //! - Anything in dhcpd.conf we do not implement is an error at its position.
 
+pub mod app;
+pub mod cli;
 pub mod conf;
 pub mod engine;
 pub mod leases;

@@ -123,9 +123,11 @@ impl Server {
                 for w in &cfg.warnings {
                     warn!("{w}");
                 }
+                // DNS first: the engine is not locked while names resolve
+                let names = crate::engine::resolve_names(&cfg);
                 if let Ok(mut e) = self.engine.lock() {
                     let leases = std::mem::take(&mut e.leases);
-                    *e = Engine::new(cfg, leases, &self.ifaces);
+                    *e = Engine::with_names(cfg, names, leases, &self.ifaces);
                 }
                 info!("configuration reloaded");
             }

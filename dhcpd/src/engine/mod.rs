@@ -192,21 +192,38 @@ pub fn resolve(name: &str) -> Option<Ipv4Addr> {
         })
 }
 
-impl Engine {
-    /// Builds the engine: resolves host names in the config (each failure is a warning and
-    /// the value is left out), indexes the leases read from the journal.
-    pub fn new(cfg: Config, leases: HashMap<Ipv4Addr, Lease>, ifaces: &[Iface]) -> Engine {
-        let mut resolved = HashMap::new();
-        for n in collect_names(&cfg) {
-            match resolve(&n) {
-                Some(ip) => {
-                    resolved.insert(n, ip);
-                }
-                None => {
-                    warn!(name = %n, "cannot resolve this host name from dhcpd.conf; the value that uses it is left out")
-                }
+/// Resolves the host names a config uses (each failure is a warning and the value that uses
+/// it is left out). This may block on DNS: call it before taking the engine's lock.
+pub fn resolve_names(cfg: &Config) -> HashMap<String, Ipv4Addr> {
+    let mut resolved = HashMap::new();
+    for n in collect_names(cfg) {
+        match resolve(&n) {
+            Some(ip) => {
+                resolved.insert(n, ip);
+            }
+            None => {
+                warn!(name = %n, "cannot resolve this host name from dhcpd.conf; the value that uses it is left out")
             }
         }
+    }
+    resolved
+}
+
+impl Engine {
+    /// Builds the engine: resolves host names in the config (see [`resolve_names`]), indexes
+    /// the leases read from the journal.
+    pub fn new(cfg: Config, leases: HashMap<Ipv4Addr, Lease>, ifaces: &[Iface]) -> Engine {
+        let resolved = resolve_names(&cfg);
+        Engine::with_names(cfg, resolved, leases, ifaces)
+    }
+
+    /// Builds the engine from a config whose host names are already resolved: no IO.
+    pub fn with_names(
+        cfg: Config,
+        resolved: HashMap<String, Ipv4Addr>,
+        leases: HashMap<Ipv4Addr, Lease>,
+        ifaces: &[Iface],
+    ) -> Engine {
         let fixed: Vec<Vec<Ipv4Addr>> = cfg
             .hosts
             .iter()

@@ -370,3 +370,20 @@ fn a_client_holds_one_offer_and_a_subnet_no_more_than_its_addresses() {
         assert!(e.by_client.len() <= e.leases.len());
     }
 }
+
+#[test]
+fn names_resolved_before_the_engine_is_built_are_used_as_given() {
+    // a reload resolves first, then locks and swaps: with_names does no lookups itself
+    let cfg = parse_str(
+        "t.conf",
+        "subnet 10.50.0.0 netmask 255.255.255.0 { range 10.50.0.100 10.50.0.102; next-server tftp.invalid; }",
+    )
+    .unwrap();
+    let names = HashMap::from([("tftp.invalid".to_string(), Ipv4Addr::new(10, 50, 0, 7))]);
+    let mut e = Engine::with_names(cfg, names, HashMap::new(), &[iface()]);
+    let raw = crate::wire::request(MsgType::Discover, mac(1), 1, &[]);
+    assert_eq!(
+        reply(&send(&mut e, &raw, 1000)).0.siaddr,
+        Ipv4Addr::new(10, 50, 0, 7)
+    );
+}

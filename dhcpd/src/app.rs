@@ -1,0 +1,149 @@
+//! What the binary does with its command line: check, list leases, or serve until SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::cli::{Cli, Cmd};
+use crate::leases;
+use crate::server::Server;
+
+fn show_leases(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let (map, _) = leases::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut all: Vec<_> = map.into_values().collect();
+    all.sort_by_key(|l| u32::from(l.ip));
+    let now = leases::now();
+    let mac = |l: &leases::Lease| {
+        l.mac
+            .map(|m| {
+                m.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            })
+            .unwrap_or_default()
+    };
+    if json {
+        let v: Vec<serde_json::Value> = all
+            .iter()
+            .map(|l| {
+                let mut o = serde_json::json!({
+                    "ip": l.ip.to_string(),
+                    "mac": mac(l),
+                    "state": l.effective_state(now),
+                    "starts": leases::rfc3339(l.starts),
+                    "ends": leases::rfc3339(l.ends),
+                });
+                if let Some(h) = &l.hostname {
+                    o["hostname"] = serde_json::Value::String(h.clone());
+                }
+                o
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{:<16} {:<18} {:<10} {:<21} {:<21} hostname",
+            "ip", "mac", "state", "starts", "ends"
+        );
+        for l in &all {
+            println!(
+                "{:<16} {:<18} {:<10} {:<21} {:<21} {}",
+                l.ip,
+                mac(l),
+                l.effective_state(now),
+                leases::rfc3339(l.starts),
+                leases::rfc3339(l.ends),
+                l.hostname.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Cmd::Leases { leases, json }) = &cli.cmd {
+        return show_leases(leases, *json);
+    }
+    let cfg = match crate::conf::load(&cli.config) {
+        Ok(cfg) => cfg,
+        Err(errs) => {
+            for d in &errs {
+                eprintln!("{d}");
+            }
+            bail!("{} error(s) in {}", errs.len(), cli.config.display());
+        }
+    };
+    for w in &cfg.warnings {
+        eprintln!("{w}");
+    }
+    if cli.check {
+        println!(
+            "{}: OK ({} subnets, {} hosts, {} classes)",
+            cli.config.display(),
+            cfg.subnets.len(),
+            cfg.hosts.len(),
+            cfg.classes.len()
+        );
+        return Ok(());
+    }
+    let all = crate::net::interfaces().context("cannot list the network interfaces")?;
+    let ifaces: Vec<_> = if cli.interface.is_empty() {
+        all
+    } else {
+        let mut v = Vec::new();
+        for name in &cli.interface {
+            match all.iter().find(|i| &i.name == name) {
+                Some(i) => v.push(i.clone()),
+                None => bail!(
+                    "interface {name} does not exist or has no IPv4 address (see `ip -4 addr`)"
+                ),
+            }
+        }
+        v
+    };
+    if ifaces.is_empty() {
+        bail!("no interface with an IPv4 address to serve");
+    }
+    for i in &ifaces {
+        if !cfg.subnets.iter().any(|s| s.contains(i.addr)) {
+            warn!(interface = %i.name, addr = %i.addr, "no subnet declaration covers this interface; only relayed requests are answered on it");
+        }
+    }
+    let server = Arc::new(Server::start(
+        cfg,
+        &cli.config,
+        &cli.leases,
+        ifaces,
+        cli.port,
+    )?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        if let Some(addr) = cli.metrics {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?;
+            let s = server.clone();
+            tokio::spawn(opsflow_common::serve_metrics(
+                l,
+                Arc::new(move || s.render_metrics()),
+            ));
+        }
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => server.reload(),
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        info!("shutting down: flushing the lease journal");
+        server.flush();
+        anyhow::Ok(())
+    })
+}

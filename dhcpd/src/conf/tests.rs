@@ -1,0 +1,188 @@
+use std::net::Ipv4Addr;
+
+use super::options::Chunk;
+use super::*;
+
+fn errors(text: &str) -> Vec<String> {
+    match parse_str("t.conf", text) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+fn check_err(text: &str, want: &str) {
+    let e = errors(text);
+    assert!(
+        e.iter().any(|m| m.contains(want)),
+        "want an error containing {want:?}, got {e:?}"
+    );
+}
+
+#[test]
+fn the_corpus_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/dhcpd");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        // the corpus sits beside the checkout (../shared); CI always has it
+        assert!(
+            std::env::var("CI").is_err(),
+            "corpus missing at {}",
+            dir.display()
+        );
+        eprintln!("SKIP: no corpus at {}", dir.display());
+        return;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        if let Err(errs) = load(&p) {
+            panic!(
+                "{}: {:?}",
+                p.display(),
+                errs.iter().map(|d| d.to_string()).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[test]
+fn pxe_classes_and_conditionals_evaluate() {
+    let cfg = parse_str(
+        "t.conf",
+        r#"option architecture-type code 93 = unsigned integer 16;
+        subnet 10.20.0.0 netmask 255.255.255.0 {
+          range 10.20.0.100 10.20.0.199;
+          class "pxeclients" {
+            match if substring (option vendor-class-identifier, 0, 9) = "PXEClient";
+            next-server 10.20.0.2;
+            if option architecture-type = 00:07 { filename "uefi/shimx64.efi"; }
+            elsif option architecture-type = 00:09 { filename "uefi/shimx64.efi"; }
+            else { filename "pxelinux/pxelinux.0"; }
+          }
+        }"#,
+    )
+    .unwrap();
+    struct P(Vec<u8>);
+    impl expr::Packet for P {
+        fn option(&self, code: u8) -> Option<&[u8]> {
+            match code {
+                60 => Some(b"PXEClient:Arch:00007"),
+                93 => Some(&self.0),
+                _ => None,
+            }
+        }
+        fn hardware(&self) -> Vec<u8> {
+            vec![]
+        }
+        fn raw(&self) -> &[u8] {
+            &[]
+        }
+        fn known(&self) -> bool {
+            false
+        }
+    }
+    let class = &cfg.classes[0];
+    assert!(class.cond.as_ref().unwrap().eval(&P(vec![0, 7])));
+    for (arch, want) in [
+        (vec![0, 7], "uefi/shimx64.efi"),
+        (vec![0, 0], "pxelinux/pxelinux.0"),
+    ] {
+        let mut params = Params::default();
+        cfg.eval(&[class.scope], &P(arch), &mut params);
+        assert_eq!(params.filename.as_deref(), Some(want));
+        assert_eq!(
+            params.next_server,
+            Some(Addr::Ip(Ipv4Addr::new(10, 20, 0, 2)))
+        );
+    }
+}
+
+#[test]
+fn scopes_inherit_and_override() {
+    let cfg = parse_str(
+        "t.conf",
+        "default-lease-time 600; option domain-name \"g\";\n\
+         subnet 10.1.0.0 netmask 255.255.0.0 { range 10.1.1.1 10.1.1.9; default-lease-time 300; }\n\
+         group { option domain-name \"grp\"; host h { hardware ethernet 0:0:c0:5d:bd:95; fixed-address 10.1.2.3; } }",
+    )
+    .unwrap();
+    let h = &cfg.hosts[0];
+    assert_eq!(h.hw, Some([0, 0, 0xc0, 0x5d, 0xbd, 0x95]));
+    let mut scopes = cfg.chain(cfg.subnets[0].scope);
+    scopes.extend(cfg.chain(h.scope).into_iter().filter(|s| *s != GLOBAL));
+    let mut p = Params::default();
+    struct N;
+    impl expr::Packet for N {
+        fn option(&self, _: u8) -> Option<&[u8]> {
+            None
+        }
+        fn hardware(&self) -> Vec<u8> {
+            vec![]
+        }
+        fn raw(&self) -> &[u8] {
+            &[]
+        }
+        fn known(&self) -> bool {
+            true
+        }
+    }
+    cfg.eval(&scopes, &N, &mut p);
+    assert_eq!(p.default_lease, 300);
+    assert_eq!(p.options[&15], vec![Chunk::Bytes(b"grp".to_vec())]);
+}
+
+#[test]
+fn errors_name_file_line_and_column() {
+    check_err(
+        "subnet 10.1.0.0 netmask 255.255.0.0 {\n  range 10.1.1.1 10.1.1.9\n}\n",
+        "t.conf:2:26: missing ';'",
+    );
+    check_err(
+        "subnet 10.1.0.0 netmask 255.255.0.0 {\n  range 10.2.0.1 10.2.0.9;\n}\n",
+        "t.conf:2:3: range 10.2.0.1 10.2.0.9 is outside subnet 10.1.0.0/16",
+    );
+    check_err(
+        "subnet 10.1.0.1 netmask 255.255.0.0 { }",
+        "t.conf:1:8: 10.1.0.1 is not the network address",
+    );
+    check_err(
+        "defualt-lease-time 60;",
+        "did you mean 'default-lease-time'?",
+    );
+    check_err("option routerz 10.0.0.1;", "did you mean 'routers'?");
+    check_err(
+        "option routers 10.0.0.300;",
+        "t.conf:1:16: option routers: '10.0.0.300'",
+    );
+    check_err(
+        "ddns-update-style interim;",
+        "dynamic DNS updates are not supported",
+    );
+    check_err("subnet 10.1.0.0 netmask 255.255.0.0 {", "a '}' is missing");
+    check_err(
+        "host h { hardware ethernet 1:2:3; }",
+        "not an Ethernet address",
+    );
+    check_err(
+        "subnet 10.1.0.0 netmask 255.255.0.0 { range 10.1.0.5 10.1.0.9; }\nsubnet 10.1.0.0 netmask 255.255.255.0 { }",
+        "overlaps",
+    );
+    check_err(
+        "class \"c\" { match option vendor-class-identifier; }",
+        "only 'match if",
+    );
+    check_err("if foo = \"x\" { }", "'foo' is not a value here");
+    check_err(
+        "option foo.bar code 200 = text;",
+        "option space 'foo' is not declared",
+    );
+}
+
+#[test]
+fn warnings_for_logging_statements() {
+    let cfg = parse_str("t.conf", "log-facility local7;\nhost lonely { }").unwrap();
+    let w: Vec<String> = cfg.warnings.iter().map(|d| d.to_string()).collect();
+    assert!(
+        w[0].starts_with("t.conf:1:1: warning: log-facility"),
+        "{w:?}"
+    );
+    assert!(w[1].contains("can never match"), "{w:?}");
+}
