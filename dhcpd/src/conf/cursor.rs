@@ -153,6 +153,37 @@ pub(super) struct Cursor {
 }
 
 impl Cursor {
+    /// Error recovery: back to the token at `from` (where the failed statement began), then
+    /// past that statement: up to its `;`, or over its `{ ... }` block (and any `else`
+    /// blocks), or up to the `}` that closes the enclosing block (left for it).
+    pub(super) fn skip_statement(&mut self, from: usize) {
+        self.i = from;
+        let mut depth = 0usize;
+        loop {
+            match &self.peek().tok {
+                Tok::Eof => return,
+                Tok::Punct(";") if depth == 0 => {
+                    self.next();
+                    return;
+                }
+                Tok::Punct("{") => depth += 1,
+                Tok::Punct("}") if depth == 0 => return,
+                Tok::Punct("}") => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.next();
+                        if !matches!(self.peek_word(), Some("else" | "elsif")) {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            self.next();
+        }
+    }
+
     pub(super) fn peek(&self) -> &Token {
         &self.toks[self.i.min(self.toks.len() - 1)]
     }

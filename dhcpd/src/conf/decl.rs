@@ -78,8 +78,18 @@ impl Loader<'_> {
                     p.next();
                     return Ok(());
                 }
-                Tok::Punct("}") => return Err(err(&t.pos, "'}' without a matching '{'")),
-                _ => self.statement(p, ctx)?,
+                Tok::Punct("}") => {
+                    self.errors.push(err(&t.pos, "'}' without a matching '{'"));
+                    p.next();
+                }
+                _ => {
+                    let start = p.i;
+                    if let Err(d) = self.statement(p, ctx) {
+                        // report it and go on with the next statement
+                        self.errors.push(d);
+                        p.skip_statement(start);
+                    }
+                }
             }
         }
     }
@@ -138,7 +148,7 @@ impl Loader<'_> {
 }
 
 impl Loader<'_> {
-    pub(super) fn place_pool_ranges(&mut self) -> Result<(), Diag> {
+    pub(super) fn place_pool_ranges(&mut self) {
         for (pl, r) in std::mem::take(&mut self.pending) {
             let candidates: Vec<usize> = match self.pool_parent[pl] {
                 Kind::Subnet(s) => vec![s],
@@ -148,17 +158,17 @@ impl Loader<'_> {
             let Some(s) = candidates.into_iter().find(|&s| {
                 self.cfg.subnets[s].contains(r.start) && self.cfg.subnets[s].contains(r.end)
             }) else {
-                return Err(err(
+                self.errors.push(err(
                     &r.pos,
                     format!(
                         "range {} {} is not inside any subnet of this pool's declaration",
                         r.start, r.end
                     ),
                 ));
+                continue;
             };
             self.cfg.subnets[s].ranges.push(r);
         }
-        Ok(())
     }
 }
 

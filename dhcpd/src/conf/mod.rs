@@ -29,73 +29,50 @@ pub use eval::Params;
 pub use model::*;
 use validate::validate;
 
-/// Loads and validates a config file (and its includes).
+/// Loads and validates a config file (and its includes). On failure, every problem found,
+/// in file and line order: parsing goes on after an error at the next statement.
 pub fn load(path: &Path) -> Result<Config, Vec<Diag>> {
-    let mut cfg = Config::default();
-    let mut p = Loader {
-        cfg: &mut cfg,
-        depth: 0,
-        errors: Vec::new(),
-        pool_parent: Vec::new(),
-        pending: Vec::new(),
-    };
     let top = Pos {
         file: Arc::from(path.display().to_string()),
         line: 0,
         col: 0,
     };
-    if let Err(d) = p.file(
-        path,
-        &top,
-        Ctx {
-            scope: GLOBAL,
-            kind: Kind::Global,
-        },
-    ) {
-        p.errors.push(d);
-    } else if let Err(d) = p.place_pool_ranges() {
-        p.errors.push(d);
-    }
-    let mut errors = std::mem::take(&mut p.errors);
-    if errors.is_empty() {
-        errors.extend(validate(&mut cfg));
-    }
-    if errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(errors)
-    }
+    parse(|l, ctx| l.file(path, &top, ctx))
 }
 
 /// Parses config text (for tests and `include`-free uses).
 pub fn parse_str(name: &str, text: &str) -> Result<Config, Vec<Diag>> {
+    parse(|l, ctx| l.text(Arc::from(name), text, ctx))
+}
+
+fn parse(read: impl FnOnce(&mut Loader, Ctx) -> Result<(), Diag>) -> Result<Config, Vec<Diag>> {
     let mut cfg = Config::default();
-    let mut p = Loader {
+    let mut l = Loader {
         cfg: &mut cfg,
         depth: 0,
         errors: Vec::new(),
         pool_parent: Vec::new(),
         pending: Vec::new(),
     };
-    if let Err(d) = p
-        .text(
-            Arc::from(name),
-            text,
-            Ctx {
-                scope: GLOBAL,
-                kind: Kind::Global,
-            },
-        )
-        .and_then(|_| p.place_pool_ranges())
-    {
-        return Err(vec![d]);
+    let ctx = Ctx {
+        scope: GLOBAL,
+        kind: Kind::Global,
+    };
+    if let Err(d) = read(&mut l, ctx) {
+        l.errors.push(d);
     }
-    let errors = validate(&mut cfg);
+    l.place_pool_ranges();
+    let mut errors = std::mem::take(&mut l.errors);
+    // what was parsed is checked too, so one run reports every problem
+    errors.extend(validate(&mut cfg));
     if errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(errors)
+        return Ok(cfg);
     }
+    errors.sort_by(|a, b| {
+        (&*a.pos.file, a.pos.line, a.pos.col).cmp(&(&*b.pos.file, b.pos.line, b.pos.col))
+    });
+    errors.dedup_by(|a, b| a.pos == b.pos && a.message == b.message);
+    Err(errors)
 }
 
 #[cfg(test)]

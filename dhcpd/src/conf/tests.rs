@@ -186,3 +186,46 @@ fn warnings_for_logging_statements() {
     );
     assert!(w[1].contains("can never match"), "{w:?}");
 }
+
+#[test]
+fn every_problem_is_reported_in_line_order_after_recovery() {
+    let text = "\
+# three independent mistakes: lines 3, 7 and 11
+subnet 10.93.1.0 netmask 255.255.255.0 {
+  range 10.93.9.10 10.93.9.20;
+}
+subnet 10.93.2.0 netmask 255.255.255.0 {
+  range 10.93.2.10 10.93.2.20;
+  option frobnication-level 3;
+}
+host h1 {
+  hardware ethernet 02:93:00:00:00:11;
+  default-lease-time ten;
+}
+subnet 10.9.0.0 netmask 255.255.0.300 { range 10.9.0.1 10.9.0.2; }
+}
+if option vendor-class-identifier = \"x\" { bogus 1; } else { filename \"a\"; }
+max-lease-time abc;
+";
+    let got: Vec<String> = errors(text)
+        .iter()
+        .map(|e| e.split(": ").next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "t.conf:3:3",
+            "t.conf:7:10",
+            "t.conf:11:22",
+            "t.conf:13:25",
+            "t.conf:14:1",
+            "t.conf:15:43",
+            "t.conf:16:16"
+        ]
+    );
+    // a missing ';' before '}' is one problem, not a cascade
+    assert_eq!(
+        errors("subnet 10.1.0.0 netmask 255.255.0.0 {\n  range 10.1.1.1 10.1.1.9\n}\n").len(),
+        1
+    );
+}
