@@ -6,11 +6,17 @@ use anyhow::{bail, Context};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
+use opsflow_common::notify;
+use opsflow_common::pidfile::{self, PidFile};
+
 use crate::cli::{Cli, Cmd};
 use crate::leases;
 use crate::server::Server;
 
 fn show_leases(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    // the server starts on a missing journal; a listing of one is a mistake in the path
+    std::fs::metadata(path)
+        .with_context(|| format!("cannot read the lease file {}", path.display()))?;
     let (map, _) = leases::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut all: Vec<_> = map.into_values().collect();
     all.sort_by_key(|l| u32::from(l.ip));
@@ -89,12 +95,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let names = cli.all_interfaces();
+    // one instance per pid file, taken before any socket is bound
+    let pid_path = cli.pid_file.clone().unwrap_or_else(|| {
+        let mut instance = names.join(",");
+        if cli.port != 67 {
+            instance.push_str(&format!(":{}", cli.port));
+        }
+        pidfile::default_path("dhcpd", &instance)
+    });
+    let _pid_file = PidFile::acquire(&pid_path)?;
     let all = crate::net::interfaces().context("cannot list the network interfaces")?;
-    let ifaces: Vec<_> = if cli.interface.is_empty() {
+    let ifaces: Vec<_> = if names.is_empty() {
         all
     } else {
         let mut v = Vec::new();
-        for name in &cli.interface {
+        for name in &names {
             match all.iter().find(|i| &i.name == name) {
                 Some(i) => v.push(i.clone()),
                 None => bail!(
@@ -112,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             warn!(interface = %i.name, addr = %i.addr, "no subnet declaration covers this interface; only relayed requests are answered on it");
         }
     }
+    let n_ifaces = ifaces.len();
     let server = Arc::new(Server::start(
         cfg,
         &cli.config,
@@ -122,6 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let ready = format!("serving {n_ifaces} interface(s)");
     rt.block_on(async {
         if let Some(addr) = cli.metrics {
             let l = tokio::net::TcpListener::bind(addr)
@@ -135,13 +153,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
+        notify::ready(&ready);
         loop {
             tokio::select! {
-                _ = hup.recv() => server.reload(),
+                _ = hup.recv() => {
+                    notify::reloading();
+                    if server.reload() {
+                        notify::ready(&ready);
+                    } else {
+                        notify::ready(&format!("{ready}; the last reload was refused (see the log)"));
+                    }
+                }
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
+        notify::stopping();
         info!("shutting down: flushing the lease journal");
         server.flush();
         anyhow::Ok(())

@@ -1,10 +1,9 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use dhcpd::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     opsflow_common::init_logging("DHCPD_LOG", &cli.log_format);
     match dhcpd::app::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

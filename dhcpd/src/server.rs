@@ -13,6 +13,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::conf::Config;
 use crate::engine::{Action, Engine, Iface, Reply};
+use crate::isclog;
 use crate::leases::{self, Journal, Lease};
 use crate::net::Port;
 use crate::wire::{Msg, MsgType};
@@ -47,6 +48,8 @@ enum Job {
         leases: Vec<Lease>,
         reply: Option<Reply>,
         port: usize,
+        /// ISC's line for the reply, logged once it is sent.
+        line: Option<String>,
     },
     Flush(mpsc::Sender<()>),
 }
@@ -116,8 +119,8 @@ impl Server {
         })
     }
 
-    /// Re-reads the config; on error the old one stays in force.
-    pub fn reload(&self) {
+    /// Re-reads the config; on error the old one stays in force (and this returns false).
+    pub fn reload(&self) -> bool {
         match crate::conf::load(&self.config_path) {
             Ok(cfg) => {
                 for w in &cfg.warnings {
@@ -130,12 +133,14 @@ impl Server {
                     *e = Engine::with_names(cfg, names, leases, &self.ifaces);
                 }
                 info!("configuration reloaded");
+                true
             }
             Err(errs) => {
                 for d in errs {
                     error!("{d}");
                 }
                 warn!("reload refused: the configuration has errors; the old one stays in force");
+                false
             }
         }
     }
@@ -250,14 +255,29 @@ fn receive_loop(
                 std::process::exit(70);
             }
         };
+        let name = &port.iface.name;
+        if let Some(mut line) = isclog::request(&msg, name) {
+            if matches!(action, Action::Drop("pool_exhausted")) {
+                line.push_str(": no free leases");
+            }
+            isclog::log(&line);
+        }
         match action {
-            Action::Send(r) => send(&port, &r, &metrics),
+            Action::Send(r) => {
+                if send(&port, &r, &metrics) {
+                    if let Some(l) = isclog::reply(&msg, &r, name) {
+                        isclog::log(&l);
+                    }
+                }
+            }
             Action::Commit { leases, reply } => {
+                let line = reply.as_ref().and_then(|r| isclog::reply(&msg, r, name));
                 if journal
                     .send(Job::Commit {
                         leases,
                         reply,
                         port: idx,
+                        line,
                     })
                     .is_err()
                 {
@@ -273,12 +293,16 @@ fn receive_loop(
     }
 }
 
-fn send(port: &Port, r: &Reply, metrics: &Metrics) {
+fn send(port: &Port, r: &Reply, metrics: &Metrics) -> bool {
     match port.deliver(r) {
-        Ok(()) => bump(&metrics.tx, r.kind.name()),
+        Ok(()) => {
+            bump(&metrics.tx, r.kind.name());
+            true
+        }
         Err(e) => {
             metrics.dropped("send_failed");
             warn!(dest = ?r.dest, error = %e, "cannot send the reply");
+            false
         }
     }
 }
@@ -323,8 +347,15 @@ fn journal_loop(
                 Job::Commit {
                     reply: Some(r),
                     port,
+                    line,
                     ..
-                } => send(&ports[port], &r, &metrics),
+                } => {
+                    if send(&ports[port], &r, &metrics) {
+                        if let Some(l) = line {
+                            isclog::log(&l);
+                        }
+                    }
+                }
                 Job::Commit { reply: None, .. } => {}
                 Job::Flush(done) => {
                     let _ = done.send(());

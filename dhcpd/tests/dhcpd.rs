@@ -530,3 +530,110 @@ fn perfdhcp_as_a_relay_completes_every_exchange() {
         .count();
     assert!(active >= 396, "{active} active leases");
 }
+
+/// Collects what the daemon sends to `$NOTIFY_SOCKET`.
+fn notify_socket(env: &Env) -> (PathBuf, std::os::unix::net::UnixDatagram) {
+    let path = env.lab.path("notify.sock");
+    let s = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    (path, s)
+}
+
+/// Waits until a notification containing `want` arrives; returns everything read.
+fn notified(s: &std::os::unix::net::UnixDatagram, want: &str, seen: &mut String) -> bool {
+    let mut buf = [0u8; 4096];
+    wait_until(Duration::from_secs(10), || {
+        if let Ok(n) = s.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('|');
+        }
+        seen.contains(want)
+    })
+}
+
+#[test]
+fn isc_flags_pid_file_notify_and_transaction_lines() {
+    let Some(mut env) = setup(&["udhcpc"], CONF) else {
+        return;
+    };
+    let (sock, notes) = notify_socket(&env);
+    let pf = env.lab.path("dhcpd.pid");
+    let (c, l, p) = (
+        env.conf.to_string_lossy().into_owned(),
+        env.leases.to_string_lossy().into_owned(),
+        pf.to_string_lossy().into_owned(),
+    );
+    let isc_args = [
+        "-4", "-f", "-d", "-q", "-cf", &c, "-lf", &l, "-pf", &p, "eth0",
+    ];
+    let mut cmd = env.srv.command(BIN);
+    cmd.env("NOTIFY_SOCKET", &sock).args(isc_args);
+    env.server = Some(env.srv.spawn_command("dhcpd-isc", cmd));
+    let mut seen = String::new();
+    assert!(
+        notified(&notes, "READY=1", &mut seen),
+        "no READY=1 ({seen}): {}",
+        env.log()
+    );
+    let pid = env.server.as_ref().unwrap().pid();
+    assert_eq!(
+        std::fs::read_to_string(&pf).unwrap().trim(),
+        pid.to_string()
+    );
+    // a second instance on the same pid file is refused before it binds, naming the holder
+    let out = env.srv.output(BIN, &isc_args);
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "second instance started: {text}");
+    assert!(
+        text.split(|c: char| !c.is_ascii_digit())
+            .any(|w| w == pid.to_string()),
+        "the refusal does not name pid {pid}: {text}"
+    );
+    assert!(env.server.as_mut().unwrap().is_running());
+    // a real client: ISC's transaction lines, and the lease in the -lf file
+    let client = env.client("c1", Some("02:50:00:00:00:0d"));
+    let script = udhcpc_script(&env);
+    let mut u = client.command("udhcpc");
+    u.env("REC", env.lab.path("c1.rec")).args([
+        "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", &script,
+    ]);
+    assert!(u.output().unwrap().status.success(), "{}", env.log());
+    let ip = env.leases_json()[0]["ip"].as_str().unwrap().to_string();
+    for want in [
+        "DHCPDISCOVER from 02:50:00:00:00:0d via eth0".to_string(),
+        format!("DHCPOFFER on {ip} to 02:50:00:00:00:0d"),
+        format!("DHCPREQUEST for {ip} (10.50.0.1) from 02:50:00:00:00:0d"),
+        format!("DHCPACK on {ip} to 02:50:00:00:00:0d"),
+    ] {
+        assert!(
+            wait_until(Duration::from_secs(5), || env.log().contains(&want)),
+            "no '{want}' in the log: {}",
+            env.log()
+        );
+    }
+    // reload and stop are announced
+    env.server.as_ref().unwrap().signal(libc::SIGHUP);
+    assert!(notified(&notes, "RELOADING=1", &mut seen), "{seen}");
+    let mut rest = String::new();
+    assert!(notified(&notes, "READY=1", &mut rest), "{seen}{rest}");
+    env.server.as_ref().unwrap().signal(libc::SIGTERM);
+    assert!(notified(&notes, "STOPPING=1", &mut rest), "{seen}{rest}");
+    assert!(env
+        .server
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(10))
+        .is_some());
+    assert!(!pf.exists(), "the pid file outlives the daemon");
+}
+
+#[test]
+fn leases_of_a_missing_file_is_an_error_naming_it() {
+    let out = Command::new(BIN)
+        .args(["leases", "-l", "/nonexistent/dhcpd.leases"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dhcpd.leases"));
+}
