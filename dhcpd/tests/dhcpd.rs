@@ -436,6 +436,33 @@ fn hostile_packets_are_counted_and_the_server_keeps_serving() {
         "{m}"
     );
     assert!(m.contains("dhcpd_leases{state=\"active\"} 1"), "{m}");
+    // a flood of DISCOVERs costs a few ISC lines a second and a count of the rest
+    for i in 0..4000u32 {
+        let mut d = Msg::parse(&wire::request(
+            MsgType::Discover,
+            [2, 8, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+            i,
+            &[],
+        ))
+        .unwrap();
+        d.giaddr = Ipv4Addr::new(10, 60, 0, 9);
+        let _ = s.send_to(&d.encode(576), "10.60.0.1:67");
+    }
+    let mut n = 0;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            n += 1;
+            relayed_dora(&r, [2, 7, 7, 7, 7, 8], 5000 + n).is_some()
+                && env.log().contains("suppressed=")
+        }),
+        "no count of suppressed lines: {}",
+        env.log()
+    );
+    let discovers = env.log().matches("DHCPDISCOVER from").count();
+    assert!(
+        discovers < 2000,
+        "{discovers} DISCOVER lines for a flood of 4000"
+    );
 }
 
 #[test]
