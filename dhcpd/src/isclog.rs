@@ -64,7 +64,10 @@ fn via(msg: &Msg, iface: &str) -> String {
 pub fn request(msg: &Msg, iface: &str) -> Option<String> {
     let (m, h, v) = (mac(msg), host(msg), via(msg, iface));
     let requested = msg.option_ip(OPT_REQUESTED_IP);
-    Some(match msg.msg_type()? {
+    let Some(kind) = msg.msg_type() else {
+        return Some(format!("BOOTREQUEST from {m} via {v}"));
+    };
+    Some(match kind {
         MsgType::Discover => format!("DHCPDISCOVER from {m} {h}via {v}"),
         MsgType::Request => {
             let ip = requested.unwrap_or(msg.ciaddr);
@@ -92,6 +95,9 @@ pub fn reply(msg: &Msg, r: &Reply, iface: &str) -> Option<String> {
         .get(16..20)
         .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    if r.bootp {
+        return Some(format!("BOOTREPLY for {yiaddr} to {m} via {v}"));
+    }
     Some(match r.kind {
         MsgType::Offer => format!("DHCPOFFER on {yiaddr} to {m} {h}via {v}"),
         MsgType::Ack if msg.msg_type() == Some(MsgType::Inform) => {
@@ -125,6 +131,7 @@ mod tests {
             bytes: m.encode(576),
             dest: Dest::Broadcast,
             kind,
+            bootp: false,
         }
     }
 

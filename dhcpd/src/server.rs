@@ -246,8 +246,8 @@ fn receive_loop(
                 continue;
             }
         };
-        let kind = msg.msg_type().unwrap_or(MsgType::Discover);
-        bump(&metrics.rx, kind.name());
+        let kind = msg.msg_type().map_or("bootrequest", MsgType::name);
+        bump(&metrics.rx, kind);
         let action = match engine.lock() {
             Ok(mut e) => e.handle(&msg, raw, &port.iface, leases::now()),
             Err(_) => {
@@ -287,7 +287,7 @@ fn receive_loop(
             }
             Action::Drop(reason) => {
                 metrics.dropped(reason);
-                debug!(peer = %from, kind = kind.name(), reason, "no reply");
+                debug!(peer = %from, kind, reason, "no reply");
             }
         }
     }
@@ -296,7 +296,10 @@ fn receive_loop(
 fn send(port: &Port, r: &Reply, metrics: &Metrics) -> bool {
     match port.deliver(r) {
         Ok(()) => {
-            bump(&metrics.tx, r.kind.name());
+            bump(
+                &metrics.tx,
+                if r.bootp { "bootreply" } else { r.kind.name() },
+            );
             true
         }
         Err(e) => {

@@ -387,7 +387,7 @@ impl Loader<'_> {
         if dynamic_bootp {
             self.warn(
                 pos,
-                "BOOTP is not supported: this range serves DHCP clients only",
+                "range dynamic-bootp: dynamic BOOTP leases are not done yet; this range serves DHCP clients only (BOOTP clients are answered on a host's fixed-address)",
             );
         }
         if u32::from(start) > u32::from(end) {
@@ -537,8 +537,11 @@ impl Loader<'_> {
                 ))
             }
             (_, None) => match (what.as_str(), allow) {
-                ("bootp", true) => {
-                    return Err(err(&wpos, "BOOTP is not supported; remove 'allow bootp'"))
+                ("bootp", _) => {
+                    if allow {
+                        self.warn(&wpos, "allow bootp: BOOTP clients are answered on their host's fixed-address (RFC 951 BOOTREPLY); dynamic BOOTP leases from a range are not done yet");
+                    }
+                    self.push(ctx, Stmt::Param(Param::Bootp(allow)));
                 }
                 ("booting", false) => return Err(err(&wpos, "'deny booting' is not supported")),
                 ("duplicates" | "declines", false) => {

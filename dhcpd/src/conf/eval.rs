@@ -21,6 +21,8 @@ pub struct Params {
     pub always_broadcast: bool,
     pub use_host_decl_names: bool,
     pub unknown_clients: bool,
+    /// BOOTP requests answered (ISC's default: allowed).
+    pub bootp: bool,
     /// Option values by code; the last statement executed wins.
     pub options: std::collections::BTreeMap<u8, Vec<Chunk>>,
 }
@@ -40,6 +42,7 @@ impl Default for Params {
             always_broadcast: false,
             use_host_decl_names: false,
             unknown_clients: true,
+            bootp: true,
             options: Default::default(),
         }
     }
@@ -90,6 +93,7 @@ fn exec(stmts: &[Stmt], pkt: &dyn expr::Packet, out: &mut Params) {
                 Param::AlwaysBroadcast(v) => out.always_broadcast = *v,
                 Param::UseHostDeclNames(v) => out.use_host_decl_names = *v,
                 Param::UnknownClients(v) => out.unknown_clients = *v,
+                Param::Bootp(v) => out.bootp = *v,
             },
             Stmt::Option { code, value } => {
                 out.options.insert(*code, value.clone());

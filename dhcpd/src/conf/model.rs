@@ -32,6 +32,8 @@ pub enum Param {
     AbandonLeaseTime(u32),
     /// `deny unknown-clients;` outside a pool: only clients with a host declaration.
     UnknownClients(bool),
+    /// `allow bootp;` / `deny bootp;`: whether BOOTP requests are answered.
+    Bootp(bool),
 }
 
 /// A statement executed when a client's parameters are computed.

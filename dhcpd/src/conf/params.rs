@@ -86,8 +86,10 @@ impl Loader<'_> {
             "ddns-update-style" => {
                 let (w, wpos) = p.word()?;
                 p.semi()?;
-                if w != "none" {
-                    return Err(err(&wpos, format!("dynamic DNS updates are not supported: use 'ddns-update-style none;' instead of '{w}'")));
+                match w.as_str() {
+                    "none" => {}
+                    "interim" | "standard" => self.warn(pos, format!("ddns-update-style {w}: dynamic DNS updates are not done yet; leases are served, no A or PTR record is sent")),
+                    _ => return Err(err(&wpos, format!("'{w}' is not a ddns-update-style (none, interim or standard)"))),
                 }
                 return Ok(None);
             }

@@ -3,6 +3,23 @@ use std::net::Ipv4Addr;
 use super::options::Chunk;
 use super::*;
 
+/// A packet with nothing in it (a known client).
+struct N;
+impl expr::Packet for N {
+    fn option(&self, _: u8) -> Option<&[u8]> {
+        None
+    }
+    fn hardware(&self) -> Vec<u8> {
+        vec![]
+    }
+    fn raw(&self) -> &[u8] {
+        &[]
+    }
+    fn known(&self) -> bool {
+        true
+    }
+}
+
 fn errors(text: &str) -> Vec<String> {
     match parse_str("t.conf", text) {
         Ok(_) => Vec::new(),
@@ -109,21 +126,6 @@ fn scopes_inherit_and_override() {
     let mut scopes = cfg.chain(cfg.subnets[0].scope);
     scopes.extend(cfg.chain(h.scope).into_iter().filter(|s| *s != GLOBAL));
     let mut p = Params::default();
-    struct N;
-    impl expr::Packet for N {
-        fn option(&self, _: u8) -> Option<&[u8]> {
-            None
-        }
-        fn hardware(&self) -> Vec<u8> {
-            vec![]
-        }
-        fn raw(&self) -> &[u8] {
-            &[]
-        }
-        fn known(&self) -> bool {
-            true
-        }
-    }
     cfg.eval(&scopes, &N, &mut p);
     assert_eq!(p.default_lease, 300);
     assert_eq!(p.options[&15], vec![Chunk::Bytes(b"grp".to_vec())]);
@@ -153,8 +155,8 @@ fn errors_name_file_line_and_column() {
         "t.conf:1:16: option routers: '10.0.0.300'",
     );
     check_err(
-        "ddns-update-style interim;",
-        "dynamic DNS updates are not supported",
+        "ddns-update-style sometimes;",
+        "t.conf:1:19: 'sometimes' is not a ddns-update-style",
     );
     check_err("subnet 10.1.0.0 netmask 255.255.0.0 {", "a '}' is missing");
     check_err(
@@ -227,5 +229,37 @@ max-lease-time abc;
     assert_eq!(
         errors("subnet 10.1.0.0 netmask 255.255.0.0 {\n  range 10.1.1.1 10.1.1.9\n}\n").len(),
         1
+    );
+}
+
+#[test]
+fn ddns_style_and_bootp_are_understood_with_a_warning_naming_what_is_not_done() {
+    let cfg = parse_str(
+        "t.conf",
+        "ddns-update-style interim;\nallow bootp;\nddns-update-style none;\nsubnet 10.1.0.0 netmask 255.255.0.0 { deny bootp; }\n",
+    )
+    .unwrap();
+    let w: Vec<String> = cfg.warnings.iter().map(|d| d.to_string()).collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with(
+            "t.conf:1:1: warning: ddns-update-style interim: dynamic DNS updates are not done yet"
+        ),
+        "{w:?}"
+    );
+    assert!(
+        w[1].starts_with("t.conf:2:7: warning: allow bootp:") && w[1].contains("not done yet"),
+        "{w:?}"
+    );
+    let p = |scope| {
+        let mut p = Params::default();
+        cfg.eval(&cfg.chain(scope), &N, &mut p);
+        p.bootp
+    };
+    assert!(p(GLOBAL));
+    assert!(!p(cfg.subnets[0].scope));
+    check_err(
+        "ddns-update-style ad-hoc;",
+        "'ad-hoc' is not a ddns-update-style",
     );
 }

@@ -47,6 +47,8 @@ pub struct Reply {
     pub bytes: Vec<u8>,
     pub dest: Dest,
     pub kind: MsgType,
+    /// A BOOTREPLY to a BOOTP client (no DHCP message type; `kind` is then Ack).
+    pub bootp: bool,
 }
 
 /// What to do with a request.
@@ -665,6 +667,7 @@ impl Engine {
             bytes: m.encode(Engine::max_len(msg)),
             dest,
             kind,
+            bootp: false,
         }
     }
 
@@ -721,10 +724,39 @@ impl Engine {
         lease
     }
 
+    /// A BOOTP request (RFC 951, no DHCP message type): a BOOTREPLY with the host's
+    /// fixed address, its boot file and next-server, and its options (RFC 1497) but none of
+    /// DHCP's (53, 54, lease times), unless `deny bootp` applies. Clients without a
+    /// fixed-address get nothing (dynamic BOOTP is not done).
+    fn bootp(&self, msg: &Msg, raw: &[u8], iface: &Iface) -> Action {
+        let c = self.client(msg, raw);
+        let Some(subnet) = self.locate(msg, iface) else {
+            return Action::Drop("no_subnet_for_client");
+        };
+        let segment = self.cfg.segment(subnet);
+        let Some((ip, s)) = self.fixed_for(&c, &segment) else {
+            return Action::Drop("bootp_without_fixed_address");
+        };
+        let p = self.params(s, None, &c);
+        if !p.bootp {
+            return Action::Drop("bootp_denied");
+        }
+        let sid = self.sid(&p, iface);
+        let mut m = self.build(msg, MsgType::Ack, ip, s, &p, sid, None);
+        m.options
+            .retain(|(code, _)| !matches!(*code, OPT_MSG_TYPE | OPT_SERVER_ID));
+        Action::Send(Reply {
+            bytes: m.encode(Engine::max_len(msg)),
+            dest: Engine::dest(msg, MsgType::Ack, ip, &p),
+            kind: MsgType::Ack,
+            bootp: true,
+        })
+    }
+
     /// Handles one request.
     pub fn handle(&mut self, msg: &Msg, raw: &[u8], iface: &Iface, now: u64) -> Action {
         let Some(kind) = msg.msg_type() else {
-            return Action::Drop("bootp_or_no_type");
+            return self.bootp(msg, raw, iface);
         };
         let c = self.client(msg, raw);
         let Some(subnet) = self.locate(msg, iface) else {

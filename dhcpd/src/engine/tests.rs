@@ -387,3 +387,41 @@ fn names_resolved_before_the_engine_is_built_are_used_as_given() {
         Ipv4Addr::new(10, 50, 0, 7)
     );
 }
+
+#[test]
+fn bootp_requests_get_a_bootreply_on_the_fixed_address() {
+    let bootp_request = |m: [u8; 6]| {
+        let mut msg = Msg::parse(&crate::wire::request(MsgType::Discover, m, 9, &[])).unwrap();
+        msg.options.clear(); // RFC 951: no DHCP message type
+        msg.flags = 0x8000;
+        msg.encode(300)
+    };
+    let mut e = engine();
+    let (r, dest) = reply(&send(&mut e, &bootp_request(mac(0x33)), 1000));
+    assert_eq!(r.op, BOOTREPLY);
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 50, 0, 20));
+    assert_eq!(r.siaddr, Ipv4Addr::new(10, 50, 0, 1));
+    assert!(r.file.starts_with(b"uefi/shimx64.efi\0"));
+    assert_eq!(dest, Dest::Broadcast);
+    assert_eq!(r.msg_type(), None, "no DHCP message type in a BOOTREPLY");
+    for dhcp_only in [OPT_SERVER_ID, OPT_LEASE_TIME, OPT_T1, OPT_T2] {
+        assert_eq!(r.option(dhcp_only), None, "option {dhcp_only}");
+    }
+    assert_eq!(r.option(OPT_SUBNET_MASK), Some(&[255, 255, 255, 0][..]));
+    assert!(e.leases.is_empty(), "a fixed address is not a lease");
+    // a client without a fixed address gets nothing (no dynamic BOOTP), nor under deny bootp
+    assert!(matches!(
+        send(&mut e, &bootp_request(mac(1)), 1000),
+        Action::Drop("bootp_without_fixed_address")
+    ));
+    let denied = CONF.replace("authoritative;", "authoritative;\ndeny bootp;");
+    let mut e = Engine::new(
+        parse_str("t.conf", &denied).unwrap(),
+        HashMap::new(),
+        &[iface()],
+    );
+    assert!(matches!(
+        send(&mut e, &bootp_request(mac(0x33)), 1000),
+        Action::Drop("bootp_denied")
+    ));
+}
