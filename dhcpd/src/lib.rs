@@ -6,6 +6,7 @@
 //! - [`engine`]: the protocol and allocation core, pure: request + time in, action out.
 //! - [`leases`]: leases and the `dhcpd.leases` journal (group commit, compaction).
 //! - [`net`]: interfaces, sockets, link-layer delivery.
+//! - [`ping`]: `ping-check`'s ICMP probes, one thread for all of them.
 //! - [`isclog`]: ISC's per-transaction log lines (`DHCPACK on IP to MAC via IF`), rate-limited.
 //! - [`server`]: threads: a receiver per interface, one journal writer, metrics.
 //! - [`cli`] and [`app`]: the command line and what it does (`main.rs` only calls them).
@@ -26,5 +27,6 @@ pub mod engine;
 pub mod isclog;
 pub mod leases;
 pub mod net;
+pub mod ping;
 pub mod server;
 pub mod wire;

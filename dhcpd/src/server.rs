@@ -16,6 +16,7 @@ use crate::engine::{Action, Engine, Iface, Reply};
 use crate::isclog;
 use crate::leases::{self, Journal, Lease};
 use crate::net::Port;
+use crate::ping::{self, Probe};
 use crate::wire::{Msg, MsgType};
 
 /// Counters for `/metrics`.
@@ -100,14 +101,25 @@ impl Server {
                 .name("journal".into())
                 .spawn(move || journal_loop(journal, rx, ports, engine, metrics))?;
         }
+        let (probe_tx, probe_rx) = mpsc::channel();
+        let sh = Arc::new(Shared {
+            ports: ports.clone(),
+            engine: engine.clone(),
+            metrics: metrics.clone(),
+            journal: tx.clone(),
+            prober: probe_tx,
+        });
+        {
+            let sh = sh.clone();
+            std::thread::Builder::new()
+                .name("ping-check".into())
+                .spawn(move || ping::run(probe_rx, |p, answered| probed(&sh, p, answered)))?;
+        }
         for (idx, p) in ports.iter().enumerate() {
-            let p = p.clone();
-            let engine = engine.clone();
-            let metrics = metrics.clone();
-            let tx = tx.clone();
+            let sh = sh.clone();
             std::thread::Builder::new()
                 .name(format!("rx-{}", p.iface.name))
-                .spawn(move || receive_loop(idx, p, engine, metrics, tx))?;
+                .spawn(move || receive_loop(idx, sh))?;
         }
         info!("dhcpd ready");
         Ok(Server {
@@ -221,13 +233,17 @@ impl Server {
     }
 }
 
-fn receive_loop(
-    idx: usize,
-    port: Arc<Port>,
+/// What the receive threads and the prober share.
+struct Shared {
+    ports: Vec<Arc<Port>>,
     engine: Arc<Mutex<Engine>>,
     metrics: Arc<Metrics>,
     journal: Sender<Job>,
-) {
+    prober: Sender<Probe>,
+}
+
+fn receive_loop(idx: usize, sh: Arc<Shared>) {
+    let port = sh.ports[idx].clone();
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, from) = match port.sock.recv_from(&mut buf) {
@@ -241,55 +257,122 @@ fn receive_loop(
         let msg = match Msg::parse_request(raw) {
             Ok(m) => m,
             Err(e) => {
-                metrics.dropped(e.reason());
+                sh.metrics.dropped(e.reason());
                 debug!(peer = %from, reason = e.reason(), "dropped a malformed packet");
                 continue;
             }
         };
         let kind = msg.msg_type().map_or("bootrequest", MsgType::name);
-        bump(&metrics.rx, kind);
-        let action = match engine.lock() {
-            Ok(mut e) => e.handle(&msg, raw, &port.iface, leases::now()),
-            Err(_) => {
-                error!("engine lock poisoned; stopping");
-                std::process::exit(70);
-            }
-        };
-        let name = &port.iface.name;
-        if let Some(mut line) = isclog::request(&msg, name) {
+        bump(&sh.metrics.rx, kind);
+        answer(&sh, idx, &msg, raw, true);
+    }
+}
+
+/// Hands a request to the engine and carries out its decision. `first` is false when the
+/// request is handled again after a ping-check probe (its line is logged once).
+fn answer(sh: &Shared, idx: usize, msg: &Msg, raw: &[u8], first: bool) {
+    let port = &sh.ports[idx];
+    let action = match sh.engine.lock() {
+        Ok(mut e) => e.handle(msg, raw, &port.iface, leases::now()),
+        Err(_) => {
+            error!("engine lock poisoned; stopping");
+            std::process::exit(70);
+        }
+    };
+    let name = &port.iface.name;
+    if first {
+        if let Some(mut line) = isclog::request(msg, name) {
             if matches!(action, Action::Drop("pool_exhausted")) {
                 line.push_str(": no free leases");
             }
             isclog::log(&line);
         }
-        match action {
-            Action::Send(r) => {
-                if send(&port, &r, &metrics) {
-                    if let Some(l) = isclog::reply(&msg, &r, name) {
-                        isclog::log(&l);
-                    }
+    }
+    match action {
+        Action::Send(r) => {
+            if send(port, &r, &sh.metrics) {
+                if let Some(l) = isclog::reply(msg, &r, name) {
+                    isclog::log(&l);
                 }
-            }
-            Action::Commit { leases, reply } => {
-                let line = reply.as_ref().and_then(|r| isclog::reply(&msg, r, name));
-                if journal
-                    .send(Job::Commit {
-                        leases,
-                        reply,
-                        port: idx,
-                        line,
-                    })
-                    .is_err()
-                {
-                    error!("the journal thread is gone; stopping");
-                    std::process::exit(70);
-                }
-            }
-            Action::Drop(reason) => {
-                metrics.dropped(reason);
-                debug!(peer = %from, kind, reason, "no reply");
             }
         }
+        Action::Commit { leases, reply } => {
+            let line = reply.as_ref().and_then(|r| isclog::reply(msg, r, name));
+            journal(
+                sh,
+                Job::Commit {
+                    leases,
+                    reply,
+                    port: idx,
+                    line,
+                },
+            );
+        }
+        Action::Probe {
+            ip,
+            timeout,
+            abandon,
+        } => {
+            let p = Probe {
+                ip,
+                timeout,
+                abandon,
+                port: idx,
+                raw: raw.to_vec(),
+            };
+            if sh.prober.send(p).is_err() {
+                error!("the ping-check thread is gone; stopping");
+                std::process::exit(70);
+            }
+        }
+        Action::Drop(reason) => {
+            sh.metrics.dropped(reason);
+            let kind = msg.msg_type().map_or("bootrequest", MsgType::name);
+            debug!(interface = %name, kind, reason, "no reply");
+        }
+    }
+}
+
+fn journal(sh: &Shared, job: Job) {
+    if sh.journal.send(job).is_err() {
+        error!("the journal thread is gone; stopping");
+        std::process::exit(70);
+    }
+}
+
+/// A ping-check probe is over: tell the engine, journal an abandoned address, and handle the
+/// request again (the engine then offers the address, or chooses, and maybe probes, another).
+fn probed(sh: &Shared, p: Probe, answered: bool) {
+    let now = leases::now();
+    let abandoned = match sh.engine.lock() {
+        Ok(mut e) if answered => Some(e.probe_answered(p.ip, p.abandon, now)),
+        Ok(mut e) => {
+            e.probe_silent(p.ip, now);
+            None
+        }
+        Err(_) => {
+            error!("engine lock poisoned; stopping");
+            std::process::exit(70);
+        }
+    };
+    if let Some(l) = abandoned {
+        sh.metrics.dropped("ping_check_conflict");
+        isclog::log(&format!(
+            "Abandoning IP address {}: pinged before offer",
+            p.ip
+        ));
+        journal(
+            sh,
+            Job::Commit {
+                leases: vec![l],
+                reply: None,
+                port: p.port,
+                line: None,
+            },
+        );
+    }
+    if let Ok(msg) = Msg::parse_request(&p.raw) {
+        answer(sh, p.port, &msg, &p.raw, false);
     }
 }
 

@@ -23,6 +23,9 @@ pub struct Params {
     pub unknown_clients: bool,
     /// BOOTP requests answered (ISC's default: allowed).
     pub bootp: bool,
+    /// Conflict detection before an offer (off unless `ping-check true;`).
+    pub ping_check: bool,
+    pub ping_timeout: u32,
     /// Option values by code; the last statement executed wins.
     pub options: std::collections::BTreeMap<u8, Vec<Chunk>>,
 }
@@ -43,6 +46,8 @@ impl Default for Params {
             use_host_decl_names: false,
             unknown_clients: true,
             bootp: true,
+            ping_check: false,
+            ping_timeout: 1,
             options: Default::default(),
         }
     }
@@ -94,6 +99,8 @@ fn exec(stmts: &[Stmt], pkt: &dyn expr::Packet, out: &mut Params) {
                 Param::UseHostDeclNames(v) => out.use_host_decl_names = *v,
                 Param::UnknownClients(v) => out.unknown_clients = *v,
                 Param::Bootp(v) => out.bootp = *v,
+                Param::PingCheck(v) => out.ping_check = *v,
+                Param::PingTimeout(v) => out.ping_timeout = *v,
             },
             Stmt::Option { code, value } => {
                 out.options.insert(*code, value.clone());

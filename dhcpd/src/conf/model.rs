@@ -34,6 +34,10 @@ pub enum Param {
     UnknownClients(bool),
     /// `allow bootp;` / `deny bootp;`: whether BOOTP requests are answered.
     Bootp(bool),
+    /// `ping-check`: probe a free address with an ICMP echo before offering it.
+    PingCheck(bool),
+    /// `ping-timeout`: seconds to wait for the echo reply (1 to 30).
+    PingTimeout(u32),
 }
 
 /// A statement executed when a client's parameters are computed.

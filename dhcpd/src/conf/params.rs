@@ -93,9 +93,10 @@ impl Loader<'_> {
                 }
                 return Ok(None);
             }
+            "ping-check" => Param::PingCheck(flag(p)?),
+            "ping-timeout" => Param::PingTimeout(secs(p)?.clamp(1, 30)),
             "ddns-updates"
             | "update-static-leases"
-            | "ping-check"
             | "get-lease-hostnames"
             | "boot-unknown-clients" => {
                 let (w, wpos) = p.word()?;
@@ -145,6 +146,7 @@ impl Loader<'_> {
                     "log-facility",
                     "ddns-update-style",
                     "ping-check",
+                    "ping-timeout",
                     "one-lease-per-client",
                     "abandon-lease-time",
                 ];

@@ -61,6 +61,14 @@ pub enum Action {
         reply: Option<Reply>,
     },
     Drop(&'static str),
+    /// `ping-check`: send an ICMP echo to `ip` and wait `timeout` seconds, then report with
+    /// [`Engine::probe_silent`] or [`Engine::probe_answered`] and handle the request again.
+    /// The address is held for the client meanwhile.
+    Probe {
+        ip: Ipv4Addr,
+        timeout: u32,
+        abandon: u32,
+    },
 }
 
 type Key = Vec<u8>;
@@ -137,6 +145,9 @@ pub struct Engine {
     /// to another client), as ISC keeps the uid on the lease record.
     by_client: HashMap<Key, Ipv4Addr>,
     offers: Offers,
+    /// Addresses whose ICMP probe went unanswered, and until when that holds (bounded by the
+    /// pool: only addresses chosen for an offer are probed).
+    probed: HashMap<Ipv4Addr, u64>,
     cursors: HashMap<(usize, usize), u32>,
     exhausted_warned: HashMap<usize, u64>,
     last_sweep: u64,
@@ -262,6 +273,7 @@ impl Engine {
             leases,
             by_client,
             offers: Offers::default(),
+            probed: HashMap::new(),
             cursors: HashMap::new(),
             exhausted_warned: HashMap::new(),
             last_sweep: 0,
@@ -724,6 +736,43 @@ impl Engine {
         lease
     }
 
+    /// Whether `ip` is probed before it is offered to `key`: a dynamic address that is not
+    /// this client's live lease and was not probed lately (ISC: never used or expired).
+    fn needs_probe(&self, ip: Ipv4Addr, key: &Key, now: u64) -> bool {
+        if self.fixed_set.contains(&ip) || self.probed.get(&ip).is_some_and(|t| *t > now) {
+            return false;
+        }
+        !self.leases.get(&ip).is_some_and(|l| {
+            l.state == State::Active && l.ends > now && lease_key(l).as_ref() == Some(key)
+        })
+    }
+
+    /// Nothing answered the probe of `ip`: it may be offered now.
+    pub fn probe_silent(&mut self, ip: Ipv4Addr, now: u64) {
+        self.probed.insert(ip, now + OFFER_HOLD);
+    }
+
+    /// Something answered the probe of `ip`: the address is in use by a machine we did not
+    /// give it to. It is abandoned for `abandon` seconds (ISC's abandon-lease-time) and never
+    /// offered meanwhile; the returned lease is for the journal.
+    pub fn probe_answered(&mut self, ip: Ipv4Addr, abandon: u32, now: u64) -> Lease {
+        warn!(%ip, "address answers ICMP echo before an offer (in use by another machine?): abandoned");
+        let lease = Lease {
+            ip,
+            mac: None,
+            client_id: None,
+            hostname: None,
+            starts: now,
+            ends: now + abandon as u64,
+            state: State::Abandoned,
+        };
+        self.unindex(ip);
+        self.leases.insert(ip, lease.clone());
+        self.offers.remove(ip);
+        self.probed.remove(&ip);
+        lease
+    }
+
     /// A BOOTP request (RFC 951, no DHCP message type): a BOOTREPLY with the host's
     /// fixed address, its boot file and next-server, and its options (RFC 1497) but none of
     /// DHCP's (53, 54, lease times), unless `deny bootp` applies. Clients without a
@@ -773,6 +822,7 @@ impl Engine {
                 // second, not on every packet (a sweep is O(offers))
                 if now > self.last_sweep {
                     self.offers.sweep(now);
+                    self.probed.retain(|_, until| *until > now);
                     self.last_sweep = now;
                 }
                 let Some((ip, s, pool)) = self.choose(msg, &c, &segment, now) else {
@@ -789,6 +839,16 @@ impl Engine {
                     return Action::Drop("pool_exhausted");
                 };
                 let p = self.params(s, pool, &c);
+                if p.ping_check && self.needs_probe(ip, &c.key, now) {
+                    let timeout = p.ping_timeout.max(1);
+                    self.offers
+                        .hold(ip, &c.key, now + timeout as u64 + OFFER_HOLD);
+                    return Action::Probe {
+                        ip,
+                        timeout,
+                        abandon: p.abandon_time,
+                    };
+                }
                 self.offers.hold(ip, &c.key, now + OFFER_HOLD);
                 let lt = Engine::lease_time(&p, msg);
                 Action::Send(self.reply(

@@ -425,3 +425,62 @@ fn bootp_requests_get_a_bootreply_on_the_fixed_address() {
         Action::Drop("bootp_denied")
     ));
 }
+
+#[test]
+fn ping_check_probes_free_addresses_and_abandons_one_that_answers() {
+    let conf = CONF.replace(
+        "authoritative;",
+        "authoritative;\nping-check true;\nping-timeout 2;",
+    );
+    let mut e = Engine::new(
+        parse_str("t.conf", &conf).unwrap(),
+        HashMap::new(),
+        &[iface()],
+    );
+    let discover = crate::wire::request(MsgType::Discover, mac(1), 1, &[]);
+    let first = Ipv4Addr::new(10, 50, 0, 100);
+    let a = send(&mut e, &discover, 1000);
+    assert!(
+        matches!(a, Action::Probe { ip, timeout: 2, .. } if ip == first),
+        "{a:?}"
+    );
+    // while the probe runs, the address is held for this client
+    let other = crate::wire::request(
+        MsgType::Discover,
+        mac(2),
+        1,
+        &[(OPT_REQUESTED_IP, &first.octets())],
+    );
+    match send(&mut e, &other, 1000) {
+        Action::Probe { ip, .. } => assert_ne!(ip, first),
+        a => panic!("{a:?}"),
+    }
+    // it answered: abandoned, journaled, and the request handled again probes another
+    let l = e.probe_answered(first, 600, 1001);
+    assert_eq!((l.ip, l.state), (first, State::Abandoned));
+    assert_eq!(e.leases[&first].state, State::Abandoned);
+    let next = match send(&mut e, &discover, 1001) {
+        Action::Probe { ip, .. } => ip,
+        a => panic!("{a:?}"),
+    };
+    assert_ne!(next, first);
+    // silence: the same request now gets its offer, without another probe
+    e.probe_silent(next, 1003);
+    let (off, _) = reply(&send(&mut e, &discover, 1003));
+    assert_eq!((off.msg_type(), off.yiaddr), (Some(MsgType::Offer), next));
+    // the client's own live lease is not probed again
+    let req = crate::wire::request(
+        MsgType::Request,
+        mac(1),
+        1,
+        &[
+            (OPT_SERVER_ID, &[10, 50, 0, 1]),
+            (OPT_REQUESTED_IP, &next.octets()),
+        ],
+    );
+    assert!(matches!(send(&mut e, &req, 1003), Action::Commit { .. }));
+    assert!(matches!(
+        send(&mut e, &discover, 1000 + OFFER_HOLD * 3),
+        Action::Send(_)
+    ));
+}
