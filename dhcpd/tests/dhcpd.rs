@@ -664,3 +664,115 @@ fn leases_of_a_missing_file_is_an_error_naming_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dhcpd.leases"));
 }
+
+#[test]
+fn ping_check_skips_an_address_that_answers_and_journals_it_abandoned() {
+    let conf = "ping-check true;\nping-timeout 1;\nsubnet 10.50.0.0 netmask 255.255.255.0 {\n  range 10.50.0.50 10.50.0.51;\n}\n";
+    let Some(mut env) = setup(&["udhcpc", "ping"], conf) else {
+        return;
+    };
+    // a machine already on .50 that nobody leased it to
+    let squatter = env.client("busy", None);
+    squatter.run("ip", &["addr", "add", "10.50.0.50/24", "dev", "eth0"]);
+    assert!(env.srv.ping("10.50.0.50"));
+    env.start();
+    let c = env.client("c1", None);
+    let script = udhcpc_script(&env);
+    let rec = env.lab.path("ping.rec");
+    let mut cmd = c.command("udhcpc");
+    // the client asks for the busy address, so it is considered first
+    cmd.env("REC", &rec).args([
+        "-i",
+        "eth0",
+        "-f",
+        "-q",
+        "-n",
+        "-t",
+        "8",
+        "-T",
+        "2",
+        "-r",
+        "10.50.0.50",
+        "-s",
+        &script,
+    ]);
+    assert!(cmd.output().unwrap().status.success(), "{}", env.log());
+    let r = std::fs::read_to_string(&rec).unwrap();
+    assert!(
+        r.contains("event=bound ip=10.50.0.51 "),
+        "{r}\n{}",
+        env.log()
+    );
+    let leases = env.leases_json();
+    let busy = leases.iter().find(|l| l["ip"] == "10.50.0.50");
+    assert_eq!(
+        busy.map(|l| l["state"].clone()),
+        Some("abandoned".into()),
+        "{leases:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || env
+            .log()
+            .contains("Abandoning IP address 10.50.0.50: pinged before offer")),
+        "{}",
+        env.log()
+    );
+}
+
+#[test]
+fn a_bootp_client_gets_a_bootreply_on_its_fixed_address() {
+    let conf = "allow bootp;\nsubnet 10.50.0.0 netmask 255.255.255.0 {\n  next-server 10.50.0.1;\n  option routers 10.50.0.1;\n}\nhost b7 {\n  hardware ethernet 02:50:00:00:00:b7;\n  fixed-address 10.50.0.27;\n  filename \"bootp/boot7.img\";\n}\n";
+    let Some(mut env) = setup(&[], conf) else {
+        return;
+    };
+    env.start();
+    let c = env.client("b7", Some("02:50:00:00:00:b7"));
+    // a BOOTREQUEST as RFC 951 clients send it: no DHCP message type, broadcast reply
+    let mut req = Msg::parse(&wire::request(
+        MsgType::Discover,
+        [2, 0x50, 0, 0, 0, 0xb7],
+        77,
+        &[],
+    ))
+    .unwrap();
+    req.options.clear();
+    req.flags = 0x8000;
+    let got = c.enter(|| {
+        // an unnumbered client: the broadcast leaves by the device, not a route
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        s.bind_device(Some(b"eth0")).unwrap();
+        s.set_broadcast(true).unwrap();
+        s.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 68)).into())
+            .unwrap();
+        let s: UdpSocket = s.into();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        for _ in 0..10 {
+            s.send_to(&req.encode(300), "255.255.255.255:67").unwrap();
+            if let Ok(n) = s.recv(&mut buf) {
+                if let Ok(m) = Msg::parse(&buf[..n]) {
+                    if m.xid == 77 {
+                        return Some(m);
+                    }
+                }
+            }
+        }
+        None
+    });
+    let r = got.unwrap_or_else(|| panic!("no BOOTREPLY: {}", env.log()));
+    assert_eq!(r.op, wire::BOOTREPLY);
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 50, 0, 27));
+    assert_eq!(r.siaddr, Ipv4Addr::new(10, 50, 0, 1));
+    assert!(r.file.starts_with(b"bootp/boot7.img\0"));
+    assert_eq!(r.msg_type(), None);
+    assert_eq!(r.option(3), Some(&[10, 50, 0, 1][..]));
+    // the line is written once the reply is sent
+    assert!(
+        wait_until(Duration::from_secs(5), || env
+            .log()
+            .contains("BOOTREPLY for 10.50.0.27 to 02:50:00:00:00:b7 via eth0")),
+        "{}",
+        env.log()
+    );
+}
