@@ -757,13 +757,18 @@ impl Engine {
     /// offered meanwhile; the returned lease is for the journal.
     pub fn probe_answered(&mut self, ip: Ipv4Addr, abandon: u32, now: u64) -> Lease {
         warn!(%ip, "address answers ICMP echo before an offer (in use by another machine?): abandoned");
+        self.abandon(ip, abandon, now)
+    }
+
+    /// Marks `ip` abandoned for `secs`: no client's, no offer, not offered meanwhile.
+    fn abandon(&mut self, ip: Ipv4Addr, secs: u32, now: u64) -> Lease {
         let lease = Lease {
             ip,
             mac: None,
             client_id: None,
             hostname: None,
             starts: now,
-            ends: now + abandon as u64,
+            ends: now + secs as u64,
             state: State::Abandoned,
         };
         self.unindex(ip);
@@ -875,18 +880,7 @@ impl Engine {
                     return Action::Drop("decline_not_ours");
                 }
                 warn!(%ip, client = %hex(msg.hw()), "client declined the address (in use by someone else?): abandoned");
-                let lease = Lease {
-                    ip,
-                    mac: None,
-                    client_id: None,
-                    hostname: None,
-                    starts: now,
-                    ends: now + base.abandon_time as u64,
-                    state: State::Abandoned,
-                };
-                self.unindex(ip);
-                self.leases.insert(ip, lease.clone());
-                self.offers.remove(ip);
+                let lease = self.abandon(ip, base.abandon_time, now);
                 Action::Commit {
                     leases: vec![lease],
                     reply: None,
