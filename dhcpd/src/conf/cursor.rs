@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::decl::Loader;
-use super::expr::{Bool, Data};
+use super::expr::{Bool, Data, Num, OptRef};
 use super::lexer::{Pos, Tok, Token};
 use super::options;
 use super::{err, Diag};
@@ -38,8 +38,7 @@ impl Loader<'_> {
             Some("exists") => {
                 p.next();
                 let (name, npos) = p.word()?;
-                let code = self.option_code(&name, &npos)?;
-                return Ok(Bool::Exists(code));
+                return Ok(Bool::Exists(self.option_code(&name, &npos)?));
             }
             Some("known") => {
                 p.next();
@@ -54,6 +53,11 @@ impl Loader<'_> {
             p.expect(")")?;
             return Ok(b);
         }
+        if p.peek_word() == Some("extract-int") {
+            let a = self.num(p)?;
+            p.expect("=")?;
+            return Ok(Bool::NumEq(a, self.num(p)?));
+        }
         let left = self.data(p)?;
         let op = p.next();
         let right = self.data(p)?;
@@ -67,8 +71,10 @@ impl Loader<'_> {
         }
     }
 
-    pub(super) fn option_code(&self, name: &str, pos: &Pos) -> Result<u8, Diag> {
-        self.cfg.defs.get(name).map(|d| d.code).ok_or_else(|| {
+    /// An option of the client's packet, by name; a sub-option needs its space to be
+    /// encapsulated by a DHCP option declared before.
+    pub(super) fn option_code(&self, name: &str, pos: &Pos) -> Result<OptRef, Diag> {
+        let d = self.cfg.defs.get(name).ok_or_else(|| {
             let hint = self
                 .cfg
                 .defs
@@ -76,7 +82,33 @@ impl Loader<'_> {
                 .map(|n| format!(" (did you mean '{n}'?)"))
                 .unwrap_or_default();
             err(pos, format!("unknown option '{name}'{hint}"))
+        })?;
+        let within = match &d.space {
+            None => None,
+            Some(sp) => Some(*self.cfg.defs.encap.get(sp).ok_or_else(|| {
+                err(pos, format!("option space '{sp}' is not carried by any option, so '{name}' cannot be read from a packet; declare 'option NAME code N = encapsulate {sp};' first"))
+            })?),
+        };
+        Ok(OptRef {
+            code: d.code,
+            within,
         })
+    }
+
+    /// A numeric expression: a number or `extract-int(DATA, 8|16|32)`.
+    pub(super) fn num(&mut self, p: &mut Cursor) -> Result<Num, Diag> {
+        let (w, wpos) = p.word()?;
+        if w == "extract-int" {
+            p.expect("(")?;
+            let d = self.data(p)?;
+            p.expect(",")?;
+            let width = int_width(p)?;
+            p.expect(")")?;
+            return Ok(Num::Extract(Box::new(d), width));
+        }
+        w.parse()
+            .map(Num::Const)
+            .map_err(|_| err(&wpos, format!("'{w}' is not a number or extract-int(...)")))
     }
 
     pub(super) fn data(&mut self, p: &mut Cursor) -> Result<Data, Diag> {
@@ -121,11 +153,18 @@ impl Loader<'_> {
                 }
                 "concat" => {
                     p.expect("(")?;
-                    let a = self.data(p)?;
+                    // concat(A, B, ...): ISC takes two or more
+                    let mut a = self.data(p)?;
                     p.expect(",")?;
-                    let b = self.data(p)?;
+                    loop {
+                        let b = self.data(p)?;
+                        a = Data::Concat(Box::new(a), Box::new(b));
+                        if !p.comma() {
+                            break;
+                        }
+                    }
                     p.expect(")")?;
-                    Ok(Data::Concat(Box::new(a), Box::new(b)))
+                    Ok(a)
                 }
                 "lcase" | "ucase" => {
                     p.expect("(")?;
@@ -134,15 +173,74 @@ impl Loader<'_> {
                     Ok(if w == "lcase" { Data::Lcase(d) } else { Data::Ucase(d) })
                 }
                 "hardware" => Ok(Data::Hardware),
+                "leased-address" => Ok(Data::LeasedAddress),
+                "host-decl-name" => Ok(Data::HostDeclName),
+                "config-option" => {
+                    let (name, npos) = p.word()?;
+                    let o = self.option_code(&name, &npos)?;
+                    if o.within.is_some() {
+                        return Err(err(&npos, "config-option of a sub-option is not supported; name the option that carries it"));
+                    }
+                    Ok(Data::ConfigOption(o.code))
+                }
+                "binary-to-ascii" => {
+                    p.expect("(")?;
+                    let base = num(p)?;
+                    p.expect(",")?;
+                    let width = int_width(p)?;
+                    p.expect(",")?;
+                    let sep = Box::new(self.data(p)?);
+                    p.expect(",")?;
+                    let data = Box::new(self.data(p)?);
+                    p.expect(")")?;
+                    if !(2..=16).contains(&base) {
+                        return Err(err(&t.pos, format!("binary-to-ascii: base {base} is not between 2 and 16")));
+                    }
+                    Ok(Data::BinaryToAscii { base: base as u32, width, sep, data })
+                }
+                "pick-first-value" => {
+                    p.expect("(")?;
+                    let mut v = vec![self.data(p)?];
+                    while p.comma() {
+                        v.push(self.data(p)?);
+                    }
+                    p.expect(")")?;
+                    Ok(Data::PickFirst(v))
+                }
+                "encode-int" => {
+                    p.expect("(")?;
+                    let n = self.num(p)?;
+                    p.expect(",")?;
+                    let width = int_width(p)?;
+                    p.expect(")")?;
+                    Ok(Data::EncodeInt(Box::new(n), width))
+                }
                 _ => match options::colon_hex(&w) {
                     Some(b) => Ok(Data::Const(b)),
+                    None if is_ident(&w) => Ok(Data::Var(w)),
                     None => Err(err(&t.pos, format!(
-                        "'{w}' is not a value here: use option NAME, substring(...), suffix(...), hardware, a \"string\" or colon-separated hex like 00:07"
+                        "'{w}' is not a value here: use option NAME, substring(...), suffix(...), hardware, a variable, a \"string\" or colon-separated hex like 00:07"
                     ))),
                 },
             },
             other => Err(err(&t.pos, format!("expected a value, found {other}"))),
         }
+    }
+}
+
+/// A variable name (`set NAME = ...`): letters, digits, `-` and `_`, starting with a letter.
+fn is_ident(w: &str) -> bool {
+    w.starts_with(|c: char| c.is_ascii_alphabetic())
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The width argument of extract-int, encode-int and binary-to-ascii: 8, 16 or 32.
+fn int_width(p: &mut Cursor) -> Result<u8, Diag> {
+    let (w, wpos) = p.word()?;
+    match w.as_str() {
+        "8" | "16" | "32" => Ok(w.parse().unwrap_or(8)),
+        _ => Err(err(&wpos, format!("width '{w}' is not 8, 16 or 32"))),
     }
 }
 

@@ -114,12 +114,12 @@ impl Loader<'_> {
             "group" => self.group(p, ctx)?,
             "host" => self.host(p, ctx, &pos)?,
             "class" => self.class(p, ctx, &pos)?,
-            "subclass" => {
-                return Err(err(
-                    &pos,
-                    "'subclass' is not supported; use a class with 'match if'",
-                ));
+            "subclass" => self.subclass(p, ctx)?,
+            "set" | "unset" | "log" | "execute" | "on" => {
+                let s = self.exec_stmt(p, kw, &pos)?;
+                self.push(ctx, s);
             }
+            "spawn" | "lease" => self.class_limit(p, ctx, kw, &pos)?,
             "pool" => self.pool(p, ctx, &pos)?,
             "range" => self.range(p, ctx, &pos)?,
             "hardware" => self.hardware(p, ctx, &pos)?,
@@ -328,6 +328,10 @@ impl Loader<'_> {
         self.cfg.classes.push(Class {
             name,
             cond: None,
+            submatch: None,
+            spawn: None,
+            subclasses: Vec::new(),
+            lease_limit: None,
             scope,
             pos: pos.clone(),
         });
@@ -474,20 +478,89 @@ impl Loader<'_> {
         Ok(())
     }
 
+    /// `match if BOOL;` or `match DATA;` (the value looked up among the subclasses).
     fn match_stmt(&mut self, p: &mut Cursor, ctx: Ctx, pos: &Pos) -> Result<(), Diag> {
         let Kind::Class(c) = ctx.kind else {
             return Err(err(pos, "'match' is only meaningful in a class"));
         };
-        if p.peek_word() != Some("if") {
-            return Err(err(
-                &p.peek().pos,
-                "only 'match if EXPRESSION;' is supported (not 'match option' with subclasses)",
-            ));
+        if p.peek_word() == Some("if") {
+            p.next();
+            let e = self.bool_expr(p)?;
+            p.semi()?;
+            self.cfg.classes[c].cond = Some(e);
+        } else {
+            let d = self.data(p)?;
+            p.semi()?;
+            self.cfg.classes[c].submatch = Some(d);
         }
-        p.next();
-        let e = self.bool_expr(p)?;
-        p.semi()?;
-        self.cfg.classes[c].cond = Some(e);
+        Ok(())
+    }
+
+    /// `spawn with DATA;` and `lease limit N;` in a class.
+    fn class_limit(&mut self, p: &mut Cursor, ctx: Ctx, kw: &str, pos: &Pos) -> Result<(), Diag> {
+        let Kind::Class(c) = ctx.kind else {
+            return Err(err(pos, format!("'{kw}' is only meaningful in a class")));
+        };
+        if kw == "spawn" {
+            p.keyword("with")?;
+            let d = self.data(p)?;
+            p.semi()?;
+            self.cfg.classes[c].spawn = Some(d);
+        } else {
+            p.keyword("limit")?;
+            let (w, wpos) = p.word()?;
+            let n = w
+                .parse()
+                .map_err(|_| err(&wpos, format!("lease limit '{w}' is not a number")))?;
+            p.semi()?;
+            self.warn(pos, format!("lease limit {n}: not enforced yet; members of this class get leases without a limit"));
+            self.cfg.classes[c].lease_limit = Some(n);
+        }
+        Ok(())
+    }
+
+    /// `subclass "CLASS" VALUE;` or with a `{ ... }` scope of its own.
+    fn subclass(&mut self, p: &mut Cursor, ctx: Ctx) -> Result<(), Diag> {
+        let (name, npos) = p.name()?;
+        let c = self
+            .cfg
+            .classes
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| {
+                err(
+                    &npos,
+                    format!("no class named \"{name}\" is declared before this subclass"),
+                )
+            })?;
+        if self.cfg.classes[c].submatch.is_none() && self.cfg.classes[c].spawn.is_none() {
+            return Err(err(&npos, format!("class \"{name}\" has no 'match EXPRESSION;' (such as 'match hardware;'), so a subclass of it can never match")));
+        }
+        let t = p.next();
+        let value = match t.tok {
+            Tok::Str(s) => s.into_bytes(),
+            Tok::Word(w) => options::colon_hex(&w).ok_or_else(|| {
+                err(&t.pos, format!("subclass value '{w}' is neither a \"string\" nor colon-separated hex bytes (1:52:54:00:aa:bb:cc for hardware)"))
+            })?,
+            other => return Err(err(&t.pos, format!("expected the subclass value, found {other}"))),
+        };
+        let parent = self.cfg.classes[c].scope;
+        let scope = self.new_scope(parent);
+        if p.peek().tok == Tok::Punct("{") {
+            p.next();
+            self.block(
+                p,
+                Ctx {
+                    scope,
+                    kind: Kind::Class(c),
+                },
+                false,
+            )?;
+        } else {
+            p.semi()?;
+        }
+        let _ = ctx;
+        self.cfg.classes[c].subclasses.push((value, scope));
         Ok(())
     }
 
@@ -556,7 +629,15 @@ impl Loader<'_> {
     fn option_stmt(&mut self, p: &mut Cursor, ctx: Ctx, pos: &Pos) -> Result<(), Diag> {
         if let Some(s) = self.option(p, pos)? {
             // a host's client identifier is how it is recognised, not only an option
-            if let (Kind::Host(h), Stmt::Option { code: 61, value }) = (ctx.kind, &s) {
+            if let (
+                Kind::Host(h),
+                Stmt::Option {
+                    space: None,
+                    code: 61,
+                    value,
+                },
+            ) = (ctx.kind, &s)
+            {
                 let mut id = Vec::new();
                 for c in value {
                     if let Chunk::Bytes(b) = c {

@@ -15,6 +15,7 @@ mod decl;
 mod eval;
 mod model;
 mod params;
+mod stmts;
 mod validate;
 
 use std::path::Path;
@@ -25,7 +26,7 @@ use lexer::Pos;
 use opsflow_common::diag::error as err;
 pub use opsflow_common::diag::{distance, Diag};
 
-pub use eval::Params;
+pub use eval::{Effect, Params};
 pub use model::*;
 use validate::validate;
 

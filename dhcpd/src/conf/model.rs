@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::expr::Bool;
+use super::expr::{Bool, Data};
 use super::lexer::Pos;
 use super::options::{Chunk, OptDefs};
 use super::Diag;
@@ -38,16 +38,48 @@ pub enum Param {
     PingCheck(bool),
     /// `ping-timeout`: seconds to wait for the echo reply (1 to 30).
     PingTimeout(u32),
+    /// `stash-agent-options`: keep a relayed client's option 82 for its renewals.
+    StashAgentOptions(bool),
+    /// `vendor-option-space NAME`: option 43 carries the options of NAME.
+    VendorOptionSpace(String),
+    /// `site-option-space "NAME"`: the options of NAME are sent as DHCP options.
+    SiteOptionSpace(String),
+}
+
+/// The events of `on commit|release|expiry { ... }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Event {
+    Commit,
+    Release,
+    Expiry,
 }
 
 /// A statement executed when a client's parameters are computed.
 #[derive(Clone, Debug)]
 pub enum Stmt {
     Param(Param),
+    /// `option NAME VALUE;` (`space`: the option space of `SPACE.NAME`, `None` for DHCP).
     Option {
+        space: Option<String>,
         code: u8,
         value: Vec<Chunk>,
     },
+    /// `option NAME = EXPRESSION;`, evaluated per packet.
+    OptionExpr {
+        space: Option<String>,
+        code: u8,
+        expr: Data,
+    },
+    /// `set NAME = EXPRESSION;`
+    Set(String, Data),
+    /// `unset NAME;`
+    Unset(String),
+    /// `log(PRIORITY, EXPRESSION);`
+    Log(Data),
+    /// `execute("COMMAND", ARG, ...);`: argv run directly, no shell.
+    Execute(Vec<Data>),
+    /// `on commit|release|expiry { ... }`
+    On(Vec<Event>, Vec<Stmt>),
     If {
         branches: Vec<(Bool, Vec<Stmt>)>,
         otherwise: Vec<Stmt>,
@@ -128,6 +160,15 @@ pub struct Host {
 pub struct Class {
     pub name: String,
     pub cond: Option<Bool>,
+    /// `match EXPRESSION;` (`match hardware;`, `match option X;`): the value looked up among
+    /// the subclasses.
+    pub submatch: Option<Data>,
+    /// `spawn with EXPRESSION;`: one subclass per distinct value.
+    pub spawn: Option<Data>,
+    /// `subclass "NAME" VALUE [{ ... }]`: the value and the subclass's own scope.
+    pub subclasses: Vec<(Vec<u8>, ScopeId)>,
+    /// `lease limit N;`: leases one (spawned) subclass may hold at once.
+    pub lease_limit: Option<u32>,
     pub scope: ScopeId,
     pub pos: Pos,
 }

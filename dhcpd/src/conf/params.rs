@@ -95,6 +95,29 @@ impl Loader<'_> {
             }
             "ping-check" => Param::PingCheck(flag(p)?),
             "ping-timeout" => Param::PingTimeout(secs(p)?.clamp(1, 30)),
+            "stash-agent-options" => Param::StashAgentOptions(flag(p)?),
+            "vendor-option-space" | "site-option-space" => {
+                let t = p.next();
+                let (Tok::Word(sp) | Tok::Str(sp)) = t.tok else {
+                    return Err(err(
+                        &t.pos,
+                        format!("{kw}: expected the name of an option space"),
+                    ));
+                };
+                if self.cfg.defs.space(&sp).is_none() {
+                    return Err(err(
+                        &t.pos,
+                        format!(
+                            "option space '{sp}' is not declared (add 'option space {sp};' first)"
+                        ),
+                    ));
+                }
+                if kw == "vendor-option-space" {
+                    Param::VendorOptionSpace(sp)
+                } else {
+                    Param::SiteOptionSpace(sp)
+                }
+            }
             "ddns-updates"
             | "update-static-leases"
             | "get-lease-hostnames"
@@ -147,6 +170,15 @@ impl Loader<'_> {
                     "ddns-update-style",
                     "ping-check",
                     "ping-timeout",
+                    "stash-agent-options",
+                    "vendor-option-space",
+                    "site-option-space",
+                    "set",
+                    "unset",
+                    "on",
+                    "log",
+                    "execute",
+                    "subclass",
                     "one-lease-per-client",
                     "abandon-lease-time",
                 ];
@@ -172,11 +204,36 @@ impl Loader<'_> {
         let (name, npos) = p.word()?;
         if name == "space" {
             let (space, _) = p.word()?;
-            while !matches!(p.peek().tok, Tok::Punct(";") | Tok::Eof) {
-                p.next(); // code width / length width / hash size
+            let (mut cw, mut lw) = (1u8, 1u8);
+            while let Some(w) = p.peek_word().map(str::to_string) {
+                p.next();
+                let (n, npos) = p.word()?;
+                let bad = || err(&npos, format!("'{w} {n}' is not supported"));
+                match (w.as_str(), n.as_str()) {
+                    ("code", "width") => {
+                        let (v, vpos) = p.word()?;
+                        cw = match v.as_str() {
+                            "1" | "2" | "4" => v.parse().unwrap_or(1),
+                            _ => return Err(err(&vpos, format!("code width {v}: only 1, 2 or 4"))),
+                        };
+                    }
+                    ("length", "width") => {
+                        let (v, vpos) = p.word()?;
+                        lw = match v.as_str() {
+                            "0" | "1" | "2" => v.parse().unwrap_or(1),
+                            _ => {
+                                return Err(err(&vpos, format!("length width {v}: only 0, 1 or 2")))
+                            }
+                        };
+                    }
+                    ("hash", "size") => {
+                        p.word()?; // a tuning of ISC's hash table: nothing to do here
+                    }
+                    _ => return Err(bad()),
+                }
             }
             p.semi()?;
-            self.cfg.defs.spaces.push(space);
+            self.cfg.defs.add_space(&space, cw, lw);
             return Ok(None);
         }
         if p.peek_word() == Some("code") {
@@ -191,7 +248,7 @@ impl Loader<'_> {
             let ty = self.opt_type(p)?;
             p.semi()?;
             if let Some((space, _)) = name.split_once('.') {
-                if !self.cfg.defs.spaces.iter().any(|s| s == space) {
+                if space != "dhcp" && self.cfg.defs.space(space).is_none() {
                     return Err(err(&npos, format!("option space '{space}' is not declared (add 'option space {space};' first)")));
                 }
             }
@@ -212,6 +269,17 @@ impl Loader<'_> {
                 ),
             ));
         };
+        let space = def.space.clone();
+        if p.peek().tok == Tok::Punct("=") {
+            p.next();
+            let expr = self.data(p)?;
+            p.semi()?;
+            return Ok(Some(Stmt::OptionExpr {
+                space,
+                code: def.code,
+                expr,
+            }));
+        }
         let mut groups: Vec<Vec<Val>> = vec![Vec::new()];
         let vpos = p.peek().pos.clone();
         loop {
@@ -236,6 +304,7 @@ impl Loader<'_> {
             .map_err(|m| err(&vpos, format!("option {name}: {m}")))?;
         let _ = pos;
         Ok(Some(Stmt::Option {
+            space,
             code: def.code,
             value,
         }))
@@ -260,8 +329,15 @@ impl Loader<'_> {
                 words.push(w.clone());
                 p.next();
             }
-            if words.first().map(String::as_str) == Some("encapsulate") {
-                return Err(err(&start, "encapsulated option spaces are not supported"));
+            if let ["encapsulate", sp] = words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                if self.cfg.defs.space(sp).is_none() {
+                    return Err(err(
+                        &start,
+                        format!(
+                            "option space '{sp}' is not declared (add 'option space {sp};' first)"
+                        ),
+                    ));
+                }
             }
             fields.push(options::parse_field(&words).map_err(|m| err(&start, m))?);
             if record && p.comma() {
@@ -326,6 +402,9 @@ impl Loader<'_> {
                     p.next();
                     let s = match w.as_str() {
                         "if" => Some(self.if_stmt(p)?),
+                        "set" | "unset" | "log" | "execute" | "on" => {
+                            Some(self.exec_stmt(p, w, &t.pos)?)
+                        }
                         "option" => self.option(p, &t.pos)?,
                         "subnet" | "host" | "group" | "class" | "pool" | "shared-network"
                         | "range" => {

@@ -168,10 +168,10 @@ fn errors_name_file_line_and_column() {
         "overlaps",
     );
     check_err(
-        "class \"c\" { match option vendor-class-identifier; }",
-        "only 'match if",
+        "class \"c\" { match option vendor-class-idnetifier; }",
+        "did you mean 'vendor-class-identifier'",
     );
-    check_err("if foo = \"x\" { }", "'foo' is not a value here");
+    check_err("if 5foo = \"x\" { }", "'5foo' is not a value here");
     check_err(
         "option foo.bar code 200 = text;",
         "option space 'foo' is not declared",
@@ -261,5 +261,123 @@ fn ddns_style_and_bootp_are_understood_with_a_warning_naming_what_is_not_done() 
     check_err(
         "ddns-update-style ad-hoc;",
         "'ad-hoc' is not a ddns-update-style",
+    );
+}
+
+#[test]
+fn set_option_expressions_log_and_on_blocks() {
+    let cfg = parse_str(
+        "t.conf",
+        r#"set vendorclass = option vendor-class-identifier;
+        option domain-name "lab";
+        option host-name = pick-first-value(option host-name, concat("pxe-", substring(vendorclass, 0, 3)));
+        option root-path = concat(config-option domain-name, ":/", host-decl-name);
+        option merit-dump = encode-int(extract-int(option pxe-system-type, 16), 32);
+        log(info, concat("vc=", vendorclass));
+        unset nothing;
+        on commit or release {
+          log(concat("lease ", binary-to-ascii(10, 8, ".", leased-address), " ", vendorclass));
+          execute("/bin/true", leased-address, "x");
+        }"#,
+    )
+    .unwrap();
+    struct P;
+    impl expr::Packet for P {
+        fn option(&self, code: u8) -> Option<&[u8]> {
+            match code {
+                60 => Some(b"PXEClient:Arch:00007"),
+                93 => Some(&[0, 7]),
+                _ => None,
+            }
+        }
+        fn hardware(&self) -> Vec<u8> {
+            vec![]
+        }
+        fn raw(&self) -> &[u8] {
+            &[]
+        }
+        fn known(&self) -> bool {
+            true
+        }
+        fn host_decl_name(&self) -> Option<String> {
+            Some("web01".into())
+        }
+        fn leased_address(&self) -> Option<[u8; 4]> {
+            Some([10, 0, 0, 7])
+        }
+    }
+    let mut p = Params::default();
+    cfg.eval(&[GLOBAL], &P, &mut p);
+    let opt = |c: u8| p.options.get(&c).cloned();
+    assert_eq!(opt(12), Some(vec![Chunk::Bytes(b"pxe-PXE".to_vec())]));
+    assert_eq!(opt(17), Some(vec![Chunk::Bytes(b"lab:/web01".to_vec())]));
+    assert_eq!(opt(14), Some(vec![Chunk::Bytes(vec![0, 0, 0, 7])]));
+    assert_eq!(p.vars["vendorclass"], b"PXEClient:Arch:00007");
+    assert_eq!(
+        p.effects,
+        vec![Effect::Log("vc=PXEClient:Arch:00007".into())]
+    );
+    let body = &p.on[&Event::Release];
+    assert_eq!(
+        body.len(),
+        p.on[&Event::Commit].len(),
+        "one block for both events"
+    );
+    let fx = cfg.run(body, &P, p.vars.clone());
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Log("lease 10.0.0.7 PXEClient:Arch:00007".into()),
+            Effect::Execute(vec!["/bin/true".into(), "\n\0\0\u{7}".into(), "x".into()]),
+        ]
+    );
+}
+
+#[test]
+fn option_spaces_subclasses_and_their_errors() {
+    let cfg = parse_str(
+        "t.conf",
+        r#"option space PXE code width 1 length width 1 hash size 3;
+        option PXE.discovery-control code 6 = unsigned integer 8;
+        vendor-option-space PXE;
+        option PXE.discovery-control 3;
+        class "macs" { match hardware; }
+        subclass "macs" 1:52:54:00:aa:bb:cc;
+        subclass "macs" "literal";
+        class "per-circuit" { spawn with option agent.circuit-id; }"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.classes[0].subclasses.len(), 2);
+    assert_eq!(
+        cfg.classes[0].subclasses[0].0,
+        vec![1, 0x52, 0x54, 0, 0xaa, 0xbb, 0xcc]
+    );
+    assert!(cfg.classes[1].spawn.is_some());
+    let mut p = Params::default();
+    cfg.eval(&[GLOBAL], &N, &mut p);
+    assert_eq!(p.vendor_space.as_deref(), Some("PXE"));
+    assert_eq!(
+        p.sub_options.get(&("PXE".to_string(), 6)),
+        Some(&vec![Chunk::Bytes(vec![3])])
+    );
+    check_err("option space w code width 3;", "only 1, 2 or 4");
+    check_err(
+        "option x code 200 = encapsulate nope;",
+        "'nope' is not declared",
+    );
+    check_err("vendor-option-space nope;", "'nope' is not declared");
+    check_err(
+        "option space s; option s.a code 1 = text; if exists s.a { filename \"x\"; }",
+        "not carried by any option",
+    );
+    check_err(
+        "class \"c\" { match if known; }\nsubclass \"c\" 1:2:3;",
+        "has no 'match EXPRESSION;'",
+    );
+    check_err("subclass \"none\" 1:2:3;", "no class named");
+    check_err("on lease { }", "the events are commit, release and expiry");
+    check_err(
+        "option domain-name = binary-to-ascii(1, 8, \".\", hardware);",
+        "base 1",
     );
 }

@@ -9,12 +9,14 @@ use std::net::{Ipv4Addr, ToSocketAddrs};
 use tracing::warn;
 
 use crate::conf::options::Chunk;
-use crate::conf::{expr, Access, Addr, Config, Params};
+use crate::conf::{Access, Addr, Config, Event, Params, ScopeId};
 use crate::leases::{Lease, State};
 use crate::wire::*;
 
 mod offers;
+mod script;
 use offers::Offers;
+pub use script::perform;
 
 /// How long an offered address is held for the client it was offered to.
 pub const OFFER_HOLD: u64 = 60;
@@ -101,27 +103,16 @@ fn lease_key(l: &Lease) -> Option<Key> {
     })
 }
 
+#[derive(Clone)]
 struct View<'a> {
     msg: &'a Msg,
     raw: &'a [u8],
-    known: bool,
-}
-
-impl expr::Packet for View<'_> {
-    fn option(&self, code: u8) -> Option<&[u8]> {
-        self.msg.option(code)
-    }
-    fn hardware(&self) -> Vec<u8> {
-        let mut v = vec![self.msg.htype];
-        v.extend_from_slice(self.msg.hw());
-        v
-    }
-    fn raw(&self) -> &[u8] {
-        self.raw
-    }
-    fn known(&self) -> bool {
-        self.known
-    }
+    /// The name of the host declaration that matched, if one did.
+    host: Option<String>,
+    /// Relay agent information kept with the client's lease (`stash-agent-options`).
+    stashed: Option<Vec<u8>>,
+    /// The address being leased, in `on` blocks.
+    leased: Option<Ipv4Addr>,
 }
 
 /// Everything known about one client for one request.
@@ -129,6 +120,8 @@ struct Client<'a> {
     key: Key,
     host: Option<usize>,
     classes: Vec<usize>,
+    /// Scopes of the subclasses matched.
+    subclasses: Vec<ScopeId>,
     view: View<'a>,
 }
 
@@ -151,6 +144,9 @@ pub struct Engine {
     cursors: HashMap<(usize, usize), u32>,
     exhausted_warned: HashMap<usize, u64>,
     last_sweep: u64,
+    /// Relay agent information of relayed clients, by leased address, under
+    /// `stash-agent-options` (an entry goes with its lease).
+    stash: HashMap<Ipv4Addr, Vec<u8>>,
 }
 
 fn collect_names(cfg: &Config) -> Vec<String> {
@@ -277,6 +273,7 @@ impl Engine {
             cursors: HashMap::new(),
             exhausted_warned: HashMap::new(),
             last_sweep: 0,
+            stash: HashMap::new(),
         }
     }
 
@@ -303,23 +300,27 @@ impl Engine {
         let host = self.cfg.hosts.iter().position(|h| {
             (id.is_some() && h.client_id.as_deref() == id) || (mac.is_some() && h.hw == mac)
         });
+        let stashed = match msg.option(OPT_RELAY_AGENT) {
+            Some(_) => None,
+            None => self
+                .by_client
+                .get(&key)
+                .and_then(|ip| self.stash.get(ip))
+                .cloned(),
+        };
         let view = View {
             msg,
             raw,
-            known: host.is_some(),
+            host: host.map(|h| self.cfg.hosts[h].name.clone()),
+            stashed,
+            leased: None,
         };
-        let classes = self
-            .cfg
-            .classes
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.cond.as_ref().is_some_and(|e| e.eval(&view)))
-            .map(|(i, _)| i)
-            .collect();
+        let (classes, subclasses) = self.classes(&view);
         Client {
             key,
             host,
             classes,
+            subclasses,
             view,
         }
     }
@@ -482,6 +483,7 @@ impl Engine {
         for &cl in &c.classes {
             scopes.push(self.cfg.classes[cl].scope);
         }
+        scopes.extend(&c.subclasses);
         if let Some(h) = c.host {
             for s in self.cfg.chain(self.cfg.hosts[h].scope) {
                 if !scopes.contains(&s) {
@@ -568,6 +570,10 @@ impl Engine {
                 opts.push((code, v));
                 return;
             }
+            if let Some(v) = self.encapsulated(p, code) {
+                opts.push((code, v));
+                return;
+            }
             match code {
                 OPT_BOOTFILE => {
                     if let Some(f) = &p.filename {
@@ -594,6 +600,9 @@ impl Engine {
             }
             None => {
                 for &code in p.options.keys() {
+                    push(code, &mut opts);
+                }
+                for code in self.encapsulating_codes(p) {
                     push(code, &mut opts);
                 }
             }
@@ -895,6 +904,9 @@ impl Engine {
                         l.state = State::Released;
                         l.ends = now;
                         let l = l.clone();
+                        self.stash.remove(&ip);
+                        let p = self.params(subnet, None, &c);
+                        self.event(Event::Release, &p, &c, ip);
                         // nothing per client outlives its lease
                         if self.by_client.get(&c.key) == Some(&ip) {
                             self.by_client.remove(&c.key);
@@ -956,6 +968,16 @@ impl Engine {
             let p = e.params(s, pool, c);
             let lt = Engine::lease_time(&p, msg);
             let lease = e.grant(c, ip, lt, msg, now);
+            match msg.option(OPT_RELAY_AGENT) {
+                Some(rai) if p.stash_agent => {
+                    e.stash.insert(ip, rai.to_vec());
+                }
+                Some(_) => {
+                    e.stash.remove(&ip);
+                }
+                None => {} // a renewal straight from the client: what was stashed stays
+            }
+            e.event(Event::Commit, &p, c, ip);
             let sid = e.sid(&p, iface);
             let reply = e.reply(msg, MsgType::Ack, ip, s, &p, sid, Some(lt));
             Action::Commit {

@@ -1,0 +1,154 @@
+//! What `dhcpd.conf` scripts ask of the engine: class membership by subclass, encapsulated
+//! option spaces in replies, and the `on commit|release` blocks with their `log` and
+//! `execute` effects.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use tracing::{info, warn};
+
+use super::{Client, Engine, View};
+use crate::conf::{expr::Packet, Effect, Event, Params, ScopeId};
+use crate::wire::OPT_RELAY_AGENT;
+
+impl Engine {
+    /// The classes a client belongs to, and the scopes of the subclasses it matched.
+    pub(super) fn classes(&self, view: &View) -> (Vec<usize>, Vec<ScopeId>) {
+        let (mut classes, mut subs) = (Vec::new(), Vec::new());
+        for (i, c) in self.cfg.classes.iter().enumerate() {
+            if c.cond.as_ref().is_some_and(|e| e.eval(view)) {
+                classes.push(i);
+                continue;
+            }
+            let key = c.submatch.as_ref().and_then(|d| d.eval(view));
+            if let Some(sub) = key.and_then(|k| c.subclasses.iter().find(|(v, _)| *v == k)) {
+                classes.push(i);
+                subs.push(sub.1);
+            } else if c.spawn.as_ref().and_then(|d| d.eval(view)).is_some() {
+                // a spawning class: every value makes a subclass of its own
+                classes.push(i);
+            }
+        }
+        (classes, subs)
+    }
+
+    /// The value of an option that encapsulates an option space, built from the options of
+    /// that space set for the client (`code N = encapsulate SPACE`, or 43 under
+    /// `vendor-option-space`); with `site-option-space`, that space's option at `code`.
+    pub(super) fn encapsulated(&self, p: &Params, code: u8) -> Option<Vec<u8>> {
+        if let Some(site) = &p.site_space {
+            if let Some(v) = p.sub_options.get(&(site.clone(), code)) {
+                return self.bytes(v);
+            }
+        }
+        let space = match (&p.vendor_space, code) {
+            (Some(v), 43) => v.as_str(),
+            _ => self
+                .cfg
+                .defs
+                .encap
+                .iter()
+                .find(|(_, c)| **c == code && code != OPT_RELAY_AGENT)?
+                .0
+                .as_str(),
+        };
+        let subs: Vec<(u8, Vec<u8>)> = p
+            .sub_options
+            .range((space.to_string(), 0)..=(space.to_string(), 255))
+            .filter_map(|((_, c), v)| Some((*c, self.bytes(v)?)))
+            .collect();
+        (!subs.is_empty()).then(|| self.cfg.defs.encode_space(space, &subs))
+    }
+
+    /// The codes `encapsulated` may build, for replies to clients without a request list.
+    pub(super) fn encapsulating_codes(&self, p: &Params) -> Vec<u8> {
+        let mut v: Vec<u8> = self.cfg.defs.encap.values().copied().collect();
+        v.extend(p.vendor_space.as_ref().map(|_| 43));
+        if let Some(site) = &p.site_space {
+            v.extend(
+                p.sub_options
+                    .keys()
+                    .filter(|(s, _)| s == site)
+                    .map(|(_, c)| *c),
+            );
+        }
+        v.retain(|c| *c != OPT_RELAY_AGENT);
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Runs the client's `on EVENT` block for the lease of `ip`, then performs what it and
+    /// the scopes' own statements (`p.effects`) ask.
+    pub(super) fn event(&self, ev: Event, p: &Params, c: &Client, ip: Ipv4Addr) {
+        let mut effects = p.effects.clone();
+        if let Some(body) = p.on.get(&ev) {
+            let view = View {
+                leased: Some(ip),
+                ..c.view.clone()
+            };
+            effects.extend(self.cfg.run(body, &view, p.vars.clone()));
+        }
+        perform(effects);
+    }
+}
+
+/// Logs `log()` messages at info and runs `execute()` argvs directly (no shell), waiting
+/// for each in a thread of its own so that the server is not held up (ISC waits inline);
+/// a failure or a non-zero exit is logged with the command.
+pub fn perform(effects: Vec<Effect>) {
+    for e in effects {
+        match e {
+            Effect::Log(m) => info!("{m}"),
+            Effect::Execute(argv) => {
+                let Some((cmd, args)) = argv.split_first() else {
+                    continue;
+                };
+                let mut child = match Command::new(cmd).args(args).spawn() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(command = %cmd, "execute(): cannot run: {e}");
+                        continue;
+                    }
+                };
+                let cmd = cmd.clone();
+                std::thread::spawn(move || match child.wait() {
+                    Ok(s) if s.success() => {}
+                    Ok(s) => warn!(command = %cmd, status = %s, "execute(): command failed"),
+                    Err(e) => warn!(command = %cmd, "execute(): {e}"),
+                });
+            }
+        }
+    }
+}
+
+impl Packet for View<'_> {
+    fn option(&self, code: u8) -> Option<&[u8]> {
+        self.msg.option(code).or(match code {
+            // a renewal without the relay: the agent options stashed with the lease
+            OPT_RELAY_AGENT => self.stashed.as_deref(),
+            _ => None,
+        })
+    }
+    fn hardware(&self) -> Vec<u8> {
+        let mut v = vec![self.msg.htype];
+        v.extend_from_slice(self.msg.hw());
+        v
+    }
+    fn raw(&self) -> &[u8] {
+        self.raw
+    }
+    fn known(&self) -> bool {
+        self.host.is_some()
+    }
+    fn leased_address(&self) -> Option<[u8; 4]> {
+        self.leased.map(|a| a.octets())
+    }
+    fn host_decl_name(&self) -> Option<String> {
+        self.host.clone()
+    }
+}
+
+#[cfg(test)]
+#[path = "script_tests.rs"]
+mod tests;
