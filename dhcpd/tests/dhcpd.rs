@@ -776,3 +776,265 @@ fn a_bootp_client_gets_a_bootreply_on_its_fixed_address() {
         env.log()
     );
 }
+
+/// A udhcpc script recording what the statements of the corpus decide: the address, boot
+/// file, host name and option 175 (as hex); it configures the address and default route.
+fn udhcpc_rec_script(env: &Env) -> String {
+    let path = env.lab.path("udhcpc-rec.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\ncase \"$1\" in bound|renew)\n  echo \"event=$1 ip=$ip boot_file=$boot_file hostname=$hostname opt175=$opt175\" >>\"$REC\"\n  ip addr add \"$ip/${mask:-24}\" dev \"$interface\" 2>/dev/null\n  [ -n \"$router\" ] && ip route replace default via \"$router\"\nesac\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Runs udhcpc once (`-q`) in `host` with extra arguments; returns its recorded line.
+fn udhcpc_once(env: &Env, host: &Host, name: &str, extra: &[&str]) -> String {
+    let rec = env.lab.path(&format!("{name}.rec"));
+    let script = udhcpc_rec_script(env);
+    let mut args = vec![
+        "-i", "eth0", "-f", "-q", "-n", "-t", "6", "-T", "1", "-s", &script,
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = host.command("udhcpc");
+    cmd.env("REC", &rec).args(&args);
+    let out = cmd.output().unwrap();
+    let got = std::fs::read_to_string(&rec).unwrap_or_default();
+    assert!(
+        got.contains("event=bound"),
+        "udhcpc {extra:?} got no lease: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.log()
+    );
+    got
+}
+
+/// The relay agent file's statements with a real relay: ISC dhcrelay adds option 82 with the
+/// circuit-id of its port; classes by circuit-id and by MAC (subclass) choose the pool, `on
+/// commit` logs, and a renewal sent straight to the server (no relay, no option 82) is still
+/// classified by the stashed agent options.
+#[test]
+fn relayed_clients_are_classified_by_circuit_id_and_mac_and_renew_with_stashed_options() {
+    let conf = r#"
+authoritative;
+default-lease-time 600;
+stash-agent-options true;
+class "rack-port1" {
+  match if option agent.circuit-id = "rackport1";
+}
+class "known-racks" {
+  match hardware;
+}
+subclass "known-racks" 1:02:44:00:00:00:01;
+on commit {
+  set clip = binary-to-ascii(10, 8, ".", leased-address);
+  set clhw = binary-to-ascii(16, 8, ":", substring(hardware, 1, 6));
+  log(info, concat("commit ", clip, " to ", clhw));
+}
+subnet 10.50.0.0 netmask 255.255.255.0 {
+}
+subnet 10.60.0.0 netmask 255.255.0.0 {
+}
+subnet 10.44.12.0 netmask 255.255.255.0 {
+  option routers 10.44.12.1;
+  pool {
+    allow members of "known-racks";
+    range 10.44.12.20 10.44.12.99;
+  }
+  pool {
+    allow members of "rack-port1";
+    deny members of "known-racks";
+    range 10.44.12.100 10.44.12.149;
+  }
+}
+"#;
+    let Some(mut env) = setup(&["udhcpc", "dhcrelay"], conf) else {
+        return;
+    };
+    // the rack: clients behind the relay's port "rackport1"; the relay routes between
+    let rack = env.lab.switch("rack");
+    env.lab
+        .attach(&env.rel, &rack, "rackport1", Some("10.44.12.1/24"));
+    env.rel.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    env.srv
+        .run("ip", &["route", "add", "10.44.12.0/24", "via", "10.60.0.9"]);
+    env.start();
+    let mut relay = env.rel.spawn(
+        "dhcrelay",
+        "dhcrelay",
+        &[
+            "-d",
+            "-4",
+            "-a",
+            "--no-pid",
+            "-id",
+            "rackport1",
+            "-iu",
+            "eth0",
+            "10.60.0.1",
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || relay
+            .output()
+            .contains("Sending on")),
+        "dhcrelay did not start: {}",
+        relay.output()
+    );
+    let listed = env.lab.host("listed");
+    env.lab.attach(&listed, &rack, "eth0", None);
+    listed.run(
+        "ip",
+        &["link", "set", "eth0", "address", "02:44:00:00:00:01"],
+    );
+    let got = udhcpc_once(&env, &listed, "listed", &[]);
+    assert!(
+        got.contains("ip=10.44.12.20 "),
+        "MAC listed by subclass: {got}"
+    );
+
+    let port = env.lab.host("port");
+    env.lab.attach(&port, &rack, "eth0", None);
+    port.run(
+        "ip",
+        &["link", "set", "eth0", "address", "02:44:00:00:00:02"],
+    );
+    let rec = env.lab.path("port.rec");
+    let script = udhcpc_rec_script(&env);
+    let mut cmd = port.command("udhcpc");
+    cmd.env("REC", &rec)
+        .args(["-i", "eth0", "-f", "-t", "6", "-T", "1", "-s", &script]);
+    let mut client = port.spawn_command("udhcpc", cmd);
+    let text = || std::fs::read_to_string(&rec).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(15), || text().contains("event=bound")),
+        "no lease through the relay: {}\n{}",
+        client.output(),
+        env.log()
+    );
+    assert!(
+        text().contains("ip=10.44.12.100 "),
+        "circuit-id rackport1: {}",
+        text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || env
+            .log()
+            .contains("commit 10.44.12.100 to 2:44:0:0:0:2")),
+        "on commit log() line missing: {}",
+        env.log()
+    );
+    // the relay stops (it would see the unicast too and add option 82); the router still
+    // routes, so SIGUSR1 makes udhcpc renew by unicast to the server with no agent options
+    relay.kill();
+    client.signal(libc::SIGUSR1);
+    assert!(
+        wait_until(Duration::from_secs(15), || text()
+            .contains("event=renew ip=10.44.12.100")),
+        "renewal without option 82 not ACKed: {}\n{}",
+        text(),
+        env.log()
+    );
+    client.kill();
+}
+
+/// iPXE chain-loading with a real client: udhcpc sending user-class "iPXE" and asking for
+/// option 175 gets the HTTP script and option 175 with no-pxedhcp = 1; without the user class
+/// it gets undionly.kpxe.
+#[test]
+fn an_ipxe_client_gets_its_http_script_and_option_175() {
+    let conf = r#"
+option space ipxe;
+option ipxe-encap-opts code 175 = encapsulate ipxe;
+option ipxe.no-pxedhcp code 176 = unsigned integer 8;
+subnet 10.50.0.0 netmask 255.255.255.0 {
+  range 10.50.0.100 10.50.0.150;
+  next-server 10.50.0.5;
+  option ipxe.no-pxedhcp 1;
+  if exists user-class and option user-class = "iPXE" {
+    filename "http://10.50.0.5/boot.ipxe";
+  } else {
+    filename "undionly.kpxe";
+  }
+}
+subnet 10.60.0.0 netmask 255.255.0.0 {
+}
+"#;
+    let Some(mut env) = setup(&["udhcpc"], conf) else {
+        return;
+    };
+    env.start();
+    let c = env.client("ipxe", None);
+    // user-class "iPXE" (option 77, hex), option 175 requested
+    let got = udhcpc_once(&env, &c, "ipxe", &["-x", "0x4d:69505845", "-O", "175"]);
+    assert!(
+        got.contains("boot_file=http://10.50.0.5/boot.ipxe "),
+        "{got}"
+    );
+    assert!(
+        got.contains("opt175=b00101"),
+        "option 175 with 176=1: {got}"
+    );
+    let rom = env.client("rom", None);
+    let got = udhcpc_once(&env, &rom, "rom", &["-O", "175"]);
+    assert!(got.contains("boot_file=undionly.kpxe "), "{got}");
+}
+
+/// The Cobbler-style file as rendered: a UEFI x86-64 PXE client (vendor class PXEClient,
+/// client architecture 7) gets grub-x86_64.efi from the class's if/else chain, and the
+/// global `set vendorclass` and `ddns-update-style interim` do not get in the way.
+#[test]
+fn the_cobbler_style_file_boots_a_uefi_pxe_client() {
+    let conf = r#"
+ddns-update-style interim;
+allow booting;
+allow bootp;
+ignore client-updates;
+set vendorclass = option vendor-class-identifier;
+option pxe-system-type code 93 = unsigned integer 16;
+subnet 10.50.0.0 netmask 255.255.255.0 {
+     option routers             10.50.0.1;
+     range dynamic-bootp        10.50.0.100 10.50.0.199;
+     next-server                10.50.0.2;
+     class "pxeclients" {
+          match if substring (option vendor-class-identifier, 0, 9) = "PXEClient";
+          if option pxe-system-type = 00:07 {
+                  filename "grub/grub-x86_64.efi";
+          } else {
+                  filename "pxelinux.0";
+          }
+          option host-name = concat("pxe-", substring(vendorclass, 15, 5));
+     }
+}
+subnet 10.60.0.0 netmask 255.255.0.0 {
+}
+"#;
+    let Some(mut env) = setup(&["udhcpc"], conf) else {
+        return;
+    };
+    env.start();
+    let c = env.client("uefi", None);
+    let got = udhcpc_once(
+        &env,
+        &c,
+        "uefi",
+        &[
+            "-V",
+            "PXEClient:Arch:00007:UNDI:003016",
+            "-x",
+            "0x5d:0007",
+            "-O",
+            "12",
+        ],
+    );
+    assert!(got.contains("boot_file=grub/grub-x86_64.efi "), "{got}");
+    assert!(
+        got.contains("hostname=pxe-00007 "),
+        "option host-name from the variable: {got}"
+    );
+    let plain = env.client("plain", None);
+    let got = udhcpc_once(&env, &plain, "plain", &["-O", "12"]);
+    assert!(got.contains("boot_file= "), "not a PXE client: {got}");
+}
