@@ -102,7 +102,16 @@ impl Server {
                 .spawn(move || journal_loop(journal, rx, ports, engine, metrics))?;
         }
         let (probe_tx, probe_rx) = mpsc::channel();
+        let (ddns_tx, ddns_rx) = mpsc::channel::<crate::ddns::Job>();
+        std::thread::Builder::new()
+            .name("ddns".into())
+            .spawn(move || {
+                for job in ddns_rx {
+                    crate::ddns::run(&job);
+                }
+            })?;
         let sh = Arc::new(Shared {
+            ddns: ddns_tx,
             ports: ports.clone(),
             engine: engine.clone(),
             metrics: metrics.clone(),
@@ -240,6 +249,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     journal: Sender<Job>,
     prober: Sender<Probe>,
+    /// DNS updates, sent one after another by the "ddns" thread.
+    ddns: Sender<crate::ddns::Job>,
 }
 
 fn receive_loop(idx: usize, sh: Arc<Shared>) {
@@ -273,7 +284,15 @@ fn receive_loop(idx: usize, sh: Arc<Shared>) {
 fn answer(sh: &Shared, idx: usize, msg: &Msg, raw: &[u8], first: bool) {
     let port = &sh.ports[idx];
     let action = match sh.engine.lock() {
-        Ok(mut e) => e.handle(msg, raw, &port.iface, leases::now()),
+        Ok(mut e) => {
+            let a = e.handle(msg, raw, &port.iface, leases::now());
+            for job in e.take_ddns_jobs() {
+                if sh.ddns.send(job).is_err() {
+                    error!("the DNS update thread is gone");
+                }
+            }
+            a
+        }
         Err(_) => {
             error!("engine lock poisoned; stopping");
             std::process::exit(70);

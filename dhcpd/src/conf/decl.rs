@@ -121,6 +121,8 @@ impl Loader<'_> {
             }
             "spawn" | "lease" => self.class_limit(p, ctx, kw, &pos)?,
             "pool" => self.pool(p, ctx, &pos)?,
+            "key" if ctx.kind == Kind::Global => self.key(p, &pos)?,
+            "zone" if ctx.kind == Kind::Global => self.zone(p, &pos)?,
             "range" => self.range(p, ctx, &pos)?,
             "hardware" => self.hardware(p, ctx, &pos)?,
             "fixed-address" => self.fixed_address(p, ctx, &pos)?,

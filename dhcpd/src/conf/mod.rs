@@ -11,6 +11,7 @@ pub mod lexer;
 pub mod options;
 
 mod cursor;
+pub mod ddns;
 mod decl;
 mod eval;
 mod model;

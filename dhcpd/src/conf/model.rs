@@ -44,6 +44,24 @@ pub enum Param {
     VendorOptionSpace(String),
     /// `site-option-space "NAME"`: the options of NAME are sent as DHCP options.
     SiteOptionSpace(String),
+    /// `ddns-update-style`: none, interim or standard.
+    DdnsStyle(DdnsStyle),
+    DdnsUpdates(bool),
+    DdnsDomainname(String),
+    DdnsRevDomainname(String),
+    DdnsTtl(u32),
+    /// `ddns-hostname EXPRESSION;`
+    DdnsHostname(Data),
+    UpdateStaticLeases(bool),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DdnsStyle {
+    None,
+    /// ISC's own: a TXT record with a hash of the client identifies the owner.
+    Interim,
+    /// RFC 4703: a DHCID record identifies the owner.
+    Standard,
 }
 
 /// The events of `on commit|release|expiry { ... }`.
@@ -183,6 +201,8 @@ pub struct Config {
     pub hosts: Vec<Host>,
     pub classes: Vec<Class>,
     pub defs: OptDefs,
+    pub keys: Vec<super::ddns::TsigKey>,
+    pub zones: Vec<super::ddns::Zone>,
     pub warnings: Vec<Diag>,
 }
 
@@ -198,6 +218,8 @@ impl Default for Config {
             hosts: Vec::new(),
             classes: Vec::new(),
             defs: OptDefs::default(),
+            keys: Vec::new(),
+            zones: Vec::new(),
             warnings: Vec::new(),
         }
     }

@@ -85,13 +85,28 @@ impl Loader<'_> {
             }
             "ddns-update-style" => {
                 let (w, wpos) = p.word()?;
-                p.semi()?;
-                match w.as_str() {
-                    "none" => {}
-                    "interim" | "standard" => self.warn(pos, format!("ddns-update-style {w}: dynamic DNS updates are not done yet; leases are served, no A or PTR record is sent")),
-                    _ => return Err(err(&wpos, format!("'{w}' is not a ddns-update-style (none, interim or standard)"))),
+                Param::DdnsStyle(match w.as_str() {
+                    "none" => DdnsStyle::None,
+                    "interim" => DdnsStyle::Interim,
+                    "standard" => DdnsStyle::Standard,
+                    _ => {
+                        return Err(err(
+                            &wpos,
+                            format!("'{w}' is not a ddns-update-style (none, interim or standard)"),
+                        ))
+                    }
+                })
+            }
+            "ddns-updates" => Param::DdnsUpdates(flag(p)?),
+            "update-static-leases" => Param::UpdateStaticLeases(flag(p)?),
+            "ddns-domainname" => Param::DdnsDomainname(p.string()?.0),
+            "ddns-rev-domainname" => Param::DdnsRevDomainname(p.string()?.0),
+            "ddns-ttl" => Param::DdnsTtl(secs(p)?),
+            "ddns-hostname" => {
+                if p.peek().tok == Tok::Punct("=") {
+                    p.next();
                 }
-                return Ok(None);
+                Param::DdnsHostname(self.data(p)?)
             }
             "ping-check" => Param::PingCheck(flag(p)?),
             "ping-timeout" => Param::PingTimeout(secs(p)?.clamp(1, 30)),
@@ -118,10 +133,7 @@ impl Loader<'_> {
                     Param::SiteOptionSpace(sp)
                 }
             }
-            "ddns-updates"
-            | "update-static-leases"
-            | "get-lease-hostnames"
-            | "boot-unknown-clients" => {
+            "get-lease-hostnames" | "boot-unknown-clients" => {
                 let (w, wpos) = p.word()?;
                 p.semi()?;
                 let off = matches!(w.as_str(), "off" | "false");
@@ -168,6 +180,14 @@ impl Loader<'_> {
                     "use-host-decl-names",
                     "log-facility",
                     "ddns-update-style",
+                    "ddns-updates",
+                    "ddns-domainname",
+                    "ddns-rev-domainname",
+                    "ddns-hostname",
+                    "ddns-ttl",
+                    "update-static-leases",
+                    "key",
+                    "zone",
                     "ping-check",
                     "ping-timeout",
                     "stash-agent-options",

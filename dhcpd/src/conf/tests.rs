@@ -236,21 +236,22 @@ max-lease-time abc;
 fn ddns_style_and_bootp_are_understood_with_a_warning_naming_what_is_not_done() {
     let cfg = parse_str(
         "t.conf",
-        "ddns-update-style interim;\nallow bootp;\nddns-update-style none;\nsubnet 10.1.0.0 netmask 255.255.0.0 { deny bootp; }\n",
+        "ddns-update-style interim;\nallow bootp;\nddns-update-style none;\nsubnet 10.1.0.0 netmask 255.255.0.0 { deny bootp; ddns-update-style standard; }\n",
     )
     .unwrap();
     let w: Vec<String> = cfg.warnings.iter().map(|d| d.to_string()).collect();
-    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        w[0].starts_with(
-            "t.conf:1:1: warning: ddns-update-style interim: dynamic DNS updates are not done yet"
-        ),
+        w[0].starts_with("t.conf:2:7: warning: allow bootp:") && w[0].contains("not done yet"),
         "{w:?}"
     );
-    assert!(
-        w[1].starts_with("t.conf:2:7: warning: allow bootp:") && w[1].contains("not done yet"),
-        "{w:?}"
-    );
+    let style = |scope| {
+        let mut p = Params::default();
+        cfg.eval(&cfg.chain(scope), &N, &mut p);
+        p.ddns_style
+    };
+    assert_eq!(style(GLOBAL), DdnsStyle::None);
+    assert_eq!(style(cfg.subnets[0].scope), DdnsStyle::Standard);
     let p = |scope| {
         let mut p = Params::default();
         cfg.eval(&cfg.chain(scope), &N, &mut p);
@@ -380,4 +381,39 @@ fn option_spaces_subclasses_and_their_errors() {
         "option domain-name = binary-to-ascii(1, 8, \".\", hardware);",
         "base 1",
     );
+}
+
+#[test]
+fn ddns_keys_and_zones() {
+    let cfg = parse_str(
+        "t.conf",
+        "key \"k1\" { algorithm HMAC-MD5.SIG-ALG.REG.INT; secret \"c2VjcmV0\"; };\n\
+         key k2 { algorithm hmac-sha256; secret c2VjcmV0; }\n\
+         zone Example.Test. { primary 10.0.0.2; key k2; }\n\
+         zone 1.0.10.in-addr.arpa { primary 10.0.0.3; key \"k1\"; }\n\
+         ddns-domainname \"example.test\"; ddns-hostname = concat(\"h-\", \"x\"); update-static-leases on;\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.keys[0].alg, ddns::Alg::HmacMd5);
+    assert_eq!(cfg.keys[1].secret, b"secret");
+    assert_eq!(cfg.zones[0].name, "example.test.");
+    assert_eq!(
+        cfg.zones[0].key.as_ref().map(|k| k.name.as_str()),
+        Some("k2.")
+    );
+    assert_eq!(cfg.zones[1].name, "1.0.10.in-addr.arpa.");
+    let mut p = Params::default();
+    cfg.eval(&[GLOBAL], &N, &mut p);
+    assert_eq!(p.ddns_hostname.as_deref(), Some(&b"h-x"[..]));
+    assert!(p.update_static);
+    check_err(
+        "key k { algorithm hmac-sha1; secret \"eA==\"; }",
+        "not supported (hmac-md5 or hmac-sha256)",
+    );
+    check_err("key k { algorithm hmac-md5; }", "needs both");
+    check_err(
+        "zone z. { primary 10.0.0.1; key nokey; }",
+        "no key named nokey",
+    );
+    check_err("key k { algorithm hmac-md5; secret \"%%\"; }", "not base64");
 }

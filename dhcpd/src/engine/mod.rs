@@ -13,6 +13,7 @@ use crate::conf::{Access, Addr, Config, Event, Params, ScopeId};
 use crate::leases::{Lease, State};
 use crate::wire::*;
 
+mod dns;
 mod offers;
 mod script;
 use offers::Offers;
@@ -147,6 +148,9 @@ pub struct Engine {
     /// Relay agent information of relayed clients, by leased address, under
     /// `stash-agent-options` (an entry goes with its lease).
     stash: HashMap<Ipv4Addr, Vec<u8>>,
+    /// DNS names of leases (`ddns-update-style`), removed on release.
+    ddns_names: HashMap<Ipv4Addr, crate::ddns::Names>,
+    ddns_jobs: Vec<crate::ddns::Job>,
 }
 
 fn collect_names(cfg: &Config) -> Vec<String> {
@@ -274,6 +278,8 @@ impl Engine {
             exhausted_warned: HashMap::new(),
             last_sweep: 0,
             stash: HashMap::new(),
+            ddns_names: HashMap::new(),
+            ddns_jobs: Vec::new(),
         }
     }
 
@@ -907,6 +913,7 @@ impl Engine {
                         self.stash.remove(&ip);
                         let p = self.params(subnet, None, &c);
                         self.event(Event::Release, &p, &c, ip);
+                        self.ddns_remove(ip);
                         // nothing per client outlives its lease
                         if self.by_client.get(&c.key) == Some(&ip) {
                             self.by_client.remove(&c.key);
@@ -978,6 +985,7 @@ impl Engine {
                 None => {} // a renewal straight from the client: what was stashed stays
             }
             e.event(Event::Commit, &p, c, ip);
+            e.ddns_commit(&p, c, msg, ip, lt);
             let sid = e.sid(&p, iface);
             let reply = e.reply(msg, MsgType::Ack, ip, s, &p, sid, Some(lt));
             Action::Commit {

@@ -122,6 +122,15 @@ pub fn perform(effects: Vec<Effect>) {
     }
 }
 
+impl View<'_> {
+    /// Hardware type and address (ISC's `hardware`).
+    pub(super) fn hardware_bytes(&self) -> Vec<u8> {
+        let mut v = vec![self.msg.htype];
+        v.extend_from_slice(self.msg.hw());
+        v
+    }
+}
+
 impl Packet for View<'_> {
     fn option(&self, code: u8) -> Option<&[u8]> {
         self.msg.option(code).or(match code {
@@ -131,9 +140,7 @@ impl Packet for View<'_> {
         })
     }
     fn hardware(&self) -> Vec<u8> {
-        let mut v = vec![self.msg.htype];
-        v.extend_from_slice(self.msg.hw());
-        v
+        self.hardware_bytes()
     }
     fn raw(&self) -> &[u8] {
         self.raw
