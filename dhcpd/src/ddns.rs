@@ -274,7 +274,7 @@ fn send(z: &Zone, u: &Update) -> std::io::Result<u8> {
 pub fn run(job: &Job) {
     for (z, updates) in messages(job) {
         let what = match job {
-            Job::Add(n) if z.covers(&n.fqdn) > 0 && Some(&z) == n.fwd.as_ref() => {
+            Job::Add(n) if Some(&z) == n.fwd.as_ref() => {
                 format!("forward map from {} to {}", n.fqdn, n.ip)
             }
             Job::Add(n) => format!("reverse map from {} to {}", n.rev_name, n.fqdn),
@@ -305,7 +305,10 @@ pub fn run(job: &Job) {
         match last {
             Some(Ok(())) => info!("{verb} {what}"),
             Some(Err(e)) => {
-                warn!(zone = %z.name, server = %z.primary, "Unable to update {what}: {e}")
+                warn!(zone = %z.name, server = %z.primary, "Unable to update {what}: {e}");
+                if matches!(job, Job::Add(n) if Some(&z) == n.fwd.as_ref()) {
+                    return; // as ISC: no PTR for a name that is not this client's
+                }
             }
             None => {}
         }

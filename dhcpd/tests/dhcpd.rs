@@ -1038,3 +1038,149 @@ subnet 10.60.0.0 netmask 255.255.0.0 {
     let got = udhcpc_once(&env, &plain, "plain", &["-O", "12"]);
     assert!(got.contains("boot_file= "), "not a PXE client: {got}");
 }
+
+/// DDNS against a real BIND 9 in the lab, `standard` style with an hmac-md5 key: a client
+/// named node9 gets A, DHCID and PTR records; another client asking for the same name does
+/// not take it over (the DHCID is not its own); after RELEASE the records are gone.
+#[test]
+fn ddns_standard_with_hmac_md5_against_bind() {
+    let secret = "c2VjcmV0LWZvci10aGUtbGFiLXRlc3Qtb25seQ==";
+    let conf = format!(
+        r#"
+ddns-update-style standard;
+ddns-domainname "lab.test.";
+default-lease-time 600;
+key "lab-key" {{
+  algorithm hmac-md5;
+  secret "{secret}";
+}};
+zone lab.test. {{ primary 10.50.0.2; key "lab-key"; }}
+zone 0.50.10.in-addr.arpa. {{ primary 10.50.0.2; key "lab-key"; }}
+subnet 10.50.0.0 netmask 255.255.255.0 {{
+  range 10.50.0.100 10.50.0.150;
+}}
+subnet 10.60.0.0 netmask 255.255.0.0 {{
+}}
+"#
+    );
+    let Some(mut env) = setup(&["udhcpc", "named", "dig"], &conf) else {
+        return;
+    };
+    let dns = env.lab.host("dns");
+    env.lab.attach(&dns, &env.lan, "eth0", Some("10.50.0.2/24"));
+    let dir = env.lab.path("bind");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("named.conf"),
+        format!(
+            "options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; session-keyfile \"{d}/s.key\"; managed-keys-directory \"{d}\"; listen-on {{ 10.50.0.2; }}; listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; notify no; }};\ncontrols {{ }};\nkey \"lab-key\" {{ algorithm hmac-md5; secret \"{secret}\"; }};\nzone \"lab.test\" {{ type primary; file \"fwd\"; allow-update {{ key \"lab-key\"; }}; }};\nzone \"0.50.10.in-addr.arpa\" {{ type primary; file \"rev\"; allow-update {{ key \"lab-key\"; }}; }};\n"
+        ),
+    )
+    .unwrap();
+    let soa = "$TTL 60\n@ IN SOA ns.lab.test. h.lab.test. 1 60 60 600 60\n@ IN NS ns.lab.test.\nns.lab.test. IN A 10.50.0.2\n";
+    std::fs::write(dir.join("fwd"), soa).unwrap();
+    std::fs::write(dir.join("rev"), soa).unwrap();
+    let conf_path = dir.join("named.conf").display().to_string();
+    let _named = dns.spawn("named", "named", &["-g", "-4", "-n", "1", "-c", &conf_path]);
+    let dig = |name: &str, ty: &str| -> String {
+        let out = dns.output(
+            "dig",
+            &["@10.50.0.2", "+time=1", "+tries=1", "+short", name, ty],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || dig("lab.test", "NS")
+            == "ns.lab.test."),
+        "BIND did not come up"
+    );
+    env.start();
+    let c = env.client("node9", None);
+    let rec = env.lab.path("node9.rec");
+    let script = udhcpc_rec_script(&env);
+    let mut cmd = c.command("udhcpc");
+    cmd.env("REC", &rec).args([
+        "-i",
+        "eth0",
+        "-f",
+        "-R",
+        "-t",
+        "6",
+        "-T",
+        "1",
+        "-x",
+        "hostname:node9",
+        "-s",
+        &script,
+    ]);
+    let mut client = c.spawn_command("udhcpc", cmd);
+    let text = || std::fs::read_to_string(&rec).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(15), || text().contains("event=bound")),
+        "no lease: {}",
+        env.log()
+    );
+    let ip = text()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ip="))
+        .unwrap()
+        .to_string();
+    let rev = {
+        let o: Vec<&str> = ip.split('.').collect();
+        format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || dig("node9.lab.test", "A") == ip),
+        "A record: '{}'\n{}",
+        dig("node9.lab.test", "A"),
+        env.log()
+    );
+    assert!(
+        !dig("node9.lab.test", "DHCID").is_empty(),
+        "no DHCID beside the A record"
+    );
+    assert!(wait_until(Duration::from_secs(5), || dig(&rev, "PTR")
+        == "node9.lab.test."));
+    // another machine calling itself node9: it gets a lease, not the name
+    let other = env.client("other", None);
+    let got = udhcpc_once(&env, &other, "other", &["-x", "hostname:node9"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || env
+            .log()
+            .contains("Unable to update forward map from node9.lab.test.")),
+        "the second claim on node9 was not refused: {}",
+        env.log()
+    );
+    assert_eq!(
+        dig("node9.lab.test", "A"),
+        ip,
+        "the name moved to the other client: {got}"
+    );
+    let other_ip = got
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ip="))
+        .unwrap();
+    let other_rev = {
+        let o: Vec<&str> = other_ip.split('.').collect();
+        format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+    };
+    assert_eq!(
+        dig(&other_rev, "PTR"),
+        "",
+        "a PTR for a name that is not its own"
+    );
+    // udhcpc -R sends a RELEASE when it stops
+    client.signal(libc::SIGTERM);
+    let _ = client.wait_exit(Duration::from_secs(5));
+    assert!(
+        wait_until(Duration::from_secs(5), || dig("node9.lab.test", "A")
+            .is_empty()
+            && dig(&rev, "PTR").is_empty()),
+        "records left after RELEASE: A '{}' PTR '{}'\n{}",
+        dig("node9.lab.test", "A"),
+        dig(&rev, "PTR"),
+        env.log()
+    );
+    assert!(dig("node9.lab.test", "DHCID").is_empty());
+}

@@ -75,12 +75,14 @@ impl Loader<'_> {
                     alg = Some(match fqdn(&a).as_str() {
                         "hmac-md5." | "hmac-md5.sig-alg.reg.int." => Alg::HmacMd5,
                         "hmac-sha256." => Alg::HmacSha256,
-                        _ => return Err(err(
-                            &apos,
-                            format!(
+                        _ => {
+                            return Err(err(
+                                &apos,
+                                format!(
                                 "TSIG algorithm '{a}' is not supported (hmac-md5 or hmac-sha256)"
                             ),
-                        )),
+                            ))
+                        }
                     });
                     p.semi()?;
                 }
