@@ -110,6 +110,21 @@ impl Server {
                     crate::ddns::run(&job);
                 }
             })?;
+        {
+            // leases that run out: DNS records removed, `on expiry` blocks run
+            let engine = engine.clone();
+            let ddns = ddns_tx.clone();
+            std::thread::Builder::new()
+                .name("expiry".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    let Ok(mut e) = engine.lock() else { return };
+                    e.expire(leases::now());
+                    for job in e.take_ddns_jobs() {
+                        let _ = ddns.send(job);
+                    }
+                })?;
+        }
         let sh = Arc::new(Shared {
             ddns: ddns_tx,
             ports: ports.clone(),

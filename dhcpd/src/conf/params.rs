@@ -108,6 +108,15 @@ impl Loader<'_> {
                 }
                 Param::DdnsHostname(self.data(p)?)
             }
+            "omapi-port" | "omapi-key" => {
+                p.word()?;
+                p.semi()?;
+                self.warn(pos, format!("{kw}: OMAPI is not served; add and remove host reservations at run time with 'dhcpd hosts add|del|list' (a control socket)"));
+                return Ok(None);
+            }
+            "failover" => {
+                return Err(err(pos, "failover peer: ISC's failover protocol is not implemented; several opsflow dhcpd servers share one PostgreSQL lease store instead (issue 21)"));
+            }
             "ping-check" => Param::PingCheck(flag(p)?),
             "ping-timeout" => Param::PingTimeout(secs(p)?.clamp(1, 30)),
             "stash-agent-options" => Param::StashAgentOptions(flag(p)?),
@@ -186,6 +195,9 @@ impl Loader<'_> {
                     "ddns-hostname",
                     "ddns-ttl",
                     "update-static-leases",
+                    "omapi-port",
+                    "omapi-key",
+                    "failover",
                     "key",
                     "zone",
                     "ping-check",

@@ -56,9 +56,6 @@ impl Loader<'_> {
                     }
                     p.next();
                 }
-                if events.contains(&Event::Expiry) {
-                    self.warn(pos, "on expiry: not run yet (an expired lease is reused without its expiry block); on commit and on release are");
-                }
                 let body = self.cond_block(p)?;
                 return Ok(Stmt::On(events, body));
             }

@@ -417,3 +417,22 @@ fn ddns_keys_and_zones() {
     );
     check_err("key k { algorithm hmac-md5; secret \"%%\"; }", "not base64");
 }
+
+#[test]
+fn omapi_warns_naming_the_replacement_and_failover_names_the_shared_store() {
+    let cfg = parse_str("t.conf", "omapi-port 7911;\nomapi-key omapi_key;\n").unwrap();
+    assert_eq!(cfg.warnings.len(), 2);
+    assert!(cfg.warnings[0]
+        .to_string()
+        .contains("dhcpd hosts add|del|list"));
+    check_err(
+        "failover peer \"dhcp-failover\" {\n  primary;\n  address 10.0.0.1;\n}\nsubnet 10.1.0.0 netmask 255.255.0.0 { pool { failover peer \"dhcp-failover\"; range 10.1.0.5 10.1.0.9; } }\n",
+        "PostgreSQL lease store",
+    );
+    let e = errors("failover peer \"f\" {\n  primary;\n}\nsubnet 10.1.0.0 netmask 255.255.0.0 { pool { failover peer \"f\"; range 10.1.0.5 10.1.0.9; } }\n");
+    assert_eq!(
+        e.len(),
+        2,
+        "the block and the pool's reference, nothing else: {e:?}"
+    );
+}

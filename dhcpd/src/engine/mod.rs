@@ -151,6 +151,8 @@ pub struct Engine {
     /// DNS names of leases (`ddns-update-style`), removed on release.
     ddns_names: HashMap<Ipv4Addr, crate::ddns::Names>,
     ddns_jobs: Vec<crate::ddns::Job>,
+    /// `on expiry` blocks of active leases (an entry goes when its lease ends).
+    on_expiry: HashMap<Ipv4Addr, script::Kept>,
 }
 
 fn collect_names(cfg: &Config) -> Vec<String> {
@@ -280,6 +282,7 @@ impl Engine {
             stash: HashMap::new(),
             ddns_names: HashMap::new(),
             ddns_jobs: Vec::new(),
+            on_expiry: HashMap::new(),
         }
     }
 
@@ -914,6 +917,7 @@ impl Engine {
                         let p = self.params(subnet, None, &c);
                         self.event(Event::Release, &p, &c, ip);
                         self.ddns_remove(ip);
+                        self.on_expiry.remove(&ip);
                         // nothing per client outlives its lease
                         if self.by_client.get(&c.key) == Some(&ip) {
                             self.by_client.remove(&c.key);
@@ -986,6 +990,7 @@ impl Engine {
             }
             e.event(Event::Commit, &p, c, ip);
             e.ddns_commit(&p, c, msg, ip, lt);
+            e.keep_expiry(&p, c, ip);
             let sid = e.sid(&p, iface);
             let reply = e.reply(msg, MsgType::Ack, ip, s, &p, sid, Some(lt));
             Action::Commit {

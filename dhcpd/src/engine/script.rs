@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::{Client, Engine, View};
 use crate::conf::{expr::Packet, Effect, Event, Params, ScopeId};
+use crate::leases::State;
 use crate::wire::OPT_RELAY_AGENT;
 
 impl Engine {
@@ -91,6 +92,89 @@ impl Engine {
         }
         perform(effects);
     }
+
+    /// At commit: keep the client's `on expiry` block with the lease (as ISC keeps it in the
+    /// lease's binding scope), with the request it answered, for [`Engine::expire`].
+    pub(super) fn keep_expiry(&mut self, p: &Params, c: &Client, ip: Ipv4Addr) {
+        match p.on.get(&Event::Expiry) {
+            Some(body) => {
+                let kept = Kept {
+                    body: body.clone(),
+                    vars: p.vars.clone(),
+                    msg: c.view.msg.clone(),
+                    raw: c.view.raw.to_vec(),
+                    host: c.view.host.clone(),
+                };
+                self.on_expiry.insert(ip, kept);
+            }
+            None => {
+                self.on_expiry.remove(&ip);
+            }
+        }
+    }
+
+    /// Leases past their end since the last call: their DNS records go (queued) and their
+    /// `on expiry` blocks run. Called about once a second by the server.
+    pub fn expire(&mut self, now: u64) {
+        let ended = |e: &Engine, ip: &Ipv4Addr| {
+            e.leases
+                .get(ip)
+                .is_none_or(|l| l.state != State::Active || l.ends <= now)
+        };
+        let dns: Vec<Ipv4Addr> = self
+            .ddns_names
+            .keys()
+            .filter(|ip| ended(self, ip))
+            .copied()
+            .collect();
+        for ip in dns {
+            if self
+                .leases
+                .get(&ip)
+                .is_some_and(|l| l.state == State::Active)
+            {
+                self.ddns_remove(ip);
+            } else {
+                // released or given up another way: whoever ended it removed the records
+                self.ddns_names.remove(&ip);
+            }
+        }
+        let gone: Vec<Ipv4Addr> = self
+            .on_expiry
+            .keys()
+            .filter(|ip| ended(self, ip))
+            .copied()
+            .collect();
+        for ip in gone {
+            let Some(k) = self.on_expiry.remove(&ip) else {
+                continue;
+            };
+            if !self
+                .leases
+                .get(&ip)
+                .is_some_and(|l| l.state == State::Active)
+            {
+                continue; // released, not expired
+            }
+            let view = View {
+                msg: &k.msg,
+                raw: &k.raw,
+                host: k.host.clone(),
+                stashed: self.stash.get(&ip).cloned(),
+                leased: Some(ip),
+            };
+            perform(self.cfg.run(&k.body, &view, k.vars.clone()));
+        }
+    }
+}
+
+/// An `on expiry` block kept with its lease.
+pub(super) struct Kept {
+    body: Vec<crate::conf::Stmt>,
+    vars: std::collections::HashMap<String, Vec<u8>>,
+    msg: crate::wire::Msg,
+    raw: Vec<u8>,
+    host: Option<String>,
 }
 
 /// Logs `log()` messages at info and runs `execute()` argvs directly (no shell), waiting

@@ -252,3 +252,64 @@ fn without_stash_a_renewal_without_the_relay_is_refused() {
         "the client is no longer a member of the rack class: {a:?}"
     );
 }
+
+#[test]
+fn an_expired_lease_runs_on_expiry_and_loses_its_dns_names() {
+    let dir = std::env::temp_dir().join(format!("dhcpd-expiry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = r#"
+default-lease-time 60;
+max-lease-time 60;
+ddns-update-style interim;
+ddns-domainname "lab.test";
+zone lab.test. { primary 10.93.1.2; }
+on expiry {
+  execute("/usr/bin/touch", concat("DIR/expired-", binary-to-ascii(10, 8, ".", leased-address)));
+}
+subnet 10.93.1.0 netmask 255.255.255.0 {
+  range 10.93.1.150 10.93.1.151;
+}
+"#
+    .replace("DIR", &dir.display().to_string());
+    let ifc = iface(Ipv4Addr::new(10, 93, 1, 1));
+    let mut e = Engine::new(
+        parse_str("t.conf", &conf).unwrap(),
+        HashMap::new(),
+        std::slice::from_ref(&ifc),
+    );
+    let mac = [2, 0, 0, 0, 0, 0x51];
+    let raw = crate::wire::request(
+        MsgType::Request,
+        mac,
+        1,
+        &[
+            (OPT_SERVER_ID, &[10, 93, 1, 1]),
+            (OPT_REQUESTED_IP, &[10, 93, 1, 150]),
+            (OPT_HOST_NAME, b"node5"),
+        ],
+    );
+    let a = e.handle(&Msg::parse_request(&raw).unwrap(), &raw, &ifc, 1000);
+    assert_eq!(reply(&a).msg_type(), Some(MsgType::Ack));
+    let jobs = e.take_ddns_jobs();
+    assert!(
+        matches!(&jobs[..], [crate::ddns::Job::Add(n)] if n.fqdn == "node5.lab.test."),
+        "{jobs:?}"
+    );
+    e.expire(1059);
+    assert!(e.take_ddns_jobs().is_empty(), "not yet expired");
+    e.expire(1060);
+    let jobs = e.take_ddns_jobs();
+    assert!(
+        matches!(&jobs[..], [crate::ddns::Job::Remove(n)] if n.ip == Ipv4Addr::new(10, 93, 1, 150)),
+        "{jobs:?}"
+    );
+    let marker = dir.join("expired-10.93.1.150");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(marker.exists(), "on expiry did not run");
+    e.expire(1061);
+    assert!(e.take_ddns_jobs().is_empty(), "removed once");
+    let _ = std::fs::remove_dir_all(&dir);
+}
