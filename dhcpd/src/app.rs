@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use opsflow_common::notify;
 use opsflow_common::pidfile::{self, PidFile};
 
-use crate::cli::{Cli, Cmd};
+use crate::cli::{Cli, Cmd, HostsOp};
 use crate::leases;
 use crate::server::Server;
 
@@ -69,9 +69,69 @@ fn show_leases(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn hosts_path(cli: &Cli) -> std::path::PathBuf {
+    cli.hosts_file.clone().unwrap_or_else(|| {
+        cli.config
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("dhcpd-hosts.conf")
+    })
+}
+
+fn hosts_cmd(socket: &std::path::Path, op: &HostsOp) -> anyhow::Result<()> {
+    let req = match op {
+        HostsOp::Add {
+            name,
+            mac,
+            ip,
+            filename,
+        } => serde_json::json!({"command": "reservation-add",
+            "arguments": {"reservation": {"hostname": name, "hw-address": mac, "ip-address": ip, "boot-file-name": filename}}}),
+        HostsOp::Del { name } => {
+            serde_json::json!({"command": "reservation-del", "arguments": {"hostname": name}})
+        }
+        HostsOp::List { .. } => serde_json::json!({"command": "reservation-get-all"}),
+    };
+    let answer = crate::hosts::request(socket, &req)?;
+    match op {
+        HostsOp::List { json: true } => println!(
+            "{}",
+            serde_json::to_string_pretty(&answer["arguments"]["hosts"])?
+        ),
+        HostsOp::List { json: false } => {
+            for h in answer["arguments"]["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let f = |k: &str| h[k].as_str().unwrap_or("").to_string();
+                println!(
+                    "{:<20} {:<18} {:<16} {}",
+                    f("hostname"),
+                    f("hw-address"),
+                    f("ip-address"),
+                    f("boot-file-name")
+                );
+            }
+        }
+        _ => println!("{}", answer["text"].as_str().unwrap_or("")),
+    }
+    Ok(())
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Cmd::Leases { leases, json }) = &cli.cmd {
-        return show_leases(leases, *json);
+    match &cli.cmd {
+        Some(Cmd::Leases { leases, json }) => return show_leases(leases, *json),
+        Some(Cmd::Hosts { socket, op }) => return hosts_cmd(socket, op),
+        None => {}
+    }
+    if cli.control_socket.is_some() {
+        // an empty reservations file, so that the config's include of it works at first
+        let hosts = hosts_path(&cli);
+        if !hosts.exists() {
+            crate::hosts::write(&hosts, &[])
+                .with_context(|| format!("cannot create {}", hosts.display()))?;
+        }
     }
     let cfg = match crate::conf::load(&cli.config) {
         Ok(cfg) => cfg,
@@ -150,6 +210,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 l,
                 Arc::new(move || s.render_metrics()),
             ));
+        }
+        if let Some(sock) = cli.control_socket.clone() {
+            let hosts = hosts_path(&cli);
+            info!(socket = %sock.display(), hosts = %hosts.display(), "control socket for host reservations");
+            let (s, config) = (server.clone(), cli.config.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::hosts::serve(sock, hosts, config, s).await {
+                    tracing::error!("control socket: {e:#}");
+                }
+            });
         }
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;

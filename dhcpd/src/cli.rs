@@ -72,15 +72,50 @@ pub struct Cli {
     /// No start-up banner (ISC: -q); dhcpd prints none.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Serve host reservation commands (`dhcpd hosts ...`) on this Unix socket.
+    #[arg(long, env = "DHCPD_CONTROL_SOCKET")]
+    pub control_socket: Option<PathBuf>,
+    /// The file `dhcpd hosts` keeps reservations in; dhcpd.conf must include it. Default:
+    /// dhcpd-hosts.conf beside the configuration.
+    #[arg(long)]
+    pub hosts_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
+    /// Add, delete or list host reservations in the running server (its --control-socket).
+    Hosts {
+        #[arg(long, default_value = "/run/dhcpd.sock", env = "DHCPD_CONTROL_SOCKET")]
+        socket: PathBuf,
+        #[command(subcommand)]
+        op: HostsOp,
+    },
     /// Show the leases in a lease file.
     Leases {
         #[arg(long, short = 'l', default_value = "/var/lib/dhcp/dhcpd.leases")]
         leases: PathBuf,
         /// JSON array of {ip, mac, state, starts, ends, hostname}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostsOp {
+    /// Reserve IP for the machine with MAC, under NAME.
+    Add {
+        name: String,
+        #[arg(long)]
+        mac: String,
+        #[arg(long)]
+        ip: String,
+        #[arg(long)]
+        filename: Option<String>,
+    },
+    /// Remove the reservation NAME.
+    Del { name: String },
+    /// List the reservations made this way.
+    List {
         #[arg(long)]
         json: bool,
     },

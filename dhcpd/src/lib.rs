@@ -25,6 +25,7 @@ pub mod cli;
 pub mod conf;
 pub mod ddns;
 pub mod engine;
+pub mod hosts;
 pub mod isclog;
 pub mod leases;
 pub mod net;

@@ -166,7 +166,9 @@ impl Server {
                 let names = crate::engine::resolve_names(&cfg);
                 if let Ok(mut e) = self.engine.lock() {
                     let leases = std::mem::take(&mut e.leases);
-                    *e = Engine::with_names(cfg, names, leases, &self.ifaces);
+                    let mut new = Engine::with_names(cfg, names, leases, &self.ifaces);
+                    new.carry_over(&mut e);
+                    *e = new;
                 }
                 info!("configuration reloaded");
                 true

@@ -1184,3 +1184,128 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
     );
     assert!(dig("node9.lab.test", "DHCID").is_empty());
 }
+
+/// Host reservations at run time: `dhcpd hosts add` through the control socket makes a
+/// machine get its fixed address without a restart, `list --json` shows it, the file keeps it
+/// across a restart, `del` gives the machine a dynamic address again, and a reservation the
+/// configuration would refuse (a duplicate address, a bad one) is refused.
+#[test]
+fn hosts_added_at_run_time_are_served_listed_kept_and_deleted() {
+    let Some(env) = setup(&["udhcpc"], "") else {
+        return;
+    };
+    let hosts = env.lab.path("hosts.conf");
+    let conf = format!(
+        "authoritative;\nsubnet 10.50.0.0 netmask 255.255.255.0 {{\n  range 10.50.0.100 10.50.0.150;\n}}\nsubnet 10.60.0.0 netmask 255.255.0.0 {{\n}}\ninclude \"{}\";\n",
+        hosts.display()
+    );
+    std::fs::write(&env.conf, conf).unwrap();
+    let sock = env.lab.path("control.sock").display().to_string();
+    let (c, l, h) = (
+        env.conf.display().to_string(),
+        env.leases.display().to_string(),
+        hosts.display().to_string(),
+    );
+    let start = |n: usize| {
+        let mut p = env.srv.spawn(
+            &format!("dhcpd-hosts-{n}"),
+            BIN,
+            &[
+                "--config",
+                &c,
+                "--leases",
+                &l,
+                "--interface",
+                "eth0",
+                "--control-socket",
+                &sock,
+                "--hosts-file",
+                &h,
+            ],
+        );
+        assert!(
+            p.wait_for_output("dhcpd ready", Duration::from_secs(10)),
+            "{}",
+            p.output()
+        );
+        assert!(wait_until(Duration::from_secs(5), || std::path::Path::new(
+            &sock
+        )
+        .exists()));
+        p
+    };
+    let hosts_cmd = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["hosts", "--socket", &sock])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let mut server = start(1);
+    let (ok, out) = hosts_cmd(&[
+        "add",
+        "web9",
+        "--mac",
+        "02:50:00:00:00:99",
+        "--ip",
+        "10.50.0.30",
+        "--filename",
+        "web9.efi",
+    ]);
+    assert!(ok, "{out}");
+    let c1 = env.client("web9", Some("02:50:00:00:00:99"));
+    let got = udhcpc_once(&env, &c1, "web9", &[]);
+    assert!(
+        got.contains("ip=10.50.0.30 ") && got.contains("boot_file=web9.efi "),
+        "{got}"
+    );
+    let (ok, out) = hosts_cmd(&[
+        "add",
+        "dup",
+        "--mac",
+        "02:50:00:00:00:98",
+        "--ip",
+        "10.50.0.30",
+    ]);
+    assert!(
+        !ok && out.contains("conflicts with the reservation of web9"),
+        "{out}"
+    );
+    let (ok, out) = hosts_cmd(&[
+        "add",
+        "far",
+        "--mac",
+        "02:50:00:00:00:97",
+        "--ip",
+        "not-an-ip",
+    ]);
+    assert!(!ok && out.contains("is not an IPv4 address"), "{out}");
+    // kept across a restart
+    server.kill();
+    let mut server = start(2);
+    let (ok, out) = hosts_cmd(&["list", "--json"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["hostname"], "web9");
+    assert_eq!(v[0]["ip-address"], "10.50.0.30");
+    assert_eq!(v[0]["hw-address"], "02:50:00:00:00:99");
+    let (ok, out) = hosts_cmd(&["del", "web9"]);
+    assert!(ok, "{out}");
+    let c2 = env.client("web9b", Some("02:50:00:00:00:99"));
+    let got = udhcpc_once(&env, &c2, "web9b", &[]);
+    assert!(
+        !got.contains("ip=10.50.0.30 "),
+        "still reserved after del: {got}"
+    );
+    let (ok, out) = hosts_cmd(&["del", "web9"]);
+    assert!(!ok && out.contains("no reservation named 'web9'"), "{out}");
+    server.kill();
+}
