@@ -114,7 +114,7 @@ impl Loader<'_> {
             "group" => self.group(p, ctx)?,
             "host" => self.host(p, ctx, &pos)?,
             "class" => self.class(p, ctx, &pos)?,
-            "subclass" => self.subclass(p, ctx)?,
+            "subclass" => self.subclass(p)?,
             "set" | "unset" | "log" | "execute" | "on" => {
                 let s = self.exec_stmt(p, kw, &pos)?;
                 self.push(ctx, s);
@@ -521,20 +521,24 @@ impl Loader<'_> {
         Ok(())
     }
 
-    /// `subclass "CLASS" VALUE;` or with a `{ ... }` scope of its own.
-    fn subclass(&mut self, p: &mut Cursor, ctx: Ctx) -> Result<(), Diag> {
-        let (name, npos) = p.name()?;
-        let c = self
-            .cfg
+    /// The index of the class declared as `name` (before the `what` that names it).
+    fn class_named(&self, name: &str, pos: &Pos, what: &str) -> Result<usize, Diag> {
+        self.cfg
             .classes
             .iter()
             .position(|c| c.name == name)
             .ok_or_else(|| {
                 err(
-                    &npos,
-                    format!("no class named \"{name}\" is declared before this subclass"),
+                    pos,
+                    format!("no class named \"{name}\" is declared before this {what}"),
                 )
-            })?;
+            })
+    }
+
+    /// `subclass "CLASS" VALUE;` or with a `{ ... }` scope of its own.
+    fn subclass(&mut self, p: &mut Cursor) -> Result<(), Diag> {
+        let (name, npos) = p.name()?;
+        let c = self.class_named(&name, &npos, "subclass")?;
         if self.cfg.classes[c].submatch.is_none() && self.cfg.classes[c].spawn.is_none() {
             return Err(err(&npos, format!("class \"{name}\" has no 'match EXPRESSION;' (such as 'match hardware;'), so a subclass of it can never match")));
         }
@@ -561,7 +565,6 @@ impl Loader<'_> {
         } else {
             p.semi()?;
         }
-        let _ = ctx;
         self.cfg.classes[c].subclasses.push((value, scope));
         Ok(())
     }
@@ -573,17 +576,7 @@ impl Loader<'_> {
             "members" => {
                 p.keyword("of")?;
                 let (name, npos) = p.string()?;
-                let idx = self
-                    .cfg
-                    .classes
-                    .iter()
-                    .position(|c| c.name == name)
-                    .ok_or_else(|| {
-                        err(
-                            &npos,
-                            format!("no class named \"{name}\" is declared before this line"),
-                        )
-                    })?;
+                let idx = self.class_named(&name, &npos, "line")?;
                 Some(Access::Members(idx))
             }
             "known-clients" | "known" => Some(Access::Known),
