@@ -515,7 +515,6 @@ impl Loader<'_> {
                 .parse()
                 .map_err(|_| err(&wpos, format!("lease limit '{w}' is not a number")))?;
             p.semi()?;
-            self.warn(pos, format!("lease limit {n}: not enforced yet; members of this class get leases without a limit"));
             self.cfg.classes[c].lease_limit = Some(n);
         }
         Ok(())

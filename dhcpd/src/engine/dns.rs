@@ -97,6 +97,7 @@ impl Engine {
         self.ddns_names = std::mem::take(&mut old.ddns_names);
         self.on_expiry = std::mem::take(&mut old.on_expiry);
         self.ddns_jobs = std::mem::take(&mut old.ddns_jobs);
+        self.billing = std::mem::take(&mut old.billing);
     }
 
     /// The DNS updates decided since the last call, for the server to send.

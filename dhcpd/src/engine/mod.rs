@@ -123,6 +123,8 @@ struct Client<'a> {
     classes: Vec<usize>,
     /// Scopes of the subclasses matched.
     subclasses: Vec<ScopeId>,
+    /// Classes with a `lease limit` the client's leases count against.
+    billed: Vec<script::Billing>,
     view: View<'a>,
 }
 
@@ -153,6 +155,8 @@ pub struct Engine {
     ddns_jobs: Vec<crate::ddns::Job>,
     /// `on expiry` blocks of active leases (an entry goes when its lease ends).
     on_expiry: HashMap<Ipv4Addr, script::Kept>,
+    /// The class each lease of a limited class is billed to (an entry per such lease).
+    billing: HashMap<Ipv4Addr, Vec<script::Billing>>,
 }
 
 fn collect_names(cfg: &Config) -> Vec<String> {
@@ -283,6 +287,7 @@ impl Engine {
             ddns_names: HashMap::new(),
             ddns_jobs: Vec::new(),
             on_expiry: HashMap::new(),
+            billing: HashMap::new(),
         }
     }
 
@@ -324,12 +329,13 @@ impl Engine {
             stashed,
             leased: None,
         };
-        let (classes, subclasses) = self.classes(&view);
+        let (classes, subclasses, billed) = self.classes(&view);
         Client {
             key,
             host,
             classes,
             subclasses,
+            billed,
             view,
         }
     }
@@ -861,6 +867,9 @@ impl Engine {
                     }
                     return Action::Drop("pool_exhausted");
                 };
+                if !self.within_limits(&c, ip, now) {
+                    return Action::Drop("class_lease_limit");
+                }
                 let p = self.params(s, pool, &c);
                 if p.ping_check && self.needs_probe(ip, &c.key, now) {
                     let timeout = p.ping_timeout.max(1);
@@ -976,6 +985,14 @@ impl Engine {
             e.available(ip, &c.key, now).then_some(r)
         };
         let ack = |e: &mut Engine, ip: Ipv4Addr, s: usize, pool: Option<usize>| -> Action {
+            if !e.within_limits(c, ip, now) {
+                return Action::Drop("class_lease_limit");
+            }
+            if c.billed.is_empty() {
+                e.billing.remove(&ip);
+            } else {
+                e.billing.insert(ip, c.billed.clone());
+            }
             let p = e.params(s, pool, c);
             let lt = Engine::lease_time(&p, msg);
             let lease = e.grant(c, ip, lt, msg, now);

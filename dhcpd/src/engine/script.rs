@@ -13,24 +13,54 @@ use crate::leases::State;
 use crate::wire::OPT_RELAY_AGENT;
 
 impl Engine {
-    /// The classes a client belongs to, and the scopes of the subclasses it matched.
-    pub(super) fn classes(&self, view: &View) -> (Vec<usize>, Vec<ScopeId>) {
-        let (mut classes, mut subs) = (Vec::new(), Vec::new());
+    /// The classes a client belongs to, the scopes of the subclasses it matched, and the
+    /// (class, subclass value) pairs whose `lease limit` applies to it.
+    pub(super) fn classes(&self, view: &View) -> (Vec<usize>, Vec<ScopeId>, Vec<Billing>) {
+        let (mut classes, mut subs, mut billed) = (Vec::new(), Vec::new(), Vec::new());
         for (i, c) in self.cfg.classes.iter().enumerate() {
-            if c.cond.as_ref().is_some_and(|e| e.eval(view)) {
-                classes.push(i);
-                continue;
-            }
-            let key = c.submatch.as_ref().and_then(|d| d.eval(view));
-            if let Some(sub) = key.and_then(|k| c.subclasses.iter().find(|(v, _)| *v == k)) {
-                classes.push(i);
+            let key = if c.cond.as_ref().is_some_and(|e| e.eval(view)) {
+                Vec::new()
+            } else if let Some(sub) = c
+                .submatch
+                .as_ref()
+                .and_then(|d| d.eval(view))
+                .and_then(|k| c.subclasses.iter().find(|(v, _)| *v == k))
+            {
                 subs.push(sub.1);
-            } else if c.spawn.as_ref().and_then(|d| d.eval(view)).is_some() {
-                // a spawning class: every value makes a subclass of its own
-                classes.push(i);
+                sub.0.clone()
+            } else if let Some(k) = c.spawn.as_ref().and_then(|d| d.eval(view)) {
+                k // a spawning class: every value makes a subclass of its own
+            } else {
+                continue;
+            };
+            classes.push(i);
+            if c.lease_limit.is_some() {
+                billed.push((i, key));
             }
         }
-        (classes, subs)
+        (classes, subs, billed)
+    }
+
+    /// Whether the client may take a lease of `ip` under its classes' `lease limit`s: each
+    /// (sub)class it is billed to holds fewer active leases than the limit, not counting
+    /// `ip` itself (its renewal).
+    pub(super) fn within_limits(&self, c: &Client, ip: Ipv4Addr, now: u64) -> bool {
+        c.billed.iter().all(|b| {
+            let limit = self.cfg.classes[b.0].lease_limit.unwrap_or(u32::MAX) as usize;
+            let held = self
+                .billing
+                .iter()
+                .filter(|(a, ks)| {
+                    **a != ip
+                        && ks.contains(b)
+                        && self
+                            .leases
+                            .get(a)
+                            .is_some_and(|l| l.state == State::Active && l.ends > now)
+                })
+                .count();
+            held < limit
+        })
     }
 
     /// The value of an option that encapsulates an option space, built from the options of
@@ -167,6 +197,9 @@ impl Engine {
         }
     }
 }
+
+/// A class and the subclass value a lease is billed to (`lease limit`).
+pub(super) type Billing = (usize, Vec<u8>);
 
 /// An `on expiry` block kept with its lease.
 pub(super) struct Kept {

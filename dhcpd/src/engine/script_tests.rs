@@ -313,3 +313,58 @@ subnet 10.93.1.0 netmask 255.255.255.0 {
     assert!(e.take_ddns_jobs().is_empty(), "removed once");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn lease_limit_counts_active_leases_per_spawned_subclass() {
+    let conf = r#"
+class "per-port" {
+  spawn with option agent.circuit-id;
+  lease limit 1;
+}
+subnet 10.250.0.0 netmask 255.255.255.0 {
+}
+subnet 10.44.12.0 netmask 255.255.255.0 {
+  range 10.44.12.100 10.44.12.149;
+}
+"#;
+    let ifc = iface(Ipv4Addr::new(10, 250, 0, 1));
+    let mut e = Engine::new(
+        parse_str("t.conf", conf).unwrap(),
+        HashMap::new(),
+        std::slice::from_ref(&ifc),
+    );
+    let mut send = |kind: MsgType, mac: u8, port: &[u8], ip: Option<[u8; 4]>| {
+        let rai = agent(port, b"r");
+        let mut opts: Vec<(u8, &[u8])> = vec![(OPT_RELAY_AGENT, &rai)];
+        let ipb;
+        if let Some(i) = ip {
+            ipb = i;
+            opts.push((OPT_SERVER_ID, &[10, 250, 0, 1]));
+            opts.push((OPT_REQUESTED_IP, &ipb));
+        }
+        let mut m =
+            Msg::parse(&crate::wire::request(kind, [2, 0, 0, 0, 0, mac], 9, &opts)).unwrap();
+        m.giaddr = Ipv4Addr::new(10, 44, 12, 1);
+        let raw = m.encode(576);
+        e.handle(&Msg::parse_request(&raw).unwrap(), &raw, &ifc, 1000)
+    };
+    let off = reply(&send(MsgType::Discover, 1, b"port-1", None));
+    let a = send(MsgType::Request, 1, b"port-1", Some(off.yiaddr.octets()));
+    assert_eq!(reply(&a).msg_type(), Some(MsgType::Ack));
+    // a second machine on the same port: the subclass "port-1" holds its one lease
+    assert!(matches!(
+        send(MsgType::Discover, 2, b"port-1", None),
+        Action::Drop("class_lease_limit")
+    ));
+    // another port is another subclass; and the first machine may renew
+    assert_eq!(
+        reply(&send(MsgType::Discover, 3, b"port-2", None)).msg_type(),
+        Some(MsgType::Offer)
+    );
+    let a = send(MsgType::Request, 1, b"port-1", Some(off.yiaddr.octets()));
+    assert_eq!(
+        reply(&a).msg_type(),
+        Some(MsgType::Ack),
+        "a renewal is within the limit"
+    );
+}
