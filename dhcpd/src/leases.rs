@@ -49,6 +49,8 @@ pub struct Lease {
     pub mac: Option<[u8; 6]>,
     pub client_id: Option<Vec<u8>>,
     pub hostname: Option<String>,
+    /// Relay agent information kept for renewals (`stash-agent-options`), option 82's value.
+    pub agent: Option<Vec<u8>>,
     /// Unix seconds.
     pub starts: u64,
     pub ends: u64,
@@ -183,8 +185,48 @@ pub fn render(l: &Lease) -> String {
             .collect();
         s.push_str(&format!("  client-hostname \"{clean}\";\n"));
     }
+    // as ISC: each stashed relay agent sub-option on a line of its own
+    let mut rai = l.agent.as_deref().unwrap_or_default();
+    while let [code, len, rest @ ..] = rai {
+        let Some(v) = rest.get(..*len as usize) else {
+            break;
+        };
+        s.push_str(&format!(
+            "  option agent.{} {};\n",
+            agent_name(*code),
+            hex_or_empty(v)
+        ));
+        rai = &rest[*len as usize..];
+    }
     s.push_str("}\n");
     s
+}
+
+/// ISC's names of relay agent sub-options (RFC 3046 and later); others by number.
+fn agent_name(code: u8) -> String {
+    match code {
+        1 => "circuit-id".into(),
+        2 => "remote-id".into(),
+        6 => "subscriber-id".into(),
+        c => format!("unknown-{c}"),
+    }
+}
+
+fn agent_code(name: &str) -> Option<u8> {
+    match name {
+        "circuit-id" => Some(1),
+        "remote-id" => Some(2),
+        "subscriber-id" => Some(6),
+        n => n.strip_prefix("unknown-")?.parse().ok(),
+    }
+}
+
+fn hex_or_empty(v: &[u8]) -> String {
+    if v.is_empty() {
+        "\"\"".into()
+    } else {
+        hex(v)
+    }
 }
 
 fn unquote_uid(v: &str) -> Option<Vec<u8>> {
@@ -236,6 +278,7 @@ pub fn read(path: &Path) -> io::Result<(HashMap<Ipv4Addr, Lease>, usize)> {
                 mac: None,
                 client_id: None,
                 hostname: None,
+                agent: None,
                 starts: 0,
                 ends: 0,
                 state: State::Free,
@@ -264,6 +307,19 @@ pub fn read(path: &Path) -> io::Result<(HashMap<Ipv4Addr, Lease>, usize)> {
                 })
             }
             ["uid", ..] => l.client_id = unquote_uid(stmt["uid".len()..].trim()),
+            ["option", name, value] if name.starts_with("agent.") => {
+                let code = agent_code(&name["agent.".len()..]);
+                let v = if *value == "\"\"" {
+                    Some(Vec::new())
+                } else {
+                    unquote_uid(value)
+                };
+                if let (Some(code), Some(v)) = (code, v.filter(|v| v.len() <= 255)) {
+                    let a = l.agent.get_or_insert_with(Vec::new);
+                    a.extend([code, v.len() as u8]);
+                    a.extend(v);
+                }
+            }
             ["client-hostname", ..] => {
                 l.hostname = Some(
                     stmt["client-hostname".len()..]
@@ -359,6 +415,7 @@ mod tests {
             mac: Some([2, 0, 0, 0, 0, 1]),
             client_id: Some(vec![1, 2, 0, 0, 0, 0, 1]),
             hostname: Some("web1".into()),
+            agent: Some(vec![1, 2, b'g', b'e', 2, 1, 0xff, 9, 0]),
             starts: 1_795_000_000,
             ends: 1_795_000_600,
             state: State::Active,

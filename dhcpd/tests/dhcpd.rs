@@ -813,8 +813,8 @@ fn udhcpc_once(env: &Env, host: &Host, name: &str, extra: &[&str]) -> String {
 
 /// The relay agent file's statements with a real relay: ISC dhcrelay adds option 82 with the
 /// circuit-id of its port; classes by circuit-id and by MAC (subclass) choose the pool, `on
-/// commit` logs, and a renewal sent straight to the server (no relay, no option 82) is still
-/// classified by the stashed agent options.
+/// commit` logs, and a renewal sent straight to the server (no relay, no option 82), after a
+/// restart of the server, is still classified by the agent options stashed in the lease file.
 #[test]
 fn relayed_clients_are_classified_by_circuit_id_and_mac_and_renew_with_stashed_options() {
     let conf = r#"
@@ -929,6 +929,11 @@ subnet 10.44.12.0 netmask 255.255.255.0 {
     // the relay stops (it would see the unicast too and add option 82); the router still
     // routes, so SIGUSR1 makes udhcpc renew by unicast to the server with no agent options
     relay.kill();
+    // and the server restarts in between: the stash comes back from the lease file
+    if let Some(mut p) = env.server.take() {
+        p.kill();
+    }
+    env.start();
     client.signal(libc::SIGUSR1);
     assert!(
         wait_until(Duration::from_secs(15), || text()

@@ -90,10 +90,9 @@ impl Engine {
         }
     }
 
-    /// After a reload: what the old engine knew per lease (stashed agent options, DNS names,
+    /// After a reload: what the old engine knew per lease (DNS names,
     /// `on expiry` blocks, DNS updates not yet sent) stays.
     pub fn carry_over(&mut self, old: &mut Engine) {
-        self.stash = std::mem::take(&mut old.stash);
         self.ddns_names = std::mem::take(&mut old.ddns_names);
         self.on_expiry = std::mem::take(&mut old.on_expiry);
         self.ddns_jobs = std::mem::take(&mut old.ddns_jobs);

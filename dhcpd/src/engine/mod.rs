@@ -147,9 +147,6 @@ pub struct Engine {
     cursors: HashMap<(usize, usize), u32>,
     exhausted_warned: HashMap<usize, u64>,
     last_sweep: u64,
-    /// Relay agent information of relayed clients, by leased address, under
-    /// `stash-agent-options` (an entry goes with its lease).
-    stash: HashMap<Ipv4Addr, Vec<u8>>,
     /// DNS names of leases (`ddns-update-style`), removed on release.
     ddns_names: HashMap<Ipv4Addr, crate::ddns::Names>,
     ddns_jobs: Vec<crate::ddns::Job>,
@@ -283,7 +280,6 @@ impl Engine {
             cursors: HashMap::new(),
             exhausted_warned: HashMap::new(),
             last_sweep: 0,
-            stash: HashMap::new(),
             ddns_names: HashMap::new(),
             ddns_jobs: Vec::new(),
             on_expiry: HashMap::new(),
@@ -319,8 +315,8 @@ impl Engine {
             None => self
                 .by_client
                 .get(&key)
-                .and_then(|ip| self.stash.get(ip))
-                .cloned(),
+                .and_then(|ip| self.leases.get(ip))
+                .and_then(|l| l.agent.clone()),
         };
         let view = View {
             msg,
@@ -750,6 +746,7 @@ impl Engine {
                 .option(OPT_HOST_NAME)
                 .map(|h| String::from_utf8_lossy(h).into_owned())
                 .or_else(|| self.leases.get(&ip).and_then(|l| l.hostname.clone())),
+            agent: None, // set by the caller, which knows stash-agent-options
             starts: now,
             ends: now + lt as u64,
             state: State::Active,
@@ -791,6 +788,7 @@ impl Engine {
             mac: None,
             client_id: None,
             hostname: None,
+            agent: None,
             starts: now,
             ends: now + secs as u64,
             state: State::Abandoned,
@@ -922,7 +920,6 @@ impl Engine {
                         l.state = State::Released;
                         l.ends = now;
                         let l = l.clone();
-                        self.stash.remove(&ip);
                         let p = self.params(subnet, None, &c);
                         self.event(Event::Release, &p, &c, ip);
                         self.ddns_remove(ip);
@@ -995,15 +992,16 @@ impl Engine {
             }
             let p = e.params(s, pool, c);
             let lt = Engine::lease_time(&p, msg);
-            let lease = e.grant(c, ip, lt, msg, now);
-            match msg.option(OPT_RELAY_AGENT) {
-                Some(rai) if p.stash_agent => {
-                    e.stash.insert(ip, rai.to_vec());
-                }
-                Some(_) => {
-                    e.stash.remove(&ip);
-                }
-                None => {} // a renewal straight from the client: what was stashed stays
+            // a renewal straight from the client keeps what was stashed with its lease
+            let kept = c.view.stashed.clone();
+            let mut lease = e.grant(c, ip, lt, msg, now);
+            lease.agent = match msg.option(OPT_RELAY_AGENT) {
+                Some(rai) if p.stash_agent => Some(rai.to_vec()),
+                Some(_) => None,
+                None => kept,
+            };
+            if let Some(l) = e.leases.get_mut(&ip) {
+                l.agent = lease.agent.clone();
             }
             e.event(Event::Commit, &p, c, ip);
             e.ddns_commit(&p, c, msg, ip, lt);

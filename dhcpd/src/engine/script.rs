@@ -190,7 +190,7 @@ impl Engine {
                 msg: &k.msg,
                 raw: &k.raw,
                 host: k.host.clone(),
-                stashed: self.stash.get(&ip).cloned(),
+                stashed: self.leases.get(&ip).and_then(|l| l.agent.clone()),
                 leased: Some(ip),
             };
             perform(self.cfg.run(&k.body, &view, k.vars.clone()));
