@@ -279,6 +279,15 @@ impl OptDefs {
             .map_or((1, 1), |s| (s.code_width, s.length_width));
         let mut out = Vec::new();
         for (code, v) in opts {
+            if lw > 0 && v.len() >= 1usize << (8 * lw as u32) {
+                tracing::warn!(
+                    space,
+                    code,
+                    len = v.len(),
+                    "option value too long for its space's length width: not sent"
+                );
+                continue;
+            }
             out.extend_from_slice(&(*code as u32).to_be_bytes()[4 - cw as usize..]);
             if lw > 0 {
                 out.extend_from_slice(&(v.len() as u32).to_be_bytes()[4 - lw as usize..]);
@@ -523,6 +532,18 @@ mod tests {
             Some(vec![0, 0, 0xc0, 0x5d, 0xbd, 0x95])
         );
         assert_eq!(colon_hex("pxelinux.0"), None);
+    }
+
+    #[test]
+    fn encodes_option_spaces_with_their_widths() {
+        let mut d = OptDefs::default();
+        d.add_space("wide", 2, 2);
+        d.add_space("narrow", 1, 1);
+        let opts = vec![(5u8, vec![1, 2]), (6, vec![0; 300])];
+        assert_eq!(d.encode_space("wide", &opts[..1]), vec![0, 5, 0, 2, 1, 2]);
+        // 300 bytes do not fit a one-byte length: left out, not cut
+        assert_eq!(d.encode_space("narrow", &opts), vec![5, 2, 1, 2]);
+        assert_eq!(d.encode_space("wide", &opts).len(), 6 + 4 + 300);
     }
 
     #[test]
