@@ -20,6 +20,34 @@ impl expr::Packet for N {
     }
 }
 
+/// A UEFI PXE client (vendor class PXEClient, architecture as given), leased 10.0.0.7 under
+/// the host declaration web01.
+struct Pxe(Vec<u8>);
+impl expr::Packet for Pxe {
+    fn option(&self, code: u8) -> Option<&[u8]> {
+        match code {
+            60 => Some(b"PXEClient:Arch:00007"),
+            93 => Some(&self.0),
+            _ => None,
+        }
+    }
+    fn hardware(&self) -> Vec<u8> {
+        vec![]
+    }
+    fn raw(&self) -> &[u8] {
+        &[]
+    }
+    fn known(&self) -> bool {
+        true
+    }
+    fn host_decl_name(&self) -> Option<String> {
+        Some("web01".into())
+    }
+    fn leased_address(&self) -> Option<[u8; 4]> {
+        Some([10, 0, 0, 7])
+    }
+}
+
 fn errors(text: &str) -> Vec<String> {
     match parse_str("t.conf", text) {
         Ok(_) => Vec::new(),
@@ -77,33 +105,14 @@ fn pxe_classes_and_conditionals_evaluate() {
         }"#,
     )
     .unwrap();
-    struct P(Vec<u8>);
-    impl expr::Packet for P {
-        fn option(&self, code: u8) -> Option<&[u8]> {
-            match code {
-                60 => Some(b"PXEClient:Arch:00007"),
-                93 => Some(&self.0),
-                _ => None,
-            }
-        }
-        fn hardware(&self) -> Vec<u8> {
-            vec![]
-        }
-        fn raw(&self) -> &[u8] {
-            &[]
-        }
-        fn known(&self) -> bool {
-            false
-        }
-    }
     let class = &cfg.classes[0];
-    assert!(class.cond.as_ref().unwrap().eval(&P(vec![0, 7])));
+    assert!(class.cond.as_ref().unwrap().eval(&Pxe(vec![0, 7])));
     for (arch, want) in [
         (vec![0, 7], "uefi/shimx64.efi"),
         (vec![0, 0], "pxelinux/pxelinux.0"),
     ] {
         let mut params = Params::default();
-        cfg.eval(&[class.scope], &P(arch), &mut params);
+        cfg.eval(&[class.scope], &Pxe(arch), &mut params);
         assert_eq!(params.filename.as_deref(), Some(want));
         assert_eq!(
             params.next_server,
@@ -282,33 +291,9 @@ fn set_option_expressions_log_and_on_blocks() {
         }"#,
     )
     .unwrap();
-    struct P;
-    impl expr::Packet for P {
-        fn option(&self, code: u8) -> Option<&[u8]> {
-            match code {
-                60 => Some(b"PXEClient:Arch:00007"),
-                93 => Some(&[0, 7]),
-                _ => None,
-            }
-        }
-        fn hardware(&self) -> Vec<u8> {
-            vec![]
-        }
-        fn raw(&self) -> &[u8] {
-            &[]
-        }
-        fn known(&self) -> bool {
-            true
-        }
-        fn host_decl_name(&self) -> Option<String> {
-            Some("web01".into())
-        }
-        fn leased_address(&self) -> Option<[u8; 4]> {
-            Some([10, 0, 0, 7])
-        }
-    }
+    let pkt = Pxe(vec![0, 7]);
     let mut p = Params::default();
-    cfg.eval(&[GLOBAL], &P, &mut p);
+    cfg.eval(&[GLOBAL], &pkt, &mut p);
     let opt = |c: u8| p.options.get(&c).cloned();
     assert_eq!(opt(12), Some(vec![Chunk::Bytes(b"pxe-PXE".to_vec())]));
     assert_eq!(opt(17), Some(vec![Chunk::Bytes(b"lab:/web01".to_vec())]));
@@ -324,7 +309,7 @@ fn set_option_expressions_log_and_on_blocks() {
         p.on[&Event::Commit].len(),
         "one block for both events"
     );
-    let fx = cfg.run(body, &P, p.vars.clone());
+    let fx = cfg.run(body, &pkt, p.vars.clone());
     assert_eq!(
         fx,
         vec![
