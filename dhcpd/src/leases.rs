@@ -51,6 +51,8 @@ pub struct Lease {
     pub hostname: Option<String>,
     /// Relay agent information kept for renewals (`stash-agent-options`), option 82's value.
     pub agent: Option<Vec<u8>>,
+    /// Variables from `set` statements, kept with the lease as ISC keeps them (sorted).
+    pub vars: Vec<(String, Vec<u8>)>,
     /// Unix seconds.
     pub starts: u64,
     pub ends: u64,
@@ -185,6 +187,9 @@ pub fn render(l: &Lease) -> String {
             .collect();
         s.push_str(&format!("  client-hostname \"{clean}\";\n"));
     }
+    for (name, v) in &l.vars {
+        s.push_str(&format!("  set {name} = {};\n", quoted_or_hex(v)));
+    }
     // as ISC: each stashed relay agent sub-option on a line of its own
     let mut rai = l.agent.as_deref().unwrap_or_default();
     while let [code, len, rest @ ..] = rai {
@@ -218,6 +223,18 @@ fn agent_code(name: &str) -> Option<u8> {
         "remote-id" => Some(2),
         "subscriber-id" => Some(6),
         n => n.strip_prefix("unknown-")?.parse().ok(),
+    }
+}
+
+/// A value as ISC writes it in a lease file: a quoted string if printable, else hex bytes.
+fn quoted_or_hex(v: &[u8]) -> String {
+    if !v.is_empty()
+        && v.iter()
+            .all(|b| (0x20..0x7f).contains(b) && *b != b'"' && *b != b'\\')
+    {
+        format!("\"{}\"", String::from_utf8_lossy(v))
+    } else {
+        hex_or_empty(v)
     }
 }
 
@@ -279,6 +296,7 @@ pub fn read(path: &Path) -> io::Result<(HashMap<Ipv4Addr, Lease>, usize)> {
                 client_id: None,
                 hostname: None,
                 agent: None,
+                vars: Vec::new(),
                 starts: 0,
                 ends: 0,
                 state: State::Free,
@@ -307,6 +325,19 @@ pub fn read(path: &Path) -> io::Result<(HashMap<Ipv4Addr, Lease>, usize)> {
                 })
             }
             ["uid", ..] => l.client_id = unquote_uid(stmt["uid".len()..].trim()),
+            ["set", name, "=", ..] => {
+                let value = stmt.split_once('=').map_or("", |(_, v)| v.trim());
+                let v = if value == "\"\"" {
+                    Some(Vec::new())
+                } else {
+                    unquote_uid(value)
+                };
+                if let Some(v) = v {
+                    l.vars.retain(|(n, _)| n != name);
+                    l.vars.push((name.to_string(), v));
+                    l.vars.sort();
+                }
+            }
             ["option", name, value] if name.starts_with("agent.") => {
                 let code = agent_code(&name["agent.".len()..]);
                 let v = if *value == "\"\"" {
@@ -416,6 +447,10 @@ mod tests {
             client_id: Some(vec![1, 2, 0, 0, 0, 0, 1]),
             hostname: Some("web1".into()),
             agent: Some(vec![1, 2, b'g', b'e', 2, 1, 0xff, 9, 0]),
+            vars: vec![
+                ("raw".into(), vec![0, 7]),
+                ("vc".into(), b"PXEClient:Arch".to_vec()),
+            ],
             starts: 1_795_000_000,
             ends: 1_795_000_600,
             state: State::Active,

@@ -989,7 +989,7 @@ subnet 10.60.0.0 netmask 255.255.0.0 {
 
 /// The Cobbler-style file as rendered: a UEFI x86-64 PXE client (vendor class PXEClient,
 /// client architecture 7) gets grub-x86_64.efi from the class's if/else chain, and the
-/// global `set vendorclass` and `ddns-update-style interim` do not get in the way.
+/// global `set vendorclass` is evaluated for the class and recorded on the lease.
 #[test]
 fn the_cobbler_style_file_boots_a_uefi_pxe_client() {
     let conf = r#"
@@ -1038,6 +1038,12 @@ subnet 10.60.0.0 netmask 255.255.0.0 {
     assert!(
         got.contains("hostname=pxe-00007 "),
         "option host-name from the variable: {got}"
+    );
+    // as ISC, the variable is kept with the lease
+    let journal = std::fs::read_to_string(&env.leases).unwrap_or_default();
+    assert!(
+        journal.contains("  set vendorclass = \"PXEClient:Arch:00007:UNDI:003016\";\n"),
+        "{journal}"
     );
     let plain = env.client("plain", None);
     let got = udhcpc_once(&env, &plain, "plain", &["-O", "12"]);

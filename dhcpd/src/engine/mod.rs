@@ -747,6 +747,7 @@ impl Engine {
                 .map(|h| String::from_utf8_lossy(h).into_owned())
                 .or_else(|| self.leases.get(&ip).and_then(|l| l.hostname.clone())),
             agent: None, // set by the caller, which knows stash-agent-options
+            vars: Vec::new(),
             starts: now,
             ends: now + lt as u64,
             state: State::Active,
@@ -789,6 +790,7 @@ impl Engine {
             client_id: None,
             hostname: None,
             agent: None,
+            vars: Vec::new(),
             starts: now,
             ends: now + secs as u64,
             state: State::Abandoned,
@@ -1000,8 +1002,12 @@ impl Engine {
                 Some(_) => None,
                 None => kept,
             };
+            let mut vars: Vec<_> = p.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            vars.sort();
+            lease.vars = vars;
             if let Some(l) = e.leases.get_mut(&ip) {
                 l.agent = lease.agent.clone();
+                l.vars = lease.vars.clone();
             }
             e.event(Event::Commit, &p, c, ip);
             e.ddns_commit(&p, c, msg, ip, lt);
