@@ -610,6 +610,7 @@ impl Loader<'_> {
                     }
                     self.push(ctx, Stmt::Param(Param::Bootp(allow)));
                 }
+                ("client-updates", true) => self.warn(&wpos, "allow client-updates: the client FQDN option (81) is not read; the server adds the A and PTR records itself, as under 'ignore client-updates'"),
                 ("booting", false) => return Err(err(&wpos, "'deny booting' is not supported")),
                 ("duplicates" | "declines", false) => {
                     return Err(err(&wpos, format!("'{kw} {what}' is not supported")))

@@ -405,8 +405,15 @@ fn ddns_keys_and_zones() {
 
 #[test]
 fn omapi_warns_naming_the_replacement_and_failover_names_the_shared_store() {
-    let cfg = parse_str("t.conf", "omapi-port 7911;\nomapi-key omapi_key;\n").unwrap();
-    assert_eq!(cfg.warnings.len(), 2);
+    let cfg = parse_str(
+        "t.conf",
+        "omapi-port 7911;\nomapi-key omapi_key;\nallow client-updates;\nignore client-updates;\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.warnings.len(), 3);
+    assert!(cfg.warnings[2]
+        .to_string()
+        .contains("FQDN option (81) is not read"));
     assert!(cfg.warnings[0]
         .to_string()
         .contains("dhcpd hosts add|del|list"));
