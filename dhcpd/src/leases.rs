@@ -49,6 +49,10 @@ pub struct Lease {
     pub mac: Option<[u8; 6]>,
     pub client_id: Option<Vec<u8>>,
     pub hostname: Option<String>,
+    /// Relay agent information kept for renewals (`stash-agent-options`), option 82's value.
+    pub agent: Option<Vec<u8>>,
+    /// Variables from `set` statements, kept with the lease as ISC keeps them (sorted).
+    pub vars: Vec<(String, Vec<u8>)>,
     /// Unix seconds.
     pub starts: u64,
     pub ends: u64,
@@ -183,8 +187,63 @@ pub fn render(l: &Lease) -> String {
             .collect();
         s.push_str(&format!("  client-hostname \"{clean}\";\n"));
     }
+    for (name, v) in &l.vars {
+        s.push_str(&format!("  set {name} = {};\n", quoted_or_hex(v)));
+    }
+    // as ISC: each stashed relay agent sub-option on a line of its own
+    let mut rai = l.agent.as_deref().unwrap_or_default();
+    while let [code, len, rest @ ..] = rai {
+        let Some(v) = rest.get(..*len as usize) else {
+            break;
+        };
+        s.push_str(&format!(
+            "  option agent.{} {};\n",
+            agent_name(*code),
+            hex_or_empty(v)
+        ));
+        rai = &rest[*len as usize..];
+    }
     s.push_str("}\n");
     s
+}
+
+/// ISC's names of relay agent sub-options (RFC 3046 and later); others by number.
+fn agent_name(code: u8) -> String {
+    match code {
+        1 => "circuit-id".into(),
+        2 => "remote-id".into(),
+        6 => "subscriber-id".into(),
+        c => format!("unknown-{c}"),
+    }
+}
+
+fn agent_code(name: &str) -> Option<u8> {
+    match name {
+        "circuit-id" => Some(1),
+        "remote-id" => Some(2),
+        "subscriber-id" => Some(6),
+        n => n.strip_prefix("unknown-")?.parse().ok(),
+    }
+}
+
+/// A value as ISC writes it in a lease file: a quoted string if printable, else hex bytes.
+fn quoted_or_hex(v: &[u8]) -> String {
+    if !v.is_empty()
+        && v.iter()
+            .all(|b| (0x20..0x7f).contains(b) && *b != b'"' && *b != b'\\')
+    {
+        format!("\"{}\"", String::from_utf8_lossy(v))
+    } else {
+        hex_or_empty(v)
+    }
+}
+
+fn hex_or_empty(v: &[u8]) -> String {
+    if v.is_empty() {
+        "\"\"".into()
+    } else {
+        hex(v)
+    }
 }
 
 fn unquote_uid(v: &str) -> Option<Vec<u8>> {
@@ -236,6 +295,8 @@ pub fn read(path: &Path) -> io::Result<(HashMap<Ipv4Addr, Lease>, usize)> {
                 mac: None,
                 client_id: None,
                 hostname: None,
+                agent: None,
+                vars: Vec::new(),
                 starts: 0,
                 ends: 0,
                 state: State::Free,
@@ -264,6 +325,32 @@ pub fn read(path: &Path) -> io::Result<(HashMap<Ipv4Addr, Lease>, usize)> {
                 })
             }
             ["uid", ..] => l.client_id = unquote_uid(stmt["uid".len()..].trim()),
+            ["set", name, "=", ..] => {
+                let value = stmt.split_once('=').map_or("", |(_, v)| v.trim());
+                let v = if value == "\"\"" {
+                    Some(Vec::new())
+                } else {
+                    unquote_uid(value)
+                };
+                if let Some(v) = v {
+                    l.vars.retain(|(n, _)| n != name);
+                    l.vars.push((name.to_string(), v));
+                    l.vars.sort();
+                }
+            }
+            ["option", name, value] if name.starts_with("agent.") => {
+                let code = agent_code(&name["agent.".len()..]);
+                let v = if *value == "\"\"" {
+                    Some(Vec::new())
+                } else {
+                    unquote_uid(value)
+                };
+                if let (Some(code), Some(v)) = (code, v.filter(|v| v.len() <= 255)) {
+                    let a = l.agent.get_or_insert_with(Vec::new);
+                    a.extend([code, v.len() as u8]);
+                    a.extend(v);
+                }
+            }
             ["client-hostname", ..] => {
                 l.hostname = Some(
                     stmt["client-hostname".len()..]
@@ -359,6 +446,11 @@ mod tests {
             mac: Some([2, 0, 0, 0, 0, 1]),
             client_id: Some(vec![1, 2, 0, 0, 0, 0, 1]),
             hostname: Some("web1".into()),
+            agent: Some(vec![1, 2, b'g', b'e', 2, 1, 0xff, 9, 0]),
+            vars: vec![
+                ("raw".into(), vec![0, 7]),
+                ("vc".into(), b"PXEClient:Arch".to_vec()),
+            ],
             starts: 1_795_000_000,
             ends: 1_795_000_600,
             state: State::Active,

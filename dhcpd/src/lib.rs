@@ -6,18 +6,29 @@
 //! - [`engine`]: the protocol and allocation core, pure: request + time in, action out.
 //! - [`leases`]: leases and the `dhcpd.leases` journal (group commit, compaction).
 //! - [`net`]: interfaces, sockets, link-layer delivery.
+//! - [`ping`]: `ping-check`'s ICMP probes, one thread for all of them.
+//! - [`isclog`]: ISC's per-transaction log lines (`DHCPACK on IP to MAC via IF`), rate-limited.
 //! - [`server`]: threads: a receiver per interface, one journal writer, metrics.
+//! - [`cli`] and [`app`]: the command line and what it does (`main.rs` only calls them).
 //!
 //! # Invariants
 //! - An ACK that grants a lease leaves only after that lease is on disk (written and
 //!   `fdatasync`ed by the journal thread, which sends the ACK itself).
 //! - The engine never offers an address that another client holds, that is offered to
 //!   another client, reserved for a host, or one of our own addresses.
-//! - Anything in dhcpd.conf we do not implement is an error at its position.
+//! - Anything in dhcpd.conf we do not implement is an error at its position, or, where ISC's
+//!   meaning can be served without it (`range dynamic-bootp`, `on expiry`), a warning
+//!   that names what is not done. Nothing is ignored silently.
 
+pub mod app;
+pub mod cli;
 pub mod conf;
+pub mod ddns;
 pub mod engine;
+pub mod hosts;
+pub mod isclog;
 pub mod leases;
 pub mod net;
+pub mod ping;
 pub mod server;
 pub mod wire;

@@ -13,8 +13,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::conf::Config;
 use crate::engine::{Action, Engine, Iface, Reply};
+use crate::isclog;
 use crate::leases::{self, Journal, Lease};
 use crate::net::Port;
+use crate::ping::{self, Probe};
 use crate::wire::{Msg, MsgType};
 
 /// Counters for `/metrics`.
@@ -47,6 +49,8 @@ enum Job {
         leases: Vec<Lease>,
         reply: Option<Reply>,
         port: usize,
+        /// ISC's line for the reply, logged once it is sent.
+        line: Option<String>,
     },
     Flush(mpsc::Sender<()>),
 }
@@ -97,14 +101,49 @@ impl Server {
                 .name("journal".into())
                 .spawn(move || journal_loop(journal, rx, ports, engine, metrics))?;
         }
-        for (idx, p) in ports.iter().enumerate() {
-            let p = p.clone();
+        let (probe_tx, probe_rx) = mpsc::channel();
+        let (ddns_tx, ddns_rx) = mpsc::channel::<crate::ddns::Job>();
+        std::thread::Builder::new()
+            .name("ddns".into())
+            .spawn(move || {
+                for job in ddns_rx {
+                    crate::ddns::run(&job);
+                }
+            })?;
+        {
+            // leases that run out: DNS records removed, `on expiry` blocks run
             let engine = engine.clone();
-            let metrics = metrics.clone();
-            let tx = tx.clone();
+            let ddns = ddns_tx.clone();
+            std::thread::Builder::new()
+                .name("expiry".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    let Ok(mut e) = engine.lock() else { return };
+                    e.expire(leases::now());
+                    for job in e.take_ddns_jobs() {
+                        let _ = ddns.send(job);
+                    }
+                })?;
+        }
+        let sh = Arc::new(Shared {
+            ddns: ddns_tx,
+            ports: ports.clone(),
+            engine: engine.clone(),
+            metrics: metrics.clone(),
+            journal: tx.clone(),
+            prober: probe_tx,
+        });
+        {
+            let sh = sh.clone();
+            std::thread::Builder::new()
+                .name("ping-check".into())
+                .spawn(move || ping::run(probe_rx, |p, answered| probed(&sh, p, answered)))?;
+        }
+        for (idx, p) in ports.iter().enumerate() {
+            let sh = sh.clone();
             std::thread::Builder::new()
                 .name(format!("rx-{}", p.iface.name))
-                .spawn(move || receive_loop(idx, p, engine, metrics, tx))?;
+                .spawn(move || receive_loop(idx, sh))?;
         }
         info!("dhcpd ready");
         Ok(Server {
@@ -116,24 +155,30 @@ impl Server {
         })
     }
 
-    /// Re-reads the config; on error the old one stays in force.
-    pub fn reload(&self) {
+    /// Re-reads the config; on error the old one stays in force (and this returns false).
+    pub fn reload(&self) -> bool {
         match crate::conf::load(&self.config_path) {
             Ok(cfg) => {
                 for w in &cfg.warnings {
                     warn!("{w}");
                 }
+                // DNS first: the engine is not locked while names resolve
+                let names = crate::engine::resolve_names(&cfg);
                 if let Ok(mut e) = self.engine.lock() {
                     let leases = std::mem::take(&mut e.leases);
-                    *e = Engine::new(cfg, leases, &self.ifaces);
+                    let mut new = Engine::with_names(cfg, names, leases, &self.ifaces);
+                    new.carry_over(&mut e);
+                    *e = new;
                 }
                 info!("configuration reloaded");
+                true
             }
             Err(errs) => {
                 for d in errs {
                     error!("{d}");
                 }
                 warn!("reload refused: the configuration has errors; the old one stays in force");
+                false
             }
         }
     }
@@ -214,13 +259,19 @@ impl Server {
     }
 }
 
-fn receive_loop(
-    idx: usize,
-    port: Arc<Port>,
+/// What the receive threads and the prober share.
+struct Shared {
+    ports: Vec<Arc<Port>>,
     engine: Arc<Mutex<Engine>>,
     metrics: Arc<Metrics>,
     journal: Sender<Job>,
-) {
+    prober: Sender<Probe>,
+    /// DNS updates, sent one after another by the "ddns" thread.
+    ddns: Sender<crate::ddns::Job>,
+}
+
+fn receive_loop(idx: usize, sh: Arc<Shared>) {
+    let port = sh.ports[idx].clone();
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, from) = match port.sock.recv_from(&mut buf) {
@@ -234,49 +285,146 @@ fn receive_loop(
         let msg = match Msg::parse_request(raw) {
             Ok(m) => m,
             Err(e) => {
-                metrics.dropped(e.reason());
+                sh.metrics.dropped(e.reason());
                 debug!(peer = %from, reason = e.reason(), "dropped a malformed packet");
                 continue;
             }
         };
-        let kind = msg.msg_type().unwrap_or(MsgType::Discover);
-        bump(&metrics.rx, kind.name());
-        let action = match engine.lock() {
-            Ok(mut e) => e.handle(&msg, raw, &port.iface, leases::now()),
-            Err(_) => {
-                error!("engine lock poisoned; stopping");
-                std::process::exit(70);
-            }
-        };
-        match action {
-            Action::Send(r) => send(&port, &r, &metrics),
-            Action::Commit { leases, reply } => {
-                if journal
-                    .send(Job::Commit {
-                        leases,
-                        reply,
-                        port: idx,
-                    })
-                    .is_err()
-                {
-                    error!("the journal thread is gone; stopping");
-                    std::process::exit(70);
+        let kind = msg.msg_type().map_or("bootrequest", MsgType::name);
+        bump(&sh.metrics.rx, kind);
+        answer(&sh, idx, &msg, raw, true);
+    }
+}
+
+/// Hands a request to the engine and carries out its decision. `first` is false when the
+/// request is handled again after a ping-check probe (its line is logged once).
+fn answer(sh: &Shared, idx: usize, msg: &Msg, raw: &[u8], first: bool) {
+    let port = &sh.ports[idx];
+    let action = match sh.engine.lock() {
+        Ok(mut e) => {
+            let a = e.handle(msg, raw, &port.iface, leases::now());
+            for job in e.take_ddns_jobs() {
+                if sh.ddns.send(job).is_err() {
+                    error!("the DNS update thread is gone");
                 }
             }
-            Action::Drop(reason) => {
-                metrics.dropped(reason);
-                debug!(peer = %from, kind = kind.name(), reason, "no reply");
+            a
+        }
+        Err(_) => {
+            error!("engine lock poisoned; stopping");
+            std::process::exit(70);
+        }
+    };
+    let name = &port.iface.name;
+    if first {
+        if let Some(mut line) = isclog::request(msg, name) {
+            if matches!(action, Action::Drop("pool_exhausted")) {
+                line.push_str(": no free leases");
             }
+            isclog::log(&line);
+        }
+    }
+    match action {
+        Action::Send(r) => {
+            if send(port, &r, &sh.metrics) {
+                if let Some(l) = isclog::reply(msg, &r, name) {
+                    isclog::log(&l);
+                }
+            }
+        }
+        Action::Commit { leases, reply } => {
+            let line = reply.as_ref().and_then(|r| isclog::reply(msg, r, name));
+            journal(
+                sh,
+                Job::Commit {
+                    leases,
+                    reply,
+                    port: idx,
+                    line,
+                },
+            );
+        }
+        Action::Probe {
+            ip,
+            timeout,
+            abandon,
+        } => {
+            let p = Probe {
+                ip,
+                timeout,
+                abandon,
+                port: idx,
+                raw: raw.to_vec(),
+            };
+            if sh.prober.send(p).is_err() {
+                error!("the ping-check thread is gone; stopping");
+                std::process::exit(70);
+            }
+        }
+        Action::Drop(reason) => {
+            sh.metrics.dropped(reason);
+            let kind = msg.msg_type().map_or("bootrequest", MsgType::name);
+            debug!(interface = %name, kind, reason, "no reply");
         }
     }
 }
 
-fn send(port: &Port, r: &Reply, metrics: &Metrics) {
+fn journal(sh: &Shared, job: Job) {
+    if sh.journal.send(job).is_err() {
+        error!("the journal thread is gone; stopping");
+        std::process::exit(70);
+    }
+}
+
+/// A ping-check probe is over: tell the engine, journal an abandoned address, and handle the
+/// request again (the engine then offers the address, or chooses, and maybe probes, another).
+fn probed(sh: &Shared, p: Probe, answered: bool) {
+    let now = leases::now();
+    let abandoned = match sh.engine.lock() {
+        Ok(mut e) if answered => Some(e.probe_answered(p.ip, p.abandon, now)),
+        Ok(mut e) => {
+            e.probe_silent(p.ip, now);
+            None
+        }
+        Err(_) => {
+            error!("engine lock poisoned; stopping");
+            std::process::exit(70);
+        }
+    };
+    if let Some(l) = abandoned {
+        sh.metrics.dropped("ping_check_conflict");
+        isclog::log(&format!(
+            "Abandoning IP address {}: pinged before offer",
+            p.ip
+        ));
+        journal(
+            sh,
+            Job::Commit {
+                leases: vec![l],
+                reply: None,
+                port: p.port,
+                line: None,
+            },
+        );
+    }
+    if let Ok(msg) = Msg::parse_request(&p.raw) {
+        answer(sh, p.port, &msg, &p.raw, false);
+    }
+}
+
+fn send(port: &Port, r: &Reply, metrics: &Metrics) -> bool {
     match port.deliver(r) {
-        Ok(()) => bump(&metrics.tx, r.kind.name()),
+        Ok(()) => {
+            bump(
+                &metrics.tx,
+                if r.bootp { "bootreply" } else { r.kind.name() },
+            );
+            true
+        }
         Err(e) => {
             metrics.dropped("send_failed");
             warn!(dest = ?r.dest, error = %e, "cannot send the reply");
+            false
         }
     }
 }
@@ -321,8 +469,15 @@ fn journal_loop(
                 Job::Commit {
                     reply: Some(r),
                     port,
+                    line,
                     ..
-                } => send(&ports[port], &r, &metrics),
+                } => {
+                    if send(&ports[port], &r, &metrics) {
+                        if let Some(l) = line {
+                            isclog::log(&l);
+                        }
+                    }
+                }
                 Job::Commit { reply: None, .. } => {}
                 Job::Flush(done) => {
                     let _ = done.send(());

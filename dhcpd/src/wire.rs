@@ -84,7 +84,6 @@ pub enum WireError {
     BadMagic,
     BadHlen,
     Truncated,
-    NoType,
     BadType,
 }
 
@@ -96,7 +95,6 @@ impl WireError {
             WireError::BadMagic => "bad_magic",
             WireError::BadHlen => "bad_hlen",
             WireError::Truncated => "truncated_option",
-            WireError::NoType => "bootp_or_no_type",
             WireError::BadType => "bad_message_type",
         }
     }
@@ -152,14 +150,15 @@ fn parse_options(mut b: &[u8], out: &mut Vec<(u8, Vec<u8>)>) -> Result<(), WireE
 }
 
 impl Msg {
-    /// Parses a BOOTREQUEST carrying a DHCP message type.
+    /// Parses a BOOTREQUEST: a DHCP message (with a valid message type) or a BOOTP request
+    /// (without one).
     pub fn parse_request(buf: &[u8]) -> Result<Msg, WireError> {
         let m = Msg::parse(buf)?;
         if m.op != BOOTREQUEST {
             return Err(WireError::NotRequest);
         }
         match m.option(OPT_MSG_TYPE) {
-            None => Err(WireError::NoType),
+            None => Ok(m),
             Some(v) if v.len() == 1 && MsgType::from_u8(v[0]).is_some() => Ok(m),
             Some(_) => Err(WireError::BadType),
         }

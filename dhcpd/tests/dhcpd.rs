@@ -436,6 +436,33 @@ fn hostile_packets_are_counted_and_the_server_keeps_serving() {
         "{m}"
     );
     assert!(m.contains("dhcpd_leases{state=\"active\"} 1"), "{m}");
+    // a flood of DISCOVERs costs a few ISC lines a second and a count of the rest
+    for i in 0..4000u32 {
+        let mut d = Msg::parse(&wire::request(
+            MsgType::Discover,
+            [2, 8, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+            i,
+            &[],
+        ))
+        .unwrap();
+        d.giaddr = Ipv4Addr::new(10, 60, 0, 9);
+        let _ = s.send_to(&d.encode(576), "10.60.0.1:67");
+    }
+    let mut n = 0;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            n += 1;
+            relayed_dora(&r, [2, 7, 7, 7, 7, 8], 5000 + n).is_some()
+                && env.log().contains("suppressed=")
+        }),
+        "no count of suppressed lines: {}",
+        env.log()
+    );
+    let discovers = env.log().matches("DHCPDISCOVER from").count();
+    assert!(
+        discovers < 2000,
+        "{discovers} DISCOVER lines for a flood of 4000"
+    );
 }
 
 #[test]
@@ -529,4 +556,767 @@ fn perfdhcp_as_a_relay_completes_every_exchange() {
         .filter(|l| l["state"] == "active")
         .count();
     assert!(active >= 396, "{active} active leases");
+}
+
+/// Collects what the daemon sends to `$NOTIFY_SOCKET`.
+fn notify_socket(env: &Env) -> (PathBuf, std::os::unix::net::UnixDatagram) {
+    let path = env.lab.path("notify.sock");
+    let s = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    (path, s)
+}
+
+/// Waits until a notification containing `want` arrives; returns everything read.
+fn notified(s: &std::os::unix::net::UnixDatagram, want: &str, seen: &mut String) -> bool {
+    let mut buf = [0u8; 4096];
+    wait_until(Duration::from_secs(10), || {
+        if let Ok(n) = s.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('|');
+        }
+        seen.contains(want)
+    })
+}
+
+#[test]
+fn isc_flags_pid_file_notify_and_transaction_lines() {
+    let Some(mut env) = setup(&["udhcpc"], CONF) else {
+        return;
+    };
+    let (sock, notes) = notify_socket(&env);
+    let pf = env.lab.path("dhcpd.pid");
+    let (c, l, p) = (
+        env.conf.to_string_lossy().into_owned(),
+        env.leases.to_string_lossy().into_owned(),
+        pf.to_string_lossy().into_owned(),
+    );
+    let isc_args = [
+        "-4", "-f", "-d", "-q", "-cf", &c, "-lf", &l, "-pf", &p, "eth0",
+    ];
+    let mut cmd = env.srv.command(BIN);
+    cmd.env("NOTIFY_SOCKET", &sock).args(isc_args);
+    env.server = Some(env.srv.spawn_command("dhcpd-isc", cmd));
+    let mut seen = String::new();
+    assert!(
+        notified(&notes, "READY=1", &mut seen),
+        "no READY=1 ({seen}): {}",
+        env.log()
+    );
+    let pid = env.server.as_ref().unwrap().pid();
+    assert_eq!(
+        std::fs::read_to_string(&pf).unwrap().trim(),
+        pid.to_string()
+    );
+    // a second instance on the same pid file is refused before it binds, naming the holder
+    let out = env.srv.output(BIN, &isc_args);
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "second instance started: {text}");
+    assert!(
+        text.split(|c: char| !c.is_ascii_digit())
+            .any(|w| w == pid.to_string()),
+        "the refusal does not name pid {pid}: {text}"
+    );
+    assert!(env.server.as_mut().unwrap().is_running());
+    // a real client: ISC's transaction lines, and the lease in the -lf file
+    let client = env.client("c1", Some("02:50:00:00:00:0d"));
+    let script = udhcpc_script(&env);
+    let mut u = client.command("udhcpc");
+    u.env("REC", env.lab.path("c1.rec")).args([
+        "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", &script,
+    ]);
+    assert!(u.output().unwrap().status.success(), "{}", env.log());
+    let ip = env.leases_json()[0]["ip"].as_str().unwrap().to_string();
+    for want in [
+        "DHCPDISCOVER from 02:50:00:00:00:0d via eth0".to_string(),
+        format!("DHCPOFFER on {ip} to 02:50:00:00:00:0d"),
+        format!("DHCPREQUEST for {ip} (10.50.0.1) from 02:50:00:00:00:0d"),
+        format!("DHCPACK on {ip} to 02:50:00:00:00:0d"),
+    ] {
+        assert!(
+            wait_until(Duration::from_secs(5), || env.log().contains(&want)),
+            "no '{want}' in the log: {}",
+            env.log()
+        );
+    }
+    // reload and stop are announced
+    env.server.as_ref().unwrap().signal(libc::SIGHUP);
+    assert!(notified(&notes, "RELOADING=1", &mut seen), "{seen}");
+    let mut rest = String::new();
+    assert!(notified(&notes, "READY=1", &mut rest), "{seen}{rest}");
+    env.server.as_ref().unwrap().signal(libc::SIGTERM);
+    assert!(notified(&notes, "STOPPING=1", &mut rest), "{seen}{rest}");
+    assert!(env
+        .server
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(10))
+        .is_some());
+    assert!(!pf.exists(), "the pid file outlives the daemon");
+}
+
+#[test]
+fn leases_of_a_missing_file_is_an_error_naming_it() {
+    let out = Command::new(BIN)
+        .args(["leases", "-l", "/nonexistent/dhcpd.leases"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dhcpd.leases"));
+}
+
+#[test]
+fn ping_check_skips_an_address_that_answers_and_journals_it_abandoned() {
+    let conf = "ping-check true;\nping-timeout 1;\nsubnet 10.50.0.0 netmask 255.255.255.0 {\n  range 10.50.0.50 10.50.0.51;\n}\n";
+    let Some(mut env) = setup(&["udhcpc", "ping"], conf) else {
+        return;
+    };
+    // a machine already on .50 that nobody leased it to
+    let squatter = env.client("busy", None);
+    squatter.run("ip", &["addr", "add", "10.50.0.50/24", "dev", "eth0"]);
+    assert!(env.srv.ping("10.50.0.50"));
+    env.start();
+    let c = env.client("c1", None);
+    let script = udhcpc_script(&env);
+    let rec = env.lab.path("ping.rec");
+    let mut cmd = c.command("udhcpc");
+    // the client asks for the busy address, so it is considered first
+    cmd.env("REC", &rec).args([
+        "-i",
+        "eth0",
+        "-f",
+        "-q",
+        "-n",
+        "-t",
+        "8",
+        "-T",
+        "2",
+        "-r",
+        "10.50.0.50",
+        "-s",
+        &script,
+    ]);
+    assert!(cmd.output().unwrap().status.success(), "{}", env.log());
+    let r = std::fs::read_to_string(&rec).unwrap();
+    assert!(
+        r.contains("event=bound ip=10.50.0.51 "),
+        "{r}\n{}",
+        env.log()
+    );
+    let leases = env.leases_json();
+    let busy = leases.iter().find(|l| l["ip"] == "10.50.0.50");
+    assert_eq!(
+        busy.map(|l| l["state"].clone()),
+        Some("abandoned".into()),
+        "{leases:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || env
+            .log()
+            .contains("Abandoning IP address 10.50.0.50: pinged before offer")),
+        "{}",
+        env.log()
+    );
+}
+
+#[test]
+fn a_bootp_client_gets_a_bootreply_on_its_fixed_address() {
+    let conf = "allow bootp;\nsubnet 10.50.0.0 netmask 255.255.255.0 {\n  next-server 10.50.0.1;\n  option routers 10.50.0.1;\n}\nhost b7 {\n  hardware ethernet 02:50:00:00:00:b7;\n  fixed-address 10.50.0.27;\n  filename \"bootp/boot7.img\";\n}\n";
+    let Some(mut env) = setup(&[], conf) else {
+        return;
+    };
+    env.start();
+    let c = env.client("b7", Some("02:50:00:00:00:b7"));
+    // a BOOTREQUEST as RFC 951 clients send it: no DHCP message type, broadcast reply
+    let mut req = Msg::parse(&wire::request(
+        MsgType::Discover,
+        [2, 0x50, 0, 0, 0, 0xb7],
+        77,
+        &[],
+    ))
+    .unwrap();
+    req.options.clear();
+    req.flags = 0x8000;
+    let got = c.enter(|| {
+        // an unnumbered client: the broadcast leaves by the device, not a route
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        s.bind_device(Some(b"eth0")).unwrap();
+        s.set_broadcast(true).unwrap();
+        s.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 68)).into())
+            .unwrap();
+        let s: UdpSocket = s.into();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        for _ in 0..10 {
+            s.send_to(&req.encode(300), "255.255.255.255:67").unwrap();
+            if let Ok(n) = s.recv(&mut buf) {
+                if let Ok(m) = Msg::parse(&buf[..n]) {
+                    if m.xid == 77 {
+                        return Some(m);
+                    }
+                }
+            }
+        }
+        None
+    });
+    let r = got.unwrap_or_else(|| panic!("no BOOTREPLY: {}", env.log()));
+    assert_eq!(r.op, wire::BOOTREPLY);
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 50, 0, 27));
+    assert_eq!(r.siaddr, Ipv4Addr::new(10, 50, 0, 1));
+    assert!(r.file.starts_with(b"bootp/boot7.img\0"));
+    assert_eq!(r.msg_type(), None);
+    assert_eq!(r.option(3), Some(&[10, 50, 0, 1][..]));
+    // the line is written once the reply is sent
+    assert!(
+        wait_until(Duration::from_secs(5), || env
+            .log()
+            .contains("BOOTREPLY for 10.50.0.27 to 02:50:00:00:00:b7 via eth0")),
+        "{}",
+        env.log()
+    );
+}
+
+/// A udhcpc script recording what the statements of the corpus decide: the address, boot
+/// file, host name and option 175 (as hex); it configures the address and default route.
+fn udhcpc_rec_script(env: &Env) -> String {
+    let path = env.lab.path("udhcpc-rec.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\ncase \"$1\" in bound|renew)\n  echo \"event=$1 ip=$ip boot_file=$boot_file hostname=$hostname opt175=$opt175\" >>\"$REC\"\n  ip addr add \"$ip/${mask:-24}\" dev \"$interface\" 2>/dev/null\n  [ -n \"$router\" ] && ip route replace default via \"$router\"\nesac\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Runs udhcpc once (`-q`) in `host` with extra arguments; returns its recorded line.
+fn udhcpc_once(env: &Env, host: &Host, name: &str, extra: &[&str]) -> String {
+    let rec = env.lab.path(&format!("{name}.rec"));
+    let script = udhcpc_rec_script(env);
+    let mut args = vec![
+        "-i", "eth0", "-f", "-q", "-n", "-t", "6", "-T", "1", "-s", &script,
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = host.command("udhcpc");
+    cmd.env("REC", &rec).args(&args);
+    let out = cmd.output().unwrap();
+    let got = std::fs::read_to_string(&rec).unwrap_or_default();
+    assert!(
+        got.contains("event=bound"),
+        "udhcpc {extra:?} got no lease: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.log()
+    );
+    got
+}
+
+/// The relay agent file's statements with a real relay: ISC dhcrelay adds option 82 with the
+/// circuit-id of its port; classes by circuit-id and by MAC (subclass) choose the pool, `on
+/// commit` logs, and a renewal sent straight to the server (no relay, no option 82), after a
+/// restart of the server, is still classified by the agent options stashed in the lease file.
+#[test]
+fn relayed_clients_are_classified_by_circuit_id_and_mac_and_renew_with_stashed_options() {
+    let conf = r#"
+authoritative;
+default-lease-time 600;
+stash-agent-options true;
+class "rack-port1" {
+  match if option agent.circuit-id = "rackport1";
+}
+class "known-racks" {
+  match hardware;
+}
+subclass "known-racks" 1:02:44:00:00:00:01;
+on commit {
+  set clip = binary-to-ascii(10, 8, ".", leased-address);
+  set clhw = binary-to-ascii(16, 8, ":", substring(hardware, 1, 6));
+  log(info, concat("commit ", clip, " to ", clhw));
+}
+subnet 10.50.0.0 netmask 255.255.255.0 {
+}
+subnet 10.60.0.0 netmask 255.255.0.0 {
+}
+subnet 10.44.12.0 netmask 255.255.255.0 {
+  option routers 10.44.12.1;
+  pool {
+    allow members of "known-racks";
+    range 10.44.12.20 10.44.12.99;
+  }
+  pool {
+    allow members of "rack-port1";
+    deny members of "known-racks";
+    range 10.44.12.100 10.44.12.149;
+  }
+}
+"#;
+    let Some(mut env) = setup(&["udhcpc", "dhcrelay"], conf) else {
+        return;
+    };
+    // the rack: clients behind the relay's port "rackport1"; the relay routes between
+    let rack = env.lab.switch("rack");
+    env.lab
+        .attach(&env.rel, &rack, "rackport1", Some("10.44.12.1/24"));
+    env.rel.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    env.srv
+        .run("ip", &["route", "add", "10.44.12.0/24", "via", "10.60.0.9"]);
+    env.start();
+    let mut relay = env.rel.spawn(
+        "dhcrelay",
+        "dhcrelay",
+        &[
+            "-d",
+            "-4",
+            "-a",
+            "--no-pid",
+            "-id",
+            "rackport1",
+            "-iu",
+            "eth0",
+            "10.60.0.1",
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || relay
+            .output()
+            .contains("Sending on")),
+        "dhcrelay did not start: {}",
+        relay.output()
+    );
+    let listed = env.lab.host("listed");
+    env.lab.attach(&listed, &rack, "eth0", None);
+    listed.run(
+        "ip",
+        &["link", "set", "eth0", "address", "02:44:00:00:00:01"],
+    );
+    let got = udhcpc_once(&env, &listed, "listed", &[]);
+    assert!(
+        got.contains("ip=10.44.12.20 "),
+        "MAC listed by subclass: {got}"
+    );
+
+    let port = env.lab.host("port");
+    env.lab.attach(&port, &rack, "eth0", None);
+    port.run(
+        "ip",
+        &["link", "set", "eth0", "address", "02:44:00:00:00:02"],
+    );
+    let rec = env.lab.path("port.rec");
+    let script = udhcpc_rec_script(&env);
+    let mut cmd = port.command("udhcpc");
+    cmd.env("REC", &rec)
+        .args(["-i", "eth0", "-f", "-t", "6", "-T", "1", "-s", &script]);
+    let mut client = port.spawn_command("udhcpc", cmd);
+    let text = || std::fs::read_to_string(&rec).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(15), || text().contains("event=bound")),
+        "no lease through the relay: {}\n{}",
+        client.output(),
+        env.log()
+    );
+    assert!(
+        text().contains("ip=10.44.12.100 "),
+        "circuit-id rackport1: {}",
+        text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || env
+            .log()
+            .contains("commit 10.44.12.100 to 2:44:0:0:0:2")),
+        "on commit log() line missing: {}",
+        env.log()
+    );
+    // the relay stops (it would see the unicast too and add option 82); the router still
+    // routes, so SIGUSR1 makes udhcpc renew by unicast to the server with no agent options
+    relay.kill();
+    // and the server restarts in between: the stash comes back from the lease file
+    if let Some(mut p) = env.server.take() {
+        p.kill();
+    }
+    env.start();
+    client.signal(libc::SIGUSR1);
+    assert!(
+        wait_until(Duration::from_secs(15), || text()
+            .contains("event=renew ip=10.44.12.100")),
+        "renewal without option 82 not ACKed: {}\n{}",
+        text(),
+        env.log()
+    );
+    client.kill();
+}
+
+/// iPXE chain-loading with a real client: udhcpc sending user-class "iPXE" and asking for
+/// option 175 gets the HTTP script and option 175 with no-pxedhcp = 1; without the user class
+/// it gets undionly.kpxe.
+#[test]
+fn an_ipxe_client_gets_its_http_script_and_option_175() {
+    let conf = r#"
+option space ipxe;
+option ipxe-encap-opts code 175 = encapsulate ipxe;
+option ipxe.no-pxedhcp code 176 = unsigned integer 8;
+subnet 10.50.0.0 netmask 255.255.255.0 {
+  range 10.50.0.100 10.50.0.150;
+  next-server 10.50.0.5;
+  option ipxe.no-pxedhcp 1;
+  if exists user-class and option user-class = "iPXE" {
+    filename "http://10.50.0.5/boot.ipxe";
+  } else {
+    filename "undionly.kpxe";
+  }
+}
+subnet 10.60.0.0 netmask 255.255.0.0 {
+}
+"#;
+    let Some(mut env) = setup(&["udhcpc"], conf) else {
+        return;
+    };
+    env.start();
+    let c = env.client("ipxe", None);
+    // user-class "iPXE" (option 77, hex), option 175 requested
+    let got = udhcpc_once(&env, &c, "ipxe", &["-x", "0x4d:69505845", "-O", "175"]);
+    assert!(
+        got.contains("boot_file=http://10.50.0.5/boot.ipxe "),
+        "{got}"
+    );
+    assert!(
+        got.contains("opt175=b00101"),
+        "option 175 with 176=1: {got}"
+    );
+    let rom = env.client("rom", None);
+    let got = udhcpc_once(&env, &rom, "rom", &["-O", "175"]);
+    assert!(got.contains("boot_file=undionly.kpxe "), "{got}");
+}
+
+/// The Cobbler-style file as rendered: a UEFI x86-64 PXE client (vendor class PXEClient,
+/// client architecture 7) gets grub-x86_64.efi from the class's if/else chain, and the
+/// global `set vendorclass` is evaluated for the class and recorded on the lease.
+#[test]
+fn the_cobbler_style_file_boots_a_uefi_pxe_client() {
+    let conf = r#"
+ddns-update-style interim;
+allow booting;
+allow bootp;
+ignore client-updates;
+set vendorclass = option vendor-class-identifier;
+option pxe-system-type code 93 = unsigned integer 16;
+subnet 10.50.0.0 netmask 255.255.255.0 {
+     option routers             10.50.0.1;
+     range dynamic-bootp        10.50.0.100 10.50.0.199;
+     next-server                10.50.0.2;
+     class "pxeclients" {
+          match if substring (option vendor-class-identifier, 0, 9) = "PXEClient";
+          if option pxe-system-type = 00:07 {
+                  filename "grub/grub-x86_64.efi";
+          } else {
+                  filename "pxelinux.0";
+          }
+          option host-name = concat("pxe-", substring(vendorclass, 15, 5));
+     }
+}
+subnet 10.60.0.0 netmask 255.255.0.0 {
+}
+"#;
+    let Some(mut env) = setup(&["udhcpc"], conf) else {
+        return;
+    };
+    env.start();
+    let c = env.client("uefi", None);
+    let got = udhcpc_once(
+        &env,
+        &c,
+        "uefi",
+        &[
+            "-V",
+            "PXEClient:Arch:00007:UNDI:003016",
+            "-x",
+            "0x5d:0007",
+            "-O",
+            "12",
+        ],
+    );
+    assert!(got.contains("boot_file=grub/grub-x86_64.efi "), "{got}");
+    assert!(
+        got.contains("hostname=pxe-00007 "),
+        "option host-name from the variable: {got}"
+    );
+    // as ISC, the variable is kept with the lease
+    let journal = std::fs::read_to_string(&env.leases).unwrap_or_default();
+    assert!(
+        journal.contains("  set vendorclass = \"PXEClient:Arch:00007:UNDI:003016\";\n"),
+        "{journal}"
+    );
+    let plain = env.client("plain", None);
+    let got = udhcpc_once(&env, &plain, "plain", &["-O", "12"]);
+    assert!(got.contains("boot_file= "), "not a PXE client: {got}");
+}
+
+/// DDNS against a real BIND 9 in the lab, `standard` style with an hmac-md5 key: a client
+/// named node9 gets A, DHCID and PTR records; another client asking for the same name does
+/// not take it over (the DHCID is not its own); after RELEASE the records are gone.
+#[test]
+fn ddns_standard_with_hmac_md5_against_bind() {
+    let secret = "c2VjcmV0LWZvci10aGUtbGFiLXRlc3Qtb25seQ==";
+    let conf = format!(
+        r#"
+ddns-update-style standard;
+ddns-domainname "lab.test.";
+default-lease-time 600;
+key "lab-key" {{
+  algorithm hmac-md5;
+  secret "{secret}";
+}};
+zone lab.test. {{ primary 10.50.0.2; key "lab-key"; }}
+zone 0.50.10.in-addr.arpa. {{ primary 10.50.0.2; key "lab-key"; }}
+subnet 10.50.0.0 netmask 255.255.255.0 {{
+  range 10.50.0.100 10.50.0.150;
+}}
+subnet 10.60.0.0 netmask 255.255.0.0 {{
+}}
+"#
+    );
+    let Some(mut env) = setup(&["udhcpc", "named", "dig"], &conf) else {
+        return;
+    };
+    let dns = env.lab.host("dns");
+    env.lab.attach(&dns, &env.lan, "eth0", Some("10.50.0.2/24"));
+    let dir = env.lab.path("bind");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("named.conf"),
+        format!(
+            "options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; session-keyfile \"{d}/s.key\"; managed-keys-directory \"{d}\"; listen-on {{ 10.50.0.2; }}; listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; notify no; }};\ncontrols {{ }};\nkey \"lab-key\" {{ algorithm hmac-md5; secret \"{secret}\"; }};\nzone \"lab.test\" {{ type primary; file \"fwd\"; allow-update {{ key \"lab-key\"; }}; }};\nzone \"0.50.10.in-addr.arpa\" {{ type primary; file \"rev\"; allow-update {{ key \"lab-key\"; }}; }};\n"
+        ),
+    )
+    .unwrap();
+    let soa = "$TTL 60\n@ IN SOA ns.lab.test. h.lab.test. 1 60 60 600 60\n@ IN NS ns.lab.test.\nns.lab.test. IN A 10.50.0.2\n";
+    std::fs::write(dir.join("fwd"), soa).unwrap();
+    std::fs::write(dir.join("rev"), soa).unwrap();
+    let conf_path = dir.join("named.conf").display().to_string();
+    let _named = dns.spawn("named", "named", &["-g", "-4", "-n", "1", "-c", &conf_path]);
+    let dig = |name: &str, ty: &str| -> String {
+        let out = dns.output(
+            "dig",
+            &["@10.50.0.2", "+time=1", "+tries=1", "+short", name, ty],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || dig("lab.test", "NS")
+            == "ns.lab.test."),
+        "BIND did not come up"
+    );
+    env.start();
+    let c = env.client("node9", None);
+    let rec = env.lab.path("node9.rec");
+    let script = udhcpc_rec_script(&env);
+    let mut cmd = c.command("udhcpc");
+    cmd.env("REC", &rec).args([
+        "-i",
+        "eth0",
+        "-f",
+        "-R",
+        "-t",
+        "6",
+        "-T",
+        "1",
+        "-x",
+        "hostname:node9",
+        "-s",
+        &script,
+    ]);
+    let mut client = c.spawn_command("udhcpc", cmd);
+    let text = || std::fs::read_to_string(&rec).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(15), || text().contains("event=bound")),
+        "no lease: {}",
+        env.log()
+    );
+    let ip = text()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ip="))
+        .unwrap()
+        .to_string();
+    let rev = {
+        let o: Vec<&str> = ip.split('.').collect();
+        format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || dig("node9.lab.test", "A") == ip),
+        "A record: '{}'\n{}",
+        dig("node9.lab.test", "A"),
+        env.log()
+    );
+    assert!(
+        !dig("node9.lab.test", "DHCID").is_empty(),
+        "no DHCID beside the A record"
+    );
+    assert!(wait_until(Duration::from_secs(5), || dig(&rev, "PTR")
+        == "node9.lab.test."));
+    // another machine calling itself node9: it gets a lease, not the name
+    let other = env.client("other", None);
+    let got = udhcpc_once(&env, &other, "other", &["-x", "hostname:node9"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || env
+            .log()
+            .contains("Unable to update forward map from node9.lab.test.")),
+        "the second claim on node9 was not refused: {}",
+        env.log()
+    );
+    assert_eq!(
+        dig("node9.lab.test", "A"),
+        ip,
+        "the name moved to the other client: {got}"
+    );
+    let other_ip = got
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ip="))
+        .unwrap();
+    let other_rev = {
+        let o: Vec<&str> = other_ip.split('.').collect();
+        format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+    };
+    assert_eq!(
+        dig(&other_rev, "PTR"),
+        "",
+        "a PTR for a name that is not its own"
+    );
+    // udhcpc -R sends a RELEASE when it stops
+    client.signal(libc::SIGTERM);
+    let _ = client.wait_exit(Duration::from_secs(5));
+    assert!(
+        wait_until(Duration::from_secs(5), || dig("node9.lab.test", "A")
+            .is_empty()
+            && dig(&rev, "PTR").is_empty()),
+        "records left after RELEASE: A '{}' PTR '{}'\n{}",
+        dig("node9.lab.test", "A"),
+        dig(&rev, "PTR"),
+        env.log()
+    );
+    assert!(dig("node9.lab.test", "DHCID").is_empty());
+}
+
+/// Host reservations at run time: `dhcpd hosts add` through the control socket makes a
+/// machine get its fixed address without a restart, `list --json` shows it, the file keeps it
+/// across a restart, `del` gives the machine a dynamic address again, and a reservation the
+/// configuration would refuse (a duplicate address, a bad one) is refused.
+#[test]
+fn hosts_added_at_run_time_are_served_listed_kept_and_deleted() {
+    let Some(env) = setup(&["udhcpc"], "") else {
+        return;
+    };
+    let hosts = env.lab.path("hosts.conf");
+    let conf = format!(
+        "authoritative;\nsubnet 10.50.0.0 netmask 255.255.255.0 {{\n  range 10.50.0.100 10.50.0.150;\n}}\nsubnet 10.60.0.0 netmask 255.255.0.0 {{\n}}\ninclude \"{}\";\n",
+        hosts.display()
+    );
+    std::fs::write(&env.conf, conf).unwrap();
+    let sock = env.lab.path("control.sock").display().to_string();
+    let (c, l, h) = (
+        env.conf.display().to_string(),
+        env.leases.display().to_string(),
+        hosts.display().to_string(),
+    );
+    let start = |n: usize| {
+        let mut p = env.srv.spawn(
+            &format!("dhcpd-hosts-{n}"),
+            BIN,
+            &[
+                "--config",
+                &c,
+                "--leases",
+                &l,
+                "--interface",
+                "eth0",
+                "--control-socket",
+                &sock,
+                "--hosts-file",
+                &h,
+            ],
+        );
+        assert!(
+            p.wait_for_output("dhcpd ready", Duration::from_secs(10)),
+            "{}",
+            p.output()
+        );
+        assert!(wait_until(Duration::from_secs(5), || std::path::Path::new(
+            &sock
+        )
+        .exists()));
+        p
+    };
+    let hosts_cmd = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["hosts", "--socket", &sock])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let mut server = start(1);
+    let (ok, out) = hosts_cmd(&[
+        "add",
+        "web9",
+        "--mac",
+        "02:50:00:00:00:99",
+        "--ip",
+        "10.50.0.30",
+        "--filename",
+        "web9.efi",
+    ]);
+    assert!(ok, "{out}");
+    let c1 = env.client("web9", Some("02:50:00:00:00:99"));
+    let got = udhcpc_once(&env, &c1, "web9", &[]);
+    assert!(
+        got.contains("ip=10.50.0.30 ") && got.contains("boot_file=web9.efi "),
+        "{got}"
+    );
+    let (ok, out) = hosts_cmd(&[
+        "add",
+        "dup",
+        "--mac",
+        "02:50:00:00:00:98",
+        "--ip",
+        "10.50.0.30",
+    ]);
+    assert!(
+        !ok && out.contains("conflicts with the reservation of web9"),
+        "{out}"
+    );
+    let (ok, out) = hosts_cmd(&[
+        "add",
+        "far",
+        "--mac",
+        "02:50:00:00:00:97",
+        "--ip",
+        "not-an-ip",
+    ]);
+    assert!(!ok && out.contains("is not an IPv4 address"), "{out}");
+    // kept across a restart
+    server.kill();
+    let mut server = start(2);
+    let (ok, out) = hosts_cmd(&["list", "--json"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["hostname"], "web9");
+    assert_eq!(v[0]["ip-address"], "10.50.0.30");
+    assert_eq!(v[0]["hw-address"], "02:50:00:00:00:99");
+    let (ok, out) = hosts_cmd(&["del", "web9"]);
+    assert!(ok, "{out}");
+    let c2 = env.client("web9b", Some("02:50:00:00:00:99"));
+    let got = udhcpc_once(&env, &c2, "web9b", &[]);
+    assert!(
+        !got.contains("ip=10.50.0.30 "),
+        "still reserved after del: {got}"
+    );
+    let (ok, out) = hosts_cmd(&["del", "web9"]);
+    assert!(!ok && out.contains("no reservation named 'web9'"), "{out}");
+    server.kill();
 }

@@ -1,4 +1,5 @@
-//! Expressions of `match if` and `if`: the subset classic PXE configs use.
+//! Expressions of `match`, `if`, `set`, `option NAME = EXPR` and `on` blocks: the ISC
+//! functions real configs use (see dhcp-eval(5)).
 
 /// What an expression needs from the packet being answered.
 pub trait Packet {
@@ -10,12 +11,81 @@ pub trait Packet {
     fn raw(&self) -> &[u8];
     /// Whether a host declaration matched this client.
     fn known(&self) -> bool;
+    /// A variable set with `set NAME = ...;`.
+    fn var(&self, _name: &str) -> Option<Vec<u8>> {
+        None
+    }
+    /// The address being leased (`leased-address`), once one is chosen.
+    fn leased_address(&self) -> Option<[u8; 4]> {
+        None
+    }
+    /// The name of the host declaration that matched (`host-decl-name`).
+    fn host_decl_name(&self) -> Option<String> {
+        None
+    }
+    /// The value the configuration gives an option for this client (`config-option`).
+    fn config_option(&self, _code: u8) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// An option of the client's packet: a DHCP option, or a sub-option of an encapsulating one
+/// (`agent.circuit-id` is sub-option 1 of option 82; `ipxe.http` sub-option 19 of 175).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptRef {
+    pub code: u8,
+    pub within: Option<u8>,
+}
+
+impl OptRef {
+    pub fn get(&self, p: &dyn Packet) -> Option<Vec<u8>> {
+        match self.within {
+            None => p.option(self.code).map(<[u8]>::to_vec),
+            Some(w) => sub_option(p.option(w)?, self.code).map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// Sub-option `code` of an encapsulated value (one-byte codes and lengths, as RFC 3046 and
+/// iPXE use); `None` if absent or the value is malformed there.
+pub fn sub_option(mut b: &[u8], code: u8) -> Option<&[u8]> {
+    while b.len() >= 2 {
+        let (c, l) = (b[0], b[1] as usize);
+        let v = b.get(2..2 + l)?;
+        if c == code {
+            return Some(v);
+        }
+        b = &b[2 + l..];
+    }
+    None
+}
+
+/// A numeric expression.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Num {
+    Const(u64),
+    /// `extract-int(DATA, 8|16|32)`: a big-endian integer at the start of DATA.
+    Extract(Box<Data>, u8),
+}
+
+impl Num {
+    pub fn eval(&self, p: &dyn Packet) -> Option<u64> {
+        match self {
+            Num::Const(n) => Some(*n),
+            Num::Extract(d, w) => {
+                let v = d.eval(p)?;
+                let n = (*w as usize) / 8;
+                let b = v.get(..n)?;
+                Some(b.iter().fold(0u64, |a, &x| a << 8 | x as u64))
+            }
+        }
+    }
 }
 
 /// A data expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Data {
-    Option(u8),
+    Option(OptRef),
     Const(Vec<u8>),
     Substring(Box<Data>, usize, usize),
     Suffix(Box<Data>, usize),
@@ -24,6 +94,22 @@ pub enum Data {
     Concat(Box<Data>, Box<Data>),
     Lcase(Box<Data>),
     Ucase(Box<Data>),
+    /// A variable set with `set`.
+    Var(String),
+    /// `binary-to-ascii(BASE, WIDTH, SEPARATOR, DATA)`.
+    BinaryToAscii {
+        base: u32,
+        width: u8,
+        sep: Box<Data>,
+        data: Box<Data>,
+    },
+    /// `pick-first-value(A, B, ...)`: the first that is not null.
+    PickFirst(Vec<Data>),
+    /// `encode-int(NUM, 8|16|32)`.
+    EncodeInt(Box<Num>, u8),
+    LeasedAddress,
+    HostDeclName,
+    ConfigOption(u8),
 }
 
 /// A boolean expression.
@@ -31,7 +117,8 @@ pub enum Data {
 pub enum Bool {
     Eq(Data, Data),
     Ne(Data, Data),
-    Exists(u8),
+    Exists(OptRef),
+    NumEq(Num, Num),
     Known,
     And(Box<Bool>, Box<Bool>),
     Or(Box<Bool>, Box<Bool>),
@@ -42,7 +129,7 @@ impl Data {
     /// Evaluates; `None` when an option is absent (ISC's null value).
     pub fn eval(&self, p: &dyn Packet) -> Option<Vec<u8>> {
         Some(match self {
-            Data::Option(c) => p.option(*c)?.to_vec(),
+            Data::Option(o) => o.get(p)?,
             Data::Const(v) => v.clone(),
             Data::Substring(d, off, len) => {
                 let v = d.eval(p)?;
@@ -67,6 +154,34 @@ impl Data {
             }
             Data::Lcase(d) => d.eval(p)?.to_ascii_lowercase(),
             Data::Ucase(d) => d.eval(p)?.to_ascii_uppercase(),
+            Data::Var(n) => p.var(n)?,
+            Data::BinaryToAscii {
+                base,
+                width,
+                sep,
+                data,
+            } => {
+                let sep = sep.eval(p)?;
+                let v = data.eval(p)?;
+                let n = (*width as usize / 8).max(1);
+                let mut out = Vec::new();
+                for (i, c) in v.chunks(n).enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(&sep);
+                    }
+                    let x = c.iter().fold(0u64, |a, &b| a << 8 | b as u64);
+                    out.extend(radix(x, *base).into_bytes());
+                }
+                out
+            }
+            Data::PickFirst(v) => return v.iter().find_map(|d| d.eval(p)),
+            Data::EncodeInt(n, w) => {
+                let x = n.eval(p)?;
+                x.to_be_bytes()[8 - *w as usize / 8..].to_vec()
+            }
+            Data::LeasedAddress => p.leased_address()?.to_vec(),
+            Data::HostDeclName => p.host_decl_name()?.into_bytes(),
+            Data::ConfigOption(c) => p.config_option(*c)?,
         })
     }
 }
@@ -77,13 +192,29 @@ impl Bool {
             // comparisons with a missing value are false, as in ISC
             Bool::Eq(a, b) => matches!((a.eval(p), b.eval(p)), (Some(x), Some(y)) if x == y),
             Bool::Ne(a, b) => matches!((a.eval(p), b.eval(p)), (Some(x), Some(y)) if x != y),
-            Bool::Exists(c) => p.option(*c).is_some(),
+            Bool::Exists(o) => o.get(p).is_some(),
+            Bool::NumEq(a, b) => matches!((a.eval(p), b.eval(p)), (Some(x), Some(y)) if x == y),
             Bool::Known => p.known(),
             Bool::And(a, b) => a.eval(p) && b.eval(p),
             Bool::Or(a, b) => a.eval(p) || b.eval(p),
             Bool::Not(a) => !a.eval(p),
         }
     }
+}
+
+/// `x` in base 2..=16, lower-case digits, no leading zeros (as ISC's binary-to-ascii).
+fn radix(mut x: u64, base: u32) -> String {
+    let base = base.clamp(2, 16) as u64;
+    let mut d = Vec::new();
+    loop {
+        d.push(b"0123456789abcdef"[(x % base) as usize]);
+        x /= base;
+        if x == 0 {
+            break;
+        }
+    }
+    d.reverse();
+    String::from_utf8(d).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -96,6 +227,7 @@ mod tests {
             match code {
                 60 => Some(b"PXEClient:Arch:00007:UNDI:003016"),
                 93 => Some(&[0, 7]),
+                82 => Some(&[1, 3, b'a', b'b', b'c', 2, 2, b'r', b'x']),
                 _ => None,
             }
         }
@@ -110,26 +242,72 @@ mod tests {
         }
     }
 
+    fn o(code: u8) -> OptRef {
+        OptRef { code, within: None }
+    }
+
+    #[test]
+    fn agent_sub_options_and_functions() {
+        let circuit = OptRef {
+            code: 1,
+            within: Some(82),
+        };
+        let remote = Data::Option(OptRef {
+            code: 2,
+            within: Some(82),
+        });
+        assert_eq!(circuit.get(&P), Some(b"abc".to_vec()));
+        assert_eq!(remote.eval(&P), Some(b"rx".to_vec()));
+        let missing = OptRef {
+            code: 9,
+            within: Some(82),
+        };
+        assert_eq!(missing.get(&P), None);
+        assert_eq!(sub_option(&[1, 9, 0], 1), None, "length past the end");
+        let hw = Data::BinaryToAscii {
+            base: 16,
+            width: 8,
+            sep: Box::new(Data::Const(b":".to_vec())),
+            data: Box::new(Data::Suffix(Box::new(Data::Hardware), 6)),
+        };
+        assert_eq!(hw.eval(&P), Some(b"2:0:0:0:0:1".to_vec()));
+        let ip = Data::BinaryToAscii {
+            base: 10,
+            width: 8,
+            sep: Box::new(Data::Const(b".".to_vec())),
+            data: Box::new(Data::Const(vec![10, 44, 12, 20])),
+        };
+        assert_eq!(ip.eval(&P), Some(b"10.44.12.20".to_vec()));
+        let pick = Data::PickFirst(vec![Data::Option(o(77)), Data::Const(b"d".to_vec())]);
+        assert_eq!(pick.eval(&P), Some(b"d".to_vec()));
+        let n = Num::Extract(Box::new(Data::Option(o(93))), 16);
+        assert_eq!(n.eval(&P), Some(7));
+        assert_eq!(
+            Data::EncodeInt(Box::new(n), 32).eval(&P),
+            Some(vec![0, 0, 0, 7])
+        );
+    }
+
     #[test]
     fn pxe_class_and_architecture() {
         let vci = Bool::Eq(
-            Data::Substring(Box::new(Data::Option(60)), 0, 9),
+            Data::Substring(Box::new(Data::Option(o(60))), 0, 9),
             Data::Const(b"PXEClient".to_vec()),
         );
         assert!(vci.eval(&P));
-        assert!(Bool::Eq(Data::Option(93), Data::Const(vec![0, 7])).eval(&P));
-        assert!(!Bool::Eq(Data::Option(93), Data::Const(vec![0, 9])).eval(&P));
+        assert!(Bool::Eq(Data::Option(o(93)), Data::Const(vec![0, 7])).eval(&P));
+        assert!(!Bool::Eq(Data::Option(o(93)), Data::Const(vec![0, 9])).eval(&P));
         assert!(
-            !Bool::Eq(Data::Option(77), Data::Const(vec![])).eval(&P),
+            !Bool::Eq(Data::Option(o(77)), Data::Const(vec![])).eval(&P),
             "absent option"
         );
         assert!(
-            !Bool::Ne(Data::Option(77), Data::Const(vec![])).eval(&P),
+            !Bool::Ne(Data::Option(o(77)), Data::Const(vec![])).eval(&P),
             "absent option"
         );
-        assert!(Bool::Not(Box::new(Bool::Exists(77))).eval(&P));
+        assert!(Bool::Not(Box::new(Bool::Exists(o(77)))).eval(&P));
         assert_eq!(
-            Data::Substring(Box::new(Data::Option(60)), 100, 5).eval(&P),
+            Data::Substring(Box::new(Data::Option(o(60))), 100, 5).eval(&P),
             Some(vec![])
         );
         assert_eq!(

@@ -23,6 +23,8 @@ pub enum Field {
     DomainName,
     /// A list of domain names (RFC 1035 wire form, uncompressed).
     DomainList,
+    /// `encapsulate SPACE`: the value is built from the options of SPACE set for the client.
+    Encapsulate(String),
 }
 
 /// An option's value type: a record of fields, optionally repeated (`array of`).
@@ -53,6 +55,16 @@ pub struct OptDef {
     pub name: String,
     pub code: u8,
     pub ty: OptType,
+    /// The option space, for options declared as `SPACE.NAME` (`None`: the DHCP space).
+    pub space: Option<String>,
+}
+
+/// An option space declared with `option space NAME [code width N] [length width N];`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Space {
+    pub name: String,
+    pub code_width: u8,
+    pub length_width: u8,
 }
 
 /// Option definitions by name (standard ones plus `option NAME code N = TYPE;`).
@@ -60,7 +72,9 @@ pub struct OptDef {
 pub struct OptDefs {
     by_name: HashMap<String, OptDef>,
     names: HashMap<u8, String>,
-    pub spaces: Vec<String>,
+    pub spaces: Vec<Space>,
+    /// The DHCP option that encapsulates each space (`code N = encapsulate SPACE`).
+    pub encap: HashMap<String, u8>,
 }
 
 fn std_defs() -> Vec<(&'static str, u8, OptType)> {
@@ -199,27 +213,88 @@ impl Default for OptDefs {
         let mut d = OptDefs {
             by_name: HashMap::new(),
             names: HashMap::new(),
-            spaces: vec!["dhcp".into()],
+            spaces: Vec::new(),
+            encap: HashMap::new(),
         };
         for (name, code, ty) in std_defs() {
             d.define(name, code, ty);
         }
+        // relay agent information (RFC 3046), as ISC predefines it
+        d.add_space("agent", 1, 1);
+        d.encap.insert("agent".into(), 82);
+        let s = || OptType::one(Field::Str);
+        d.define("agent.circuit-id", 1, s());
+        d.define("agent.remote-id", 2, s());
+        d.define("agent.agent-id", 3, OptType::one(Field::Ip));
+        d.define("agent.link-selection", 5, OptType::one(Field::Ip));
+        d.define("agent.subscriber-id", 6, s());
         d
     }
 }
 
 impl OptDefs {
     /// Adds or replaces a definition (ISC allows redefining a code under a new name).
+    /// A name `SPACE.NAME` whose space is declared belongs to that space.
     pub fn define(&mut self, name: &str, code: u8, ty: OptType) {
-        self.names.insert(code, name.to_string());
+        let space = name
+            .split_once('.')
+            .map(|(s, _)| s)
+            .filter(|s| self.space(s).is_some())
+            .map(str::to_string);
+        if space.is_none() {
+            self.names.insert(code, name.to_string());
+        }
+        if let [Field::Encapsulate(sp)] = ty.fields.as_slice() {
+            self.encap.insert(sp.clone(), code);
+        }
         self.by_name.insert(
             name.to_string(),
             OptDef {
                 name: name.to_string(),
                 code,
                 ty,
+                space,
             },
         );
+    }
+
+    pub fn add_space(&mut self, name: &str, code_width: u8, length_width: u8) {
+        self.spaces.retain(|s| s.name != name);
+        self.spaces.push(Space {
+            name: name.to_string(),
+            code_width,
+            length_width,
+        });
+    }
+
+    pub fn space(&self, name: &str) -> Option<&Space> {
+        self.spaces.iter().find(|s| s.name == name)
+    }
+
+    /// The encoded options of one space (`opts`: code and value, in order), with the
+    /// space's code and length widths.
+    pub fn encode_space(&self, space: &str, opts: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let (cw, lw) = self
+            .space(space)
+            .map_or((1, 1), |s| (s.code_width, s.length_width));
+        let mut out = Vec::new();
+        for (code, v) in opts {
+            if lw > 0 && v.len() >= 1usize << (8 * lw as u32) {
+                tracing::warn!(
+                    space,
+                    code,
+                    len = v.len(),
+                    "option value too long for its space's length width: not sent"
+                );
+                continue;
+            }
+            out.extend_from_slice(&(*code as u32).to_be_bytes()[4 - cw as usize..]);
+            if lw > 0 {
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes()[4 - lw as usize..]);
+            }
+            out.extend_from_slice(v);
+        }
+        out
     }
 
     /// Looks a name up; `dhcp.NAME` is the same as `NAME`.
@@ -262,6 +337,7 @@ pub fn parse_field(words: &[String]) -> Result<Field, String> {
         ["string"] => Field::Str,
         ["domain-name"] => Field::DomainName,
         ["domain-list"] | ["domain-list", "compressed"] => Field::DomainList,
+        ["encapsulate", space] => Field::Encapsulate(space.to_string()),
         _ => {
             return Err(format!(
                 "unknown option type '{}' (known: ip-address, unsigned integer 8/16/32, signed integer 8/16/32, boolean, text, string, domain-name, domain-list)",
@@ -367,7 +443,7 @@ pub fn encode_field(f: &Field, v: &Val, out: &mut Vec<Chunk>) -> Result<(), Stri
             Val::Str(s) => b.extend_from_slice(s.as_bytes()),
             Val::Word(w) => return Err(format!("text values must be quoted: \"{w}\"")),
         },
-        Field::Str => match v {
+        Field::Str | Field::Encapsulate(_) => match v {
             Val::Str(s) => b.extend_from_slice(s.as_bytes()),
             Val::Word(w) => match colon_hex(w) {
                 Some(bytes) => b.extend_from_slice(&bytes),
@@ -456,6 +532,18 @@ mod tests {
             Some(vec![0, 0, 0xc0, 0x5d, 0xbd, 0x95])
         );
         assert_eq!(colon_hex("pxelinux.0"), None);
+    }
+
+    #[test]
+    fn encodes_option_spaces_with_their_widths() {
+        let mut d = OptDefs::default();
+        d.add_space("wide", 2, 2);
+        d.add_space("narrow", 1, 1);
+        let opts = vec![(5u8, vec![1, 2]), (6, vec![0; 300])];
+        assert_eq!(d.encode_space("wide", &opts[..1]), vec![0, 5, 0, 2, 1, 2]);
+        // 300 bytes do not fit a one-byte length: left out, not cut
+        assert_eq!(d.encode_space("narrow", &opts), vec![5, 2, 1, 2]);
+        assert_eq!(d.encode_space("wide", &opts).len(), 6 + 4 + 300);
     }
 
     #[test]

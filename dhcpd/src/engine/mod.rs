@@ -9,9 +9,15 @@ use std::net::{Ipv4Addr, ToSocketAddrs};
 use tracing::warn;
 
 use crate::conf::options::Chunk;
-use crate::conf::{expr, Access, Addr, Config, Params};
+use crate::conf::{Access, Addr, Config, Event, Params, ScopeId};
 use crate::leases::{Lease, State};
 use crate::wire::*;
+
+mod dns;
+mod offers;
+mod script;
+use offers::Offers;
+pub use script::perform;
 
 /// How long an offered address is held for the client it was offered to.
 pub const OFFER_HOLD: u64 = 60;
@@ -44,6 +50,8 @@ pub struct Reply {
     pub bytes: Vec<u8>,
     pub dest: Dest,
     pub kind: MsgType,
+    /// A BOOTREPLY to a BOOTP client (no DHCP message type; `kind` is then Ack).
+    pub bootp: bool,
 }
 
 /// What to do with a request.
@@ -56,6 +64,14 @@ pub enum Action {
         reply: Option<Reply>,
     },
     Drop(&'static str),
+    /// `ping-check`: send an ICMP echo to `ip` and wait `timeout` seconds, then report with
+    /// [`Engine::probe_silent`] or [`Engine::probe_answered`] and handle the request again.
+    /// The address is held for the client meanwhile.
+    Probe {
+        ip: Ipv4Addr,
+        timeout: u32,
+        abandon: u32,
+    },
 }
 
 type Key = Vec<u8>;
@@ -88,27 +104,16 @@ fn lease_key(l: &Lease) -> Option<Key> {
     })
 }
 
+#[derive(Clone)]
 struct View<'a> {
     msg: &'a Msg,
     raw: &'a [u8],
-    known: bool,
-}
-
-impl expr::Packet for View<'_> {
-    fn option(&self, code: u8) -> Option<&[u8]> {
-        self.msg.option(code)
-    }
-    fn hardware(&self) -> Vec<u8> {
-        let mut v = vec![self.msg.htype];
-        v.extend_from_slice(self.msg.hw());
-        v
-    }
-    fn raw(&self) -> &[u8] {
-        self.raw
-    }
-    fn known(&self) -> bool {
-        self.known
-    }
+    /// The name of the host declaration that matched, if one did.
+    host: Option<String>,
+    /// Relay agent information kept with the client's lease (`stash-agent-options`).
+    stashed: Option<Vec<u8>>,
+    /// The address being leased, in `on` blocks.
+    leased: Option<Ipv4Addr>,
 }
 
 /// Everything known about one client for one request.
@@ -116,6 +121,10 @@ struct Client<'a> {
     key: Key,
     host: Option<usize>,
     classes: Vec<usize>,
+    /// Scopes of the subclasses matched.
+    subclasses: Vec<ScopeId>,
+    /// Classes with a `lease limit` the client's leases count against.
+    billed: Vec<script::Billing>,
     view: View<'a>,
 }
 
@@ -127,11 +136,24 @@ pub struct Engine {
     fixed_set: HashSet<Ipv4Addr>,
     server_ids: HashSet<Ipv4Addr>,
     pub leases: HashMap<Ipv4Addr, Lease>,
+    /// The address whose lease record carries a client's key: an index of `leases`, so
+    /// never larger than it (an entry goes when its lease is released, declined or given
+    /// to another client), as ISC keeps the uid on the lease record.
     by_client: HashMap<Key, Ipv4Addr>,
-    offers: HashMap<Ipv4Addr, (Key, u64)>,
+    offers: Offers,
+    /// Addresses whose ICMP probe went unanswered, and until when that holds (bounded by the
+    /// pool: only addresses chosen for an offer are probed).
+    probed: HashMap<Ipv4Addr, u64>,
     cursors: HashMap<(usize, usize), u32>,
     exhausted_warned: HashMap<usize, u64>,
     last_sweep: u64,
+    /// DNS names of leases (`ddns-update-style`), removed on release.
+    ddns_names: HashMap<Ipv4Addr, crate::ddns::Names>,
+    ddns_jobs: Vec<crate::ddns::Job>,
+    /// `on expiry` blocks of active leases (an entry goes when its lease ends).
+    on_expiry: HashMap<Ipv4Addr, script::Kept>,
+    /// The class each lease of a limited class is billed to (an entry per such lease).
+    billing: HashMap<Ipv4Addr, Vec<script::Billing>>,
 }
 
 fn collect_names(cfg: &Config) -> Vec<String> {
@@ -186,21 +208,38 @@ pub fn resolve(name: &str) -> Option<Ipv4Addr> {
         })
 }
 
-impl Engine {
-    /// Builds the engine: resolves host names in the config (each failure is a warning and
-    /// the value is left out), indexes the leases read from the journal.
-    pub fn new(cfg: Config, leases: HashMap<Ipv4Addr, Lease>, ifaces: &[Iface]) -> Engine {
-        let mut resolved = HashMap::new();
-        for n in collect_names(&cfg) {
-            match resolve(&n) {
-                Some(ip) => {
-                    resolved.insert(n, ip);
-                }
-                None => {
-                    warn!(name = %n, "cannot resolve this host name from dhcpd.conf; the value that uses it is left out")
-                }
+/// Resolves the host names a config uses (each failure is a warning and the value that uses
+/// it is left out). This may block on DNS: call it before taking the engine's lock.
+pub fn resolve_names(cfg: &Config) -> HashMap<String, Ipv4Addr> {
+    let mut resolved = HashMap::new();
+    for n in collect_names(cfg) {
+        match resolve(&n) {
+            Some(ip) => {
+                resolved.insert(n, ip);
+            }
+            None => {
+                warn!(name = %n, "cannot resolve this host name from dhcpd.conf; the value that uses it is left out")
             }
         }
+    }
+    resolved
+}
+
+impl Engine {
+    /// Builds the engine: resolves host names in the config (see [`resolve_names`]), indexes
+    /// the leases read from the journal.
+    pub fn new(cfg: Config, leases: HashMap<Ipv4Addr, Lease>, ifaces: &[Iface]) -> Engine {
+        let resolved = resolve_names(&cfg);
+        Engine::with_names(cfg, resolved, leases, ifaces)
+    }
+
+    /// Builds the engine from a config whose host names are already resolved: no IO.
+    pub fn with_names(
+        cfg: Config,
+        resolved: HashMap<String, Ipv4Addr>,
+        leases: HashMap<Ipv4Addr, Lease>,
+        ifaces: &[Iface],
+    ) -> Engine {
         let fixed: Vec<Vec<Ipv4Addr>> = cfg
             .hosts
             .iter()
@@ -225,6 +264,7 @@ impl Engine {
         }
         let by_client = leases
             .values()
+            .filter(|l| matches!(l.state, State::Active | State::Free))
             .filter_map(|l| lease_key(l).map(|k| (k, l.ip)))
             .collect();
         Engine {
@@ -235,16 +275,16 @@ impl Engine {
             server_ids,
             leases,
             by_client,
-            offers: HashMap::new(),
+            offers: Offers::default(),
+            probed: HashMap::new(),
             cursors: HashMap::new(),
             exhausted_warned: HashMap::new(),
             last_sweep: 0,
+            ddns_names: HashMap::new(),
+            ddns_jobs: Vec::new(),
+            on_expiry: HashMap::new(),
+            billing: HashMap::new(),
         }
-    }
-
-    /// Addresses we answer as (server identifiers).
-    pub fn add_server_id(&mut self, a: Ipv4Addr) {
-        self.server_ids.insert(a);
     }
 
     fn locate(&self, msg: &Msg, iface: &Iface) -> Option<usize> {
@@ -270,23 +310,28 @@ impl Engine {
         let host = self.cfg.hosts.iter().position(|h| {
             (id.is_some() && h.client_id.as_deref() == id) || (mac.is_some() && h.hw == mac)
         });
+        let stashed = match msg.option(OPT_RELAY_AGENT) {
+            Some(_) => None,
+            None => self
+                .by_client
+                .get(&key)
+                .and_then(|ip| self.leases.get(ip))
+                .and_then(|l| l.agent.clone()),
+        };
         let view = View {
             msg,
             raw,
-            known: host.is_some(),
+            host: host.map(|h| self.cfg.hosts[h].name.clone()),
+            stashed,
+            leased: None,
         };
-        let classes = self
-            .cfg
-            .classes
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.cond.as_ref().is_some_and(|e| e.eval(&view)))
-            .map(|(i, _)| i)
-            .collect();
+        let (classes, subclasses, billed) = self.classes(&view);
         Client {
             key,
             host,
             classes,
+            subclasses,
+            billed,
             view,
         }
     }
@@ -403,6 +448,13 @@ impl Engine {
                 }
             }
         }
+        if let Some(ip) = self.offers.of(&c.key, now) {
+            if let Some((s, pool)) = self.in_range(ip, segment, c) {
+                if self.available(ip, &c.key, now) {
+                    return Some((ip, s, pool));
+                }
+            }
+        }
         if let Some(req) = msg.option_ip(OPT_REQUESTED_IP) {
             if let Some((s, pool)) = self.in_range(req, segment, c) {
                 if self.available(req, &c.key, now) {
@@ -442,6 +494,7 @@ impl Engine {
         for &cl in &c.classes {
             scopes.push(self.cfg.classes[cl].scope);
         }
+        scopes.extend(&c.subclasses);
         if let Some(h) = c.host {
             for s in self.cfg.chain(self.cfg.hosts[h].scope) {
                 if !scopes.contains(&s) {
@@ -528,6 +581,10 @@ impl Engine {
                 opts.push((code, v));
                 return;
             }
+            if let Some(v) = self.encapsulated(p, code) {
+                opts.push((code, v));
+                return;
+            }
             match code {
                 OPT_BOOTFILE => {
                     if let Some(f) = &p.filename {
@@ -554,6 +611,9 @@ impl Engine {
             }
             None => {
                 for &code in p.options.keys() {
+                    push(code, &mut opts);
+                }
+                for code in self.encapsulating_codes(p) {
                     push(code, &mut opts);
                 }
             }
@@ -639,6 +699,7 @@ impl Engine {
             bytes: m.encode(Engine::max_len(msg)),
             dest,
             kind,
+            bootp: false,
         }
     }
 
@@ -655,6 +716,15 @@ impl Engine {
         p.server_id.unwrap_or(iface.addr)
     }
 
+    /// The lease record at `ip` is about to be replaced: its client's index entry goes.
+    fn unindex(&mut self, ip: Ipv4Addr) {
+        if let Some(prev) = self.leases.get(&ip).and_then(lease_key) {
+            if self.by_client.get(&prev) == Some(&ip) {
+                self.by_client.remove(&prev);
+            }
+        }
+    }
+
     fn grant(&mut self, c: &Client, ip: Ipv4Addr, lt: u32, msg: &Msg, now: u64) -> Lease {
         if let Some(old) = self.by_client.get(&c.key).copied() {
             if old != ip {
@@ -667,6 +737,7 @@ impl Engine {
                 }
             }
         }
+        self.unindex(ip);
         let lease = Lease {
             ip,
             mac: msg.mac(),
@@ -675,20 +746,95 @@ impl Engine {
                 .option(OPT_HOST_NAME)
                 .map(|h| String::from_utf8_lossy(h).into_owned())
                 .or_else(|| self.leases.get(&ip).and_then(|l| l.hostname.clone())),
+            agent: None, // set by the caller, which knows stash-agent-options
+            vars: Vec::new(),
             starts: now,
             ends: now + lt as u64,
             state: State::Active,
         };
         self.leases.insert(ip, lease.clone());
         self.by_client.insert(c.key.clone(), ip);
-        self.offers.remove(&ip);
+        self.offers.remove(ip);
         lease
+    }
+
+    /// Whether `ip` is probed before it is offered to `key`: a dynamic address that is not
+    /// this client's live lease and was not probed lately (ISC: never used or expired).
+    fn needs_probe(&self, ip: Ipv4Addr, key: &Key, now: u64) -> bool {
+        if self.fixed_set.contains(&ip) || self.probed.get(&ip).is_some_and(|t| *t > now) {
+            return false;
+        }
+        !self.leases.get(&ip).is_some_and(|l| {
+            l.state == State::Active && l.ends > now && lease_key(l).as_ref() == Some(key)
+        })
+    }
+
+    /// Nothing answered the probe of `ip`: it may be offered now.
+    pub fn probe_silent(&mut self, ip: Ipv4Addr, now: u64) {
+        self.probed.insert(ip, now + OFFER_HOLD);
+    }
+
+    /// Something answered the probe of `ip`: the address is in use by a machine we did not
+    /// give it to. It is abandoned for `abandon` seconds (ISC's abandon-lease-time) and never
+    /// offered meanwhile; the returned lease is for the journal.
+    pub fn probe_answered(&mut self, ip: Ipv4Addr, abandon: u32, now: u64) -> Lease {
+        warn!(%ip, "address answers ICMP echo before an offer (in use by another machine?): abandoned");
+        self.abandon(ip, abandon, now)
+    }
+
+    /// Marks `ip` abandoned for `secs`: no client's, no offer, not offered meanwhile.
+    fn abandon(&mut self, ip: Ipv4Addr, secs: u32, now: u64) -> Lease {
+        let lease = Lease {
+            ip,
+            mac: None,
+            client_id: None,
+            hostname: None,
+            agent: None,
+            vars: Vec::new(),
+            starts: now,
+            ends: now + secs as u64,
+            state: State::Abandoned,
+        };
+        self.unindex(ip);
+        self.leases.insert(ip, lease.clone());
+        self.offers.remove(ip);
+        self.probed.remove(&ip);
+        lease
+    }
+
+    /// A BOOTP request (RFC 951, no DHCP message type): a BOOTREPLY with the host's
+    /// fixed address, its boot file and next-server, and its options (RFC 1497) but none of
+    /// DHCP's (53, 54, lease times), unless `deny bootp` applies. Clients without a
+    /// fixed-address get nothing (dynamic BOOTP is not done).
+    fn bootp(&self, msg: &Msg, raw: &[u8], iface: &Iface) -> Action {
+        let c = self.client(msg, raw);
+        let Some(subnet) = self.locate(msg, iface) else {
+            return Action::Drop("no_subnet_for_client");
+        };
+        let segment = self.cfg.segment(subnet);
+        let Some((ip, s)) = self.fixed_for(&c, &segment) else {
+            return Action::Drop("bootp_without_fixed_address");
+        };
+        let p = self.params(s, None, &c);
+        if !p.bootp {
+            return Action::Drop("bootp_denied");
+        }
+        let sid = self.sid(&p, iface);
+        let mut m = self.build(msg, MsgType::Ack, ip, s, &p, sid, None);
+        m.options
+            .retain(|(code, _)| !matches!(*code, OPT_MSG_TYPE | OPT_SERVER_ID));
+        Action::Send(Reply {
+            bytes: m.encode(Engine::max_len(msg)),
+            dest: Engine::dest(msg, MsgType::Ack, ip, &p),
+            kind: MsgType::Ack,
+            bootp: true,
+        })
     }
 
     /// Handles one request.
     pub fn handle(&mut self, msg: &Msg, raw: &[u8], iface: &Iface, now: u64) -> Action {
         let Some(kind) = msg.msg_type() else {
-            return Action::Drop("bootp_or_no_type");
+            return self.bootp(msg, raw, iface);
         };
         let c = self.client(msg, raw);
         let Some(subnet) = self.locate(msg, iface) else {
@@ -704,7 +850,8 @@ impl Engine {
                 // expired offers are ignored where they are looked up; sweep them once a
                 // second, not on every packet (a sweep is O(offers))
                 if now > self.last_sweep {
-                    self.offers.retain(|_, (_, until)| *until > now);
+                    self.offers.sweep(now);
+                    self.probed.retain(|_, until| *until > now);
                     self.last_sweep = now;
                 }
                 let Some((ip, s, pool)) = self.choose(msg, &c, &segment, now) else {
@@ -720,8 +867,21 @@ impl Engine {
                     }
                     return Action::Drop("pool_exhausted");
                 };
+                if !self.within_limits(&c, ip, now) {
+                    return Action::Drop("class_lease_limit");
+                }
                 let p = self.params(s, pool, &c);
-                self.offers.insert(ip, (c.key.clone(), now + OFFER_HOLD));
+                if p.ping_check && self.needs_probe(ip, &c.key, now) {
+                    let timeout = p.ping_timeout.max(1);
+                    self.offers
+                        .hold(ip, &c.key, now + timeout as u64 + OFFER_HOLD);
+                    return Action::Probe {
+                        ip,
+                        timeout,
+                        abandon: p.abandon_time,
+                    };
+                }
+                self.offers.hold(ip, &c.key, now + OFFER_HOLD);
                 let lt = Engine::lease_time(&p, msg);
                 Action::Send(self.reply(
                     msg,
@@ -747,18 +907,7 @@ impl Engine {
                     return Action::Drop("decline_not_ours");
                 }
                 warn!(%ip, client = %hex(msg.hw()), "client declined the address (in use by someone else?): abandoned");
-                let lease = Lease {
-                    ip,
-                    mac: None,
-                    client_id: None,
-                    hostname: None,
-                    starts: now,
-                    ends: now + base.abandon_time as u64,
-                    state: State::Abandoned,
-                };
-                self.leases.insert(ip, lease.clone());
-                self.by_client.remove(&c.key);
-                self.offers.remove(&ip);
+                let lease = self.abandon(ip, base.abandon_time, now);
                 Action::Commit {
                     leases: vec![lease],
                     reply: None,
@@ -773,6 +922,14 @@ impl Engine {
                         l.state = State::Released;
                         l.ends = now;
                         let l = l.clone();
+                        let p = self.params(subnet, None, &c);
+                        self.event(Event::Release, &p, &c, ip);
+                        self.ddns_remove(ip);
+                        self.on_expiry.remove(&ip);
+                        // nothing per client outlives its lease
+                        if self.by_client.get(&c.key) == Some(&ip) {
+                            self.by_client.remove(&c.key);
+                        }
                         Action::Commit {
                             leases: vec![l],
                             reply: None,
@@ -827,9 +984,34 @@ impl Engine {
             e.available(ip, &c.key, now).then_some(r)
         };
         let ack = |e: &mut Engine, ip: Ipv4Addr, s: usize, pool: Option<usize>| -> Action {
+            if !e.within_limits(c, ip, now) {
+                return Action::Drop("class_lease_limit");
+            }
+            if c.billed.is_empty() {
+                e.billing.remove(&ip);
+            } else {
+                e.billing.insert(ip, c.billed.clone());
+            }
             let p = e.params(s, pool, c);
             let lt = Engine::lease_time(&p, msg);
-            let lease = e.grant(c, ip, lt, msg, now);
+            // a renewal straight from the client keeps what was stashed with its lease
+            let kept = c.view.stashed.clone();
+            let mut lease = e.grant(c, ip, lt, msg, now);
+            lease.agent = match msg.option(OPT_RELAY_AGENT) {
+                Some(rai) if p.stash_agent => Some(rai.to_vec()),
+                Some(_) => None,
+                None => kept,
+            };
+            let mut vars: Vec<_> = p.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            vars.sort();
+            lease.vars = vars;
+            if let Some(l) = e.leases.get_mut(&ip) {
+                l.agent = lease.agent.clone();
+                l.vars = lease.vars.clone();
+            }
+            e.event(Event::Commit, &p, c, ip);
+            e.ddns_commit(&p, c, msg, ip, lt);
+            e.keep_expiry(&p, c, ip);
             let sid = e.sid(&p, iface);
             let reply = e.reply(msg, MsgType::Ack, ip, s, &p, sid, Some(lt));
             Action::Commit {
@@ -843,7 +1025,7 @@ impl Engine {
                 // the client chose another server: our offer is free again
                 if let Some(ip) = requested {
                     if self.offers.get(&ip).is_some_and(|(k, _)| *k == c.key) {
-                        self.offers.remove(&ip);
+                        self.offers.remove(ip);
                     }
                 }
                 return Action::Drop("request_for_other_server");
@@ -957,280 +1139,4 @@ fn hex(b: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::conf::parse_str;
-
-    const CONF: &str = r#"
-authoritative;
-default-lease-time 600;
-max-lease-time 7200;
-option domain-name "lab.test";
-option domain-name-servers 10.50.0.1;
-subnet 10.50.0.0 netmask 255.255.255.0 {
-  range 10.50.0.100 10.50.0.102;
-  option routers 10.50.0.1;
-  filename "pxelinux.0";
-  next-server 10.50.0.1;
-}
-subnet 10.60.0.0 netmask 255.255.0.0 {
-  range 10.60.1.1 10.60.1.50;
-}
-host reserved {
-  hardware ethernet 02:00:00:00:00:33;
-  fixed-address 10.50.0.20;
-  filename "uefi/shimx64.efi";
-}
-"#;
-
-    fn iface() -> Iface {
-        Iface {
-            name: "eth0".into(),
-            index: 2,
-            addr: Ipv4Addr::new(10, 50, 0, 1),
-            prefix: 24,
-        }
-    }
-
-    fn engine() -> Engine {
-        Engine::new(
-            parse_str("t.conf", CONF).unwrap(),
-            HashMap::new(),
-            &[iface()],
-        )
-    }
-
-    fn mac(n: u8) -> [u8; 6] {
-        [2, 0, 0, 0, 0, n]
-    }
-
-    fn send(e: &mut Engine, raw: &[u8], now: u64) -> Action {
-        let m = Msg::parse_request(raw).unwrap();
-        e.handle(&m, raw, &iface(), now)
-    }
-
-    fn reply(a: &Action) -> (Msg, Dest) {
-        match a {
-            Action::Send(r) | Action::Commit { reply: Some(r), .. } => {
-                (Msg::parse(&r.bytes).unwrap(), r.dest.clone())
-            }
-            other => panic!("no reply: {other:?}"),
-        }
-    }
-
-    fn dora(e: &mut Engine, m: [u8; 6], now: u64) -> Ipv4Addr {
-        let off = reply(&send(
-            e,
-            &crate::wire::request(MsgType::Discover, m, 1, &[]),
-            now,
-        ))
-        .0;
-        assert_eq!(off.msg_type(), Some(MsgType::Offer));
-        let req = crate::wire::request(
-            MsgType::Request,
-            m,
-            1,
-            &[
-                (OPT_SERVER_ID, &[10, 50, 0, 1]),
-                (OPT_REQUESTED_IP, &off.yiaddr.octets()),
-            ],
-        );
-        let a = send(e, &req, now);
-        assert!(matches!(a, Action::Commit { .. }), "{a:?}");
-        let ack = reply(&a).0;
-        assert_eq!(ack.msg_type(), Some(MsgType::Ack));
-        assert_eq!(ack.yiaddr, off.yiaddr);
-        ack.yiaddr
-    }
-
-    #[test]
-    fn dora_gives_options_lease_times_and_pxe_fields() {
-        let mut e = engine();
-        let prl: &[u8] = &[6, 3, 15, 67, 1];
-        let raw = crate::wire::request(MsgType::Discover, mac(1), 7, &[(OPT_PRL, prl)]);
-        let (off, dest) = reply(&send(&mut e, &raw, 1000));
-        assert_eq!(off.yiaddr, Ipv4Addr::new(10, 50, 0, 100));
-        assert_eq!(
-            dest,
-            Dest::Link {
-                ip: off.yiaddr,
-                mac: mac(1)
-            }
-        );
-        assert_eq!(off.siaddr, Ipv4Addr::new(10, 50, 0, 1));
-        assert_eq!(&off.file[..10], b"pxelinux.0");
-        assert_eq!(off.option(OPT_LEASE_TIME), Some(&600u32.to_be_bytes()[..]));
-        assert_eq!(off.option(OPT_T1), Some(&300u32.to_be_bytes()[..]));
-        assert_eq!(off.option(OPT_T2), Some(&525u32.to_be_bytes()[..]));
-        // the parameter request list decides the order after the fixed header options
-        let codes: Vec<u8> = off.options.iter().map(|(c, _)| *c).collect();
-        assert_eq!(codes, vec![53, 54, 51, 58, 59, 1, 6, 3, 15, 67]);
-        assert_eq!(off.option(67), Some(&b"pxelinux.0"[..]));
-    }
-
-    #[test]
-    fn concurrent_discovers_never_get_the_same_address_and_pool_exhaustion_drops() {
-        let mut e = engine();
-        let mut seen = HashSet::new();
-        for n in 1..=3 {
-            let (off, _) = reply(&send(
-                &mut e,
-                &crate::wire::request(MsgType::Discover, mac(n), 1, &[]),
-                1000,
-            ));
-            assert!(seen.insert(off.yiaddr), "{} offered twice", off.yiaddr);
-        }
-        assert!(matches!(
-            send(
-                &mut e,
-                &crate::wire::request(MsgType::Discover, mac(9), 1, &[]),
-                1000
-            ),
-            Action::Drop("pool_exhausted")
-        ));
-        // offers expire
-        assert!(matches!(
-            send(
-                &mut e,
-                &crate::wire::request(MsgType::Discover, mac(9), 1, &[]),
-                1000 + OFFER_HOLD + 1
-            ),
-            Action::Send(_)
-        ));
-    }
-
-    #[test]
-    fn reservation_renew_release_and_reuse() {
-        let mut e = engine();
-        let (off, _) = reply(&send(
-            &mut e,
-            &crate::wire::request(MsgType::Discover, mac(0x33), 1, &[]),
-            1000,
-        ));
-        assert_eq!(off.yiaddr, Ipv4Addr::new(10, 50, 0, 20));
-        assert!(off.file.starts_with(b"uefi/shimx64.efi"));
-        let ip = dora(&mut e, mac(1), 1000);
-        // the same client gets the same address back on a new DISCOVER
-        assert_eq!(dora(&mut e, mac(1), 1100), ip);
-        // renew: unicast with ciaddr
-        let mut renew =
-            Msg::parse(&crate::wire::request(MsgType::Request, mac(1), 2, &[])).unwrap();
-        renew.ciaddr = ip;
-        let raw = renew.encode(576);
-        let (ack, dest) = reply(&send(&mut e, &raw, 1200));
-        assert_eq!(ack.msg_type(), Some(MsgType::Ack));
-        assert_eq!(dest, Dest::Unicast(ip));
-        assert_eq!(e.leases[&ip].ends, 1200 + 600);
-        // another client asking for that address gets something else
-        let raw = crate::wire::request(
-            MsgType::Discover,
-            mac(2),
-            1,
-            &[(OPT_REQUESTED_IP, &ip.octets())],
-        );
-        assert_ne!(reply(&send(&mut e, &raw, 1200)).0.yiaddr, ip);
-        // release frees it
-        let mut rel = Msg::parse(&crate::wire::request(
-            MsgType::Release,
-            mac(1),
-            3,
-            &[(OPT_SERVER_ID, &[10, 50, 0, 1])],
-        ))
-        .unwrap();
-        rel.ciaddr = ip;
-        assert!(matches!(
-            send(&mut e, &rel.encode(576), 1300),
-            Action::Commit { reply: None, .. }
-        ));
-        assert_eq!(e.leases[&ip].state, State::Released);
-    }
-
-    #[test]
-    fn init_reboot_and_selecting_naks() {
-        let mut e = engine();
-        let ip = dora(&mut e, mac(1), 1000);
-        // INIT-REBOOT for an address on another network: NAK (authoritative), broadcast
-        let raw = crate::wire::request(
-            MsgType::Request,
-            mac(1),
-            5,
-            &[(OPT_REQUESTED_IP, &[192, 168, 9, 9])],
-        );
-        let (nak, dest) = reply(&send(&mut e, &raw, 1100));
-        assert_eq!(nak.msg_type(), Some(MsgType::Nak));
-        assert_eq!(dest, Dest::Broadcast);
-        // INIT-REBOOT for its own address: ACK
-        let raw = crate::wire::request(
-            MsgType::Request,
-            mac(1),
-            6,
-            &[(OPT_REQUESTED_IP, &ip.octets())],
-        );
-        assert_eq!(
-            reply(&send(&mut e, &raw, 1100)).0.msg_type(),
-            Some(MsgType::Ack)
-        );
-        // another client claiming it: NAK
-        let raw = crate::wire::request(
-            MsgType::Request,
-            mac(2),
-            7,
-            &[(OPT_REQUESTED_IP, &ip.octets())],
-        );
-        assert_eq!(
-            reply(&send(&mut e, &raw, 1100)).0.msg_type(),
-            Some(MsgType::Nak)
-        );
-        // SELECTING another server: silence, offer released
-        let raw = crate::wire::request(
-            MsgType::Request,
-            mac(3),
-            8,
-            &[
-                (OPT_SERVER_ID, &[10, 50, 0, 99]),
-                (OPT_REQUESTED_IP, &[10, 50, 0, 101]),
-            ],
-        );
-        assert!(matches!(
-            send(&mut e, &raw, 1100),
-            Action::Drop("request_for_other_server")
-        ));
-    }
-
-    #[test]
-    fn relayed_requests_use_giaddr_subnet_and_decline_abandons() {
-        let mut e = engine();
-        let mut d = Msg::parse(&crate::wire::request(
-            MsgType::Discover,
-            mac(4),
-            1,
-            &[(OPT_RELAY_AGENT, &[1, 2, 3, 4])],
-        ))
-        .unwrap();
-        d.giaddr = Ipv4Addr::new(10, 60, 0, 9);
-        let (off, dest) = reply(&send(&mut e, &d.encode(576), 1000));
-        assert_eq!(off.yiaddr, Ipv4Addr::new(10, 60, 1, 1));
-        assert_eq!(dest, Dest::Relay(Ipv4Addr::new(10, 60, 0, 9)));
-        assert_eq!(
-            off.option(OPT_RELAY_AGENT),
-            Some(&[1u8, 2, 3, 4][..]),
-            "option 82 echoed"
-        );
-        let raw = crate::wire::request(
-            MsgType::Decline,
-            mac(4),
-            2,
-            &[(OPT_REQUESTED_IP, &off.yiaddr.octets())],
-        );
-        assert!(matches!(
-            send(&mut e, &raw, 1000),
-            Action::Commit { reply: None, .. }
-        ));
-        assert_eq!(e.leases[&off.yiaddr].state, State::Abandoned);
-        let (again, _) = reply(&send(&mut e, &d.encode(576), 1001));
-        assert_ne!(
-            again.yiaddr, off.yiaddr,
-            "an abandoned address is not offered again"
-        );
-    }
-}
+mod tests;

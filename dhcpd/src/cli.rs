@@ -1,0 +1,197 @@
+//! The command line, as clap structs (packaging generates man pages and completions from
+//! [`Cli`]), and ISC dhcpd's spellings (`-cf`, `-lf`, `-pf`, `-t`, `-4`, `-f`, `-d`, `-q`,
+//! interfaces as arguments) as aliases.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// DHCPv4 server for PXE networks; reads ISC dhcpd.conf.
+///
+/// ISC's `dhcpd -4 -f -d -cf CONF -lf LEASES -pf PIDFILE IFACE...` and `dhcpd -t -cf CONF`
+/// work as they do there.
+#[derive(Parser, Debug)]
+#[command(
+    name = "dhcpd",
+    version = opsflow_common::VERSION,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+    /// The ISC-style configuration file (ISC: -cf).
+    #[arg(
+        long,
+        short = 'c',
+        default_value = "/etc/dhcp/dhcpd.conf",
+        env = "DHCPD_CONFIG"
+    )]
+    pub config: PathBuf,
+    /// The lease journal, dhcpd.leases format (ISC: -lf).
+    #[arg(
+        long,
+        short = 'l',
+        default_value = "/var/lib/dhcp/dhcpd.leases",
+        env = "DHCPD_LEASES"
+    )]
+    pub leases: PathBuf,
+    /// Pid file, locked while dhcpd runs: a second instance on it is refused (ISC: -pf).
+    /// Default: /run/dhcpd/dhcpd[-INTERFACES][-netnsINODE].pid.
+    #[arg(long, env = "DHCPD_PID_FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Interface to serve (repeatable); default: every interface with an IPv4 address.
+    #[arg(long, short = 'i')]
+    pub interface: Vec<String>,
+    /// Interfaces to serve, as ISC takes them.
+    #[arg(value_name = "INTERFACE")]
+    pub interfaces: Vec<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// UDP port to listen on.
+    #[arg(long, default_value_t = 67, hide = true)]
+    pub port: u16,
+    /// Check the configuration, print every problem as FILE:LINE:COL: message, and exit.
+    #[arg(long, short = 't')]
+    pub check: bool,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// DHCPv4 only (ISC: -4); this server speaks no DHCPv6.
+    #[arg(short = '4', long = "ipv4")]
+    pub ipv4: bool,
+    /// Stay in the foreground (ISC: -f); dhcpd never forks.
+    #[arg(short = 'f', long)]
+    pub foreground: bool,
+    /// Log to stderr (ISC: -d); dhcpd always does (the journal takes it under systemd).
+    #[arg(short = 'd', long = "stderr")]
+    pub stderr: bool,
+    /// No start-up banner (ISC: -q); dhcpd prints none.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Serve host reservation commands (`dhcpd hosts ...`) on this Unix socket.
+    #[arg(long, env = "DHCPD_CONTROL_SOCKET")]
+    pub control_socket: Option<PathBuf>,
+    /// The file `dhcpd hosts` keeps reservations in; dhcpd.conf must include it. Default:
+    /// dhcpd-hosts.conf beside the configuration.
+    #[arg(long)]
+    pub hosts_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Add, delete or list host reservations in the running server (its --control-socket).
+    Hosts {
+        #[arg(long, default_value = "/run/dhcpd.sock", env = "DHCPD_CONTROL_SOCKET")]
+        socket: PathBuf,
+        #[command(subcommand)]
+        op: HostsOp,
+    },
+    /// Show the leases in a lease file.
+    Leases {
+        #[arg(long, short = 'l', default_value = "/var/lib/dhcp/dhcpd.leases")]
+        leases: PathBuf,
+        /// JSON array of {ip, mac, state, starts, ends, hostname}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostsOp {
+    /// Reserve IP for the machine with MAC, under NAME.
+    Add {
+        name: String,
+        #[arg(long)]
+        mac: String,
+        #[arg(long)]
+        ip: String,
+        #[arg(long)]
+        filename: Option<String>,
+    },
+    /// Remove the reservation NAME.
+    Del { name: String },
+    /// List the reservations made this way.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    /// Parses the process's arguments, ISC spellings included.
+    pub fn from_env() -> Cli {
+        Cli::parse_from(isc_args(std::env::args_os()))
+    }
+
+    /// Every interface named, by `--interface` or as an argument.
+    pub fn all_interfaces(&self) -> Vec<String> {
+        let mut v = self.interface.clone();
+        v.extend(self.interfaces.iter().cloned());
+        v
+    }
+}
+
+/// Rewrites ISC's two-letter single-dash options, which clap would read as `-c f`, into their
+/// long forms: `-cf` → `--config`, `-lf` → `--leases`, `-pf` → `--pid-file`. Nothing after
+/// `--` is touched.
+pub fn isc_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut literal = false;
+    for a in args {
+        let long = match a.to_str() {
+            _ if literal => None,
+            Some("--") => {
+                literal = true;
+                None
+            }
+            Some("-cf") => Some("--config"),
+            Some("-lf") => Some("--leases"),
+            Some("-pf") => Some("--pid-file"),
+            _ => None,
+        };
+        out.push(long.map(OsString::from).unwrap_or(a));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(isc_args(args.iter().map(OsString::from))).unwrap()
+    }
+
+    #[test]
+    fn isc_spellings_are_aliases() {
+        let c = parse(&[
+            "dhcpd", "-4", "-f", "-d", "-q", "-cf", "/c", "-lf", "/l", "-pf", "/p", "eth0", "eth1",
+        ]);
+        assert_eq!(c.config, PathBuf::from("/c"));
+        assert_eq!(c.leases, PathBuf::from("/l"));
+        assert_eq!(c.pid_file, Some(PathBuf::from("/p")));
+        assert_eq!(c.all_interfaces(), ["eth0", "eth1"]);
+        assert!(c.ipv4 && c.foreground && c.stderr && c.quiet && !c.check);
+        let c = parse(&["dhcpd", "-t", "-cf", "/c"]);
+        assert!(c.check);
+        assert_eq!(c.config, PathBuf::from("/c"));
+        // the long forms and the subcommand are untouched
+        let c = parse(&["dhcpd", "--config", "/x", "-i", "br0", "eth2"]);
+        assert_eq!(c.all_interfaces(), ["br0", "eth2"]);
+        let c = parse(&["dhcpd", "leases", "-l", "/l"]);
+        assert!(matches!(c.cmd, Some(Cmd::Leases { .. })));
+    }
+
+    #[test]
+    fn only_whole_isc_words_before_a_double_dash_are_rewritten() {
+        let got = isc_args(["dhcpd", "-cfx", "-cf", "--", "-pf"].map(OsString::from));
+        assert_eq!(
+            got,
+            ["dhcpd", "-cfx", "--config", "--", "-pf"].map(OsString::from)
+        );
+    }
+}
