@@ -124,6 +124,74 @@ pub fn ipv4_interfaces() -> Vec<(String, std::net::Ipv4Addr, u8)> {
 
 /// Positions and diagnostics for the config languages (dhcpd.conf, keepalived.conf):
 /// `FILE:LINE:COL: [warning: ]message`.
+/// Calendar dates from Unix time (UTC), without a date crate: the two formats the daemons
+/// write (RFC 3339 in JSON and logs, ISC's lease-file form) need only the civil-date
+/// conversion (Howard Hinnant's algorithm).
+pub mod time {
+    /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+    pub fn civil(days: i64) -> (i64, u32, u32) {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let y = yoe + era * 400;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        (if m <= 2 { y + 1 } else { y }, m, d)
+    }
+
+    /// (year, month, day) to days since 1970-01-01.
+    pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+        let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// RFC 3339 in UTC for Unix seconds: `YYYY-MM-DDTHH:MM:SSZ`.
+    pub fn rfc3339(t: u64) -> String {
+        let days = (t / 86_400) as i64;
+        let (y, m, d) = civil(days);
+        let s = t % 86_400;
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        )
+    }
+
+    /// RFC 3339 for a `SystemTime` (before 1970 reads as 1970).
+    pub fn rfc3339_system(t: std::time::SystemTime) -> String {
+        rfc3339(
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn dates_round_trip_and_format() {
+            assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+            assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+            assert_eq!(rfc3339(1_796_036_400), "2026-11-30T11:00:00Z");
+            for days in [-800_000i64, -1, 0, 11_016, 20_000, 2_000_000] {
+                let (y, m, d) = civil(days);
+                assert_eq!(days_from_civil(y, m, d), days);
+            }
+        }
+    }
+}
+
 pub mod diag {
     use std::fmt;
     use std::sync::Arc;
@@ -175,6 +243,38 @@ pub mod diag {
         }
     }
 
+    /// Line/column lookup for byte offsets of one file's text (TOML spans, parser offsets).
+    pub struct Lines {
+        file: Arc<str>,
+        starts: Vec<usize>,
+    }
+
+    impl Lines {
+        pub fn new(file: &str, text: &str) -> Self {
+            let mut starts = vec![0];
+            starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+            Lines {
+                file: file.into(),
+                starts,
+            }
+        }
+
+        /// The file name positions carry.
+        pub fn file(&self) -> &Arc<str> {
+            &self.file
+        }
+
+        /// The position of byte `offset` (clamped to the text).
+        pub fn pos(&self, offset: usize) -> Pos {
+            let line = self.starts.partition_point(|&s| s <= offset).max(1);
+            Pos {
+                file: self.file.clone(),
+                line,
+                col: offset.saturating_sub(self.starts[line - 1]) + 1,
+            }
+        }
+    }
+
     /// Levenshtein distance, for "did you mean" hints.
     pub fn distance(a: &str, b: &str) -> usize {
         let b: Vec<char> = b.chars().collect();
@@ -195,6 +295,17 @@ pub mod diag {
 
     #[cfg(test)]
     mod tests {
+        #[test]
+        fn lines_map_offsets_to_line_and_column() {
+            let l = super::Lines::new("f.toml", "a = 1\nbb = 2\n\nc");
+            assert_eq!(l.pos(0).to_string(), "f.toml:1:1");
+            assert_eq!(l.pos(4).to_string(), "f.toml:1:5");
+            assert_eq!(l.pos(6).to_string(), "f.toml:2:1");
+            assert_eq!(l.pos(9).to_string(), "f.toml:2:4");
+            assert_eq!(l.pos(13).to_string(), "f.toml:3:1");
+            assert_eq!(l.pos(14).to_string(), "f.toml:4:1");
+        }
+
         #[test]
         fn distance_and_display() {
             assert_eq!(

@@ -87,29 +87,7 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+use opsflow_common::time::{civil, days_from_civil};
 
 /// ISC's date form: `W YYYY/MM/DD HH:MM:SS` (UTC, W = weekday 0-6 from Sunday).
 pub fn isc_time(t: u64) -> String {
@@ -126,17 +104,7 @@ pub fn isc_time(t: u64) -> String {
 }
 
 /// RFC 3339 (UTC).
-pub fn rfc3339(t: u64) -> String {
-    let days = (t / 86_400) as i64;
-    let (y, m, d) = civil(days);
-    let s = t % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
+pub use opsflow_common::time::rfc3339;
 
 fn parse_isc_time(words: &[&str]) -> Option<u64> {
     // "never" or "W YYYY/MM/DD HH:MM:SS"

@@ -99,16 +99,9 @@ impl Config {
             anyhow::anyhow!("cannot read {}: {e} (give --config FILE)", path.display())
         })?;
         let mut cfg: Config = toml::from_str(&text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| {
-                    let before = &text[..s.start.min(text.len())];
-                    let line = before.matches('\n').count() + 1;
-                    let col = s.start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                    (line, col)
-                })
-                .unwrap_or((1, 1));
-            anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
+            let pos = opsflow_common::diag::Lines::new(&path.display().to_string(), &text)
+                .pos(e.span().map_or(0, |s| s.start));
+            anyhow::anyhow!("{pos}: {}", e.message())
         })?;
         cfg.path = path.to_path_buf();
         let dir = path.parent().unwrap_or(Path::new("."));

@@ -178,7 +178,7 @@ impl Builder {
                 ) {
                     self.diags.push(diag::error(
                         &Pos {
-                            file: self.lines.file.clone(),
+                            file: self.lines.file().clone(),
                             line: 1,
                             col: 1,
                         },

@@ -16,7 +16,6 @@ mod tests;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use opsflow_common::diag::{self, Diag, Pos};
 use serde::Serialize;
@@ -250,30 +249,15 @@ pub enum LoadError {
     Invalid(Vec<Diag>),
 }
 
-/// Line/column lookup for byte offsets of one file.
-pub(super) struct Lines {
-    file: Arc<str>,
-    starts: Vec<usize>,
+pub(super) use opsflow_common::diag::Lines;
+
+/// The position of a spanned TOML value.
+pub(super) trait At {
+    fn at<T>(&self, s: &S<T>) -> Pos;
 }
 
-impl Lines {
-    pub(super) fn new(file: &str, text: &str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Lines {
-            file: file.into(),
-            starts,
-        }
-    }
-    pub(super) fn pos(&self, offset: usize) -> Pos {
-        let line = self.starts.partition_point(|&s| s <= offset).max(1);
-        Pos {
-            file: self.file.clone(),
-            line,
-            col: offset - self.starts[line - 1] + 1,
-        }
-    }
-    pub(super) fn at<T>(&self, s: &S<T>) -> Pos {
+impl At for Lines {
+    fn at<T>(&self, s: &S<T>) -> Pos {
         self.pos(s.span().start)
     }
 }
