@@ -159,6 +159,8 @@ pub struct Daemon {
     config_path: PathBuf,
     config_id: String,
     lvs: Option<crate::lvs::Handle>,
+    /// The sync groups over `insts` (indices), the pure core that decides for them.
+    groups: vrrp::Groups,
 }
 
 /// The interface a VIP lives on: its `dev`, the VMAC interface when `use_vmac` is set (for
@@ -220,6 +222,7 @@ impl Daemon {
             config_path,
             config_id,
             lvs: None,
+            groups: vrrp::Groups::default(),
         }
         .with_config(cfg)
     }
@@ -495,6 +498,14 @@ impl Daemon {
             }
         }
         self.start_scripts();
+        let index = |m: &String| self.insts.iter().position(|i| &i.cfg.name == m);
+        self.groups = vrrp::Groups::new(
+            self.cfg
+                .sync_groups
+                .iter()
+                .map(|g| g.members.iter().filter_map(index).collect())
+                .collect(),
+        );
         let names: Vec<String> = self.insts.iter().map(|i| i.cfg.name.clone()).collect();
         for n in names {
             self.retrack(&n, now);
@@ -720,62 +731,24 @@ impl Daemon {
                 items.push((w, self.scripts.get(&t.name).copied().unwrap_or(true)));
             }
         }
-        let mut i = self.insts.remove(pos);
-        let acts = match vrrp::effective_priority(i.cfg.priority, &items) {
-            None => i.router.set_fault(true, now),
-            Some(p) => {
-                let mut a = i.router.set_fault(false, now);
-                a.extend(i.router.set_priority(p, now));
-                a
-            }
-        };
-        self.run_actions(&mut i, acts);
-        self.insts.insert(pos, i);
+        let base = self.insts[pos].cfg.priority;
+        let eff = vrrp::effective_priority(base, &items);
+        let mut rs: Vec<&mut Router> = self.insts.iter_mut().map(|i| &mut i.router).collect();
+        let acts = self
+            .groups
+            .track(&mut rs, pos, eff.is_none(), eff.unwrap_or(base), now);
+        self.exec(acts);
     }
 
-    /// The members of the sync group `name` belongs to, if any.
-    fn group_of(&self, name: &str) -> Option<Vec<String>> {
-        self.cfg
-            .sync_groups
-            .iter()
-            .find(|g| g.members.iter().any(|m| m == name))
-            .map(|g| g.members.clone())
-    }
-
-    /// Whether every member present is master already or wants to become master.
-    fn group_ready(&self, members: &[String], now: Instant) -> bool {
-        members.iter().all(|m| {
-            self.insts
-                .iter()
-                .find(|i| &i.cfg.name == m)
-                .is_none_or(|i| i.router.state == State::Master || i.router.wants_master(now))
-        })
-    }
-
-    fn sync_groups(&mut self, name: &str, st: State, now: Instant) {
-        let groups: Vec<Vec<String>> = self
-            .cfg
-            .sync_groups
-            .iter()
-            .filter(|g| g.members.iter().any(|m| m == name))
-            .map(|g| g.members.clone())
-            .collect();
-        for members in groups {
-            for m in members.iter().filter(|m| *m != name) {
-                let Some(pos) = self.insts.iter().position(|i| &i.cfg.name == m) else {
-                    continue;
-                };
-                let mut i = self.insts.remove(pos);
-                let acts = match (st, i.router.state) {
-                    (State::Fault, s) if s != State::Fault => i.router.set_fault(true, now),
-                    // one member lost mastership: the group's masters follow it
-                    (State::Backup, State::Master) => i.router.force_backup(now),
-                    _ => Vec::new(),
-                };
-                self.run_actions(&mut i, acts);
-                self.insts.insert(pos, i);
+    /// Executes the core's decisions, each on the instance it names.
+    fn exec(&mut self, acts: vrrp::Acts) {
+        let mut insts = std::mem::take(&mut self.insts);
+        for (idx, a) in acts {
+            if let Some(i) = insts.get_mut(idx) {
+                self.run_actions(i, vec![a]);
             }
         }
+        self.insts = insts;
     }
 
     /// Runs until SIGTERM. SIGHUP reloads; SIGUSR1 writes the state to a file.
@@ -814,13 +787,9 @@ impl Daemon {
                         Some(Event::Advert { inst, from, advert }) => {
                             if let Ok(mut s) = self.shared.lock() { s.1.adverts_rx += 1; }
                             if let Some(pos) = self.insts.iter().position(|i| i.cfg.name == inst) {
-                                let mut i = self.insts.remove(pos);
-                                let before = i.router.state;
-                                let acts = i.router.on_advert(from, &advert, now);
-                                self.run_actions(&mut i, acts);
-                                let after = i.router.state;
-                                self.insts.insert(pos, i);
-                                if before != after { self.sync_groups(&inst, after, now); }
+                                let mut rs: Vec<&mut Router> = self.insts.iter_mut().map(|i| &mut i.router).collect();
+                                let acts = self.groups.on_advert(&mut rs, pos, from, &advert, now);
+                                self.exec(acts);
                             }
                         }
                         Some(Event::Rejected(reason)) => {
@@ -838,35 +807,9 @@ impl Daemon {
                 }
                 _ = sleep => {
                     let now = Instant::now();
-                    let mut changed = Vec::new();
-                    for idx in 0..self.insts.len() {
-                        if self.insts[idx].router.wants_master(now) {
-                            if let Some(members) = self.group_of(&self.insts[idx].cfg.name) {
-                                // a sync group goes master together, and only when every
-                                // member wants to; otherwise this one waits (no flapping)
-                                if self.group_ready(&members, now) {
-                                    for m in &members {
-                                        if let Some(pos) = self.insts.iter().position(|i| &i.cfg.name == m) {
-                                            let mut i = self.insts.remove(pos);
-                                            let acts = i.router.force_master(now);
-                                            self.run_actions(&mut i, acts);
-                                            self.insts.insert(pos, i);
-                                        }
-                                    }
-                                } else {
-                                    self.insts[idx].router.defer_master(now);
-                                }
-                                continue;
-                            }
-                        }
-                        let mut i = self.insts.remove(idx);
-                        let before = i.router.state;
-                        let acts = i.router.on_timer(now);
-                        self.run_actions(&mut i, acts);
-                        if i.router.state != before { changed.push((i.cfg.name.clone(), i.router.state)); }
-                        self.insts.insert(idx, i);
-                    }
-                    for (n, st) in changed { self.sync_groups(&n, st, now); }
+                    let mut rs: Vec<&mut Router> = self.insts.iter_mut().map(|i| &mut i.router).collect();
+                    let acts = self.groups.on_timer(&mut rs, now);
+                    self.exec(acts);
                     self.publish();
                 }
                 _ = poll.tick() => {

@@ -242,6 +242,9 @@ pub struct Router {
     started: Instant,
     /// Sync groups: the master-down timer ran out while the group was not ready.
     deferred: bool,
+    /// The router's own tracking says FAULT (in a sync group, any member's fault puts the
+    /// whole group in FAULT; see [`Groups`]).
+    own_fault: bool,
 }
 
 fn cs(n: u32) -> Duration {
@@ -262,6 +265,7 @@ impl Router {
             master_down: None,
             started: now,
             deferred: false,
+            own_fault: false,
         }
     }
 
@@ -467,6 +471,106 @@ impl Router {
                 self.become_master(now, &mut out)
             }
             _ => {}
+        }
+        out
+    }
+}
+
+/// Sync groups over routers indexed `0..n`, pure: events in, `(router index, action)` out,
+/// as keepalived's vrrp_sync.c decides them: a member entering FAULT takes every member to
+/// FAULT, the group leaves FAULT when no member has a fault of its own; a member that loses
+/// mastership takes the group's masters to BACKUP; the group becomes MASTER only when every
+/// member wants to (no split, no flap). A router in no group is driven on its own.
+#[derive(Clone, Debug, Default)]
+pub struct Groups {
+    groups: Vec<Vec<usize>>,
+}
+
+/// Actions for several routers, in order.
+pub type Acts = Vec<(usize, Action)>;
+
+fn tag(idx: usize, acts: Vec<Action>, out: &mut Acts) {
+    out.extend(acts.into_iter().map(|a| (idx, a)));
+}
+
+impl Groups {
+    /// `groups`: the member indices of each group (members absent at run time left out).
+    pub fn new(groups: Vec<Vec<usize>>) -> Groups {
+        Groups { groups }
+    }
+
+    fn members(&self, idx: usize) -> Option<&[usize]> {
+        self.groups
+            .iter()
+            .find(|g| g.contains(&idx))
+            .map(|g| g.as_slice())
+    }
+
+    /// A router's own tracking says FAULT (`true`) or healthy, with the effective priority
+    /// to use when healthy.
+    pub fn track(
+        &self,
+        rs: &mut [&mut Router],
+        idx: usize,
+        fault: bool,
+        priority: u8,
+        now: Instant,
+    ) -> Acts {
+        let mut out = Vec::new();
+        rs[idx].own_fault = fault;
+        if !fault {
+            tag(idx, rs[idx].set_priority(priority, now), &mut out);
+        }
+        let members = self
+            .members(idx)
+            .map(<[usize]>::to_vec)
+            .unwrap_or(vec![idx]);
+        let group_fault = members.iter().any(|&m| rs[m].own_fault);
+        for m in members {
+            tag(m, rs[m].set_fault(group_fault, now), &mut out);
+        }
+        out
+    }
+
+    /// An advert for router `idx`.
+    pub fn on_advert(
+        &self,
+        rs: &mut [&mut Router],
+        idx: usize,
+        from: Ipv4Addr,
+        a: &Advert,
+        now: Instant,
+    ) -> Acts {
+        let mut out = Vec::new();
+        let before = rs[idx].state;
+        tag(idx, rs[idx].on_advert(from, a, now), &mut out);
+        if before == State::Master && rs[idx].state == State::Backup {
+            for &m in self.members(idx).unwrap_or(&[]) {
+                tag(m, rs[m].force_backup(now), &mut out);
+            }
+        }
+        out
+    }
+
+    /// Timers due at `now`.
+    pub fn on_timer(&self, rs: &mut [&mut Router], now: Instant) -> Acts {
+        let mut out = Vec::new();
+        for idx in 0..rs.len() {
+            match self.members(idx) {
+                Some(members) if rs[idx].wants_master(now) => {
+                    let ready = members
+                        .iter()
+                        .all(|&m| rs[m].state == State::Master || rs[m].wants_master(now));
+                    if ready {
+                        for &m in members {
+                            tag(m, rs[m].force_master(now), &mut out);
+                        }
+                    } else {
+                        rs[idx].defer_master(now);
+                    }
+                }
+                _ => tag(idx, rs[idx].on_timer(now), &mut out),
+            }
         }
         out
     }
@@ -700,6 +804,81 @@ mod tests {
             vec![Action::Advertise(0), Action::Became(State::Backup)]
         );
         assert!(r.force_backup(due + ms(40)).is_empty());
+    }
+
+    #[test]
+    fn a_member_fault_takes_the_whole_sync_group_to_fault_and_back() {
+        let (mut a, t0) = router(150, true, 2, 100, true);
+        let (mut b, _) = router(150, true, 2, 100, true);
+        let (mut lone, _) = router(150, true, 2, 100, true);
+        let g = Groups::new(vec![vec![0, 1]]);
+        a.start(t0);
+        b.start(t0);
+        lone.start(t0);
+        let mut rs = [&mut a, &mut b, &mut lone];
+        // member 1's tracked interface goes down: both members leave MASTER, the lone one stays
+        let out = g.track(&mut rs, 1, true, 150, t0);
+        for idx in [0, 1] {
+            assert!(out.contains(&(idx, Action::Advertise(0))), "{out:?}");
+            assert!(
+                out.contains(&(idx, Action::Became(State::Fault))),
+                "{out:?}"
+            );
+        }
+        assert!(out.iter().all(|(i, _)| *i != 2));
+        assert_eq!(rs[2].state, State::Master);
+        // member 0 is healthy: the group stays in FAULT while member 1 is not
+        assert!(g.track(&mut rs, 0, false, 150, t0).is_empty());
+        assert_eq!((rs[0].state, rs[1].state), (State::Fault, State::Fault));
+        // member 1 recovers: the group leaves FAULT together, then goes MASTER together
+        let out = g.track(&mut rs, 1, false, 150, t0);
+        assert_eq!(
+            out,
+            vec![
+                (0, Action::Became(State::Backup)),
+                (1, Action::Became(State::Backup))
+            ]
+        );
+        let out = g.on_timer(&mut rs, t0 + ms(3500));
+        assert!(out.contains(&(0, Action::Became(State::Master))), "{out:?}");
+        assert!(out.contains(&(1, Action::Became(State::Master))), "{out:?}");
+        // a higher master for member 0 takes member 1 to BACKUP too
+        let out = g.on_advert(
+            &mut rs,
+            0,
+            Ipv4Addr::new(10, 0, 0, 2),
+            &adv(200, 100),
+            t0 + ms(3600),
+        );
+        assert!(out.contains(&(1, Action::Advertise(0))), "{out:?}");
+        assert_eq!((rs[0].state, rs[1].state), (State::Backup, State::Backup));
+    }
+
+    #[test]
+    fn a_sync_group_goes_master_only_when_every_member_wants_to() {
+        let (mut a, t0) = router(150, false, 2, 100, true);
+        let (mut b, _) = router(150, false, 2, 100, true);
+        let g = Groups::new(vec![vec![0, 1]]);
+        a.start(t0);
+        b.start(t0);
+        let mut rs = [&mut a, &mut b];
+        // member 1 still hears its master when member 0's timer runs out
+        g.on_advert(
+            &mut rs,
+            1,
+            Ipv4Addr::new(10, 0, 0, 2),
+            &adv(200, 100),
+            t0 + ms(3000),
+        );
+        assert!(g.on_timer(&mut rs, t0 + ms(3500)).is_empty());
+        assert_eq!((rs[0].state, rs[1].state), (State::Backup, State::Backup));
+        // once member 1's master is silent too, both go
+        let out = g.on_timer(&mut rs, t0 + ms(6700));
+        assert_eq!(
+            (rs[0].state, rs[1].state),
+            (State::Master, State::Master),
+            "{out:?}"
+        );
     }
 
     #[test]

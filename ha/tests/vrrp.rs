@@ -548,3 +548,63 @@ fn a_sync_group_moves_together_and_does_not_flap() {
         env.node(2).host.addrs()
     );
 }
+
+/// Issue 13: a sync group member whose tracked interface goes down takes the whole group to
+/// FAULT, so a keepalived backup of the same group takes both VIPs (and gives them back).
+#[test]
+fn a_sync_group_member_fault_hands_the_whole_group_to_a_keepalived_backup() {
+    let Some(mut env) = setup(2, &["keepalived"]) else {
+        return;
+    };
+    let two = |k: usize, prio: u8| {
+        format!(
+            "global_defs {{\n  router_id n{k}\n}}\nvrrp_sync_group G {{\n  group {{\n    VI_1\n    VI_2\n  }}\n}}\n\
+             vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int 1\n  virtual_ipaddress {{\n    10.80.0.100/24 dev eth0\n  }}\n}}\n\
+             vrrp_instance VI_2 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 52\n  priority {prio}\n  advert_int 1\n  track_interface {{\n    eth1\n  }}\n  virtual_ipaddress {{\n    10.80.0.101/24 dev eth0\n  }}\n}}\n"
+        )
+    };
+    for k in [1, 2] {
+        let h = &env.node(k).host;
+        h.run(
+            "ip",
+            &[
+                "link", "add", "eth1", "type", "veth", "peer", "name", "eth2",
+            ],
+        );
+        h.run("ip", &["link", "set", "eth2", "up"]);
+        h.run("ip", &["link", "set", "eth1", "up"]);
+    }
+    env.start(1, &two(1, 150));
+    env.start_keepalived(2, &two(2, 100));
+    let hosts = [env.node(1).host.clone(), env.node(2).host.clone()];
+    let on = move |k: usize| {
+        (
+            hosts[k - 1].has_addr("10.80.0.100"),
+            hosts[k - 1].has_addr("10.80.0.101"),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || on(1) == (true, true)
+            && on(2) == (false, false)),
+        "start: n1 {:?}, n2 {:?}",
+        on(1),
+        on(2)
+    );
+    env.node(1).host.run("ip", &["link", "set", "eth1", "down"]);
+    assert!(
+        wait_until(Duration::from_secs(6), || on(1) == (false, false)
+            && on(2) == (true, true)),
+        "eth1 down on ha: n1 {:?}, keepalived n2 {:?}",
+        on(1),
+        on(2)
+    );
+    assert_eq!(env.status(1).0, "FAULT");
+    env.node(1).host.run("ip", &["link", "set", "eth1", "up"]);
+    assert!(
+        wait_until(Duration::from_secs(8), || on(1) == (true, true)
+            && on(2) == (false, false)),
+        "eth1 up on ha: n1 {:?}, keepalived n2 {:?}",
+        on(1),
+        on(2)
+    );
+}

@@ -103,6 +103,14 @@ pub struct SyncGroup {
     pub name: String,
     pub members: Vec<String>,
     pub notify: Notify,
+    /// `sync_group_tracking_weight` (or the older `global_tracking`): members' tracking
+    /// weights count; without it they are 0, so any tracked failure is a FAULT.
+    pub tracking_weight: bool,
+    /// The group's own `track_interface`, given to every member.
+    pub track_interfaces: Vec<(String, i32)>,
+    /// The group's own `track_script`, given to every member.
+    pub track_scripts: Vec<TrackScript>,
+    pub pos: Pos,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -452,11 +460,24 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     name: n.arg(0).unwrap_or("").to_string(),
                     members: Vec::new(),
                     notify: Notify::default(),
+                    tracking_weight: false,
+                    track_interfaces: Vec::new(),
+                    track_scripts: Vec::new(),
+                    pos: n.key.pos.clone(),
                 };
                 for c in n.block.iter().flatten() {
                     if c.key.text == "group" {
                         g.members
                             .extend(c.block.iter().flatten().map(|m| m.key.text.clone()));
+                    } else if matches!(
+                        c.key.text.as_str(),
+                        "sync_group_tracking_weight" | "global_tracking"
+                    ) {
+                        g.tracking_weight = true;
+                    } else if c.key.text == "track_interface" {
+                        g.track_interfaces.extend(track_interfaces(c));
+                    } else if c.key.text == "track_script" {
+                        g.track_scripts.extend(track_scripts(c));
                     } else if !notify_field(c, &mut g.notify)
                         && c.args.is_empty()
                         && c.block.is_none()
@@ -497,6 +518,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
             _ => {}
         }
     }
+    sync_group_tracking(&mut cfg, diags);
     // references
     for i in &cfg.instances {
         for t in &i.track_scripts {
@@ -530,6 +552,70 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         }
     }
     cfg
+}
+
+fn track_interfaces(c: &Node) -> Vec<(String, i32)> {
+    let weight = |t: &Node| match t.arg(0) {
+        Some("weight") => t.arg(1).and_then(|x| x.parse().ok()).unwrap_or(0),
+        _ => 0,
+    };
+    c.block
+        .iter()
+        .flatten()
+        .map(|t| (t.key.text.clone(), weight(t)))
+        .collect()
+}
+
+fn track_scripts(c: &Node) -> Vec<TrackScript> {
+    let weight = |t: &Node| match t.arg(0) {
+        Some("weight") => t.arg(1).and_then(|x| x.parse().ok()),
+        _ => None,
+    };
+    c.block
+        .iter()
+        .flatten()
+        .map(|t| TrackScript {
+            name: t.key.text.clone(),
+            weight: weight(t),
+        })
+        .collect()
+}
+
+/// keepalived's sync-group tracking: the group's own track items go to every member, and
+/// unless the group has `sync_group_tracking_weight` every member's tracking weight is 0
+/// (a tracked failure takes the member, and so the group, to FAULT; keepalived warns too).
+fn sync_group_tracking(cfg: &mut Config, diags: &mut Vec<Diag>) {
+    for g in &cfg.sync_groups {
+        for i in cfg
+            .instances
+            .iter_mut()
+            .filter(|i| g.members.contains(&i.name))
+        {
+            i.track_interfaces
+                .extend(g.track_interfaces.iter().cloned());
+            i.track_scripts.extend(g.track_scripts.iter().cloned());
+            if g.tracking_weight {
+                continue;
+            }
+            let script_weight = |t: &TrackScript| {
+                t.weight.unwrap_or_else(|| {
+                    let s = cfg.scripts.iter().find(|s| s.name == t.name);
+                    s.map(|s| s.weight).unwrap_or(0)
+                })
+            };
+            let weighted = i.track_interfaces.iter().any(|t| t.1 != 0)
+                || i.track_scripts.iter().any(|t| script_weight(t) != 0);
+            if weighted {
+                diags.push(warning(&i.pos, format!("vrrp_instance {}: tracking weights are ignored in vrrp_sync_group {} (a failure means FAULT for the whole group); add sync_group_tracking_weight to the group to use them", i.name, g.name)));
+            }
+            for t in &mut i.track_interfaces {
+                t.1 = 0;
+            }
+            for t in &mut i.track_scripts {
+                t.weight = Some(0);
+            }
+        }
+    }
 }
 
 fn instance(
@@ -669,29 +755,8 @@ fn instance(
                     i.vips_excluded.extend(list);
                 }
             }
-            "track_interface" => {
-                for t in c.block.iter().flatten() {
-                    let w = if t.arg(0) == Some("weight") {
-                        t.arg(1).and_then(|x| x.parse().ok()).unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    i.track_interfaces.push((t.key.text.clone(), w));
-                }
-            }
-            "track_script" => {
-                for t in c.block.iter().flatten() {
-                    let weight = if t.arg(0) == Some("weight") {
-                        t.arg(1).and_then(|x| x.parse().ok())
-                    } else {
-                        None
-                    };
-                    i.track_scripts.push(TrackScript {
-                        name: t.key.text.clone(),
-                        weight,
-                    });
-                }
-            }
+            "track_interface" => i.track_interfaces.extend(track_interfaces(c)),
+            "track_script" => i.track_scripts.extend(track_scripts(c)),
             "nopreempt" => i.nopreempt = true,
             "preempt" => i.nopreempt = false,
             "preempt_delay" => {
@@ -919,6 +984,37 @@ mod tests {
             e.iter().any(|m| m.contains("did you mean 'vrrp_version'")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn sync_group_tracking_weights_and_group_track_items() {
+        let text = |extra: &str| {
+            format!(
+                "vrrp_script chk {{\n  script /bin/true\n  weight -20\n}}\n\
+                 vrrp_sync_group G {{\n  group {{\n    VI_1\n  }}\n  track_interface {{\n    eth7\n  }}\n{extra}}}\n\
+                 vrrp_instance VI_1 {{\n  interface lo\n  virtual_router_id 1\n  priority 100\n  track_script {{\n    chk\n  }}\n  track_interface {{\n    eth8 weight 10\n  }}\n}}\n"
+            )
+        };
+        // without sync_group_tracking_weight every weight is 0 (a failure is a FAULT), said once
+        let c = load_str("g.conf", &text(""), "").unwrap();
+        let i = &c.instances[0];
+        assert_eq!(
+            i.track_interfaces,
+            vec![("eth8".into(), 0), ("eth7".into(), 0)]
+        );
+        assert_eq!(i.track_scripts[0].weight, Some(0));
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("tracking weights are ignored")));
+        // with it the weights count; the group's own interface is still a FAULT item
+        let c = load_str("g.conf", &text("  sync_group_tracking_weight\n"), "").unwrap();
+        let i = &c.instances[0];
+        assert_eq!(
+            i.track_interfaces,
+            vec![("eth8".into(), 10), ("eth7".into(), 0)]
+        );
+        assert_eq!(i.track_scripts[0].weight, None);
     }
 
     #[test]
