@@ -48,71 +48,6 @@ pub struct Counters {
 
 pub type Shared = Arc<Mutex<(Status, Counters)>>;
 
-/// Splits a command line into words (single and double quotes group).
-pub fn split_command(cmd: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut any = false;
-    for c in cmd.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => cur.push(c),
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                any = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if !cur.is_empty() || any {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            (None, c) => cur.push(c),
-        }
-    }
-    if !cur.is_empty() || any {
-        out.push(cur);
-    }
-    out
-}
-
-/// Runs a keepalived-style command: directly when it is a plain command line, through
-/// `/bin/sh -c` when it uses shell syntax (as many notes' `killall -0 nginx && exit 0 || exit
-/// 1` scripts do). Extra arguments go after the command's own.
-pub fn command(cmd: &str, extra: &[String]) -> tokio::process::Command {
-    let shellish = cmd.contains(['&', '|', ';', '>', '<', '$', '`', '(', '[', '*']);
-    let mut c = if shellish {
-        let mut c = tokio::process::Command::new("/bin/sh");
-        let mut script = cmd.to_string();
-        if !extra.is_empty() {
-            script.push_str(" \"$@\"");
-        }
-        c.arg("-c").arg(script).arg("sh");
-        c
-    } else {
-        let words = split_command(cmd);
-        let mut c = tokio::process::Command::new(words.first().cloned().unwrap_or_default());
-        c.args(&words[1.min(words.len())..]);
-        c
-    };
-    c.args(extra)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    c
-}
-
-/// Runs a notify-style script to its end (at most 30 s, then killed) and logs the outcome;
-/// `what` names it in the log ("notify (VI_1)", "notify_up").
-pub async fn run_script(cmd: &str, extra: &[String], what: &str) {
-    match tokio::time::timeout(Duration::from_secs(30), command(cmd, extra).status()).await {
-        Ok(Ok(st)) if st.success() => debug!(cmd = %cmd, "{what} script ran"),
-        Ok(Ok(st)) => warn!(cmd = %cmd, status = %st, "{what} script failed"),
-        Ok(Err(e)) => warn!(cmd = %cmd, error = %e, "cannot run the {what} script"),
-        Err(_) => warn!(cmd = %cmd, "{what} script still running after 30 s; killed"),
-    }
-}
-
 struct Inst {
     cfg: Instance,
     router: Router,
@@ -254,6 +189,15 @@ impl Daemon {
             .filter(|s| used.contains(&s.name))
             .cloned()
         {
+            // keepalived disables a script it cannot find or trust; it then does not count
+            let run = match self.cfg.script_env.prepare(&s.script, s.user.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(script = %s.name, "track script disabled: {e}");
+                    self.scripts.insert(s.name.clone(), true);
+                    continue;
+                }
+            };
             self.scripts.entry(s.name.clone()).or_insert(!s.init_fail);
             let tx = self.tx.clone();
             self.script_tasks.push(tokio::spawn(async move {
@@ -268,7 +212,7 @@ impl Daemon {
                     };
                     let result = tokio::time::timeout(
                         Duration::from_secs_f64(limit),
-                        command(&s.script, &[]).status(),
+                        run.command(&[]).status(),
                     )
                     .await;
                     let success = matches!(result, Ok(Ok(st)) if st.success());
@@ -340,7 +284,7 @@ impl Daemon {
         tokio::spawn(async move {
             while let Some(batch) = nrx.recv().await {
                 for (cmd, extra) in batch {
-                    run_script(&cmd, &extra, &format!("notify ({name})")).await;
+                    crate::script::run(&cmd, &extra, &format!("notify ({name})")).await;
                 }
             }
         });
@@ -467,6 +411,7 @@ impl Daemon {
                 }
             }
         }
+        crate::script::install(cfg.script_env.clone());
         self.cfg = cfg.clone();
         for c in &cfg.instances {
             if let Some(pos) = self.insts.iter().position(|i| i.cfg.name == c.name) {
@@ -889,16 +834,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn command_lines_split_like_keepalived() {
-        assert_eq!(
-            split_command("/etc/keepalived/notify.sh master"),
-            vec!["/etc/keepalived/notify.sh", "master"]
-        );
-        assert_eq!(
-            split_command("/bin/sh -c 'test ! -e /tmp/x'"),
-            vec!["/bin/sh", "-c", "test ! -e /tmp/x"]
-        );
-        assert_eq!(split_command("a \"\" b"), vec!["a", "", "b"]);
+    fn rfc3339_dates() {
         assert_eq!(
             rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000)),
             "2026-11-18T11:06:40Z"

@@ -6,6 +6,7 @@
 //! - [`daemon`]: the event loop: routers, tracking, notify scripts, reload, shutdown.
 //! - [`net`]: rtnetlink addresses, gratuitous ARP, the raw VRRP socket, link state.
 //! - [`lvs`]: virtual servers: health checkers, the data plane (nftables), drains.
+//! - [`script`]: scripts as keepalived runs them (argv, no shell; user; script security).
 //! - [`smtp`]: alert e-mail.
 //! - [`control`]: the control API (`/v1/status`, `/metrics`) and its client.
 //!
@@ -20,5 +21,6 @@ pub mod control;
 pub mod daemon;
 pub mod lvs;
 pub mod net;
+pub mod script;
 pub mod smtp;
 pub mod vrrp;

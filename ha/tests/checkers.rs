@@ -245,6 +245,7 @@ async fn misc_check_exit_codes_dynamic_weights_and_timeout() {
             path,
             timeout: Some(0.5),
             dynamic,
+            user: None,
         })
     };
     assert_eq!(

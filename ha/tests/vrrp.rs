@@ -608,3 +608,71 @@ fn a_sync_group_member_fault_hands_the_whole_group_to_a_keepalived_backup() {
         on(2)
     );
 }
+
+/// Issue 13: scripts run as keepalived runs them: as `script_user`, as an argv with
+/// keepalived's quoting (no shell), and a world-writable script under
+/// `enable_script_security` never runs while the instance goes on.
+#[test]
+fn scripts_run_as_the_script_user_without_a_shell_and_insecure_ones_never() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut env) = setup(1, &[]) else { return };
+    let out = env.lab.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let exe = |name: &str, body: &str, mode: u32| {
+        let p = env.lab.path(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p.display().to_string()
+    };
+    let o = out.display();
+    let uid = exe("uid.sh", &format!("id -u >{o}/uid"), 0o755);
+    let ww = exe("ww.sh", &format!("touch {o}/ww"), 0o777);
+    let ok = exe("ok.sh", &format!("touch {o}/ok"), 0o755);
+    let pre = format!(
+        "vrrp_script chk_ww {{\n  script \"{ww}\"\n  interval 0.2\n  weight -60\n  user root\n}}\n\
+         vrrp_script chk_redir {{\n  script \"/bin/echo x > {o}/redirected\"\n  interval 0.2\n}}\n\
+         vrrp_script chk_quote {{\n  script \"/usr/bin/touch '{o}/two words'\"\n  interval 0.2\n}}\n\
+         vrrp_script chk_ok {{\n  script \"{ok}\"\n  interval 0.2\n  user root\n}}\n"
+    );
+    let extra = format!(
+        "  track_script {{\n    chk_ww\n    chk_redir\n    chk_quote\n    chk_ok\n  }}\n  notify_master \"{uid}\""
+    );
+    let global = "  script_user nobody\n  enable_script_security";
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", &extra, global, &pre));
+    let nobody = std::process::Command::new("id")
+        .args(["-u", "nobody"])
+        .output()
+        .unwrap();
+    let nobody = String::from_utf8_lossy(&nobody.stdout).trim().to_string();
+    assert!(wait_until(Duration::from_secs(6), || {
+        std::fs::read_to_string(out.join("uid")).is_ok_and(|u| u.trim() == nobody)
+    }));
+    assert!(wait_until(Duration::from_secs(4), || out
+        .join("ok")
+        .exists()
+        && out.join("two words").exists()));
+    // chk_ok and chk_quote ran several times: a redirection or the insecure script would have
+    assert!(!out.join("redirected").exists(), "'>' went through a shell");
+    assert!(!out.join("ww").exists(), "the world-writable script ran");
+    assert_eq!(
+        env.status(1),
+        ("MASTER".into(), 150),
+        "a disabled script counted"
+    );
+    // --check names the disabled script
+    let check = std::process::Command::new(HA)
+        .args([
+            "--check",
+            "--config",
+            &env.lab.path("n1.conf").to_string_lossy(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stderr).to_string()
+        + &String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("chk_ww") && text.contains("insecure"),
+        "{text}"
+    );
+}

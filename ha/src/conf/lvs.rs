@@ -46,6 +46,8 @@ pub enum CheckKind {
         path: String,
         timeout: Option<f64>,
         dynamic: bool,
+        /// `user USER [GROUP]`: run as this user instead of the default script user.
+        user: Option<String>,
     },
     File {
         path: String,
@@ -159,6 +161,7 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
     let mut misc_path = None;
     let mut misc_timeout = None;
     let mut misc_dynamic = false;
+    let mut misc_user = None;
     let mut file_path = None;
     let mut file_weight = None;
     for s in body {
@@ -201,6 +204,7 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
             "misc_path" => misc_path = string(s),
             "misc_timeout" => misc_timeout = num(s, "seconds", diags),
             "misc_dynamic" => misc_dynamic = flag(s),
+            "user" => misc_user = string(s),
             "file" | "file_path" => file_path = string(s),
             "weight" => file_weight = num(s, "a weight", diags),
             _ => {}
@@ -233,6 +237,7 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
                 path,
                 timeout: misc_timeout,
                 dynamic: misc_dynamic,
+                user: misc_user,
             }
         }
         "FILE_CHECK" => {

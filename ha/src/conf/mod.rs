@@ -49,6 +49,9 @@ pub struct VrrpScript {
     pub rise: u32,
     pub user: Option<String>,
     pub init_fail: bool,
+    /// Why keepalived would disable this script (not found, insecure): it never runs and
+    /// does not count.
+    pub disabled: Option<String>,
     pub pos: Pos,
 }
 
@@ -139,6 +142,8 @@ pub struct Config {
     pub virtual_servers: Vec<Node>,
     /// The same, typed: what the LVS part programs and checks.
     pub lvs: Vec<lvs::VirtualServer>,
+    /// Who scripts run as, and `enable_script_security`.
+    pub script_env: crate::script::Env,
     pub warnings: Vec<Diag>,
 }
 
@@ -387,6 +392,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         static_addresses: Vec::new(),
         virtual_servers: Vec::new(),
         lvs: Vec::new(),
+        script_env: crate::script::Env::default(),
         warnings: Vec::new(),
     };
     for n in nodes {
@@ -407,6 +413,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     rise: 1,
                     user: None,
                     init_fail: false,
+                    disabled: None,
                     pos: n.key.pos.clone(),
                 };
                 for c in n.block.iter().flatten() {
@@ -519,6 +526,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         }
     }
     sync_group_tracking(&mut cfg, diags);
+    vet_scripts(&mut cfg, nodes, diags);
     // references
     for i in &cfg.instances {
         for t in &i.track_scripts {
@@ -552,6 +560,68 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         }
     }
     cfg
+}
+
+/// keepalived's script checks at load: the script user, and every script it would disable
+/// (not found/accessible, insecure under `enable_script_security`), named with its position.
+/// A disabled script is a warning, not an error: keepalived runs on without it.
+fn vet_scripts(cfg: &mut Config, nodes: &[Node], diags: &mut Vec<Diag>) {
+    let notifies: Vec<(Pos, String, String)> = cfg
+        .instances
+        .iter()
+        .map(|i| {
+            (
+                i.pos.clone(),
+                format!("vrrp_instance {}", i.name),
+                &i.notify,
+            )
+        })
+        .chain(cfg.sync_groups.iter().map(|g| {
+            (
+                g.pos.clone(),
+                format!("vrrp_sync_group {}", g.name),
+                &g.notify,
+            )
+        }))
+        .flat_map(|(pos, owner, n)| {
+            [&n.master, &n.backup, &n.fault, &n.stop, &n.generic]
+                .into_iter()
+                .flatten()
+                .map(move |line| (pos.clone(), owner.clone(), line.clone()))
+        })
+        .collect();
+    let (env, warnings) = crate::script::Env::new(
+        cfg.global.script_user.as_deref(),
+        cfg.global.enable_script_security,
+    );
+    let warnings = if cfg.scripts.is_empty() && notifies.is_empty() {
+        Vec::new()
+    } else {
+        warnings
+    };
+    let gpos = nodes
+        .iter()
+        .find(|n| n.key.text == "global_defs")
+        .map(|n| n.key.pos.clone())
+        .or_else(|| cfg.scripts.first().map(|s| s.pos.clone()));
+    if let Some(p) = &gpos {
+        diags.extend(warnings.into_iter().map(|w| warning(p, w)));
+    }
+    for s in &mut cfg.scripts {
+        if let Err(e) = env.prepare(&s.script, s.user.as_deref()) {
+            diags.push(warning(&s.pos, format!("vrrp_script {}: {e}; keepalived disables this script (scripts run without a shell), so it is never run and does not count", s.name)));
+            s.disabled = Some(e);
+        }
+    }
+    for (pos, owner, line) in notifies {
+        if let Err(e) = env.prepare(&line, None) {
+            diags.push(warning(
+                &pos,
+                format!("{owner}: notify script \"{line}\": {e}; keepalived disables it"),
+            ));
+        }
+    }
+    cfg.script_env = env;
 }
 
 fn track_interfaces(c: &Node) -> Vec<(String, i32)> {

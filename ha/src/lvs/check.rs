@@ -303,9 +303,14 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
             path,
             timeout: t,
             dynamic,
+            user,
         } => {
             let limit = Duration::from_secs_f64(t.unwrap_or(delay_loop).max(0.1));
-            let mut cmd = crate::daemon::command(path, &[]);
+            // a script keepalived would disable fails the check: never fail open
+            let run = crate::script::current()
+                .prepare(path, user.as_deref())
+                .map_err(|e| format!("MISC_CHECK script disabled: {e}"))?;
+            let mut cmd = run.command(&[]);
             cmd.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
             let status = match timeout(limit, cmd.status()).await {

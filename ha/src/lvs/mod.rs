@@ -136,7 +136,7 @@ fn rs_id(r: &RealServer) -> String {
 fn run_notify(cmd: &Option<String>, what: &str) {
     if let Some(c) = cmd.clone() {
         let what = what.to_string();
-        tokio::spawn(async move { crate::daemon::run_script(&c, &[], &what).await });
+        tokio::spawn(async move { crate::script::run(&c, &[], &what).await });
     }
 }
 
