@@ -96,6 +96,8 @@ pub struct Daemon {
     lvs: Option<crate::lvs::Handle>,
     /// The sync groups over `insts` (indices), the pure core that decides for them.
     groups: vrrp::Groups,
+    /// The numbers in the tracked files, by track_file name (re-read on every poll).
+    files: HashMap<String, i64>,
 }
 
 /// The interface a VIP lives on: its `dev`, the VMAC interface when `use_vmac` is set (for
@@ -158,6 +160,7 @@ impl Daemon {
             config_id,
             lvs: None,
             groups: vrrp::Groups::default(),
+            files: HashMap::new(),
         }
         .with_config(cfg)
     }
@@ -412,7 +415,17 @@ impl Daemon {
             }
         }
         crate::script::install(cfg.script_env.clone());
+        for f in &cfg.track_files {
+            if let Some((value, overwrite)) = f.init {
+                if overwrite || !std::path::Path::new(&f.path).exists() {
+                    if let Err(e) = std::fs::write(&f.path, format!("{value}\n")) {
+                        warn!(track_file = %f.name, file = %f.path, error = %e, "cannot write init_file");
+                    }
+                }
+            }
+        }
         self.cfg = cfg.clone();
+        self.read_files();
         for c in &cfg.instances {
             if let Some(pos) = self.insts.iter().position(|i| i.cfg.name == c.name) {
                 let mut i = self.insts.remove(pos);
@@ -655,6 +668,19 @@ impl Daemon {
         }
     }
 
+    /// Re-reads every tracked file; returns the names whose number changed.
+    fn read_files(&mut self) -> Vec<String> {
+        let mut changed = Vec::new();
+        for f in &self.cfg.track_files {
+            let text = std::fs::read_to_string(&f.path).unwrap_or_default();
+            let v = vrrp::file_value(&text);
+            if self.files.insert(f.name.clone(), v) != Some(v) {
+                changed.push(f.name.clone());
+            }
+        }
+        changed
+    }
+
     /// Recomputes an instance's effective priority and fault state from its tracking.
     fn retrack(&mut self, name: &str, now: Instant) {
         let Some(pos) = self.insts.iter().position(|i| i.cfg.name == name) else {
@@ -674,6 +700,17 @@ impl Daemon {
                     .or(script.map(|s| if s.reverse { -s.weight } else { s.weight }))
                     .unwrap_or(0);
                 items.push((w, self.scripts.get(&t.name).copied().unwrap_or(true)));
+            }
+            for t in &i.cfg.track_files {
+                let Some(f) = self.cfg.track_files.iter().find(|f| f.name == t.name) else {
+                    continue;
+                };
+                let v = self.files.get(&t.name).copied().unwrap_or(0);
+                let w = t.weight.unwrap_or(f.weight);
+                items.push(match vrrp::file_delta(v, w, t.reverse || f.reverse) {
+                    None => (0, false),
+                    Some(d) => (d, d >= 0),
+                });
             }
         }
         let base = self.insts[pos].cfg.priority;
@@ -770,6 +807,11 @@ impl Daemon {
                             dirty.push(i.cfg.name.clone());
                         }
                     }
+                    for f in self.read_files() {
+                        info!(track_file = %f, value = self.files.get(&f).copied().unwrap_or(0), "track file changed");
+                        dirty.extend(self.insts.iter().filter(|i| i.cfg.track_files.iter().any(|t| t.name == f)).map(|i| i.cfg.name.clone()));
+                    }
+                    dirty.dedup();
                     for n in dirty { self.retrack(&n, now); }
                     self.publish();
                 }

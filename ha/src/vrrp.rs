@@ -576,6 +576,33 @@ impl Groups {
     }
 }
 
+/// What a tracked file's number means, as keepalived's vrrp_track.c reads it: with weight 0
+/// a non-zero value (a zero one when `reverse`) is a failure; otherwise value × weight
+/// (negated when `reverse`) is added to the priority, clamped to -254..=253, and -254 is a
+/// failure. `None`: FAULT; `Some(d)`: the priority delta.
+pub fn file_delta(value: i64, weight: i32, reverse: bool) -> Option<i32> {
+    if weight == 0 {
+        return ((value != 0) == reverse).then_some(0);
+    }
+    let sign = if reverse { -1 } else { 1 };
+    let d = value
+        .saturating_mul(i64::from(weight))
+        .saturating_mul(sign)
+        .clamp(-254, 253) as i32;
+    (d != -254).then_some(d)
+}
+
+/// A tracked file's number as keepalived reads it: the leading integer of the contents
+/// (strtol: blanks first, anything after the digits ignored), 0 when there is none.
+pub fn file_value(text: &str) -> i64 {
+    let t = text.trim_start();
+    let end = t
+        .char_indices()
+        .find(|&(k, c)| !(c.is_ascii_digit() || (k == 0 && (c == '-' || c == '+'))))
+        .map_or(t.len(), |(k, _)| k);
+    t[..end].parse().unwrap_or(0)
+}
+
 /// keepalived's priority arithmetic: base plus the weights of tracked items, kept within
 /// 1..=254 (an owner at 255 stays 255). `None` means FAULT (a weight-0 item failed).
 pub fn effective_priority(base: u8, items: &[(i32, bool)]) -> Option<u8> {
@@ -879,6 +906,24 @@ mod tests {
             (State::Master, State::Master),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn track_file_values_as_keepalived_reads_them() {
+        assert_eq!(file_value("1\n"), 1);
+        assert_eq!(file_value("  -7 apples"), -7);
+        assert_eq!(file_value("x"), 0);
+        assert_eq!(file_value(""), 0);
+        // weight 0: non-zero means FAULT (zero when reversed)
+        assert_eq!(file_delta(0, 0, false), Some(0));
+        assert_eq!(file_delta(1, 0, false), None);
+        assert_eq!(file_delta(0, 0, true), None);
+        assert_eq!(file_delta(5, 0, true), Some(0));
+        // otherwise value × weight, clamped; -254 is FAULT
+        assert_eq!(file_delta(3, 10, false), Some(30));
+        assert_eq!(file_delta(3, 10, true), Some(-30));
+        assert_eq!(file_delta(100, 10, false), Some(253));
+        assert_eq!(file_delta(-100, 10, false), None);
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn http(path: &str, status: Option<u16>, digest: Option<&str>) -> CheckKind {
         ssl: false,
         urls: vec![Url {
             path: path.into(),
-            status_code: status,
+            status_code: status.map(|c| vec![(c, c)]).unwrap_or_default(),
             digest: digest.map(str::to_string),
         }],
         virtualhost: Some("www.example".into()),
@@ -334,7 +334,7 @@ async fn ssl_get_with_digest_against_a_self_signed_server() {
         ssl: true,
         urls: vec![Url {
             path: "/".into(),
-            status_code: Some(200),
+            status_code: vec![(200, 200)],
             digest: Some(d.clone()),
         }],
         virtualhost: None,

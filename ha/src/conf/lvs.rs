@@ -27,7 +27,8 @@ impl VsKey {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Url {
     pub path: String,
-    pub status_code: Option<u16>,
+    /// Accepted statuses as inclusive ranges (`200-299 301`); empty: any 2xx.
+    pub status_code: Vec<(u16, u16)>,
     pub digest: Option<String>,
 }
 
@@ -49,9 +50,16 @@ pub enum CheckKind {
         /// `user USER [GROUP]`: run as this user instead of the default script user.
         user: Option<String>,
     },
+    /// keepalived's FILE_CHECK: `track_file NAME [weight W [reverse]]`, the file and its
+    /// weight from the `track_file NAME` block (filled in when the whole file is read).
     File {
+        track: String,
         path: String,
-        weight: Option<i32>,
+        weight: i32,
+        reverse: bool,
+        /// `weight` given on the FILE_CHECK line (overrides the block's).
+        own_weight: Option<i32>,
+        pos: super::syntax::Pos,
     },
 }
 
@@ -137,6 +145,49 @@ fn port(n: &Node, i: usize, diags: &mut Vec<Diag>) -> Option<u16> {
     }
 }
 
+/// A checker timer as keepalived takes it: a plain decimal number of seconds between
+/// 0.000001 and 4294.967295 (microseconds in 32 bits).
+fn timer(n: &Node, diags: &mut Vec<Diag>) -> Option<f64> {
+    let v: f64 = num(n, "a number of seconds (plain decimal)", diags)?;
+    if !(0.000001..=4294.967295).contains(&v) {
+        diags.push(error(
+            &n.args[0].pos,
+            format!(
+                "{} {v} is out of range (0.000001 to 4294.967295 seconds)",
+                n.key.text
+            ),
+        ));
+        return None;
+    }
+    Some(v)
+}
+
+/// `status_code 200-299 301 400-403`: statuses and inclusive ranges, each 100-599.
+fn status_codes(n: &Node, diags: &mut Vec<Diag>) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    if n.args.is_empty() {
+        diags.push(error(
+            &n.key.pos,
+            "status_code needs a status (200) or a range (200-299)",
+        ));
+    }
+    for w in &n.args {
+        let (lo, hi) = w.text.split_once('-').unwrap_or((&w.text, &w.text));
+        let ok = |t: &str| t.parse::<u16>().ok().filter(|c| (100..=599).contains(c));
+        match (ok(lo), ok(hi)) {
+            (Some(a), Some(b)) if a <= b => out.push((a, b)),
+            _ => diags.push(error(
+                &w.pos,
+                format!(
+                    "status_code: '{}' is not an HTTP status (100-599) or a range like 200-299",
+                    w.text
+                ),
+            )),
+        }
+    }
+    out
+}
+
 fn flag(n: &Node) -> bool {
     !matches!(n.arg(0), Some("false" | "no" | "off" | "0"))
 }
@@ -162,28 +213,35 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
     let mut misc_timeout = None;
     let mut misc_dynamic = false;
     let mut misc_user = None;
-    let mut file_path = None;
-    let mut file_weight = None;
+    let mut file_track: Option<(String, Option<i32>, bool)> = None;
     for s in body {
         match s.key.text.as_str() {
             "connect_ip" => c.connect_ip = ip(s, 0, "an address", diags),
             "connect_port" => c.connect_port = port(s, 0, diags),
             "bindto" => c.bindto = ip(s, 0, "an address", diags),
             "bind_port" => c.bind_port = port(s, 0, diags),
-            "connect_timeout" => c.connect_timeout = num(s, "seconds", diags).unwrap_or(5.0),
-            "retry" | "nb_get_retry" => c.retry = num(s, "a count", diags).unwrap_or(1),
-            "delay_before_retry" => c.delay_before_retry = num(s, "seconds", diags).unwrap_or(1.0),
-            "delay_loop" => c.delay_loop = num(s, "seconds", diags),
+            "connect_timeout" => c.connect_timeout = timer(s, diags).unwrap_or(5.0),
+            "retry" | "nb_get_retry" => {
+                if s.key.text == "nb_get_retry" {
+                    diags.push(warning(
+                        &s.key.pos,
+                        "nb_get_retry is deprecated: use retry (keepalived warns too)",
+                    ));
+                }
+                c.retry = num(s, "a count", diags).unwrap_or(1)
+            }
+            "delay_before_retry" => c.delay_before_retry = timer(s, diags).unwrap_or(1.0),
+            "delay_loop" => c.delay_loop = timer(s, diags),
             "url" => {
                 let mut u = Url {
                     path: "/".into(),
-                    status_code: None,
+                    status_code: Vec::new(),
                     digest: None,
                 };
                 for f in s.block.as_deref().unwrap_or(&[]) {
                     match f.key.text.as_str() {
                         "path" => u.path = string(f).unwrap_or_else(|| "/".into()),
-                        "status_code" => u.status_code = num(f, "an HTTP status", diags),
+                        "status_code" => u.status_code = status_codes(f, diags),
                         "digest" => {
                             let d = f.arg(0).unwrap_or("").to_ascii_lowercase();
                             if d.len() != 32 || !d.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -202,11 +260,18 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
             "virtualhost" => vhost = string(s),
             "helo_name" => helo = string(s).unwrap_or(helo),
             "misc_path" => misc_path = string(s),
-            "misc_timeout" => misc_timeout = num(s, "seconds", diags),
+            "misc_timeout" => misc_timeout = timer(s, diags),
             "misc_dynamic" => misc_dynamic = flag(s),
             "user" => misc_user = string(s),
-            "file" | "file_path" => file_path = string(s),
-            "weight" => file_weight = num(s, "a weight", diags),
+            "track_file" => {
+                let w = match s.arg(1) {
+                    Some("weight") => s.args.get(2).and_then(|w| w.text.parse().ok()),
+                    _ => None,
+                };
+                file_track = s
+                    .arg(0)
+                    .map(|t| (t.to_string(), w, s.arg(3) == Some("reverse")));
+            }
             _ => {}
         }
     }
@@ -216,7 +281,7 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
             if urls.is_empty() {
                 urls.push(Url {
                     path: "/".into(),
-                    status_code: None,
+                    status_code: Vec::new(),
                     digest: None,
                 });
             }
@@ -241,13 +306,20 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
             }
         }
         "FILE_CHECK" => {
-            let Some(path) = file_path else {
-                diags.push(error(&n.key.pos, "FILE_CHECK needs file PATH"));
+            let Some((track, own_weight, reverse)) = file_track else {
+                diags.push(error(
+                    &n.key.pos,
+                    "FILE_CHECK needs 'track_file NAME' (a track_file NAME { file PATH } block)",
+                ));
                 return None;
             };
             CheckKind::File {
-                path,
-                weight: file_weight,
+                track,
+                path: String::new(),
+                weight: 0,
+                reverse,
+                own_weight,
+                pos: n.key.pos.clone(),
             }
         }
         other => {
@@ -463,7 +535,7 @@ fn virtual_server_with(
     // settings first: real servers inherit some of them
     for s in body {
         match s.key.text.as_str() {
-            "delay_loop" => vs.delay_loop = num(s, "seconds", diags).unwrap_or(60.0),
+            "delay_loop" => vs.delay_loop = timer(s, diags).unwrap_or(60.0),
             "lb_algo" | "lvs_sched" => {
                 let v = s.arg(0).unwrap_or("").to_ascii_lowercase();
                 if !SCHEDULERS.contains(&v.as_str()) {
@@ -496,8 +568,12 @@ fn virtual_server_with(
                         format!("protocol '{v}' is not TCP, UDP or SCTP"),
                     ));
                 }
-                if let VsKey::Addr(_, _, proto) = &mut vs.key {
-                    *proto = v;
+                match &mut vs.key {
+                    VsKey::Addr(_, _, proto) => *proto = v,
+                    VsKey::Fwmark(m) => diags.push(warning(
+                        &s.key.pos,
+                        format!("virtual_server fwmark {m}: a protocol is ignored for a fwmark service (keepalived warns too)"),
+                    )),
                 }
             }
             "persistence_timeout" => {

@@ -65,6 +65,26 @@ pub struct Notify {
     pub smtp_alert: bool,
 }
 
+/// `track_file NAME` / `vrrp_track_file NAME`: a file whose number is a weight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackFile {
+    pub name: String,
+    pub path: String,
+    pub weight: i32,
+    pub reverse: bool,
+    /// `init_file [VALUE] [overwrite]`: write VALUE at start (if absent, or always).
+    pub init: Option<(i64, bool)>,
+    pub pos: Pos,
+}
+
+/// An instance's (or group's) `track_file { NAME [weight W [reverse]] }` item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackFileRef {
+    pub name: String,
+    pub weight: Option<i32>,
+    pub reverse: bool,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Instance {
     pub name: String,
@@ -80,6 +100,7 @@ pub struct Instance {
     pub vips_excluded: Vec<Vip>,
     pub track_interfaces: Vec<(String, i32)>,
     pub track_scripts: Vec<TrackScript>,
+    pub track_files: Vec<TrackFileRef>,
     pub nopreempt: bool,
     /// Seconds.
     pub preempt_delay: f64,
@@ -113,6 +134,8 @@ pub struct SyncGroup {
     pub track_interfaces: Vec<(String, i32)>,
     /// The group's own `track_script`, given to every member.
     pub track_scripts: Vec<TrackScript>,
+    /// The group's own `track_file`, given to every member.
+    pub track_files: Vec<TrackFileRef>,
     pub pos: Pos,
 }
 
@@ -135,6 +158,7 @@ pub struct Global {
 pub struct Config {
     pub global: Global,
     pub scripts: Vec<VrrpScript>,
+    pub track_files: Vec<TrackFile>,
     pub instances: Vec<Instance>,
     pub sync_groups: Vec<SyncGroup>,
     pub static_addresses: Vec<Vip>,
@@ -191,15 +215,19 @@ fn check_keywords(nodes: &[Node], ctx: Ctx, diags: &mut Vec<Diag>) {
                 if kw.status == Status::No {
                     diags.push(warning(&n.key.pos, format!("'{key}' is a keepalived keyword that ha does not implement; it has no effect")));
                 }
+                if kw.status == Status::Removed {
+                    diags.push(warning(&n.key.pos, format!("'{key}' is not a keepalived 2.2 keyword (older releases had it): keepalived ignores it as unknown and -t fails; ha ignores it too. Remove it")));
+                }
                 if let Some(b) = &n.block {
                     check_keywords(b, kw.block.unwrap_or(Ctx::OtherCheck), diags);
                 }
             }
-            // keepalived before 1.2 listed sync group members directly
+            // keepalived before 1.2 listed sync group members directly; 2.2 ignores such a
+            // line (unknown keyword), ha keeps the member in the group (safer) and says so
             None if ctx == Ctx::SyncGroup && n.args.is_empty() && n.block.is_none() => {
                 diags.push(warning(
                     &n.key.pos,
-                    format!("'{key}' as a bare member is the old form; write group {{ {key} }}"),
+                    format!("'{key}' as a bare member is the old form: keepalived 2.2 ignores it (the instance is then not in the group), ha keeps it in the group; write group {{ {key} }}"),
                 ));
             }
             None if schema::open(ctx) => {
@@ -222,9 +250,14 @@ fn num<T: std::str::FromStr>(n: &Node, what: &str, diags: &mut Vec<Diag>) -> Opt
         diags.push(error(&n.key.pos, format!("{} needs {what}", n.key.text)));
         return None;
     };
+    // keepalived reads plain decimals only: no exponent, inf or nan
+    let plain = w.text.chars().any(|c| c.is_ascii_digit())
+        && w.text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+'));
     match w.text.parse() {
-        Ok(v) => Some(v),
-        Err(_) => {
+        Ok(v) if plain => Some(v),
+        _ => {
             diags.push(error(
                 &w.pos,
                 format!("{}: '{}' is not {what}", n.key.text, w.text),
@@ -279,11 +312,31 @@ pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
     };
     let mut it = n.args.iter();
     while let Some(w) = it.next() {
+        match w.text.as_str() {
+            // flags without a value (keepalived 2.2)
+            "no_track" | "home" | "noprefixroute" | "autojoin" => continue,
+            "nodad" => {
+                diags.push(error(
+                    &w.pos,
+                    format!("'nodad' is for IPv6 addresses only; {} is IPv4 (keepalived refuses it too)", vip.addr),
+                ));
+                continue;
+            }
+            _ => {}
+        }
         let Some(v) = it.next() else {
             diags.push(error(&w.pos, format!("'{}' needs a value", w.text)));
             return None;
         };
         match w.text.as_str() {
+            // `brd +`: the broadcast address computed from the prefix
+            "brd" | "broadcast" if v.text == "+" => {
+                vip.brd = Some(Ipv4Addr::from(
+                    u32::from(vip.addr)
+                        | (u32::MAX.checked_shr(u32::from(vip.prefix)).unwrap_or(0)),
+                ))
+            }
+            "brd" | "broadcast" if v.text == "-" => {}
             "brd" | "broadcast" => match v.text.parse() {
                 Ok(b) => vip.brd = Some(b),
                 Err(_) => diags.push(error(
@@ -294,7 +347,7 @@ pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
             "dev" => vip.dev = Some(v.text.clone()),
             "scope" => vip.scope = Some(v.text.clone()),
             "label" => vip.label = Some(v.text.clone()),
-            "no_track" | "preferred_lft" | "home" | "nodad" => {}
+            "preferred_lft" => {}
             other => diags.push(error(
                 &w.pos,
                 format!("unknown virtual address option '{other}' (brd, dev, scope, label)"),
@@ -387,6 +440,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
     let mut cfg = Config {
         global,
         scripts: Vec::new(),
+        track_files: Vec::new(),
         instances: Vec::new(),
         sync_groups: Vec::new(),
         static_addresses: Vec::new(),
@@ -397,6 +451,17 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
     };
     for n in nodes {
         match n.key.text.as_str() {
+            "vrrp_track_file" | "track_file" => {
+                if let Some(t) = track_file(n, diags) {
+                    if cfg.track_files.iter().any(|o| o.name == t.name) {
+                        diags.push(error(
+                            &n.key.pos,
+                            format!("track_file {} is declared twice", t.name),
+                        ));
+                    }
+                    cfg.track_files.push(t);
+                }
+            }
             "vrrp_script" => {
                 let Some(name) = n.arg(0) else {
                     diags.push(error(&n.key.pos, "vrrp_script needs a name"));
@@ -470,6 +535,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     tracking_weight: false,
                     track_interfaces: Vec::new(),
                     track_scripts: Vec::new(),
+                    track_files: Vec::new(),
                     pos: n.key.pos.clone(),
                 };
                 for c in n.block.iter().flatten() {
@@ -485,6 +551,8 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                         g.track_interfaces.extend(track_interfaces(c));
                     } else if c.key.text == "track_script" {
                         g.track_scripts.extend(track_scripts(c));
+                    } else if c.key.text == "track_file" {
+                        g.track_files.extend(track_file_refs(c));
                     } else if !notify_field(c, &mut g.notify)
                         && c.args.is_empty()
                         && c.block.is_none()
@@ -526,9 +594,21 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         }
     }
     sync_group_tracking(&mut cfg, diags);
+    resolve_file_checks(&mut cfg, diags);
     vet_scripts(&mut cfg, nodes, diags);
     // references
     for i in &cfg.instances {
+        for t in &i.track_files {
+            if !cfg.track_files.iter().any(|f| f.name == t.name) {
+                diags.push(error(
+                    &i.pos,
+                    format!(
+                        "vrrp_instance {}: track_file '{}' is not defined by any track_file block",
+                        i.name, t.name
+                    ),
+                ));
+            }
+        }
         for t in &i.track_scripts {
             if !cfg.scripts.iter().any(|s| s.name == t.name) {
                 diags.push(error(
@@ -607,7 +687,18 @@ fn vet_scripts(cfg: &mut Config, nodes: &[Node], diags: &mut Vec<Diag>) {
     if let Some(p) = &gpos {
         diags.extend(warnings.into_iter().map(|w| warning(p, w)));
     }
+    let strict = crate::script::Env {
+        security: true,
+        ..env.clone()
+    };
     for s in &mut cfg.scripts {
+        if !env.security {
+            if let Err(e) = strict.prepare(&s.script, s.user.as_deref()) {
+                if e.starts_with("insecure") {
+                    diags.push(warning(&s.pos, format!("vrrp_script {}: SECURITY VIOLATION (as keepalived says): the script runs as root and is {}; set enable_script_security", s.name, e.trim_start_matches("insecure: "))));
+                }
+            }
+        }
         if let Err(e) = env.prepare(&s.script, s.user.as_deref()) {
             diags.push(warning(&s.pos, format!("vrrp_script {}: {e}; keepalived disables this script (scripts run without a shell), so it is never run and does not count", s.name)));
             s.disabled = Some(e);
@@ -622,6 +713,89 @@ fn vet_scripts(cfg: &mut Config, nodes: &[Node], diags: &mut Vec<Diag>) {
         }
     }
     cfg.script_env = env;
+}
+
+fn track_file(n: &Node, diags: &mut Vec<Diag>) -> Option<TrackFile> {
+    let Some(name) = n.arg(0) else {
+        diags.push(error(&n.key.pos, format!("{} needs a name", n.key.text)));
+        return None;
+    };
+    let mut t = TrackFile {
+        name: name.to_string(),
+        path: String::new(),
+        weight: 1,
+        reverse: false,
+        init: None,
+        pos: n.key.pos.clone(),
+    };
+    for c in n.block.iter().flatten() {
+        match c.key.text.as_str() {
+            "file" => t.path = string(c).unwrap_or_default(),
+            "weight" => {
+                t.weight = ranged(c, -254.0, 254.0, "a weight", diags).unwrap_or(1.0) as i32;
+                t.reverse = c.arg(1) == Some("reverse");
+            }
+            "init_file" => {
+                let value = c.arg(0).and_then(|v| v.parse().ok()).unwrap_or(0);
+                t.init = Some((value, c.args.iter().any(|a| a.text == "overwrite")));
+            }
+            _ => {}
+        }
+    }
+    if t.path.is_empty() {
+        diags.push(error(
+            &n.key.pos,
+            format!("track_file {name} needs 'file PATH'"),
+        ));
+        return None;
+    }
+    Some(t)
+}
+
+fn track_file_refs(c: &Node) -> Vec<TrackFileRef> {
+    c.block
+        .iter()
+        .flatten()
+        .map(|t| TrackFileRef {
+            name: t.key.text.clone(),
+            weight: match t.arg(0) {
+                Some("weight") => t.arg(1).and_then(|x| x.parse().ok()),
+                _ => None,
+            },
+            reverse: t.arg(2) == Some("reverse"),
+        })
+        .collect()
+}
+
+/// FILE_CHECK names a track_file block: its file and weight (the check's own weight wins).
+fn resolve_file_checks(cfg: &mut Config, diags: &mut Vec<Diag>) {
+    let files = cfg.track_files.clone();
+    for vs in &mut cfg.lvs {
+        for rs in &mut vs.real_servers {
+            for c in &mut rs.checkers {
+                if let lvs::CheckKind::File {
+                    track,
+                    path,
+                    weight,
+                    own_weight,
+                    pos,
+                    ..
+                } = &mut c.kind
+                {
+                    match files.iter().find(|f| &f.name == track) {
+                        Some(f) => {
+                            *path = f.path.clone();
+                            *weight = own_weight.unwrap_or(f.weight);
+                        }
+                        None => diags.push(error(
+                            pos,
+                            format!("FILE_CHECK: no track_file block named {track}"),
+                        )),
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn track_interfaces(c: &Node) -> Vec<(String, i32)> {
@@ -664,6 +838,7 @@ fn sync_group_tracking(cfg: &mut Config, diags: &mut Vec<Diag>) {
             i.track_interfaces
                 .extend(g.track_interfaces.iter().cloned());
             i.track_scripts.extend(g.track_scripts.iter().cloned());
+            i.track_files.extend(g.track_files.iter().cloned());
             if g.tracking_weight {
                 continue;
             }
@@ -682,6 +857,9 @@ fn sync_group_tracking(cfg: &mut Config, diags: &mut Vec<Diag>) {
                 t.1 = 0;
             }
             for t in &mut i.track_scripts {
+                t.weight = Some(0);
+            }
+            for t in &mut i.track_files {
                 t.weight = Some(0);
             }
         }
@@ -715,6 +893,7 @@ fn instance(
         vips_excluded: Vec::new(),
         track_interfaces: Vec::new(),
         track_scripts: Vec::new(),
+        track_files: Vec::new(),
         nopreempt: false,
         preempt_delay: 0.0,
         notify: Notify::default(),
@@ -827,6 +1006,7 @@ fn instance(
             }
             "track_interface" => i.track_interfaces.extend(track_interfaces(c)),
             "track_script" => i.track_scripts.extend(track_scripts(c)),
+            "track_file" => i.track_files.extend(track_file_refs(c)),
             "nopreempt" => i.nopreempt = true,
             "preempt" => i.nopreempt = false,
             "preempt_delay" => {

@@ -270,17 +270,28 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
                     limit,
                 )
                 .await?;
-                match u.status_code {
-                    Some(code) if page.status != code => {
-                        return Err(format!(
-                            "{}: status {} (expected {code})",
-                            u.path, page.status
-                        ))
-                    }
-                    None if !(200..300).contains(&page.status) => {
-                        return Err(format!("{}: status {}", u.path, page.status))
-                    }
-                    _ => {}
+                let want = |(lo, hi): &(u16, u16)| (*lo..=*hi).contains(&page.status);
+                if u.status_code.is_empty() && !(200..300).contains(&page.status) {
+                    return Err(format!("{}: status {}", u.path, page.status));
+                }
+                if !u.status_code.is_empty() && !u.status_code.iter().any(want) {
+                    let expected: Vec<String> = u
+                        .status_code
+                        .iter()
+                        .map(|(a, b)| {
+                            if a == b {
+                                a.to_string()
+                            } else {
+                                format!("{a}-{b}")
+                            }
+                        })
+                        .collect();
+                    return Err(format!(
+                        "{}: status {} (expected {})",
+                        u.path,
+                        page.status,
+                        expected.join(" ")
+                    ));
                 }
                 if let Some(d) = &u.digest {
                     let got = md5_hex(&page.body);
@@ -326,18 +337,18 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
                 (None, _) => Err(format!("{path} killed by a signal")),
             }
         }
-        CheckKind::File { path, weight } => {
-            let text = tokio::fs::read_to_string(path)
-                .await
-                .map_err(|e| format!("{path}: {e}"))?;
-            let v: i64 = text
-                .trim()
-                .parse()
-                .map_err(|_| format!("{path}: not a number"))?;
-            if v == 0 {
-                Err(format!("{path} says 0"))
-            } else {
-                Ok(weight.map(|w| (i64::from(w) * v).clamp(0, 65535) as u32))
+        CheckKind::File {
+            path,
+            weight,
+            reverse,
+            ..
+        } => {
+            // keepalived: a missing file reads as 0
+            let text = tokio::fs::read_to_string(path).await.unwrap_or_default();
+            let v = crate::vrrp::file_value(&text);
+            match crate::vrrp::file_delta(v, *weight, *reverse) {
+                None => Err(format!("track file {path} holds {v}: down")),
+                Some(_) => Ok(None),
             }
         }
     }
