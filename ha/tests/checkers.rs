@@ -365,3 +365,44 @@ async fn ssl_get_with_digest_against_a_self_signed_server() {
         format!("MD5SUM = {d}")
     );
 }
+
+/// keepalived's FILE_CHECK: `track_file NAME` with weight 0 means non-zero = down, the file
+/// is read on every check, a missing file reads as 0.
+#[tokio::test]
+async fn file_check_reads_the_track_file_with_keepalived_rules() {
+    let dir = std::env::temp_dir().join(format!("ha-file-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("flag");
+    let c = |weight: i32, reverse: bool| {
+        checker(CheckKind::File {
+            track: "flag".into(),
+            path: f.to_string_lossy().into_owned(),
+            weight,
+            reverse,
+            own_weight: None,
+            pos: ha::conf::syntax::Pos {
+                file: "t.conf".into(),
+                line: 1,
+                col: 1,
+            },
+        })
+    };
+    assert_eq!(
+        check_once(&c(0, false), LO, 80, 1.0).await,
+        Ok(None),
+        "missing file: 0"
+    );
+    std::fs::write(&f, "1\n").unwrap();
+    assert!(check_once(&c(0, false), LO, 80, 1.0)
+        .await
+        .unwrap_err()
+        .contains("holds 1"));
+    assert_eq!(check_once(&c(0, true), LO, 80, 1.0).await, Ok(None));
+    std::fs::write(&f, "0\n").unwrap();
+    assert_eq!(check_once(&c(0, false), LO, 80, 1.0).await, Ok(None));
+    // with a weight, only a product at -254 or below is down
+    std::fs::write(&f, "-30").unwrap();
+    assert_eq!(check_once(&c(5, false), LO, 80, 1.0).await, Ok(None));
+    assert!(check_once(&c(10, false), LO, 80, 1.0).await.is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

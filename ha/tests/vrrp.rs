@@ -676,3 +676,41 @@ fn scripts_run_as_the_script_user_without_a_shell_and_insecure_ones_never() {
         "{text}"
     );
 }
+
+/// Issue 13: vrrp_track_file as keepalived reads it: with weight 0 a non-zero number is a
+/// FAULT (the VIP moves to the backup), a weight adds value × weight to the priority; the
+/// file is re-read when it changes, and init_file creates it.
+#[test]
+fn a_track_file_faults_or_reweights_the_instance_when_it_changes() {
+    let Some(mut env) = setup(2, &[]) else { return };
+    let fault = env.lab.path("fault.flag");
+    let weight = env.lab.path("weight.flag");
+    let pre = format!(
+        "vrrp_track_file tf_fault {{\n  file {}\n  weight 0\n  init_file 0\n}}\ntrack_file tf_weight {{\n  file {}\n  weight 10\n  init_file 0 overwrite\n}}\n",
+        fault.display(),
+        weight.display()
+    );
+    let extra = "  track_file {\n    tf_fault\n    tf_weight\n  }";
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", extra, "", &pre));
+    env.start(2, &conf(2, 100, "BACKUP", 2, "1", "", "", ""));
+    assert!(env.served_by(1, Duration::from_secs(6)));
+    assert_eq!(
+        std::fs::read_to_string(&fault).unwrap().trim(),
+        "0",
+        "init_file"
+    );
+    std::fs::write(&weight, "3\n").unwrap();
+    assert!(wait_until(Duration::from_secs(3), || env.status(1)
+        == ("MASTER".into(), 180)));
+    std::fs::write(&fault, "1\n").unwrap();
+    assert!(wait_until(Duration::from_secs(3), || env.status(1).0 == "FAULT"));
+    assert!(
+        env.served_by(2, Duration::from_secs(6)),
+        "the VIP did not move to the backup"
+    );
+    std::fs::write(&fault, "0\n").unwrap();
+    assert!(
+        env.served_by(1, Duration::from_secs(8)),
+        "the VIP did not come back"
+    );
+}
