@@ -406,3 +406,38 @@ async fn file_check_reads_the_track_file_with_keepalived_rules() {
     assert!(check_once(&c(10, false), LO, 80, 1.0).await.is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// PING_CHECK: an answered ICMP echo is healthy; silence is a failure within connect_timeout.
+/// The pings run on a thread inside a lab namespace: a neighbour that answers, an address
+/// nobody holds.
+#[test]
+fn ping_check_needs_an_echo_reply_in_time() {
+    use std::os::fd::AsRawFd;
+    let Some(lab) = opsflow_tests::Lab::new(&[]) else {
+        return;
+    };
+    let lan = lab.switch("lan");
+    let p = lab.host("p");
+    let q = lab.host("q");
+    lab.attach(&p, &lan, "eth0", Some("10.93.0.1/24"));
+    lab.attach(&q, &lan, "eth0", Some("10.93.0.2/24"));
+    let ns = std::fs::File::open(format!("/var/run/netns/{}", p.ns())).unwrap();
+    let results = std::thread::spawn(move || {
+        // SAFETY: moves only this thread into the lab namespace; the fd is open.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let limit = Duration::from_millis(800);
+        let ok = ha::lvs::check::ping("10.93.0.2".parse().unwrap(), None, limit);
+        let t0 = Instant::now();
+        let silent = ha::lvs::check::ping("10.93.0.99".parse().unwrap(), None, limit);
+        (ok, silent, t0.elapsed())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(results.0, Ok(()));
+    let e = results.1.unwrap_err();
+    assert!(e.contains("no echo reply"), "{e}");
+    assert!(results.2 < Duration::from_secs(2), "{:?}", results.2);
+}

@@ -40,6 +40,8 @@ pub enum CheckKind {
         virtualhost: Option<String>,
     },
     Tcp,
+    /// PING_CHECK: an ICMP echo request answered within connect_timeout.
+    Ping,
     Smtp {
         helo: String,
     },
@@ -292,6 +294,7 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
             }
         }
         "TCP_CHECK" => CheckKind::Tcp,
+        "PING_CHECK" => CheckKind::Ping,
         "SMTP_CHECK" => CheckKind::Smtp { helo },
         "MISC_CHECK" => {
             let Some(path) = misc_path else {

@@ -299,7 +299,7 @@ const RS: &[Kw] = &[
     k("MISC_CHECK", Lvs, Some(MiscCheck)),
     k("FILE_CHECK", Lvs, Some(FileCheck)),
     k("UDP_CHECK", No, Some(OtherCheck)),
-    k("PING_CHECK", No, Some(OtherCheck)),
+    k("PING_CHECK", Lvs, Some(TcpCheck)),
     k("DNS_CHECK", No, Some(OtherCheck)),
     k("BFD_CHECK", No, Some(OtherCheck)),
     k("CI-LINUX", Removed, Some(OtherCheck)),

@@ -1,4 +1,4 @@
-//! Health checkers: HTTP_GET, SSL_GET, TCP_CHECK, SMTP_CHECK, MISC_CHECK, FILE_CHECK, and the
+//! Health checkers: HTTP_GET, SSL_GET, TCP_CHECK, SMTP_CHECK, MISC_CHECK, FILE_CHECK, PING_CHECK, and the
 //! page digest `ha genhash` prints. Every network step has a deadline (`connect_timeout`), so
 //! a hung server costs its own checker that long and nothing else.
 
@@ -246,6 +246,90 @@ async fn smtp(stream: TcpStream, helo: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn icmp_sum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// One ICMP echo to `addr`, answered within `limit`. An unprivileged ICMP datagram socket
+/// when `net.ipv4.ping_group_range` allows it, else a raw socket (root). Blocking: run it
+/// on a blocking thread.
+pub fn ping(addr: Ipv4Addr, bind: Option<Ipv4Addr>, limit: Duration) -> Result<(), String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    static SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    let (sock, raw) = match Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)) {
+        Ok(s) => (s, false),
+        Err(_) => (
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+                .map_err(|e| format!("ICMP socket: {e} (needs root or ping_group_range)"))?,
+            true,
+        ),
+    };
+    if let Some(b) = bind {
+        sock.bind(&SocketAddrV4::new(b, 0).into())
+            .map_err(|e| format!("bind {b}: {e}"))?;
+    }
+    let id = (std::process::id() as u16).to_be_bytes();
+    let seq = SEQ
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_be_bytes();
+    let mut pkt = vec![8, 0, 0, 0, id[0], id[1], seq[0], seq[1]];
+    pkt.extend_from_slice(b"ha PING_CHECK");
+    let sum = icmp_sum(&pkt).to_be_bytes();
+    pkt[2..4].copy_from_slice(&sum);
+    sock.send_to(&pkt, &SocketAddrV4::new(addr, 0).into())
+        .map_err(|e| format!("ping {addr}: {e}"))?;
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("ping {addr}: no echo reply within {limit:?}"));
+        }
+        sock.set_read_timeout(Some(left))
+            .map_err(|e| format!("ping {addr}: {e}"))?;
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("ping {addr}: no echo reply within {limit:?}"))
+            }
+            Err(e) => return Err(format!("ping {addr}: {e}")),
+        };
+        // SAFETY: recv_from initialised the first n bytes.
+        let data: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        let icmp = if raw {
+            let ihl = usize::from(data.first().copied().unwrap_or(0) & 0x0f) * 4;
+            data.get(ihl..).unwrap_or(&[])
+        } else {
+            &data[..]
+        };
+        let from_ok = from.as_socket_ipv4().is_some_and(|f| *f.ip() == addr);
+        // a datagram socket's id is the kernel's, so only the sequence is ours to match
+        if from_ok
+            && icmp.len() >= 8
+            && icmp[0] == 0
+            && icmp[6..8] == seq
+            && (!raw || icmp[4..6] == id)
+        {
+            return Ok(());
+        }
+    }
+}
+
 /// One attempt of one checker against a real server.
 pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop: f64) -> Outcome {
     let addr = c.connect_ip.unwrap_or(rs_addr);
@@ -254,6 +338,13 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
     let limit = Duration::from_secs_f64(c.connect_timeout.max(0.01));
     match &c.kind {
         CheckKind::Tcp => connect(addr, port, bind, limit).await.map(|_| None),
+        CheckKind::Ping => {
+            let from = c.bindto;
+            tokio::task::spawn_blocking(move || ping(addr, from, limit))
+                .await
+                .map_err(|e| format!("ping task failed: {e}"))?
+                .map(|()| None)
+        }
         CheckKind::Http {
             ssl,
             urls,

@@ -214,7 +214,8 @@ impl Lvs {
             let c = c.clone();
             let tx = self.tx.clone();
             let (addr, port) = (rs.addr, rs.port);
-            let every = Duration::from_secs_f64(c.delay_loop.unwrap_or(vs.delay_loop).max(0.1));
+            let every = Duration::try_from_secs_f64(c.delay_loop.unwrap_or(vs.delay_loop).max(0.1))
+                .unwrap_or(Duration::from_secs(60));
             let delay_loop = vs.delay_loop;
             let suspend = match (&vs.key, vs.ha_suspend) {
                 (VsKey::Addr(a, _, _), true) => Some(*a),
@@ -223,7 +224,16 @@ impl Lvs {
             tasks.push(tokio::spawn(async move {
                 loop {
                     if suspend.is_none_or(is_local) {
-                        let result = check::check(&c, addr, port, delay_loop).await;
+                        // a checker that panics fails its real server (never open) and says so
+                        let one = c.clone();
+                        let result = tokio::spawn(async move {
+                            check::check(&one, addr, port, delay_loop).await
+                        })
+                        .await
+                        .unwrap_or_else(|e| {
+                            tracing::error!(real_server = %addr, port, error = %e, "checker failed; the real server is out of rotation until it passes");
+                            Err(format!("checker failed: {e}"))
+                        });
                         if tx
                             .send(CheckEvent {
                                 vs: at.0,
