@@ -455,6 +455,7 @@ mod tests {
             include_str!("mod.rs"),
             include_str!("lvs.rs"),
             include_str!("syntax.rs"),
+            include_str!("track.rs"),
         ]
         .concat();
         let unread: Vec<String> = all()
