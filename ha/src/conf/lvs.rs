@@ -194,7 +194,42 @@ fn flag(n: &Node) -> bool {
     !matches!(n.arg(0), Some("false" | "no" | "off" | "0"))
 }
 
-fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
+/// Checker settings a virtual server or real server gives its checkers (keepalived 2.2:
+/// `connect_timeout`, `retry`, `delay_before_retry`, and a real server's `delay_loop`); a
+/// checker's own line wins.
+#[derive(Clone, Copy, Debug)]
+struct CheckDefaults {
+    connect_timeout: f64,
+    retry: u32,
+    delay_before_retry: f64,
+    delay_loop: Option<f64>,
+}
+
+impl Default for CheckDefaults {
+    fn default() -> Self {
+        CheckDefaults {
+            connect_timeout: 5.0,
+            retry: 1,
+            delay_before_retry: 1.0,
+            delay_loop: None,
+        }
+    }
+}
+
+impl CheckDefaults {
+    /// Reads one line if it is a default; whether it was.
+    fn read(&mut self, s: &Node, diags: &mut Vec<Diag>) -> bool {
+        match s.key.text.as_str() {
+            "connect_timeout" => self.connect_timeout = timer(s, diags).unwrap_or(5.0),
+            "retry" => self.retry = num(s, "a count", diags).unwrap_or(1),
+            "delay_before_retry" => self.delay_before_retry = timer(s, diags).unwrap_or(1.0),
+            _ => return false,
+        }
+        true
+    }
+}
+
+fn checker(n: &Node, rs_port: u16, d: &CheckDefaults, diags: &mut Vec<Diag>) -> Option<Checker> {
     let kind_name = n.key.text.as_str();
     let body = n.block.as_deref().unwrap_or(&[]);
     let mut c = Checker {
@@ -203,10 +238,10 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
         connect_port: None,
         bindto: None,
         bind_port: None,
-        connect_timeout: 5.0,
-        retry: 1,
-        delay_before_retry: 1.0,
-        delay_loop: None,
+        connect_timeout: d.connect_timeout,
+        retry: d.retry,
+        delay_before_retry: d.delay_before_retry,
+        delay_loop: d.delay_loop,
     };
     let mut urls = Vec::new();
     let mut vhost = None;
@@ -336,7 +371,18 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
     Some(c)
 }
 
-fn real_server(n: &Node, vs: &VirtualServer, diags: &mut Vec<Diag>) -> Option<RealServer> {
+fn real_server(
+    n: &Node,
+    vs: &VirtualServer,
+    defaults: &CheckDefaults,
+    diags: &mut Vec<Diag>,
+) -> Option<RealServer> {
+    let mut d = *defaults;
+    for s in n.block.as_deref().unwrap_or(&[]) {
+        if !d.read(s, diags) && s.key.text == "delay_loop" {
+            d.delay_loop = timer(s, diags);
+        }
+    }
     let addr = ip(n, 0, "ADDRESS PORT", diags)?;
     let port = match n.args.get(1) {
         Some(_) => port(n, 1, diags)?,
@@ -364,7 +410,7 @@ fn real_server(n: &Node, vs: &VirtualServer, diags: &mut Vec<Diag>) -> Option<Re
             "alpha" => rs.alpha = flag(s),
             "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "SMTP_CHECK" | "MISC_CHECK" | "FILE_CHECK"
             | "UDP_CHECK" | "PING_CHECK" | "DNS_CHECK" | "BFD_CHECK" => {
-                if let Some(c) = checker(s, port, diags) {
+                if let Some(c) = checker(s, port, &d, diags) {
                     rs.checkers.push(c);
                 }
             }
@@ -535,6 +581,7 @@ fn virtual_server_with(
         real_servers: Vec::new(),
     };
     let body = n.block.as_deref().unwrap_or(&[]);
+    let mut defaults = CheckDefaults::default();
     // settings first: real servers inherit some of them
     for s in body {
         match s.key.text.as_str() {
@@ -602,12 +649,14 @@ fn virtual_server_with(
             "ha_suspend" => vs.ha_suspend = flag(s),
             "inhibit_on_failure" => vs.inhibit_on_failure = flag(s),
             "virtualhost" => vs.virtualhost = string(s),
-            _ => {}
+            _ => {
+                defaults.read(s, diags);
+            }
         }
     }
     for s in body {
         if s.key.text == "real_server" {
-            if let Some(rs) = real_server(s, &vs, diags) {
+            if let Some(rs) = real_server(s, &vs, &defaults, diags) {
                 if vs
                     .real_servers
                     .iter()
@@ -641,6 +690,27 @@ mod tests {
     use crate::conf::load_str;
 
     use super::*;
+
+    #[test]
+    fn checkers_inherit_virtual_and_real_server_defaults() {
+        let text = "virtual_server 10.0.0.1 80 {\n delay_loop 5\n connect_timeout 2\n retry 4\n real_server 10.0.0.2 80 {\n  delay_before_retry 0.5\n  delay_loop 3\n  TCP_CHECK {\n  }\n  TCP_CHECK {\n   connect_timeout 1\n   retry 2\n  }\n }\n}\n";
+        let c = crate::conf::load_str("v.conf", text, "").unwrap();
+        let rs = &c.lvs[0].real_servers[0];
+        let (a, b) = (&rs.checkers[0], &rs.checkers[1]);
+        assert_eq!(
+            (
+                a.connect_timeout,
+                a.retry,
+                a.delay_before_retry,
+                a.delay_loop
+            ),
+            (2.0, 4, 0.5, Some(3.0))
+        );
+        assert_eq!(
+            (b.connect_timeout, b.retry, b.delay_before_retry),
+            (1.0, 2, 0.5)
+        );
+    }
 
     #[test]
     fn groups_expand_into_one_service_per_member() {
