@@ -441,3 +441,48 @@ fn ping_check_needs_an_echo_reply_in_time() {
     assert!(e.contains("no echo reply"), "{e}");
     assert!(results.2 < Duration::from_secs(2), "{:?}", results.2);
 }
+
+/// UDP_CHECK as keepalived's: port unreachable is down, silence is up unless a reply is
+/// required, a required reply must start with the given bytes.
+#[tokio::test]
+async fn udp_check_port_unreachable_and_required_replies() {
+    let echo = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut b = [0u8; 512];
+        while let Ok((n, from)) = echo.recv_from(&mut b).await {
+            let _ = echo.send_to(&[b"pong:", &b[..n]].concat(), from).await;
+        }
+    });
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let closed_port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let udp = |reply: Option<&[u8]>| {
+        let mut c = checker(CheckKind::Udp {
+            payload: b"ping".to_vec(),
+            require_reply: reply.map(<[u8]>::to_vec),
+        });
+        c.connect_timeout = 0.3;
+        c
+    };
+    assert_eq!(
+        check_once(&udp(Some(b"pong:ping")), LO, echo_port, 1.0).await,
+        Ok(None)
+    );
+    assert!(check_once(&udp(Some(b"other")), LO, echo_port, 1.0)
+        .await
+        .is_err());
+    assert_eq!(check_once(&udp(None), LO, silent_port, 1.0).await, Ok(None));
+    let e = check_once(&udp(Some(b"")), LO, silent_port, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains("no reply"), "{e}");
+    let e = check_once(&udp(None), LO, closed_port, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains("refused"), "{e}");
+    drop(silent);
+}

@@ -42,6 +42,12 @@ pub enum CheckKind {
     Tcp,
     /// PING_CHECK: an ICMP echo request answered within connect_timeout.
     Ping,
+    /// UDP_CHECK: `payload` sent; down on an ICMP port unreachable, or, with
+    /// `require_reply [HEX]`, without a reply (starting with HEX) in time.
+    Udp {
+        payload: Vec<u8>,
+        require_reply: Option<Vec<u8>>,
+    },
     Smtp {
         helo: String,
     },
@@ -164,6 +170,30 @@ fn timer(n: &Node, diags: &mut Vec<Diag>) -> Option<f64> {
     Some(v)
 }
 
+/// `payload` / `require_reply` data: hex digits (an optional `0x`), an even number of them.
+fn hex(n: &Node, diags: &mut Vec<Diag>) -> Vec<u8> {
+    let text: String = n.args.iter().map(|w| w.text.as_str()).collect();
+    let t = text.trim_start_matches("0x").trim_start_matches("0X");
+    let bytes: Option<Vec<u8>> = (t.len() % 2 == 0)
+        .then(|| {
+            (0..t.len())
+                .step_by(2)
+                .map(|k| t.get(k..k + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                .collect()
+        })
+        .flatten();
+    bytes.unwrap_or_else(|| {
+        diags.push(error(
+            &n.key.pos,
+            format!(
+                "{}: '{text}' is not hex data (an even number of hex digits)",
+                n.key.text
+            ),
+        ));
+        Vec::new()
+    })
+}
+
 /// `status_code 200-299 301 400-403`: statuses and inclusive ranges, each 100-599.
 fn status_codes(n: &Node, diags: &mut Vec<Diag>) -> Vec<(u16, u16)> {
     let mut out = Vec::new();
@@ -251,6 +281,8 @@ fn checker(n: &Node, rs_port: u16, d: &CheckDefaults, diags: &mut Vec<Diag>) -> 
     let mut misc_dynamic = false;
     let mut misc_user = None;
     let mut file_track: Option<(String, Option<i32>, bool)> = None;
+    let mut payload = Vec::new();
+    let mut require_reply = None;
     for s in body {
         match s.key.text.as_str() {
             "connect_ip" => c.connect_ip = ip(s, 0, "an address", diags),
@@ -300,6 +332,8 @@ fn checker(n: &Node, rs_port: u16, d: &CheckDefaults, diags: &mut Vec<Diag>) -> 
             "misc_timeout" => misc_timeout = timer(s, diags),
             "misc_dynamic" => misc_dynamic = flag(s),
             "user" => misc_user = string(s),
+            "payload" => payload = hex(s, diags),
+            "require_reply" => require_reply = Some(hex(s, diags)),
             "track_file" => {
                 let w = match s.arg(1) {
                     Some("weight") => s.args.get(2).and_then(|w| w.text.parse().ok()),
@@ -330,6 +364,10 @@ fn checker(n: &Node, rs_port: u16, d: &CheckDefaults, diags: &mut Vec<Diag>) -> 
         }
         "TCP_CHECK" => CheckKind::Tcp,
         "PING_CHECK" => CheckKind::Ping,
+        "UDP_CHECK" => CheckKind::Udp {
+            payload,
+            require_reply,
+        },
         "SMTP_CHECK" => CheckKind::Smtp { helo },
         "MISC_CHECK" => {
             let Some(path) = misc_path else {

@@ -20,6 +20,7 @@ pub enum Ctx {
     SmtpHost,
     MiscCheck,
     FileCheck,
+    UdpCheck,
     TrackFile,
     OtherCheck,
     /// A block whose lines are items (addresses, names), not keywords.
@@ -298,7 +299,7 @@ const RS: &[Kw] = &[
     k("SMTP_CHECK", Lvs, Some(SmtpCheck)),
     k("MISC_CHECK", Lvs, Some(MiscCheck)),
     k("FILE_CHECK", Lvs, Some(FileCheck)),
-    k("UDP_CHECK", No, Some(OtherCheck)),
+    k("UDP_CHECK", Lvs, Some(UdpCheck)),
     k("PING_CHECK", Lvs, Some(TcpCheck)),
     k("DNS_CHECK", No, Some(OtherCheck)),
     k("BFD_CHECK", No, Some(OtherCheck)),
@@ -354,6 +355,7 @@ const MISC: &[Kw] = &[
 ];
 
 const FILE_CHECK: &[Kw] = &[k("track_file", Lvs, None)];
+const UDP_CHECK: &[Kw] = &[k("payload", Lvs, None), k("require_reply", Lvs, None)];
 const TRACK_FILE: &[Kw] = &[
     k("file", Yes, None),
     k("weight", Yes, None),
@@ -376,6 +378,7 @@ fn table(ctx: Ctx) -> &'static [Kw] {
         SmtpCheck => SMTP,
         MiscCheck => MISC,
         FileCheck => FILE_CHECK,
+        UdpCheck => UDP_CHECK,
         TrackFile => TRACK_FILE,
         TcpCheck | SmtpHost | OtherCheck | List => &[],
     }
@@ -386,8 +389,10 @@ pub fn lookup(ctx: Ctx, key: &str) -> Option<&'static Kw> {
     if let Some(kw) = table(ctx).iter().find(|k| k.name == key) {
         return Some(kw);
     }
-    if matches!(ctx, HttpCheck | TcpCheck | SmtpCheck | SmtpHost | MiscCheck)
-        && COMMON_CHECK.contains(&key)
+    if matches!(
+        ctx,
+        HttpCheck | TcpCheck | SmtpCheck | SmtpHost | MiscCheck | UdpCheck
+    ) && COMMON_CHECK.contains(&key)
     {
         static COMMON: Kw = Kw {
             name: "",
@@ -407,7 +412,10 @@ pub fn open(ctx: Ctx) -> bool {
 /// The nearest keyword of a context (edit distance at most 3).
 pub fn nearest(ctx: Ctx, key: &str) -> Option<&'static str> {
     let mut names: Vec<&'static str> = table(ctx).iter().map(|k| k.name).collect();
-    if matches!(ctx, HttpCheck | TcpCheck | SmtpCheck | SmtpHost | MiscCheck) {
+    if matches!(
+        ctx,
+        HttpCheck | TcpCheck | SmtpCheck | SmtpHost | MiscCheck | UdpCheck
+    ) {
         names.extend_from_slice(COMMON_CHECK);
     }
     names
@@ -436,6 +444,7 @@ pub fn all() -> impl Iterator<Item = (Ctx, &'static Kw)> {
         SmtpCheck,
         MiscCheck,
         FileCheck,
+        UdpCheck,
         TrackFile,
     ]
     .into_iter()

@@ -1,4 +1,5 @@
-//! Health checkers: HTTP_GET, SSL_GET, TCP_CHECK, SMTP_CHECK, MISC_CHECK, FILE_CHECK, PING_CHECK, and the
+//! Health checkers: HTTP_GET, SSL_GET, TCP_CHECK, SMTP_CHECK, MISC_CHECK, FILE_CHECK, PING_CHECK,
+//! UDP_CHECK, and the
 //! page digest `ha genhash` prints. Every network step has a deadline (`connect_timeout`), so
 //! a hung server costs its own checker that long and nothing else.
 
@@ -246,6 +247,43 @@ async fn smtp(stream: TcpStream, helo: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// keepalived's UDP_CHECK: a connected socket sends the payload; an ICMP port unreachable
+/// (ECONNREFUSED) is down; with `require_reply` a reply (starting with the given bytes) must
+/// arrive within `limit`, without it silence is up.
+async fn udp(
+    addr: Ipv4Addr,
+    port: u16,
+    bind: Option<Ipv4Addr>,
+    payload: &[u8],
+    require_reply: Option<&[u8]>,
+    limit: Duration,
+) -> Result<(), String> {
+    let local = SocketAddrV4::new(bind.unwrap_or(Ipv4Addr::UNSPECIFIED), 0);
+    let sock = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("udp bind {local}: {e}"))?;
+    sock.connect(SocketAddrV4::new(addr, port))
+        .await
+        .map_err(|e| format!("udp {addr}:{port}: {e}"))?;
+    sock.send(payload)
+        .await
+        .map_err(|e| format!("udp {addr}:{port}: {e}"))?;
+    let mut buf = vec![0u8; 65536];
+    match timeout(limit, sock.recv(&mut buf)).await {
+        Ok(Ok(n)) => match require_reply {
+            Some(want) if !buf[..n].starts_with(want) => Err(format!(
+                "udp {addr}:{port}: the reply does not start with the required bytes"
+            )),
+            _ => Ok(()),
+        },
+        Ok(Err(e)) => Err(format!("udp {addr}:{port}: {e}")),
+        Err(_) if require_reply.is_some() => {
+            Err(format!("udp {addr}:{port}: no reply within {limit:?}"))
+        }
+        Err(_) => Ok(()),
+    }
+}
+
 fn icmp_sum(b: &[u8]) -> u16 {
     let mut sum: u32 = b
         .chunks(2)
@@ -338,6 +376,19 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
     let limit = Duration::from_secs_f64(c.connect_timeout.max(0.01));
     match &c.kind {
         CheckKind::Tcp => connect(addr, port, bind, limit).await.map(|_| None),
+        CheckKind::Udp {
+            payload,
+            require_reply,
+        } => udp(
+            addr,
+            port,
+            c.bindto,
+            payload,
+            require_reply.as_deref(),
+            limit,
+        )
+        .await
+        .map(|()| None),
         CheckKind::Ping => {
             let from = c.bindto;
             tokio::task::spawn_blocking(move || ping(addr, from, limit))
