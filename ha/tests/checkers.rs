@@ -486,3 +486,70 @@ async fn udp_check_port_unreachable_and_required_replies() {
     assert!(e.contains("refused"), "{e}");
     drop(silent);
 }
+
+/// DNS_CHECK against a real DNS server (dnsmasq on loopback): NOERROR is healthy, another
+/// rcode or silence is not.
+#[tokio::test]
+async fn dns_check_against_dnsmasq() {
+    if !require(&["dnsmasq"]) {
+        return;
+    }
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    /// Kills dnsmasq however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dnsmasq = std::process::Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--user=root",
+            &format!("--port={port}"),
+            "--address=/ok.test/10.0.0.1",
+            "--address=/gone.test/",
+        ])
+        .spawn()
+        .unwrap();
+    let dnsmasq = Kill(dnsmasq);
+    let dns = |t: u16, name: &str| {
+        let mut c = checker(CheckKind::Dns {
+            qtype: t,
+            name: name.into(),
+        });
+        c.connect_timeout = 0.5;
+        c
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while check_once(&dns(1, "ok.test"), LO, port, 1.0).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "dnsmasq never answered on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = check_once(&dns(1, "gone.test"), LO, port, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains("rcode 3"), "{e}");
+    drop(dnsmasq);
+    let e = check_once(&dns(1, "ok.test"), LO, port, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains("no answer") || e.contains("refused"), "{e}");
+    // the wire format of the query
+    assert_eq!(
+        ha::lvs::check::dns_query(0x1234, 6, "a.b."),
+        [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 1, b'b', 0, 0, 6, 0, 1]
+    );
+}

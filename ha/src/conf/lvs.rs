@@ -42,6 +42,12 @@ pub enum CheckKind {
     Tcp,
     /// PING_CHECK: an ICMP echo request answered within connect_timeout.
     Ping,
+    /// DNS_CHECK: a query (`type`, default SOA; `name`, default `.`) answered with the same
+    /// id and RCODE 0.
+    Dns {
+        qtype: u16,
+        name: String,
+    },
     /// UDP_CHECK: `payload` sent; down on an ICMP port unreachable, or, with
     /// `require_reply [HEX]`, without a reply (starting with HEX) in time.
     Udp {
@@ -170,6 +176,17 @@ fn timer(n: &Node, diags: &mut Vec<Diag>) -> Option<f64> {
     Some(v)
 }
 
+/// The DNS_CHECK types keepalived knows.
+const DNS_TYPES: &[(&str, u16)] = &[
+    ("A", 1),
+    ("NS", 2),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("MX", 15),
+    ("TXT", 16),
+    ("AAAA", 28),
+];
+
 /// `payload` / `require_reply` data: hex digits (an optional `0x`), an even number of them.
 fn hex(n: &Node, diags: &mut Vec<Diag>) -> Vec<u8> {
     let text: String = n.args.iter().map(|w| w.text.as_str()).collect();
@@ -282,6 +299,8 @@ fn checker(n: &Node, rs_port: u16, d: &CheckDefaults, diags: &mut Vec<Diag>) -> 
     let mut misc_user = None;
     let mut file_track: Option<(String, Option<i32>, bool)> = None;
     let mut payload = Vec::new();
+    let mut dns_type = 6;
+    let mut dns_name = ".".to_string();
     let mut require_reply = None;
     for s in body {
         match s.key.text.as_str() {
@@ -333,6 +352,19 @@ fn checker(n: &Node, rs_port: u16, d: &CheckDefaults, diags: &mut Vec<Diag>) -> 
             "misc_dynamic" => misc_dynamic = flag(s),
             "user" => misc_user = string(s),
             "payload" => payload = hex(s, diags),
+            "type" if kind_name == "DNS_CHECK" => {
+                let t = s.arg(0).unwrap_or("").to_ascii_uppercase();
+                match DNS_TYPES.iter().find(|(n, _)| *n == t) {
+                    Some((_, v)) => dns_type = *v,
+                    None => diags.push(warning(
+                        &s.key.pos,
+                        format!(
+                            "DNS_CHECK type '{t}' is unknown: SOA is used (as keepalived does)"
+                        ),
+                    )),
+                }
+            }
+            "name" if kind_name == "DNS_CHECK" => dns_name = string(s).unwrap_or(dns_name),
             "require_reply" => require_reply = Some(hex(s, diags)),
             "track_file" => {
                 let w = match s.arg(1) {
@@ -364,6 +396,10 @@ fn checker(n: &Node, rs_port: u16, d: &CheckDefaults, diags: &mut Vec<Diag>) -> 
         }
         "TCP_CHECK" => CheckKind::Tcp,
         "PING_CHECK" => CheckKind::Ping,
+        "DNS_CHECK" => CheckKind::Dns {
+            qtype: dns_type,
+            name: dns_name,
+        },
         "UDP_CHECK" => CheckKind::Udp {
             payload,
             require_reply,

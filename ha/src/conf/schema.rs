@@ -21,6 +21,7 @@ pub enum Ctx {
     MiscCheck,
     FileCheck,
     UdpCheck,
+    DnsCheck,
     TrackFile,
     OtherCheck,
     /// A block whose lines are items (addresses, names), not keywords.
@@ -301,7 +302,7 @@ const RS: &[Kw] = &[
     k("FILE_CHECK", Lvs, Some(FileCheck)),
     k("UDP_CHECK", Lvs, Some(UdpCheck)),
     k("PING_CHECK", Lvs, Some(TcpCheck)),
-    k("DNS_CHECK", No, Some(OtherCheck)),
+    k("DNS_CHECK", Lvs, Some(DnsCheck)),
     k("BFD_CHECK", No, Some(OtherCheck)),
     k("CI-LINUX", Removed, Some(OtherCheck)),
 ];
@@ -355,6 +356,7 @@ const MISC: &[Kw] = &[
 ];
 
 const FILE_CHECK: &[Kw] = &[k("track_file", Lvs, None)];
+const DNS_CHECK: &[Kw] = &[k("type", Lvs, None), k("name", Lvs, None)];
 const UDP_CHECK: &[Kw] = &[k("payload", Lvs, None), k("require_reply", Lvs, None)];
 const TRACK_FILE: &[Kw] = &[
     k("file", Yes, None),
@@ -379,6 +381,7 @@ fn table(ctx: Ctx) -> &'static [Kw] {
         MiscCheck => MISC,
         FileCheck => FILE_CHECK,
         UdpCheck => UDP_CHECK,
+        DnsCheck => DNS_CHECK,
         TrackFile => TRACK_FILE,
         TcpCheck | SmtpHost | OtherCheck | List => &[],
     }
@@ -445,6 +448,7 @@ pub fn all() -> impl Iterator<Item = (Ctx, &'static Kw)> {
         MiscCheck,
         FileCheck,
         UdpCheck,
+        DnsCheck,
         TrackFile,
     ]
     .into_iter()

@@ -1,5 +1,5 @@
 //! Health checkers: HTTP_GET, SSL_GET, TCP_CHECK, SMTP_CHECK, MISC_CHECK, FILE_CHECK, PING_CHECK,
-//! UDP_CHECK, and the
+//! UDP_CHECK, DNS_CHECK, and the
 //! page digest `ha genhash` prints. Every network step has a deadline (`connect_timeout`), so
 //! a hung server costs its own checker that long and nothing else.
 
@@ -284,6 +284,68 @@ async fn udp(
     }
 }
 
+/// The query keepalived's DNS_CHECK sends: recursion desired, one question of `qtype`,
+/// class IN, for `name`.
+pub fn dns_query(id: u16, qtype: u16, name: &str) -> Vec<u8> {
+    let mut q = Vec::with_capacity(32 + name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        let l = &label.as_bytes()[..label.len().min(63)];
+        q.push(l.len() as u8);
+        q.extend_from_slice(l);
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+/// DNS_CHECK: healthy when an answer with our id, QR set and RCODE 0 arrives in time.
+async fn dns(
+    addr: Ipv4Addr,
+    port: u16,
+    bind: Option<Ipv4Addr>,
+    qtype: u16,
+    name: &str,
+    limit: Duration,
+) -> Result<(), String> {
+    static ID: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0x4841);
+    let id = ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let local = SocketAddrV4::new(bind.unwrap_or(Ipv4Addr::UNSPECIFIED), 0);
+    let sock = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("dns bind {local}: {e}"))?;
+    sock.connect(SocketAddrV4::new(addr, port))
+        .await
+        .map_err(|e| format!("dns {addr}:{port}: {e}"))?;
+    sock.send(&dns_query(id, qtype, name))
+        .await
+        .map_err(|e| format!("dns {addr}:{port}: {e}"))?;
+    let wait = async {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = sock
+                .recv(&mut buf)
+                .await
+                .map_err(|e| format!("dns {addr}:{port}: {e}"))?;
+            // keepalived skips what is not an answer to this query and waits on
+            if n < 12 || buf[..2] != id.to_be_bytes() || buf[2] & 0x80 == 0 {
+                continue;
+            }
+            return match buf[3] & 0x0f {
+                0 => Ok(()),
+                rc => Err(format!(
+                    "dns {addr}:{port}: {name} answered with rcode {rc}"
+                )),
+            };
+        }
+    };
+    timeout(limit, wait)
+        .await
+        .map_err(|_| format!("dns {addr}:{port}: no answer within {limit:?}"))?
+}
+
 fn icmp_sum(b: &[u8]) -> u16 {
     let mut sum: u32 = b
         .chunks(2)
@@ -389,6 +451,9 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
         )
         .await
         .map(|()| None),
+        CheckKind::Dns { qtype, name } => dns(addr, port, c.bindto, *qtype, name, limit)
+            .await
+            .map(|()| None),
         CheckKind::Ping => {
             let from = c.bindto;
             tokio::task::spawn_blocking(move || ping(addr, from, limit))
