@@ -98,6 +98,8 @@ pub struct Daemon {
     groups: vrrp::Groups,
     /// The numbers in the tracked files, by track_file name (re-read on every poll).
     files: HashMap<String, i64>,
+    /// Whether each track_process has its quorum, after its delays.
+    procs: HashMap<String, vrrp::Debounce>,
 }
 
 /// The interface a VIP lives on: its `dev`, the VMAC interface when `use_vmac` is set (for
@@ -161,6 +163,7 @@ impl Daemon {
             lvs: None,
             groups: vrrp::Groups::default(),
             files: HashMap::new(),
+            procs: HashMap::new(),
         }
         .with_config(cfg)
     }
@@ -426,6 +429,9 @@ impl Daemon {
         }
         self.cfg = cfg.clone();
         self.read_files();
+        self.procs
+            .retain(|n, _| cfg.track_processes.iter().any(|t| &t.name == n));
+        self.scan_processes(now);
         for c in &cfg.instances {
             if let Some(pos) = self.insts.iter().position(|i| i.cfg.name == c.name) {
                 let mut i = self.insts.remove(pos);
@@ -681,6 +687,44 @@ impl Daemon {
         changed
     }
 
+    /// Counts the processes each track_process names; returns the names whose state (after
+    /// its delays; none at the first look) changed.
+    fn scan_processes(&mut self, now: Instant) -> Vec<String> {
+        if self.cfg.track_processes.is_empty() {
+            return Vec::new();
+        }
+        let all = crate::track::processes();
+        let mut changed = Vec::new();
+        for t in &self.cfg.track_processes {
+            let n = all
+                .iter()
+                .filter(|p| {
+                    vrrp::process_matches(
+                        p,
+                        &t.process,
+                        t.params.as_deref(),
+                        t.param_match,
+                        t.full_command,
+                    )
+                })
+                .count() as u32;
+            let seen = (t.quorum..=t.quorum_max).contains(&n);
+            let delays = (
+                Duration::from_secs_f64(t.delays.0),
+                Duration::from_secs_f64(t.delays.1),
+            );
+            let d = self
+                .procs
+                .entry(t.name.clone())
+                .or_insert_with(|| vrrp::Debounce::new(seen));
+            if d.observe(seen, delays, now) {
+                info!(track_process = %t.name, processes = n, ok = d.ok, "track process changed");
+                changed.push(t.name.clone());
+            }
+        }
+        changed
+    }
+
     /// Recomputes an instance's effective priority and fault state from its tracking.
     fn retrack(&mut self, name: &str, now: Instant) {
         let Some(pos) = self.insts.iter().position(|i| i.cfg.name == name) else {
@@ -711,6 +755,14 @@ impl Daemon {
                     None => (0, false),
                     Some(d) => (d, d >= 0),
                 });
+            }
+            for t in &i.cfg.track_processes {
+                let Some(p) = self.cfg.track_processes.iter().find(|p| p.name == t.name) else {
+                    continue;
+                };
+                let w = t.weight.unwrap_or(p.weight);
+                let w = if t.reverse || p.reverse { -w } else { w };
+                items.push((w, self.procs.get(&t.name).is_none_or(|d| d.ok)));
             }
         }
         let base = self.insts[pos].cfg.priority;
@@ -811,6 +863,10 @@ impl Daemon {
                         info!(track_file = %f, value = self.files.get(&f).copied().unwrap_or(0), "track file changed");
                         dirty.extend(self.insts.iter().filter(|i| i.cfg.track_files.iter().any(|t| t.name == f)).map(|i| i.cfg.name.clone()));
                     }
+                    for p in self.scan_processes(now) {
+                        dirty.extend(self.insts.iter().filter(|i| i.cfg.track_processes.iter().any(|t| t.name == p)).map(|i| i.cfg.name.clone()));
+                    }
+                    dirty.sort();
                     dirty.dedup();
                     for n in dirty { self.retrack(&n, now); }
                     self.publish();

@@ -8,6 +8,7 @@
 //! - [`lvs`]: virtual servers: health checkers, the data plane (nftables), drains.
 //! - [`script`]: scripts as keepalived runs them (argv, no shell; user; script security).
 //! - [`smtp`]: alert e-mail.
+//! - [`track`]: what tracking reads from the system (processes).
 //! - [`control`]: the control API (`/v1/status`, `/metrics`) and its client.
 //!
 //! # Invariants
@@ -23,4 +24,5 @@ pub mod lvs;
 pub mod net;
 pub mod script;
 pub mod smtp;
+pub mod track;
 pub mod vrrp;

@@ -592,6 +592,88 @@ pub fn file_delta(value: i64, weight: i32, reverse: bool) -> Option<i32> {
     (d != -254).then_some(d)
 }
 
+/// How `track_process` parameters must match a command line's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamMatch {
+    /// All of them, exactly.
+    Exact,
+    /// The first ones (`param_match initial`).
+    Initial,
+    /// A run of them anywhere (`param_match partial`).
+    Partial,
+}
+
+/// One running process: its `comm` and its argv.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proc {
+    pub comm: String,
+    pub argv: Vec<String>,
+}
+
+/// Whether a process is one `track_process` counts: by `comm` (15 characters, as the kernel
+/// keeps it) or, with `full_command`, by argv[0]; and by parameters when given.
+pub fn process_matches(
+    p: &Proc,
+    name: &str,
+    params: Option<&[String]>,
+    how: ParamMatch,
+    full_command: bool,
+) -> bool {
+    let named = if full_command {
+        p.argv.first().is_some_and(|a| a == name)
+    } else {
+        let short: String = name.chars().take(15).collect();
+        p.comm == short
+    };
+    let args = p.argv.get(1..).unwrap_or(&[]);
+    named
+        && match (params, how) {
+            (None, _) => true,
+            (Some(want), ParamMatch::Exact) => args == want,
+            (Some(want), ParamMatch::Initial) => args.starts_with(want),
+            (Some(want), ParamMatch::Partial) => {
+                want.is_empty() || args.windows(want.len()).any(|w| w == want)
+            }
+        }
+}
+
+/// A tracked condition that must hold for a while before it counts (track_process's
+/// `fork_delay`/`terminate_delay`): feed observations, get the state that counts.
+#[derive(Clone, Debug)]
+pub struct Debounce {
+    pub ok: bool,
+    pending: Option<(bool, Instant)>,
+}
+
+impl Debounce {
+    pub fn new(ok: bool) -> Debounce {
+        Debounce { ok, pending: None }
+    }
+
+    /// An observation at `now`; `delays` = (to healthy, to unhealthy). Returns whether the
+    /// state that counts changed.
+    pub fn observe(&mut self, seen: bool, delays: (Duration, Duration), now: Instant) -> bool {
+        if seen == self.ok {
+            self.pending = None;
+            return false;
+        }
+        let since = match self.pending {
+            Some((p, t)) if p == seen => t,
+            _ => {
+                self.pending = Some((seen, now));
+                now
+            }
+        };
+        let wait = if seen { delays.0 } else { delays.1 };
+        if now.duration_since(since) >= wait {
+            self.ok = seen;
+            self.pending = None;
+            return true;
+        }
+        false
+    }
+}
+
 /// A tracked file's number as keepalived reads it: the leading integer of the contents
 /// (strtol: blanks first, anything after the digits ignored), 0 when there is none.
 pub fn file_value(text: &str) -> i64 {
@@ -924,6 +1006,78 @@ mod tests {
         assert_eq!(file_delta(3, 10, true), Some(-30));
         assert_eq!(file_delta(100, 10, false), Some(253));
         assert_eq!(file_delta(-100, 10, false), None);
+    }
+
+    #[test]
+    fn track_process_matching_and_delays() {
+        let p = Proc {
+            comm: "nginx".into(),
+            argv: vec!["/usr/sbin/nginx".into(), "-g".into(), "daemon off;".into()],
+        };
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(process_matches(&p, "nginx", None, ParamMatch::Exact, false));
+        assert!(!process_matches(&p, "nginx", None, ParamMatch::Exact, true));
+        assert!(process_matches(
+            &p,
+            "/usr/sbin/nginx",
+            None,
+            ParamMatch::Exact,
+            true
+        ));
+        assert!(process_matches(
+            &p,
+            "nginx",
+            Some(&v(&["-g", "daemon off;"])),
+            ParamMatch::Exact,
+            false
+        ));
+        assert!(!process_matches(
+            &p,
+            "nginx",
+            Some(&v(&["-g"])),
+            ParamMatch::Exact,
+            false
+        ));
+        assert!(process_matches(
+            &p,
+            "nginx",
+            Some(&v(&["-g"])),
+            ParamMatch::Initial,
+            false
+        ));
+        assert!(process_matches(
+            &p,
+            "nginx",
+            Some(&v(&["daemon off;"])),
+            ParamMatch::Partial,
+            false
+        ));
+        let long = Proc {
+            comm: "a-very-long-nam".into(),
+            argv: vec![],
+        };
+        assert!(process_matches(
+            &long,
+            "a-very-long-name-indeed",
+            None,
+            ParamMatch::Exact,
+            false
+        ));
+        // a change counts once it has lasted its delay
+        let t0 = Instant::now();
+        let d = (ms(500), ms(1000));
+        let mut b = Debounce::new(true);
+        assert!(!b.observe(false, d, t0));
+        assert!(!b.observe(false, d, t0 + ms(999)));
+        assert!(
+            !b.observe(true, d, t0 + ms(999)),
+            "back before the delay: no change"
+        );
+        assert!(!b.observe(false, d, t0 + ms(1000)));
+        assert!(b.observe(false, d, t0 + ms(2000)));
+        assert!(!b.ok);
+        assert!(!b.observe(true, d, t0 + ms(2100)));
+        assert!(b.observe(true, d, t0 + ms(2600)));
     }
 
     #[test]

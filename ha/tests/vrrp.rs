@@ -714,3 +714,47 @@ fn a_track_file_faults_or_reweights_the_instance_when_it_changes() {
         "the VIP did not come back"
     );
 }
+
+/// Issue 13: vrrp_track_process: the instance goes to FAULT when fewer processes than its
+/// quorum run (after terminate_delay) and comes back when they run again.
+#[test]
+fn a_tracked_process_that_dies_takes_the_instance_to_fault() {
+    let Some(mut env) = setup(1, &["sleep"]) else {
+        return;
+    };
+    let tag = format!("{}", 7_000_000 + std::process::id());
+    /// Kills the tracked process however the test ends.
+    struct Sleeper(std::process::Child);
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let spawn = || {
+        Sleeper(
+            std::process::Command::new("sleep")
+                .arg(&tag)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let sleeper = spawn();
+    let pre = format!(
+        "vrrp_track_process tp {{\n  process sleep {tag}\n  quorum 1\n  terminate_delay 0.5\n  weight 0\n}}\n"
+    );
+    let extra = "  track_process {\n    tp\n  }";
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", extra, "", &pre));
+    assert!(wait_until(Duration::from_secs(5), || env.status(1).0 == "MASTER"));
+    assert!(env.vip_on(1));
+    let t0 = Instant::now();
+    drop(sleeper);
+    assert!(wait_until(Duration::from_secs(5), || env.status(1).0 == "FAULT"));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(500),
+        "terminate_delay not honoured"
+    );
+    assert!(!env.vip_on(1));
+    let _sleeper = spawn();
+    assert!(wait_until(Duration::from_secs(8), || env.status(1).0 == "MASTER"));
+}

@@ -12,7 +12,7 @@ use std::path::Path;
 use schema::{Ctx, Status};
 use syntax::{error, warning, Diag, Node, Pos, ReadOptions};
 use track::{
-    resolve_file_checks, sync_group_tracking, track_file, track_file_refs, track_interfaces,
+    resolve_file_checks, sync_group_tracking, track_file, track_interfaces, track_refs,
     track_scripts, vet_scripts,
 };
 
@@ -82,9 +82,31 @@ pub struct TrackFile {
     pub pos: Pos,
 }
 
-/// An instance's (or group's) `track_file { NAME [weight W [reverse]] }` item.
+/// `vrrp_track_process NAME`: how many processes match, against a quorum.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackProcess {
+    pub name: String,
+    /// `process NAME [PARAM...]`: the command name (or path with `full_command`) and,
+    /// when given, its parameters.
+    pub process: String,
+    pub params: Option<Vec<String>>,
+    /// `param_match initial|partial` (default: all parameters exactly).
+    pub param_match: crate::vrrp::ParamMatch,
+    pub full_command: bool,
+    pub weight: i32,
+    pub reverse: bool,
+    pub quorum: u32,
+    pub quorum_max: u32,
+    /// Seconds a change must last before it counts (`delay`, `fork_delay`,
+    /// `terminate_delay`): (becoming healthy, becoming unhealthy).
+    pub delays: (f64, f64),
+    pub pos: Pos,
+}
+
+/// An instance's (or group's) `track_file { NAME [weight W [reverse]] }` or
+/// `track_process { ... }` item.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrackFileRef {
+pub struct TrackRef {
     pub name: String,
     pub weight: Option<i32>,
     pub reverse: bool,
@@ -105,7 +127,8 @@ pub struct Instance {
     pub vips_excluded: Vec<Vip>,
     pub track_interfaces: Vec<(String, i32)>,
     pub track_scripts: Vec<TrackScript>,
-    pub track_files: Vec<TrackFileRef>,
+    pub track_files: Vec<TrackRef>,
+    pub track_processes: Vec<TrackRef>,
     pub nopreempt: bool,
     /// Seconds.
     pub preempt_delay: f64,
@@ -140,7 +163,9 @@ pub struct SyncGroup {
     /// The group's own `track_script`, given to every member.
     pub track_scripts: Vec<TrackScript>,
     /// The group's own `track_file`, given to every member.
-    pub track_files: Vec<TrackFileRef>,
+    pub track_files: Vec<TrackRef>,
+    /// The group's own `track_process`, given to every member.
+    pub track_processes: Vec<TrackRef>,
     pub pos: Pos,
 }
 
@@ -164,6 +189,7 @@ pub struct Config {
     pub global: Global,
     pub scripts: Vec<VrrpScript>,
     pub track_files: Vec<TrackFile>,
+    pub track_processes: Vec<TrackProcess>,
     pub instances: Vec<Instance>,
     pub sync_groups: Vec<SyncGroup>,
     pub static_addresses: Vec<Vip>,
@@ -446,6 +472,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         global,
         scripts: Vec::new(),
         track_files: Vec::new(),
+        track_processes: Vec::new(),
         instances: Vec::new(),
         sync_groups: Vec::new(),
         static_addresses: Vec::new(),
@@ -456,6 +483,17 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
     };
     for n in nodes {
         match n.key.text.as_str() {
+            "vrrp_track_process" | "track_process" => {
+                if let Some(t) = track::track_process(n, diags) {
+                    if cfg.track_processes.iter().any(|o| o.name == t.name) {
+                        diags.push(error(
+                            &n.key.pos,
+                            format!("track_process {} is declared twice", t.name),
+                        ));
+                    }
+                    cfg.track_processes.push(t);
+                }
+            }
             "vrrp_track_file" | "track_file" => {
                 if let Some(t) = track_file(n, diags) {
                     if cfg.track_files.iter().any(|o| o.name == t.name) {
@@ -541,6 +579,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     track_interfaces: Vec::new(),
                     track_scripts: Vec::new(),
                     track_files: Vec::new(),
+                    track_processes: Vec::new(),
                     pos: n.key.pos.clone(),
                 };
                 for c in n.block.iter().flatten() {
@@ -557,7 +596,9 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     } else if c.key.text == "track_script" {
                         g.track_scripts.extend(track_scripts(c));
                     } else if c.key.text == "track_file" {
-                        g.track_files.extend(track_file_refs(c));
+                        g.track_files.extend(track_refs(c));
+                    } else if c.key.text == "track_process" {
+                        g.track_processes.extend(track_refs(c));
                     } else if !notify_field(c, &mut g.notify)
                         && c.args.is_empty()
                         && c.block.is_none()
@@ -603,6 +644,14 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
     vet_scripts(&mut cfg, nodes, diags);
     // references
     for i in &cfg.instances {
+        for t in &i.track_processes {
+            if !cfg.track_processes.iter().any(|f| f.name == t.name) {
+                diags.push(error(
+                    &i.pos,
+                    format!("vrrp_instance {}: track_process '{}' is not defined by any vrrp_track_process block", i.name, t.name),
+                ));
+            }
+        }
         for t in &i.track_files {
             if !cfg.track_files.iter().any(|f| f.name == t.name) {
                 diags.push(error(
@@ -675,6 +724,7 @@ fn instance(
         track_interfaces: Vec::new(),
         track_scripts: Vec::new(),
         track_files: Vec::new(),
+        track_processes: Vec::new(),
         nopreempt: false,
         preempt_delay: 0.0,
         notify: Notify::default(),
@@ -787,7 +837,8 @@ fn instance(
             }
             "track_interface" => i.track_interfaces.extend(track_interfaces(c)),
             "track_script" => i.track_scripts.extend(track_scripts(c)),
-            "track_file" => i.track_files.extend(track_file_refs(c)),
+            "track_file" => i.track_files.extend(track_refs(c)),
+            "track_process" => i.track_processes.extend(track_refs(c)),
             "nopreempt" => i.nopreempt = true,
             "preempt" => i.nopreempt = false,
             "preempt_delay" => {

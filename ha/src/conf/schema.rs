@@ -23,6 +23,7 @@ pub enum Ctx {
     UdpCheck,
     DnsCheck,
     TrackFile,
+    TrackProcess,
     OtherCheck,
     /// A block whose lines are items (addresses, names), not keywords.
     List,
@@ -74,8 +75,8 @@ const TOP: &[Kw] = &[
     k("real_server_group", Removed, Some(VirtualServer)),
     k("vrrp_track_file", Yes, Some(TrackFile)),
     k("track_file", Yes, Some(TrackFile)),
-    k("vrrp_track_process", No, Some(OtherCheck)),
-    k("track_process", No, Some(OtherCheck)),
+    k("vrrp_track_process", Yes, Some(TrackProcess)),
+    k("track_process", Yes, Some(TrackProcess)),
     k("linkbeat_use_polling", No, None),
     k("net_namespace", No, None),
     k("instance", No, None),
@@ -207,7 +208,7 @@ const INSTANCE: &[Kw] = &[
     k("virtual_routes", No, Some(List)),
     k("virtual_rules", No, Some(List)),
     k("track_file", Yes, Some(List)),
-    k("track_process", No, Some(List)),
+    k("track_process", Yes, Some(List)),
     k("track_bfd", No, Some(List)),
     k("lvs_sync_daemon_interface", No, None),
     k("native_ipv6", No, None),
@@ -238,7 +239,7 @@ const SYNC: &[Kw] = &[
     k("track_interface", Yes, Some(List)),
     k("track_script", Yes, Some(List)),
     k("track_file", Yes, Some(List)),
-    k("track_process", No, Some(List)),
+    k("track_process", Yes, Some(List)),
 ];
 
 const VS: &[Kw] = &[
@@ -355,6 +356,17 @@ const MISC: &[Kw] = &[
     k("warmup", No, None),
 ];
 
+const TRACK_PROCESS: &[Kw] = &[
+    k("process", Yes, None),
+    k("param_match", Yes, None),
+    k("full_command", Yes, None),
+    k("weight", Yes, None),
+    k("quorum", Yes, None),
+    k("quorum_max", Yes, None),
+    k("delay", Yes, None),
+    k("fork_delay", Yes, None),
+    k("terminate_delay", Yes, None),
+];
 const FILE_CHECK: &[Kw] = &[k("track_file", Lvs, None)];
 const DNS_CHECK: &[Kw] = &[k("type", Lvs, None), k("name", Lvs, None)];
 const UDP_CHECK: &[Kw] = &[k("payload", Lvs, None), k("require_reply", Lvs, None)];
@@ -383,6 +395,7 @@ fn table(ctx: Ctx) -> &'static [Kw] {
         UdpCheck => UDP_CHECK,
         DnsCheck => DNS_CHECK,
         TrackFile => TRACK_FILE,
+        TrackProcess => TRACK_PROCESS,
         TcpCheck | SmtpHost | OtherCheck | List => &[],
     }
 }
@@ -450,6 +463,7 @@ pub fn all() -> impl Iterator<Item = (Ctx, &'static Kw)> {
         UdpCheck,
         DnsCheck,
         TrackFile,
+        TrackProcess,
     ]
     .into_iter()
     .flat_map(|c| table(c).iter().map(move |k| (c, k)))

@@ -2,7 +2,7 @@
 //! does to its members' tracking, FILE_CHECK's track_file, and keepalived's script checks.
 
 use super::syntax::{error, warning, Diag, Node, Pos};
-use super::{lvs, ranged, string, Config, TrackFile, TrackFileRef, TrackScript};
+use super::{lvs, num, ranged, string, Config, TrackFile, TrackProcess, TrackRef, TrackScript};
 
 /// keepalived's script checks at load: the script user, and every script it would disable
 /// (not found/accessible, insecure under `enable_script_security`), named with its position.
@@ -114,11 +114,11 @@ pub(super) fn track_file(n: &Node, diags: &mut Vec<Diag>) -> Option<TrackFile> {
     Some(t)
 }
 
-pub(super) fn track_file_refs(c: &Node) -> Vec<TrackFileRef> {
+pub(super) fn track_refs(c: &Node) -> Vec<TrackRef> {
     c.block
         .iter()
         .flatten()
-        .map(|t| TrackFileRef {
+        .map(|t| TrackRef {
             name: t.key.text.clone(),
             weight: match t.arg(0) {
                 Some("weight") => t.arg(1).and_then(|x| x.parse().ok()),
@@ -201,6 +201,7 @@ pub(super) fn sync_group_tracking(cfg: &mut Config, diags: &mut Vec<Diag>) {
                 .extend(g.track_interfaces.iter().cloned());
             i.track_scripts.extend(g.track_scripts.iter().cloned());
             i.track_files.extend(g.track_files.iter().cloned());
+            i.track_processes.extend(g.track_processes.iter().cloned());
             if g.tracking_weight {
                 continue;
             }
@@ -221,9 +222,88 @@ pub(super) fn sync_group_tracking(cfg: &mut Config, diags: &mut Vec<Diag>) {
             for t in &mut i.track_scripts {
                 t.weight = Some(0);
             }
-            for t in &mut i.track_files {
+            for t in i.track_files.iter_mut().chain(&mut i.track_processes) {
                 t.weight = Some(0);
             }
         }
     }
+}
+
+pub(super) fn track_process(n: &Node, diags: &mut Vec<Diag>) -> Option<TrackProcess> {
+    let Some(name) = n.arg(0) else {
+        diags.push(error(&n.key.pos, format!("{} needs a name", n.key.text)));
+        return None;
+    };
+    let mut t = TrackProcess {
+        name: name.to_string(),
+        process: String::new(),
+        params: None,
+        param_match: crate::vrrp::ParamMatch::Exact,
+        full_command: false,
+        weight: 0,
+        reverse: false,
+        quorum: 1,
+        quorum_max: u32::MAX,
+        delays: (0.0, 0.0),
+        pos: n.key.pos.clone(),
+    };
+    for c in n.block.iter().flatten() {
+        match c.key.text.as_str() {
+            "process" => {
+                let mut words = c.args.iter().map(|w| w.text.clone());
+                t.process = words.next().unwrap_or_default();
+                let rest: Vec<String> = words.collect();
+                t.params = (!rest.is_empty()).then_some(rest);
+            }
+            "param_match" => {
+                t.param_match = match c.arg(0) {
+                    Some("initial") => crate::vrrp::ParamMatch::Initial,
+                    Some("partial") => crate::vrrp::ParamMatch::Partial,
+                    other => {
+                        diags.push(error(
+                            &c.key.pos,
+                            format!(
+                                "param_match '{}' is not initial or partial",
+                                other.unwrap_or("")
+                            ),
+                        ));
+                        crate::vrrp::ParamMatch::Exact
+                    }
+                }
+            }
+            "full_command" => t.full_command = true,
+            "weight" => {
+                t.weight = ranged(c, -254.0, 254.0, "a weight", diags).unwrap_or(0.0) as i32;
+                t.reverse = c.arg(1) == Some("reverse");
+            }
+            "quorum" => t.quorum = num(c, "a count", diags).unwrap_or(1),
+            "quorum_max" => t.quorum_max = num(c, "a count", diags).unwrap_or(u32::MAX),
+            "delay" => {
+                let d = ranged(c, 0.0, 3600.0, "seconds", diags).unwrap_or(0.0);
+                t.delays = (d, d);
+            }
+            "fork_delay" => t.delays.0 = ranged(c, 0.0, 3600.0, "seconds", diags).unwrap_or(0.0),
+            "terminate_delay" => {
+                t.delays.1 = ranged(c, 0.0, 3600.0, "seconds", diags).unwrap_or(0.0)
+            }
+            _ => {}
+        }
+    }
+    if t.process.is_empty() {
+        diags.push(error(
+            &n.key.pos,
+            format!("track_process {name} needs 'process NAME'"),
+        ));
+        return None;
+    }
+    if t.quorum > t.quorum_max {
+        diags.push(error(
+            &n.key.pos,
+            format!(
+                "track_process {name}: quorum {} is above quorum_max {}",
+                t.quorum, t.quorum_max
+            ),
+        ));
+    }
+    Some(t)
 }
