@@ -24,6 +24,7 @@ fn checker(kind: CheckKind) -> Checker {
         retry: 0,
         delay_before_retry: 0.2,
         delay_loop: None,
+        warmup: None,
     }
 }
 

@@ -88,6 +88,8 @@ pub struct Checker {
     pub retry: u32,
     pub delay_before_retry: f64,
     pub delay_loop: Option<f64>,
+    /// `warmup N`: the first check waits a random time up to N seconds (default: none).
+    pub warmup: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -250,6 +252,7 @@ struct CheckDefaults {
     retry: u32,
     delay_before_retry: f64,
     delay_loop: Option<f64>,
+    warmup: Option<f64>,
 }
 
 impl Default for CheckDefaults {
@@ -259,6 +262,7 @@ impl Default for CheckDefaults {
             retry: 1,
             delay_before_retry: 1.0,
             delay_loop: None,
+            warmup: None,
         }
     }
 }
@@ -270,6 +274,7 @@ impl CheckDefaults {
             "connect_timeout" => self.connect_timeout = timer(s, diags).unwrap_or(5.0),
             "retry" => self.retry = num(s, "a count", diags).unwrap_or(1),
             "delay_before_retry" => self.delay_before_retry = timer(s, diags).unwrap_or(1.0),
+            "warmup" => self.warmup = timer(s, diags),
             _ => return false,
         }
         true
@@ -289,6 +294,7 @@ fn checker(n: &Node, rs_port: u16, d: &CheckDefaults, diags: &mut Vec<Diag>) -> 
         retry: d.retry,
         delay_before_retry: d.delay_before_retry,
         delay_loop: d.delay_loop,
+        warmup: d.warmup,
     };
     let mut urls = Vec::new();
     let mut vhost = None;
@@ -319,6 +325,7 @@ fn checker(n: &Node, rs_port: u16, d: &CheckDefaults, diags: &mut Vec<Diag>) -> 
                 c.retry = num(s, "a count", diags).unwrap_or(1)
             }
             "delay_before_retry" => c.delay_before_retry = timer(s, diags).unwrap_or(1.0),
+            "warmup" => c.warmup = timer(s, diags),
             "delay_loop" => c.delay_loop = timer(s, diags),
             "url" => {
                 let mut u = Url {

@@ -268,7 +268,7 @@ const VS: &[Kw] = &[
     k("retry", Lvs, None),
     k("delay_before_retry", Lvs, None),
     k("connect_timeout", Lvs, None),
-    k("warmup", No, None),
+    k("warmup", Lvs, None),
     k("inhibit_on_failure", Lvs, None),
     k("smtp_alert", Lvs, None),
     k("real_server", Lvs, Some(RealServer)),
@@ -293,7 +293,7 @@ const RS: &[Kw] = &[
     k("delay_loop", Lvs, None),
     k("virtualhost", Lvs, None),
     k("smtp_alert", Lvs, None),
-    k("warmup", No, None),
+    k("warmup", Lvs, None),
     k("lvs_method", Lvs, None),
     k("HTTP_GET", Lvs, Some(HttpCheck)),
     k("SSL_GET", Lvs, Some(HttpCheck)),
@@ -353,7 +353,7 @@ const MISC: &[Kw] = &[
     k("misc_timeout", Lvs, None),
     k("misc_dynamic", Lvs, None),
     k("user", Lvs, None),
-    k("warmup", No, None),
+    k("warmup", Lvs, None),
 ];
 
 const TRACK_PROCESS: &[Kw] = &[
