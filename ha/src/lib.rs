@@ -12,7 +12,9 @@
 //! - [`control`]: the control API (`/v1/status`, `/metrics`) and its client.
 //!
 //! # Invariants
-//! - Protocol decisions are made only in [`vrrp::Router`]; the daemon executes its actions.
+//! - Protocol decisions are made only in [`vrrp::Router`] and [`vrrp::Groups`] (sync groups);
+//!   the daemon executes their actions.
+//! - Scripts run as an argv (keepalived's quoting), never through a shell ([`script`]).
 //! - Notify scripts and e-mail never block the event loop; they run in order per instance.
 //! - A master that stops sends priority 0 first and removes its VIPs.
 //! - The TCP control API always requires a bearer token.
