@@ -611,7 +611,7 @@ pub struct Proc {
 }
 
 /// Whether a process is one `track_process` counts: by `comm` (15 characters, as the kernel
-/// keeps it) or, with `full_command`, by argv[0]; and by parameters when given.
+/// keeps it) or, with `full_command`, by `argv[0]`; and by parameters when given.
 pub fn process_matches(
     p: &Proc,
     name: &str,
