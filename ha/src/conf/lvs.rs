@@ -498,6 +498,14 @@ fn real_server(
             _ => {}
         }
     }
+    if rs.checkers.is_empty() {
+        if let Some(w) = n.block.iter().flatten().find(|s| s.key.text == "warmup") {
+            diags.push(warning(
+                &w.key.pos,
+                "warmup has no effect: this real server has no checker",
+            ));
+        }
+    }
     Some(rs)
 }
 
