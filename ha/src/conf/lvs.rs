@@ -492,7 +492,34 @@ fn real_server(
             "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "SMTP_CHECK" | "MISC_CHECK" | "FILE_CHECK"
             | "UDP_CHECK" | "PING_CHECK" | "DNS_CHECK" | "BFD_CHECK" => {
                 if let Some(c) = checker(s, port, &d, diags) {
-                    rs.checkers.push(c);
+                    // SMTP_CHECK's `host { ... }` blocks: one check per host, each with the
+                    // block's own connection settings (keepalived 2.2 does the same)
+                    let hosts: Vec<&Node> = s
+                        .block
+                        .iter()
+                        .flatten()
+                        .filter(|h| s.key.text == "SMTP_CHECK" && h.key.text == "host")
+                        .collect();
+                    for h in &hosts {
+                        let mut one = c.clone();
+                        for f in h.block.iter().flatten() {
+                            match f.key.text.as_str() {
+                                "connect_ip" => one.connect_ip = ip(f, 0, "an address", diags),
+                                "connect_port" => one.connect_port = self::port(f, 0, diags),
+                                "bindto" => one.bindto = ip(f, 0, "an address", diags),
+                                "bind_port" => one.bind_port = self::port(f, 0, diags),
+                                "connect_timeout" => {
+                                    one.connect_timeout =
+                                        timer(f, diags).unwrap_or(c.connect_timeout)
+                                }
+                                _ => {}
+                            }
+                        }
+                        rs.checkers.push(one);
+                    }
+                    if hosts.is_empty() {
+                        rs.checkers.push(c);
+                    }
                 }
             }
             _ => {}
@@ -779,6 +806,23 @@ mod tests {
     use crate::conf::load_str;
 
     use super::*;
+
+    #[test]
+    fn smtp_check_host_blocks_are_checks_of_their_own() {
+        let text = "virtual_server 10.0.0.1 25 {\n real_server 10.0.0.2 25 {\n  SMTP_CHECK {\n   connect_timeout 3\n   host {\n    connect_ip 10.0.0.7\n    connect_port 2525\n   }\n   host {\n    connect_ip 10.0.0.8\n   }\n  }\n }\n}\n";
+        let c = crate::conf::load_str("s.conf", text, "").unwrap();
+        let cs = &c.lvs[0].real_servers[0].checkers;
+        assert_eq!(cs.len(), 2);
+        assert_eq!(
+            (cs[0].connect_ip, cs[0].connect_port),
+            (Some("10.0.0.7".parse().unwrap()), Some(2525))
+        );
+        assert_eq!(
+            (cs[1].connect_ip, cs[1].connect_port),
+            (Some("10.0.0.8".parse().unwrap()), None)
+        );
+        assert_eq!(cs[1].connect_timeout, 3.0);
+    }
 
     #[test]
     fn checkers_inherit_virtual_and_real_server_defaults() {

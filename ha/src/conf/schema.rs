@@ -347,7 +347,7 @@ const URL: &[Kw] = &[
     k("regex_max_offset", No, None),
 ];
 
-const SMTP: &[Kw] = &[k("helo_name", Lvs, None), k("host", No, Some(SmtpHost))];
+const SMTP: &[Kw] = &[k("helo_name", Lvs, None), k("host", Lvs, Some(SmtpHost))];
 const MISC: &[Kw] = &[
     k("misc_path", Lvs, None),
     k("misc_timeout", Lvs, None),
