@@ -554,3 +554,13 @@ async fn dns_check_against_dnsmasq() {
         [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 1, b'b', 0, 0, 6, 0, 1]
     );
 }
+
+/// A checker that panics (here: an infinite timeout the config check would refuse) fails
+/// its real server: never open.
+#[tokio::test]
+async fn a_panicking_checker_fails_closed() {
+    let mut c = checker(CheckKind::Tcp);
+    c.connect_timeout = f64::INFINITY;
+    let r = ha::lvs::check::check_guarded(&c, LO, 9, 1.0).await;
+    assert!(r.unwrap_err().contains("checker failed"));
+}

@@ -561,6 +561,23 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
     }
 }
 
+/// [`check`] in a task of its own: a checker that panics (a bug, or a value the config
+/// check missed) is a failed check, logged, so its real server leaves rotation: never open.
+pub async fn check_guarded(
+    c: &Checker,
+    rs_addr: Ipv4Addr,
+    rs_port: u16,
+    delay_loop: f64,
+) -> Outcome {
+    let one = c.clone();
+    tokio::spawn(async move { check(&one, rs_addr, rs_port, delay_loop).await })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(real_server = %rs_addr, port = rs_port, error = %e, "checker failed; the real server is out of rotation until it passes");
+            Err(format!("checker failed: {e}"))
+        })
+}
+
 /// A checker's verdict for one round: up to `retry` more attempts after a failure, with
 /// `delay_before_retry` between them (keepalived's semantics).
 pub async fn check(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop: f64) -> Outcome {

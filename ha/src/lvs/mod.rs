@@ -239,16 +239,7 @@ impl Lvs {
                 tokio::time::sleep(warmup).await;
                 loop {
                     if suspend.is_none_or(is_local) {
-                        // a checker that panics fails its real server (never open) and says so
-                        let one = c.clone();
-                        let result = tokio::spawn(async move {
-                            check::check(&one, addr, port, delay_loop).await
-                        })
-                        .await
-                        .unwrap_or_else(|e| {
-                            tracing::error!(real_server = %addr, port, error = %e, "checker failed; the real server is out of rotation until it passes");
-                            Err(format!("checker failed: {e}"))
-                        });
+                        let result = check::check_guarded(&c, addr, port, delay_loop).await;
                         if tx
                             .send(CheckEvent {
                                 vs: at.0,
