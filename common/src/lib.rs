@@ -1,60 +1,26 @@
-//! What two or more opsflow components really share: the Prometheus endpoint and the
-//! logging setup. Nothing protocol-specific lives here.
+//! What two or more opsflow components really share: the hardened HTTP server loop ([`http`],
+//! also behind the Prometheus endpoint), pid files ([`pidfile`]), sd_notify ([`notify`]), log
+//! rate limiting ([`ratelimit`]), the logging setup (journald priorities when stderr is the
+//! journal), atomic writes, the version string and config diagnostics. Nothing
+//! protocol-specific lives here.
 
-use std::convert::Infallible;
 use std::path::Path;
-use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tracing::{info, warn};
+pub mod http;
+pub mod notify;
+pub mod pidfile;
+pub mod ratelimit;
 
-/// Serves `GET /metrics` with the text `render` returns (Prometheus exposition format).
-pub async fn serve_metrics(listener: TcpListener, render: Arc<dyn Fn() -> String + Send + Sync>) {
-    if let Ok(a) = listener.local_addr() {
-        info!(listen = %a, "metrics endpoint ready");
-    }
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(error = %e, "metrics accept failed");
-                continue;
-            }
-        };
-        let render = render.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let render = render.clone();
-                async move {
-                    let resp = if req.uri().path() == "/metrics" {
-                        Response::builder()
-                            .header("content-type", "text/plain; version=0.0.4")
-                            .body(Full::new(Bytes::from(render())))
-                    } else {
-                        Response::builder()
-                            .status(StatusCode::NOT_FOUND)
-                            .body(Full::new(Bytes::from_static(
-                                b"only /metrics is served here\n",
-                            )))
-                    };
-                    Ok::<_, Infallible>(resp.unwrap_or_default())
-                }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                warn!(%peer, error = %e, "metrics connection failed");
-            }
-        });
-    }
-}
+pub use http::serve_metrics;
+
+/// `0.1.0 (commit abc123def456)`: what every binary passes to clap's `version`; the commit is
+/// the build's `git rev-parse --short=12 HEAD` ("unknown" outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("OPSFLOW_COMMIT"),
+    ")"
+);
 
 /// Writes `data` to `path` through a temporary file in the same directory and a rename, so a
 /// reader sees the old or the new content, never a part. Creates parent directories.
@@ -80,25 +46,43 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(named(format!("cannot write {}", path.display()), e));
     }
-    Ok(())
+    // The rename is only durable once the directory is: without this a crash can bring the old
+    // content back after we acted on the new one.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| named(format!("cannot sync directory {}", dir.display()), e))
 }
 
 /// Installs the tracing subscriber: filter from the environment variable `env_var` (default
-/// `info`), text or JSON lines on stderr.
+/// `info`), text or JSON lines on stderr. When stderr is the journal (systemd sets
+/// `JOURNAL_STREAM` to its device and inode), lines carry their syslog priority as a `<N>`
+/// prefix (journald's convention: error 3, warn 4, info 6, debug and trace 7) and no timestamp.
 pub fn init_logging(env_var: &str, format: &str) {
+    use tracing_subscriber::fmt::format::{format as fmt_format, JsonFields};
     let filter = tracing_subscriber::EnvFilter::try_from_env(env_var)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.init();
-    }
+    let _ = match (logging::stderr_is_journal(), format == "json") {
+        (true, true) => b
+            .with_ansi(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(logging::Journal(fmt_format().json().without_time()))
+            .try_init(),
+        (true, false) => b
+            .with_ansi(false)
+            .event_format(logging::Journal(
+                fmt_format().without_time().with_level(false),
+            ))
+            .try_init(),
+        (false, true) => b.json().try_init(),
+        (false, false) => b.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    };
 }
+
+mod logging;
 
 /// IPv4 addresses of this host's interfaces, loopback excluded: (name, address, prefix
 /// length), in the kernel's order (an interface's primary address first).
@@ -228,5 +212,45 @@ pub mod diag {
                 "k.conf:4:3: warning: x"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_names_the_commit_of_this_checkout() {
+        let v = super::VERSION;
+        let commit = v
+            .strip_prefix(concat!(env!("CARGO_PKG_VERSION"), " (commit "))
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("bad VERSION {v:?}"));
+        let git = std::process::Command::new("git")
+            .args(["-c", "safe.directory=*", "rev-parse", "--short=12", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output();
+        match git {
+            Ok(o) if o.status.success() => {
+                assert_eq!(commit, String::from_utf8_lossy(&o.stdout).trim())
+            }
+            _ => assert_eq!(commit, "unknown"),
+        }
+    }
+
+    #[test]
+    fn write_atomic_replaces_whole_and_leaves_no_temporary() {
+        let d = std::env::temp_dir().join(format!("opsflow-atomic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let p = d.join("a/b/state.json");
+        super::write_atomic(&p, b"one").expect("first write");
+        super::write_atomic(&p, b"two").expect("second write");
+        assert_eq!(std::fs::read(&p).expect("read"), b"two");
+        let names: Vec<_> = std::fs::read_dir(p.parent().expect("dir"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+        let err = super::write_atomic(&p.join("under-a-file"), b"x").expect_err("not a dir");
+        assert!(err.to_string().contains("state.json"), "{err}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

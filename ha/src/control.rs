@@ -1,157 +1,162 @@
-//! The control API: `GET /v1/status` (JSON) and `GET /metrics` (Prometheus) over a unix
-//! socket, or over TCP where a bearer token is required (`--control-token-file`).
+//! The control API: `GET /v1/status` (JSON), `GET /metrics` (Prometheus) and the drain/enable
+//! route, over a unix socket or over TCP where a bearer token is required. The routes and the
+//! status types are the contract in `opsflow-control`; this module serves them. The client
+//! side (`ha status|drain|enable`) is `opsflow_control::Client`; [`table`] renders a status
+//! for people.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::Path;
 use std::sync::Arc;
+
+use anyhow::Context;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tracing::warn;
+use opsflow_control::route::{NoRoute, Usage};
+use opsflow_control::{Route, RsAction, Status, VrrpState};
 
-use crate::daemon::Shared;
+use crate::status::{Counters, Shared};
 
-/// `POST /v1/virtual-servers/{vs}/real-servers/{rs}/{drain|enable}` → (vs, rs, drain?).
-fn drain_route(path: &str) -> Option<(String, String, bool)> {
-    let rest = path.strip_prefix("/v1/virtual-servers/")?;
-    let (vs, rest) = rest.split_once("/real-servers/")?;
-    let (rs, verb) = rest.rsplit_once('/')?;
-    let on = match verb {
-        "drain" => true,
-        "enable" => false,
-        _ => return None,
-    };
-    Some((vs.to_string(), rs.to_string(), on))
+/// Compares a presented `Authorization` header with the token in constant time (the time
+/// taken does not tell how many leading bytes were right).
+pub fn token_matches(expected: &str, authorization: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    let given = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-async fn respond(
+fn reply(code: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(code)
+        .header("content-type", ctype)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
+    reply(code, "text/plain", body)
+}
+
+/// The answer to one request.
+pub async fn respond(
     shared: &Shared,
-    token: &Option<String>,
+    token: Option<&str>,
     lvs: &Option<crate::lvs::Handle>,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let reply = |code: StatusCode, ctype: &str, body: String| {
-        Response::builder()
-            .status(code)
-            .header("content-type", ctype)
-            .body(Full::new(Bytes::from(body)))
-            .unwrap_or_default()
-    };
     if let Some(t) = token {
         let auth = req
             .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if auth.strip_prefix("Bearer ").map(str::trim) != Some(t.as_str()) {
-            return reply(
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !token_matches(t, auth) {
+            return text(
                 StatusCode::UNAUTHORIZED,
-                "text/plain",
                 "a bearer token is required (Authorization: Bearer ...)\n".into(),
             );
         }
     }
-    if req.method() == hyper::Method::POST {
-        let Some((vs, rs, on)) = drain_route(req.uri().path()) else {
-            return reply(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "not found: POST /v1/virtual-servers/{VIP:PORT|fwmark-N}/real-servers/{RIP:PORT}/{drain|enable}\n".into(),
-            );
-        };
-        let Some(l) = lvs else {
-            return reply(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "this ha has no virtual servers\n".into(),
-            );
-        };
-        return match l.drain(&vs, &rs, on).await {
-            Ok(v) => reply(StatusCode::OK, "application/json", v.to_string()),
-            Err((code, msg)) => reply(
-                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                "text/plain",
-                format!("{msg}\n"),
-            ),
-        };
-    }
-    let Ok(s) = shared.lock() else {
-        return reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "text/plain",
-            "state unavailable\n".into(),
-        );
-    };
-    match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/v1/status") => reply(
-            StatusCode::OK,
-            "application/json",
-            serde_json::to_string(&s.0).unwrap_or_default(),
-        ),
-        ("GET", "/metrics") => {
-            let mut m = String::new();
-            let _ = writeln!(
-                m,
-                "# TYPE ha_vrrp_adverts_received_total counter\nha_vrrp_adverts_received_total {}",
-                s.1.adverts_rx
-            );
-            let _ = writeln!(
-                m,
-                "# TYPE ha_vrrp_adverts_sent_total counter\nha_vrrp_adverts_sent_total {}",
-                s.1.adverts_tx
-            );
-            let _ = writeln!(
-                m,
-                "# TYPE ha_vrrp_transitions_total counter\nha_vrrp_transitions_total {}",
-                s.1.transitions
-            );
-            let _ = writeln!(m, "# TYPE ha_vrrp_adverts_dropped_total counter");
-            for (k, v) in &s.1.dropped {
-                let _ = writeln!(m, "ha_vrrp_adverts_dropped_total{{reason=\"{k}\"}} {v}");
-            }
-            let _ = writeln!(m, "# TYPE ha_vrrp_state gauge");
-            for i in &s.0.vrrp {
-                for st in ["INIT", "BACKUP", "MASTER", "FAULT"] {
-                    let _ = writeln!(
-                        m,
-                        "ha_vrrp_state{{instance=\"{}\",state=\"{st}\"}} {}",
-                        i.name,
-                        u8::from(i.state == st)
-                    );
-                }
-            }
-            reply(StatusCode::OK, "text/plain; version=0.0.4", m)
+    let route = match Route::parse(req.method().as_str(), req.uri().path()) {
+        Ok(r) => r,
+        Err(NoRoute::Method) => {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("wrong method; the routes are: {Usage}\n"),
+            )
         }
-        _ => reply(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found: GET /v1/status or /metrics, POST /v1/virtual-servers/.../real-servers/.../{drain|enable}\n".into(),
-        ),
+        Err(NoRoute::Path) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("not found; the routes are: {Usage}\n"),
+            )
+        }
+    };
+    match route {
+        Route::RealServer {
+            virtual_server,
+            real_server,
+            action,
+        } => {
+            let Some(l) = lvs else {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "this ha has no virtual servers\n".into(),
+                );
+            };
+            match l
+                .drain(&virtual_server, &real_server, action == RsAction::Drain)
+                .await
+            {
+                Ok(v) => reply(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::to_string(&v).unwrap_or_default(),
+                ),
+                Err((code, msg)) => text(
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    format!("{msg}\n"),
+                ),
+            }
+        }
+        Route::Status | Route::Metrics => {
+            let Ok(s) = shared.lock() else {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "state unavailable\n".into(),
+                );
+            };
+            if route == Route::Status {
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::to_string(&s.0).unwrap_or_default(),
+                )
+            } else {
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    metrics(&s.0, &s.1),
+                )
+            }
+        }
     }
 }
 
-async fn serve_conn<IO>(
-    io: IO,
-    shared: Shared,
-    token: Arc<Option<String>>,
-    lvs: Option<crate::lvs::Handle>,
-) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let svc = service_fn(move |req: Request<Incoming>| {
-        let (shared, token, lvs) = (shared.clone(), token.clone(), lvs.clone());
-        async move { Ok::<_, Infallible>(respond(&shared, &token, &lvs, &req).await) }
-    });
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(io), svc)
-        .await
-    {
-        warn!(error = %e, "control connection failed");
+/// The Prometheus text of the counters and instance states.
+pub fn metrics(s: &Status, c: &Counters) -> String {
+    let mut m = String::new();
+    for (name, v) in [
+        ("ha_vrrp_adverts_received_total", c.adverts_rx),
+        ("ha_vrrp_adverts_sent_total", c.adverts_tx),
+        ("ha_vrrp_transitions_total", c.transitions),
+    ] {
+        let _ = writeln!(m, "# TYPE {name} counter\n{name} {v}");
     }
+    let _ = writeln!(m, "# TYPE ha_vrrp_adverts_dropped_total counter");
+    let mut dropped: Vec<_> = c.dropped.iter().collect();
+    dropped.sort();
+    for (k, v) in dropped {
+        let _ = writeln!(m, "ha_vrrp_adverts_dropped_total{{reason=\"{k}\"}} {v}");
+    }
+    let _ = writeln!(m, "# TYPE ha_vrrp_state gauge");
+    for i in &s.vrrp {
+        for st in VrrpState::ALL {
+            let _ = writeln!(
+                m,
+                "ha_vrrp_state{{instance=\"{}\",state=\"{st}\"}} {}",
+                i.name,
+                u8::from(i.state == st)
+            );
+        }
+    }
+    m
 }
 
 /// Where the control API listens.
@@ -160,67 +165,281 @@ pub enum Listener {
     Tcp(tokio::net::TcpListener),
 }
 
+/// Serves the control API on the project's hardened HTTP loop (header-read timeout, connection
+/// cap with eviction of the oldest unfinished connection, per-peer cap, accept errors backed
+/// off and logged rate-limited) until `shutdown` resolves. TCP requires `token`.
 pub async fn serve(
     l: Listener,
     shared: Shared,
     token: Option<String>,
     lvs: Option<crate::lvs::Handle>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let mut limits = opsflow_common::http::Limits::default();
+    limits.max_connections = limits
+        .max_connections
+        .min(connection_cap(open_files_limit()));
     let token = Arc::new(token);
-    loop {
-        match &l {
-            Listener::Unix(u) => match u.accept().await {
-                Ok((s, _)) => {
-                    tokio::spawn(serve_conn(s, shared.clone(), Arc::new(None), lvs.clone()));
-                }
-                Err(e) => warn!(error = %e, "control accept failed"),
-            },
-            Listener::Tcp(t) => match t.accept().await {
-                Ok((s, _)) => {
-                    tokio::spawn(serve_conn(s, shared.clone(), token.clone(), lvs.clone()));
-                }
-                Err(e) => warn!(error = %e, "control accept failed"),
-            },
+    let handler = move |token: Arc<Option<String>>| {
+        let (shared, lvs) = (shared.clone(), lvs.clone());
+        move |req: Request<Incoming>| {
+            let (shared, lvs, token) = (shared.clone(), lvs.clone(), token.clone());
+            async move { Ok::<_, Infallible>(respond(&shared, token.as_deref(), &lvs, &req).await) }
+        }
+    };
+    match l {
+        Listener::Unix(u) => {
+            // the socket's file mode is the guard
+            opsflow_common::http::serve_fn(u, limits, handler(Arc::new(None)), shutdown).await
+        }
+        Listener::Tcp(t) => {
+            opsflow_common::http::serve_fn(t, limits, handler(token), shutdown).await
         }
     }
 }
 
-/// A minimal client for `ha status`: GET a path, return the body.
-pub fn get(control: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
-    request(control, "GET", path, token)
+/// The soft limit on open files (RLIMIT_NOFILE).
+fn open_files_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        r.rlim_cur
+    } else {
+        1024
+    }
 }
 
-/// A minimal client: one request, the body of a 200 answer or an error with the answer.
-pub fn request(
-    control: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!("{method} {path} HTTP/1.0\r\nHost: ha\r\nContent-Length: 0\r\n{auth}\r\n");
-    let mut raw = Vec::new();
-    if control.contains('/') {
-        let mut s = std::os::unix::net::UnixStream::connect(control).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to {control}: {e} (is ha running with --control {control}?)"
+/// Control connections allowed with `nofile` descriptors: the cap must bite before the
+/// descriptors run out (sockets, netlink, scripts and checkers need some), so half of what is
+/// left after a reserve of 32, at least 4.
+pub fn connection_cap(nofile: u64) -> usize {
+    (nofile.saturating_sub(32) / 2).clamp(4, 1 << 16) as usize
+}
+
+/// Binds the unix control socket at `path`, mode 0660 whatever the umask, owned by root and
+/// `group` when given. A missing directory is created 0755; a stale socket is replaced.
+pub fn bind_unix(path: &Path, group: Option<&str>) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(d) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(d)
+            .with_context(|| format!("cannot create {}", d.display()))?;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot set the mode of {}", d.display()))?;
+    }
+    let gid = group.map(group_id).transpose()?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove the old socket {}", path.display()))?;
+        }
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket: remove it or give another --control path",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    // born 0600 (never more open than the final mode), then opened to the group
+    // SAFETY: umask only swaps the process's file mode mask; restored right after the bind.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = tokio::net::UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound.with_context(|| format!("cannot listen on {}", path.display()))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).with_context(|| {
+            format!(
+                "cannot give {} to group {}",
+                path.display(),
+                group.unwrap_or("")
             )
         })?;
-        s.write_all(req.as_bytes())?;
-        s.read_to_end(&mut raw)?;
-    } else {
-        let mut s = std::net::TcpStream::connect(control)
-            .map_err(|e| anyhow::anyhow!("cannot connect to {control}: {e}"))?;
-        s.write_all(req.as_bytes())?;
-        s.read_to_end(&mut raw)?;
     }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        anyhow::bail!("{}: {}", head.lines().next().unwrap_or(""), body.trim());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// The id of group `name` (or a number).
+fn group_id(name: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
     }
-    Ok(body.to_string())
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| anyhow::anyhow!("--control-group {name:?}: not a group name"))?;
+    // SAFETY: getgrnam reads the group database at start-up, before any other thread runs;
+    // the gid is copied out before the static buffer can change.
+    let g = unsafe { libc::getgrnam(c.as_ptr()) };
+    if g.is_null() {
+        anyhow::bail!("--control-group {name}: no such group (create it, or give an existing one)");
+    }
+    // SAFETY: non-null pointer to a group entry.
+    Ok(unsafe { (*g).gr_gid })
+}
+
+/// Reads the bearer token of the TCP control API. An empty file, or one that others can read,
+/// is refused: the token would be no secret.
+pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        anyhow::bail!(
+            "the token file {} is readable by everyone (mode {:o}): run `chmod 600 {}`",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        );
+    }
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        anyhow::bail!(
+            "the token file {} is empty: write a secret into it, e.g. `head -c 32 /dev/urandom | base64 > {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
+/// `ha status` for people: the instances, then the virtual servers and their real servers.
+pub fn table(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<12} {:>4} {:<10} {:<7} {:>8} {:>9} {:<16} vips",
+        "instance", "vrid", "interface", "state", "priority", "effective", "master"
+    );
+    for i in &s.vrrp {
+        let master = i.master_address.map(|a| a.to_string());
+        let _ = writeln!(
+            o,
+            "{:<12} {:>4} {:<10} {:<7} {:>8} {:>9} {:<16} {}",
+            i.name,
+            i.vrid,
+            i.interface,
+            i.state.name(),
+            i.priority,
+            i.effective_priority,
+            master.as_deref().unwrap_or("-"),
+            i.vips.join(" ")
+        );
+    }
+    if s.virtual_servers.is_empty() {
+        return o;
+    }
+    let row = |o: &mut String, c: [&str; 10]| {
+        let _ = writeln!(
+            o,
+            "{:<22} {:<6} {:<5} {:<22} {:>6} {:>6} {:<8} {:<11} {:>6} {:>8}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
+        );
+    };
+    o.push('\n');
+    row(
+        &mut o,
+        [
+            "virtual server",
+            "sched",
+            "meth",
+            "real server",
+            "weight",
+            "conf",
+            "healthy",
+            "maintenance",
+            "active",
+            "inactive",
+        ],
+    );
+    for v in &s.virtual_servers {
+        for (n, r) in v.real_servers.iter().enumerate() {
+            let first = n == 0;
+            row(
+                &mut o,
+                [
+                    if first { &v.id } else { "" },
+                    if first { &v.scheduler } else { "" },
+                    if first { &v.method } else { "" },
+                    &r.id(),
+                    &r.weight.to_string(),
+                    &r.configured_weight.to_string(),
+                    if r.healthy { "yes" } else { "NO" },
+                    if r.maintenance { "drained" } else { "-" },
+                    &r.active_connections.to_string(),
+                    &r.inactive_connections.to_string(),
+                ],
+            );
+        }
+        if v.sorry_server_active {
+            let _ = writeln!(
+                o,
+                "{:<22} sorry server {} in use (quorum lost)",
+                "",
+                v.sorry_server.as_deref().unwrap_or("")
+            );
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_stays_below_the_descriptor_limit() {
+        assert_eq!(connection_cap(256), 112);
+        assert_eq!(connection_cap(128), 48);
+        assert_eq!(connection_cap(10), 4);
+        assert!(connection_cap(1 << 20) >= 128);
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(token_matches("abc", Some("Bearer abc")));
+        assert!(token_matches("abc", Some("Bearer abc ")));
+        for bad in [
+            None,
+            Some(""),
+            Some("Bearer "),
+            Some("Bearer ab"),
+            Some("Bearer abcd"),
+            Some("abc"),
+        ] {
+            assert!(!token_matches("abc", bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_table_lines_up() {
+        let s: Status = serde_json::from_str(
+            r#"{"vrrp":[{"name":"VI_1","vrid":51,"interface":"eth0","state":"MASTER","priority":150,
+            "effective_priority":150,"vips":["10.0.0.100/24"],"master_address":null,
+            "last_transition":"x"}],"virtual_servers":[{"id":"10.0.0.100:80","address":"10.0.0.100",
+            "port":80,"protocol":"TCP","fwmark":null,"scheduler":"wrr","method":"NAT",
+            "persistence_timeout":null,"quorum_up":false,"sorry_server":"10.0.2.9:80",
+            "sorry_server_active":true,"backend":"nftables","real_servers":[{"address":"10.0.1.1",
+            "port":80,"weight":0,"configured_weight":2,"healthy":false,"maintenance":true,
+            "in_service":false,"active_connections":3,"inactive_connections":1,"last_error":"x"}]}]}"#,
+        )
+        .unwrap();
+        let want = "\
+instance     vrid interface  state   priority effective master           vips
+VI_1           51 eth0       MASTER       150       150 -                10.0.0.100/24
+
+virtual server         sched  meth  real server            weight   conf healthy  maintenance active inactive
+10.0.0.100:80          wrr    NAT   10.0.1.1:80                 0      2 NO       drained          3        1
+                       sorry server 10.0.2.9:80 in use (quorum lost)
+";
+        assert_eq!(table(&s), want);
+    }
 }

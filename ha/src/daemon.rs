@@ -8,45 +8,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::conf::{self, Config, Instance, Vip};
 use crate::net;
 use crate::vrrp::{self, Action, Advert, Router, Settings, State};
 
-/// Status of one VRRP instance, as `GET /v1/status` reports it.
-#[derive(Clone, Debug, Serialize)]
-pub struct InstanceStatus {
-    pub name: String,
-    pub vrid: u8,
-    pub interface: String,
-    pub state: String,
-    pub priority: u8,
-    pub effective_priority: u8,
-    pub vips: Vec<String>,
-    pub master_address: Option<String>,
-    pub last_transition: String,
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Status {
-    pub vrrp: Vec<InstanceStatus>,
-    pub virtual_servers: Vec<serde_json::Value>,
-}
-
-/// Counters for /metrics.
-#[derive(Default, Debug)]
-pub struct Counters {
-    pub adverts_rx: u64,
-    pub adverts_tx: u64,
-    pub dropped: HashMap<&'static str, u64>,
-    pub transitions: u64,
-}
-
-pub type Shared = Arc<Mutex<(Status, Counters)>>;
+pub use crate::status::{Counters, Shared, Status};
 
 struct Inst {
     cfg: Instance,
@@ -114,6 +84,16 @@ fn vip_dev(i: &Inst, v: &Vip) -> (String, u32) {
     let dev = v.dev.clone().unwrap_or_else(|| base.clone());
     let idx = net::ifindex(&dev).unwrap_or(i.ifindex);
     (dev, idx)
+}
+
+/// The contract's spelling of a router state.
+fn status_state(s: State) -> opsflow_control::VrrpState {
+    match s {
+        State::Init => opsflow_control::VrrpState::Init,
+        State::Backup => opsflow_control::VrrpState::Backup,
+        State::Master => opsflow_control::VrrpState::Master,
+        State::Fault => opsflow_control::VrrpState::Fault,
+    }
 }
 
 fn vip_text(v: &Vip) -> String {
@@ -482,15 +462,15 @@ impl Daemon {
             s.0.vrrp = self
                 .insts
                 .iter()
-                .map(|i| InstanceStatus {
+                .map(|i| opsflow_control::Instance {
                     name: i.cfg.name.clone(),
                     vrid: i.cfg.vrid,
                     interface: i.cfg.interface.clone(),
-                    state: i.router.state.name().to_string(),
+                    state: status_state(i.router.state),
                     priority: i.cfg.priority,
                     effective_priority: i.router.priority,
                     vips: i.cfg.vips.iter().map(vip_text).collect(),
-                    master_address: i.router.master_ip.map(|a| a.to_string()),
+                    master_address: i.router.master_ip,
                     last_transition: rfc3339(i.last_transition),
                 })
                 .collect();
@@ -785,13 +765,12 @@ impl Daemon {
         self.insts = insts;
     }
 
-    /// Runs until SIGTERM. SIGHUP reloads; SIGUSR1 writes the state to a file.
+    /// Runs until SIGTERM. SIGHUP reloads (sd_notify RELOADING, then READY).
     pub async fn run(mut self) -> anyhow::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let mut usr1 = signal(SignalKind::user_defined1())?;
         let mut poll = tokio::time::interval(Duration::from_millis(100));
         info!(instances = self.insts.len(), "ha ready");
         loop {
@@ -872,6 +851,7 @@ impl Daemon {
                     self.publish();
                 }
                 _ = hup.recv() => {
+                    opsflow_common::notify::reloading();
                     match conf::load(&self.config_path, &self.config_id) {
                         Ok(cfg) => {
                             for w in &cfg.warnings { warn!("{w}"); }
@@ -884,23 +864,17 @@ impl Daemon {
                             info!("configuration reloaded");
                         }
                         Err(diags) => {
-                            for d in diags.iter().filter(|d| !d.warning) { warn!("{d}"); }
-                            warn!("reload refused: the configuration has errors; the old one stays in force");
+                            for d in diags.iter().filter(|d| !d.warning) { error!("{d}"); }
+                            error!("reload refused: the configuration has errors; the old one stays in force");
                         }
                     }
-                }
-                _ = usr1.recv() => {
-                    let path = std::env::temp_dir().join(format!("ha-{}.json", std::process::id()));
-                    let text = self.shared.lock().map(|s| serde_json::to_string_pretty(&s.0).unwrap_or_default()).unwrap_or_default();
-                    match std::fs::write(&path, text) {
-                        Ok(()) => info!(file = %path.display(), "state written (SIGUSR1)"),
-                        Err(e) => warn!(file = %path.display(), error = %e, "cannot write the state"),
-                    }
+                    opsflow_common::notify::ready("configuration reloaded or kept");
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
         }
+        opsflow_common::notify::stopping();
         info!("shutting down: masters hand over with priority 0 and remove their VIPs");
         for idx in 0..self.insts.len() {
             let mut i = self.insts.remove(idx);

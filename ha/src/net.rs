@@ -1,5 +1,5 @@
 //! Kernel interfaces: virtual IPs through rtnetlink (RTM_NEWADDR/RTM_DELADDR), gratuitous
-//! ARP through a packet socket, the raw VRRP socket, and link state from sysfs.
+//! ARP through a packet socket, the raw VRRP socket, and link state (RTM_GETLINK).
 
 use std::ffi::CString;
 use std::io;
@@ -17,11 +17,101 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
-/// Whether the interface exists and has carrier.
+/// Whether the interface exists, is up and has carrier, as rtnetlink reports it now.
+///
+/// A failure to read the state (no descriptor left, no answer) is not "down": the last state
+/// read for that interface is kept (up if none was ever read), and the failure is logged at
+/// most once a minute per interface. Only the kernel saying so makes a link down.
 pub fn link_up(name: &str) -> bool {
-    std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
-        .map(|s| s.trim() == "1")
-        .unwrap_or(false)
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LAST: Mutex<Option<HashMap<String, LinkMemory>>> = Mutex::new(None);
+    let read = link_state(name);
+    let Ok(mut last) = LAST.lock() else {
+        return read.ok().flatten().unwrap_or(true);
+    };
+    let entry = last
+        .get_or_insert_with(HashMap::new)
+        .entry(name.to_string())
+        .or_insert(LinkMemory::default());
+    if entry.take(&read, Instant::now()) {
+        if let Err(e) = &read {
+            tracing::warn!(interface = name, error = %e, kept_up = entry.up,
+                "cannot read the link state; keeping the last known state (logged once a minute)");
+        }
+    }
+    entry.up
+}
+
+/// What [`link_up`] remembers of one interface.
+#[derive(Clone, Copy, Debug)]
+struct LinkMemory {
+    up: bool,
+    logged: Option<std::time::Instant>,
+}
+
+impl Default for LinkMemory {
+    fn default() -> Self {
+        LinkMemory {
+            up: true,
+            logged: None,
+        }
+    }
+}
+
+impl LinkMemory {
+    /// Takes one read; true when a read error is to be logged now (once a minute at most).
+    fn take(&mut self, read: &io::Result<Option<bool>>, now: std::time::Instant) -> bool {
+        match read {
+            Ok(state) => {
+                self.up = state.unwrap_or(false);
+                false
+            }
+            Err(_) => {
+                let due = self.logged.is_none_or(|t| {
+                    now.saturating_duration_since(t) >= std::time::Duration::from_secs(60)
+                });
+                if due {
+                    self.logged = Some(now);
+                }
+                due
+            }
+        }
+    }
+}
+
+/// The link state of `name` from RTM_GETLINK: `Some(up)` where up means administratively up
+/// with carrier (IFF_UP and IFF_LOWER_UP), `None` when there is no such interface, an error
+/// when the kernel could not be asked.
+pub fn link_state(name: &str) -> io::Result<Option<bool>> {
+    let mut body = vec![libc::AF_UNSPEC as u8, 0, 0, 0];
+    body.extend_from_slice(&0i32.to_ne_bytes()); // index: by name
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    let mut n = name.as_bytes().to_vec();
+    n.push(0);
+    push_attr(&mut body, libc::IFLA_IFNAME, &n);
+    let reply = match netlink_exchange(libc::RTM_GETLINK, 0, &body) {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // nlmsghdr (16) + ifinfomsg: family, pad, type (2), index (4), flags (4)
+    let ty = reply.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let flags = reply
+        .get(24..28)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    match (ty, flags) {
+        (Some(libc::RTM_NEWLINK), Some(f)) => {
+            let want = (libc::IFF_UP | libc::IFF_LOWER_UP) as u32;
+            Ok(Some(f & want == want))
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected answer to RTM_GETLINK",
+        )),
+    }
 }
 
 pub fn mac(name: &str) -> Option<[u8; 6]> {
@@ -178,6 +268,12 @@ pub fn vrrp_socket(
 }
 
 fn netlink_request(msg_type: u16, flags: u16, body: &[u8]) -> io::Result<()> {
+    netlink_exchange(msg_type, flags | libc::NLM_F_ACK as u16, body).map(|_| ())
+}
+
+/// One rtnetlink request; the first answer (an NLMSG_ERROR with a code is the error). The
+/// answer is awaited at most a second.
+fn netlink_exchange(msg_type: u16, flags: u16, body: &[u8]) -> io::Result<Vec<u8>> {
     // SAFETY: a plain netlink socket; the descriptor is owned below.
     let fd = unsafe {
         libc::socket(
@@ -191,17 +287,30 @@ fn netlink_request(msg_type: u16, flags: u16, body: &[u8]) -> io::Result<()> {
     }
     // SAFETY: fd is a fresh descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tv = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: setting SO_RCVTIMEO from a timeval of the stated size.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of_val(&tv) as u32,
+        );
+    }
     let mut msg = Vec::with_capacity(16 + body.len());
     msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
     msg.extend_from_slice(&msg_type.to_ne_bytes());
-    msg.extend_from_slice(
-        &(flags | libc::NLM_F_REQUEST as u16 | libc::NLM_F_ACK as u16).to_ne_bytes(),
-    );
+    msg.extend_from_slice(&(flags | libc::NLM_F_REQUEST as u16).to_ne_bytes());
     msg.extend_from_slice(&1u32.to_ne_bytes());
     msg.extend_from_slice(&0u32.to_ne_bytes());
     msg.extend_from_slice(body);
+    let mut buf = vec![0u8; 16384];
     // SAFETY: sending our buffer; receiving into a buffer of the stated length.
-    unsafe {
+    let n = unsafe {
         if libc::send(
             fd.as_raw_fd(),
             msg.as_ptr() as *const libc::c_void,
@@ -211,24 +320,24 @@ fn netlink_request(msg_type: u16, flags: u16, body: &[u8]) -> io::Result<()> {
         {
             return Err(io::Error::last_os_error());
         }
-        let mut buf = [0u8; 4096];
-        let n = libc::recv(
+        libc::recv(
             fd.as_raw_fd(),
             buf.as_mut_ptr() as *mut libc::c_void,
             buf.len(),
             0,
-        );
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n as usize >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == libc::NLMSG_ERROR as u16 {
-            let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
-            if code != 0 {
-                return Err(io::Error::from_raw_os_error(-code));
-            }
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    if buf.len() >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == libc::NLMSG_ERROR as u16 {
+        let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+        if code != 0 {
+            return Err(io::Error::from_raw_os_error(-code));
         }
     }
-    Ok(())
+    Ok(buf)
 }
 
 fn ifinfo(index: u32, up: bool) -> Vec<u8> {
@@ -334,4 +443,41 @@ pub fn with_ip_header(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     h[2..4].copy_from_slice(&total.to_be_bytes());
     h.extend_from_slice(payload);
     h
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_kernel_answers_for_lo_and_for_a_missing_interface() {
+        assert_eq!(link_state("lo").unwrap(), Some(true));
+        assert_eq!(link_state("ofl-missing0").unwrap(), None);
+        assert!(link_up("lo"));
+        assert!(!link_up("ofl-missing0"));
+    }
+
+    #[test]
+    fn a_read_error_keeps_the_last_state_and_logs_once_a_minute() {
+        let t0 = Instant::now();
+        let err = || Err(io::Error::from_raw_os_error(libc::EMFILE));
+        let mut m = LinkMemory::default();
+        assert!(m.up, "never read: assumed up");
+        assert!(!m.take(&Ok(Some(false)), t0));
+        assert!(!m.up);
+        // errors: still down (not flipped), logged on the first and after a minute
+        assert!(m.take(&err(), t0));
+        assert!(!m.up);
+        assert!(!m.take(&err(), t0 + Duration::from_secs(59)));
+        assert!(m.take(&err(), t0 + Duration::from_secs(61)));
+        assert!(!m.take(&Ok(Some(true)), t0 + Duration::from_secs(62)));
+        assert!(m.up);
+        // and an up link stays up through errors
+        assert!(!m.take(&err(), t0 + Duration::from_secs(63)));
+        assert!(m.up);
+        // a missing interface is down: the kernel said so
+        m.take(&Ok(None), t0 + Duration::from_secs(64));
+        assert!(!m.up);
+    }
 }

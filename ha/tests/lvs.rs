@@ -8,6 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use opsflow_control::client::Blocking;
+use opsflow_control::{Client, Endpoint, Error, RealServer, RsAction, RsChange, Status};
 use opsflow_tests::{wait_until, Host, Lab, Proc};
 
 const HA: &str = env!("CARGO_BIN_EXE_ha");
@@ -183,12 +185,12 @@ impl Env {
         assert!(wait_until(Duration::from_secs(5), || self.who().is_some()));
     }
 
-    fn status(&self) -> serde_json::Value {
+    fn status(&self) -> Status {
         let out = std::process::Command::new(HA)
             .args(["status", "--json", "--control", self.sock.to_str().unwrap()])
             .output()
             .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
     fn status_text(&self) -> String {
@@ -199,31 +201,31 @@ impl Env {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn rs_field(&self, rip: &str, field: &str) -> serde_json::Value {
-        let s = self.status();
-        for v in s["virtual_servers"].as_array().into_iter().flatten() {
-            for r in v["real_servers"].as_array().into_iter().flatten() {
-                if r["address"] == rip {
-                    return r[field].clone();
-                }
-            }
-        }
-        serde_json::Value::Null
+    /// The real server `rip` (any port) as `ha status --json` reports it.
+    fn rs(&self, rip: &str) -> Option<RealServer> {
+        let rip: std::net::Ipv4Addr = rip.parse().unwrap();
+        self.status()
+            .virtual_servers
+            .into_iter()
+            .flat_map(|v| v.real_servers)
+            .find(|r| r.address == rip)
     }
 
     fn healthy_count(&self) -> usize {
-        let s = self.status();
-        s["virtual_servers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|v| v["real_servers"].as_array().cloned().unwrap_or_default())
-            .filter(|r| r["healthy"] == true && r["weight"].as_u64() > Some(0))
+        self.status()
+            .virtual_servers
+            .iter()
+            .flat_map(|v| &v.real_servers)
+            .filter(|r| r.healthy && r.weight > 0)
             .count()
     }
 
-    fn control(&self, method: &str, path: &str) -> String {
-        ha::control::request(self.sock.to_str().unwrap(), method, path, None).unwrap()
+    fn control(&self, vs: &str, rs: &str, action: RsAction) -> Result<RsChange, Error> {
+        Blocking::new(Client::new(
+            Endpoint::parse(self.sock.to_str().unwrap(), None).unwrap(),
+        ))
+        .unwrap()
+        .set_real_server(vs, rs, action)
     }
 
     /// One request on a new connection from the client: the real server's name.
@@ -270,16 +272,16 @@ fn round_robin_failover_and_recovery() {
     env.rs_down(1);
     let t0 = Instant::now();
     assert!(wait_until(Duration::from_secs(8), || env
-        .rs_field("10.91.2.12", "healthy")
-        == false));
+        .rs("10.91.2.12")
+        .is_some_and(|r| !r.healthy)));
     let out = t0.elapsed();
     assert!(out < Duration::from_millis(3500), "r2 out after {out:?}");
     let m = env.spread(20);
     assert_eq!(count(&m, "r2") + count(&m, "fail"), 0, "{m:?}");
     assert!(env
-        .rs_field("10.91.2.12", "last_error")
-        .as_str()
-        .unwrap_or("")
+        .rs("10.91.2.12")
+        .and_then(|r| r.last_error)
+        .unwrap_or_default()
         .contains("connect"));
     let log = env.lab.path("notify.log");
     assert!(wait_until(Duration::from_secs(3), || {
@@ -291,8 +293,8 @@ fn round_robin_failover_and_recovery() {
     // r2 comes back: in rotation again after one good check
     env.rs_up(1);
     assert!(wait_until(Duration::from_secs(4), || env
-        .rs_field("10.91.2.12", "healthy")
-        == true));
+        .rs("10.91.2.12")
+        .is_some_and(|r| r.healthy)));
     let m = env.spread(15);
     assert_eq!(count(&m, "r2"), 5, "{m:?}");
     assert!(wait_until(Duration::from_secs(3), || {
@@ -311,8 +313,7 @@ fn round_robin_failover_and_recovery() {
         "{}",
         env.status_text()
     );
-    let s = env.status();
-    assert_eq!(s["virtual_servers"][0]["sorry_server_active"], true);
+    assert!(env.status().virtual_servers[0].sorry_server_active);
     assert!(env
         .status_text()
         .contains("sorry server 10.91.2.99:80 in use"));
@@ -358,18 +359,17 @@ fn drain_spares_open_connections_and_survives_restart() {
         "r3" => "10.91.2.13",
         other => panic!("the open connection landed on {other:?}"),
     };
-    let reply = env.control(
-        "POST",
-        &format!("/v1/virtual-servers/{VIP}:80/real-servers/{rip}:80/drain"),
-    );
-    assert!(reply.contains("\"maintenance\":true"), "{reply}");
-    assert_eq!(env.rs_field(rip, "maintenance"), true);
-    assert_eq!(env.rs_field(rip, "weight"), 0);
-    assert_eq!(env.rs_field(rip, "configured_weight"), 1);
+    let reply = env
+        .control(&format!("{VIP}:80"), &format!("{rip}:80"), RsAction::Drain)
+        .unwrap();
+    assert!(reply.maintenance, "{reply:?}");
+    let r = env.rs(rip).unwrap();
+    assert!(r.maintenance);
+    assert_eq!(r.weight, 0);
+    assert_eq!(r.configured_weight, 1);
     assert!(wait_until(Duration::from_secs(3), || env
-        .rs_field(rip, "active_connections")
-        .as_u64()
-        == Some(1)));
+        .rs(rip)
+        .is_some_and(|r| r.active_connections == 1)));
     let m = env.spread(20);
     assert_eq!(count(&m, &held) + count(&m, "fail"), 0, "{m:?}");
     // the open connection still reaches the drained server
@@ -378,18 +378,11 @@ fn drain_spares_open_connections_and_survives_restart() {
     assert!(table.contains("drained"), "{table}");
 
     // unknown names are 404s that say what exists
-    let err = ha::control::request(
-        env.sock.to_str().unwrap(),
-        "POST",
-        &format!("/v1/virtual-servers/{VIP}:81/real-servers/{rip}:80/drain"),
-        None,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("404") && err.contains("known: 10.91.1.100:80"),
-        "{err}"
-    );
+    let err = env
+        .control(&format!("{VIP}:81"), &format!("{rip}:80"), RsAction::Drain)
+        .unwrap_err();
+    assert_eq!(err.http_status(), Some(404), "{err}");
+    assert!(err.to_string().contains("known: 10.91.1.100:80"), "{err}");
 
     // a restart keeps the drain (state file); shutdown removes our table in between
     env.ha.as_mut().unwrap().stop(Duration::from_secs(5));
@@ -397,16 +390,14 @@ fn drain_spares_open_connections_and_survives_restart() {
     assert!(!rules.contains("10.91.2.1"), "rules left behind:\n{rules}");
     env.spawn_ha("ha2");
     assert!(wait_until(Duration::from_secs(10), || env.healthy_count() == 2));
-    assert_eq!(env.rs_field(rip, "maintenance"), true);
+    assert!(env.rs(rip).unwrap().maintenance);
     let m = env.spread(12);
     assert_eq!(count(&m, &held), 0, "{m:?}");
 
     // enable: back at its configured weight
-    env.control(
-        "POST",
-        &format!("/v1/virtual-servers/{VIP}:80/real-servers/{rip}:80/enable"),
-    );
-    assert_eq!(env.rs_field(rip, "weight"), 1);
+    env.control(&format!("{VIP}:80"), &format!("{rip}:80"), RsAction::Enable)
+        .unwrap();
+    assert_eq!(env.rs(rip).unwrap().weight, 1);
     let m = env.spread(12);
     assert_eq!(count(&m, &held), 4, "{m:?}");
 }

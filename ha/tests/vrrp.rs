@@ -191,12 +191,10 @@ impl Env {
             .args(["status", "--control", &self.sock(k), "--json"])
             .output()
             .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let i = &v["vrrp"][0];
-        (
-            i["state"].as_str().unwrap_or("").to_string(),
-            i["effective_priority"].as_u64().unwrap_or(0),
-        )
+        let v: opsflow_control::Status = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.vrrp.first().map_or((String::new(), 0), |i| {
+            (i.state.to_string(), u64::from(i.effective_priority))
+        })
     }
 }
 

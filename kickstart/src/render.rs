@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::inventory::{Cluster, Inventory, System};
 use crate::state::State;
+use crate::token::CallbackKey;
 
 /// The built-in templates: (name, source).
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -75,6 +76,7 @@ impl Renderer {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
         env.set_trim_blocks(false);
+        env.add_filter("sh", sh_quote);
         let mut origin = HashMap::new();
         let mut errors = Vec::new();
         let mut sources: Vec<(String, String, String)> = BUILTIN
@@ -165,6 +167,33 @@ impl Renderer {
     }
 }
 
+/// The `sh` filter: a value as one shell word (`'$(id)'`, `"it's"`), a list as one word per item, so
+/// nothing in it is run, expanded or split by the shell. Use it for every value a script
+/// receives: `contact={{ ha.notify_email | sh }}`.
+fn sh_quote(v: minijinja::Value) -> Result<String, minijinja::Error> {
+    let bad = |e: shlex::QuoteError| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("cannot shell-quote {v}: {e}"),
+        )
+    };
+    if v.is_undefined() || v.is_none() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "| sh of an undefined or none value",
+        ));
+    }
+    if v.kind() == minijinja::value::ValueKind::Seq {
+        let items: Vec<String> = v
+            .try_iter()?
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+            .collect();
+        return shlex::try_join(items.iter().map(String::as_str)).map_err(bad);
+    }
+    let s = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    shlex::try_quote(&s).map(|c| c.into_owned()).map_err(bad)
+}
+
 /// Template errors as one error, one per line.
 pub fn all_errors(errs: &[RenderError]) -> anyhow::Error {
     let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
@@ -183,6 +212,8 @@ pub struct Site {
     pub inv: Inventory,
     pub state: State,
     pub renderer: Renderer,
+    /// Signs each system's installed-callback token.
+    pub callback: CallbackKey,
 }
 
 /// One generated file.
@@ -282,12 +313,17 @@ fn join_args(parts: &[&str]) -> String {
 }
 
 impl Site {
-    pub fn new(inv: Inventory, state: State) -> Result<Site, Vec<RenderError>> {
+    pub fn new(
+        inv: Inventory,
+        state: State,
+        callback: CallbackKey,
+    ) -> Result<Site, Vec<RenderError>> {
         let renderer = Renderer::new(inv.server.templates.as_deref())?;
         Ok(Site {
             inv,
             state,
             renderer,
+            callback,
         })
     }
 
@@ -408,7 +444,11 @@ impl Site {
             "urls": {
                 "ks": ks,
                 "ipxe": format!("{base}/ipxe/{}", s.mac),
-                "callback": format!("{base}/callback/{}/installed", s.name),
+                "callback": format!(
+                    "{base}/callback/{}/installed?token={}",
+                    s.name,
+                    self.callback.token(&s.name)
+                ),
                 "keepalived": format!("{base}/ha/{}/keepalived.conf", s.name),
                 "notify": format!("{base}/ha/{}/notify.sh", s.name),
                 "ha_service": format!("{base}/ha/{}/ha.service", s.name),
@@ -492,5 +532,79 @@ impl Site {
             }
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_sh_filter_makes_one_word_of_anything() {
+        let mut env = Environment::new();
+        env.add_filter("sh", sh_quote);
+        let r = |t: &str, ctx: Value| env.render_str(t, ctx).unwrap();
+        assert_eq!(r("{{ v | sh }}", json!({"v": "plain"})), "plain");
+        assert_eq!(r("{{ v | sh }}", json!({"v": "it's"})), "\"it's\"");
+        assert_eq!(r("{{ v | sh }}", json!({"v": "$(id)"})), "'$(id)'");
+        assert_eq!(r("{{ v | sh }}", json!({"v": ""})), "''");
+        assert_eq!(r("{{ v | sh }}", json!({"v": ["a b", "c"]})), "'a b' c");
+        assert_eq!(r("{{ v | sh }}", json!({"v": 42})), "42");
+        assert!(env.render_str("{{ v | sh }}", json!({"v": null})).is_err());
+    }
+
+    /// The built-in notify.sh with hostile e-mail addresses (which the inventory refuses; this
+    /// is the second line of defence) runs them as words, never as commands.
+    #[test]
+    fn hostile_values_in_notify_sh_do_not_run() {
+        let dir = std::env::temp_dir().join(format!("ks-notify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let stub = |name: &str, body: &str| {
+            let p = bin.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        };
+        stub("mail", "printf '%s\\n' \"$@\" > \"$OUT\"; cat >/dev/null");
+        stub("logger", "exit 0");
+        let renderer = Renderer::new(None).unwrap();
+        let ctx = json!({
+            "system": {"name": "lb1"},
+            "inventory": "inv.toml",
+            "ha": {"notify_email": [
+                "ops@example.com",
+                "x'; touch PWNED1; echo '@h",
+                "$(touch PWNED2)@h",
+                "`touch PWNED3`\"; touch PWNED4; \"@h",
+            ]},
+        });
+        let text = renderer.render("notify.sh", &ctx, "notify.sh").unwrap();
+        std::fs::write(dir.join("notify.sh"), &text).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let out = dir.join("mail.args");
+        let o = std::process::Command::new("sh")
+            .arg("notify.sh")
+            .arg("master")
+            .current_dir(&dir)
+            .env("PATH", path)
+            .env("OUT", &out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}\n{text}");
+        for n in 1..=4 {
+            assert!(
+                !dir.join(format!("PWNED{n}")).exists(),
+                "PWNED{n} was created by:\n{text}"
+            );
+        }
+        let args = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            args.contains("ops@example.com") && args.contains("$(touch") && args.contains("`touch"),
+            "mail got: {args}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

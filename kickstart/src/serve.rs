@@ -6,19 +6,24 @@ use std::io::SeekFrom;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use anyhow::Context;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use opsflow_common::http::{self, Peer};
+use opsflow_common::ratelimit::RateLimit;
+use opsflow_common::{notify, pidfile};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
+use crate::confine::{self, OpenError};
 use crate::inventory::normalize_mac;
 use crate::render::{Global, Site, What};
 use crate::sync;
@@ -70,7 +75,78 @@ fn full(b: Bytes) -> Body {
     Full::new(b).map_err(|never| match never {}).boxed()
 }
 
-/// Serves until `shutdown` resolves.
+/// How `kickstart serve` runs (the command line's options).
+pub struct Options {
+    pub listen: Option<SocketAddr>,
+    pub root: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    /// Reloaded on SIGHUP.
+    pub inventory: PathBuf,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `kickstart serve` as a daemon: takes the pid file before binding, tells systemd READY when
+/// listening, reloads the inventory on SIGHUP (RELOADING, then READY; a bad inventory keeps the
+/// old one), stops on SIGTERM or ^C (STOPPING) after open requests finish.
+pub fn run_daemon(site: Site, opts: Options) -> anyhow::Result<()> {
+    let addr = opts.listen.unwrap_or(site.inv.server.listen);
+    if site.callback.path().is_none() {
+        anyhow::bail!(
+            "cannot keep the callback secret in {}: serve needs a state directory it can write",
+            site.inv.server.state_dir.display()
+        );
+    }
+    let pid_path = opts
+        .pid_file
+        .clone()
+        .unwrap_or_else(|| pidfile::default_path("kickstart", &addr.to_string()));
+    let _pid = pidfile::PidFile::acquire(&pid_path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let systems = site.inv.systems.len();
+        let served = Arc::new(Served::new(site, opts.root.clone()));
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let s2 = served.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                notify::reloading();
+                match crate::load_site(&opts.inventory, opts.state_dir.as_deref()) {
+                    Ok(site) => {
+                        let n = site.inv.systems.len();
+                        info!(inventory = %opts.inventory.display(), systems = n, "reloaded");
+                        s2.replace(site);
+                        notify::ready(&format!("serving {n} systems on {addr}"));
+                    }
+                    Err(e) => {
+                        error!(error = %format!("{e:#}"), "reload failed; keeping the old inventory");
+                        notify::ready(&format!("reload failed, serving the old inventory on {addr}"));
+                    }
+                }
+            }
+        });
+        notify::ready(&format!("serving {systems} systems on {addr}"));
+        serve(listener, served, async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            notify::stopping();
+            info!("shutting down");
+        })
+        .await;
+        anyhow::Ok(())
+    })
+}
+
+/// Serves until `shutdown` resolves, on opsflow-common's hardened loop (header-read timeout,
+/// connection caps, accept backoff).
 pub async fn serve(
     listener: TcpListener,
     served: Arc<Served>,
@@ -79,35 +155,23 @@ pub async fn serve(
     if let Ok(a) = listener.local_addr() {
         info!(listen = %a, "kickstart serving");
     }
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
+    let f = move |req: Request<Incoming>| {
         let served = served.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let served = served.clone();
-                async move { Ok::<_, Infallible>(handle(&served, peer, req).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                if !e.is_incomplete_message() {
-                    warn!(%peer, error = %e, "connection failed");
-                }
-            }
-        });
-    }
+        async move {
+            let peer = match req.extensions().get::<Peer>() {
+                Some(Peer::Tcp(a)) => *a,
+                _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+            };
+            Ok::<_, Infallible>(handle(&served, peer, req).await)
+        }
+    };
+    http::serve_fn(listener, http::Limits::default(), f, shutdown).await;
 }
+
+/// Log lines about refused requests (403, symlinks) and every request line, limited so a flood
+/// costs a few lines and a count.
+static REFUSED_LOG: RateLimit = RateLimit::new(10, Duration::from_secs(10));
+static REQUEST_LOG: RateLimit = RateLimit::new(100, Duration::from_secs(10));
 
 async fn handle(served: &Served, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
@@ -123,10 +187,12 @@ async fn handle(served: &Served, peer: SocketAddr, req: Request<Incoming>) -> Re
         }
     }
     let status = resp.status();
-    if status.is_server_error() {
-        error!(%peer, %method, path, status = status.as_u16(), "request failed");
-    } else {
-        info!(%peer, %method, path, status = status.as_u16(), "request");
+    if let Some(suppressed) = REQUEST_LOG.check() {
+        if status.is_server_error() {
+            error!(%peer, %method, path, status = status.as_u16(), suppressed, "request failed");
+        } else {
+            info!(%peer, %method, path, status = status.as_u16(), suppressed, "request");
+        }
     }
     resp
 }
@@ -168,7 +234,7 @@ async fn route(served: &Served, peer: SocketAddr, req: &Request<Incoming>) -> Re
             };
             system_file(served, name, what)
         }
-        (["callback", name, "installed"], _, true) => installed(served, peer, name),
+        (["callback", name, "installed"], _, true) => installed(served, peer, name, req),
         (["callback", _, "installed"], true, _) => {
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -215,7 +281,7 @@ async fn route(served: &Served, peer: SocketAddr, req: &Request<Incoming>) -> Re
                 .ok()
                 .and_then(|s| s.inv.server.files.clone());
             match dir {
-                Some(d) => tree_file(req, &d, rest, path).await,
+                Some(d) => tree_file(req, peer, &d, rest, path).await,
                 None => text(
                     StatusCode::NOT_FOUND,
                     "no files directory: set server.files in the inventory\n",
@@ -229,7 +295,7 @@ async fn route(served: &Served, peer: SocketAddr, req: &Request<Incoming>) -> Re
                 .ok()
                 .and_then(|s| s.inv.distros.get(*distro).and_then(|d| d.repo_dir.clone()));
             match dir {
-                Some(d) => tree_file(req, &d, rest, path).await,
+                Some(d) => tree_file(req, peer, &d, rest, path).await,
                 None => text(
                     StatusCode::NOT_FOUND,
                     format!("no local repository for distro {distro:?} (its repo is not a directory)\n"),
@@ -317,7 +383,23 @@ fn ipxe(served: &Served, mac: &str) -> Response<Body> {
     }
 }
 
-fn installed(served: &Served, peer: SocketAddr, name: &str) -> Response<Body> {
+/// The credential a callback carries: `?token=` on the URL or `Authorization: Bearer`.
+fn callback_token<B>(req: &Request<B>) -> Option<String> {
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_string)
+    });
+    from_query.or_else(|| {
+        let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = h.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string())
+    })
+}
+
+fn installed<B>(served: &Served, peer: SocketAddr, name: &str, req: &Request<B>) -> Response<Body> {
     let Ok(mut site) = served.site.write() else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned\n");
     };
@@ -327,6 +409,24 @@ fn installed(served: &Served, peer: SocketAddr, name: &str) -> Response<Body> {
             format!("no system {name:?} in {}\n", site.inv.path.display()),
         );
     };
+    let token = callback_token(req);
+    if !token
+        .as_deref()
+        .is_some_and(|t| site.callback.verify(name, t))
+    {
+        let why = if token.is_some() {
+            "a wrong token"
+        } else {
+            "no token"
+        };
+        if let Some(suppressed) = REFUSED_LOG.check() {
+            warn!(system = name, %peer, suppressed, "installed callback refused: {why}");
+        }
+        return text(
+            StatusCode::FORBIDDEN,
+            format!("{name}: the installed callback needs the token from this system's kickstart (the callback URL's ?token=)\n"),
+        );
+    }
     if let Err(e) = site.state.set(
         name,
         false,
@@ -359,14 +459,16 @@ fn installed(served: &Served, peer: SocketAddr, name: &str) -> Response<Body> {
     }
 }
 
-/// A file below `dir` named by URL path segments; no `..`, no hidden files.
+/// A file below `dir` named by URL path segments; no `..`, no hidden files, and nothing
+/// outside `dir` even through a symlink ([`confine::open_beneath`]).
 async fn tree_file(
     req: &Request<Incoming>,
+    peer: SocketAddr,
     dir: &Path,
     rest: &[&str],
     url_path: &str,
 ) -> Response<Body> {
-    let mut p = dir.to_path_buf();
+    let mut rel = PathBuf::new();
     for seg in rest.iter().filter(|s| !s.is_empty()) {
         let seg = percent_decode(seg);
         let Some(seg) = seg else {
@@ -376,12 +478,35 @@ async fn tree_file(
         if seg.starts_with('.') || c.len() != 1 || !matches!(c[0], Component::Normal(_)) {
             return text(StatusCode::NOT_FOUND, format!("nothing at {url_path}\n"));
         }
-        p.push(seg);
+        rel.push(seg);
     }
-    if p.is_dir() {
-        return listing(&p, url_path);
+    let file = match confine::open_beneath(dir, &rel) {
+        Ok(f) => f,
+        Err(OpenError::NotFound) => {
+            return text(StatusCode::NOT_FOUND, format!("nothing at {url_path}\n"))
+        }
+        Err(OpenError::Denied(why)) => {
+            if let Some(suppressed) = REFUSED_LOG.check() {
+                warn!(%peer, path = url_path, suppressed, "refused: {why}");
+            }
+            return text(StatusCode::FORBIDDEN, format!("{url_path}: {why}\n"));
+        }
+        Err(OpenError::Io(e)) => {
+            error!(%peer, path = url_path, error = %e, "cannot open");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot open {url_path}: {e}\n"),
+            );
+        }
+    };
+    match file.metadata() {
+        Ok(m) if m.is_dir() => listing(&file, url_path),
+        Ok(_) => open_file(req, file, &rel).await,
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot stat {url_path}: {e}\n"),
+        ),
     }
-    static_file(req, &p).await
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -401,22 +526,10 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn listing(dir: &Path, url_path: &str) -> Response<Body> {
-    let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with('.') {
-                    return None;
-                }
-                Some(if e.path().is_dir() {
-                    format!("{n}/")
-                } else {
-                    n
-                })
-            })
-            .collect(),
+/// An HTML listing of a directory opened below a tree; names escaped.
+fn listing(dir: &std::fs::File, url_path: &str) -> Response<Body> {
+    let names = match confine::list(dir) {
+        Ok(n) => n,
         Err(e) => {
             return text(
                 StatusCode::NOT_FOUND,
@@ -424,11 +537,16 @@ fn listing(dir: &Path, url_path: &str) -> Response<Body> {
             )
         }
     };
-    names.sort();
     let base = url_path.trim_end_matches('/');
-    let mut html = format!("<html><body><h1>{base}/</h1><ul>\n");
-    for n in names {
-        html.push_str(&format!("<li><a href=\"{base}/{n}\">{n}</a></li>\n"));
+    let base_html = confine::html_escape(base);
+    let mut html = format!("<html><body><h1>{base_html}/</h1><ul>\n");
+    for (n, is_dir) in names {
+        let slash = if is_dir { "/" } else { "" };
+        html.push_str(&format!(
+            "<li><a href=\"{base_html}/{}{slash}\">{}{slash}</a></li>\n",
+            confine::html_escape(&confine::percent_encode(&n)),
+            confine::html_escape(&n)
+        ));
     }
     html.push_str("</ul></body></html>\n");
     let mut r = text(StatusCode::OK, html);
@@ -482,9 +600,20 @@ pub fn parse_range(h: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok((start, end.min(len - 1))))
 }
 
-/// A file with `Range`, `ETag`/`If-None-Match` and streaming.
+/// A file named in the inventory (the ha binary, a distro's kernel and initrd).
 async fn static_file(req: &Request<Incoming>, p: &Path) -> Response<Body> {
-    let meta = match tokio::fs::metadata(p).await {
+    match std::fs::File::open(p) {
+        Ok(f) => open_file(req, f, p).await,
+        Err(_) => text(
+            StatusCode::NOT_FOUND,
+            format!("no file {}\n", req.uri().path()),
+        ),
+    }
+}
+
+/// An open file with `Range`, `ETag`/`If-None-Match` and streaming; `p` names its type.
+async fn open_file(req: &Request<Incoming>, file: std::fs::File, p: &Path) -> Response<Body> {
+    let meta = match file.metadata() {
         Ok(m) if m.is_file() => m,
         _ => {
             return text(
@@ -533,15 +662,7 @@ async fn static_file(req: &Request<Incoming>, p: &Path) -> Response<Body> {
         }
     };
     let count = if len == 0 { 0 } else { end - start + 1 };
-    let mut file = match tokio::fs::File::open(p).await {
-        Ok(f) => f,
-        Err(e) => {
-            return text(
-                StatusCode::FORBIDDEN,
-                format!("cannot open {}: {e}\n", req.uri().path()),
-            )
-        }
-    };
+    let mut file = tokio::fs::File::from_std(file);
     if start > 0 {
         if let Err(e) = file.seek(SeekFrom::Start(start)).await {
             return text(StatusCode::INTERNAL_SERVER_ERROR, format!("seek: {e}\n"));

@@ -96,6 +96,27 @@ fn check_accepts_the_example_and_names_the_line_of_each_problem() {
         "{msg}"
     );
 
+    // values that cannot be rendered safely: refused with their position
+    let text = example_text().replace(
+        "notify_email = [\"root@localhost\"]",
+        "notify_email = [\"root@localhost'; touch /tmp/pwned; echo '\"]",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("notify_email"))
+        .unwrap()
+        + 1;
+    let bad = d.inventory("hostile.toml", &text);
+    let o = ks(&bad, &["check"]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains(&format!(
+            "hostile.toml:{line}:17: ha.notify_email: \"root@localhost'; touch /tmp/pwned; echo '\" is not an e-mail address"
+        )),
+        "{}",
+        out(&o)
+    );
+
     // a fixed address inside the dynamic range, and a member that is no system
     let text = example_text()
         .replace("ip = \"10.99.0.23\"", "ip = \"10.99.0.150\"")
@@ -339,6 +360,11 @@ fn serve_answers_curl_with_ranges_errors_and_the_installed_callback() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::write(d.path("files/images/big.img"), &big).unwrap();
+    // links out of the tree, and a name that is HTML
+    std::os::unix::fs::symlink("/etc/passwd", d.path("files/passwd")).unwrap();
+    std::os::unix::fs::symlink("/etc", d.path("files/etc")).unwrap();
+    std::os::unix::fs::symlink("../inventory.toml", d.path("files/inv")).unwrap();
+    std::fs::write(d.path("files/images/<b>&\"x'.txt"), "x").unwrap();
     std::fs::create_dir_all(d.path("tpl")).unwrap();
     std::fs::write(
         d.path("tpl/broken.ks"),
@@ -485,6 +511,26 @@ fn serve_answers_curl_with_ranges_errors_and_the_installed_callback() {
     let (code, body) = curl(&[&format!("{url}/files/images/")]);
     assert_eq!(code, "200");
     assert!(s(&body).contains("big.img"));
+    assert!(
+        s(&body).contains("%3Cb%3E%26%22x%27.txt\">&lt;b&gt;&amp;&quot;x&#39;.txt</a>")
+            && !s(&body).contains("<b>"),
+        "{}",
+        s(&body)
+    );
+    // symlinks out of the tree: refused, never the content
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    for p in ["passwd", "etc/passwd", "inv"] {
+        let (code, body) = curl(&[&format!("{url}/files/{p}")]);
+        assert!(code == "403" || code == "404", "/files/{p}: {code}");
+        assert!(
+            !s(&body).contains(passwd.lines().next().unwrap()) && !s(&body).contains("[server]"),
+            "/files/{p} leaked: {}",
+            s(&body)
+        );
+    }
+    assert!(wait_until(Duration::from_secs(5), || srv
+        .output()
+        .contains("leads out of the tree")));
 
     // the installed callback: netboot off, persisted, boot configs rewritten
     let pxe = root.join("srv/tftp/pxelinux.cfg/01-52-54-00-99-00-22");
@@ -492,7 +538,52 @@ fn serve_answers_curl_with_ranges_errors_and_the_installed_callback() {
         .unwrap()
         .contains("LABEL install"));
     assert_eq!(curl(&[&format!("{url}/callback/web2/installed")]).0, "405");
+    // without the token from web2's kickstart, or with another system's: 403, logged, no change
+    let cb = |ks: &str| -> String {
+        let from = ks.find("/callback/").unwrap();
+        let end = ks[from..].find('\'').unwrap();
+        format!("{url}{}", &ks[from..from + end])
+    };
+    let (_, body) = curl(&[&format!("{url}/ks/web2")]);
+    let web2_cb = cb(&s(&body));
+    assert!(
+        web2_cb.contains("/callback/web2/installed?token="),
+        "{web2_cb}"
+    );
     let (code, body) = curl(&["-X", "POST", &format!("{url}/callback/web2/installed")]);
+    assert_eq!(code, "403", "{}", s(&body));
+    let lb1_cb = cb(&ks_text);
+    let stolen = lb1_cb.replace("/lb1/", "/web2/");
+    assert_eq!(curl(&["-X", "POST", &stolen]).0, "403");
+    let token = web2_cb.split("token=").nth(1).unwrap();
+    let (code, _) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer 00",
+        &format!("{url}/callback/web2/installed"),
+    ]);
+    assert_eq!(code, "403");
+    assert!(wait_until(Duration::from_secs(5), || srv
+        .output()
+        .contains("installed callback refused")));
+    assert!(std::fs::read_to_string(&pxe)
+        .unwrap()
+        .contains("LABEL install"));
+    // the bearer form is accepted as well as the query string: check it on lb1, then web2
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!(
+            "Authorization: Bearer {}",
+            lb1_cb.split("token=").nth(1).unwrap()
+        ),
+        &format!("{url}/callback/lb1/installed"),
+    ]);
+    assert_eq!(code, "200", "{}", s(&body));
+    assert!(token.len() == 64);
+    let (code, body) = curl(&["-X", "POST", &web2_cb]);
     assert_eq!(code, "200", "{}", s(&body));
     let (_, body) = curl(&[&format!("{url}/ipxe/52:54:00:99:00:22")]);
     assert!(s(&body).contains("sanboot"), "{}", s(&body));
@@ -538,4 +629,156 @@ fn serve_answers_curl_with_ranges_errors_and_the_installed_callback() {
         "{}",
         srv.output()
     );
+}
+
+/// The next datagram on the notify socket, as text.
+fn notified(sock: &std::os::unix::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = sock
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn serve_runs_as_a_daemon_notify_pid_file_signals_and_idle_connections() {
+    let Some(lab) = Lab::new(&["curl"]) else {
+        return;
+    };
+    let v = Command::new(KS).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("(commit "),
+        "{v:?}"
+    );
+    let host = lab.host("ks");
+    let d = Scratch::new("daemon");
+    let inv = d.inventory("inventory.toml", &example_text());
+    let sock_path = d.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let pid_file = d.path("ks.pid");
+    let args = [
+        "--inventory",
+        inv.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "127.0.0.1:8080",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ];
+    let mut cmd = host.command(KS);
+    cmd.args(args).env("NOTIFY_SOCKET", &sock_path);
+    let mut srv = host.spawn_command("kickstart", cmd);
+    let m = notified(&sock);
+    assert!(
+        m.contains("READY=1") && m.contains("STATUS=serving 6 systems"),
+        "{m}"
+    );
+    assert!(host.tcp_listening(8080), "READY before listening");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        srv.pid().to_string()
+    );
+
+    // a second server on the same pid file is refused, naming the holder
+    let o = host.output(KS, &args);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains(&format!("held by pid {}", srv.pid())),
+        "{}",
+        out(&o)
+    );
+
+    // idle connections that never send a request: a real one is still answered, and the
+    // idle ones are closed by the header-read timeout
+    let idle: Vec<std::net::TcpStream> = host.enter(|| {
+        (0..40)
+            .map(|_| std::net::TcpStream::connect("127.0.0.1:8080").unwrap())
+            .collect()
+    });
+    let probe = host.output(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:8080/ks/lb1",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&probe.stdout), "200");
+    let last = idle.last().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    let r = std::io::Read::read(&mut &*last, &mut b);
+    assert!(
+        matches!(r, Ok(0))
+            || r.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "an idle connection was not closed: {r:?}"
+    );
+    drop(idle);
+
+    // SIGHUP: RELOADING, then READY
+    srv.signal(libc::SIGHUP);
+    let m = notified(&sock);
+    assert!(m.contains("RELOADING=1"), "{m}");
+    let m = notified(&sock);
+    assert!(m.contains("READY=1"), "{m}");
+    // SIGTERM: STOPPING, a clean exit, the pid file gone
+    srv.signal(libc::SIGTERM);
+    let m = notified(&sock);
+    assert!(m.contains("STOPPING=1"), "{m}");
+    let st = srv.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(st.success(), "{st:?}\n{}", srv.output());
+    assert!(!pid_file.exists());
+}
+
+#[test]
+fn rendered_ha_service_is_a_notify_unit_systemd_accepts_and_reload_checks_first() {
+    if !require(&["systemd-analyze"]) {
+        return;
+    }
+    let d = Scratch::new("unit");
+    let ha = workspace_bin("ha");
+    // the unit names the node's path of ha; point it at the built binary so verify can
+    // check every command
+    let text = example_text().replace(
+        "binary_path = \"/usr/local/sbin/ha\"",
+        &format!("binary_path = \"{}\"", ha.display()),
+    );
+    let inv = d.inventory("inventory.toml", &text);
+    let o = ks(&inv, &["render", "lb1", "ha.service"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let unit = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(unit.contains("\nType=notify\n"), "{unit}");
+    let reloads: Vec<&str> = unit
+        .lines()
+        .filter(|l| l.starts_with("ExecReload="))
+        .collect();
+    assert_eq!(reloads.len(), 2, "{unit}");
+    assert!(
+        reloads[0].ends_with("--check") && reloads[1].contains("kill -HUP"),
+        "{unit}"
+    );
+    std::fs::write(d.path("ha.service"), &unit).unwrap();
+    let v = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", "ha.service"])
+        .current_dir(&d.0)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}\n{unit}", out(&v));
+    // the reload's first command is a real check: it fails on a bad config
+    let bad = d.path("bad.conf");
+    std::fs::write(&bad, "vrrp_instance x {\n  nonsense here\n}\n").unwrap();
+    let c = Command::new(&ha)
+        .args(["--config", bad.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert!(!c.status.success(), "ha --check accepted a bad config");
 }

@@ -8,7 +8,21 @@ use kickstart::render::{Global, What};
 
 fn site() -> kickstart::render::Site {
     // an empty state directory: netboot exactly as the inventory says
+    // and a fixed callback secret, so the tokens in the snapshots are stable
     let state = std::env::temp_dir().join(format!("ks-snap-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let key = state.join(kickstart::token::KEY_FILE);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"00112233445566778899aabbccddeeff\n").unwrap();
+    }
     kickstart::load_site(Path::new("../examples/inventory.toml"), Some(&state)).unwrap()
 }
 

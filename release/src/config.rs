@@ -59,7 +59,7 @@ fn ssh() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Director {
-    /// `http://HOST:PORT` (TCP, bearer token) or a unix socket path.
+    /// `HOST:PORT` or `http://HOST:PORT` (TCP, needs token_file) or a unix socket path.
     pub control: String,
     pub token_file: Option<PathBuf>,
     #[serde(skip)]
@@ -131,13 +131,30 @@ impl Config {
                         .trim()
                         .to_string(),
                 );
-            } else if d.control.starts_with("http") {
+            }
+            let address: opsflow_control::Address = d
+                .control
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{}: director: {e}", path.display()))?;
+            if address.is_tcp() && d.token.as_deref().is_none_or(str::is_empty) {
                 anyhow::bail!(
                     "{}: director {} is reached over TCP and needs token_file (ha refuses an unauthenticated control API on the network)",
                     path.display(),
                     d.control
                 );
             }
+        }
+        let name_ok = |n: &str| {
+            n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        };
+        if !name_ok(&cfg.app.name) {
+            anyhow::bail!(
+                "{}: app.name {:?}: use letters, digits, `.`, `_` and `-` (it names directories on every host)",
+                path.display(),
+                cfg.app.name
+            );
         }
         if cfg.hosts.is_empty() {
             anyhow::bail!("{}: no [[host]]", path.display());
@@ -146,6 +163,14 @@ impl Config {
         for h in &cfg.hosts {
             if !seen.insert(h.name.clone()) {
                 anyhow::bail!("{}: host {} is listed twice", path.display(), h.name);
+            }
+            if h.ssh.starts_with('-') {
+                anyhow::bail!(
+                    "{}: host {}: ssh destination {:?} starts with `-` (ssh would take it as an option)",
+                    path.display(),
+                    h.name,
+                    h.ssh
+                );
             }
             if cfg.app.transport == "ssh" && h.ssh.is_empty() {
                 anyhow::bail!(
@@ -185,38 +210,84 @@ impl Config {
         h.base.clone().unwrap_or_else(|| self.app.base.clone())
     }
 
-    /// Expands `{app} {version} {base} {host} {rs}`.
+    /// Expands `{app} {version} {base} {host} {rs}` as they are: for paths and URLs.
     pub fn expand(&self, tpl: &str, h: Option<&Host>, version: &str) -> String {
+        self.substitute(tpl, h, version, &|s| s.to_string())
+    }
+
+    /// Expands the placeholders of a command run with `sh -c`: every value is one shell word
+    /// (quoted when it holds anything but `[A-Za-z0-9._/:@%+=,-]`), so no value can add a
+    /// command, whatever the config or the version say.
+    pub fn expand_cmd(&self, tpl: &str, h: &Host, version: &str) -> String {
+        self.substitute(tpl, Some(h), version, &shell_word)
+    }
+
+    fn substitute(
+        &self,
+        tpl: &str,
+        h: Option<&Host>,
+        version: &str,
+        q: &dyn Fn(&str) -> String,
+    ) -> String {
+        let base = h.map_or_else(|| self.app.base.clone(), |h| self.base(h));
         let mut s = tpl
-            .replace("{app}", &self.app.name)
-            .replace("{version}", version);
+            .replace("{app}", &q(&self.app.name))
+            .replace("{version}", &q(version))
+            .replace("{base}", &q(&base));
         if let Some(h) = h {
-            s = s
-                .replace("{base}", &self.base(h))
-                .replace("{host}", &h.name)
-                .replace("{rs}", &h.rs);
-        } else {
-            s = s.replace("{base}", &self.app.base);
+            s = s.replace("{host}", &q(&h.name)).replace("{rs}", &q(&h.rs));
         }
         s
     }
 
-    /// `waimai-1.4` → `1.4` (the app must be this config's).
+    /// `waimai-1.4` → `1.4` (the app must be this config's, the version [`check_version`]'s).
     pub fn version_of(&self, app_version: &str) -> anyhow::Result<String> {
-        match app_version.strip_prefix(&format!("{}-", self.app.name)) {
-            Some(v) if !v.is_empty() && !v.contains('/') => Ok(v.to_string()),
-            _ => anyhow::bail!(
-                "{app_version:?} is not {}-VERSION (this config releases {})",
-                self.app.name,
-                self.app.name
-            ),
-        }
+        let v = app_version
+            .strip_prefix(&format!("{}-", self.app.name))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{app_version:?} is not {}-VERSION (this config releases {})",
+                    self.app.name,
+                    self.app.name
+                )
+            })?;
+        check_version(v).map_err(|e| anyhow::anyhow!("{app_version:?}: {e}"))?;
+        Ok(v.to_string())
+    }
+}
+
+/// What a version may look like (README, `release --help`): a letter or digit, then up to
+/// 63 letters, digits and `. _ + ~ -`. No shell metacharacter, no `/`, no space.
+pub const VERSION_PATTERN: &str = "[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}";
+
+/// Checks a version against [`VERSION_PATTERN`]: from the command line, from the journal,
+/// and as read back from a host's symlink.
+pub fn check_version(v: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._+~-".contains(c);
+    let first_ok = v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if first_ok && v.len() <= 64 && v.chars().all(ok_char) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{v:?} is not a valid version (allowed: {VERSION_PATTERN}, e.g. 1.4 or 2.0-rc1)"
+        ))
     }
 }
 
 /// Quotes a string for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// `s` as one shell word: unchanged when it holds only `[A-Za-z0-9._/:@%+=,-]` (so a
+/// placeholder inside the template's own quotes keeps working), [`shell_quote`]d otherwise.
+pub fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._/:@%+=,-".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        shell_quote(s)
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +343,82 @@ base = "/other"
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("release.toml:2:8"), "{e}");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_word("/webapps/data"), "/webapps/data");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("1.4;touch X"), "'1.4;touch X'");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Runs `s` with `sh -c` and returns its stdout: what a host's shell would do with it.
+    fn sh(dir: &Path, s: &str) -> String {
+        let o = std::process::Command::new("/bin/sh")
+            .current_dir(dir)
+            .arg("-c")
+            .arg(s)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    #[test]
+    fn versions_are_checked_against_the_documented_pattern() {
+        for v in ["1.4", "2.0-rc1", "1.4+build.7", "20261130", "a~b_c"] {
+            assert!(check_version(v).is_ok(), "{v}");
+        }
+        for v in [
+            "",
+            "1.4;touch PWNED;echo",
+            "1.4 x",
+            "$(id)",
+            "`id`",
+            "1.4/..",
+            "-1",
+            ".hidden",
+            "1'4",
+            "1\n4",
+            &"9".repeat(65),
+        ] {
+            let e = check_version(v).unwrap_err();
+            assert!(e.contains(VERSION_PATTERN), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_placeholder_is_one_shell_word_in_commands() {
+        let dir = std::env::temp_dir().join(format!("rel-quote-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("release.toml");
+        std::fs::write(
+            &p,
+            "[app]\nname = \"waimai\"\nbase = \"/b\"\nartifact = \"a\"\nstop = \"s\"\nstart = \"s\"\nhealth = \"h\"\ntransport = \"local\"\n\n[[host]]\nname = \"h1\"\nrs = \"1.2.3.4:80\"\nvirtual_server = \"v\"\nbase = \"/we'b $(touch X) `id` apps;\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        let h = &c.hosts[0];
+        // what the shell sees as arguments is exactly the values, one each
+        let cmd = c.expand_cmd(
+            "printf '%s|' {app} {version} {base} {host} {rs}",
+            h,
+            "1.4;touch PWNED;echo",
+        );
+        assert_eq!(
+            sh(&dir, &cmd),
+            "waimai|1.4;touch PWNED;echo|/we'b $(touch X) `id` apps;|h1|1.2.3.4:80|"
+        );
+        assert!(!dir.join("PWNED").exists() && !dir.join("X").exists());
+        // plain values stay plain, so a placeholder inside the template's quotes still works
+        let mut plain = h.clone();
+        plain.base = Some("/webapps/data".into());
+        assert_eq!(
+            c.expand_cmd("kill $(cat \"{base}/{app}.pid\")", &plain, "1.4"),
+            "kill $(cat \"/webapps/data/waimai.pid\")"
+        );
+        std::fs::write(&p, "[app]\nname = \"w;x\"\nbase = \"/b\"\nartifact = \"a\"\nstop = \"s\"\nstart = \"s\"\nhealth = \"h\"\n\n[[host]]\nname = \"h1\"\nssh = \"h\"\nrs = \"r\"\nvirtual_server = \"v\"\n").unwrap();
+        assert!(Config::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("app.name"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,15 +1,20 @@
-//! What a release does, batch by batch and host by host, and the commands around it.
+//! What a release does, batch by batch and host by host: drain on every director, stop,
+//! deploy, switch, start, health gate, enable; a failed batch rolled back as a whole. The
+//! decisions come from [`crate::decide`], the facts from [`Directors`] and [`Hosts`], and
+//! every step is recorded through the [`Session`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
 use crate::config::{Config, Host};
+use crate::decide::{self, Fault, Observed};
+use crate::directors::Directors;
+use crate::exit::{coded, kind_of, Kind};
+use crate::health::wait;
+use crate::hosts::Hosts;
 use crate::plan;
-use crate::remote::{health_gate, wait, Transport};
-use crate::state::{self, Entry, Journal, Release};
+use crate::session::Session;
+use crate::state::{self, Release};
 
 /// What the user reads: indicatif bars per host on a terminal, timestamped lines otherwise.
 pub struct Printer {
@@ -100,11 +105,36 @@ impl Default for Printer {
     }
 }
 
-pub struct Ctx {
-    pub cfg: Config,
-    pub dir: PathBuf,
-    pub out: Printer,
-    pub drain_timeout: Duration,
+/// How long to wait for the directors, and how often to ask.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Until every director reports a drained server at weight 0.
+    pub drain: Duration,
+    /// For a drained server's connections to finish (then it is stopped anyway).
+    pub quiesce: Duration,
+    /// Until every director has an enabled server healthy at its weight.
+    pub enable: Duration,
+    pub poll: Duration,
+}
+
+impl Timing {
+    pub fn from_config(cfg: &Config, drain_timeout: Duration) -> Timing {
+        Timing {
+            drain: Duration::from_secs(10),
+            quiesce: drain_timeout,
+            enable: Duration::from_secs(cfg.app.health_timeout.max(30)),
+            poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A release run: the config, the hosts and directors it acts on, where it reports.
+pub struct Runner<'a> {
+    pub cfg: &'a Config,
+    pub hosts: &'a dyn Hosts,
+    pub directors: &'a dyn Directors,
+    pub out: &'a Printer,
+    pub timing: Timing,
 }
 
 /// How far a host got, for the rollback of its batch.
@@ -120,64 +150,34 @@ struct HostFailure {
     error: anyhow::Error,
 }
 
-impl Ctx {
-    pub fn transport(&self, h: &Host) -> Transport {
-        if self.cfg.app.transport == "local" {
-            Transport::Local
-        } else {
-            Transport::Ssh {
-                dest: h.ssh.clone(),
-                sockets: self.dir.clone(),
-                options: self.cfg.app.ssh_options.clone(),
-            }
-        }
-    }
-
-    fn host(&self, name: &str) -> Option<&Host> {
+impl<'a> Runner<'a> {
+    fn host(&self, name: &str) -> Option<&'a Host> {
         self.cfg.hosts.iter().find(|h| h.name == name)
     }
 
-    fn app_dir(&self, h: &Host, version: &str) -> String {
-        format!("{}/{}-{version}", self.cfg.base(h), self.cfg.app.name)
-    }
-
-    /// The version `BASE/APP` points at on `h`.
-    pub fn current(&self, h: &Host) -> anyhow::Result<Option<String>> {
-        let link = format!("{}/{}", self.cfg.base(h), self.cfg.app.name);
-        let r = self
-            .transport(h)
-            .run(&format!("readlink {}", crate::config::shell_quote(&link)))?;
-        if !r.ok {
-            if r.code == Some(255) && matches!(self.transport(h), Transport::Ssh { .. }) {
-                anyhow::bail!("{}: ssh failed: {}", h.name, r.out);
-            }
-            return Ok(None);
-        }
-        let target = r.out.trim().rsplit('/').next().unwrap_or("").to_string();
-        Ok(target
-            .strip_prefix(&format!("{}-", self.cfg.app.name))
-            .map(str::to_string))
-    }
-
     fn set_all(&self, h: &Host, drain: bool) -> anyhow::Result<()> {
-        for d in &self.cfg.directors {
-            d.set(&h.virtual_server, &h.rs, drain)?;
+        for d in 0..self.directors.count() {
+            self.directors.set(d, &h.virtual_server, &h.rs, drain)?;
         }
         Ok(())
     }
 
     fn drain(&self, h: &Host) -> anyhow::Result<()> {
         self.set_all(h, true)?;
-        for d in &self.cfg.directors {
-            wait(Duration::from_secs(10), || {
-                Ok(d.real_server(&h.virtual_server, &h.rs)?.weight == 0)
+        for d in 0..self.directors.count() {
+            wait(self.timing.drain, self.timing.poll, || {
+                Ok(decide::drained(&self.directors.real_server(
+                    d,
+                    &h.virtual_server,
+                    &h.rs,
+                )?))
             })
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "director {} did not report weight 0 for {}: {e}",
-                    d.control,
+                e.context(format!(
+                    "director {} did not report weight 0 for {}",
+                    self.directors.name(d),
                     h.rs
-                )
+                ))
             })?;
         }
         Ok(())
@@ -185,10 +185,13 @@ impl Ctx {
 
     /// Waits for the drained server's connections to finish; true when they did.
     fn quiesce(&self, h: &Host) -> bool {
-        wait(self.drain_timeout, || {
+        wait(self.timing.quiesce, self.timing.poll, || {
             let mut total = 0;
-            for d in &self.cfg.directors {
-                total += d.real_server(&h.virtual_server, &h.rs)?.active;
+            for d in 0..self.directors.count() {
+                total += self
+                    .directors
+                    .real_server(d, &h.virtual_server, &h.rs)?
+                    .active;
             }
             Ok(total == 0)
         })
@@ -198,163 +201,98 @@ impl Ctx {
     /// Enables on every director and waits until each has it healthy at its weight.
     fn enable(&self, h: &Host) -> anyhow::Result<()> {
         self.set_all(h, false)?;
-        let limit = Duration::from_secs(self.cfg.app.health_timeout.max(30));
-        for d in &self.cfg.directors {
-            wait(limit, || {
-                let s = d.real_server(&h.virtual_server, &h.rs)?;
-                Ok(s.healthy && !s.maintenance && s.weight == s.configured_weight && s.weight > 0)
+        for d in 0..self.directors.count() {
+            wait(self.timing.enable, self.timing.poll, || {
+                Ok(decide::back_in_rotation(&self.directors.real_server(
+                    d,
+                    &h.virtual_server,
+                    &h.rs,
+                )?))
             })
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "director {} did not report {} healthy at its weight: {e}",
-                    d.control,
+                e.context(format!(
+                    "director {} did not report {} healthy at its weight",
+                    self.directors.name(d),
                     h.rs
-                )
+                ))
             })?;
         }
         Ok(())
     }
 
-    fn deploy(&self, h: &Host, version: &str) -> anyhow::Result<&'static str> {
-        let t = self.transport(h);
-        let dir = self.app_dir(h, version);
-        let q = crate::config::shell_quote(&dir);
-        let artifact = PathBuf::from(self.cfg.expand(&self.cfg.app.artifact, Some(h), version));
-        let there = t.run(&format!("cat {q}/.release-sha256 2>/dev/null"))?.out;
-        if !artifact.is_file() {
-            if !there.is_empty() {
-                return Ok("already on the host (no local artifact)");
-            }
-            anyhow::bail!("artifact {} does not exist", artifact.display());
-        }
-        let sum = sha256_file(&artifact)?;
-        if there.trim() == sum {
-            return Ok("already there (same checksum)");
-        }
-        let script = format!(
-            "set -e; rm -rf {q}.partial; mkdir -p {q}.partial; tar -xzf - -C {q}.partial; echo {sum} > {q}.partial/.release-sha256; rm -rf {q}; mv {q}.partial {q}"
-        );
-        let r = t.pipe(&script, &artifact)?;
-        if !r.ok {
-            anyhow::bail!("unpacking {} into {dir}: {}", artifact.display(), r.out);
-        }
-        Ok("unpacked")
-    }
-
-    fn switch(&self, h: &Host, version: &str) -> anyhow::Result<()> {
-        let base = crate::config::shell_quote(&self.cfg.base(h));
-        let app = &self.cfg.app.name;
-        let target = format!("{app}-{version}");
-        self.transport(h).check(
-            &format!(
-                "set -e; cd {base}; test -d {target}; if [ -e {app} ] && [ ! -L {app} ]; then echo '{app} is not a symlink; move it aside' >&2; exit 1; fi; ln -sfn {target} .{app}.new; mv -Tf .{app}.new {app}"
-            ),
-            "switching the symlink",
-        )?;
-        Ok(())
-    }
-
     fn start_and_check(&self, h: &Host, version: &str) -> Result<(), HostFailure> {
-        let t = self.transport(h);
         let fail = |step, error| HostFailure {
             step,
             reached: Reached::Stopped,
             error,
         };
         self.out.step(&h.name, "start");
-        t.check(
-            &self.cfg.expand(&self.cfg.app.start, Some(h), version),
-            "start",
-        )
-        .map_err(|e| fail("start", e))?;
+        self.hosts.start(h, version).map_err(|e| fail("start", e))?;
         self.out.step(&h.name, "health gate");
-        health_gate(
-            &self.cfg.expand(&self.cfg.app.health, Some(h), version),
-            self.cfg.app.health_successes,
-            Duration::from_secs(self.cfg.app.health_timeout),
-        )
-        .map_err(|e| fail("health", e))
+        self.hosts.health(h, version).map_err(|e| fail("health", e))
     }
 
     /// One host through every step. Each step is idempotent, so `resume` can run it again.
     fn release_host(
         &self,
-        j: &Journal,
+        session: &Session,
         id: &str,
         h: &Host,
         version: &str,
     ) -> Result<(), HostFailure> {
-        let log = |step: &str| {
-            let _ = j.write(&Entry::Step {
-                id: id.into(),
-                host: h.name.clone(),
-                step: step.into(),
-                ts: state::now(),
-            });
+        let fail = |step: &'static str, reached: Reached| {
+            move |error: anyhow::Error| HostFailure {
+                step,
+                reached,
+                error,
+            }
         };
-        let t = self.transport(h);
+        let log = |step: &str, reached: Reached| {
+            session
+                .step(id, &h.name, step)
+                .map_err(fail("journal", reached))
+        };
         self.out.step(&h.name, "drain");
-        self.drain(h).map_err(|e| HostFailure {
-            step: "drain",
-            reached: Reached::Drained,
-            error: e,
-        })?;
-        log("drained");
+        self.drain(h).map_err(fail("drain", Reached::Drained))?;
+        log("drained", Reached::Drained)?;
         self.out.step(&h.name, "wait for connections");
         if !self.quiesce(h) {
             self.out.step(
                 &h.name,
                 &format!(
                     "connections still open after {}s; stopping anyway",
-                    self.drain_timeout.as_secs()
+                    self.timing.quiesce.as_secs()
                 ),
             );
         }
         self.out.step(&h.name, "stop");
-        t.check(
-            &self.cfg.expand(&self.cfg.app.stop, Some(h), version),
-            "stop",
-        )
-        .map_err(|e| HostFailure {
-            step: "stop",
-            reached: Reached::Stopped,
-            error: e,
-        })?;
-        log("stopped");
+        self.hosts
+            .stop(h, version)
+            .map_err(fail("stop", Reached::Stopped))?;
+        log("stopped", Reached::Stopped)?;
         self.out.step(&h.name, "deploy");
-        let how = self.deploy(h, version).map_err(|e| HostFailure {
-            step: "deploy",
-            reached: Reached::Stopped,
-            error: e,
-        })?;
+        let how = self
+            .hosts
+            .deploy(h, version)
+            .map_err(fail("deploy", Reached::Stopped))?;
         self.out.step(&h.name, &format!("deploy: {how}"));
-        self.switch(h, version).map_err(|e| HostFailure {
-            step: "switch",
-            reached: Reached::Stopped,
-            error: e,
-        })?;
-        log("switched");
+        self.hosts
+            .switch(h, version)
+            .map_err(fail("switch", Reached::Stopped))?;
+        log("switched", Reached::Stopped)?;
         self.start_and_check(h, version)?;
-        log("healthy");
+        log("healthy", Reached::Stopped)?;
         self.out.step(&h.name, "enable");
-        self.enable(h).map_err(|e| HostFailure {
-            step: "enable",
-            reached: Reached::Stopped,
-            error: e,
-        })?;
-        let _ = j.write(&Entry::HostDone {
-            id: id.into(),
-            host: h.name.clone(),
-            version: version.into(),
-            ts: state::now(),
-        });
-        Ok(())
+        self.enable(h).map_err(fail("enable", Reached::Stopped))?;
+        session
+            .host_done(id, &h.name, version)
+            .map_err(fail("journal", Reached::Stopped))
     }
 
     /// Puts a host of a failed batch back on `to` and in rotation.
     fn roll_back(
         &self,
-        j: &Journal,
+        session: &Session,
         id: &str,
         h: &Host,
         reached: Reached,
@@ -369,18 +307,13 @@ impl Ctx {
             };
             self.out
                 .step(&h.name, &format!("roll back to {}-{v}", self.cfg.app.name));
-            let t = self.transport(h);
-            let _ = t.run(&self.cfg.expand(&self.cfg.app.stop, Some(h), v));
-            self.switch(h, v)?;
+            // the failed version may not stop cleanly; the switch and start decide
+            let _ = self.hosts.stop(h, v);
+            self.hosts.switch(h, v)?;
             self.start_and_check(h, v).map_err(|f| f.error)?;
         }
         self.enable(h)?;
-        let _ = j.write(&Entry::RolledBack {
-            id: id.into(),
-            host: h.name.clone(),
-            to: to.clone(),
-            ts: state::now(),
-        });
+        session.rolled_back(id, &h.name, to)?;
         self.out.done(
             &h.name,
             &format!(
@@ -395,52 +328,50 @@ impl Ctx {
         Ok(())
     }
 
-    /// Never drain a batch that would leave fewer than min_healthy servers in service.
-    fn check_min_healthy(&self, batch: &[&Host]) -> anyhow::Result<()> {
-        let mut by_vs: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for h in batch {
-            by_vs
-                .entry(h.virtual_server.as_str())
-                .or_default()
-                .push(h.rs.as_str());
-        }
-        for d in &self.cfg.directors {
-            for (vs, rss) in &by_vs {
-                let all = d.real_servers(vs)?;
-                let remaining = all
-                    .iter()
-                    .filter(|(rs, s)| {
-                        !rss.contains(&rs.as_str()) && s.healthy && s.weight > 0 && !s.maintenance
-                    })
-                    .count();
-                if remaining < self.cfg.app.min_healthy {
-                    anyhow::bail!(
-                        "taking {} out would leave {remaining} real server(s) of {vs} in service on {} (min_healthy = {}); use a smaller --batch or bring the others back first",
-                        batch.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
-                        d.control,
-                        self.cfg.app.min_healthy
-                    );
-                }
+    /// Asks every director about the batch's virtual servers and applies min_healthy.
+    fn admit(&self, batch: &[&Host]) -> anyhow::Result<()> {
+        let mut vss: Vec<&str> = batch.iter().map(|h| h.virtual_server.as_str()).collect();
+        vss.sort_unstable();
+        vss.dedup();
+        let mut seen = Vec::new();
+        for d in 0..self.directors.count() {
+            for vs in &vss {
+                seen.push((
+                    self.directors.name(d),
+                    *vs,
+                    self.directors.real_servers(d, vs)?,
+                ));
             }
         }
-        Ok(())
+        let observed: Vec<Observed> = seen
+            .iter()
+            .map(|(d, vs, servers)| Observed {
+                director: d,
+                vs,
+                servers,
+            })
+            .collect();
+        let members: Vec<decide::Member> = batch
+            .iter()
+            .map(|h| (h.name.as_str(), h.virtual_server.as_str(), h.rs.as_str()))
+            .collect();
+        decide::admit(&members, &observed, self.cfg.app.min_healthy).map_err(anyhow::Error::msg)
     }
 
-    /// Runs the batches of release `id`, skipping hosts already done. Err: the message for
-    /// the user (what failed, what was rolled back, what to run next).
+    /// Runs the batches of `rel`, skipping hosts already done. Err: what failed, what was
+    /// rolled back and what to run next, with its exit kind.
     pub fn run_batches(
         &self,
-        j: &Journal,
+        session: &mut Session,
         rel: &Release,
         done: &BTreeMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> anyhow::Result<()> {
         let version = &rel.version;
         let name = format!("{}-{version}", self.cfg.app.name);
         let total = self.cfg.hosts.len();
         for (bi, batch) in rel.batches.iter().enumerate() {
-            let hosts: Vec<&Host> = batch
-                .iter()
-                .filter(|n| !done.contains_key(*n))
+            let hosts: Vec<&Host> = decide::pending(batch, done)
+                .into_iter()
                 .filter_map(|n| self.host(n))
                 .collect();
             if hosts.is_empty() {
@@ -457,16 +388,21 @@ impl Ctx {
                     .join(" "),
                 plan::fraction(hosts.len(), total)
             ));
-            if let Err(e) = self.check_min_healthy(&hosts) {
-                return Err(format!("{name}: batch {} not started: {e:#}", bi + 1));
+            if let Err(e) = self.admit(&hosts) {
+                let kind = kind_of(&e);
+                return Err(coded(
+                    kind,
+                    format!("{name}: batch {} not started: {e:#}", bi + 1),
+                ));
             }
+            let shared: &Session = session;
             let results: Vec<(&Host, Result<(), HostFailure>)> = std::thread::scope(|s| {
                 let handles: Vec<_> = hosts
                     .iter()
                     .map(|h| {
                         (
                             *h,
-                            s.spawn(move || self.release_host(j, &rel.id, h, version)),
+                            s.spawn(move || self.release_host(shared, &rel.id, h, version)),
                         )
                     })
                     .collect();
@@ -496,120 +432,116 @@ impl Ctx {
                 }
                 continue;
             }
-            // roll the whole batch back: the hosts that failed and those that made it
-            let mut what = Vec::new();
-            for (h, f) in &failures {
-                self.out
-                    .done(&h.name, &format!("FAILED at {}: {:#}", f.step, f.error));
-                what.push(format!("{} failed at {}: {:#}", h.name, f.step, f.error));
-            }
-            let version_fault = failures
-                .iter()
-                .any(|(_, f)| matches!(f.step, "deploy" | "switch" | "start" | "health"));
-            let mut rollback_problems = Vec::new();
-            for (h, r) in &results {
-                let reached = match r {
-                    Ok(()) => Reached::Stopped,
-                    Err(f) => f.reached,
-                };
-                let before = rel.before.get(&h.name).cloned().flatten();
-                if let Err(e) = self.roll_back(j, &rel.id, h, reached, &before) {
-                    rollback_problems.push(format!("{}: {e:#}", h.name));
-                }
-            }
-            if version_fault {
-                let _ = j.write(&Entry::Bad {
-                    id: rel.id.clone(),
-                    version: version.clone(),
-                    reason: what.join("; "),
-                    ts: state::now(),
-                });
-                for h in &hosts {
-                    let _ = self.transport(h).run(&format!(
-                        "touch {}/.release-bad 2>/dev/null",
-                        crate::config::shell_quote(&self.app_dir(h, version))
-                    ));
-                }
-            }
-            let rolled: Vec<String> = hosts
-                .iter()
-                .map(|h| {
-                    format!(
-                        "{}→{}",
-                        h.name,
-                        rel.before
-                            .get(&h.name)
-                            .cloned()
-                            .flatten()
-                            .map_or("(none)".to_string(), |v| v)
-                    )
-                })
-                .collect();
-            let later: Vec<&str> = rel.batches[bi + 1..]
-                .iter()
-                .flatten()
-                .map(String::as_str)
-                .collect();
-            let mut msg = format!(
-                "release {name} failed in batch {} ({}). The batch was rolled back ({}){}{}.",
-                bi + 1,
-                what.join("; "),
-                rolled.join(", "),
-                if later.is_empty() {
-                    String::new()
-                } else {
-                    format!("; later batches untouched ({})", later.join(" "))
-                },
-                if version_fault {
-                    format!("; {name} is marked bad and its directories are kept")
-                } else {
-                    String::new()
-                }
-            );
-            if !rollback_problems.is_empty() {
-                msg.push_str(&format!(
-                    " THE ROLLBACK DID NOT COMPLETE: {}. Check `release status`.",
-                    rollback_problems.join("; ")
-                ));
-            } else if version_fault {
-                msg.push_str(&format!(
-                    " Next: fix the release and run `release --batch N {}-NEWVERSION`; `release status` shows every host.",
-                    self.cfg.app.name
-                ));
-            } else {
-                msg.push_str(" Next: fix the cause and run the same release again.");
-            }
-            return Err(msg);
+            return Err(self.fail_batch(session, rel, bi, &hosts, &results, &failures));
         }
         Ok(())
     }
 
+    /// Rolls a failed batch back as a whole (the hosts that failed and those that made it),
+    /// marks the version bad when the fault is its own, and says what happened.
+    fn fail_batch(
+        &self,
+        session: &mut Session,
+        rel: &Release,
+        bi: usize,
+        hosts: &[&Host],
+        results: &[(&Host, Result<(), HostFailure>)],
+        failures: &[(&Host, &HostFailure)],
+    ) -> anyhow::Error {
+        let version = &rel.version;
+        let name = format!("{}-{version}", self.cfg.app.name);
+        let mut what = Vec::new();
+        let mut unreachable = false;
+        for (h, f) in failures {
+            self.out
+                .done(&h.name, &format!("FAILED at {}: {:#}", f.step, f.error));
+            what.push(format!("{} failed at {}: {:#}", h.name, f.step, f.error));
+            unreachable |= kind_of(&f.error) == Kind::Unreachable;
+        }
+        let fault = decide::batch_fault(failures.iter().map(|(_, f)| f.step));
+        let mut problems = Vec::new();
+        for (h, r) in results {
+            let reached = match r {
+                Ok(()) => Reached::Stopped,
+                Err(f) => f.reached,
+            };
+            let before = decide::restore_version(rel, &h.name);
+            if let Err(e) = self.roll_back(session, &rel.id, h, reached, &before) {
+                unreachable |= kind_of(&e) == Kind::Unreachable;
+                problems.push(format!("{}: {e:#}", h.name));
+            }
+        }
+        if fault == Fault::Version {
+            if let Err(e) = session.mark_bad(&rel.id, version, &what.join("; ")) {
+                problems.push(format!(
+                    "{name} could not be recorded as bad ({e:#}): do not roll back to it"
+                ));
+            }
+            for h in hosts {
+                self.hosts.mark_bad(h, version);
+            }
+        }
+        let rolled: Vec<String> = hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}→{}",
+                    h.name,
+                    decide::restore_version(rel, &h.name).unwrap_or_else(|| "(none)".into())
+                )
+            })
+            .collect();
+        let later: Vec<&str> = rel.batches[bi + 1..]
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let mut msg = format!(
+            "release {name} failed in batch {} ({}). The batch was rolled back ({}){}{}.",
+            bi + 1,
+            what.join("; "),
+            rolled.join(", "),
+            if later.is_empty() {
+                String::new()
+            } else {
+                format!("; later batches untouched ({})", later.join(" "))
+            },
+            if fault == Fault::Version {
+                format!("; {name} is marked bad and its directories are kept")
+            } else {
+                String::new()
+            }
+        );
+        if !problems.is_empty() {
+            msg.push_str(&format!(
+                " THE ROLLBACK DID NOT COMPLETE: {}. Check `release status`.",
+                problems.join("; ")
+            ));
+        } else if fault == Fault::Version {
+            msg.push_str(&format!(
+                " Next: fix the release and run `release --batch N {}-NEWVERSION`; `release status` shows every host.",
+                self.cfg.app.name
+            ));
+        } else {
+            msg.push_str(" Next: fix the cause and run the same release again.");
+        }
+        coded(
+            decide::failed_batch_kind(problems.is_empty(), unreachable),
+            msg,
+        )
+    }
+
     /// Removes releases beyond `keep` on every host, never the current or the previous one.
-    pub fn cleanup(&self, keep_also: &BTreeMap<String, Option<String>>, version: &str) {
+    pub fn cleanup(&self, before: &BTreeMap<String, Option<String>>, version: &str) {
         for h in &self.cfg.hosts {
-            let base = crate::config::shell_quote(&self.cfg.base(h));
-            let app = &self.cfg.app.name;
-            let prev = keep_also
-                .get(&h.name)
-                .cloned()
-                .flatten()
-                .map(|v| format!("{app}-{v}"))
-                .unwrap_or_default();
-            let script = format!(
-                "cd {base} && ls -1dt {app}-*/ 2>/dev/null | sed 's|/$||' | grep -v '\\.partial$' | tail -n +{} | while read -r d; do [ \"$d\" = {app}-{version} ] || [ \"$d\" = '{prev}' ] || {{ rm -rf \"$d\" && echo \"$d\"; }}; done",
-                self.cfg.app.keep + 1
-            );
-            match self.transport(h).run(&script) {
-                Ok(r) if r.ok => {
-                    for d in r.out.lines().filter(|l| !l.is_empty()) {
+            let prev = before.get(&h.name).cloned().flatten();
+            match self.hosts.cleanup(h, version, prev.as_deref()) {
+                Ok(removed) => {
+                    for d in removed {
                         self.out
                             .say(&format!("[{}] removed old release {d}", h.name));
                     }
                 }
-                Ok(r) => self.out.say(&format!(
-                    "warning: [{}] cleanup of old releases failed: {}",
-                    h.name, r.out
-                )),
                 Err(e) => self.out.say(&format!(
                     "warning: [{}] cleanup of old releases failed: {e:#}",
                     h.name
@@ -617,39 +549,6 @@ impl Ctx {
             }
         }
     }
-}
-
-pub fn sha256_file(p: &Path) -> anyhow::Result<String> {
-    let mut f =
-        std::fs::File::open(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(format!("{:x}", h.finalize()))
-}
-
-/// The versions every host is on now, read in parallel: host → version.
-pub fn currents(ctx: &Ctx) -> BTreeMap<String, anyhow::Result<Option<String>>> {
-    std::thread::scope(|s| {
-        let hs: Vec<_> = ctx
-            .cfg
-            .hosts
-            .iter()
-            .map(|h| (h.name.clone(), s.spawn(move || ctx.current(h))))
-            .collect();
-        hs.into_iter()
-            .map(|(n, t)| {
-                (
-                    n,
-                    t.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked"))),
-                )
-            })
-            .collect()
-    })
-}
-
-pub fn new_id() -> String {
-    format!("{}-{}", state::now(), std::process::id())
 }
 
 /// Seconds since `t`, for messages.
@@ -669,4 +568,324 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let t = Instant::now();
     let r = f();
     (r, t.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::directors::RsState;
+    use crate::state::{Journal, Sink};
+
+    /// Directors that do what they are told, and remember how many servers were out at once.
+    struct FakeDirectors {
+        count: usize,
+        servers: Mutex<Vec<BTreeMap<String, RsState>>>,
+        max_out: Mutex<usize>,
+        sets: Mutex<Vec<String>>,
+    }
+
+    impl FakeDirectors {
+        fn new(count: usize, rss: &[String]) -> FakeDirectors {
+            let one: BTreeMap<String, RsState> = rss
+                .iter()
+                .map(|rs| {
+                    (
+                        rs.clone(),
+                        RsState {
+                            weight: 1,
+                            configured_weight: 1,
+                            healthy: true,
+                            maintenance: false,
+                            active: 0,
+                        },
+                    )
+                })
+                .collect();
+            FakeDirectors {
+                count,
+                servers: Mutex::new(vec![one; count]),
+                max_out: Mutex::new(0),
+                sets: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Directors for FakeDirectors {
+        fn count(&self) -> usize {
+            self.count
+        }
+        fn name(&self, d: usize) -> String {
+            format!("d{d}")
+        }
+        fn real_servers(&self, d: usize, _vs: &str) -> anyhow::Result<Vec<(String, RsState)>> {
+            Ok(self.servers.lock().unwrap()[d]
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        }
+        fn set(&self, d: usize, _vs: &str, rs: &str, drain: bool) -> anyhow::Result<()> {
+            let mut all = self.servers.lock().unwrap();
+            let s = all[d].get_mut(rs).unwrap();
+            s.weight = if drain { 0 } else { s.configured_weight };
+            s.maintenance = drain;
+            let out = all[d].values().filter(|s| !decide::in_service(s)).count();
+            let mut m = self.max_out.lock().unwrap();
+            *m = (*m).max(out);
+            self.sets.lock().unwrap().push(format!(
+                "d{d} {} {rs}",
+                if drain { "drain" } else { "enable" }
+            ));
+            Ok(())
+        }
+    }
+
+    /// Hosts whose health gate fails for the versions in `broken`.
+    struct FakeHosts {
+        current: Mutex<BTreeMap<String, Option<String>>>,
+        broken: Vec<String>,
+    }
+
+    impl Hosts for FakeHosts {
+        fn current(&self, h: &Host) -> anyhow::Result<Option<String>> {
+            Ok(self.current.lock().unwrap()[&h.name].clone())
+        }
+        fn stop(&self, _h: &Host, _v: &str) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn deploy(&self, _h: &Host, _v: &str) -> anyhow::Result<String> {
+            Ok("unpacked".into())
+        }
+        fn switch(&self, h: &Host, v: &str) -> anyhow::Result<()> {
+            self.current
+                .lock()
+                .unwrap()
+                .insert(h.name.clone(), Some(v.to_string()));
+            Ok(())
+        }
+        fn start(&self, _h: &Host, _v: &str) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn health(&self, _h: &Host, v: &str) -> anyhow::Result<()> {
+            if self.broken.iter().any(|b| b == v) {
+                anyhow::bail!("/health answered 500");
+            }
+            Ok(())
+        }
+        fn mark_bad(&self, _h: &Host, _v: &str) {}
+        fn cleanup(&self, _h: &Host, _c: &str, _p: Option<&str>) -> anyhow::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    type Lines = std::sync::Arc<Mutex<Vec<String>>>;
+
+    /// A journal sink that fails every line containing `needle`.
+    struct FailOn {
+        needle: &'static str,
+        lines: Lines,
+    }
+
+    impl Write for FailOn {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let line = String::from_utf8_lossy(buf).into_owned();
+            if line.contains(self.needle) {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.lines.lock().unwrap().push(line);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink for FailOn {
+        fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct World {
+        dir: PathBuf,
+        cfg: Config,
+        hosts: FakeHosts,
+        directors: FakeDirectors,
+        out: Printer,
+    }
+
+    impl Drop for World {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn world(name: &str, n: usize, min_healthy: usize, broken: &[&str]) -> World {
+        let dir = std::env::temp_dir().join(format!("rel-run-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut toml = format!("[app]\nname = \"w\"\nbase = \"/b\"\nartifact = \"a\"\nstop = \"s\"\nstart = \"s\"\nhealth = \"h\"\nmin_healthy = {min_healthy}\n\n");
+        for i in 1..=n {
+            toml.push_str(&format!("[[host]]\nname = \"h{i}\"\nssh = \"root@h{i}\"\nrs = \"10.0.0.{i}:80\"\nvirtual_server = \"10.0.0.100:80\"\n\n"));
+        }
+        std::fs::write(dir.join("release.toml"), toml).unwrap();
+        let cfg = Config::load(&dir.join("release.toml")).unwrap();
+        let rss: Vec<String> = cfg.hosts.iter().map(|h| h.rs.clone()).collect();
+        World {
+            hosts: FakeHosts {
+                current: Mutex::new(
+                    cfg.hosts
+                        .iter()
+                        .map(|h| (h.name.clone(), Some("1.3".to_string())))
+                        .collect(),
+                ),
+                broken: broken.iter().map(|s| s.to_string()).collect(),
+            },
+            directors: FakeDirectors::new(2, &rss),
+            cfg,
+            dir,
+            out: Printer::new(),
+        }
+    }
+
+    impl World {
+        fn runner(&self) -> Runner<'_> {
+            Runner {
+                cfg: &self.cfg,
+                hosts: &self.hosts,
+                directors: &self.directors,
+                out: &self.out,
+                timing: Timing {
+                    drain: Duration::from_secs(1),
+                    quiesce: Duration::ZERO,
+                    enable: Duration::from_secs(1),
+                    poll: Duration::from_millis(1),
+                },
+            }
+        }
+
+        /// Starts a release of `version` in batches of `size` and runs it.
+        fn release(&self, session: &mut Session, version: &str, size: usize) -> anyhow::Result<()> {
+            let names: Vec<String> = self.cfg.hosts.iter().map(|h| h.name.clone()).collect();
+            let batches = plan::batches(&[plan::Step::Count(size)], &names);
+            let before = crate::hosts::currents(&self.hosts, &self.cfg.hosts)
+                .into_iter()
+                .map(|(h, v)| (h, v.unwrap()))
+                .collect();
+            let rel = session.start(version, batches, before, "test", "u")?;
+            self.runner().run_batches(session, &rel, &BTreeMap::new())
+        }
+
+        /// A session whose journal fails every line containing `needle`; the lines written.
+        fn failing_session(&self, needle: &'static str) -> (Session, Lines) {
+            let lines = Lines::default();
+            let s = Session::open(&self.dir, "test", false)
+                .unwrap()
+                .with_journal(Journal::with_sink(
+                    self.dir.join("journal.jsonl"),
+                    Box::new(FailOn {
+                        needle,
+                        lines: lines.clone(),
+                    }),
+                ));
+            (s, lines)
+        }
+
+        fn versions(&self) -> Vec<Option<String>> {
+            self.hosts
+                .current
+                .lock()
+                .unwrap()
+                .values()
+                .cloned()
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_release_goes_batch_by_batch_never_more_than_one_batch_out() {
+        let w = world("ok", 4, 1, &[]);
+        let mut s = Session::open(&w.dir, "test", false).unwrap();
+        w.release(&mut s, "1.4", 2).unwrap();
+        assert_eq!(w.versions(), vec![Some("1.4".to_string()); 4]);
+        let max_out = *w.directors.max_out.lock().unwrap();
+        assert!((1..=2).contains(&max_out), "{max_out} out at once");
+        // drained and enabled on both directors
+        assert_eq!(w.directors.sets.lock().unwrap().len(), 4 * 2 * 2);
+        let (rels, bad) = state::replay(&Journal::read(&w.dir).unwrap());
+        assert_eq!(rels[0].done.len(), 4);
+        assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn a_broken_version_rolls_its_batch_back_and_is_marked_bad() {
+        let w = world("bad", 4, 1, &["1.5"]);
+        let mut s = Session::open(&w.dir, "test", false).unwrap();
+        let e = w.release(&mut s, "1.5", 2).unwrap_err();
+        assert_eq!(kind_of(&e), Kind::RolledBack, "{e:#}");
+        let msg = format!("{e:#}");
+        assert!(msg.contains("h1 failed at health"), "{msg}");
+        assert!(msg.contains("later batches untouched (h3 h4)"), "{msg}");
+        assert_eq!(w.versions(), vec![Some("1.3".to_string()); 4]);
+        assert_eq!(s.bad(), ["1.5"]);
+        // every server back in service on every director
+        for d in 0..2 {
+            assert!(w
+                .directors
+                .real_servers(d, "")
+                .unwrap()
+                .iter()
+                .all(|(_, s)| decide::in_service(s)));
+        }
+        // the journal agrees, and a rollback never goes to 1.5
+        let (_, bad) = state::replay(&Journal::read(&w.dir).unwrap());
+        assert_eq!(bad, ["1.5"]);
+        assert!(s.rollback_target("w", Some("1.5")).is_err());
+    }
+
+    #[test]
+    fn a_bad_version_that_cannot_be_recorded_fails_the_run() {
+        let w = world("nobad", 2, 1, &["1.5"]);
+        let (mut s, lines) = w.failing_session("\"event\":\"bad\"");
+        let e = w.release(&mut s, "1.5", 1).unwrap_err();
+        let msg = format!("{e:#}");
+        assert_eq!(kind_of(&e), Kind::Failed, "{msg}");
+        assert!(
+            msg.contains("could not be recorded as bad") && msg.contains("disk full"),
+            "{msg}"
+        );
+        assert!(msg.contains("THE ROLLBACK DID NOT COMPLETE"), "{msg}");
+        assert!(s.bad().is_empty());
+        assert!(lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("rolled_back")));
+    }
+
+    #[test]
+    fn a_step_that_cannot_be_journaled_fails_its_host_and_rolls_back() {
+        let w = world("nostep", 2, 1, &[]);
+        let (mut s, _) = w.failing_session("\"step\":\"switched\"");
+        let e = w.release(&mut s, "1.4", 1).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("h1 failed at journal"), "{msg}");
+        assert_eq!(kind_of(&e), Kind::RolledBack, "{msg}");
+        assert_eq!(w.versions(), vec![Some("1.3".to_string()); 2]);
+        // not the version's fault: not marked bad
+        assert!(s.bad().is_empty());
+    }
+
+    #[test]
+    fn min_healthy_refuses_a_batch_before_it_is_touched() {
+        let w = world("minh", 4, 3, &[]);
+        let mut s = Session::open(&w.dir, "test", false).unwrap();
+        let e = w.release(&mut s, "1.4", 2).unwrap_err();
+        assert!(format!("{e:#}").contains("batch 1 not started"), "{e:#}");
+        assert!(w.directors.sets.lock().unwrap().is_empty());
+        assert_eq!(w.versions(), vec![Some("1.3".to_string()); 4]);
+    }
 }

@@ -211,14 +211,27 @@ pub enum Entry {
     },
 }
 
+/// Where journal lines go: the file, synced after each line (tests use a sink that fails).
+pub trait Sink: Write + Send {
+    fn sync(&mut self) -> std::io::Result<()>;
+}
+
+impl Sink for std::fs::File {
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<std::fs::File>,
+    file: Mutex<Box<dyn Sink>>,
 }
 
 impl Journal {
     pub fn open(dir: &Path) -> anyhow::Result<Journal> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the state directory {}: {e}", dir.display())
+        })?;
         let path = dir.join("journal.jsonl");
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -226,14 +239,21 @@ impl Journal {
             .open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open the journal {}: {e}", path.display()))?;
         // a crash mid-write leaves a torn last line: end it, so the next entry stands alone
-        let text = std::fs::read(&path).unwrap_or_default();
+        let text = std::fs::read(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read the journal {}: {e}", path.display()))?;
         if text.last().is_some_and(|c| *c != b'\n') {
-            file.write_all(b"\n")?;
+            file.write_all(b"\n")
+                .map_err(|e| anyhow::anyhow!("cannot write the journal {}: {e}", path.display()))?;
         }
-        Ok(Journal {
+        Ok(Journal::with_sink(path, Box::new(file)))
+    }
+
+    /// A journal writing to `sink`; `path` names it in messages.
+    pub fn with_sink(path: PathBuf, sink: Box<dyn Sink>) -> Journal {
+        Journal {
             path,
-            file: Mutex::new(file),
-        })
+            file: Mutex::new(sink),
+        }
     }
 
     pub fn write(&self, e: &Entry) -> anyhow::Result<()> {
@@ -244,22 +264,28 @@ impl Journal {
             .lock()
             .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
         f.write_all(line.as_bytes())
-            .and_then(|()| f.sync_data())
+            .and_then(|()| f.sync())
             .map_err(|e| anyhow::anyhow!("cannot write the journal {}: {e}", self.path.display()))
     }
 
-    /// Every entry; a torn last line (a crash mid-write) is skipped.
-    pub fn read(dir: &Path) -> Vec<Entry> {
-        std::fs::read_to_string(dir.join("journal.jsonl"))
-            .unwrap_or_default()
+    /// Every entry (none when there is no journal yet); a torn last line (a crash mid-write)
+    /// is skipped.
+    pub fn read(dir: &Path) -> anyhow::Result<Vec<Entry>> {
+        let path = dir.join("journal.jsonl");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => anyhow::bail!("cannot read the journal {}: {e}", path.display()),
+        };
+        Ok(text
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+            .collect())
     }
 }
 
 /// One release as the journal tells it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Release {
     pub id: String,
     pub version: String,
@@ -410,7 +436,7 @@ mod tests {
             .unwrap()
             .write_all(b"{\"event\":\"host_do")
             .unwrap();
-        let (rs, bad) = replay(&Journal::read(&dir));
+        let (rs, bad) = replay(&Journal::read(&dir).unwrap());
         assert_eq!(rs.len(), 1);
         assert_eq!(rs[0].steps["h1"], "drained");
         assert!(rs[0].finished.is_none());

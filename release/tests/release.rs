@@ -53,6 +53,51 @@ fn sh(cmd: &str) {
     assert!(st.success(), "{cmd}");
 }
 
+/// The client key for every host of the lab: `DIR/id`, authorized in `DIR/authorized_keys`.
+fn client_key(dir: &Path) -> PathBuf {
+    let key = dir.join("id");
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        key.display()
+    ));
+    std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    key
+}
+
+/// sshd for host `h` on `ip`, with its own host key, accepting [`client_key`].
+fn start_sshd(h: &Host, dir: &Path, ip: &str) -> Proc {
+    let name = h.name();
+    let hostkey = dir.join(format!("{name}.hostkey"));
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        hostkey.display()
+    ));
+    let sshd = opsflow_tests::which("sshd").unwrap();
+    h.spawn(
+        &format!("{name}-sshd"),
+        &sshd,
+        &[
+            "-D",
+            "-e",
+            "-h",
+            hostkey.to_str().unwrap(),
+            "-o",
+            &format!("ListenAddress={ip}"),
+            "-o",
+            &format!("PidFile={}/{name}.sshd.pid", dir.display()),
+            "-o",
+            &format!("AuthorizedKeysFile={}/authorized_keys", dir.display()),
+            "-o",
+            "StrictModes=no",
+            "-o",
+            "PermitRootLogin=prohibit-password",
+            "-o",
+            "UsePAM=no",
+        ],
+    )
+}
+
 fn setup() -> Option<Env> {
     let lab = Lab::new(&["python3", "nft", "sshd", "ssh", "ssh-keygen", "tar"])?;
     let front = lab.switch("front");
@@ -66,13 +111,7 @@ fn setup() -> Option<Env> {
     let ctl = lab.host("ctl");
     lab.attach(&ctl, &back, "eth0", Some("10.92.2.5/24"));
     let dir = lab.dir().to_path_buf();
-    let key = dir.join("id");
-    sh(&format!(
-        "ssh-keygen -q -t ed25519 -N '' -f {}",
-        key.display()
-    ));
-    std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap();
+    let key = client_key(&dir);
     // artifacts 1.3 .. 1.6; 1.5 is broken
     for v in ["1.3", "1.4", "1.5", "1.6"] {
         let b = dir.join(format!("build/waimai-{v}"));
@@ -102,34 +141,7 @@ fn setup() -> Option<Env> {
             dir.display(),
             base.display()
         ));
-        let hostkey = dir.join(format!("{name}.hostkey"));
-        sh(&format!(
-            "ssh-keygen -q -t ed25519 -N '' -f {}",
-            hostkey.display()
-        ));
-        let sshd = opsflow_tests::which("sshd").unwrap();
-        let p = h.spawn(
-            &format!("{name}-sshd"),
-            &sshd,
-            &[
-                "-D",
-                "-e",
-                "-h",
-                hostkey.to_str().unwrap(),
-                "-o",
-                &format!("ListenAddress={ip}"),
-                "-o",
-                &format!("PidFile={}/{name}.sshd.pid", dir.display()),
-                "-o",
-                &format!("AuthorizedKeysFile={}/authorized_keys", dir.display()),
-                "-o",
-                "StrictModes=no",
-                "-o",
-                "PermitRootLogin=prohibit-password",
-                "-o",
-                "UsePAM=no",
-            ],
-        );
+        let p = start_sshd(&h, &dir, &ip);
         std::mem::forget(p); // killed with the namespace
         let (st, out) = h.sh(&format!(
             "cd {b}/waimai && (setsid python3 app.py {name} >/dev/null 2>&1 </dev/null & echo $! > {b}/waimai.pid)",
@@ -145,6 +157,12 @@ fn setup() -> Option<Env> {
     }
     let token = "t0k3n-for-the-test".to_string();
     std::fs::write(dir.join("token"), &token).unwrap();
+    // ha refuses a token file others can read
+    std::fs::set_permissions(
+        dir.join("token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let mut rs = String::new();
     for i in 0..HOSTS.len() {
         rs.push_str(&format!("  real_server 10.92.2.{} 80 {{\n    weight 1\n    HTTP_GET {{\n      url {{\n        path /health\n        status_code 200\n      }}\n      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n", 11 + i));
@@ -357,7 +375,7 @@ fn gray_release_rollback_resume_and_lock() {
         out = Some(env.release(&["--batch", "1", "waimai-1.5", "--yes"]))
     });
     let o = out.unwrap();
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(5), "rolled back: {}", text(&o));
     let msg = text(&o);
     assert!(
         msg.contains("h1 failed at health") && msg.contains("rolled back (h1→1.4)"),
@@ -378,7 +396,7 @@ fn gray_release_rollback_resume_and_lock() {
     }
     let o = env.release(&["rollback", "1.5", "--yes"]);
     assert!(
-        !o.status.success() && text(&o).contains("marked bad"),
+        o.status.code() == Some(2) && text(&o).contains("marked bad"),
         "{}",
         text(&o)
     );
@@ -408,7 +426,7 @@ fn gray_release_rollback_resume_and_lock() {
     );
     let o = env.release(&["--batch", "1", "waimai-1.6", "--yes"]);
     assert!(
-        !o.status.success() && text(&o).contains("release resume"),
+        o.status.code() == Some(4) && text(&o).contains("release resume"),
         "{}",
         text(&o)
     );
@@ -439,7 +457,7 @@ fn gray_release_rollback_resume_and_lock() {
     let lock = env.conf.parent().unwrap().join(".release/lock");
     assert!(wait_until(Duration::from_secs(10), || lock.exists()));
     let o = env.release(&["--batch", "1", "waimai-1.4", "--yes"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(4), "lock busy: {}", text(&o));
     assert!(
         text(&o).contains("holds the lock") && text(&o).contains(&format!("pid {}", first.id())),
         "{}",
@@ -467,4 +485,165 @@ fn gray_release_rollback_resume_and_lock() {
     let base = env.lab.dir().join("h1/webapps/data");
     assert!(base.join("waimai-1.4").is_dir() && base.join("waimai-1.6").is_dir());
     assert!(!base.join("waimai-1.3").exists());
+}
+
+/// A host reached over real ssh whose base directory holds a quote, a space, `$(...)` and a
+/// backquote: every value reaches the host's shell as one word through both levels of
+/// quoting (ssh's remote command line, then `sh -c`); a hostile version is refused before
+/// anything runs; a hostile version read back from the host's symlink is refused too.
+#[test]
+fn hostile_versions_and_paths_do_not_run_through_ssh() {
+    let Some(lab) = Lab::new(&["python3", "sshd", "ssh", "ssh-keygen", "tar"]) else {
+        return;
+    };
+    let sw = lab.switch("q");
+    let ctl = lab.host("qc");
+    lab.attach(&ctl, &sw, "eth0", Some("10.93.7.5/24"));
+    let h = lab.host("q1");
+    lab.attach(&h, &sw, "eth0", Some("10.93.7.11/24"));
+    let dir = lab.dir().to_path_buf();
+    let key = client_key(&dir);
+    let _sshd = start_sshd(&h, &dir, "10.93.7.11");
+    assert!(wait_until(Duration::from_secs(10), || h.tcp_listening(22)));
+    // the app: a static server whose /health is a file of the release
+    for v in ["1.3", "1.4"] {
+        let b = dir.join(format!("build/waimai-{v}"));
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("health"), format!("waimai-{v}\n")).unwrap();
+        sh(&format!(
+            "tar -C {} -czf {}/waimai-{v}.tar.gz .",
+            b.display(),
+            dir.display()
+        ));
+    }
+    let base = dir.join("q1/we'b $(touch PWNED) `touch PWNED` apps");
+    std::fs::create_dir_all(base.join("waimai-1.3")).unwrap();
+    std::os::unix::fs::symlink("waimai-1.3", base.join("waimai")).unwrap();
+    let base_toml = base.display().to_string().replace('\\', "\\\\");
+    let conf = dir.join("release.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"[app]
+name = "waimai"
+base = "/unused"
+artifact = "{dir}/{{app}}-{{version}}.tar.gz"
+stop = "kill $(cat {{base}}/{{app}}.pid 2>/dev/null) 2>/dev/null; true"
+start = "printf '%s|' {{version}} {{host}} {{base}} >{{base}}/started; cd {{base}}/{{app}} && (setsid python3 -m http.server --bind 10.93.7.11 80 >/dev/null 2>&1 </dev/null & echo $! >{{base}}/{{app}}.pid)"
+health = "http://{{rs}}/health"
+health_successes = 2
+health_timeout = 10
+ssh_options = ["-i", "{key}", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+
+[[host]]
+name = "q1"
+ssh = "root@10.93.7.11"
+rs = "10.93.7.11:80"
+virtual_server = "10.93.7.100:80"
+base = "{base_toml}"
+"#,
+            dir = dir.display(),
+            key = key.display()
+        ),
+    )
+    .unwrap();
+    let release = |args: &[&str]| {
+        let mut c = ctl.command(REL);
+        c.current_dir(&dir).arg("--config").arg(&conf).args(args);
+        c.output().unwrap()
+    };
+    let pwned = || {
+        let o = std::process::Command::new("find")
+            .arg(&dir)
+            .args(["-name", "PWNED"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+
+    // before any release: status reaches the host over ssh (the state directory, home of
+    // the control sockets, is created on the way) and says so in text and in JSON
+    assert!(!dir.join(".release").exists());
+    let o = release(&["status"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("waimai-1.3"),
+        "{}",
+        text(&o)
+    );
+    let o = release(&["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["hosts"][0]["version"], "1.3", "{v}");
+    assert_eq!(v["lock"]["state"], "free", "{v}");
+    let o = release(&["history", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["releases"].as_array().map(Vec::len), Some(0), "{v}");
+
+    let o = release(&["-y", "waimai-1.4"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_link(base.join("waimai")).unwrap(),
+        Path::new("waimai-1.4")
+    );
+    // the values arrived whole, each one word, through ssh and sh -c
+    assert_eq!(
+        std::fs::read_to_string(base.join("started")).unwrap(),
+        format!("1.4|q1|{}|", base.display())
+    );
+    assert_eq!(pwned(), "", "a placeholder ran a command");
+
+    // a hostile version is refused before anything runs
+    let o = release(&["-y", "waimai-1.4;touch PWNED;echo"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not a valid version"), "{}", text(&o));
+    let o = release(&["rollback", "-y", "1.3;touch PWNED"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(pwned(), "", "the version ran a command");
+
+    // a hostile version read back from the host is refused, not used
+    std::fs::create_dir_all(base.join("waimai-1;touch PWNED")).unwrap();
+    std::fs::remove_file(base.join("waimai")).unwrap();
+    std::os::unix::fs::symlink("waimai-1;touch PWNED", base.join("waimai")).unwrap();
+    let o = release(&["-y", "waimai-1.3"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("not a valid version") && text(&o).contains("q1"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_link(base.join("waimai")).unwrap(),
+        Path::new("waimai-1;touch PWNED"),
+        "the release went ahead"
+    );
+    assert_eq!(pwned(), "", "a version read back ran a command");
+
+    // a host that does not answer: status still reports (exit 0), a release exits 6
+    let gone = dir.join("gone.toml");
+    let cfg = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("root@10.93.7.11", "root@10.93.7.99")
+        .replace(
+            "\"LogLevel=ERROR\"]",
+            "\"LogLevel=ERROR\", \"-o\", \"ConnectTimeout=2\"]",
+        );
+    std::fs::write(&gone, cfg).unwrap();
+    let gone_release = |args: &[&str]| {
+        let mut c = ctl.command(REL);
+        c.current_dir(&dir).arg("--config").arg(&gone).args(args);
+        c.output().unwrap()
+    };
+    let o = gone_release(&["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["hosts"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ssh")),
+        "{v}"
+    );
+    let o = gone_release(&["-y", "waimai-1.3"]);
+    assert_eq!(o.status.code(), Some(6), "unreachable: {}", text(&o));
 }

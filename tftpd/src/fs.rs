@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -106,19 +106,20 @@ impl Root {
     }
 
     /// Turns a requested name into a path relative to the root: `.` and empty components
-    /// go, any `..` is refused, and an absolute name is accepted only when it lies under
-    /// the root directory itself (`/srv/tftp/pxelinux.0`). Use a remap rule (`r ^/ `)
-    /// to serve other absolute names relative to the root.
+    /// go, any `..` is refused. A leading `/` means the root, as tftp-hpa with `-s` and
+    /// dnsmasq read it (GRUB asks for `/grub/grub.cfg`); a name that spells out the root
+    /// directory itself (`/srv/tftp/pxelinux.0`) is accepted too. Confinement does not depend
+    /// on this: every open is `RESOLVE_BENEATH` the root.
     pub fn relative(&self, name: &str) -> Result<PathBuf, OpenError> {
-        let rest = if let Some(abs) = name.strip_prefix('/') {
-            let root = self.canonical.to_string_lossy();
-            let root_rel = root.trim_start_matches('/');
-            match abs.strip_prefix(root_rel) {
-                Some(r) if r.starts_with('/') || r.is_empty() => r,
-                _ => return Err(OpenError::Denied("absolute path outside the root")),
+        let rest = match name.strip_prefix('/') {
+            Some(abs) => {
+                let root = self.canonical.to_string_lossy();
+                match abs.strip_prefix(root.trim_start_matches('/')) {
+                    Some(r) if r.starts_with('/') => r,
+                    _ => abs,
+                }
             }
-        } else {
-            name
+            None => name,
         };
         let mut rel = PathBuf::new();
         for comp in rest.split('/') {
@@ -156,9 +157,13 @@ impl Root {
         Ok((file, meta.len()))
     }
 
-    /// Prepares a write: a temporary file beside the target, renamed over it by
-    /// [`Upload::commit`]. A partial upload is never visible under the target name.
-    pub fn create(&self, name: &str) -> Result<Upload, OpenError> {
+    /// Prepares a write as tftp-hpa allows it: an existing target must be a world-writable
+    /// regular file (never a symlink); a missing one is created only when `create` is set
+    /// (`--create`, tftp-hpa's `-c`), else [`OpenError::NotFound`]. The data goes to a
+    /// temporary file beside the target, renamed over it by [`Upload::commit`], so a partial
+    /// upload is never visible under the target name; a replaced file keeps its mode (and,
+    /// when we may, its owner).
+    pub fn create(&self, name: &str, create: bool) -> Result<Upload, OpenError> {
         let rel = self.relative(name)?;
         let file_name = rel
             .file_name()
@@ -172,19 +177,33 @@ impl Root {
         };
         let dir = openat2(&self.dir, &parent_rel, libc::O_PATH | libc::O_DIRECTORY, 0)
             .map_err(map_open_error)?;
-        // refuse to replace something that is not a regular file (a directory, a device)
-        if let Ok(existing) = openat2(
+        let existing = match openat2(
             &dir,
             Path::new(&file_name),
             libc::O_PATH | libc::O_NOFOLLOW,
             0,
         ) {
-            let meta = File::from(existing).metadata().map_err(OpenError::Io)?;
-            if !meta.is_file() && !meta.file_type().is_symlink() {
+            Ok(fd) => Some(File::from(fd).metadata().map_err(OpenError::Io)?),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(map_open_error(e)),
+        };
+        match &existing {
+            Some(m) if m.file_type().is_symlink() => {
+                return Err(OpenError::Denied("the target is a symlink"))
+            }
+            Some(m) if !m.is_file() => {
                 return Err(OpenError::Denied(
                     "the target exists and is not a regular file",
-                ));
+                ))
             }
+            Some(m) if m.mode() & 0o002 == 0 => {
+                return Err(OpenError::Denied(
+                    "the target exists and is not world-writable",
+                ))
+            }
+            Some(_) => {}
+            None if !create => return Err(OpenError::NotFound),
+            None => {}
         }
         let tmp = format!(
             ".{}.tftpd-{}-{}",
@@ -192,52 +211,92 @@ impl Root {
             std::process::id(),
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let fd = openat2(
+        let target =
+            CString::new(file_name.as_bytes()).map_err(|_| OpenError::Denied("bad name"))?;
+        // a new file gets 0666 less the umask, as tftp-hpa creates it
+        let fd = match openat2(
             &dir,
             Path::new(&tmp),
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            0o644,
-        )
-        .map_err(map_open_error)?;
-        Ok(Upload {
+            0o666,
+        ) {
+            Ok(fd) => fd,
+            // an unprivileged server may not write the directory of a world-writable file:
+            // then the file is written in place, as tftp-hpa always does
+            Err(e) if existing.is_some() && e.raw_os_error() == Some(libc::EACCES) => {
+                let fd = openat2(
+                    &dir,
+                    Path::new(&file_name),
+                    libc::O_WRONLY | libc::O_TRUNC | libc::O_NOFOLLOW,
+                    0,
+                )
+                .map_err(map_open_error)?;
+                let file = File::from(fd);
+                let m = file.metadata().map_err(OpenError::Io)?;
+                if !m.is_file() || m.mode() & 0o002 == 0 {
+                    return Err(OpenError::Denied("the target changed while it was opened"));
+                }
+                return Ok(Upload {
+                    file: Some(file),
+                    dir,
+                    tmp: None,
+                    target,
+                    done: false,
+                });
+            }
+            Err(e) => return Err(map_open_error(e)),
+        };
+        let upload = Upload {
             file: Some(File::from(fd)),
             dir,
-            tmp: CString::new(tmp).map_err(|_| OpenError::Denied("bad name"))?,
-            target: CString::new(file_name.as_bytes())
-                .map_err(|_| OpenError::Denied("bad name"))?,
+            tmp: Some(CString::new(tmp).map_err(|_| OpenError::Denied("bad name"))?),
+            target,
             done: false,
-        })
+        };
+        if let Some(m) = existing {
+            let f = upload.file.as_ref().ok_or(OpenError::Denied("no file"))?;
+            // the owner is kept only when we are allowed to give files away (root)
+            let _ = std::os::unix::fs::fchown(f, Some(m.uid()), Some(m.gid()));
+            f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o777))
+                .map_err(OpenError::Io)?;
+        }
+        Ok(upload)
     }
 }
 
-/// A file being received; removed unless committed.
+/// A file being received: a temporary file (removed unless committed), or the target itself
+/// when only that could be written.
 #[derive(Debug)]
 pub struct Upload {
     file: Option<File>,
     dir: OwnedFd,
-    tmp: CString,
+    tmp: Option<CString>,
     target: CString,
     done: bool,
 }
 
 impl Upload {
-    /// The temporary file to write into.
+    /// The file to write into.
     pub fn file(&mut self) -> &mut File {
         self.file
             .as_mut()
             .expect("upload file present until commit")
     }
 
-    /// Flushes and renames the temporary file over the target.
+    /// Flushes the data and renames the temporary file over the target.
     pub fn commit(mut self) -> io::Result<()> {
         if let Some(f) = self.file.take() {
             f.sync_all()?;
         }
+        let Some(tmp) = &self.tmp else {
+            self.done = true;
+            return Ok(());
+        };
         // SAFETY: both names are NUL-terminated and relative to our directory descriptor.
         let rc = unsafe {
             libc::renameat(
                 self.dir.as_raw_fd(),
-                self.tmp.as_ptr(),
+                tmp.as_ptr(),
                 self.dir.as_raw_fd(),
                 self.target.as_ptr(),
             )
@@ -246,15 +305,24 @@ impl Upload {
             return Err(io::Error::last_os_error());
         }
         self.done = true;
+        // the rename itself must survive a crash
+        if let Ok(d) = openat2(
+            &self.dir,
+            Path::new("."),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        ) {
+            File::from(d).sync_all()?;
+        }
         Ok(())
     }
 }
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if !self.done {
+        if let (false, Some(tmp)) = (self.done, &self.tmp) {
             // SAFETY: NUL-terminated name relative to our directory descriptor.
-            unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.tmp.as_ptr(), 0) };
+            unsafe { libc::unlinkat(self.dir.as_raw_fd(), tmp.as_ptr(), 0) };
         }
     }
 }
@@ -263,7 +331,7 @@ impl Drop for Upload {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::os::unix::fs::symlink;
 
     fn tree() -> (PathBuf, Root) {
         let base = std::env::temp_dir().join(format!(
@@ -301,10 +369,15 @@ mod tests {
         assert_eq!(read(&r, "inside").unwrap(), "kernel");
         let abs = format!("{}/images/vmlinuz", r.path().display());
         assert_eq!(read(&r, &abs).unwrap(), "kernel");
+        // a leading slash is the root; nothing above it is reachable that way either
+        assert_eq!(read(&r, "/images/vmlinuz").unwrap(), "kernel");
+        assert_eq!(read(&r, "//pxelinux.0").unwrap(), "boot");
+        assert!(matches!(read(&r, "/etc/passwd"), Err(OpenError::NotFound)));
         for bad in [
             "../secret",
             "images/../../secret",
-            "/etc/passwd",
+            "/../secret",
+            "/escape",
             "escape",
             "escape-rel",
             "private",
@@ -323,7 +396,7 @@ mod tests {
     #[test]
     fn uploads_appear_only_when_committed() {
         let (base, r) = tree();
-        let mut up = r.create("images/new.bin").unwrap();
+        let mut up = r.create("images/new.bin", true).unwrap();
         up.file().write_all(b"data").unwrap();
         assert!(!r.path().join("images/new.bin").exists());
         up.commit().unwrap();
@@ -331,7 +404,7 @@ mod tests {
             std::fs::read(r.path().join("images/new.bin")).unwrap(),
             b"data"
         );
-        let mut up = r.create("aborted").unwrap();
+        let mut up = r.create("aborted", true).unwrap();
         up.file().write_all(b"x").unwrap();
         drop(up);
         let left: Vec<_> = std::fs::read_dir(r.path())
@@ -343,12 +416,53 @@ mod tests {
                 .all(|n| !n.to_string_lossy().contains("aborted")),
             "{left:?}"
         );
-        assert!(matches!(r.create("../outside"), Err(OpenError::Denied(_))));
         assert!(matches!(
-            r.create("escape/x"),
+            r.create("../outside", true),
+            Err(OpenError::Denied(_))
+        ));
+        assert!(matches!(
+            r.create("escape/x", true),
             Err(OpenError::NotFound | OpenError::Denied(_))
         ));
-        assert!(matches!(r.create("images"), Err(OpenError::Denied(_))));
+        assert!(matches!(
+            r.create("images", true),
+            Err(OpenError::Denied(_))
+        ));
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn writes_follow_tftp_hpa_rules() {
+        let (base, r) = tree();
+        // an existing file that is not world-writable is never replaced
+        assert!(matches!(
+            r.create("pxelinux.0", true),
+            Err(OpenError::Denied(
+                "the target exists and is not world-writable"
+            ))
+        ));
+        assert_eq!(std::fs::read(r.path().join("pxelinux.0")).unwrap(), b"boot");
+        // a missing file is created only with `create`
+        assert!(matches!(
+            r.create("new.cfg", false),
+            Err(OpenError::NotFound)
+        ));
+        assert!(r.create("new.cfg", true).is_ok());
+        // symlinks are never written through, even to a world-writable file
+        let open = r.path().join("open.log");
+        std::fs::write(&open, b"old").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+        symlink("open.log", r.path().join("link.log")).unwrap();
+        assert!(matches!(
+            r.create("link.log", true),
+            Err(OpenError::Denied("the target is a symlink"))
+        ));
+        // a world-writable file is replaced and keeps its mode
+        let mut up = r.create("open.log", false).unwrap();
+        up.file().write_all(b"new").unwrap();
+        up.commit().unwrap();
+        assert_eq!(std::fs::read(&open).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&open).unwrap().mode() & 0o777, 0o666);
         std::fs::remove_dir_all(base).unwrap();
     }
 }

@@ -35,6 +35,26 @@ impl fmt::Display for RemapError {
 
 impl std::error::Error for RemapError {}
 
+/// Every problem of a rule file, in line order.
+#[derive(Debug)]
+pub struct RemapErrors {
+    pub errors: Vec<RemapError>,
+}
+
+impl fmt::Display for RemapErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RemapErrors {}
+
 #[derive(Debug, Clone)]
 struct Rule {
     regex: Regex,
@@ -103,93 +123,39 @@ fn fields(line: &str) -> Vec<(usize, String)> {
 
 impl Remap {
     /// Reads rules from a file.
-    pub fn load(path: &Path) -> Result<Remap, RemapError> {
+    pub fn load(path: &Path) -> Result<Remap, RemapErrors> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| RemapError {
-            file: name.clone(),
-            line: 0,
-            col: 0,
-            message: format!("cannot read the remap file: {e}"),
+        let text = std::fs::read_to_string(path).map_err(|e| RemapErrors {
+            errors: vec![RemapError {
+                file: name.clone(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read the remap file: {e}"),
+            }],
         })?;
         Remap::parse(&name, &text)
     }
 
-    /// Parses rules; `file` names the source in errors.
-    pub fn parse(file: &str, text: &str) -> Result<Remap, RemapError> {
+    /// Parses rules; `file` names the source in errors. Every bad line is reported, in
+    /// line order.
+    pub fn parse(file: &str, text: &str) -> Result<Remap, RemapErrors> {
         let mut rules = Vec::new();
+        let mut errors = Vec::new();
         for (n, raw) in text.lines().enumerate() {
-            let line = n + 1;
             let trimmed = raw.trim_start();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let err = |col: usize, message: String| RemapError {
-                file: file.to_string(),
-                line,
-                col: col + 1,
-                message,
-            };
-            let f = fields(raw);
-            let (fcol, flags) = &f[0];
-            let mut rule = Flags::default();
-            let mut replace = false;
-            let mut icase = false;
-            for (k, c) in flags.chars().enumerate() {
-                match c {
-                    'r' => replace = true,
-                    'g' => rule.global = true,
-                    'i' => icase = true,
-                    'e' => rule.end = true,
-                    's' => rule.restart = true,
-                    'a' => rule.abort = true,
-                    'G' => rule.get_only = true,
-                    'P' => rule.put_only = true,
-                    '~' => rule.invert = true,
-                    other => {
-                        return Err(err(
-                            fcol + k,
-                            format!("unknown remap flag '{other}' (known: r g i e s a G P ~)"),
-                        ))
-                    }
-                }
+            match parse_rule(file, n + 1, raw) {
+                Ok(rule) => rules.push(rule),
+                Err(e) => errors.push(e),
             }
-            if replace && rule.invert {
-                return Err(err(*fcol, "flag '~' cannot be combined with 'r'".into()));
-            }
-            let Some((rcol, pattern)) = f.get(1) else {
-                return Err(err(
-                    raw.len(),
-                    "rule has flags but no regular expression".into(),
-                ));
-            };
-            let regex = RegexBuilder::new(pattern)
-                .case_insensitive(icase)
-                .build()
-                .map_err(|e| err(*rcol, format!("bad regular expression: {e}")))?;
-            let mut replacement = None;
-            if replace {
-                let Some((_, rep)) = f.get(2) else {
-                    return Err(err(
-                        raw.len(),
-                        "an 'r' rule needs a replacement after the regular expression".into(),
-                    ));
-                };
-                replacement = Some(rep.clone());
-            }
-            if let Some((xcol, extra)) = f.get(if replace { 3 } else { 2 }) {
-                return Err(err(
-                    *xcol,
-                    format!("unexpected text '{extra}' after the rule"),
-                ));
-            }
-            rules.push(Rule {
-                regex,
-                replacement,
-                flags: rule,
-                line,
-            });
         }
-        Ok(Remap { rules })
+        if errors.is_empty() {
+            Ok(Remap { rules })
+        } else {
+            Err(RemapErrors { errors })
+        }
     }
 
     /// Number of rules.
@@ -258,6 +224,92 @@ impl Remap {
         }
         Mapped::Name(cur)
     }
+}
+
+/// The regex crate's message spans several lines (the pattern, a caret, the reason): keep
+/// the reason, so each problem stays on one line.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or(text.lines().last().unwrap_or(""))
+        .to_string()
+}
+
+/// Parses one rule line (not blank, not a comment).
+fn parse_rule(file: &str, line: usize, raw: &str) -> Result<Rule, RemapError> {
+    let err = |col: usize, message: String| RemapError {
+        file: file.to_string(),
+        line,
+        col: col + 1,
+        message,
+    };
+    let f = fields(raw);
+    let Some((fcol, flags)) = f.first() else {
+        return Err(err(0, "empty rule".into()));
+    };
+    let mut rule = Flags::default();
+    let mut replace = false;
+    let mut icase = false;
+    for (k, c) in flags.chars().enumerate() {
+        match c {
+            'r' => replace = true,
+            'g' => rule.global = true,
+            'i' => icase = true,
+            'e' => rule.end = true,
+            's' => rule.restart = true,
+            'a' => rule.abort = true,
+            'G' => rule.get_only = true,
+            'P' => rule.put_only = true,
+            '~' => rule.invert = true,
+            other => {
+                return Err(err(
+                    fcol + k,
+                    format!("unknown remap flag '{other}' (known: r g i e s a G P ~)"),
+                ))
+            }
+        }
+    }
+    if replace && rule.invert {
+        return Err(err(*fcol, "flag '~' cannot be combined with 'r'".into()));
+    }
+    let Some((rcol, pattern)) = f.get(1) else {
+        return Err(err(
+            raw.len(),
+            "rule has flags but no regular expression".into(),
+        ));
+    };
+    let regex = RegexBuilder::new(pattern)
+        .case_insensitive(icase)
+        .build()
+        .map_err(|e| {
+            err(
+                *rcol,
+                format!("bad regular expression: {}", regex_reason(&e)),
+            )
+        })?;
+    let mut replacement = None;
+    if replace {
+        let Some((_, rep)) = f.get(2) else {
+            return Err(err(
+                raw.len(),
+                "an 'r' rule needs a replacement after the regular expression".into(),
+            ));
+        };
+        replacement = Some(rep.clone());
+    }
+    if let Some((xcol, extra)) = f.get(if replace { 3 } else { 2 }) {
+        return Err(err(
+            *xcol,
+            format!("unexpected text '{extra}' after the rule"),
+        ));
+    }
+    Ok(Rule {
+        regex,
+        replacement,
+        flags: rule,
+        line,
+    })
 }
 
 fn expand(rep: &str, caps: &regex::Captures<'_>, client: IpAddr, out: &mut String) {
@@ -363,17 +415,28 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_column() {
-        let e = Remap::parse("map", "r ^a b\nrq x y\n").unwrap_err();
+        let first = |text: &str| Remap::parse("map", text).unwrap_err().errors.remove(0);
+        let e = first("r ^a b\nrq x y\n");
         assert_eq!((e.line, e.col), (2, 2), "{e}");
         assert!(
             e.to_string().starts_with("map:2:2: unknown remap flag 'q'"),
             "{e}"
         );
-        let e = Remap::parse("map", "  r (unclosed x\n").unwrap_err();
+        let e = first("  r (unclosed x\n");
         assert_eq!((e.line, e.col), (1, 5), "{e}");
-        let e = Remap::parse("map", "r ^a\n").unwrap_err();
+        assert_eq!(e.message, "bad regular expression: unclosed group");
+        let e = first("r ^a\n");
         assert!(e.message.contains("needs a replacement"), "{e}");
-        let e = Remap::parse("map", "r~ a b\n").unwrap_err();
+        let e = first("r~ a b\n");
         assert!(e.message.contains("'~'"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_in_order() {
+        let text = "# three bad\nr ^/old/ /new/\nr ([a-z /x\nrz ^a b\nr ^ok ok\n\nr [z- y\n";
+        let e = Remap::parse("three.remap", text).unwrap_err();
+        let lines: Vec<usize> = e.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 4, 7], "{e}");
+        assert_eq!(e.to_string().lines().count(), 3, "{e}");
     }
 }

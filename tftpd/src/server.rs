@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use opsflow_common::ratelimit::RateLimit;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -20,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::options::{self, Limits, Negotiated, HEADER_OVERHEAD};
 use crate::packet::{self, ErrorCode, Mode, NetasciiDecoder, NetasciiEncoder, Packet, Request};
 use crate::remap::{Mapped, Remap};
+use crate::slots::{Caps, Refusal, Slots};
 use crate::window::{Ack, Rto, SendWindow};
 
 /// Server settings.
@@ -27,6 +29,11 @@ use crate::window::{Ack, Rto, SendWindow};
 pub struct Config {
     pub root: PathBuf,
     pub allow_write: bool,
+    /// Create files that do not exist (tftp-hpa's `-c`); without it a write needs an
+    /// existing world-writable file.
+    pub create: bool,
+    /// Largest upload accepted, in bytes.
+    pub max_upload: Option<u64>,
     pub remap: Option<Remap>,
     pub max_blksize: u16,
     pub max_window: u16,
@@ -35,6 +42,11 @@ pub struct Config {
     pub timeout: Duration,
     /// Retransmissions of one packet before the transfer is abandoned.
     pub retries: u32,
+    /// A transfer without progress for this long is abandoned, whatever `timeout` the
+    /// client negotiated (which then only sets the retransmission interval).
+    pub give_up: Duration,
+    /// Transfers at once, in total and per client address.
+    pub caps: Caps,
 }
 
 impl Default for Config {
@@ -42,12 +54,19 @@ impl Default for Config {
         Config {
             root: PathBuf::from("/srv/tftp"),
             allow_write: false,
+            create: false,
+            max_upload: None,
             remap: None,
             max_blksize: options::MAX_BLKSIZE,
             max_window: 64,
             port_range: None,
             timeout: Duration::from_secs(1),
             retries: 6,
+            give_up: Duration::from_secs(30),
+            caps: Caps {
+                total: 0,
+                per_client: 0,
+            },
         }
     }
 }
@@ -57,7 +76,11 @@ struct Shared {
     root: Root,
     metrics: Arc<Metrics>,
     remap: std::sync::RwLock<Option<Arc<Remap>>>,
+    slots: Arc<Slots>,
 }
+
+/// Refusals for lack of a slot come in floods: a few log lines, then a count.
+static BUSY_LOG: RateLimit = RateLimit::new(5, Duration::from_secs(10));
 
 /// A server bound to its root; cheap to clone.
 #[derive(Clone)]
@@ -72,12 +95,14 @@ impl Server {
             anyhow::anyhow!("cannot open the TFTP root {}: {e}", cfg.root.display())
         })?;
         let remap = cfg.remap.take().map(Arc::new);
+        let slots = Slots::new(cfg.caps);
         Ok(Server {
             shared: Arc::new(Shared {
                 cfg,
                 root,
                 metrics,
                 remap: std::sync::RwLock::new(remap),
+                slots,
             }),
         })
     }
@@ -208,7 +233,7 @@ async fn run(
                     _ = stop.changed() => break,
                 };
                 match got {
-                    Ok((n, peer, local)) => on_request(&shared, &buf[..n], peer, local),
+                    Ok((n, peer, local)) => on_request(&shared, &sock, &buf[..n], peer, local),
                     Err(e) => warn!(error = %e, "receive failed on the listening socket"),
                 }
             }
@@ -227,7 +252,13 @@ async fn run(
     Ok(())
 }
 
-fn on_request(shared: &Arc<Shared>, buf: &[u8], peer: SocketAddr, local: Option<IpAddr>) {
+fn on_request(
+    shared: &Arc<Shared>,
+    listener: &UdpSocket,
+    buf: &[u8],
+    peer: SocketAddr,
+    local: Option<IpAddr>,
+) {
     let req = match packet::parse(buf) {
         Ok(Packet::Request(r)) => r,
         Ok(_) => {
@@ -241,13 +272,26 @@ fn on_request(shared: &Arc<Shared>, buf: &[u8], peer: SocketAddr, local: Option<
             return;
         }
     };
+    let slot = match shared.slots.try_take(peer.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => return refuse_busy(shared, peer, local, refusal),
+    };
+    let sock = match bound_socket(&shared.cfg, peer, local) {
+        Ok(sock) => sock,
+        Err(e) => return refuse_no_socket(shared, listener, peer, e),
+    };
     let shared = shared.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         shared.metrics.start(req.write);
         let _guard = shared.metrics.active_guard();
         let started = Instant::now();
         let file = req.filename.clone();
-        match transfer(&shared, req.clone(), peer, local).await {
+        let result = match UdpSocket::from_std(sock.into()) {
+            Ok(sock) => transfer(&shared, req.clone(), peer, sock).await,
+            Err(e) => Err(Fail::from(e)),
+        };
+        match result {
             Ok(Done { bytes, retransmits }) => {
                 shared.metrics.complete(req.write);
                 let secs = started.elapsed().as_secs_f64();
@@ -269,6 +313,43 @@ fn on_request(shared: &Arc<Shared>, buf: &[u8], peer: SocketAddr, local: Option<
             }
         }
     });
+}
+
+/// Answers a request that found no free slot with an ERROR at once, from the address it was
+/// sent to, so the client stops asking instead of waiting for a timeout.
+fn refuse_busy(shared: &Shared, peer: SocketAddr, local: Option<IpAddr>, refusal: Refusal) {
+    shared.metrics.dropped(match refusal {
+        Refusal::Busy { .. } => "busy",
+        Refusal::ClientBusy { .. } => "client_busy",
+    });
+    let sent = bound_socket(&shared.cfg, peer, local)
+        .and_then(|sock| sock.send(&packet::error(ErrorCode::NotDefined, &refusal.to_string())));
+    if let Some(suppressed) = BUSY_LOG.check() {
+        match sent {
+            Ok(_) => {
+                warn!(%peer, suppressed, running = shared.slots.running(), "request refused: {refusal}")
+            }
+            Err(e) => {
+                warn!(%peer, suppressed, error = %e, "request refused ({refusal}); the ERROR could not be sent")
+            }
+        }
+    }
+}
+
+/// No socket for the transfer (every port of `--port-range` in use, or no descriptors
+/// left): the ERROR goes out from the listening socket, the only one there is.
+fn refuse_no_socket(shared: &Shared, listener: &UdpSocket, peer: SocketAddr, e: io::Error) {
+    shared.metrics.dropped("no_socket");
+    let text = if e.kind() == io::ErrorKind::AddrInUse {
+        "server busy: no free port for the transfer; try again later"
+    } else {
+        "server busy: cannot open a socket for the transfer; try again later"
+    };
+    let _ = socket2::SockRef::from(listener)
+        .send_to(&packet::error(ErrorCode::NotDefined, text), &peer.into());
+    if let Some(suppressed) = BUSY_LOG.check() {
+        warn!(%peer, suppressed, error = %e, "request refused: no socket for the transfer");
+    }
 }
 
 struct Done {
@@ -304,14 +385,18 @@ async fn xmit(sock: &UdpSocket, pkt: &[u8]) -> io::Result<()> {
     }
 }
 
+fn too_large(max: u64) -> String {
+    format!("the file is larger than this server's upload limit of {max} bytes")
+}
+
 /// Sends an ERROR packet, best effort.
 async fn refuse(sock: &UdpSocket, code: ErrorCode, msg: &str) {
     let _ = xmit(sock, &packet::error(code, msg)).await;
 }
 
 /// A socket for one transfer: bound to the address the request came in on (a port from
-/// `--port-range` or any), connected to the client.
-fn transfer_socket(cfg: &Config, peer: SocketAddr, local: Option<IpAddr>) -> io::Result<UdpSocket> {
+/// `--port-range` or any), connected to the client, non-blocking.
+fn bound_socket(cfg: &Config, peer: SocketAddr, local: Option<IpAddr>) -> io::Result<Socket> {
     let ip = local.unwrap_or(match peer {
         SocketAddr::V4(_) => IpAddr::from([0, 0, 0, 0]),
         SocketAddr::V6(_) => IpAddr::from([0u16; 8]),
@@ -344,7 +429,7 @@ fn transfer_socket(cfg: &Config, peer: SocketAddr, local: Option<IpAddr>) -> io:
     }
     sock.connect(&peer.into())?;
     sock.set_nonblocking(true)?;
-    UdpSocket::from_std(sock.into())
+    Ok(sock)
 }
 
 /// The path MTU towards the connected peer (IP_MTU), or 1500 if unknown.
@@ -377,10 +462,9 @@ async fn transfer(
     shared: &Shared,
     req: Request,
     peer: SocketAddr,
-    local: Option<IpAddr>,
+    sock: UdpSocket,
 ) -> Result<Done, Fail> {
     let cfg = &shared.cfg;
-    let sock = transfer_socket(cfg, peer, local)?;
     if req.write && !cfg.allow_write {
         refuse(
             &sock,
@@ -431,15 +515,29 @@ async fn transfer(
         (packet::error(code, text), fail)
     };
     if req.write {
-        let upload = match shared.root.create(&name) {
+        let neg = options::negotiate(&req.options, true, None, limits);
+        if let (Some(max), Some(size)) = (cfg.max_upload, neg.tsize) {
+            if size > max {
+                refuse(&sock, ErrorCode::DiskFull, &too_large(max)).await;
+                return Err(Fail::Refused(format!(
+                    "upload of {size} bytes is over --max-upload-size {max} (as {name})"
+                )));
+            }
+        }
+        let upload = match shared.root.create(&name, cfg.create) {
             Ok(u) => u,
+            Err(OpenError::NotFound) if !cfg.create => {
+                refuse(&sock, ErrorCode::FileNotFound, "file not found").await;
+                return Err(Fail::Refused(format!(
+                    "write to a missing file while --create is off (as {name})"
+                )));
+            }
             Err(e) => {
                 let (pkt, fail) = fail_open(e);
                 xmit(&sock, &pkt).await?;
                 return Err(fail);
             }
         };
-        let neg = options::negotiate(&req.options, true, None, limits);
         debug!(%peer, file = %name, ?neg, "write request");
         receive(shared, &sock, upload, req.mode, neg).await
     } else {
@@ -522,7 +620,8 @@ async fn send_oack(
     loop {
         let sent_at = Instant::now();
         xmit(sock, &pkt).await?;
-        let deadline = tokio::time::Instant::now() + rto.current();
+        let deadline = (tokio::time::Instant::now() + rto.current())
+            .min(tokio::time::Instant::from_std(start + give_up));
         loop {
             let n = match tokio::time::timeout_at(deadline, sock.recv(buf)).await {
                 Err(_) => break,
@@ -544,11 +643,18 @@ async fn send_oack(
             }
         }
         if start.elapsed() >= give_up {
+            refuse(sock, ErrorCode::NotDefined, "timeout").await;
             return Err(Fail::Timeout);
         }
         rto.backoff();
         resent += 1;
     }
+}
+
+/// How long a transfer may go without progress: the client's timeout times our retries,
+/// but never more than the server's `--give-up`.
+fn give_up(cfg: &Config, neg: &Negotiated) -> Duration {
+    (neg.timeout * cfg.retries.max(1)).min(cfg.give_up)
 }
 
 /// Shortest retransmission timeout: below this, scheduling noise looks like loss.
@@ -583,7 +689,7 @@ async fn send(
 ) -> Result<Done, Fail> {
     let metrics = &shared.metrics;
     // without progress for this long, the client is gone
-    let give_up = neg.timeout * shared.cfg.retries.max(1);
+    let give_up = give_up(&shared.cfg, &neg);
     let mut rto = Rto::new(
         neg.timeout.min(Duration::from_secs(1)),
         MIN_RTO,
@@ -630,7 +736,8 @@ async fn send(
         if sent_new {
             deadline = tokio::time::Instant::now() + rto.current();
         }
-        match tokio::time::timeout_at(deadline, sock.recv(&mut rbuf)).await {
+        let limit = tokio::time::Instant::from_std(progress + give_up);
+        match tokio::time::timeout_at(deadline.min(limit), sock.recv(&mut rbuf)).await {
             Ok(r) => {
                 let n = r?;
                 match packet::parse(&rbuf[..n]) {
@@ -684,6 +791,7 @@ async fn receive(
 ) -> Result<Done, Fail> {
     let metrics = &shared.metrics;
     let retries = shared.cfg.retries;
+    let give_up = give_up(&shared.cfg, &neg);
     let blksize = neg.blksize;
     let mut buf = vec![0u8; blksize + 4 + 1];
     let mut decoder = (mode == Mode::Netascii).then(NetasciiDecoder::default);
@@ -693,12 +801,12 @@ async fn receive(
     let mut bytes = 0u64;
     let mut retransmits = 0u64;
     let mut tries = 0u32;
+    let mut progress = Instant::now();
     // the first DATA may already be here (answer to our OACK)
     let mut pending: Option<usize> = None;
     if neg.oack.is_empty() {
         xmit(sock, &packet::ack(0)).await?;
     } else {
-        let give_up = neg.timeout * retries.max(1);
         let mut rto = Rto::new(neg.timeout, neg.timeout, neg.timeout);
         let (n, r) = send_oack(sock, &neg, &mut rto, give_up, &mut buf, false).await?;
         retransmits += r;
@@ -707,11 +815,12 @@ async fn receive(
     loop {
         let n = match pending.take() {
             Some(n) => n,
-            None => match tokio::time::timeout(neg.timeout, sock.recv(&mut buf)).await {
+            None => match tokio::time::timeout(neg.timeout.min(give_up), sock.recv(&mut buf)).await
+            {
                 Ok(r) => r?,
                 Err(_) => {
                     tries += 1;
-                    if tries > retries {
+                    if tries > retries || progress.elapsed() >= give_up {
                         refuse(sock, ErrorCode::NotDefined, "timeout").await;
                         return Err(Fail::Timeout);
                     }
@@ -728,7 +837,16 @@ async fn receive(
                     refuse(sock, ErrorCode::IllegalOperation, "block too large").await;
                     return Err(Fail::Client("sent a block larger than negotiated".into()));
                 }
+                if let Some(max) = shared.cfg.max_upload {
+                    if bytes + data.len() as u64 > max {
+                        refuse(sock, ErrorCode::DiskFull, &too_large(max)).await;
+                        return Err(Fail::Refused(format!(
+                            "upload passed --max-upload-size {max} after {bytes} bytes"
+                        )));
+                    }
+                }
                 tries = 0;
+                progress = Instant::now();
                 let last = data.len() < blksize;
                 match &mut decoder {
                     Some(d) => {
@@ -750,7 +868,7 @@ async fn receive(
                     let final_ack = packet::ack(block);
                     xmit(sock, &final_ack).await?;
                     // dally: if our last ACK is lost the client sends the block again
-                    let dally = tokio::time::Instant::now() + neg.timeout * 2;
+                    let dally = tokio::time::Instant::now() + (neg.timeout * 2).min(give_up);
                     while let Ok(Ok(n)) = tokio::time::timeout_at(dally, sock.recv(&mut buf)).await
                     {
                         if matches!(packet::parse(&buf[..n]), Ok(Packet::Data { block: b, .. }) if b == block)

@@ -74,7 +74,12 @@ fn setup(tools: &[&str]) -> Option<Env> {
 impl Env {
     fn start(&mut self, extra: &[&str]) {
         let root = self.root.to_string_lossy().into_owned();
+        // a pid file in the lab, not under /run, unless the test names one
+        let pid_file = self.lab.path("tftpd.pid").to_string_lossy().into_owned();
         let mut args = vec!["--root", root.as_str(), "--listen", "0.0.0.0:69"];
+        if !extra.contains(&"--pid-file") {
+            args.extend(["--pid-file", pid_file.as_str()]);
+        }
         args.extend_from_slice(extra);
         let mut p = self.srv.spawn("tftpd", env!("CARGO_BIN_EXE_tftpd"), &args);
         assert!(
@@ -96,6 +101,15 @@ impl Env {
         args.extend_from_slice(extra);
         args.push(&url);
         self.cl.output("curl", &args).status.success()
+    }
+
+    /// `tftp -c put LOCAL REMOTE` with tftp-hpa's client: (status, output).
+    fn put(&self, local: &Path, remote: &str) -> (std::process::ExitStatus, String) {
+        self.cl.sh(&format!(
+            "cd {} && tftp {SRV} -m binary -c put {} {remote}",
+            self.lab.dir().display(),
+            local.display()
+        ))
     }
 
     fn server_log(&self) -> String {
@@ -230,7 +244,8 @@ fn traversal_absolute_paths_and_symlink_escapes_are_refused() {
     for name in [
         "../secret.txt",
         "images/../../secret.txt",
-        "/etc/passwd",
+        "/../secret.txt",
+        "/escape",
         "escape",
         "escape-rel",
         "images",
@@ -244,12 +259,12 @@ fn traversal_absolute_paths_and_symlink_escapes_are_refused() {
             "{name}: want access violation, got {pkt:?}"
         );
     }
-    s.send_to(
-        &packet::request(false, "no/such/file", "octet", &[]),
-        (SRV, 69),
-    )
-    .unwrap();
-    assert_eq!(error_code(&recv(&s).0), Some(1));
+    // a leading slash is the root: /etc/passwd is looked for (and not found) inside it
+    for name in ["no/such/file", "/etc/passwd"] {
+        s.send_to(&packet::request(false, name, "octet", &[]), (SRV, 69))
+            .unwrap();
+        assert_eq!(error_code(&recv(&s).0), Some(1), "{name}");
+    }
     assert!(wait_until(Duration::from_secs(3), || env
         .server_log()
         .contains("escape")));
@@ -258,6 +273,48 @@ fn traversal_absolute_paths_and_symlink_escapes_are_refused() {
         log.contains("access violation") && log.contains("10.70.0.2"),
         "refusals must name the peer:\n{log}"
     );
+}
+
+#[test]
+fn a_leading_slash_means_the_root_as_grub_asks() {
+    let Some(mut env) = setup(&["tftp", "curl", "atftp"]) else {
+        return;
+    };
+    std::fs::create_dir_all(env.root.join("grub")).unwrap();
+    let cfg = "set timeout=1\nregexp --set=mac ... $net_default_mac\n";
+    std::fs::write(env.root.join("grub/grub.cfg"), cfg).unwrap();
+    env.start(&[]);
+    let want = sha(&env.root.join("grub/grub.cfg"));
+    // tftp-hpa and atftp send the name as given; curl's `//` keeps the leading slash
+    let a = env.out("hpa.cfg");
+    let (st, out) = env.cl.sh(&format!(
+        "cd {} && tftp {SRV} -m binary -c get /grub/grub.cfg {}",
+        env.lab.dir().display(),
+        a.display()
+    ));
+    assert!(st.success() && a.exists(), "{out}\n{}", env.server_log());
+    assert_eq!(sha(&a), want);
+    let b = env.out("atftp.cfg");
+    let (_, out) = env.cl.sh(&format!(
+        "atftp -g -r /grub/grub.cfg -l {} {SRV} 2>&1",
+        b.display()
+    ));
+    assert!(b.exists(), "{out}");
+    assert_eq!(sha(&b), want);
+    let c = env.out("curl.cfg");
+    assert!(env.curl("/grub/grub.cfg", &[], &c), "{}", env.server_log());
+    assert_eq!(sha(&c), want);
+    // the request on the wire really had the slash (raw client)
+    let s = env.raw();
+    s.send_to(
+        &packet::request(false, "/grub/grub.cfg", "octet", &[]),
+        (SRV, 69),
+    )
+    .unwrap();
+    match packet::parse(&recv(&s).0) {
+        Ok(Packet::Data { block: 1, data }) => assert_eq!(data, cfg.as_bytes()),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -280,7 +337,7 @@ fn writes_are_refused_unless_allowed_and_stay_inside_the_root() {
     assert!(!env.root.join("up.txt").exists());
     env.server = None;
 
-    env.start(&["--allow-write"]);
+    env.start(&["--allow-write", "--create"]);
     let big = env.out("upload.bin");
     random_file(&big, 700_000);
     let (st, out) = env.cl.sh(&format!(
@@ -301,6 +358,125 @@ fn writes_are_refused_unless_allowed_and_stay_inside_the_root() {
     .unwrap();
     assert_eq!(error_code(&recv(&s).0), Some(2));
     assert!(!env.lab.path("outside.bin").exists());
+}
+
+/// `/proc/PID/status` fields of a process: (Uid line, Gid line, Groups line).
+fn ids(pid: u32) -> (String, String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    (field("Uid:"), field("Gid:"), field("Groups:"))
+}
+
+#[test]
+fn writes_follow_tftp_hpa_rules_and_the_daemon_runs_unprivileged() {
+    let Some(mut env) = setup(&["tftp", "curl", "id"]) else {
+        return;
+    };
+    let uid = env.cl.run("id", &["-u", "nobody"]).trim().to_string();
+    let gid = env.cl.run("id", &["-g", "nobody"]).trim().to_string();
+    let mode = |p: &Path| std::os::unix::fs::MetadataExt::mode(&p.metadata().unwrap()) & 0o777;
+    let chmod = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
+    // a world-writable file in the root-owned root, and a world-writable upload directory
+    let open_log = env.root.join("open.log");
+    std::fs::write(&open_log, "old\n").unwrap();
+    chmod(&open_log, 0o666);
+    let incoming = env.root.join("incoming");
+    std::fs::create_dir(&incoming).unwrap();
+    chmod(&incoming, 0o777);
+    let keep = incoming.join("keep.bin");
+    std::fs::write(&keep, "keep\n").unwrap();
+    chmod(&keep, 0o666);
+    env.start(&[
+        "--allow-write",
+        "--user",
+        "nobody",
+        "--max-upload-size",
+        "100000",
+    ]);
+    let pid = env.server.as_ref().unwrap().pid();
+    let (u, g, groups) = ids(pid);
+    assert_eq!(
+        u,
+        format!("{uid} {uid} {uid} {uid}"),
+        "{}",
+        env.server_log()
+    );
+    assert_eq!(g, format!("{gid} {gid} {gid} {gid}"));
+    assert!(
+        !groups.split(' ').any(|g| g == "0"),
+        "still in group root: {groups}"
+    );
+    let payload = env.out("payload.txt");
+    std::fs::write(&payload, "PWNED\n").unwrap();
+    // the root-owned 0644 boot loader is not replaced
+    let before = sha(&env.root.join("pxelinux.0"));
+    let (_, out) = env.put(&payload, "pxelinux.0");
+    assert!(out.to_lowercase().contains("access violation"), "{out}");
+    assert_eq!(sha(&env.root.join("pxelinux.0")), before);
+    assert_eq!(mode(&env.root.join("pxelinux.0")), 0o644);
+    // a missing file is not created without --create
+    let (_, out) = env.put(&payload, "incoming/new.txt");
+    assert!(out.to_lowercase().contains("file not found"), "{out}");
+    assert!(!incoming.join("new.txt").exists());
+    // world-writable files are replaced: in place where the directory is closed to us,
+    // through a renamed temporary file where it is open; both keep their mode
+    for (remote, local) in [("open.log", &open_log), ("incoming/keep.bin", &keep)] {
+        let (st, out) = env.put(&payload, remote);
+        assert!(st.success() && !out.contains("Error"), "{remote}: {out}");
+        assert!(wait_until(Duration::from_secs(5), || {
+            std::fs::read(local).unwrap() == b"PWNED\n"
+        }));
+        assert_eq!(mode(local), 0o666, "{remote}");
+    }
+    // over --max-upload-size: refused up front when curl announces tsize, mid-way for
+    // tftp-hpa (no tsize); the target keeps its content and no temporary file is left
+    let big = env.out("big.bin");
+    random_file(&big, 200_000);
+    let t = format!("tftp://{SRV}/incoming/keep.bin");
+    let st = env
+        .cl
+        .output(
+            "curl",
+            &["-s", "--max-time", "10", "-T", &big.to_string_lossy(), &t],
+        )
+        .status;
+    assert!(!st.success());
+    let (_, out) = env.put(&big, "incoming/keep.bin");
+    assert!(out.contains("upload limit of 100000 bytes"), "{out}");
+    assert_eq!(std::fs::read(&keep).unwrap(), b"PWNED\n");
+    let names: Vec<String> = std::fs::read_dir(&incoming)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["keep.bin"], "temporary files left behind");
+    let log = env.server_log();
+    assert!(
+        log.contains("not world-writable") && log.contains("--create is off"),
+        "{log}"
+    );
+    env.server = None;
+
+    // with --create, new files appear, owned by the unprivileged user
+    env.start(&["--create", "--user", "nobody"]);
+    let (st, out) = env.put(&payload, "incoming/new.txt");
+    assert!(st.success() && !out.contains("Error"), "{out}");
+    assert!(wait_until(Duration::from_secs(5), || incoming
+        .join("new.txt")
+        .exists()));
+    let owner = std::os::unix::fs::MetadataExt::uid(&incoming.join("new.txt").metadata().unwrap());
+    assert_eq!(owner.to_string(), uid);
+    // still no way over a file that is not world-writable, --create or not
+    let (_, out) = env.put(&payload, "pxelinux.0");
+    assert!(out.to_lowercase().contains("access violation"), "{out}");
+    assert_eq!(sha(&env.root.join("pxelinux.0")), before);
 }
 
 #[test]
@@ -339,51 +515,291 @@ fn netascii_and_remap_rules() {
     }
 }
 
+/// A value from the server's metrics endpoint (inside the server's namespace): the number
+/// on the line that starts with `series` (e.g. `tftpd_retransmits_total `).
+fn metric(env: &Env, port: u16, series: &str) -> u64 {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = env.srv.run("curl", &["-s", &url]);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series}in\n{text}"))
+}
+
+const FAILED_READS: &str = "tftpd_transfers_failed_total{direction=\"read\"} ";
+
+// Issue 16: this test once watched a 15 ms window against a 20 ms minimum RTO and failed on
+// a busy machine. It now checks an identity that holds at any speed: every DATA packet the
+// client receives is a first send or a retransmission the server counted. A duplicate ACK that
+// caused a send (Sorcerer's Apprentice) would show up as DATA nobody accounts for.
 #[test]
-fn duplicate_acks_never_double_the_traffic_and_a_dead_client_slows_no_one() {
+fn duplicate_acks_never_cause_a_send_and_a_dead_client_slows_no_one() {
     let Some(mut env) = setup(&["curl"]) else {
         return;
     };
-    env.start(&[]);
+    // --timeout 10: a silent client is given up on after 30 s (--give-up), long after the
+    // download below has finished, however loaded the machine is
+    env.start(&["--metrics", "127.0.0.1:9171", "--timeout", "10"]);
     let s = env.raw();
     s.send_to(
-        &packet::request(false, "images/vmlinuz", "octet", &[]),
+        &packet::request(false, "pxelinux.0", "octet", &[]),
         (SRV, 69),
     )
     .unwrap();
-    let (pkt, tid) = recv(&s);
-    assert!(matches!(
-        packet::parse(&pkt),
-        Ok(Packet::Data { block: 1, .. })
-    ));
-    // ACK 1 three times: exactly one DATA 2 may come back
+    let data = std::cell::Cell::new(0u64);
+    let next_data = |s: &UdpSocket| -> Option<(u16, std::net::SocketAddr)> {
+        let mut buf = vec![0u8; 2048];
+        let (n, from) = s.recv_from(&mut buf).ok()?;
+        match packet::parse(&buf[..n]) {
+            Ok(Packet::Data { block, .. }) => {
+                data.set(data.get() + 1);
+                Some((block, from))
+            }
+            other => panic!("want DATA, got {other:?}"),
+        }
+    };
+    let (block, tid) = next_data(&s).expect("no DATA 1");
+    assert_eq!(block, 1);
     for _ in 0..3 {
         s.send_to(&packet::ack(1), tid).unwrap();
     }
-    s.set_read_timeout(Some(Duration::from_millis(15))).unwrap();
-    let mut data2 = 0;
-    let mut buf = [0u8; 600];
-    let end = Instant::now() + Duration::from_millis(15);
-    while Instant::now() < end {
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            if matches!(packet::parse(&buf[..n]), Ok(Packet::Data { block: 2, .. })) {
-                data2 += 1;
-            }
-        }
-    }
+    // DATA 2 comes (after any retransmitted DATA 1); then the client ends the transfer
+    while next_data(&s).expect("no DATA 2").0 != 2 {}
+    s.send_to(&packet::error(packet::ErrorCode::NotDefined, "done"), tid)
+        .unwrap();
+    // once the server has counted the transfer as ended, it sends nothing more for it
+    assert!(wait_until(Duration::from_secs(10), || metric(
+        &env,
+        9171,
+        FAILED_READS
+    ) == 1));
+    let retransmits = metric(&env, 9171, "tftpd_retransmits_total ");
+    // collect what is still on the way, then make sure nothing beyond it comes
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while data.get() < 2 + retransmits && next_data(&s).is_some() {}
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while next_data(&s).is_some() {}
     assert_eq!(
-        data2, 1,
-        "duplicate ACKs caused duplicate DATA (Sorcerer's Apprentice)"
+        data.get(),
+        2 + retransmits,
+        "DATA packets beyond blocks 1 and 2 and the {retransmits} counted retransmissions: \
+         duplicate ACKs caused sends (Sorcerer's Apprentice)"
     );
-    // this client now goes silent; another client still downloads at full speed
-    let t = Instant::now();
+
+    // a client that goes silent after DATA 1 holds only its own transfer: another client's
+    // download completes while the silent one is still being retransmitted to
+    let silent = env.raw();
+    silent
+        .send_to(
+            &packet::request(false, "pxelinux.0", "octet", &[]),
+            (SRV, 69),
+        )
+        .unwrap();
+    assert!(matches!(
+        packet::parse(&recv(&silent).0),
+        Ok(Packet::Data { block: 1, .. })
+    ));
     let o = env.out("k");
     assert!(env.curl("images/vmlinuz", &["--tftp-blksize", "1468"], &o));
     assert_eq!(sha(&o), sha(&env.root.join("images/vmlinuz")));
-    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    // the silent client's transfer is retransmitted, then abandoned, without a crash
+    assert_eq!(
+        metric(&env, 9171, FAILED_READS),
+        1,
+        "the silent transfer ended before the other download finished:\n{}",
+        env.server_log()
+    );
+    assert!(metric(&env, 9171, "tftpd_active_sessions ") >= 1);
+    assert!(!env.server_log().contains("panicked"));
+}
+
+/// Sends `n` RRQs (option timeout 255, never ACKed) from `n` sockets on `from`; returns the
+/// sockets and the first packet each one got within `wait` (None: no answer).
+fn hostile_rrqs(
+    env: &Env,
+    from: &str,
+    n: usize,
+    wait: Duration,
+) -> (Vec<UdpSocket>, Vec<Option<Vec<u8>>>) {
+    let socks: Vec<UdpSocket> = (0..n)
+        .map(|_| env.cl.enter(|| UdpSocket::bind((from, 0)).unwrap()))
+        .collect();
+    let rrq = packet::request(false, "images/vmlinuz", "octet", &[("timeout", "255")]);
+    for s in &socks {
+        s.send_to(&rrq, (SRV, 69)).unwrap();
+    }
+    let end = Instant::now() + wait;
+    let first = socks
+        .iter()
+        .map(|s| {
+            let left = end
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            s.set_read_timeout(Some(left)).unwrap();
+            let mut buf = vec![0u8; 70000];
+            s.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+        })
+        .collect();
+    (socks, first)
+}
+
+#[test]
+fn transfers_are_capped_and_refused_clients_hear_it_at_once() {
+    let Some(mut env) = setup(&["curl"]) else {
+        return;
+    };
+    env.cl
+        .run("ip", &["addr", "add", "10.70.0.3/24", "dev", "eth0"]);
+    env.start(&["--max-transfers", "6", "--max-transfers-per-client", "4"]);
+    // 40 requests from one address that never ACK: 4 are served, every other one gets an
+    // ERROR saying why (at once: M-security.sh measures the 2 s; here the deadline allows load)
+    let (_held, first) = hostile_rrqs(&env, "10.70.0.2", 40, Duration::from_secs(10));
+    let accepted = first
+        .iter()
+        .filter(|p| matches!(p.as_deref().map(packet::parse), Some(Ok(Packet::Oack(_)))))
+        .count();
+    let refused: Vec<String> = first
+        .iter()
+        .filter_map(|p| match packet::parse(p.as_deref()?) {
+            Ok(Packet::Error { message, .. }) => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepted, 4, "{first:?}");
+    assert_eq!(refused.len(), 36, "{refused:?}\n{}", env.server_log());
+    assert!(
+        refused[0].contains("too many transfers from your address (limit 4)"),
+        "{refused:?}"
+    );
+    // another address still downloads, byte-identical
+    let o = env.out("legit");
+    let url = format!("tftp://{SRV}/images/vmlinuz");
+    let st = env.cl.output(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "20",
+            "--interface",
+            "10.70.0.3",
+            "-o",
+            &o.to_string_lossy(),
+            &url,
+        ],
+    );
+    assert!(st.status.success(), "{}", env.server_log());
+    assert_eq!(sha(&o), sha(&env.root.join("images/vmlinuz")));
+    // the global cap: 4 held from .2, 2 more from .3, then .3 hears "busy"
+    let (_more, first) = hostile_rrqs(&env, "10.70.0.3", 3, Duration::from_secs(2));
+    let busy = first
+        .iter()
+        .filter(|p| matches!(p.as_deref().map(packet::parse), Some(Ok(Packet::Error { message, .. })) if message.contains("server busy")))
+        .count();
+    assert_eq!(busy, 1, "{first:?}");
+    // refusals are logged a few times, then counted, not once per request
     let log = env.server_log();
-    assert!(!log.contains("panicked"), "{log}");
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("request refused"))
+        .count();
+    assert!((1..=5).contains(&lines), "{lines} refusal lines:\n{log}");
+}
+
+#[test]
+fn a_client_asking_timeout_255_is_given_up_on_the_servers_clock() {
+    let Some(mut env) = setup(&[]) else { return };
+    env.start(&["--give-up", "5", "--max-transfers", "1"]);
+    let (held, first) = hostile_rrqs(&env, "10.70.0.2", 1, Duration::from_secs(3));
+    assert!(matches!(
+        packet::parse(first[0].as_deref().unwrap()),
+        Ok(Packet::Oack(_))
+    ));
+    // the slot is taken: a second request is refused
+    let (_, second) = hostile_rrqs(&env, "10.70.0.2", 1, Duration::from_secs(3));
+    assert!(matches!(
+        packet::parse(second[0].as_deref().unwrap()),
+        Ok(Packet::Error { .. })
+    ));
+    // the never-ACKing client hears the server give up long before 255 s x retries
+    let s = &held[0];
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = vec![0u8; 70000];
+    let gave_up = loop {
+        let n = s.recv(&mut buf).expect("the server never gave up");
+        if let Ok(Packet::Error { message, .. }) = packet::parse(&buf[..n]) {
+            break message;
+        }
+    };
+    assert_eq!(gave_up, "timeout");
+    // and its slot is free again (given back as the transfer's task ends)
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let (_, third) = hostile_rrqs(&env, "10.70.0.2", 1, Duration::from_secs(3));
+            matches!(
+                third[0].as_deref().map(packet::parse),
+                Some(Ok(Packet::Oack(_)))
+            )
+        }),
+        "{}",
+        env.server_log()
+    );
+}
+
+#[test]
+fn transfers_use_ports_from_the_range_as_tftp_hpa_dash_r() {
+    let Some(mut env) = setup(&["curl"]) else {
+        return;
+    };
+    env.start(&["-R", "50100:50103"]);
+    // four transfers held open at once take four distinct ports of the range
+    let socks: Vec<UdpSocket> = (0..4).map(|_| env.raw()).collect();
+    let tids: Vec<u16> = socks
+        .iter()
+        .map(|s| {
+            s.send_to(
+                &packet::request(false, "pxelinux.0", "octet", &[]),
+                (SRV, 69),
+            )
+            .unwrap();
+            recv(s).1.port()
+        })
+        .collect();
+    let mut ports = tids.clone();
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), 4, "{tids:?}");
+    assert!(
+        ports.iter().all(|p| (50100..=50103).contains(p)),
+        "{tids:?}"
+    );
+    // a fifth finds the range used up and is told so at once
+    let fifth = env.raw();
+    fifth
+        .send_to(
+            &packet::request(false, "pxelinux.0", "octet", &[]),
+            (SRV, 69),
+        )
+        .unwrap();
+    match packet::parse(&recv(&fifth).0) {
+        Ok(Packet::Error { message, .. }) => assert!(message.contains("no free port"), "{message}"),
+        other => panic!("want an ERROR, got {other:?}"),
+    }
+    for (s, tid) in socks.iter().zip(&tids) {
+        s.send_to(
+            &packet::error(packet::ErrorCode::NotDefined, "done"),
+            (SRV, *tid),
+        )
+        .unwrap();
+    }
+    // once the four have ended, a real client gets a port of the range
+    assert!(wait_until(Duration::from_secs(10), || env
+        .server_log()
+        .matches("client ended the transfer")
+        .count()
+        == 4));
+    let o = env.out("r");
+    assert!(env.curl("pxelinux.0", &[], &o), "{}", env.server_log());
+    assert_eq!(sha(&o), sha(&env.root.join("pxelinux.0")));
 }
 
 #[test]
@@ -445,31 +861,176 @@ fn hostile_packets_are_counted_and_dropped() {
     assert!(env.server.as_mut().unwrap().is_running());
 }
 
-#[test]
-fn check_reports_remap_errors_with_position() {
-    let dir = std::env::temp_dir().join(format!("tftpd-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("bad.map"), "rg \\\\ /\nrx a b\n").unwrap();
+/// Runs the tftpd binary (outside any namespace) and returns (success, stdout + stderr).
+fn tftpd(args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tftpd"))
-        .args([
-            "--root",
-            &dir.to_string_lossy(),
-            "--remap",
-            &dir.join("bad.map").to_string_lossy(),
-            "--check",
-        ])
+        .args(args)
         .output()
         .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_reports_every_remap_error_in_line_order() {
+    let dir = std::env::temp_dir().join(format!("tftpd-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = dir.to_string_lossy().into_owned();
+    std::fs::write(
+        dir.join("bad.map"),
+        "rg \\\\ /\nrx a b\n# fine\nr ([a-z /x\nr ^ok ok\nr [z- y\n",
+    )
+    .unwrap();
+    let map = dir.join("bad.map").to_string_lossy().into_owned();
+    let (ok, text) = tftpd(&["--root", &root, "--remap", &map, "--check"]);
+    assert!(!ok);
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("bad.map:")).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].contains("bad.map:2:2: unknown remap flag 'x'"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("bad.map:4:3: bad regular expression"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("bad.map:6:3: bad regular expression"),
+        "{text}"
+    );
+    // tftp-hpa's spelling of the root, and a clean check
+    let (ok, text) = tftpd(&["-s", &root, "--check"]);
+    assert!(ok, "{text}");
+    let (_, help) = tftpd(&["--help"]);
+    for flag in [
+        "-s, --root",
+        "-c, --create",
+        "-u, --user",
+        "-a, --listen",
+        "-R, --port-range",
+        "-B, --max-blksize",
+        "-m, --remap",
+        "-P, --pid-file",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn version_names_the_commit() {
+    let Ok(head) = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+    else {
+        assert!(!opsflow_tests::in_ci(), "git is needed under CI");
+        return;
+    };
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let (ok, v) = tftpd(&["--version"]);
+    assert!(
+        ok && v.starts_with("tftpd ") && v.contains(&head),
+        "{v} (HEAD {head})"
+    );
+}
+
+#[test]
+fn a_second_instance_is_refused_naming_the_first() {
+    let Some(mut env) = setup(&[]) else { return };
+    let pf = env.out("tftpd.pid");
+    let pfs = pf.to_string_lossy().into_owned();
+    env.start(&["--pid-file", &pfs]);
+    let first = env.server.as_ref().unwrap().pid();
+    assert_eq!(std::fs::read_to_string(&pf).unwrap(), format!("{first}\n"));
+    // same pid file: refused before binding (the port is taken too, but the lock speaks first)
+    let root = env.root.to_string_lossy().into_owned();
+    let out = env.srv.output(
+        env!("CARGO_BIN_EXE_tftpd"),
+        &[
+            "--root",
+            &root,
+            "--listen",
+            "0.0.0.0:69",
+            "--pid-file",
+            &pfs,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains(&format!("held by pid {first}")), "{text}");
+    assert!(env.server.as_mut().unwrap().is_running());
+    assert_eq!(std::fs::read_to_string(&pf).unwrap(), format!("{first}\n"));
+    // without --pid-file the default is per listen address (and namespace): another address
+    // starts, the same one is refused
+    env.srv
+        .run("ip", &["addr", "add", "10.70.0.5/24", "dev", "eth0"]);
+    let args = ["--root", root.as_str(), "--listen", "10.70.0.5:69"];
+    let mut other = env.srv.spawn("other", env!("CARGO_BIN_EXE_tftpd"), &args);
+    assert!(
+        other.wait_for_output("tftpd ready", Duration::from_secs(10)),
+        "{}",
+        other.output()
+    );
+    let out = env.srv.output(env!("CARGO_BIN_EXE_tftpd"), &args);
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        text.contains("bad.map:2:2: unknown remap flag 'x'"),
+        text.contains(&format!("held by pid {}", other.pid())),
         "{text}"
     );
-    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_tftpd"))
-        .args(["--root", &dir.to_string_lossy(), "--check"])
-        .output()
+    // a clean stop removes the pid file
+    assert!(other
+        .stop(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    env.server.as_mut().unwrap().stop(Duration::from_secs(10));
+    assert!(!pf.exists());
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    let Some(env) = setup(&[]) else { return };
+    let sock_path = env.out("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    assert!(ok.status.success());
-    std::fs::remove_dir_all(dir).unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("no notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let root = env.root.to_string_lossy().into_owned();
+    let mut cmd = env.srv.command(env!("CARGO_BIN_EXE_tftpd"));
+    cmd.args(["--root", &root, "--listen", "10.70.0.1:69"])
+        .env("NOTIFY_SOCKET", &sock_path);
+    let mut p = env.srv.spawn_command("tftpd", cmd);
+    let ready = next();
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    assert!(ready.contains("10.70.0.1:69"), "{ready}");
+    // READY means bound: a request sent right now is answered
+    let s = env.raw();
+    s.send_to(
+        &packet::request(false, "pxelinux.0", "octet", &[]),
+        (SRV, 69),
+    )
+    .unwrap();
+    let (pkt, tid) = recv(&s);
+    assert!(matches!(
+        packet::parse(&pkt),
+        Ok(Packet::Data { block: 1, .. })
+    ));
+    s.send_to(&packet::error(packet::ErrorCode::NotDefined, "done"), tid)
+        .unwrap();
+    p.signal(libc::SIGHUP);
+    assert!(next().starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert!(next().starts_with("READY=1\n"));
+    p.signal(libc::SIGTERM);
+    assert_eq!(next(), "STOPPING=1\n");
+    assert!(
+        p.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        p.output()
+    );
 }

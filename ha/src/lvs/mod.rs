@@ -15,13 +15,13 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::json;
+use opsflow_control::status as st;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::conf::lvs::{RealServer, VirtualServer, VsKey};
-use crate::daemon::Shared;
+use crate::status::Shared;
 use dataplane::{Backend, Dest, Service};
 
 /// What the control API and the daemon ask of the LVS task.
@@ -32,7 +32,7 @@ pub enum Cmd {
         vs: String,
         rs: String,
         on: bool,
-        reply: oneshot::Sender<Result<serde_json::Value, (u16, String)>>,
+        reply: oneshot::Sender<Result<st::RsChange, (u16, String)>>,
     },
     Reload(Vec<VirtualServer>),
     Shutdown(oneshot::Sender<()>),
@@ -43,12 +43,7 @@ pub enum Cmd {
 pub struct Handle(mpsc::UnboundedSender<Cmd>);
 
 impl Handle {
-    pub async fn drain(
-        &self,
-        vs: &str,
-        rs: &str,
-        on: bool,
-    ) -> Result<serde_json::Value, (u16, String)> {
+    pub async fn drain(&self, vs: &str, rs: &str, on: bool) -> Result<st::RsChange, (u16, String)> {
         let (tx, rx) = oneshot::channel();
         self.0
             .send(Cmd::Drain {
@@ -418,15 +413,15 @@ impl Lvs {
 
     fn publish(&mut self) {
         let counts = self.backend.counts();
-        let vss: Vec<serde_json::Value> = self
+        let vss: Vec<st::VirtualServer> = self
             .vss
             .iter()
             .map(|v| {
                 let (address, port, protocol, fwmark) = match &v.cfg.key {
-                    VsKey::Addr(a, p, pr) => (Some(a.to_string()), *p, pr.clone(), None),
+                    VsKey::Addr(a, p, pr) => (Some(*a), *p, pr.clone(), None),
                     VsKey::Fwmark(m) => (None, 0, "TCP".to_string(), Some(*m)),
                 };
-                let rss: Vec<serde_json::Value> = v
+                let real_servers = v
                     .rss
                     .iter()
                     .map(|r| {
@@ -434,35 +429,35 @@ impl Lvs {
                             .get(&(v.cfg.key.clone(), r.cfg.addr, r.cfg.port))
                             .copied()
                             .unwrap_or((0, 0));
-                        json!({
-                            "address": r.cfg.addr.to_string(),
-                            "port": r.cfg.port,
-                            "weight": self.weight(&v.cfg, r).unwrap_or(0),
-                            "configured_weight": r.cfg.weight,
-                            "healthy": r.healthy,
-                            "maintenance": self.drained(&v.cfg.key, &r.cfg),
-                            "in_service": self.weight(&v.cfg, r).is_some(),
-                            "active_connections": act,
-                            "inactive_connections": inact,
-                            "last_error": r.last_error,
-                        })
+                        st::RealServer {
+                            address: r.cfg.addr,
+                            port: r.cfg.port,
+                            weight: self.weight(&v.cfg, r).unwrap_or(0),
+                            configured_weight: r.cfg.weight,
+                            healthy: r.healthy,
+                            maintenance: self.drained(&v.cfg.key, &r.cfg),
+                            in_service: self.weight(&v.cfg, r).is_some(),
+                            active_connections: act,
+                            inactive_connections: inact,
+                            last_error: r.last_error.clone(),
+                        }
                     })
                     .collect();
-                json!({
-                    "id": v.cfg.key.id(),
-                    "address": address,
-                    "port": port,
-                    "protocol": protocol,
-                    "fwmark": fwmark,
-                    "scheduler": v.cfg.scheduler,
-                    "method": v.cfg.method,
-                    "persistence_timeout": v.cfg.persistence_timeout,
-                    "quorum_up": v.quorum_up,
-                    "sorry_server": v.cfg.sorry_server.map(|(a, p)| format!("{a}:{p}")),
-                    "sorry_server_active": v.cfg.sorry_server.is_some() && !v.quorum_up,
-                    "backend": self.backend.name(),
-                    "real_servers": rss,
-                })
+                st::VirtualServer {
+                    id: v.cfg.key.id(),
+                    address,
+                    port,
+                    protocol,
+                    fwmark,
+                    scheduler: v.cfg.scheduler.clone(),
+                    method: v.cfg.method.clone(),
+                    persistence_timeout: v.cfg.persistence_timeout,
+                    quorum_up: v.quorum_up,
+                    sorry_server: v.cfg.sorry_server.map(|(a, p)| format!("{a}:{p}")),
+                    sorry_server_active: v.cfg.sorry_server.is_some() && !v.quorum_up,
+                    backend: self.backend.name().to_string(),
+                    real_servers,
+                }
             })
             .collect();
         if let Ok(mut s) = self.shared.lock() {
@@ -518,7 +513,7 @@ impl Lvs {
         Ok(())
     }
 
-    fn drain(&mut self, vs: &str, rs: &str, on: bool) -> Result<serde_json::Value, (u16, String)> {
+    fn drain(&mut self, vs: &str, rs: &str, on: bool) -> Result<st::RsChange, (u16, String)> {
         let Some(v) = self.vss.iter().find(|v| v.cfg.key.id() == vs) else {
             let known: Vec<String> = self.vss.iter().map(|v| v.cfg.key.id()).collect();
             return Err((
@@ -555,13 +550,17 @@ impl Lvs {
             );
             self.reconcile();
         }
-        Ok(json!({
-            "virtual_server": vs,
-            "real_server": rs,
-            "maintenance": on,
-            "healthy": healthy,
-            "note": if !on && !healthy { "enabled; back in rotation once its checks pass" } else { "" },
-        }))
+        Ok(st::RsChange {
+            virtual_server: vs.to_string(),
+            real_server: rs.to_string(),
+            maintenance: on,
+            healthy,
+            note: if !on && !healthy {
+                "enabled; back in rotation once its checks pass".to_string()
+            } else {
+                String::new()
+            },
+        })
     }
 
     async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {

@@ -1,0 +1,227 @@
+//! The typed `GET /v1/status` document. The JSON is what `ha status --json` has always printed:
+//! scripts read e.g. `d["vrrp"][0]["state"]` and
+//! `d["virtual_servers"][i]["real_servers"][j]["address"|"port"|"healthy"|"weight"]`.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a running ha reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub vrrp: Vec<Instance>,
+    #[serde(default)]
+    pub virtual_servers: Vec<VirtualServer>,
+}
+
+/// A VRRP state, spelled as keepalived spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VrrpState {
+    Init,
+    Backup,
+    Master,
+    Fault,
+}
+
+impl VrrpState {
+    pub const ALL: [VrrpState; 4] = [
+        VrrpState::Init,
+        VrrpState::Backup,
+        VrrpState::Master,
+        VrrpState::Fault,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            VrrpState::Init => "INIT",
+            VrrpState::Backup => "BACKUP",
+            VrrpState::Master => "MASTER",
+            VrrpState::Fault => "FAULT",
+        }
+    }
+}
+
+impl fmt::Display for VrrpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One VRRP instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub name: String,
+    pub vrid: u8,
+    pub interface: String,
+    pub state: VrrpState,
+    /// The configured priority.
+    pub priority: u8,
+    /// The priority after tracking.
+    pub effective_priority: u8,
+    /// `ADDR/LEN`, as configured.
+    pub vips: Vec<String>,
+    /// The master we hear (none while we are master or have heard nobody).
+    pub master_address: Option<Ipv4Addr>,
+    /// RFC 3339, UTC.
+    pub last_transition: String,
+}
+
+/// One virtual server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VirtualServer {
+    /// `VIP:PORT`, `VIP:PORT/udp` or `fwmark-N`: the name the drain route takes.
+    pub id: String,
+    pub address: Option<Ipv4Addr>,
+    /// 0 for a fwmark service.
+    pub port: u16,
+    pub protocol: String,
+    pub fwmark: Option<u32>,
+    pub scheduler: String,
+    pub method: String,
+    pub persistence_timeout: Option<u32>,
+    pub quorum_up: bool,
+    /// `ADDR:PORT`.
+    pub sorry_server: Option<String>,
+    pub sorry_server_active: bool,
+    /// The data plane: `ipvs` or `nftables`.
+    pub backend: String,
+    pub real_servers: Vec<RealServer>,
+}
+
+/// One real server of a virtual server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealServer {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// The weight in the data plane now (0 when out of rotation).
+    pub weight: u32,
+    pub configured_weight: u32,
+    pub healthy: bool,
+    /// Drained by an operator.
+    pub maintenance: bool,
+    pub in_service: bool,
+    pub active_connections: u64,
+    pub inactive_connections: u64,
+    pub last_error: Option<String>,
+}
+
+impl RealServer {
+    /// `RIP:PORT`: the name the drain route takes.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
+}
+
+impl Status {
+    /// The virtual server named `id` (`VIP:PORT` or `fwmark-N`).
+    pub fn virtual_server(&self, id: &str) -> Option<&VirtualServer> {
+        self.virtual_servers.iter().find(|v| v.id == id)
+    }
+
+    /// The instance named `name`.
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.vrrp.iter().find(|i| i.name == name)
+    }
+}
+
+impl VirtualServer {
+    /// The real server named `id` (`RIP:PORT`).
+    pub fn real_server(&self, id: &str) -> Option<&RealServer> {
+        self.real_servers.iter().find(|r| r.id() == id)
+    }
+}
+
+/// The answer to a drain or enable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RsChange {
+    pub virtual_server: String,
+    pub real_server: String,
+    pub maintenance: bool,
+    pub healthy: bool,
+    /// Empty, or what the operator should know (an enabled server that is still unhealthy).
+    pub note: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Status {
+        Status {
+            vrrp: vec![Instance {
+                name: "VI_1".into(),
+                vrid: 51,
+                interface: "eth0".into(),
+                state: VrrpState::Master,
+                priority: 150,
+                effective_priority: 150,
+                vips: vec!["10.0.0.100/24".into()],
+                master_address: None,
+                last_transition: "2026-11-30T11:00:00Z".into(),
+            }],
+            virtual_servers: vec![VirtualServer {
+                id: "10.0.0.100:80".into(),
+                address: Some(Ipv4Addr::new(10, 0, 0, 100)),
+                port: 80,
+                protocol: "TCP".into(),
+                fwmark: None,
+                scheduler: "wrr".into(),
+                method: "NAT".into(),
+                persistence_timeout: None,
+                quorum_up: true,
+                sorry_server: None,
+                sorry_server_active: false,
+                backend: "nftables".into(),
+                real_servers: vec![RealServer {
+                    address: Ipv4Addr::new(10, 0, 1, 1),
+                    port: 8080,
+                    weight: 3,
+                    configured_weight: 3,
+                    healthy: true,
+                    maintenance: false,
+                    in_service: true,
+                    active_connections: 2,
+                    inactive_connections: 0,
+                    last_error: None,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn the_json_keeps_the_fields_scripts_read() {
+        let v = serde_json::to_value(sample()).unwrap();
+        assert_eq!(v["vrrp"][0]["state"], "MASTER");
+        assert_eq!(v["vrrp"][0]["master_address"], serde_json::Value::Null);
+        let r = &v["virtual_servers"][0]["real_servers"][0];
+        assert_eq!(r["address"], "10.0.1.1");
+        assert_eq!(r["port"], 8080);
+        assert_eq!(r["healthy"], true);
+        assert_eq!(r["weight"], 3);
+        let keys: Vec<&String> = v["virtual_servers"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(keys.len(), 13, "{keys:?}");
+    }
+
+    #[test]
+    fn status_round_trips_and_finds_by_id() {
+        let s = sample();
+        let back: Status = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let vs = back.virtual_server("10.0.0.100:80").unwrap();
+        assert_eq!(vs.real_server("10.0.1.1:8080").unwrap().weight, 3);
+        assert!(back.virtual_server("fwmark-1").is_none());
+        assert_eq!(back.instance("VI_1").unwrap().state, VrrpState::Master);
+    }
+
+    #[test]
+    fn a_status_without_virtual_servers_parses() {
+        let s: Status = serde_json::from_str(r#"{"vrrp":[]}"#).unwrap();
+        assert!(s.virtual_servers.is_empty());
+    }
+}

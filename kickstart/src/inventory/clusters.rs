@@ -1,0 +1,373 @@
+//! The builder's cluster part: VRRP instances, members, tracking, virtual and real servers.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use super::build::Builder;
+use super::raw::*;
+use super::*;
+
+const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+];
+const METHODS: &[&str] = &["NAT", "DR", "TUN"];
+const CHECKS: &[&str] = &[
+    "HTTP_GET",
+    "SSL_GET",
+    "TCP_CHECK",
+    "SMTP_CHECK",
+    "MISC_CHECK",
+];
+
+impl Builder {
+    pub(super) fn clusters(
+        &mut self,
+        raw: Vec<S<RawCluster>>,
+        systems: &[System],
+        net: &Network,
+    ) -> Vec<Cluster> {
+        let mut out: Vec<Cluster> = Vec::new();
+        let known: Vec<&str> = systems.iter().map(|s| s.name.as_str()).collect();
+        for c in raw {
+            let cpos = self.lines.at(&c);
+            let c = c.into_inner();
+            let name = c.name.get_ref().clone();
+            if !valid_name(&name) {
+                self.err(
+                    self.lines.at(&c.name),
+                    format!("cluster name {name:?}: use letters, digits, '-' and '_'"),
+                );
+            }
+            if out.iter().any(|o| o.name == name) {
+                self.err(
+                    self.lines.at(&c.name),
+                    format!("cluster {name:?} is defined twice"),
+                );
+            }
+            let vrid = match u8::try_from(*c.vrid.get_ref()) {
+                Ok(v) if v >= 1 => v,
+                _ => {
+                    self.err(
+                        self.lines.at(&c.vrid),
+                        format!("cluster {name}: vrid must be 1-255"),
+                    );
+                    1
+                }
+            };
+            if let Some(p) = &c.auth_pass {
+                if p.get_ref().len() > 8 {
+                    self.warn(
+                        self.lines.at(p),
+                        format!("cluster {name}: auth_pass is longer than 8 characters; VRRP uses only the first 8"),
+                    );
+                }
+            }
+            if !(2..=3).contains(&c.vrrp_version) {
+                self.err(
+                    cpos.clone(),
+                    format!("cluster {name}: vrrp_version must be 2 or 3"),
+                );
+            }
+            let mut vips = Vec::new();
+            for v in c.virtual_ips.get_ref() {
+                match parse_cidr(v) {
+                    Some((a, len)) => vips.push(format!("{a}/{}", len.unwrap_or(net.prefix))),
+                    None => self.err(
+                        self.lines.at(&c.virtual_ips),
+                        format!("cluster {name}: virtual IP {v:?} is not ADDRESS[/LENGTH]"),
+                    ),
+                }
+            }
+            if vips.is_empty() {
+                self.err(
+                    self.lines.at(&c.virtual_ips),
+                    format!("cluster {name}: at least one virtual IP is needed"),
+                );
+            }
+            let mut members: Vec<Member> = Vec::new();
+            for m in c.members.get_ref() {
+                let m = m.get_ref();
+                if !known.contains(&m.system.get_ref().as_str()) {
+                    self.err(
+                        self.lines.at(&m.system),
+                        format!(
+                            "cluster {name}: member {:?} is not a system{}",
+                            m.system.get_ref(),
+                            hint(m.system.get_ref(), &known)
+                        ),
+                    );
+                }
+                if members.iter().any(|o| &o.system == m.system.get_ref()) {
+                    self.err(
+                        self.lines.at(&m.system),
+                        format!("cluster {name}: {} is a member twice", m.system.get_ref()),
+                    );
+                }
+                let p = *m.priority.get_ref();
+                if !(1..=254).contains(&p) {
+                    self.err(
+                        self.lines.at(&m.priority),
+                        format!(
+                            "cluster {name}: priority must be 1-254 (255 is the address owner's)"
+                        ),
+                    );
+                }
+                if !c.nopreempt && members.iter().any(|o| o.priority == p) {
+                    self.err(
+                        self.lines.at(&m.priority),
+                        format!("cluster {name}: two members have priority {p}; give the intended master the highest, or set nopreempt = true"),
+                    );
+                }
+                members.push(Member {
+                    system: m.system.get_ref().clone(),
+                    priority: p,
+                    interface: m.interface.clone().unwrap_or_else(|| c.interface.clone()),
+                    state: "BACKUP".into(),
+                });
+            }
+            if members.len() < 2 {
+                self.warn(
+                    self.lines.at(&c.members),
+                    format!("cluster {name}: fewer than two members; nothing can fail over"),
+                );
+            }
+            if !c.nopreempt {
+                if let Some(top) = members.iter_mut().max_by_key(|m| m.priority) {
+                    top.state = "MASTER".into();
+                }
+            }
+            let mut vss = Vec::new();
+            for vs in c.virtual_servers {
+                if let Some(v) = self.virtual_server(&name, vs.into_inner(), systems, net) {
+                    vss.push(v);
+                }
+            }
+            out.push(Cluster {
+                name,
+                interface: c.interface,
+                vrid,
+                auth_pass: c.auth_pass.map(S::into_inner),
+                advert_int: c.advert_int,
+                vrrp_version: c.vrrp_version,
+                virtual_ips: vips,
+                nopreempt: c.nopreempt,
+                notify: c.notify,
+                track: c
+                    .track
+                    .into_iter()
+                    .map(|t| Track {
+                        name: t.name,
+                        script: t.script,
+                        interval: t.interval,
+                        weight: t.weight,
+                        fall: t.fall,
+                        rise: t.rise,
+                    })
+                    .collect(),
+                members,
+                virtual_servers: vss,
+            });
+        }
+        // the same VRID twice on one interface of one node is two routers fighting
+        let mut seen: HashMap<(String, String, u8), String> = HashMap::new();
+        for c in &out {
+            for m in &c.members {
+                if let Some(other) = seen.insert(
+                    (m.system.clone(), m.interface.clone(), c.vrid),
+                    c.name.clone(),
+                ) {
+                    self.diags.push(diag::error(
+                        &Pos {
+                            file: self.lines.file.clone(),
+                            line: 1,
+                            col: 1,
+                        },
+                        format!(
+                            "clusters {other} and {} both use VRID {} on {}:{}; each cluster on an interface needs its own vrid",
+                            c.name, c.vrid, m.system, m.interface
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn virtual_server(
+        &mut self,
+        cluster: &str,
+        r: RawVirtualServer,
+        systems: &[System],
+        _net: &Network,
+    ) -> Option<VirtualServer> {
+        let at = self.lines.at(&r.address);
+        let (addr, port) = match split_host_port(r.address.get_ref()) {
+            Some((h, Some(p))) => match h.parse::<Ipv4Addr>() {
+                Ok(a) => (a, p),
+                Err(_) => {
+                    self.err(
+                        at,
+                        format!(
+                            "cluster {cluster}: virtual server address {:?} is not VIP:PORT",
+                            r.address.get_ref()
+                        ),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                self.err(
+                    at,
+                    format!(
+                        "cluster {cluster}: virtual server address {:?} is not VIP:PORT (e.g. \"10.99.0.50:80\")",
+                        r.address.get_ref()
+                    ),
+                );
+                return None;
+            }
+        };
+        let sched = r.scheduler.get_ref().to_ascii_lowercase();
+        if !SCHEDULERS.contains(&sched.as_str()) {
+            self.err(
+                self.lines.at(&r.scheduler),
+                format!(
+                    "cluster {cluster}: scheduler {:?} is not one of {}",
+                    r.scheduler.get_ref(),
+                    SCHEDULERS.join(", ")
+                ),
+            );
+        }
+        let method = r.method.get_ref().to_ascii_uppercase();
+        if !METHODS.contains(&method.as_str()) {
+            self.err(
+                self.lines.at(&r.method),
+                format!(
+                    "cluster {cluster}: method {:?} is not NAT, DR or TUN",
+                    r.method.get_ref()
+                ),
+            );
+        }
+        let protocol = r.protocol.to_ascii_uppercase();
+        if !["TCP", "UDP", "SCTP"].contains(&protocol.as_str()) {
+            self.err(
+                self.lines.at(&r.address),
+                format!("cluster {cluster}: protocol {protocol:?} is not TCP, UDP or SCTP"),
+            );
+        }
+        let sorry_server = r.sorry_server.as_ref().and_then(|s| {
+            match split_host_port(s.get_ref()).and_then(|(h, p)| Some((h.parse().ok()?, p))) {
+                Some((a, p)) => Some((a, p.unwrap_or(port))),
+                None => {
+                    self.err(
+                        self.lines.at(s),
+                        format!(
+                            "cluster {cluster}: sorry_server {:?} is not IP[:PORT]",
+                            s.get_ref()
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        let mut rss = Vec::new();
+        let known: Vec<&str> = systems.iter().map(|s| s.name.as_str()).collect();
+        for rs in r.real_servers.get_ref() {
+            let at = self.lines.at(rs);
+            let Some((host, p)) = split_host_port(rs.get_ref()) else {
+                self.err(
+                    at,
+                    format!(
+                        "cluster {cluster}: real server {:?} is not SYSTEM[:PORT] or IP[:PORT]",
+                        rs.get_ref()
+                    ),
+                );
+                continue;
+            };
+            let (system, address) = if let Ok(a) = host.parse::<Ipv4Addr>() {
+                (
+                    systems.iter().find(|s| s.ip == a).map(|s| s.name.clone()),
+                    a,
+                )
+            } else if let Some(s) = systems.iter().find(|s| s.name == host) {
+                (Some(s.name.clone()), s.ip)
+            } else {
+                self.err(
+                    at,
+                    format!(
+                        "cluster {cluster}: real server {host:?} is neither an IPv4 address nor a system{}",
+                        hint(host, &known)
+                    ),
+                );
+                continue;
+            };
+            let port = p.unwrap_or(port);
+            if rss
+                .iter()
+                .any(|o: &RealServer| o.address == address && o.port == port)
+            {
+                self.err(
+                    self.lines.at(rs),
+                    format!("cluster {cluster}: real server {address}:{port} is listed twice"),
+                );
+            }
+            rss.push(RealServer {
+                system,
+                address,
+                port,
+                weight: r.weight,
+            });
+        }
+        if rss.is_empty() {
+            self.err(
+                self.lines.at(&r.real_servers),
+                format!("cluster {cluster}: virtual server {addr}:{port} has no real servers"),
+            );
+        }
+        let check = r.check.map(|c| {
+            let at = self.lines.at(&c);
+            let c = c.into_inner();
+            let kind = c.kind.get_ref().to_ascii_uppercase();
+            if !CHECKS.contains(&kind.as_str()) {
+                self.err(
+                    self.lines.at(&c.kind),
+                    format!(
+                        "cluster {cluster}: check type {:?} is not one of {}",
+                        c.kind.get_ref(),
+                        CHECKS.join(", ")
+                    ),
+                );
+            }
+            if kind == "MISC_CHECK" && c.script.is_none() {
+                self.err(
+                    at,
+                    format!("cluster {cluster}: a MISC_CHECK needs script = \"...\""),
+                );
+            }
+            Check {
+                kind,
+                path: c.path.unwrap_or_else(|| "/".into()),
+                status_code: c.status_code,
+                digest: c.digest,
+                port: c.port,
+                connect_timeout: c.connect_timeout,
+                retry: c.retry,
+                delay_before_retry: c.delay_before_retry,
+                helo_name: c.helo_name,
+                script: c.script,
+                timeout: c.timeout,
+            }
+        });
+        Some(VirtualServer {
+            address: addr,
+            port,
+            protocol,
+            scheduler: sched,
+            method,
+            delay_loop: r.delay_loop,
+            persistence_timeout: r.persistence_timeout,
+            sorry_server,
+            real_servers: rss,
+            check,
+        })
+    }
+}

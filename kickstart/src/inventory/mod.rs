@@ -1,0 +1,407 @@
+//! The inventory: one TOML file describing the provisioning server, the DHCP network, what to
+//! install (distros, profiles), the machines (systems) and the VRRP/LVS clusters.
+//!
+//! Two layers, as for every config language here: serde reads the raw TOML ([`raw`]: unknown
+//! keys are errors, positions kept with `toml::Spanned`), then the builder ([`build`], with
+//! [`clusters`]) checks references, uniqueness, addresses and values by kind and produces the
+//! validated model in this file, which the templates see. Every problem is a [`Diag`] naming
+//! `FILE:LINE:COL`.
+
+mod build;
+mod clusters;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use opsflow_common::diag::{self, Diag, Pos};
+use serde::Serialize;
+
+use crate::kinds;
+use build::Builder;
+use raw::{Raw, S};
+
+// ---------------------------------------------------------------------------------------------
+// validated model (what templates see)
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub base_url: String,
+    pub next_server: Ipv4Addr,
+    pub tftp_root: PathBuf,
+    pub dhcpd_conf: PathBuf,
+    pub state_dir: PathBuf,
+    pub templates: Option<PathBuf>,
+    pub files: Option<PathBuf>,
+    pub ha_binary: Option<PathBuf>,
+    pub bios_boot_file: String,
+    pub uefi_boot_file: String,
+    /// What iPXE clients get by TFTP (written by sync): it chains to `/ipxe/MAC`.
+    pub ipxe_boot_file: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Network {
+    pub subnet: Ipv4Addr,
+    pub prefix: u8,
+    pub netmask: Ipv4Addr,
+    pub broadcast: Ipv4Addr,
+    pub range: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub routers: Vec<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub lease_time: u32,
+    pub max_lease_time: u32,
+}
+
+impl Network {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & u32::from(self.netmask) == u32::from(self.subnet)
+    }
+    pub fn in_range(&self, ip: Ipv4Addr) -> bool {
+        self.range
+            .is_some_and(|(a, b)| (u32::from(a)..=u32::from(b)).contains(&u32::from(ip)))
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Ha {
+    pub notify_email: Vec<String>,
+    pub notify_email_from: String,
+    pub smtp_server: Option<String>,
+    pub mcast_group: Option<Ipv4Addr>,
+    pub notify_script: String,
+    pub binary_path: String,
+    pub control: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Distro {
+    pub name: String,
+    /// A file on this machine, or an http(s) URL.
+    pub kernel: String,
+    pub initrd: String,
+    /// The install repository as the installer sees it (a URL).
+    pub repo_url: Option<String>,
+    /// A local directory served under `/repo/NAME/`.
+    #[serde(skip)]
+    pub repo_dir: Option<PathBuf>,
+    pub kernel_args: String,
+    pub arch: String,
+    /// Paths inside the TFTP root (`distros/NAME/vmlinuz`).
+    pub tftp_kernel: String,
+    pub tftp_initrd: String,
+    /// URLs iPXE and GRUB load from.
+    pub kernel_url: String,
+    pub initrd_url: String,
+}
+
+impl Distro {
+    pub fn kernel_is_url(&self) -> bool {
+        is_url(&self.kernel)
+    }
+}
+
+pub(super) fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Profile {
+    pub name: String,
+    pub distro: String,
+    pub kickstart: String,
+    pub kernel_args: String,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct System {
+    pub name: String,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub profile: String,
+    /// As the inventory says; the state directory may turn it off (see `state`).
+    pub netboot: bool,
+    pub hostname: String,
+    pub interface: String,
+    pub kernel_args: String,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip)]
+    pub pos: Pos,
+}
+
+impl System {
+    /// `01-aa-bb-cc-dd-ee-ff`, the pxelinux/GRUB per-MAC file name.
+    pub fn mac_file(&self) -> String {
+        format!("01-{}", self.mac.replace(':', "-"))
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Track {
+    pub name: String,
+    pub script: String,
+    pub interval: u32,
+    pub weight: i32,
+    pub fall: Option<u32>,
+    pub rise: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Member {
+    pub system: String,
+    pub priority: u32,
+    pub interface: String,
+    /// MASTER for the highest priority (without nopreempt), else BACKUP.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RealServer {
+    /// The system it names, if it names one.
+    pub system: Option<String>,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub kind: String,
+    pub path: String,
+    pub status_code: Option<u16>,
+    pub digest: Option<String>,
+    pub port: Option<u16>,
+    pub connect_timeout: u32,
+    pub retry: u32,
+    pub delay_before_retry: u32,
+    pub helo_name: Option<String>,
+    pub script: Option<String>,
+    pub timeout: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VirtualServer {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub protocol: String,
+    pub scheduler: String,
+    pub method: String,
+    pub delay_loop: u32,
+    pub persistence_timeout: Option<u32>,
+    pub sorry_server: Option<(Ipv4Addr, u16)>,
+    pub real_servers: Vec<RealServer>,
+    pub check: Option<Check>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub auth_pass: Option<String>,
+    pub advert_int: u32,
+    pub vrrp_version: u8,
+    /// `ADDR/LEN` as written (a missing length is the subnet's).
+    pub virtual_ips: Vec<String>,
+    pub nopreempt: bool,
+    pub notify: bool,
+    pub track: Vec<Track>,
+    pub members: Vec<Member>,
+    pub virtual_servers: Vec<VirtualServer>,
+}
+
+impl Cluster {
+    pub fn member(&self, system: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.system == system)
+    }
+}
+
+/// A validated inventory.
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    pub path: PathBuf,
+    pub server: Server,
+    pub network: Network,
+    pub ha: Ha,
+    pub distros: BTreeMap<String, Distro>,
+    pub profiles: BTreeMap<String, Profile>,
+    pub systems: Vec<System>,
+    pub clusters: Vec<Cluster>,
+    /// Warnings found while building (errors make `load` fail).
+    pub warnings: Vec<Diag>,
+}
+
+/// The inventory could not be read or is invalid; every problem is listed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diag>),
+}
+
+/// Line/column lookup for byte offsets of one file.
+pub(super) struct Lines {
+    file: Arc<str>,
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    pub(super) fn new(file: &str, text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Lines {
+            file: file.into(),
+            starts,
+        }
+    }
+    pub(super) fn pos(&self, offset: usize) -> Pos {
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        Pos {
+            file: self.file.clone(),
+            line,
+            col: offset - self.starts[line - 1] + 1,
+        }
+    }
+    pub(super) fn at<T>(&self, s: &S<T>) -> Pos {
+        self.pos(s.span().start)
+    }
+}
+
+pub(super) fn parse_cidr(s: &str) -> Option<(Ipv4Addr, Option<u8>)> {
+    match s.split_once('/') {
+        Some((a, l)) => {
+            let len: u8 = l.parse().ok()?;
+            (len <= 32).then_some(())?;
+            Some((a.parse().ok()?, Some(len)))
+        }
+        None => Some((s.parse().ok()?, None)),
+    }
+}
+
+pub(super) fn mask(len: u8) -> Ipv4Addr {
+    Ipv4Addr::from(if len == 0 { 0 } else { u32::MAX << (32 - len) })
+}
+
+/// `52:54:00:AA:00:01` or `52-54-00-aa-00-01` → `52:54:00:aa:00:01`.
+pub fn normalize_mac(s: &str) -> Option<String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6
+        || parts
+            .iter()
+            .any(|p| p.len() != 2 || !p.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return None;
+    }
+    Some(parts.join(":").to_ascii_lowercase())
+}
+
+pub(super) fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !s.starts_with('-')
+}
+
+/// ha's control address on the nodes: a unix socket path, or HOST:PORT.
+pub(super) fn control_address(s: &str) -> Result<(), String> {
+    if s.starts_with('/') {
+        return kinds::path(s);
+    }
+    match split_host_port(s) {
+        Some((h, Some(_))) if kinds::host(h).is_ok() => Ok(()),
+        _ => Err(format!(
+            "{s:?} is neither an absolute socket path nor HOST:PORT"
+        )),
+    }
+}
+
+pub(super) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    match s.rsplit_once(':') {
+        Some((h, p)) => Some((h, Some(p.parse().ok()?))),
+        None => Some((s, None)),
+    }
+}
+
+impl Inventory {
+    /// Reads and validates `path`; relative paths inside are relative to its directory.
+    pub fn load(path: &Path) -> Result<Inventory, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Inventory, LoadError> {
+        let lines = Lines::new(&path.display().to_string(), text);
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let pos = lines.pos(e.span().map(|s| s.start).unwrap_or(0));
+            let msg = e.message().trim_end().to_string();
+            let hint = if msg.contains("unknown field") {
+                "; see examples/inventory.toml for every key"
+            } else {
+                ""
+            };
+            LoadError::Invalid(vec![diag::error(&pos, format!("{msg}{hint}"))])
+        })?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut b = Builder {
+            lines,
+            dir,
+            diags: Vec::new(),
+        };
+        let inv = b.build(path, raw);
+        let (errors, warnings): (Vec<Diag>, Vec<Diag>) =
+            b.diags.into_iter().partition(|d| !d.warning);
+        match inv {
+            Some(mut inv) if errors.is_empty() => {
+                inv.warnings = warnings;
+                Ok(inv)
+            }
+            _ => Err(LoadError::Invalid(
+                errors.into_iter().chain(warnings).collect(),
+            )),
+        }
+    }
+
+    pub fn system(&self, name: &str) -> Option<&System> {
+        self.systems.iter().find(|s| s.name == name)
+    }
+
+    pub fn system_by_mac(&self, mac: &str) -> Option<&System> {
+        let mac = normalize_mac(mac)?;
+        self.systems.iter().find(|s| s.mac == mac)
+    }
+
+    /// The clusters `system` is a member of.
+    pub fn clusters_of<'a>(&'a self, system: &'a str) -> impl Iterator<Item = &'a Cluster> + 'a {
+        self.clusters
+            .iter()
+            .filter(move |c| c.member(system).is_some())
+    }
+}
+
+pub(super) fn hint(got: &str, known: &[&str]) -> String {
+    let best = known
+        .iter()
+        .map(|k| (diag::distance(got, k), *k))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, k)) if d <= 2 => format!("; did you mean {k:?}?"),
+        _ if known.is_empty() => "; none is defined".into(),
+        _ => format!(" (known: {})", known.join(", ")),
+    }
+}
