@@ -444,29 +444,21 @@ pub fn nearest(ctx: Ctx, key: &str) -> Option<&'static str> {
 
 pub use opsflow_common::diag::distance;
 
-/// Every context with its keywords (for the no-silent-keyword test and `--check`).
+/// Every context reachable from the top of a file, with its keywords (for the
+/// no-silent-keyword test): the schema's own block links, walked once each.
 pub fn all() -> impl Iterator<Item = (Ctx, &'static Kw)> {
-    [
-        Top,
-        Global,
-        VrrpScript,
-        Instance,
-        Auth,
-        SyncGroup,
-        VirtualServer,
-        RealServer,
-        HttpCheck,
-        Url,
-        SmtpCheck,
-        MiscCheck,
-        FileCheck,
-        UdpCheck,
-        DnsCheck,
-        TrackFile,
-        TrackProcess,
-    ]
-    .into_iter()
-    .flat_map(|c| table(c).iter().map(move |k| (c, k)))
+    let mut seen = vec![Top];
+    let mut k = 0;
+    while let Some(&ctx) = seen.get(k) {
+        for b in table(ctx).iter().filter_map(|kw| kw.block) {
+            if !seen.contains(&b) {
+                seen.push(b);
+            }
+        }
+        k += 1;
+    }
+    seen.into_iter()
+        .flat_map(|c| table(c).iter().map(move |kw| (c, kw)))
 }
 
 #[cfg(test)]
