@@ -18,71 +18,6 @@ use crate::vrrp::{self, Action, Advert, Router, Settings, State};
 
 pub use crate::status::{Counters, Shared, Status};
 
-/// Splits a command line into words (single and double quotes group).
-pub fn split_command(cmd: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut any = false;
-    for c in cmd.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => cur.push(c),
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                any = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if !cur.is_empty() || any {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            (None, c) => cur.push(c),
-        }
-    }
-    if !cur.is_empty() || any {
-        out.push(cur);
-    }
-    out
-}
-
-/// Runs a keepalived-style command: directly when it is a plain command line, through
-/// `/bin/sh -c` when it uses shell syntax (as many notes' `killall -0 nginx && exit 0 || exit
-/// 1` scripts do). Extra arguments go after the command's own.
-pub fn command(cmd: &str, extra: &[String]) -> tokio::process::Command {
-    let shellish = cmd.contains(['&', '|', ';', '>', '<', '$', '`', '(', '[', '*']);
-    let mut c = if shellish {
-        let mut c = tokio::process::Command::new("/bin/sh");
-        let mut script = cmd.to_string();
-        if !extra.is_empty() {
-            script.push_str(" \"$@\"");
-        }
-        c.arg("-c").arg(script).arg("sh");
-        c
-    } else {
-        let words = split_command(cmd);
-        let mut c = tokio::process::Command::new(words.first().cloned().unwrap_or_default());
-        c.args(&words[1.min(words.len())..]);
-        c
-    };
-    c.args(extra)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    c
-}
-
-/// Runs a notify-style script to its end (at most 30 s, then killed) and logs the outcome;
-/// `what` names it in the log ("notify (VI_1)", "notify_up").
-pub async fn run_script(cmd: &str, extra: &[String], what: &str) {
-    match tokio::time::timeout(Duration::from_secs(30), command(cmd, extra).status()).await {
-        Ok(Ok(st)) if st.success() => debug!(cmd = %cmd, "{what} script ran"),
-        Ok(Ok(st)) => warn!(cmd = %cmd, status = %st, "{what} script failed"),
-        Ok(Err(e)) => warn!(cmd = %cmd, error = %e, "cannot run the {what} script"),
-        Err(_) => warn!(cmd = %cmd, "{what} script still running after 30 s; killed"),
-    }
-}
-
 struct Inst {
     cfg: Instance,
     router: Router,
@@ -129,6 +64,12 @@ pub struct Daemon {
     config_path: PathBuf,
     config_id: String,
     lvs: Option<crate::lvs::Handle>,
+    /// The sync groups over `insts` (indices), the pure core that decides for them.
+    groups: vrrp::Groups,
+    /// The numbers in the tracked files, by track_file name (re-read on every poll).
+    files: HashMap<String, i64>,
+    /// Whether each track_process has its quorum, after its delays.
+    procs: HashMap<String, vrrp::Debounce>,
 }
 
 /// The interface a VIP lives on: its `dev`, the VMAC interface when `use_vmac` is set (for
@@ -180,6 +121,9 @@ impl Daemon {
             config_path,
             config_id,
             lvs: None,
+            groups: vrrp::Groups::default(),
+            files: HashMap::new(),
+            procs: HashMap::new(),
         }
         .with_config(cfg)
     }
@@ -211,6 +155,15 @@ impl Daemon {
             .filter(|s| used.contains(&s.name))
             .cloned()
         {
+            // keepalived disables a script it cannot find or trust; it then does not count
+            let run = match self.cfg.script_env.prepare(&s.script, s.user.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(script = %s.name, "track script disabled: {e}");
+                    self.scripts.insert(s.name.clone(), true);
+                    continue;
+                }
+            };
             self.scripts.entry(s.name.clone()).or_insert(!s.init_fail);
             let tx = self.tx.clone();
             self.script_tasks.push(tokio::spawn(async move {
@@ -225,7 +178,7 @@ impl Daemon {
                     };
                     let result = tokio::time::timeout(
                         Duration::from_secs_f64(limit),
-                        command(&s.script, &[]).status(),
+                        run.command(&[]).status(),
                     )
                     .await;
                     let success = matches!(result, Ok(Ok(st)) if st.success());
@@ -297,7 +250,7 @@ impl Daemon {
         tokio::spawn(async move {
             while let Some(batch) = nrx.recv().await {
                 for (cmd, extra) in batch {
-                    run_script(&cmd, &extra, &format!("notify ({name})")).await;
+                    crate::script::run(&cmd, &extra, &format!("notify ({name})")).await;
                 }
             }
         });
@@ -424,7 +377,21 @@ impl Daemon {
                 }
             }
         }
+        crate::script::install(cfg.script_env.clone());
+        for f in &cfg.track_files {
+            if let Some((value, overwrite)) = f.init {
+                if overwrite || !std::path::Path::new(&f.path).exists() {
+                    if let Err(e) = std::fs::write(&f.path, format!("{value}\n")) {
+                        warn!(track_file = %f.name, file = %f.path, error = %e, "cannot write init_file");
+                    }
+                }
+            }
+        }
         self.cfg = cfg.clone();
+        self.read_files();
+        self.procs
+            .retain(|n, _| cfg.track_processes.iter().any(|t| &t.name == n));
+        self.scan_processes(now);
         for c in &cfg.instances {
             if let Some(pos) = self.insts.iter().position(|i| i.cfg.name == c.name) {
                 let mut i = self.insts.remove(pos);
@@ -455,6 +422,14 @@ impl Daemon {
             }
         }
         self.start_scripts();
+        let index = |m: &String| self.insts.iter().position(|i| &i.cfg.name == m);
+        self.groups = vrrp::Groups::new(
+            self.cfg
+                .sync_groups
+                .iter()
+                .map(|g| g.members.iter().filter_map(index).collect())
+                .collect(),
+        );
         let names: Vec<String> = self.insts.iter().map(|i| i.cfg.name.clone()).collect();
         for n in names {
             self.retrack(&n, now);
@@ -659,6 +634,57 @@ impl Daemon {
         }
     }
 
+    /// Re-reads every tracked file; returns the names whose number changed.
+    fn read_files(&mut self) -> Vec<String> {
+        let mut changed = Vec::new();
+        for f in &self.cfg.track_files {
+            let text = std::fs::read_to_string(&f.path).unwrap_or_default();
+            let v = vrrp::file_value(&text);
+            if self.files.insert(f.name.clone(), v) != Some(v) {
+                changed.push(f.name.clone());
+            }
+        }
+        changed
+    }
+
+    /// Counts the processes each track_process names; returns the names whose state (after
+    /// its delays; none at the first look) changed.
+    fn scan_processes(&mut self, now: Instant) -> Vec<String> {
+        if self.cfg.track_processes.is_empty() {
+            return Vec::new();
+        }
+        let all = crate::track::processes();
+        let mut changed = Vec::new();
+        for t in &self.cfg.track_processes {
+            let n = all
+                .iter()
+                .filter(|p| {
+                    vrrp::process_matches(
+                        p,
+                        &t.process,
+                        t.params.as_deref(),
+                        t.param_match,
+                        t.full_command,
+                    )
+                })
+                .count() as u32;
+            let seen = (t.quorum..=t.quorum_max).contains(&n);
+            let delays = (
+                Duration::from_secs_f64(t.delays.0),
+                Duration::from_secs_f64(t.delays.1),
+            );
+            let d = self
+                .procs
+                .entry(t.name.clone())
+                .or_insert_with(|| vrrp::Debounce::new(seen));
+            if d.observe(seen, delays, now) {
+                info!(track_process = %t.name, processes = n, ok = d.ok, "track process changed");
+                changed.push(t.name.clone());
+            }
+        }
+        changed
+    }
+
     /// Recomputes an instance's effective priority and fault state from its tracking.
     fn retrack(&mut self, name: &str, now: Instant) {
         let Some(pos) = self.insts.iter().position(|i| i.cfg.name == name) else {
@@ -679,63 +705,44 @@ impl Daemon {
                     .unwrap_or(0);
                 items.push((w, self.scripts.get(&t.name).copied().unwrap_or(true)));
             }
-        }
-        let mut i = self.insts.remove(pos);
-        let acts = match vrrp::effective_priority(i.cfg.priority, &items) {
-            None => i.router.set_fault(true, now),
-            Some(p) => {
-                let mut a = i.router.set_fault(false, now);
-                a.extend(i.router.set_priority(p, now));
-                a
-            }
-        };
-        self.run_actions(&mut i, acts);
-        self.insts.insert(pos, i);
-    }
-
-    /// The members of the sync group `name` belongs to, if any.
-    fn group_of(&self, name: &str) -> Option<Vec<String>> {
-        self.cfg
-            .sync_groups
-            .iter()
-            .find(|g| g.members.iter().any(|m| m == name))
-            .map(|g| g.members.clone())
-    }
-
-    /// Whether every member present is master already or wants to become master.
-    fn group_ready(&self, members: &[String], now: Instant) -> bool {
-        members.iter().all(|m| {
-            self.insts
-                .iter()
-                .find(|i| &i.cfg.name == m)
-                .is_none_or(|i| i.router.state == State::Master || i.router.wants_master(now))
-        })
-    }
-
-    fn sync_groups(&mut self, name: &str, st: State, now: Instant) {
-        let groups: Vec<Vec<String>> = self
-            .cfg
-            .sync_groups
-            .iter()
-            .filter(|g| g.members.iter().any(|m| m == name))
-            .map(|g| g.members.clone())
-            .collect();
-        for members in groups {
-            for m in members.iter().filter(|m| *m != name) {
-                let Some(pos) = self.insts.iter().position(|i| &i.cfg.name == m) else {
+            for t in &i.cfg.track_files {
+                let Some(f) = self.cfg.track_files.iter().find(|f| f.name == t.name) else {
                     continue;
                 };
-                let mut i = self.insts.remove(pos);
-                let acts = match (st, i.router.state) {
-                    (State::Fault, s) if s != State::Fault => i.router.set_fault(true, now),
-                    // one member lost mastership: the group's masters follow it
-                    (State::Backup, State::Master) => i.router.force_backup(now),
-                    _ => Vec::new(),
+                let v = self.files.get(&t.name).copied().unwrap_or(0);
+                let w = t.weight.unwrap_or(f.weight);
+                items.push(match vrrp::file_delta(v, w, t.reverse || f.reverse) {
+                    None => (0, false),
+                    Some(d) => (d, d >= 0),
+                });
+            }
+            for t in &i.cfg.track_processes {
+                let Some(p) = self.cfg.track_processes.iter().find(|p| p.name == t.name) else {
+                    continue;
                 };
-                self.run_actions(&mut i, acts);
-                self.insts.insert(pos, i);
+                let w = t.weight.unwrap_or(p.weight);
+                let w = if t.reverse || p.reverse { -w } else { w };
+                items.push((w, self.procs.get(&t.name).is_none_or(|d| d.ok)));
             }
         }
+        let base = self.insts[pos].cfg.priority;
+        let eff = vrrp::effective_priority(base, &items);
+        let mut rs: Vec<&mut Router> = self.insts.iter_mut().map(|i| &mut i.router).collect();
+        let acts = self
+            .groups
+            .track(&mut rs, pos, eff.is_none(), eff.unwrap_or(base), now);
+        self.exec(acts);
+    }
+
+    /// Executes the core's decisions, each on the instance it names.
+    fn exec(&mut self, acts: vrrp::Acts) {
+        let mut insts = std::mem::take(&mut self.insts);
+        for (idx, a) in acts {
+            if let Some(i) = insts.get_mut(idx) {
+                self.run_actions(i, vec![a]);
+            }
+        }
+        self.insts = insts;
     }
 
     /// Runs until SIGTERM. SIGHUP reloads (sd_notify RELOADING, then READY).
@@ -773,13 +780,9 @@ impl Daemon {
                         Some(Event::Advert { inst, from, advert }) => {
                             if let Ok(mut s) = self.shared.lock() { s.1.adverts_rx += 1; }
                             if let Some(pos) = self.insts.iter().position(|i| i.cfg.name == inst) {
-                                let mut i = self.insts.remove(pos);
-                                let before = i.router.state;
-                                let acts = i.router.on_advert(from, &advert, now);
-                                self.run_actions(&mut i, acts);
-                                let after = i.router.state;
-                                self.insts.insert(pos, i);
-                                if before != after { self.sync_groups(&inst, after, now); }
+                                let mut rs: Vec<&mut Router> = self.insts.iter_mut().map(|i| &mut i.router).collect();
+                                let acts = self.groups.on_advert(&mut rs, pos, from, &advert, now);
+                                self.exec(acts);
                             }
                         }
                         Some(Event::Rejected(reason)) => {
@@ -797,35 +800,9 @@ impl Daemon {
                 }
                 _ = sleep => {
                     let now = Instant::now();
-                    let mut changed = Vec::new();
-                    for idx in 0..self.insts.len() {
-                        if self.insts[idx].router.wants_master(now) {
-                            if let Some(members) = self.group_of(&self.insts[idx].cfg.name) {
-                                // a sync group goes master together, and only when every
-                                // member wants to; otherwise this one waits (no flapping)
-                                if self.group_ready(&members, now) {
-                                    for m in &members {
-                                        if let Some(pos) = self.insts.iter().position(|i| &i.cfg.name == m) {
-                                            let mut i = self.insts.remove(pos);
-                                            let acts = i.router.force_master(now);
-                                            self.run_actions(&mut i, acts);
-                                            self.insts.insert(pos, i);
-                                        }
-                                    }
-                                } else {
-                                    self.insts[idx].router.defer_master(now);
-                                }
-                                continue;
-                            }
-                        }
-                        let mut i = self.insts.remove(idx);
-                        let before = i.router.state;
-                        let acts = i.router.on_timer(now);
-                        self.run_actions(&mut i, acts);
-                        if i.router.state != before { changed.push((i.cfg.name.clone(), i.router.state)); }
-                        self.insts.insert(idx, i);
-                    }
-                    for (n, st) in changed { self.sync_groups(&n, st, now); }
+                    let mut rs: Vec<&mut Router> = self.insts.iter_mut().map(|i| &mut i.router).collect();
+                    let acts = self.groups.on_timer(&mut rs, now);
+                    self.exec(acts);
                     self.publish();
                 }
                 _ = poll.tick() => {
@@ -841,6 +818,15 @@ impl Daemon {
                             dirty.push(i.cfg.name.clone());
                         }
                     }
+                    for f in self.read_files() {
+                        info!(track_file = %f, value = self.files.get(&f).copied().unwrap_or(0), "track file changed");
+                        dirty.extend(self.insts.iter().filter(|i| i.cfg.track_files.iter().any(|t| t.name == f)).map(|i| i.cfg.name.clone()));
+                    }
+                    for p in self.scan_processes(now) {
+                        dirty.extend(self.insts.iter().filter(|i| i.cfg.track_processes.iter().any(|t| t.name == p)).map(|i| i.cfg.name.clone()));
+                    }
+                    dirty.sort();
+                    dirty.dedup();
                     for n in dirty { self.retrack(&n, now); }
                     self.publish();
                 }
@@ -900,16 +886,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn command_lines_split_like_keepalived() {
-        assert_eq!(
-            split_command("/etc/keepalived/notify.sh master"),
-            vec!["/etc/keepalived/notify.sh", "master"]
-        );
-        assert_eq!(
-            split_command("/bin/sh -c 'test ! -e /tmp/x'"),
-            vec!["/bin/sh", "-c", "test ! -e /tmp/x"]
-        );
-        assert_eq!(split_command("a \"\" b"), vec!["a", "", "b"]);
+    fn rfc3339_dates() {
         assert_eq!(
             rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000)),
             "2026-11-18T11:06:40Z"

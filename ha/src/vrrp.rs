@@ -242,6 +242,9 @@ pub struct Router {
     started: Instant,
     /// Sync groups: the master-down timer ran out while the group was not ready.
     deferred: bool,
+    /// The router's own tracking says FAULT (in a sync group, any member's fault puts the
+    /// whole group in FAULT; see [`Groups`]).
+    own_fault: bool,
 }
 
 fn cs(n: u32) -> Duration {
@@ -262,6 +265,7 @@ impl Router {
             master_down: None,
             started: now,
             deferred: false,
+            own_fault: false,
         }
     }
 
@@ -470,6 +474,215 @@ impl Router {
         }
         out
     }
+}
+
+/// Sync groups over routers indexed `0..n`, pure: events in, `(router index, action)` out,
+/// as keepalived's vrrp_sync.c decides them: a member entering FAULT takes every member to
+/// FAULT, the group leaves FAULT when no member has a fault of its own; a member that loses
+/// mastership takes the group's masters to BACKUP; the group becomes MASTER only when every
+/// member wants to (no split, no flap). A router in no group is driven on its own.
+#[derive(Clone, Debug, Default)]
+pub struct Groups {
+    groups: Vec<Vec<usize>>,
+}
+
+/// Actions for several routers, in order.
+pub type Acts = Vec<(usize, Action)>;
+
+fn tag(idx: usize, acts: Vec<Action>, out: &mut Acts) {
+    out.extend(acts.into_iter().map(|a| (idx, a)));
+}
+
+impl Groups {
+    /// `groups`: the member indices of each group (members absent at run time left out).
+    pub fn new(groups: Vec<Vec<usize>>) -> Groups {
+        Groups { groups }
+    }
+
+    fn members(&self, idx: usize) -> Option<&[usize]> {
+        self.groups
+            .iter()
+            .find(|g| g.contains(&idx))
+            .map(|g| g.as_slice())
+    }
+
+    /// A router's own tracking says FAULT (`true`) or healthy, with the effective priority
+    /// to use when healthy.
+    pub fn track(
+        &self,
+        rs: &mut [&mut Router],
+        idx: usize,
+        fault: bool,
+        priority: u8,
+        now: Instant,
+    ) -> Acts {
+        let mut out = Vec::new();
+        rs[idx].own_fault = fault;
+        if !fault {
+            tag(idx, rs[idx].set_priority(priority, now), &mut out);
+        }
+        let members = self
+            .members(idx)
+            .map(<[usize]>::to_vec)
+            .unwrap_or(vec![idx]);
+        let group_fault = members.iter().any(|&m| rs[m].own_fault);
+        for m in members {
+            tag(m, rs[m].set_fault(group_fault, now), &mut out);
+        }
+        out
+    }
+
+    /// An advert for router `idx`.
+    pub fn on_advert(
+        &self,
+        rs: &mut [&mut Router],
+        idx: usize,
+        from: Ipv4Addr,
+        a: &Advert,
+        now: Instant,
+    ) -> Acts {
+        let mut out = Vec::new();
+        let before = rs[idx].state;
+        tag(idx, rs[idx].on_advert(from, a, now), &mut out);
+        if before == State::Master && rs[idx].state == State::Backup {
+            for &m in self.members(idx).unwrap_or(&[]) {
+                tag(m, rs[m].force_backup(now), &mut out);
+            }
+        }
+        out
+    }
+
+    /// Timers due at `now`.
+    pub fn on_timer(&self, rs: &mut [&mut Router], now: Instant) -> Acts {
+        let mut out = Vec::new();
+        for idx in 0..rs.len() {
+            match self.members(idx) {
+                Some(members) if rs[idx].wants_master(now) => {
+                    let ready = members
+                        .iter()
+                        .all(|&m| rs[m].state == State::Master || rs[m].wants_master(now));
+                    if ready {
+                        for &m in members {
+                            tag(m, rs[m].force_master(now), &mut out);
+                        }
+                    } else {
+                        rs[idx].defer_master(now);
+                    }
+                }
+                _ => tag(idx, rs[idx].on_timer(now), &mut out),
+            }
+        }
+        out
+    }
+}
+
+/// What a tracked file's number means, as keepalived's vrrp_track.c reads it: with weight 0
+/// a non-zero value (a zero one when `reverse`) is a failure; otherwise value × weight
+/// (negated when `reverse`) is added to the priority, clamped to -254..=253, and -254 is a
+/// failure. `None`: FAULT; `Some(d)`: the priority delta.
+pub fn file_delta(value: i64, weight: i32, reverse: bool) -> Option<i32> {
+    if weight == 0 {
+        return ((value != 0) == reverse).then_some(0);
+    }
+    let sign = if reverse { -1 } else { 1 };
+    let d = value
+        .saturating_mul(i64::from(weight))
+        .saturating_mul(sign)
+        .clamp(-254, 253) as i32;
+    (d != -254).then_some(d)
+}
+
+/// How `track_process` parameters must match a command line's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamMatch {
+    /// All of them, exactly.
+    Exact,
+    /// The first ones (`param_match initial`).
+    Initial,
+    /// A run of them anywhere (`param_match partial`).
+    Partial,
+}
+
+/// One running process: its `comm` and its argv.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proc {
+    pub comm: String,
+    pub argv: Vec<String>,
+}
+
+/// Whether a process is one `track_process` counts: by `comm` (15 characters, as the kernel
+/// keeps it) or, with `full_command`, by `argv[0]`; and by parameters when given.
+pub fn process_matches(
+    p: &Proc,
+    name: &str,
+    params: Option<&[String]>,
+    how: ParamMatch,
+    full_command: bool,
+) -> bool {
+    let named = if full_command {
+        p.argv.first().is_some_and(|a| a == name)
+    } else {
+        let short: String = name.chars().take(15).collect();
+        p.comm == short
+    };
+    let args = p.argv.get(1..).unwrap_or(&[]);
+    named
+        && match (params, how) {
+            (None, _) => true,
+            (Some(want), ParamMatch::Exact) => args == want,
+            (Some(want), ParamMatch::Initial) => args.starts_with(want),
+            (Some(want), ParamMatch::Partial) => {
+                want.is_empty() || args.windows(want.len()).any(|w| w == want)
+            }
+        }
+}
+
+/// A tracked condition that must hold for a while before it counts (track_process's
+/// `fork_delay`/`terminate_delay`): feed observations, get the state that counts.
+#[derive(Clone, Debug)]
+pub struct Debounce {
+    pub ok: bool,
+    pending: Option<(bool, Instant)>,
+}
+
+impl Debounce {
+    pub fn new(ok: bool) -> Debounce {
+        Debounce { ok, pending: None }
+    }
+
+    /// An observation at `now`; `delays` = (to healthy, to unhealthy). Returns whether the
+    /// state that counts changed.
+    pub fn observe(&mut self, seen: bool, delays: (Duration, Duration), now: Instant) -> bool {
+        if seen == self.ok {
+            self.pending = None;
+            return false;
+        }
+        let since = match self.pending {
+            Some((p, t)) if p == seen => t,
+            _ => {
+                self.pending = Some((seen, now));
+                now
+            }
+        };
+        let wait = if seen { delays.0 } else { delays.1 };
+        if now.duration_since(since) >= wait {
+            self.ok = seen;
+            self.pending = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// A tracked file's number as keepalived reads it: the leading integer of the contents
+/// (strtol: blanks first, anything after the digits ignored), 0 when there is none.
+pub fn file_value(text: &str) -> i64 {
+    let t = text.trim_start();
+    let end = t
+        .char_indices()
+        .find(|&(k, c)| !(c.is_ascii_digit() || (k == 0 && (c == '-' || c == '+'))))
+        .map_or(t.len(), |(k, _)| k);
+    t[..end].parse().unwrap_or(0)
 }
 
 /// keepalived's priority arithmetic: base plus the weights of tracked items, kept within
@@ -700,6 +913,171 @@ mod tests {
             vec![Action::Advertise(0), Action::Became(State::Backup)]
         );
         assert!(r.force_backup(due + ms(40)).is_empty());
+    }
+
+    #[test]
+    fn a_member_fault_takes_the_whole_sync_group_to_fault_and_back() {
+        let (mut a, t0) = router(150, true, 2, 100, true);
+        let (mut b, _) = router(150, true, 2, 100, true);
+        let (mut lone, _) = router(150, true, 2, 100, true);
+        let g = Groups::new(vec![vec![0, 1]]);
+        a.start(t0);
+        b.start(t0);
+        lone.start(t0);
+        let mut rs = [&mut a, &mut b, &mut lone];
+        // member 1's tracked interface goes down: both members leave MASTER, the lone one stays
+        let out = g.track(&mut rs, 1, true, 150, t0);
+        for idx in [0, 1] {
+            assert!(out.contains(&(idx, Action::Advertise(0))), "{out:?}");
+            assert!(
+                out.contains(&(idx, Action::Became(State::Fault))),
+                "{out:?}"
+            );
+        }
+        assert!(out.iter().all(|(i, _)| *i != 2));
+        assert_eq!(rs[2].state, State::Master);
+        // member 0 is healthy: the group stays in FAULT while member 1 is not
+        assert!(g.track(&mut rs, 0, false, 150, t0).is_empty());
+        assert_eq!((rs[0].state, rs[1].state), (State::Fault, State::Fault));
+        // member 1 recovers: the group leaves FAULT together, then goes MASTER together
+        let out = g.track(&mut rs, 1, false, 150, t0);
+        assert_eq!(
+            out,
+            vec![
+                (0, Action::Became(State::Backup)),
+                (1, Action::Became(State::Backup))
+            ]
+        );
+        let out = g.on_timer(&mut rs, t0 + ms(3500));
+        assert!(out.contains(&(0, Action::Became(State::Master))), "{out:?}");
+        assert!(out.contains(&(1, Action::Became(State::Master))), "{out:?}");
+        // a higher master for member 0 takes member 1 to BACKUP too
+        let out = g.on_advert(
+            &mut rs,
+            0,
+            Ipv4Addr::new(10, 0, 0, 2),
+            &adv(200, 100),
+            t0 + ms(3600),
+        );
+        assert!(out.contains(&(1, Action::Advertise(0))), "{out:?}");
+        assert_eq!((rs[0].state, rs[1].state), (State::Backup, State::Backup));
+    }
+
+    #[test]
+    fn a_sync_group_goes_master_only_when_every_member_wants_to() {
+        let (mut a, t0) = router(150, false, 2, 100, true);
+        let (mut b, _) = router(150, false, 2, 100, true);
+        let g = Groups::new(vec![vec![0, 1]]);
+        a.start(t0);
+        b.start(t0);
+        let mut rs = [&mut a, &mut b];
+        // member 1 still hears its master when member 0's timer runs out
+        g.on_advert(
+            &mut rs,
+            1,
+            Ipv4Addr::new(10, 0, 0, 2),
+            &adv(200, 100),
+            t0 + ms(3000),
+        );
+        assert!(g.on_timer(&mut rs, t0 + ms(3500)).is_empty());
+        assert_eq!((rs[0].state, rs[1].state), (State::Backup, State::Backup));
+        // once member 1's master is silent too, both go
+        let out = g.on_timer(&mut rs, t0 + ms(6700));
+        assert_eq!(
+            (rs[0].state, rs[1].state),
+            (State::Master, State::Master),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn track_file_values_as_keepalived_reads_them() {
+        assert_eq!(file_value("1\n"), 1);
+        assert_eq!(file_value("  -7 apples"), -7);
+        assert_eq!(file_value("x"), 0);
+        assert_eq!(file_value(""), 0);
+        // weight 0: non-zero means FAULT (zero when reversed)
+        assert_eq!(file_delta(0, 0, false), Some(0));
+        assert_eq!(file_delta(1, 0, false), None);
+        assert_eq!(file_delta(0, 0, true), None);
+        assert_eq!(file_delta(5, 0, true), Some(0));
+        // otherwise value × weight, clamped; -254 is FAULT
+        assert_eq!(file_delta(3, 10, false), Some(30));
+        assert_eq!(file_delta(3, 10, true), Some(-30));
+        assert_eq!(file_delta(100, 10, false), Some(253));
+        assert_eq!(file_delta(-100, 10, false), None);
+    }
+
+    #[test]
+    fn track_process_matching_and_delays() {
+        let p = Proc {
+            comm: "nginx".into(),
+            argv: vec!["/usr/sbin/nginx".into(), "-g".into(), "daemon off;".into()],
+        };
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(process_matches(&p, "nginx", None, ParamMatch::Exact, false));
+        assert!(!process_matches(&p, "nginx", None, ParamMatch::Exact, true));
+        assert!(process_matches(
+            &p,
+            "/usr/sbin/nginx",
+            None,
+            ParamMatch::Exact,
+            true
+        ));
+        assert!(process_matches(
+            &p,
+            "nginx",
+            Some(&v(&["-g", "daemon off;"])),
+            ParamMatch::Exact,
+            false
+        ));
+        assert!(!process_matches(
+            &p,
+            "nginx",
+            Some(&v(&["-g"])),
+            ParamMatch::Exact,
+            false
+        ));
+        assert!(process_matches(
+            &p,
+            "nginx",
+            Some(&v(&["-g"])),
+            ParamMatch::Initial,
+            false
+        ));
+        assert!(process_matches(
+            &p,
+            "nginx",
+            Some(&v(&["daemon off;"])),
+            ParamMatch::Partial,
+            false
+        ));
+        let long = Proc {
+            comm: "a-very-long-nam".into(),
+            argv: vec![],
+        };
+        assert!(process_matches(
+            &long,
+            "a-very-long-name-indeed",
+            None,
+            ParamMatch::Exact,
+            false
+        ));
+        // a change counts once it has lasted its delay
+        let t0 = Instant::now();
+        let d = (ms(500), ms(1000));
+        let mut b = Debounce::new(true);
+        assert!(!b.observe(false, d, t0));
+        assert!(!b.observe(false, d, t0 + ms(999)));
+        assert!(
+            !b.observe(true, d, t0 + ms(999)),
+            "back before the delay: no change"
+        );
+        assert!(!b.observe(false, d, t0 + ms(1000)));
+        assert!(b.observe(false, d, t0 + ms(2000)));
+        assert!(!b.ok);
+        assert!(!b.observe(true, d, t0 + ms(2100)));
+        assert!(b.observe(true, d, t0 + ms(2600)));
     }
 
     #[test]

@@ -81,3 +81,115 @@ fn every_seed_passes() {
         }
     }
 }
+
+/// `ha --check` gives `keepalived -t`'s verdict on every file of keepalived's own samples
+/// (IPv6 files excepted: ha is IPv4-only for now), both run in one namespace that has the
+/// interfaces the samples name. `keepalived -t` also fails on what it only warns about
+/// (deprecations, unknown keywords it then ignores, missing interfaces, a script security
+/// violation); ha exits 0 on warnings, so for those files ha must name the same thing.
+#[test]
+fn check_verdicts_match_keepalived_on_its_samples() {
+    let corpus =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/keepalived");
+    if !corpus.is_dir() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "the keepalived corpus {} is missing",
+            corpus.display()
+        );
+        eprintln!("skip: no keepalived corpus at {}", corpus.display());
+        return;
+    }
+    let Some(lab) = opsflow_tests::Lab::new(&["keepalived"]) else {
+        return;
+    };
+    let h = lab.host("kt");
+    for (k, name) in ["eth0", "eth1", "eth2", "eth3", "eth0.1"]
+        .iter()
+        .enumerate()
+    {
+        h.run(
+            "ip",
+            &[
+                "link",
+                "add",
+                name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("peer{k}"),
+            ],
+        );
+        h.run("ip", &["link", "set", name, "up"]);
+    }
+    h.run("ip", &["addr", "add", "192.168.200.1/24", "dev", "eth0"]);
+    // keepalived -t fails, ha warns: what ha must say instead
+    let warned: &[(&str, &str)] = &[
+        ("etc/keepalived.conf", "vrrp_garp_interval"),
+        ("legacy-v1.2.24/keepalived.conf", "vrrp_garp_interval"),
+        ("keepalived.conf.fwmark", "protocol"),
+        ("keepalived.conf.vrrp.lvs_syncd", "bare member"),
+        ("keepalived.conf.vrrp.rules", "static_rules"),
+        ("keepalived.conf.track_interface", "static_routes"),
+        ("keepalived.conf.vrrp.localcheck", "not found/accessible"),
+        ("keepalived.conf.vrrp.routes", "virtual_routes"),
+        ("keepalived.conf.vrrp.static_ipaddress", "virtual_routes"),
+        ("legacy-v0.7.6/keepalived.conf.ci-linux", "lvs_id"),
+        (
+            "legacy-v0.7.6/keepalived.conf.real_server_group",
+            "real_server_group",
+        ),
+        ("legacy-v1.2.24/keepalived.conf.SMTP_CHECK", "lvs_id"),
+        ("legacy-v1.2.24/keepalived.conf.status_code", "nb_get_retry"),
+        (
+            "legacy-v1.2.24/keepalived.conf.virtual_server_group",
+            "nb_get_retry",
+        ),
+        (
+            "legacy-v1.2.24/keepalived.conf.track_interface",
+            "static_route",
+        ),
+    ];
+    let mut files = Vec::new();
+    let mut dirs = vec![corpus.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if !p.to_string_lossy().contains("IPv6") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 20, "only {} corpus files", files.len());
+    let mut wrong = Vec::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(&corpus)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let path = f.to_string_lossy();
+        let ka = h
+            .output("keepalived", &["-t", "-f", &path])
+            .status
+            .success();
+        let out = h.output(env!("CARGO_BIN_EXE_ha"), &["--config", &path, "--check"]);
+        let ha = out.status.success();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        match warned.iter().find(|(n, _)| *n == rel) {
+            _ if ka == ha => {}
+            Some((_, says)) if !ka && ha && text.contains(says) => {}
+            _ => wrong.push(format!(
+                "{rel}: keepalived -t {}, ha --check {}",
+                if ka { "accepts" } else { "rejects" },
+                if ha { "accepts" } else { "rejects" }
+            )),
+        }
+    }
+    assert!(wrong.is_empty(), "verdicts differ: {wrong:#?}");
+}

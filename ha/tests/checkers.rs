@@ -24,6 +24,7 @@ fn checker(kind: CheckKind) -> Checker {
         retry: 0,
         delay_before_retry: 0.2,
         delay_loop: None,
+        warmup: None,
     }
 }
 
@@ -32,7 +33,7 @@ fn http(path: &str, status: Option<u16>, digest: Option<&str>) -> CheckKind {
         ssl: false,
         urls: vec![Url {
             path: path.into(),
-            status_code: status,
+            status_code: status.map(|c| vec![(c, c)]).unwrap_or_default(),
             digest: digest.map(str::to_string),
         }],
         virtualhost: Some("www.example".into()),
@@ -245,6 +246,7 @@ async fn misc_check_exit_codes_dynamic_weights_and_timeout() {
             path,
             timeout: Some(0.5),
             dynamic,
+            user: None,
         })
     };
     assert_eq!(
@@ -333,7 +335,7 @@ async fn ssl_get_with_digest_against_a_self_signed_server() {
         ssl: true,
         urls: vec![Url {
             path: "/".into(),
-            status_code: Some(200),
+            status_code: vec![(200, 200)],
             digest: Some(d.clone()),
         }],
         virtualhost: None,
@@ -363,4 +365,202 @@ async fn ssl_get_with_digest_against_a_self_signed_server() {
         String::from_utf8_lossy(&gh.stdout).trim(),
         format!("MD5SUM = {d}")
     );
+}
+
+/// keepalived's FILE_CHECK: `track_file NAME` with weight 0 means non-zero = down, the file
+/// is read on every check, a missing file reads as 0.
+#[tokio::test]
+async fn file_check_reads_the_track_file_with_keepalived_rules() {
+    let dir = std::env::temp_dir().join(format!("ha-file-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("flag");
+    let c = |weight: i32, reverse: bool| {
+        checker(CheckKind::File {
+            track: "flag".into(),
+            path: f.to_string_lossy().into_owned(),
+            weight,
+            reverse,
+            own_weight: None,
+            pos: ha::conf::syntax::Pos {
+                file: "t.conf".into(),
+                line: 1,
+                col: 1,
+            },
+        })
+    };
+    assert_eq!(
+        check_once(&c(0, false), LO, 80, 1.0).await,
+        Ok(None),
+        "missing file: 0"
+    );
+    std::fs::write(&f, "1\n").unwrap();
+    assert!(check_once(&c(0, false), LO, 80, 1.0)
+        .await
+        .unwrap_err()
+        .contains("holds 1"));
+    assert_eq!(check_once(&c(0, true), LO, 80, 1.0).await, Ok(None));
+    std::fs::write(&f, "0\n").unwrap();
+    assert_eq!(check_once(&c(0, false), LO, 80, 1.0).await, Ok(None));
+    // with a weight, only a product at -254 or below is down
+    std::fs::write(&f, "-30").unwrap();
+    assert_eq!(check_once(&c(5, false), LO, 80, 1.0).await, Ok(None));
+    assert!(check_once(&c(10, false), LO, 80, 1.0).await.is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// PING_CHECK: an answered ICMP echo is healthy; silence is a failure within connect_timeout.
+/// The pings run on a thread inside a lab namespace: a neighbour that answers, an address
+/// nobody holds.
+#[test]
+fn ping_check_needs_an_echo_reply_in_time() {
+    use std::os::fd::AsRawFd;
+    let Some(lab) = opsflow_tests::Lab::new(&[]) else {
+        return;
+    };
+    let lan = lab.switch("lan");
+    let p = lab.host("p");
+    let q = lab.host("q");
+    lab.attach(&p, &lan, "eth0", Some("10.93.0.1/24"));
+    lab.attach(&q, &lan, "eth0", Some("10.93.0.2/24"));
+    let ns = std::fs::File::open(format!("/var/run/netns/{}", p.ns())).unwrap();
+    let results = std::thread::spawn(move || {
+        // SAFETY: moves only this thread into the lab namespace; the fd is open.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let limit = Duration::from_millis(800);
+        let ok = ha::lvs::check::ping("10.93.0.2".parse().unwrap(), None, limit);
+        let t0 = Instant::now();
+        let silent = ha::lvs::check::ping("10.93.0.99".parse().unwrap(), None, limit);
+        (ok, silent, t0.elapsed())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(results.0, Ok(()));
+    let e = results.1.unwrap_err();
+    assert!(e.contains("no echo reply"), "{e}");
+    assert!(results.2 < Duration::from_secs(2), "{:?}", results.2);
+}
+
+/// UDP_CHECK as keepalived's: port unreachable is down, silence is up unless a reply is
+/// required, a required reply must start with the given bytes.
+#[tokio::test]
+async fn udp_check_port_unreachable_and_required_replies() {
+    let echo = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut b = [0u8; 512];
+        while let Ok((n, from)) = echo.recv_from(&mut b).await {
+            let _ = echo.send_to(&[b"pong:", &b[..n]].concat(), from).await;
+        }
+    });
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let closed_port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let udp = |reply: Option<&[u8]>| {
+        let mut c = checker(CheckKind::Udp {
+            payload: b"ping".to_vec(),
+            require_reply: reply.map(<[u8]>::to_vec),
+        });
+        c.connect_timeout = 0.3;
+        c
+    };
+    assert_eq!(
+        check_once(&udp(Some(b"pong:ping")), LO, echo_port, 1.0).await,
+        Ok(None)
+    );
+    assert!(check_once(&udp(Some(b"other")), LO, echo_port, 1.0)
+        .await
+        .is_err());
+    assert_eq!(check_once(&udp(None), LO, silent_port, 1.0).await, Ok(None));
+    let e = check_once(&udp(Some(b"")), LO, silent_port, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains("no reply"), "{e}");
+    let e = check_once(&udp(None), LO, closed_port, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains("refused"), "{e}");
+    drop(silent);
+}
+
+/// DNS_CHECK against a real DNS server (dnsmasq on loopback): NOERROR is healthy, another
+/// rcode or silence is not.
+#[tokio::test]
+async fn dns_check_against_dnsmasq() {
+    if !require(&["dnsmasq"]) {
+        return;
+    }
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    /// Kills dnsmasq however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dnsmasq = std::process::Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--user=root",
+            &format!("--port={port}"),
+            "--address=/ok.test/10.0.0.1",
+            "--address=/gone.test/",
+        ])
+        .spawn()
+        .unwrap();
+    let dnsmasq = Kill(dnsmasq);
+    let dns = |t: u16, name: &str| {
+        let mut c = checker(CheckKind::Dns {
+            qtype: t,
+            name: name.into(),
+        });
+        c.connect_timeout = 0.5;
+        c
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while check_once(&dns(1, "ok.test"), LO, port, 1.0).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "dnsmasq never answered on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = check_once(&dns(1, "gone.test"), LO, port, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains("rcode 3"), "{e}");
+    drop(dnsmasq);
+    let e = check_once(&dns(1, "ok.test"), LO, port, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains("no answer") || e.contains("refused"), "{e}");
+    // the wire format of the query
+    assert_eq!(
+        ha::lvs::check::dns_query(0x1234, 6, "a.b."),
+        [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 1, b'b', 0, 0, 6, 0, 1]
+    );
+}
+
+/// A checker that panics (here: an infinite timeout the config check would refuse) fails
+/// its real server: never open.
+#[tokio::test]
+async fn a_panicking_checker_fails_closed() {
+    let mut c = checker(CheckKind::Tcp);
+    c.connect_timeout = f64::INFINITY;
+    let r = ha::lvs::check::check_guarded(&c, LO, 9, 1.0).await;
+    assert!(r.unwrap_err().contains("checker failed"));
 }

@@ -546,3 +546,213 @@ fn a_sync_group_moves_together_and_does_not_flap() {
         env.node(2).host.addrs()
     );
 }
+
+/// Issue 13: a sync group member whose tracked interface goes down takes the whole group to
+/// FAULT, so a keepalived backup of the same group takes both VIPs (and gives them back).
+#[test]
+fn a_sync_group_member_fault_hands_the_whole_group_to_a_keepalived_backup() {
+    let Some(mut env) = setup(2, &["keepalived"]) else {
+        return;
+    };
+    let two = |k: usize, prio: u8| {
+        format!(
+            "global_defs {{\n  router_id n{k}\n}}\nvrrp_sync_group G {{\n  group {{\n    VI_1\n    VI_2\n  }}\n}}\n\
+             vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int 1\n  virtual_ipaddress {{\n    10.80.0.100/24 dev eth0\n  }}\n}}\n\
+             vrrp_instance VI_2 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 52\n  priority {prio}\n  advert_int 1\n  track_interface {{\n    eth1\n  }}\n  virtual_ipaddress {{\n    10.80.0.101/24 dev eth0\n  }}\n}}\n"
+        )
+    };
+    for k in [1, 2] {
+        let h = &env.node(k).host;
+        h.run(
+            "ip",
+            &[
+                "link", "add", "eth1", "type", "veth", "peer", "name", "eth2",
+            ],
+        );
+        h.run("ip", &["link", "set", "eth2", "up"]);
+        h.run("ip", &["link", "set", "eth1", "up"]);
+    }
+    env.start(1, &two(1, 150));
+    env.start_keepalived(2, &two(2, 100));
+    let hosts = [env.node(1).host.clone(), env.node(2).host.clone()];
+    let on = move |k: usize| {
+        (
+            hosts[k - 1].has_addr("10.80.0.100"),
+            hosts[k - 1].has_addr("10.80.0.101"),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || on(1) == (true, true)
+            && on(2) == (false, false)),
+        "start: n1 {:?}, n2 {:?}",
+        on(1),
+        on(2)
+    );
+    env.node(1).host.run("ip", &["link", "set", "eth1", "down"]);
+    assert!(
+        wait_until(Duration::from_secs(6), || on(1) == (false, false)
+            && on(2) == (true, true)),
+        "eth1 down on ha: n1 {:?}, keepalived n2 {:?}",
+        on(1),
+        on(2)
+    );
+    assert_eq!(env.status(1).0, "FAULT");
+    env.node(1).host.run("ip", &["link", "set", "eth1", "up"]);
+    assert!(
+        wait_until(Duration::from_secs(8), || on(1) == (true, true)
+            && on(2) == (false, false)),
+        "eth1 up on ha: n1 {:?}, keepalived n2 {:?}",
+        on(1),
+        on(2)
+    );
+}
+
+/// Issue 13: scripts run as keepalived runs them: as `script_user`, as an argv with
+/// keepalived's quoting (no shell), and a world-writable script under
+/// `enable_script_security` never runs while the instance goes on.
+#[test]
+fn scripts_run_as_the_script_user_without_a_shell_and_insecure_ones_never() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut env) = setup(1, &[]) else { return };
+    let out = env.lab.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let exe = |name: &str, body: &str, mode: u32| {
+        let p = env.lab.path(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p.display().to_string()
+    };
+    let o = out.display();
+    let uid = exe("uid.sh", &format!("id -u >{o}/uid"), 0o755);
+    let ww = exe("ww.sh", &format!("touch {o}/ww"), 0o777);
+    let ok = exe("ok.sh", &format!("touch {o}/ok"), 0o755);
+    let pre = format!(
+        "vrrp_script chk_ww {{\n  script \"{ww}\"\n  interval 0.2\n  weight -60\n  user root\n}}\n\
+         vrrp_script chk_redir {{\n  script \"/bin/echo x > {o}/redirected\"\n  interval 0.2\n}}\n\
+         vrrp_script chk_quote {{\n  script \"/usr/bin/touch '{o}/two words'\"\n  interval 0.2\n}}\n\
+         vrrp_script chk_ok {{\n  script \"{ok}\"\n  interval 0.2\n  user root\n}}\n"
+    );
+    let extra = format!(
+        "  track_script {{\n    chk_ww\n    chk_redir\n    chk_quote\n    chk_ok\n  }}\n  notify_master \"{uid}\""
+    );
+    let global = "  script_user nobody\n  enable_script_security";
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", &extra, global, &pre));
+    let nobody = std::process::Command::new("id")
+        .args(["-u", "nobody"])
+        .output()
+        .unwrap();
+    let nobody = String::from_utf8_lossy(&nobody.stdout).trim().to_string();
+    assert!(wait_until(Duration::from_secs(6), || {
+        std::fs::read_to_string(out.join("uid")).is_ok_and(|u| u.trim() == nobody)
+    }));
+    assert!(wait_until(Duration::from_secs(4), || out
+        .join("ok")
+        .exists()
+        && out.join("two words").exists()));
+    // chk_ok and chk_quote ran several times: a redirection or the insecure script would have
+    assert!(!out.join("redirected").exists(), "'>' went through a shell");
+    assert!(!out.join("ww").exists(), "the world-writable script ran");
+    assert_eq!(
+        env.status(1),
+        ("MASTER".into(), 150),
+        "a disabled script counted"
+    );
+    // --check names the disabled script
+    let check = std::process::Command::new(HA)
+        .args([
+            "--check",
+            "--config",
+            &env.lab.path("n1.conf").to_string_lossy(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stderr).to_string()
+        + &String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("chk_ww") && text.contains("insecure"),
+        "{text}"
+    );
+}
+
+/// Issue 13: vrrp_track_file as keepalived reads it: with weight 0 a non-zero number is a
+/// FAULT (the VIP moves to the backup), a weight adds value × weight to the priority; the
+/// file is re-read when it changes, and init_file creates it.
+#[test]
+fn a_track_file_faults_or_reweights_the_instance_when_it_changes() {
+    let Some(mut env) = setup(2, &[]) else { return };
+    let fault = env.lab.path("fault.flag");
+    let weight = env.lab.path("weight.flag");
+    let pre = format!(
+        "vrrp_track_file tf_fault {{\n  file {}\n  weight 0\n  init_file 0\n}}\ntrack_file tf_weight {{\n  file {}\n  weight 10\n  init_file 0 overwrite\n}}\n",
+        fault.display(),
+        weight.display()
+    );
+    let extra = "  track_file {\n    tf_fault\n    tf_weight\n  }";
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", extra, "", &pre));
+    env.start(2, &conf(2, 100, "BACKUP", 2, "1", "", "", ""));
+    assert!(env.served_by(1, Duration::from_secs(6)));
+    assert_eq!(
+        std::fs::read_to_string(&fault).unwrap().trim(),
+        "0",
+        "init_file"
+    );
+    std::fs::write(&weight, "3\n").unwrap();
+    assert!(wait_until(Duration::from_secs(3), || env.status(1)
+        == ("MASTER".into(), 180)));
+    std::fs::write(&fault, "1\n").unwrap();
+    assert!(wait_until(Duration::from_secs(3), || env.status(1).0 == "FAULT"));
+    assert!(
+        env.served_by(2, Duration::from_secs(6)),
+        "the VIP did not move to the backup"
+    );
+    std::fs::write(&fault, "0\n").unwrap();
+    assert!(
+        env.served_by(1, Duration::from_secs(8)),
+        "the VIP did not come back"
+    );
+}
+
+/// Issue 13: vrrp_track_process: the instance goes to FAULT when fewer processes than its
+/// quorum run (after terminate_delay) and comes back when they run again.
+#[test]
+fn a_tracked_process_that_dies_takes_the_instance_to_fault() {
+    let Some(mut env) = setup(1, &["sleep"]) else {
+        return;
+    };
+    let tag = format!("{}", 7_000_000 + std::process::id());
+    /// Kills the tracked process however the test ends.
+    struct Sleeper(std::process::Child);
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let spawn = || {
+        Sleeper(
+            std::process::Command::new("sleep")
+                .arg(&tag)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let sleeper = spawn();
+    let pre = format!(
+        "vrrp_track_process tp {{\n  process sleep {tag}\n  quorum 1\n  terminate_delay 0.5\n  weight 0\n}}\n"
+    );
+    let extra = "  track_process {\n    tp\n  }";
+    env.start(1, &conf(1, 150, "MASTER", 2, "1", extra, "", &pre));
+    assert!(wait_until(Duration::from_secs(5), || env.status(1).0 == "MASTER"));
+    assert!(env.vip_on(1));
+    let t0 = Instant::now();
+    drop(sleeper);
+    assert!(wait_until(Duration::from_secs(5), || env.status(1).0 == "FAULT"));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(500),
+        "terminate_delay not honoured"
+    );
+    assert!(!env.vip_on(1));
+    let _sleeper = spawn();
+    assert!(wait_until(Duration::from_secs(8), || env.status(1).0 == "MASTER"));
+}

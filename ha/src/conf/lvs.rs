@@ -27,7 +27,8 @@ impl VsKey {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Url {
     pub path: String,
-    pub status_code: Option<u16>,
+    /// Accepted statuses as inclusive ranges (`200-299 301`); empty: any 2xx.
+    pub status_code: Vec<(u16, u16)>,
     pub digest: Option<String>,
 }
 
@@ -39,6 +40,20 @@ pub enum CheckKind {
         virtualhost: Option<String>,
     },
     Tcp,
+    /// PING_CHECK: an ICMP echo request answered within connect_timeout.
+    Ping,
+    /// DNS_CHECK: a query (`type`, default SOA; `name`, default `.`) answered with the same
+    /// id and RCODE 0.
+    Dns {
+        qtype: u16,
+        name: String,
+    },
+    /// UDP_CHECK: `payload` sent; down on an ICMP port unreachable, or, with
+    /// `require_reply [HEX]`, without a reply (starting with HEX) in time.
+    Udp {
+        payload: Vec<u8>,
+        require_reply: Option<Vec<u8>>,
+    },
     Smtp {
         helo: String,
     },
@@ -46,10 +61,19 @@ pub enum CheckKind {
         path: String,
         timeout: Option<f64>,
         dynamic: bool,
+        /// `user USER [GROUP]`: run as this user instead of the default script user.
+        user: Option<String>,
     },
+    /// keepalived's FILE_CHECK: `track_file NAME [weight W [reverse]]`, the file and its
+    /// weight from the `track_file NAME` block (filled in when the whole file is read).
     File {
+        track: String,
         path: String,
-        weight: Option<i32>,
+        weight: i32,
+        reverse: bool,
+        /// `weight` given on the FILE_CHECK line (overrides the block's).
+        own_weight: Option<i32>,
+        pos: super::syntax::Pos,
     },
 }
 
@@ -64,6 +88,8 @@ pub struct Checker {
     pub retry: u32,
     pub delay_before_retry: f64,
     pub delay_loop: Option<f64>,
+    /// `warmup N`: the first check waits a random time up to N seconds (default: none).
+    pub warmup: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -135,11 +161,127 @@ fn port(n: &Node, i: usize, diags: &mut Vec<Diag>) -> Option<u16> {
     }
 }
 
+/// A checker timer as keepalived takes it: a plain decimal number of seconds between
+/// 0.000001 and 4294.967295 (microseconds in 32 bits).
+fn timer(n: &Node, diags: &mut Vec<Diag>) -> Option<f64> {
+    let v: f64 = num(n, "a number of seconds (plain decimal)", diags)?;
+    if !(0.000001..=4294.967295).contains(&v) {
+        diags.push(error(
+            &n.args[0].pos,
+            format!(
+                "{} {v} is out of range (0.000001 to 4294.967295 seconds)",
+                n.key.text
+            ),
+        ));
+        return None;
+    }
+    Some(v)
+}
+
+/// The DNS_CHECK types keepalived knows.
+const DNS_TYPES: &[(&str, u16)] = &[
+    ("A", 1),
+    ("NS", 2),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("MX", 15),
+    ("TXT", 16),
+    ("AAAA", 28),
+];
+
+/// `payload` / `require_reply` data: hex digits (an optional `0x`), an even number of them.
+fn hex(n: &Node, diags: &mut Vec<Diag>) -> Vec<u8> {
+    let text: String = n.args.iter().map(|w| w.text.as_str()).collect();
+    let t = text.trim_start_matches("0x").trim_start_matches("0X");
+    let bytes: Option<Vec<u8>> = (t.len() % 2 == 0)
+        .then(|| {
+            (0..t.len())
+                .step_by(2)
+                .map(|k| t.get(k..k + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                .collect()
+        })
+        .flatten();
+    bytes.unwrap_or_else(|| {
+        diags.push(error(
+            &n.key.pos,
+            format!(
+                "{}: '{text}' is not hex data (an even number of hex digits)",
+                n.key.text
+            ),
+        ));
+        Vec::new()
+    })
+}
+
+/// `status_code 200-299 301 400-403`: statuses and inclusive ranges, each 100-599.
+fn status_codes(n: &Node, diags: &mut Vec<Diag>) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    if n.args.is_empty() {
+        diags.push(error(
+            &n.key.pos,
+            "status_code needs a status (200) or a range (200-299)",
+        ));
+    }
+    for w in &n.args {
+        let (lo, hi) = w.text.split_once('-').unwrap_or((&w.text, &w.text));
+        let ok = |t: &str| t.parse::<u16>().ok().filter(|c| (100..=599).contains(c));
+        match (ok(lo), ok(hi)) {
+            (Some(a), Some(b)) if a <= b => out.push((a, b)),
+            _ => diags.push(error(
+                &w.pos,
+                format!(
+                    "status_code: '{}' is not an HTTP status (100-599) or a range like 200-299",
+                    w.text
+                ),
+            )),
+        }
+    }
+    out
+}
+
 fn flag(n: &Node) -> bool {
     !matches!(n.arg(0), Some("false" | "no" | "off" | "0"))
 }
 
-fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
+/// Checker settings a virtual server or real server gives its checkers (keepalived 2.2:
+/// `connect_timeout`, `retry`, `delay_before_retry`, and a real server's `delay_loop`); a
+/// checker's own line wins.
+#[derive(Clone, Copy, Debug)]
+struct CheckDefaults {
+    connect_timeout: f64,
+    retry: u32,
+    delay_before_retry: f64,
+    delay_loop: Option<f64>,
+    warmup: Option<f64>,
+}
+
+impl Default for CheckDefaults {
+    fn default() -> Self {
+        CheckDefaults {
+            connect_timeout: 5.0,
+            retry: 1,
+            delay_before_retry: 1.0,
+            delay_loop: None,
+            warmup: None,
+        }
+    }
+}
+
+impl CheckDefaults {
+    /// Reads one line if it is a default; whether it was.
+    fn read(&mut self, s: &Node, diags: &mut Vec<Diag>) -> bool {
+        match s.key.text.as_str() {
+            "connect_timeout" => self.connect_timeout = timer(s, diags).unwrap_or(5.0),
+            "retry" => self.retry = num(s, "a count", diags).unwrap_or(1),
+            "delay_before_retry" => self.delay_before_retry = timer(s, diags).unwrap_or(1.0),
+            "warmup" => self.warmup = timer(s, diags),
+            _ => return false,
+        }
+        true
+    }
+}
+
+fn checker(n: &Node, rs_port: u16, d: &CheckDefaults, diags: &mut Vec<Diag>) -> Option<Checker> {
     let kind_name = n.key.text.as_str();
     let body = n.block.as_deref().unwrap_or(&[]);
     let mut c = Checker {
@@ -148,10 +290,11 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
         connect_port: None,
         bindto: None,
         bind_port: None,
-        connect_timeout: 5.0,
-        retry: 1,
-        delay_before_retry: 1.0,
-        delay_loop: None,
+        connect_timeout: d.connect_timeout,
+        retry: d.retry,
+        delay_before_retry: d.delay_before_retry,
+        delay_loop: d.delay_loop,
+        warmup: d.warmup,
     };
     let mut urls = Vec::new();
     let mut vhost = None;
@@ -159,28 +302,41 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
     let mut misc_path = None;
     let mut misc_timeout = None;
     let mut misc_dynamic = false;
-    let mut file_path = None;
-    let mut file_weight = None;
+    let mut misc_user = None;
+    let mut file_track: Option<(String, Option<i32>, bool)> = None;
+    let mut payload = Vec::new();
+    let mut dns_type = 6;
+    let mut dns_name = ".".to_string();
+    let mut require_reply = None;
     for s in body {
         match s.key.text.as_str() {
             "connect_ip" => c.connect_ip = ip(s, 0, "an address", diags),
             "connect_port" => c.connect_port = port(s, 0, diags),
             "bindto" => c.bindto = ip(s, 0, "an address", diags),
             "bind_port" => c.bind_port = port(s, 0, diags),
-            "connect_timeout" => c.connect_timeout = num(s, "seconds", diags).unwrap_or(5.0),
-            "retry" | "nb_get_retry" => c.retry = num(s, "a count", diags).unwrap_or(1),
-            "delay_before_retry" => c.delay_before_retry = num(s, "seconds", diags).unwrap_or(1.0),
-            "delay_loop" => c.delay_loop = num(s, "seconds", diags),
+            "connect_timeout" => c.connect_timeout = timer(s, diags).unwrap_or(5.0),
+            "retry" | "nb_get_retry" => {
+                if s.key.text == "nb_get_retry" {
+                    diags.push(warning(
+                        &s.key.pos,
+                        "nb_get_retry is deprecated: use retry (keepalived warns too)",
+                    ));
+                }
+                c.retry = num(s, "a count", diags).unwrap_or(1)
+            }
+            "delay_before_retry" => c.delay_before_retry = timer(s, diags).unwrap_or(1.0),
+            "warmup" => c.warmup = timer(s, diags),
+            "delay_loop" => c.delay_loop = timer(s, diags),
             "url" => {
                 let mut u = Url {
                     path: "/".into(),
-                    status_code: None,
+                    status_code: Vec::new(),
                     digest: None,
                 };
                 for f in s.block.as_deref().unwrap_or(&[]) {
                     match f.key.text.as_str() {
                         "path" => u.path = string(f).unwrap_or_else(|| "/".into()),
-                        "status_code" => u.status_code = num(f, "an HTTP status", diags),
+                        "status_code" => u.status_code = status_codes(f, diags),
                         "digest" => {
                             let d = f.arg(0).unwrap_or("").to_ascii_lowercase();
                             if d.len() != 32 || !d.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -199,10 +355,33 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
             "virtualhost" => vhost = string(s),
             "helo_name" => helo = string(s).unwrap_or(helo),
             "misc_path" => misc_path = string(s),
-            "misc_timeout" => misc_timeout = num(s, "seconds", diags),
+            "misc_timeout" => misc_timeout = timer(s, diags),
             "misc_dynamic" => misc_dynamic = flag(s),
-            "file" | "file_path" => file_path = string(s),
-            "weight" => file_weight = num(s, "a weight", diags),
+            "user" => misc_user = string(s),
+            "payload" => payload = hex(s, diags),
+            "type" if kind_name == "DNS_CHECK" => {
+                let t = s.arg(0).unwrap_or("").to_ascii_uppercase();
+                match DNS_TYPES.iter().find(|(n, _)| *n == t) {
+                    Some((_, v)) => dns_type = *v,
+                    None => diags.push(warning(
+                        &s.key.pos,
+                        format!(
+                            "DNS_CHECK type '{t}' is unknown: SOA is used (as keepalived does)"
+                        ),
+                    )),
+                }
+            }
+            "name" if kind_name == "DNS_CHECK" => dns_name = string(s).unwrap_or(dns_name),
+            "require_reply" => require_reply = Some(hex(s, diags)),
+            "track_file" => {
+                let w = match s.arg(1) {
+                    Some("weight") => s.args.get(2).and_then(|w| w.text.parse().ok()),
+                    _ => None,
+                };
+                file_track = s
+                    .arg(0)
+                    .map(|t| (t.to_string(), w, s.arg(3) == Some("reverse")));
+            }
             _ => {}
         }
     }
@@ -212,7 +391,7 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
             if urls.is_empty() {
                 urls.push(Url {
                     path: "/".into(),
-                    status_code: None,
+                    status_code: Vec::new(),
                     digest: None,
                 });
             }
@@ -223,6 +402,15 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
             }
         }
         "TCP_CHECK" => CheckKind::Tcp,
+        "PING_CHECK" => CheckKind::Ping,
+        "DNS_CHECK" => CheckKind::Dns {
+            qtype: dns_type,
+            name: dns_name,
+        },
+        "UDP_CHECK" => CheckKind::Udp {
+            payload,
+            require_reply,
+        },
         "SMTP_CHECK" => CheckKind::Smtp { helo },
         "MISC_CHECK" => {
             let Some(path) = misc_path else {
@@ -233,16 +421,24 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
                 path,
                 timeout: misc_timeout,
                 dynamic: misc_dynamic,
+                user: misc_user,
             }
         }
         "FILE_CHECK" => {
-            let Some(path) = file_path else {
-                diags.push(error(&n.key.pos, "FILE_CHECK needs file PATH"));
+            let Some((track, own_weight, reverse)) = file_track else {
+                diags.push(error(
+                    &n.key.pos,
+                    "FILE_CHECK needs 'track_file NAME' (a track_file NAME { file PATH } block)",
+                ));
                 return None;
             };
             CheckKind::File {
-                path,
-                weight: file_weight,
+                track,
+                path: String::new(),
+                weight: 0,
+                reverse,
+                own_weight,
+                pos: n.key.pos.clone(),
             }
         }
         other => {
@@ -256,7 +452,18 @@ fn checker(n: &Node, rs_port: u16, diags: &mut Vec<Diag>) -> Option<Checker> {
     Some(c)
 }
 
-fn real_server(n: &Node, vs: &VirtualServer, diags: &mut Vec<Diag>) -> Option<RealServer> {
+fn real_server(
+    n: &Node,
+    vs: &VirtualServer,
+    defaults: &CheckDefaults,
+    diags: &mut Vec<Diag>,
+) -> Option<RealServer> {
+    let mut d = *defaults;
+    for s in n.block.as_deref().unwrap_or(&[]) {
+        if !d.read(s, diags) && s.key.text == "delay_loop" {
+            d.delay_loop = timer(s, diags);
+        }
+    }
     let addr = ip(n, 0, "ADDRESS PORT", diags)?;
     let port = match n.args.get(1) {
         Some(_) => port(n, 1, diags)?,
@@ -284,11 +491,46 @@ fn real_server(n: &Node, vs: &VirtualServer, diags: &mut Vec<Diag>) -> Option<Re
             "alpha" => rs.alpha = flag(s),
             "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "SMTP_CHECK" | "MISC_CHECK" | "FILE_CHECK"
             | "UDP_CHECK" | "PING_CHECK" | "DNS_CHECK" | "BFD_CHECK" => {
-                if let Some(c) = checker(s, port, diags) {
-                    rs.checkers.push(c);
+                if let Some(c) = checker(s, port, &d, diags) {
+                    // SMTP_CHECK's `host { ... }` blocks: one check per host, each with the
+                    // block's own connection settings (keepalived 2.2 does the same)
+                    let hosts: Vec<&Node> = s
+                        .block
+                        .iter()
+                        .flatten()
+                        .filter(|h| s.key.text == "SMTP_CHECK" && h.key.text == "host")
+                        .collect();
+                    for h in &hosts {
+                        let mut one = c.clone();
+                        for f in h.block.iter().flatten() {
+                            match f.key.text.as_str() {
+                                "connect_ip" => one.connect_ip = ip(f, 0, "an address", diags),
+                                "connect_port" => one.connect_port = self::port(f, 0, diags),
+                                "bindto" => one.bindto = ip(f, 0, "an address", diags),
+                                "bind_port" => one.bind_port = self::port(f, 0, diags),
+                                "connect_timeout" => {
+                                    one.connect_timeout =
+                                        timer(f, diags).unwrap_or(c.connect_timeout)
+                                }
+                                _ => {}
+                            }
+                        }
+                        rs.checkers.push(one);
+                    }
+                    if hosts.is_empty() {
+                        rs.checkers.push(c);
+                    }
                 }
             }
             _ => {}
+        }
+    }
+    if rs.checkers.is_empty() {
+        if let Some(w) = n.block.iter().flatten().find(|s| s.key.text == "warmup") {
+            diags.push(warning(
+                &w.key.pos,
+                "warmup has no effect: this real server has no checker",
+            ));
         }
     }
     Some(rs)
@@ -455,10 +697,11 @@ fn virtual_server_with(
         real_servers: Vec::new(),
     };
     let body = n.block.as_deref().unwrap_or(&[]);
+    let mut defaults = CheckDefaults::default();
     // settings first: real servers inherit some of them
     for s in body {
         match s.key.text.as_str() {
-            "delay_loop" => vs.delay_loop = num(s, "seconds", diags).unwrap_or(60.0),
+            "delay_loop" => vs.delay_loop = timer(s, diags).unwrap_or(60.0),
             "lb_algo" | "lvs_sched" => {
                 let v = s.arg(0).unwrap_or("").to_ascii_lowercase();
                 if !SCHEDULERS.contains(&v.as_str()) {
@@ -491,8 +734,12 @@ fn virtual_server_with(
                         format!("protocol '{v}' is not TCP, UDP or SCTP"),
                     ));
                 }
-                if let VsKey::Addr(_, _, proto) = &mut vs.key {
-                    *proto = v;
+                match &mut vs.key {
+                    VsKey::Addr(_, _, proto) => *proto = v,
+                    VsKey::Fwmark(m) => diags.push(warning(
+                        &s.key.pos,
+                        format!("virtual_server fwmark {m}: a protocol is ignored for a fwmark service (keepalived warns too)"),
+                    )),
                 }
             }
             "persistence_timeout" => {
@@ -518,12 +765,14 @@ fn virtual_server_with(
             "ha_suspend" => vs.ha_suspend = flag(s),
             "inhibit_on_failure" => vs.inhibit_on_failure = flag(s),
             "virtualhost" => vs.virtualhost = string(s),
-            _ => {}
+            _ => {
+                defaults.read(s, diags);
+            }
         }
     }
     for s in body {
         if s.key.text == "real_server" {
-            if let Some(rs) = real_server(s, &vs, diags) {
+            if let Some(rs) = real_server(s, &vs, &defaults, diags) {
                 if vs
                     .real_servers
                     .iter()
@@ -557,6 +806,44 @@ mod tests {
     use crate::conf::load_str;
 
     use super::*;
+
+    #[test]
+    fn smtp_check_host_blocks_are_checks_of_their_own() {
+        let text = "virtual_server 10.0.0.1 25 {\n real_server 10.0.0.2 25 {\n  SMTP_CHECK {\n   connect_timeout 3\n   host {\n    connect_ip 10.0.0.7\n    connect_port 2525\n   }\n   host {\n    connect_ip 10.0.0.8\n   }\n  }\n }\n}\n";
+        let c = crate::conf::load_str("s.conf", text, "").unwrap();
+        let cs = &c.lvs[0].real_servers[0].checkers;
+        assert_eq!(cs.len(), 2);
+        assert_eq!(
+            (cs[0].connect_ip, cs[0].connect_port),
+            (Some("10.0.0.7".parse().unwrap()), Some(2525))
+        );
+        assert_eq!(
+            (cs[1].connect_ip, cs[1].connect_port),
+            (Some("10.0.0.8".parse().unwrap()), None)
+        );
+        assert_eq!(cs[1].connect_timeout, 3.0);
+    }
+
+    #[test]
+    fn checkers_inherit_virtual_and_real_server_defaults() {
+        let text = "virtual_server 10.0.0.1 80 {\n delay_loop 5\n connect_timeout 2\n retry 4\n real_server 10.0.0.2 80 {\n  delay_before_retry 0.5\n  delay_loop 3\n  TCP_CHECK {\n  }\n  TCP_CHECK {\n   connect_timeout 1\n   retry 2\n  }\n }\n}\n";
+        let c = crate::conf::load_str("v.conf", text, "").unwrap();
+        let rs = &c.lvs[0].real_servers[0];
+        let (a, b) = (&rs.checkers[0], &rs.checkers[1]);
+        assert_eq!(
+            (
+                a.connect_timeout,
+                a.retry,
+                a.delay_before_retry,
+                a.delay_loop
+            ),
+            (2.0, 4, 0.5, Some(3.0))
+        );
+        assert_eq!(
+            (b.connect_timeout, b.retry, b.delay_before_retry),
+            (1.0, 2, 0.5)
+        );
+    }
 
     #[test]
     fn groups_expand_into_one_service_per_member() {

@@ -4,12 +4,17 @@
 pub mod lvs;
 pub mod schema;
 pub mod syntax;
+mod track;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 
 use schema::{Ctx, Status};
 use syntax::{error, warning, Diag, Node, Pos, ReadOptions};
+use track::{
+    resolve_file_checks, sync_group_tracking, track_file, track_interfaces, track_refs,
+    track_scripts, vet_scripts,
+};
 
 /// Authentication of VRRPv2 adverts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +54,9 @@ pub struct VrrpScript {
     pub rise: u32,
     pub user: Option<String>,
     pub init_fail: bool,
+    /// Why keepalived would disable this script (not found, insecure): it never runs and
+    /// does not count.
+    pub disabled: Option<String>,
     pub pos: Pos,
 }
 
@@ -60,6 +68,48 @@ pub struct Notify {
     pub stop: Option<String>,
     pub generic: Option<String>,
     pub smtp_alert: bool,
+}
+
+/// `track_file NAME` / `vrrp_track_file NAME`: a file whose number is a weight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackFile {
+    pub name: String,
+    pub path: String,
+    pub weight: i32,
+    pub reverse: bool,
+    /// `init_file [VALUE] [overwrite]`: write VALUE at start (if absent, or always).
+    pub init: Option<(i64, bool)>,
+    pub pos: Pos,
+}
+
+/// `vrrp_track_process NAME`: how many processes match, against a quorum.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackProcess {
+    pub name: String,
+    /// `process NAME [PARAM...]`: the command name (or path with `full_command`) and,
+    /// when given, its parameters.
+    pub process: String,
+    pub params: Option<Vec<String>>,
+    /// `param_match initial|partial` (default: all parameters exactly).
+    pub param_match: crate::vrrp::ParamMatch,
+    pub full_command: bool,
+    pub weight: i32,
+    pub reverse: bool,
+    pub quorum: u32,
+    pub quorum_max: u32,
+    /// Seconds a change must last before it counts (`delay`, `fork_delay`,
+    /// `terminate_delay`): (becoming healthy, becoming unhealthy).
+    pub delays: (f64, f64),
+    pub pos: Pos,
+}
+
+/// An instance's (or group's) `track_file { NAME [weight W [reverse]] }` or
+/// `track_process { ... }` item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackRef {
+    pub name: String,
+    pub weight: Option<i32>,
+    pub reverse: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +127,8 @@ pub struct Instance {
     pub vips_excluded: Vec<Vip>,
     pub track_interfaces: Vec<(String, i32)>,
     pub track_scripts: Vec<TrackScript>,
+    pub track_files: Vec<TrackRef>,
+    pub track_processes: Vec<TrackRef>,
     pub nopreempt: bool,
     /// Seconds.
     pub preempt_delay: f64,
@@ -103,6 +155,18 @@ pub struct SyncGroup {
     pub name: String,
     pub members: Vec<String>,
     pub notify: Notify,
+    /// `sync_group_tracking_weight` (or the older `global_tracking`): members' tracking
+    /// weights count; without it they are 0, so any tracked failure is a FAULT.
+    pub tracking_weight: bool,
+    /// The group's own `track_interface`, given to every member.
+    pub track_interfaces: Vec<(String, i32)>,
+    /// The group's own `track_script`, given to every member.
+    pub track_scripts: Vec<TrackScript>,
+    /// The group's own `track_file`, given to every member.
+    pub track_files: Vec<TrackRef>,
+    /// The group's own `track_process`, given to every member.
+    pub track_processes: Vec<TrackRef>,
+    pub pos: Pos,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -124,6 +188,8 @@ pub struct Global {
 pub struct Config {
     pub global: Global,
     pub scripts: Vec<VrrpScript>,
+    pub track_files: Vec<TrackFile>,
+    pub track_processes: Vec<TrackProcess>,
     pub instances: Vec<Instance>,
     pub sync_groups: Vec<SyncGroup>,
     pub static_addresses: Vec<Vip>,
@@ -131,6 +197,8 @@ pub struct Config {
     pub virtual_servers: Vec<Node>,
     /// The same, typed: what the LVS part programs and checks.
     pub lvs: Vec<lvs::VirtualServer>,
+    /// Who scripts run as, and `enable_script_security`.
+    pub script_env: crate::script::Env,
     pub warnings: Vec<Diag>,
 }
 
@@ -178,15 +246,19 @@ fn check_keywords(nodes: &[Node], ctx: Ctx, diags: &mut Vec<Diag>) {
                 if kw.status == Status::No {
                     diags.push(warning(&n.key.pos, format!("'{key}' is a keepalived keyword that ha does not implement; it has no effect")));
                 }
+                if kw.status == Status::Removed {
+                    diags.push(warning(&n.key.pos, format!("'{key}' is not a keepalived 2.2 keyword (older releases had it): keepalived ignores it as unknown and -t fails; ha ignores it too. Remove it")));
+                }
                 if let Some(b) = &n.block {
                     check_keywords(b, kw.block.unwrap_or(Ctx::OtherCheck), diags);
                 }
             }
-            // keepalived before 1.2 listed sync group members directly
+            // keepalived before 1.2 listed sync group members directly; 2.2 ignores such a
+            // line (unknown keyword), ha keeps the member in the group (safer) and says so
             None if ctx == Ctx::SyncGroup && n.args.is_empty() && n.block.is_none() => {
                 diags.push(warning(
                     &n.key.pos,
-                    format!("'{key}' as a bare member is the old form; write group {{ {key} }}"),
+                    format!("'{key}' as a bare member is the old form: keepalived 2.2 ignores it (the instance is then not in the group), ha keeps it in the group; write group {{ {key} }}"),
                 ));
             }
             None if schema::open(ctx) => {
@@ -209,9 +281,14 @@ fn num<T: std::str::FromStr>(n: &Node, what: &str, diags: &mut Vec<Diag>) -> Opt
         diags.push(error(&n.key.pos, format!("{} needs {what}", n.key.text)));
         return None;
     };
+    // keepalived reads plain decimals only: no exponent, inf or nan
+    let plain = w.text.chars().any(|c| c.is_ascii_digit())
+        && w.text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+'));
     match w.text.parse() {
-        Ok(v) => Some(v),
-        Err(_) => {
+        Ok(v) if plain => Some(v),
+        _ => {
             diags.push(error(
                 &w.pos,
                 format!("{}: '{}' is not {what}", n.key.text, w.text),
@@ -266,11 +343,31 @@ pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
     };
     let mut it = n.args.iter();
     while let Some(w) = it.next() {
+        match w.text.as_str() {
+            // flags without a value (keepalived 2.2)
+            "no_track" | "home" | "noprefixroute" | "autojoin" => continue,
+            "nodad" => {
+                diags.push(error(
+                    &w.pos,
+                    format!("'nodad' is for IPv6 addresses only; {} is IPv4 (keepalived refuses it too)", vip.addr),
+                ));
+                continue;
+            }
+            _ => {}
+        }
         let Some(v) = it.next() else {
             diags.push(error(&w.pos, format!("'{}' needs a value", w.text)));
             return None;
         };
         match w.text.as_str() {
+            // `brd +`: the broadcast address computed from the prefix
+            "brd" | "broadcast" if v.text == "+" => {
+                vip.brd = Some(Ipv4Addr::from(
+                    u32::from(vip.addr)
+                        | (u32::MAX.checked_shr(u32::from(vip.prefix)).unwrap_or(0)),
+                ))
+            }
+            "brd" | "broadcast" if v.text == "-" => {}
             "brd" | "broadcast" => match v.text.parse() {
                 Ok(b) => vip.brd = Some(b),
                 Err(_) => diags.push(error(
@@ -281,7 +378,7 @@ pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
             "dev" => vip.dev = Some(v.text.clone()),
             "scope" => vip.scope = Some(v.text.clone()),
             "label" => vip.label = Some(v.text.clone()),
-            "no_track" | "preferred_lft" | "home" | "nodad" => {}
+            "preferred_lft" => {}
             other => diags.push(error(
                 &w.pos,
                 format!("unknown virtual address option '{other}' (brd, dev, scope, label)"),
@@ -374,15 +471,40 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
     let mut cfg = Config {
         global,
         scripts: Vec::new(),
+        track_files: Vec::new(),
+        track_processes: Vec::new(),
         instances: Vec::new(),
         sync_groups: Vec::new(),
         static_addresses: Vec::new(),
         virtual_servers: Vec::new(),
         lvs: Vec::new(),
+        script_env: crate::script::Env::default(),
         warnings: Vec::new(),
     };
     for n in nodes {
         match n.key.text.as_str() {
+            "vrrp_track_process" | "track_process" => {
+                if let Some(t) = track::track_process(n, diags) {
+                    if cfg.track_processes.iter().any(|o| o.name == t.name) {
+                        diags.push(error(
+                            &n.key.pos,
+                            format!("track_process {} is declared twice", t.name),
+                        ));
+                    }
+                    cfg.track_processes.push(t);
+                }
+            }
+            "vrrp_track_file" | "track_file" => {
+                if let Some(t) = track_file(n, diags) {
+                    if cfg.track_files.iter().any(|o| o.name == t.name) {
+                        diags.push(error(
+                            &n.key.pos,
+                            format!("track_file {} is declared twice", t.name),
+                        ));
+                    }
+                    cfg.track_files.push(t);
+                }
+            }
             "vrrp_script" => {
                 let Some(name) = n.arg(0) else {
                     diags.push(error(&n.key.pos, "vrrp_script needs a name"));
@@ -399,6 +521,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     rise: 1,
                     user: None,
                     init_fail: false,
+                    disabled: None,
                     pos: n.key.pos.clone(),
                 };
                 for c in n.block.iter().flatten() {
@@ -452,11 +575,30 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     name: n.arg(0).unwrap_or("").to_string(),
                     members: Vec::new(),
                     notify: Notify::default(),
+                    tracking_weight: false,
+                    track_interfaces: Vec::new(),
+                    track_scripts: Vec::new(),
+                    track_files: Vec::new(),
+                    track_processes: Vec::new(),
+                    pos: n.key.pos.clone(),
                 };
                 for c in n.block.iter().flatten() {
                     if c.key.text == "group" {
                         g.members
                             .extend(c.block.iter().flatten().map(|m| m.key.text.clone()));
+                    } else if matches!(
+                        c.key.text.as_str(),
+                        "sync_group_tracking_weight" | "global_tracking"
+                    ) {
+                        g.tracking_weight = true;
+                    } else if c.key.text == "track_interface" {
+                        g.track_interfaces.extend(track_interfaces(c));
+                    } else if c.key.text == "track_script" {
+                        g.track_scripts.extend(track_scripts(c));
+                    } else if c.key.text == "track_file" {
+                        g.track_files.extend(track_refs(c));
+                    } else if c.key.text == "track_process" {
+                        g.track_processes.extend(track_refs(c));
                     } else if !notify_field(c, &mut g.notify)
                         && c.args.is_empty()
                         && c.block.is_none()
@@ -497,8 +639,30 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
             _ => {}
         }
     }
+    sync_group_tracking(&mut cfg, diags);
+    resolve_file_checks(&mut cfg, diags);
+    vet_scripts(&mut cfg, nodes, diags);
     // references
     for i in &cfg.instances {
+        for t in &i.track_processes {
+            if !cfg.track_processes.iter().any(|f| f.name == t.name) {
+                diags.push(error(
+                    &i.pos,
+                    format!("vrrp_instance {}: track_process '{}' is not defined by any vrrp_track_process block", i.name, t.name),
+                ));
+            }
+        }
+        for t in &i.track_files {
+            if !cfg.track_files.iter().any(|f| f.name == t.name) {
+                diags.push(error(
+                    &i.pos,
+                    format!(
+                        "vrrp_instance {}: track_file '{}' is not defined by any track_file block",
+                        i.name, t.name
+                    ),
+                ));
+            }
+        }
         for t in &i.track_scripts {
             if !cfg.scripts.iter().any(|s| s.name == t.name) {
                 diags.push(error(
@@ -559,6 +723,8 @@ fn instance(
         vips_excluded: Vec::new(),
         track_interfaces: Vec::new(),
         track_scripts: Vec::new(),
+        track_files: Vec::new(),
+        track_processes: Vec::new(),
         nopreempt: false,
         preempt_delay: 0.0,
         notify: Notify::default(),
@@ -669,29 +835,10 @@ fn instance(
                     i.vips_excluded.extend(list);
                 }
             }
-            "track_interface" => {
-                for t in c.block.iter().flatten() {
-                    let w = if t.arg(0) == Some("weight") {
-                        t.arg(1).and_then(|x| x.parse().ok()).unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    i.track_interfaces.push((t.key.text.clone(), w));
-                }
-            }
-            "track_script" => {
-                for t in c.block.iter().flatten() {
-                    let weight = if t.arg(0) == Some("weight") {
-                        t.arg(1).and_then(|x| x.parse().ok())
-                    } else {
-                        None
-                    };
-                    i.track_scripts.push(TrackScript {
-                        name: t.key.text.clone(),
-                        weight,
-                    });
-                }
-            }
+            "track_interface" => i.track_interfaces.extend(track_interfaces(c)),
+            "track_script" => i.track_scripts.extend(track_scripts(c)),
+            "track_file" => i.track_files.extend(track_refs(c)),
+            "track_process" => i.track_processes.extend(track_refs(c)),
             "nopreempt" => i.nopreempt = true,
             "preempt" => i.nopreempt = false,
             "preempt_delay" => {
@@ -919,6 +1066,37 @@ mod tests {
             e.iter().any(|m| m.contains("did you mean 'vrrp_version'")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn sync_group_tracking_weights_and_group_track_items() {
+        let text = |extra: &str| {
+            format!(
+                "vrrp_script chk {{\n  script /bin/true\n  weight -20\n}}\n\
+                 vrrp_sync_group G {{\n  group {{\n    VI_1\n  }}\n  track_interface {{\n    eth7\n  }}\n{extra}}}\n\
+                 vrrp_instance VI_1 {{\n  interface lo\n  virtual_router_id 1\n  priority 100\n  track_script {{\n    chk\n  }}\n  track_interface {{\n    eth8 weight 10\n  }}\n}}\n"
+            )
+        };
+        // without sync_group_tracking_weight every weight is 0 (a failure is a FAULT), said once
+        let c = load_str("g.conf", &text(""), "").unwrap();
+        let i = &c.instances[0];
+        assert_eq!(
+            i.track_interfaces,
+            vec![("eth8".into(), 0), ("eth7".into(), 0)]
+        );
+        assert_eq!(i.track_scripts[0].weight, Some(0));
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("tracking weights are ignored")));
+        // with it the weights count; the group's own interface is still a FAULT item
+        let c = load_str("g.conf", &text("  sync_group_tracking_weight\n"), "").unwrap();
+        let i = &c.instances[0];
+        assert_eq!(
+            i.track_interfaces,
+            vec![("eth8".into(), 10), ("eth7".into(), 0)]
+        );
+        assert_eq!(i.track_scripts[0].weight, None);
     }
 
     #[test]

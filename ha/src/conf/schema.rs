@@ -19,6 +19,11 @@ pub enum Ctx {
     SmtpCheck,
     SmtpHost,
     MiscCheck,
+    FileCheck,
+    UdpCheck,
+    DnsCheck,
+    TrackFile,
+    TrackProcess,
     OtherCheck,
     /// A block whose lines are items (addresses, names), not keywords.
     List,
@@ -33,6 +38,9 @@ pub enum Status {
     Lvs,
     /// Known keepalived keyword that ha does not implement: warned about, never silent.
     No,
+    /// Not a keepalived 2.2 keyword any more (older releases had it): keepalived ignores
+    /// it as unknown (and `keepalived -t` fails); ha warns by name and ignores it too.
+    Removed,
 }
 
 pub struct Kw {
@@ -59,16 +67,16 @@ const TOP: &[Kw] = &[
     k("vrrp_sync_group", Yes, Some(SyncGroup)),
     k("static_ipaddress", Yes, Some(List)),
     k("static_routes", No, Some(List)),
-    k("static_route", No, Some(List)),
+    k("static_route", Removed, Some(List)),
     k("static_address", Yes, Some(List)),
     k("static_rules", No, Some(List)),
     k("virtual_server", Lvs, Some(VirtualServer)),
     k("virtual_server_group", Lvs, Some(List)),
-    k("real_server_group", Lvs, Some(VirtualServer)),
-    k("vrrp_track_file", No, Some(OtherCheck)),
-    k("track_file", No, Some(OtherCheck)),
-    k("vrrp_track_process", No, Some(OtherCheck)),
-    k("track_process", No, Some(OtherCheck)),
+    k("real_server_group", Removed, Some(VirtualServer)),
+    k("vrrp_track_file", Yes, Some(TrackFile)),
+    k("track_file", Yes, Some(TrackFile)),
+    k("vrrp_track_process", Yes, Some(TrackProcess)),
+    k("track_process", Yes, Some(TrackProcess)),
     k("linkbeat_use_polling", No, None),
     k("net_namespace", No, None),
     k("instance", No, None),
@@ -92,11 +100,11 @@ const GLOBAL: &[Kw] = &[
     k("vrrp_garp_master_refresh", Yes, None),
     k("vrrp_garp_master_refresh_repeat", No, None),
     k("vrrp_garp_interval", No, None),
-    k("script_user", No, None),
-    k("enable_script_security", No, None),
-    k("vrrp_skip_check_adv_addr", Yes, None),
+    k("script_user", Yes, None),
+    k("enable_script_security", Yes, None),
+    k("vrrp_skip_check_adv_addr", No, None),
     k("vrrp_strict", No, None),
-    k("vrrp_check_unicast_src", Yes, None),
+    k("vrrp_check_unicast_src", No, None),
     k("vrrp_mcast_group6", No, None),
     k("vrrp_gna_interval", No, None),
     k("vrrp_garp_lower_prio_delay", No, None),
@@ -118,11 +126,11 @@ const GLOBAL: &[Kw] = &[
     k("checker_no_swap", No, None),
     k("checker_rt_priority", No, None),
     k("bfd_priority", No, None),
-    k("lvs_id", Lvs, None),
-    k("lvs_sync_daemon", Lvs, None),
-    k("lvs_timeouts", Lvs, None),
-    k("lvs_flush", Lvs, None),
-    k("lvs_flush_onstop", Lvs, None),
+    k("lvs_id", Removed, None),
+    k("lvs_sync_daemon", No, None),
+    k("lvs_timeouts", No, None),
+    k("lvs_flush", No, None),
+    k("lvs_flush_onstop", No, None),
     k("enable_traps", No, None),
     k("enable_snmp_vrrp", No, None),
     k("enable_snmp_checker", No, None),
@@ -195,14 +203,14 @@ const INSTANCE: &[Kw] = &[
     k("accept", Yes, None),
     k("no_accept", No, None),
     k("dont_track_primary", Yes, None),
-    k("skip_check_adv_addr", Yes, None),
-    k("check_unicast_src", Yes, None),
+    k("skip_check_adv_addr", No, None),
+    k("check_unicast_src", No, None),
     k("virtual_routes", No, Some(List)),
     k("virtual_rules", No, Some(List)),
-    k("track_file", No, Some(List)),
-    k("track_process", No, Some(List)),
+    k("track_file", Yes, Some(List)),
+    k("track_process", Yes, Some(List)),
     k("track_bfd", No, Some(List)),
-    k("lvs_sync_daemon_interface", Lvs, None),
+    k("lvs_sync_daemon_interface", No, None),
     k("native_ipv6", No, None),
     k("strict_mode", No, None),
     k("debug", No, None),
@@ -226,12 +234,12 @@ const SYNC: &[Kw] = &[
     k("notify_stop", Yes, None),
     k("notify", Yes, None),
     k("smtp_alert", Yes, None),
-    k("global_tracking", No, None),
-    k("sync_group_tracking_weight", No, None),
-    k("track_interface", No, Some(List)),
-    k("track_script", No, Some(List)),
-    k("track_file", No, Some(List)),
-    k("track_process", No, Some(List)),
+    k("global_tracking", Yes, None),
+    k("sync_group_tracking_weight", Yes, None),
+    k("track_interface", Yes, Some(List)),
+    k("track_script", Yes, Some(List)),
+    k("track_file", Yes, Some(List)),
+    k("track_process", Yes, Some(List)),
 ];
 
 const VS: &[Kw] = &[
@@ -242,11 +250,11 @@ const VS: &[Kw] = &[
     k("lvs_method", Lvs, None),
     k("persistence_timeout", Lvs, None),
     k("persistence_granularity", Lvs, None),
-    k("persistence_engine", Lvs, None),
+    k("persistence_engine", No, None),
     k("protocol", Lvs, None),
     k("sorry_server", Lvs, None),
     k("sorry_server_inhibit", Lvs, None),
-    k("sorry_server_lvs_method", Lvs, None),
+    k("sorry_server_lvs_method", No, None),
     k("virtualhost", Lvs, None),
     k("alpha", Lvs, None),
     k("omega", Lvs, None),
@@ -255,8 +263,8 @@ const VS: &[Kw] = &[
     k("quorum_up", Lvs, None),
     k("quorum_down", Lvs, None),
     k("ha_suspend", Lvs, None),
-    k("ops", Lvs, None),
-    k("nat_mask", Lvs, None),
+    k("ops", No, None),
+    k("nat_mask", Removed, None),
     k("retry", Lvs, None),
     k("delay_before_retry", Lvs, None),
     k("connect_timeout", Lvs, None),
@@ -264,9 +272,9 @@ const VS: &[Kw] = &[
     k("inhibit_on_failure", Lvs, None),
     k("smtp_alert", Lvs, None),
     k("real_server", Lvs, Some(RealServer)),
-    k("real_group", Lvs, Some(RealServer)),
-    k("lvs_id", Lvs, None),
-    k("ip_family", Lvs, None),
+    k("real_group", No, Some(RealServer)),
+    k("lvs_id", Removed, None),
+    k("ip_family", No, None),
     k("one_packet_scheduling", No, None),
 ];
 
@@ -275,8 +283,8 @@ const RS: &[Kw] = &[
     k("inhibit_on_failure", Lvs, None),
     k("notify_up", Lvs, None),
     k("notify_down", Lvs, None),
-    k("uthreshold", Lvs, None),
-    k("lthreshold", Lvs, None),
+    k("uthreshold", No, None),
+    k("lthreshold", No, None),
     k("alpha", Lvs, None),
     k("omega", Lvs, None),
     k("retry", Lvs, None),
@@ -292,12 +300,12 @@ const RS: &[Kw] = &[
     k("TCP_CHECK", Lvs, Some(TcpCheck)),
     k("SMTP_CHECK", Lvs, Some(SmtpCheck)),
     k("MISC_CHECK", Lvs, Some(MiscCheck)),
-    k("FILE_CHECK", Lvs, Some(OtherCheck)),
-    k("UDP_CHECK", No, Some(OtherCheck)),
-    k("PING_CHECK", No, Some(OtherCheck)),
-    k("DNS_CHECK", No, Some(OtherCheck)),
+    k("FILE_CHECK", Lvs, Some(FileCheck)),
+    k("UDP_CHECK", Lvs, Some(UdpCheck)),
+    k("PING_CHECK", Lvs, Some(TcpCheck)),
+    k("DNS_CHECK", Lvs, Some(DnsCheck)),
     k("BFD_CHECK", No, Some(OtherCheck)),
-    k("CI-LINUX", No, Some(OtherCheck)),
+    k("CI-LINUX", Removed, Some(OtherCheck)),
 ];
 
 const COMMON_CHECK: &[&str] = &[
@@ -320,10 +328,10 @@ const COMMON_CHECK: &[&str] = &[
 const HTTP: &[Kw] = &[
     k("url", Lvs, Some(Url)),
     k("virtualhost", Lvs, None),
-    k("http_protocol", Lvs, None),
-    k("enable_sni", Lvs, None),
-    k("tls_compliant", Lvs, None),
-    k("fast_recovery", Lvs, None),
+    k("http_protocol", No, None),
+    k("enable_sni", No, None),
+    k("tls_compliant", No, None),
+    k("fast_recovery", No, None),
 ];
 
 const URL: &[Kw] = &[
@@ -348,6 +356,26 @@ const MISC: &[Kw] = &[
     k("warmup", Lvs, None),
 ];
 
+const TRACK_PROCESS: &[Kw] = &[
+    k("process", Yes, None),
+    k("param_match", Yes, None),
+    k("full_command", Yes, None),
+    k("weight", Yes, None),
+    k("quorum", Yes, None),
+    k("quorum_max", Yes, None),
+    k("delay", Yes, None),
+    k("fork_delay", Yes, None),
+    k("terminate_delay", Yes, None),
+];
+const FILE_CHECK: &[Kw] = &[k("track_file", Lvs, None)];
+const DNS_CHECK: &[Kw] = &[k("type", Lvs, None), k("name", Lvs, None)];
+const UDP_CHECK: &[Kw] = &[k("payload", Lvs, None), k("require_reply", Lvs, None)];
+const TRACK_FILE: &[Kw] = &[
+    k("file", Yes, None),
+    k("weight", Yes, None),
+    k("init_file", Yes, None),
+];
+
 /// The keywords of a block context; `None` for item lists and checkers we take as opaque.
 fn table(ctx: Ctx) -> &'static [Kw] {
     match ctx {
@@ -363,6 +391,11 @@ fn table(ctx: Ctx) -> &'static [Kw] {
         Url => URL,
         SmtpCheck => SMTP,
         MiscCheck => MISC,
+        FileCheck => FILE_CHECK,
+        UdpCheck => UDP_CHECK,
+        DnsCheck => DNS_CHECK,
+        TrackFile => TRACK_FILE,
+        TrackProcess => TRACK_PROCESS,
         TcpCheck | SmtpHost | OtherCheck | List => &[],
     }
 }
@@ -372,8 +405,10 @@ pub fn lookup(ctx: Ctx, key: &str) -> Option<&'static Kw> {
     if let Some(kw) = table(ctx).iter().find(|k| k.name == key) {
         return Some(kw);
     }
-    if matches!(ctx, HttpCheck | TcpCheck | SmtpCheck | SmtpHost | MiscCheck)
-        && COMMON_CHECK.contains(&key)
+    if matches!(
+        ctx,
+        HttpCheck | TcpCheck | SmtpCheck | SmtpHost | MiscCheck | UdpCheck
+    ) && COMMON_CHECK.contains(&key)
     {
         static COMMON: Kw = Kw {
             name: "",
@@ -393,7 +428,10 @@ pub fn open(ctx: Ctx) -> bool {
 /// The nearest keyword of a context (edit distance at most 3).
 pub fn nearest(ctx: Ctx, key: &str) -> Option<&'static str> {
     let mut names: Vec<&'static str> = table(ctx).iter().map(|k| k.name).collect();
-    if matches!(ctx, HttpCheck | TcpCheck | SmtpCheck | SmtpHost | MiscCheck) {
+    if matches!(
+        ctx,
+        HttpCheck | TcpCheck | SmtpCheck | SmtpHost | MiscCheck | UdpCheck
+    ) {
         names.extend_from_slice(COMMON_CHECK);
     }
     names
@@ -405,3 +443,48 @@ pub fn nearest(ctx: Ctx, key: &str) -> Option<&'static str> {
 }
 
 pub use opsflow_common::diag::distance;
+
+/// Every context reachable from the top of a file, with its keywords (for the
+/// no-silent-keyword test): the schema's own block links, walked once each.
+pub fn all() -> impl Iterator<Item = (Ctx, &'static Kw)> {
+    let mut seen = vec![Top];
+    let mut k = 0;
+    while let Some(&ctx) = seen.get(k) {
+        for b in table(ctx).iter().filter_map(|kw| kw.block) {
+            if !seen.contains(&b) {
+                seen.push(b);
+            }
+        }
+        k += 1;
+    }
+    seen.into_iter()
+        .flat_map(|c| table(c).iter().map(move |kw| (c, kw)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No silent keyword: a keyword marked implemented (Yes, or Lvs: acted on by the load
+    /// balancer) must be read by the config model, i.e. matched by name in the code that
+    /// builds it; anything else must be marked No (warned) or Removed (an error).
+    #[test]
+    fn every_keyword_marked_implemented_is_read_by_the_model() {
+        let model = [
+            include_str!("mod.rs"),
+            include_str!("lvs.rs"),
+            include_str!("syntax.rs"),
+            include_str!("track.rs"),
+        ]
+        .concat();
+        let unread: Vec<String> = all()
+            .filter(|(_, k)| matches!(k.status, Yes | Lvs))
+            .filter(|(_, k)| !model.contains(&format!("\"{}\"", k.name)))
+            .map(|(c, k)| format!("{c:?}/{}", k.name))
+            .collect();
+        assert!(
+            unread.is_empty(),
+            "marked implemented but never read: {unread:?}"
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! Health checkers: HTTP_GET, SSL_GET, TCP_CHECK, SMTP_CHECK, MISC_CHECK, FILE_CHECK, and the
+//! Health checkers: HTTP_GET, SSL_GET, TCP_CHECK, SMTP_CHECK, MISC_CHECK, FILE_CHECK, PING_CHECK,
+//! UDP_CHECK, DNS_CHECK, and the
 //! page digest `ha genhash` prints. Every network step has a deadline (`connect_timeout`), so
 //! a hung server costs its own checker that long and nothing else.
 
@@ -246,6 +247,189 @@ async fn smtp(stream: TcpStream, helo: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// keepalived's UDP_CHECK: a connected socket sends the payload; an ICMP port unreachable
+/// (ECONNREFUSED) is down; with `require_reply` a reply (starting with the given bytes) must
+/// arrive within `limit`, without it silence is up.
+async fn udp(
+    addr: Ipv4Addr,
+    port: u16,
+    bind: Option<Ipv4Addr>,
+    payload: &[u8],
+    require_reply: Option<&[u8]>,
+    limit: Duration,
+) -> Result<(), String> {
+    let local = SocketAddrV4::new(bind.unwrap_or(Ipv4Addr::UNSPECIFIED), 0);
+    let sock = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("udp bind {local}: {e}"))?;
+    sock.connect(SocketAddrV4::new(addr, port))
+        .await
+        .map_err(|e| format!("udp {addr}:{port}: {e}"))?;
+    sock.send(payload)
+        .await
+        .map_err(|e| format!("udp {addr}:{port}: {e}"))?;
+    let mut buf = vec![0u8; 65536];
+    match timeout(limit, sock.recv(&mut buf)).await {
+        Ok(Ok(n)) => match require_reply {
+            Some(want) if !buf[..n].starts_with(want) => Err(format!(
+                "udp {addr}:{port}: the reply does not start with the required bytes"
+            )),
+            _ => Ok(()),
+        },
+        Ok(Err(e)) => Err(format!("udp {addr}:{port}: {e}")),
+        Err(_) if require_reply.is_some() => {
+            Err(format!("udp {addr}:{port}: no reply within {limit:?}"))
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// The query keepalived's DNS_CHECK sends: recursion desired, one question of `qtype`,
+/// class IN, for `name`.
+pub fn dns_query(id: u16, qtype: u16, name: &str) -> Vec<u8> {
+    let mut q = Vec::with_capacity(32 + name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        let l = &label.as_bytes()[..label.len().min(63)];
+        q.push(l.len() as u8);
+        q.extend_from_slice(l);
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+/// DNS_CHECK: healthy when an answer with our id, QR set and RCODE 0 arrives in time.
+async fn dns(
+    addr: Ipv4Addr,
+    port: u16,
+    bind: Option<Ipv4Addr>,
+    qtype: u16,
+    name: &str,
+    limit: Duration,
+) -> Result<(), String> {
+    static ID: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0x4841);
+    let id = ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let local = SocketAddrV4::new(bind.unwrap_or(Ipv4Addr::UNSPECIFIED), 0);
+    let sock = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("dns bind {local}: {e}"))?;
+    sock.connect(SocketAddrV4::new(addr, port))
+        .await
+        .map_err(|e| format!("dns {addr}:{port}: {e}"))?;
+    sock.send(&dns_query(id, qtype, name))
+        .await
+        .map_err(|e| format!("dns {addr}:{port}: {e}"))?;
+    let wait = async {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = sock
+                .recv(&mut buf)
+                .await
+                .map_err(|e| format!("dns {addr}:{port}: {e}"))?;
+            // keepalived skips what is not an answer to this query and waits on
+            if n < 12 || buf[..2] != id.to_be_bytes() || buf[2] & 0x80 == 0 {
+                continue;
+            }
+            return match buf[3] & 0x0f {
+                0 => Ok(()),
+                rc => Err(format!(
+                    "dns {addr}:{port}: {name} answered with rcode {rc}"
+                )),
+            };
+        }
+    };
+    timeout(limit, wait)
+        .await
+        .map_err(|_| format!("dns {addr}:{port}: no answer within {limit:?}"))?
+}
+
+fn icmp_sum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// One ICMP echo to `addr`, answered within `limit`. An unprivileged ICMP datagram socket
+/// when `net.ipv4.ping_group_range` allows it, else a raw socket (root). Blocking: run it
+/// on a blocking thread.
+pub fn ping(addr: Ipv4Addr, bind: Option<Ipv4Addr>, limit: Duration) -> Result<(), String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    static SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    let (sock, raw) = match Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)) {
+        Ok(s) => (s, false),
+        Err(_) => (
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+                .map_err(|e| format!("ICMP socket: {e} (needs root or ping_group_range)"))?,
+            true,
+        ),
+    };
+    if let Some(b) = bind {
+        sock.bind(&SocketAddrV4::new(b, 0).into())
+            .map_err(|e| format!("bind {b}: {e}"))?;
+    }
+    let id = (std::process::id() as u16).to_be_bytes();
+    let seq = SEQ
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_be_bytes();
+    let mut pkt = vec![8, 0, 0, 0, id[0], id[1], seq[0], seq[1]];
+    pkt.extend_from_slice(b"ha PING_CHECK");
+    let sum = icmp_sum(&pkt).to_be_bytes();
+    pkt[2..4].copy_from_slice(&sum);
+    sock.send_to(&pkt, &SocketAddrV4::new(addr, 0).into())
+        .map_err(|e| format!("ping {addr}: {e}"))?;
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("ping {addr}: no echo reply within {limit:?}"));
+        }
+        sock.set_read_timeout(Some(left))
+            .map_err(|e| format!("ping {addr}: {e}"))?;
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("ping {addr}: no echo reply within {limit:?}"))
+            }
+            Err(e) => return Err(format!("ping {addr}: {e}")),
+        };
+        // SAFETY: recv_from initialised the first n bytes.
+        let data: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        let icmp = if raw {
+            let ihl = usize::from(data.first().copied().unwrap_or(0) & 0x0f) * 4;
+            data.get(ihl..).unwrap_or(&[])
+        } else {
+            &data[..]
+        };
+        let from_ok = from.as_socket_ipv4().is_some_and(|f| *f.ip() == addr);
+        // a datagram socket's id is the kernel's, so only the sequence is ours to match
+        if from_ok
+            && icmp.len() >= 8
+            && icmp[0] == 0
+            && icmp[6..8] == seq
+            && (!raw || icmp[4..6] == id)
+        {
+            return Ok(());
+        }
+    }
+}
+
 /// One attempt of one checker against a real server.
 pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop: f64) -> Outcome {
     let addr = c.connect_ip.unwrap_or(rs_addr);
@@ -254,6 +438,29 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
     let limit = Duration::from_secs_f64(c.connect_timeout.max(0.01));
     match &c.kind {
         CheckKind::Tcp => connect(addr, port, bind, limit).await.map(|_| None),
+        CheckKind::Udp {
+            payload,
+            require_reply,
+        } => udp(
+            addr,
+            port,
+            c.bindto,
+            payload,
+            require_reply.as_deref(),
+            limit,
+        )
+        .await
+        .map(|()| None),
+        CheckKind::Dns { qtype, name } => dns(addr, port, c.bindto, *qtype, name, limit)
+            .await
+            .map(|()| None),
+        CheckKind::Ping => {
+            let from = c.bindto;
+            tokio::task::spawn_blocking(move || ping(addr, from, limit))
+                .await
+                .map_err(|e| format!("ping task failed: {e}"))?
+                .map(|()| None)
+        }
         CheckKind::Http {
             ssl,
             urls,
@@ -270,17 +477,28 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
                     limit,
                 )
                 .await?;
-                match u.status_code {
-                    Some(code) if page.status != code => {
-                        return Err(format!(
-                            "{}: status {} (expected {code})",
-                            u.path, page.status
-                        ))
-                    }
-                    None if !(200..300).contains(&page.status) => {
-                        return Err(format!("{}: status {}", u.path, page.status))
-                    }
-                    _ => {}
+                let want = |(lo, hi): &(u16, u16)| (*lo..=*hi).contains(&page.status);
+                if u.status_code.is_empty() && !(200..300).contains(&page.status) {
+                    return Err(format!("{}: status {}", u.path, page.status));
+                }
+                if !u.status_code.is_empty() && !u.status_code.iter().any(want) {
+                    let expected: Vec<String> = u
+                        .status_code
+                        .iter()
+                        .map(|(a, b)| {
+                            if a == b {
+                                a.to_string()
+                            } else {
+                                format!("{a}-{b}")
+                            }
+                        })
+                        .collect();
+                    return Err(format!(
+                        "{}: status {} (expected {})",
+                        u.path,
+                        page.status,
+                        expected.join(" ")
+                    ));
                 }
                 if let Some(d) = &u.digest {
                     let got = md5_hex(&page.body);
@@ -303,9 +521,14 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
             path,
             timeout: t,
             dynamic,
+            user,
         } => {
             let limit = Duration::from_secs_f64(t.unwrap_or(delay_loop).max(0.1));
-            let mut cmd = crate::daemon::command(path, &[]);
+            // a script keepalived would disable fails the check: never fail open
+            let run = crate::script::current()
+                .prepare(path, user.as_deref())
+                .map_err(|e| format!("MISC_CHECK script disabled: {e}"))?;
+            let mut cmd = run.command(&[]);
             cmd.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
             let status = match timeout(limit, cmd.status()).await {
@@ -321,21 +544,38 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
                 (None, _) => Err(format!("{path} killed by a signal")),
             }
         }
-        CheckKind::File { path, weight } => {
-            let text = tokio::fs::read_to_string(path)
-                .await
-                .map_err(|e| format!("{path}: {e}"))?;
-            let v: i64 = text
-                .trim()
-                .parse()
-                .map_err(|_| format!("{path}: not a number"))?;
-            if v == 0 {
-                Err(format!("{path} says 0"))
-            } else {
-                Ok(weight.map(|w| (i64::from(w) * v).clamp(0, 65535) as u32))
+        CheckKind::File {
+            path,
+            weight,
+            reverse,
+            ..
+        } => {
+            // keepalived: a missing file reads as 0
+            let text = tokio::fs::read_to_string(path).await.unwrap_or_default();
+            let v = crate::vrrp::file_value(&text);
+            match crate::vrrp::file_delta(v, *weight, *reverse) {
+                None => Err(format!("track file {path} holds {v}: down")),
+                Some(_) => Ok(None),
             }
         }
     }
+}
+
+/// [`check`] in a task of its own: a checker that panics (a bug, or a value the config
+/// check missed) is a failed check, logged, so its real server leaves rotation: never open.
+pub async fn check_guarded(
+    c: &Checker,
+    rs_addr: Ipv4Addr,
+    rs_port: u16,
+    delay_loop: f64,
+) -> Outcome {
+    let one = c.clone();
+    tokio::spawn(async move { check(&one, rs_addr, rs_port, delay_loop).await })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(real_server = %rs_addr, port = rs_port, error = %e, "checker failed; the real server is out of rotation until it passes");
+            Err(format!("checker failed: {e}"))
+        })
 }
 
 /// A checker's verdict for one round: up to `retry` more attempts after a failure, with

@@ -124,6 +124,18 @@ pub struct Lvs {
     generation: u64,
 }
 
+/// A pseudo-random pause in `[0, warmup)` (warmup defaults to none; `warmup 0` is none),
+/// different per checker and start. Hand-written: a spread, not a secret, needs no RNG crate.
+fn warmup_delay(warmup: Option<f64>, who: (std::net::Ipv4Addr, u16, usize)) -> Duration {
+    use std::hash::BuildHasher;
+    let Some(w) = warmup.filter(|w| *w > 0.0) else {
+        return Duration::ZERO;
+    };
+    let h = std::collections::hash_map::RandomState::new().hash_one(who);
+    let frac = (h % 1_000_000) as f64 / 1_000_000.0;
+    Duration::try_from_secs_f64(w * frac).unwrap_or(Duration::ZERO)
+}
+
 fn rs_id(r: &RealServer) -> String {
     format!("{}:{}", r.addr, r.port)
 }
@@ -131,7 +143,7 @@ fn rs_id(r: &RealServer) -> String {
 fn run_notify(cmd: &Option<String>, what: &str) {
     if let Some(c) = cmd.clone() {
         let what = what.to_string();
-        tokio::spawn(async move { crate::daemon::run_script(&c, &[], &what).await });
+        tokio::spawn(async move { crate::script::run(&c, &[], &what).await });
     }
 }
 
@@ -209,16 +221,20 @@ impl Lvs {
             let c = c.clone();
             let tx = self.tx.clone();
             let (addr, port) = (rs.addr, rs.port);
-            let every = Duration::from_secs_f64(c.delay_loop.unwrap_or(vs.delay_loop).max(0.1));
+            let every = Duration::try_from_secs_f64(c.delay_loop.unwrap_or(vs.delay_loop).max(0.1))
+                .unwrap_or(Duration::from_secs(60));
             let delay_loop = vs.delay_loop;
             let suspend = match (&vs.key, vs.ha_suspend) {
                 (VsKey::Addr(a, _, _), true) => Some(*a),
                 _ => None,
             };
+            // keepalived's warmup: a random pause before the first check spreads them out
+            let warmup = warmup_delay(c.warmup, (addr, port, i));
             tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(warmup).await;
                 loop {
                     if suspend.is_none_or(is_local) {
-                        let result = check::check(&c, addr, port, delay_loop).await;
+                        let result = check::check_guarded(&c, addr, port, delay_loop).await;
                         if tx
                             .send(CheckEvent {
                                 vs: at.0,
@@ -607,5 +623,20 @@ impl Lvs {
                 warn!(backend = self.backend.name(), error = %format!("{e:#}"), "cannot remove the virtual services")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_spreads_first_checks_within_its_bound() {
+        let who = |i| (std::net::Ipv4Addr::new(10, 0, 0, 1), 80, i);
+        assert_eq!(warmup_delay(None, who(0)), Duration::ZERO);
+        assert_eq!(warmup_delay(Some(0.0), who(0)), Duration::ZERO);
+        let d: Vec<Duration> = (0..20).map(|i| warmup_delay(Some(2.0), who(i))).collect();
+        assert!(d.iter().all(|d| *d < Duration::from_secs(2)), "{d:?}");
+        assert!(d.iter().any(|x| *x != d[0]), "no spread: {d:?}");
     }
 }
