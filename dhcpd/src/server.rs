@@ -17,7 +17,7 @@ use crate::isclog;
 use crate::leases::{self, Journal, Lease};
 use crate::net::Port;
 use crate::ping::{self, Probe};
-use crate::store::{Pg, Store};
+use crate::store::{Outcome, Pg, Store};
 use crate::wire::{Msg, MsgType};
 
 /// Counters for `/metrics`.
@@ -523,12 +523,12 @@ fn journal_loop(
                 }
                 Err(e) => {
                     error!(store = %store.describe(), error = %format!("{e:#}"), "cannot write the leases; their ACKs are not sent");
-                    vec![Err(None); blocks]
+                    vec![Outcome::Refused(None); blocks]
                 }
             }
         };
         drop(all);
-        let stored = outcome.iter().filter(|o| o.is_ok()).count();
+        let stored = outcome.iter().filter(|o| **o == Outcome::Stored).count();
         if stored > 0 {
             metrics.commits.fetch_add(stored as u64, Relaxed);
             metrics.batches.fetch_add(1, Relaxed);
@@ -544,7 +544,7 @@ fn journal_loop(
                 } => {
                     let mut granted = true;
                     for _ in &leases {
-                        if let Some(Err(holder)) = outcome.next() {
+                        if let Some(Outcome::Refused(holder)) = outcome.next() {
                             granted = false;
                             if let (Some(h), Ok(mut e)) = (holder, engine.lock()) {
                                 e.adopt(h, leases::now());

@@ -8,7 +8,7 @@
 //! only over a row of the same client or one that has ended, so no address is ever granted
 //! to two clients; the ACK waits for the COMMIT to be acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,12 +20,21 @@ use crate::conf::leasedb::LeaseDb;
 use crate::engine::{lease_key, Engine};
 use crate::leases::{self, Journal, Lease};
 
+/// What became of one lease handed to [`Store::commit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Durable: it may be granted.
+    Stored,
+    /// Not stored, so not to be granted: the address is held by another client (its record,
+    /// if known), or the lease was superseded or refused.
+    Refused(Option<Lease>),
+}
+
 /// A place that makes leases durable.
 pub trait Store: Send {
-    /// Makes `leases` durable. Per lease: `Ok(())` when stored, `Err(holder)` when the address
-    /// is held by another client (its record, if known): that lease must not be granted.
-    /// An `Err` of the whole call means nothing may be granted.
-    fn commit(&mut self, leases: &[&Lease]) -> anyhow::Result<Vec<Result<(), Option<Lease>>>>;
+    /// Makes `leases` durable; one [`Outcome`] per lease. An `Err` of the whole call means
+    /// nothing may be granted.
+    fn commit(&mut self, leases: &[&Lease]) -> anyhow::Result<Vec<Outcome>>;
     /// After each batch (the journal compacts itself here).
     fn maintain(&mut self, _engine: &Mutex<Engine>) {}
     /// Whether the server must stop when [`Store::commit`] fails (a local disk that fails
@@ -36,10 +45,10 @@ pub trait Store: Send {
 }
 
 impl Store for Journal {
-    fn commit(&mut self, leases: &[&Lease]) -> anyhow::Result<Vec<Result<(), Option<Lease>>>> {
+    fn commit(&mut self, leases: &[&Lease]) -> anyhow::Result<Vec<Outcome>> {
         let text: String = leases.iter().map(|l| leases::render(l)).collect();
         self.append_batch(&text, leases.len())?;
-        Ok(vec![Ok(()); leases.len()])
+        Ok(vec![Outcome::Stored; leases.len()])
     }
 
     fn maintain(&mut self, engine: &Mutex<Engine>) {
@@ -184,12 +193,15 @@ pub struct Pg {
 }
 
 const UPSERT: &str = "INSERT INTO dhcpd_leases (address, client, state, ends, block, server)
-    VALUES ($1, $2, $3, $4, $5, $6)
+    SELECT n.address, n.client, n.state, n.ends, n.block, $6::text
+    FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::bigint[], $5::text[])
+        AS n(address, client, state, ends, block)
     ON CONFLICT (address) DO UPDATE SET client = EXCLUDED.client, state = EXCLUDED.state,
         ends = EXCLUDED.ends, block = EXCLUDED.block, server = EXCLUDED.server,
         modified = clock_timestamp()
     WHERE dhcpd_leases.client IS NOT DISTINCT FROM EXCLUDED.client
-       OR dhcpd_leases.ends <= $7 OR dhcpd_leases.state NOT IN ('active', 'abandoned')
+       OR dhcpd_leases.ends <= $7::bigint
+       OR dhcpd_leases.state NOT IN ('active', 'abandoned')
     RETURNING address";
 
 fn to_lease(block: &str) -> Option<Lease> {
@@ -257,53 +269,87 @@ impl Pg {
         Ok((v, now))
     }
 
-    fn batch(
-        &mut self,
-        leases: &[&Lease],
-    ) -> Result<Vec<Result<(), Option<Lease>>>, postgres::Error> {
+    /// One transaction, one statement for all the leases of a batch (a round trip per lease
+    /// would make the server wait on the network for every one).
+    fn batch(&mut self, leases: &[&Lease]) -> Result<Vec<Outcome>, postgres::Error> {
         let now = leases::now() as i64;
+        let keys: Vec<Option<Vec<u8>>> = leases.iter().map(|l| lease_key(l)).collect();
+        // the batch's last lease for an address, and for a client, is the one written; an
+        // earlier one is superseded (and not granted)
+        let (mut last_ip, mut last_key) = (HashMap::new(), HashMap::new());
+        for (i, l) in leases.iter().enumerate() {
+            last_ip.insert(l.ip, i);
+            if let Some(k) = &keys[i] {
+                last_key.insert(k.as_slice(), i);
+            }
+        }
+        let mut write: Vec<usize> = (0..leases.len())
+            .filter(|&i| {
+                last_ip[&leases[i].ip] == i
+                    && keys[i].as_ref().is_none_or(|k| last_key[k.as_slice()] == i)
+            })
+            .collect();
+        // rows in one order in every server: concurrent batches wait, never deadlock
+        write.sort_by_key(|&i| u32::from(leases[i].ip));
+        let a: Vec<i64> = write.iter().map(|&i| addr(leases[i].ip)).collect();
+        let c: Vec<Option<Vec<u8>>> = write.iter().map(|&i| keys[i].clone()).collect();
+        let st: Vec<&str> = write.iter().map(|&i| leases[i].state.isc()).collect();
+        let e: Vec<i64> = write
+            .iter()
+            .map(|&i| leases[i].ends.min(i64::MAX as u64) as i64)
+            .collect();
+        let b: Vec<String> = write.iter().map(|&i| leases::render(leases[i])).collect();
         let mut tx = self.client.transaction()?;
-        let upsert = tx.prepare(UPSERT)?;
-        let mut out = Vec::with_capacity(leases.len());
-        for l in leases {
-            let key = lease_key(l);
-            let ends = l.ends.min(i64::MAX as u64) as i64;
-            let rows = tx.query(
-                &upsert,
-                &[
-                    &addr(l.ip),
-                    &key,
-                    &l.state.isc(),
-                    &ends,
-                    &leases::render(l),
-                    &self.server,
-                    &now,
-                ],
+        let rows = tx.query(UPSERT, &[&a, &c, &st, &e, &b, &self.server, &now])?;
+        let stored: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let lost: Vec<i64> = a.iter().filter(|x| !stored.contains(x)).copied().collect();
+        let mut holders: HashMap<i64, Option<Lease>> = HashMap::new();
+        if !lost.is_empty() {
+            for r in tx.query(
+                "SELECT address, block FROM dhcpd_leases WHERE address = ANY($1)",
+                &[&lost],
+            )? {
+                holders.insert(r.get(0), to_lease(r.get(1)));
+            }
+        }
+        // one lease per client: its rows at other addresses go
+        let (dc, da): (Vec<Vec<u8>>, Vec<i64>) = c
+            .iter()
+            .zip(&a)
+            .filter(|(_, x)| stored.contains(x))
+            .filter_map(|(k, x)| k.clone().map(|k| (k, *x)))
+            .unzip();
+        if !dc.is_empty() {
+            tx.execute(
+                "DELETE FROM dhcpd_leases d USING unnest($1::bytea[], $2::bigint[]) AS n(client, address)
+                 WHERE d.client = n.client AND d.address <> n.address",
+                &[&dc, &da],
             )?;
-            if rows.is_empty() {
-                let holder = tx.query_opt(
-                    "SELECT block FROM dhcpd_leases WHERE address = $1",
-                    &[&addr(l.ip)],
-                )?;
-                out.push(Err(holder.and_then(|r| to_lease(r.get(0)))));
-                continue;
-            }
-            if let Some(k) = &key {
-                // one lease per client: its row at another address goes
-                tx.execute(
-                    "DELETE FROM dhcpd_leases WHERE client = $1 AND address <> $2",
-                    &[k, &addr(l.ip)],
-                )?;
-            }
-            out.push(Ok(()));
         }
         tx.commit()?;
-        Ok(out)
+        let mut written = vec![false; leases.len()];
+        for &i in &write {
+            written[i] = true;
+        }
+        Ok(leases
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let x = addr(l.ip);
+                if !written[i] {
+                    Outcome::Refused(None)
+                } else if stored.contains(&x) {
+                    Outcome::Stored
+                } else {
+                    Outcome::Refused(holders.get(&x).cloned().flatten())
+                }
+            })
+            .collect())
     }
 }
 
 impl Store for Pg {
-    fn commit(&mut self, leases: &[&Lease]) -> anyhow::Result<Vec<Result<(), Option<Lease>>>> {
+    fn commit(&mut self, leases: &[&Lease]) -> anyhow::Result<Vec<Outcome>> {
         match self.batch(leases) {
             Ok(v) => return Ok(v),
             Err(e) if self.client.is_closed() => {
@@ -317,13 +363,13 @@ impl Store for Pg {
         let mut out = Vec::with_capacity(leases.len());
         for l in leases {
             match self.batch(&[l]) {
-                Ok(mut v) => out.push(v.pop().unwrap_or(Err(None))),
+                Ok(mut v) => out.push(v.pop().unwrap_or(Outcome::Refused(None))),
                 Err(e) if self.client.is_closed() => {
                     return Err(e).context("lease database connection lost")
                 }
                 Err(e) => {
                     warn!(ip = %l.ip, error = %e, "lease not stored; not granted");
-                    out.push(Err(None));
+                    out.push(Outcome::Refused(None));
                 }
             }
         }
