@@ -139,7 +139,21 @@ impl Relay {
 
     /// DISCOVER to both, REQUEST of the first OFFER: the ACKed address and its server.
     fn dora(&self, mac: [u8; 6], xid: u32) -> Option<(Ipv4Addr, Ipv4Addr)> {
-        let mut d = Msg::parse(&wire::request(MsgType::Discover, mac, xid, &[])).unwrap();
+        self.dora_with(mac, xid, &[])
+    }
+
+    /// [`Relay::dora`] of a client that asks for `want` (option 50) in its DISCOVER.
+    fn dora_asking(&self, mac: [u8; 6], xid: u32, want: Ipv4Addr) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        self.dora_with(mac, xid, &[(wire::OPT_REQUESTED_IP, &want.octets())])
+    }
+
+    fn dora_with(
+        &self,
+        mac: [u8; 6],
+        xid: u32,
+        opts: &[(u8, &[u8])],
+    ) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        let mut d = Msg::parse(&wire::request(MsgType::Discover, mac, xid, opts)).unwrap();
         d.giaddr = self.giaddr;
         d.hops = 1;
         self.send(&d);
@@ -385,6 +399,34 @@ fn two_servers_on_one_postgresql_store_never_grant_an_address_twice_and_survive_
             hexmac(mac)
         );
     }
+
+    // 4. expiry across servers: a lease that ended (as written by the killed server) is
+    // taken over by the survivor for a new client that asks for its address
+    let (_, gone, _) = first.iter().find(|x| x.2 == killed).unwrap();
+    let sql = format!(
+        "UPDATE dhcpd_leases SET ends = 1, modified = clock_timestamp(), \
+         block = regexp_replace(block, 'ends [^;]*;', 'ends 4 1970/01/01 00:00:01;') \
+         WHERE address = {}",
+        u32::from(*gone)
+    );
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+        .arg(lab.path("pg").join("sock"))
+        .args(["-d", "leases", "-c", &sql])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // (a new client each time: one that got another address would keep asking for that)
+    let (mut n, mut got) = (5000, None);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            n += 1;
+            got = relays[1].dora_asking(mac_of(n), n, *gone);
+            got.is_some_and(|(ip, _)| ip == *gone)
+        }),
+        "the ended lease {gone} was not given to a new client: {got:?}"
+    );
+
     eprintln!(
         "two servers on PostgreSQL: {} + {} clients, {counts:?} before the kill of {killed}",
         first.len(),
