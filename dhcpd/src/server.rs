@@ -50,8 +50,9 @@ enum Job {
         leases: Vec<Lease>,
         reply: Option<Reply>,
         port: usize,
-        /// ISC's line for the reply, logged once it is sent.
-        line: Option<String>,
+        /// ISC's line for the reply, logged once it is sent (with the count of lines the
+        /// rate limiter suppressed before it).
+        line: Option<(String, u64)>,
     },
     Flush(mpsc::Sender<()>),
 }
@@ -342,23 +343,30 @@ fn answer(sh: &Shared, idx: usize, msg: &Msg, raw: &[u8], first: bool) {
     };
     let name = &port.iface.name;
     if first {
-        if let Some(mut line) = isclog::request(msg, name) {
-            if matches!(action, Action::Drop("pool_exhausted")) {
-                line.push_str(": no free leases");
+        if let Some(suppressed) = isclog::gate() {
+            if let Some(mut line) = isclog::request(msg, name) {
+                if matches!(action, Action::Drop("pool_exhausted")) {
+                    line.push_str(": no free leases");
+                }
+                isclog::emit(&line, suppressed);
             }
-            isclog::log(&line);
         }
     }
     match action {
         Action::Send(r) => {
             if send(port, &r, &sh.metrics) {
-                if let Some(l) = isclog::reply(msg, &r, name) {
-                    isclog::log(&l);
+                if let Some(s) = isclog::gate() {
+                    if let Some(l) = isclog::reply(msg, &r, name) {
+                        isclog::emit(&l, s);
+                    }
                 }
             }
         }
         Action::Commit { leases, reply } => {
-            let line = reply.as_ref().and_then(|r| isclog::reply(msg, r, name));
+            let line = reply.as_ref().and_then(|r| {
+                let s = isclog::gate()?;
+                Some((isclog::reply(msg, r, name)?, s))
+            });
             journal(
                 sh,
                 Job::Commit {
@@ -553,8 +561,8 @@ fn journal_loop(
                     }
                     match reply {
                         Some(r) if granted && send(&ports[port], &r, &metrics) => {
-                            if let Some(l) = line {
-                                isclog::log(&l);
+                            if let Some((l, suppressed)) = line {
+                                isclog::emit(&l, suppressed);
                             }
                         }
                         Some(_) if !granted => metrics.dropped("lease_not_stored"),
