@@ -9,15 +9,53 @@ use tracing::{info, warn};
 use opsflow_common::notify;
 use opsflow_common::pidfile::{self, PidFile};
 
-use crate::cli::{Cli, Cmd, HostsOp};
+use crate::cli::{Cli, Cmd, DbOp, HostsOp};
 use crate::leases;
 use crate::server::Server;
 
-fn show_leases(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    // the server starts on a missing journal; a listing of one is a mistake in the path
-    std::fs::metadata(path)
-        .with_context(|| format!("cannot read the lease file {}", path.display()))?;
-    let (map, _) = leases::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// The `lease-database` of a config file (for `dhcpd db` and `dhcpd leases --config`).
+fn lease_db(config: &std::path::Path) -> anyhow::Result<crate::conf::leasedb::LeaseDb> {
+    let cfg = crate::conf::load(config).map_err(|errs| {
+        for d in &errs {
+            eprintln!("{d}");
+        }
+        anyhow::anyhow!("{} error(s) in {}", errs.len(), config.display())
+    })?;
+    cfg.lease_db.with_context(|| {
+        format!(
+            "{} has no lease-database statement (the leases are in the journal file: `dhcpd leases --leases FILE`)",
+            config.display()
+        )
+    })
+}
+
+fn db_cmd(op: &DbOp) -> anyhow::Result<()> {
+    let (config, upgrade) = match op {
+        DbOp::Init { config } => (config, false),
+        DbOp::Upgrade { config } => (config, true),
+    };
+    let db = lease_db(config)?;
+    let done = crate::store::migrate(&db, upgrade)?;
+    println!("{}@{}:{}/{}: {done}", db.user, db.host, db.port, db.name);
+    Ok(())
+}
+
+fn show_leases(
+    path: &std::path::Path,
+    config: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let map = match config {
+        Some(c) => crate::store::Pg::open(&lease_db(c)?, "")?.load()?,
+        None => {
+            // the server starts on a missing journal; a listing of one is a mistake in the path
+            std::fs::metadata(path)
+                .with_context(|| format!("cannot read the lease file {}", path.display()))?;
+            leases::read(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .0
+        }
+    };
     let mut all: Vec<_> = map.into_values().collect();
     all.sort_by_key(|l| u32::from(l.ip));
     let now = leases::now();
@@ -121,7 +159,12 @@ fn hosts_cmd(socket: &std::path::Path, op: &HostsOp) -> anyhow::Result<()> {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.cmd {
-        Some(Cmd::Leases { leases, json }) => return show_leases(leases, *json),
+        Some(Cmd::Leases {
+            leases,
+            config,
+            json,
+        }) => return show_leases(leases, config.as_deref(), *json),
+        Some(Cmd::Db { op }) => return db_cmd(op),
         Some(Cmd::Hosts { socket, op }) => return hosts_cmd(socket, op),
         None => {}
     }

@@ -90,13 +90,36 @@ pub enum Cmd {
         #[command(subcommand)]
         op: HostsOp,
     },
-    /// Show the leases in a lease file.
+    /// Create or upgrade the schema of the shared lease database (`lease-database`).
+    Db {
+        #[command(subcommand)]
+        op: DbOp,
+    },
+    /// Show the leases in a lease file, or with --config in the config's lease-database.
     Leases {
         #[arg(long, short = 'l', default_value = "/var/lib/dhcp/dhcpd.leases")]
         leases: PathBuf,
+        /// Read the leases from this config's `lease-database` instead of a lease file.
+        #[arg(long, short = 'c', conflicts_with = "leases")]
+        config: Option<PathBuf>,
         /// JSON array of {ip, mac, state, starts, ends, hostname}.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `dhcpd db ...`: the schema of the config's `lease-database`.
+#[derive(Subcommand, Debug)]
+pub enum DbOp {
+    /// Create the schema in an empty database.
+    Init {
+        #[arg(long, short = 'c', default_value = "/etc/dhcp/dhcpd.conf")]
+        config: PathBuf,
+    },
+    /// Bring the schema up to this dhcpd's version.
+    Upgrade {
+        #[arg(long, short = 'c', default_value = "/etc/dhcp/dhcpd.conf")]
+        config: PathBuf,
     },
 }
 

@@ -251,6 +251,11 @@ pub fn read(path: &Path) -> io::Result<(HashMap<Ipv4Addr, Lease>, usize)> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((HashMap::new(), 0)),
         Err(e) => return Err(e),
     };
+    Ok(parse(&text))
+}
+
+/// Reads `dhcpd.leases` text (see [`read`]); the shared store keeps each lease as one block.
+pub fn parse(text: &str) -> (HashMap<Ipv4Addr, Lease>, usize) {
     let mut out = HashMap::new();
     let mut blocks = 0;
     let mut cur: Option<Lease> = None;
@@ -330,7 +335,7 @@ pub fn read(path: &Path) -> io::Result<(HashMap<Ipv4Addr, Lease>, usize)> {
             _ => {}
         }
     }
-    Ok((out, blocks))
+    (out, blocks)
 }
 
 /// The append-only journal.

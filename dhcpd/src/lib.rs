@@ -8,6 +8,8 @@
 //! - [`net`]: interfaces, sockets, link-layer delivery.
 //! - [`ping`]: `ping-check`'s ICMP probes, one thread for all of them.
 //! - [`isclog`]: ISC's per-transaction log lines (`DHCPACK on IP to MAC via IF`), rate-limited.
+//! - [`store`]: where leases are made durable: the journal, or a PostgreSQL table shared by
+//!   several servers (`lease-database`).
 //! - [`server`]: threads: a receiver per interface, one journal writer, metrics.
 //! - [`cli`] and [`app`]: the command line and what it does (`main.rs` only calls them).
 //!
@@ -31,4 +33,5 @@ pub mod leases;
 pub mod net;
 pub mod ping;
 pub mod server;
+pub mod store;
 pub mod wire;

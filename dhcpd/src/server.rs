@@ -17,6 +17,7 @@ use crate::isclog;
 use crate::leases::{self, Journal, Lease};
 use crate::net::Port;
 use crate::ping::{self, Probe};
+use crate::store::{Outcome, Pg, Store};
 use crate::wire::{Msg, MsgType};
 
 /// Counters for `/metrics`.
@@ -49,8 +50,9 @@ enum Job {
         leases: Vec<Lease>,
         reply: Option<Reply>,
         port: usize,
-        /// ISC's line for the reply, logged once it is sent.
-        line: Option<String>,
+        /// ISC's line for the reply, logged once it is sent (with the count of lines the
+        /// rate limiter suppressed before it).
+        line: Option<(String, u64)>,
     },
     Flush(mpsc::Sender<()>),
 }
@@ -73,17 +75,41 @@ impl Server {
         ifaces: Vec<Iface>,
         port: u16,
     ) -> anyhow::Result<Server> {
-        let (leases, blocks) = leases::read(leases_path).map_err(|e| {
-            anyhow::anyhow!("cannot read the lease file {}: {e}", leases_path.display())
-        })?;
-        info!(file = %leases_path.display(), leases = leases.len(), blocks, "leases loaded");
-        let journal = Journal::compact(leases_path, leases.values()).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot rewrite the lease file {}: {e}",
-                leases_path.display()
-            )
-        })?;
-        let engine = Arc::new(Mutex::new(Engine::new(cfg, leases, &ifaces)));
+        let db = cfg.lease_db.clone();
+        let (leases, store): (_, Box<dyn Store>) = match &db {
+            None => {
+                let (leases, blocks) = leases::read(leases_path).map_err(|e| {
+                    anyhow::anyhow!("cannot read the lease file {}: {e}", leases_path.display())
+                })?;
+                info!(file = %leases_path.display(), leases = leases.len(), blocks, "leases loaded");
+                let journal = Journal::compact(leases_path, leases.values()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot rewrite the lease file {}: {e}",
+                        leases_path.display()
+                    )
+                })?;
+                (leases, Box::new(journal))
+            }
+            Some(db) => {
+                let name = server_name(&ifaces);
+                let mut pg = Pg::open(db, &name)?;
+                let leases = pg.load()?;
+                info!(store = %pg.describe(), leases = leases.len(), server = %name, "leases loaded from the shared store");
+                (leases, Box::new(pg))
+            }
+        };
+        let mut engine = Engine::new(cfg, leases, &ifaces);
+        engine.shared = db.is_some();
+        let engine = Arc::new(Mutex::new(engine));
+        if let Some(db) = &db {
+            // other servers' leases, into our view (the table decides; this avoids offers
+            // the table would refuse)
+            let mut pg = Pg::open(db, "")?;
+            let engine = engine.clone();
+            std::thread::Builder::new()
+                .name("store-sync".into())
+                .spawn(move || store_sync(&mut pg, &engine))?;
+        }
         let metrics = Arc::new(Metrics::default());
         let mut ports = Vec::new();
         for i in &ifaces {
@@ -99,7 +125,7 @@ impl Server {
             let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name("journal".into())
-                .spawn(move || journal_loop(journal, rx, ports, engine, metrics))?;
+                .spawn(move || journal_loop(store, rx, ports, engine, metrics))?;
         }
         let (probe_tx, probe_rx) = mpsc::channel();
         let (ddns_tx, ddns_rx) = mpsc::channel::<crate::ddns::Job>();
@@ -317,23 +343,30 @@ fn answer(sh: &Shared, idx: usize, msg: &Msg, raw: &[u8], first: bool) {
     };
     let name = &port.iface.name;
     if first {
-        if let Some(mut line) = isclog::request(msg, name) {
-            if matches!(action, Action::Drop("pool_exhausted")) {
-                line.push_str(": no free leases");
+        if let Some(suppressed) = isclog::gate() {
+            if let Some(mut line) = isclog::request(msg, name) {
+                if matches!(action, Action::Drop("pool_exhausted")) {
+                    line.push_str(": no free leases");
+                }
+                isclog::emit(&line, suppressed);
             }
-            isclog::log(&line);
         }
     }
     match action {
         Action::Send(r) => {
             if send(port, &r, &sh.metrics) {
-                if let Some(l) = isclog::reply(msg, &r, name) {
-                    isclog::log(&l);
+                if let Some(s) = isclog::gate() {
+                    if let Some(l) = isclog::reply(msg, &r, name) {
+                        isclog::emit(&l, s);
+                    }
                 }
             }
         }
         Action::Commit { leases, reply } => {
-            let line = reply.as_ref().and_then(|r| isclog::reply(msg, r, name));
+            let line = reply.as_ref().and_then(|r| {
+                let s = isclog::gate()?;
+                Some((isclog::reply(msg, r, name)?, s))
+            });
             journal(
                 sh,
                 Job::Commit {
@@ -429,14 +462,47 @@ fn send(port: &Port, r: &Reply, metrics: &Metrics) -> bool {
     }
 }
 
+/// This server in the shared table's `server` column: host name and first address.
+fn server_name(ifaces: &[Iface]) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let addr = ifaces
+        .first()
+        .map(|i| i.addr.to_string())
+        .unwrap_or_default();
+    format!("{}/{addr}", host.trim())
+}
+
+/// Every second: the leases other servers wrote to the shared store go into our engine.
+fn store_sync(pg: &mut Pg, engine: &Mutex<Engine>) {
+    let mut since = 0.0;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        match pg.changed_since(since) {
+            Ok((leases, now)) => {
+                since = now;
+                let Ok(mut e) = engine.lock() else { return };
+                let t = leases::now();
+                for l in leases {
+                    e.adopt(l, t);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the shared lease store; retrying");
+                if let Err(e) = pg.reconnect() {
+                    debug!(error = %format!("{e:#}"), "lease database still unreachable");
+                }
+            }
+        }
+    }
+}
+
 fn journal_loop(
-    mut journal: Journal,
+    mut store: Box<dyn Store>,
     rx: Receiver<Job>,
     ports: Vec<Arc<Port>>,
     engine: Arc<Mutex<Engine>>,
     metrics: Arc<Metrics>,
 ) {
-    let mut text = String::new();
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < 4096 {
@@ -445,59 +511,69 @@ fn journal_loop(
                 Err(_) => break,
             }
         }
-        text.clear();
-        let mut blocks = 0;
-        for j in &jobs {
-            if let Job::Commit { leases, .. } = j {
-                for l in leases {
-                    text.push_str(&leases::render(l));
-                    blocks += 1;
+        let all: Vec<&Lease> = jobs
+            .iter()
+            .flat_map(|j| match j {
+                Job::Commit { leases, .. } => leases.iter().collect(),
+                Job::Flush(_) => Vec::new(),
+            })
+            .collect();
+        let blocks = all.len();
+        let outcome = if blocks == 0 {
+            Vec::new()
+        } else {
+            match store.commit(&all) {
+                Ok(v) => v,
+                Err(e) if store.fatal() => {
+                    // without durable storage no lease may be granted: stop rather than lie
+                    error!(store = %store.describe(), error = %format!("{e:#}"), "cannot write the leases; stopping");
+                    std::process::exit(74);
+                }
+                Err(e) => {
+                    error!(store = %store.describe(), error = %format!("{e:#}"), "cannot write the leases; their ACKs are not sent");
+                    vec![Outcome::Refused(None); blocks]
                 }
             }
-        }
-        if blocks > 0 {
-            if let Err(e) = journal.append_batch(&text, blocks) {
-                // without durable storage no lease may be granted: stop rather than lie
-                error!(file = %journal.path().display(), error = %e, "cannot write the lease journal; stopping");
-                std::process::exit(74);
-            }
-            metrics.commits.fetch_add(blocks as u64, Relaxed);
+        };
+        drop(all);
+        let stored = outcome.iter().filter(|o| **o == Outcome::Stored).count();
+        if stored > 0 {
+            metrics.commits.fetch_add(stored as u64, Relaxed);
             metrics.batches.fetch_add(1, Relaxed);
         }
+        let mut outcome = outcome.into_iter();
         for j in jobs {
             match j {
                 Job::Commit {
-                    reply: Some(r),
+                    leases,
+                    reply,
                     port,
                     line,
-                    ..
                 } => {
-                    if send(&ports[port], &r, &metrics) {
-                        if let Some(l) = line {
-                            isclog::log(&l);
+                    let mut granted = true;
+                    for _ in &leases {
+                        if let Some(Outcome::Refused(holder)) = outcome.next() {
+                            granted = false;
+                            if let (Some(h), Ok(mut e)) = (holder, engine.lock()) {
+                                e.adopt(h, leases::now());
+                            }
                         }
                     }
+                    match reply {
+                        Some(r) if granted && send(&ports[port], &r, &metrics) => {
+                            if let Some((l, suppressed)) = line {
+                                isclog::emit(&l, suppressed);
+                            }
+                        }
+                        Some(_) if !granted => metrics.dropped("lease_not_stored"),
+                        _ => {}
+                    }
                 }
-                Job::Commit { reply: None, .. } => {}
                 Job::Flush(done) => {
                     let _ = done.send(());
                 }
             }
         }
-        let live = engine.lock().map(|e| e.leases.len()).unwrap_or(0);
-        if journal.appended > 10_000.max(2 * live) {
-            let path = journal.path().to_path_buf();
-            let snapshot: Vec<Lease> = engine
-                .lock()
-                .map(|e| e.leases.values().cloned().collect())
-                .unwrap_or_default();
-            match Journal::compact(&path, snapshot.iter()) {
-                Ok(j) => {
-                    info!(leases = snapshot.len(), "lease journal compacted");
-                    journal = j;
-                }
-                Err(e) => warn!(error = %e, "journal compaction failed; appending to the old file"),
-            }
-        }
+        store.maintain(&engine);
     }
 }

@@ -123,6 +123,7 @@ impl Loader<'_> {
             "pool" => self.pool(p, ctx, &pos)?,
             "key" if ctx.kind == Kind::Global => self.key(p, &pos)?,
             "zone" if ctx.kind == Kind::Global => self.zone(p, &pos)?,
+            "lease-database" if ctx.kind == Kind::Global => self.lease_database(p, &pos)?,
             "range" => self.range(p, ctx, &pos)?,
             "hardware" => self.hardware(p, ctx, &pos)?,
             "fixed-address" => self.fixed_address(p, ctx, &pos)?,

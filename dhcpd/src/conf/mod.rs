@@ -14,6 +14,7 @@ mod cursor;
 pub mod ddns;
 mod decl;
 mod eval;
+pub mod leasedb;
 mod model;
 mod params;
 mod stmts;

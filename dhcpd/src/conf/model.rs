@@ -203,6 +203,8 @@ pub struct Config {
     pub defs: OptDefs,
     pub keys: Vec<super::ddns::TsigKey>,
     pub zones: Vec<super::ddns::Zone>,
+    /// `lease-database { ... }`: the shared lease store, if not the journal file.
+    pub lease_db: Option<super::leasedb::LeaseDb>,
     pub warnings: Vec<Diag>,
 }
 
@@ -220,6 +222,7 @@ impl Default for Config {
             defs: OptDefs::default(),
             keys: Vec::new(),
             zones: Vec::new(),
+            lease_db: None,
             warnings: Vec::new(),
         }
     }

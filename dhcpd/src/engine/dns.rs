@@ -97,6 +97,7 @@ impl Engine {
         self.on_expiry = std::mem::take(&mut old.on_expiry);
         self.ddns_jobs = std::mem::take(&mut old.ddns_jobs);
         self.billing = std::mem::take(&mut old.billing);
+        self.shared = old.shared;
     }
 
     /// The DNS updates decided since the last call, for the server to send.

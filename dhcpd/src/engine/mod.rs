@@ -74,7 +74,8 @@ pub enum Action {
     },
 }
 
-type Key = Vec<u8>;
+/// A client's identity: 0xff + client identifier, or hardware type + address.
+pub type Key = Vec<u8>;
 
 fn client_key(msg: &Msg) -> Key {
     match msg.option(OPT_CLIENT_ID) {
@@ -91,7 +92,7 @@ fn client_key(msg: &Msg) -> Key {
     }
 }
 
-fn lease_key(l: &Lease) -> Option<Key> {
+pub fn lease_key(l: &Lease) -> Option<Key> {
     if let Some(id) = &l.client_id {
         let mut k = vec![0xff];
         k.extend_from_slice(id);
@@ -101,6 +102,13 @@ fn lease_key(l: &Lease) -> Option<Key> {
         let mut k = vec![1];
         k.extend_from_slice(&m);
         k
+    })
+}
+
+/// FNV-1a: a stable hash (the same in every server process, unlike std's).
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, x| {
+        (h ^ u64::from(*x)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
@@ -154,6 +162,9 @@ pub struct Engine {
     on_expiry: HashMap<Ipv4Addr, script::Kept>,
     /// The class each lease of a limited class is billed to (an entry per such lease).
     billing: HashMap<Ipv4Addr, Vec<script::Billing>>,
+    /// Leases are in a store shared with other servers (`lease-database`), which is the
+    /// arbiter: a REQUEST that selects another server holds the address for its client here.
+    pub shared: bool,
 }
 
 fn collect_names(cfg: &Config) -> Vec<String> {
@@ -284,6 +295,7 @@ impl Engine {
             ddns_jobs: Vec::new(),
             on_expiry: HashMap::new(),
             billing: HashMap::new(),
+            shared: false,
         }
     }
 
@@ -412,7 +424,14 @@ impl Engine {
                 }
                 let (start, pool) = (u32::from(r.start), r.pool);
                 let size = u32::from(r.end) - start + 1;
-                let cur = *self.cursors.get(&(s, ri)).unwrap_or(&0);
+                // on a shared store every server receives the same DISCOVERs, maybe in another
+                // order: each starts the client's search at the same place (its key's hash)
+                // and so offers it the same address as the others, whatever came before
+                let cur = if self.shared {
+                    (fnv1a(&c.key) % u64::from(size)) as u32
+                } else {
+                    *self.cursors.get(&(s, ri)).unwrap_or(&0)
+                };
                 for i in 0..size {
                     let off = (cur + i) % size;
                     let ip = Ipv4Addr::from(start + off);
@@ -714,6 +733,29 @@ impl Engine {
 
     fn sid(&self, p: &Params, iface: &Iface) -> Ipv4Addr {
         p.server_id.unwrap_or(iface.addr)
+    }
+
+    /// Takes a lease record from the shared lease store (written by this or another server):
+    /// it replaces ours for its address, and an offer of that address to another client,
+    /// now that the address is held, goes.
+    pub fn adopt(&mut self, l: Lease, now: u64) {
+        let ip = l.ip;
+        self.unindex(ip);
+        let key = lease_key(&l);
+        if let Some(k) = &key {
+            if matches!(l.state, State::Active | State::Free) {
+                self.by_client.insert(k.clone(), ip);
+            }
+        }
+        if l.holds(now)
+            && self
+                .offers
+                .get(&ip)
+                .is_some_and(|(k, _)| Some(k) != key.as_ref())
+        {
+            self.offers.remove(ip);
+        }
+        self.leases.insert(ip, l);
     }
 
     /// The lease record at `ip` is about to be replaced: its client's index entry goes.
@@ -1022,9 +1064,14 @@ impl Engine {
         if let Some(sid) = sid_opt {
             // SELECTING
             if !self.server_ids.contains(&sid) {
-                // the client chose another server: our offer is free again
+                // the client chose another server: our offer is free again, except on a
+                // shared store, where that server is leasing the address to this client now
                 if let Some(ip) = requested {
-                    if self.offers.get(&ip).is_some_and(|(k, _)| *k == c.key) {
+                    if self.shared {
+                        if self.available(ip, &c.key, now) {
+                            self.offers.hold(ip, &c.key, now + OFFER_HOLD);
+                        }
+                    } else if self.offers.get(&ip).is_some_and(|(k, _)| *k == c.key) {
                         self.offers.remove(ip);
                     }
                 }
