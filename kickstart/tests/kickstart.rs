@@ -782,3 +782,96 @@ fn rendered_ha_service_is_a_notify_unit_systemd_accepts_and_reload_checks_first(
         .unwrap();
     assert!(!c.status.success(), "ha --check accepted a bad config");
 }
+
+/// The Debian package files `kickstart sync` installs by default.
+const PACKAGE_FILES: &[(&str, &str)] = &[
+    ("pxelinux.0", "/usr/lib/PXELINUX/pxelinux.0"),
+    ("ldlinux.c32", "/usr/lib/syslinux/modules/bios/ldlinux.c32"),
+    ("menu.c32", "/usr/lib/syslinux/modules/bios/menu.c32"),
+    ("libutil.c32", "/usr/lib/syslinux/modules/bios/libutil.c32"),
+    (
+        "libcom32.c32",
+        "/usr/lib/syslinux/modules/bios/libcom32.c32",
+    ),
+    ("undionly.kpxe", "/usr/lib/ipxe/undionly.kpxe"),
+    ("ipxe.efi", "/usr/lib/ipxe/ipxe.efi"),
+];
+
+#[test]
+fn sync_installs_the_boot_programs_and_check_refuses_a_missing_one() {
+    let missing: Vec<&str> = PACKAGE_FILES
+        .iter()
+        .map(|(_, p)| *p)
+        .filter(|p| !Path::new(p).is_file())
+        .collect();
+    if !missing.is_empty() {
+        let msg =
+            format!("this test needs {missing:?} (apt-get install pxelinux syslinux-common ipxe)");
+        assert!(
+            !opsflow_tests::in_ci(),
+            "{msg}; under CI=true that is a failure"
+        );
+        eprintln!("SKIP: {msg}");
+        return;
+    }
+    let d = Scratch::new("bootprog");
+    std::fs::write(d.path("my-undionly.kpxe"), b"an operator's own build").unwrap();
+    let text = example_text().replacen(
+        "\n[network]",
+        "\n[server.boot_programs]\n\"undionly.kpxe\" = \"my-undionly.kpxe\"\n\n[network]",
+        1,
+    );
+    let inv = d.inventory("inventory.toml", &text);
+    let o = ks(&inv, &["check"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let root = d.path("root");
+    let o = ks(&inv, &["sync", "--root", root.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o));
+    let tftp = root.join("srv/tftp");
+    for (name, pkg) in PACKAGE_FILES {
+        let got = std::fs::read(tftp.join(name)).unwrap_or_default();
+        if *name == "undionly.kpxe" {
+            assert_eq!(got, b"an operator's own build", "the inventory's file wins");
+        } else {
+            assert_eq!(got, std::fs::read(pkg).unwrap(), "{name} is not {pkg}");
+        }
+    }
+    // a GRUB network image (signed from grub-efi-amd64-signed, or grub-mkimage's): a PE file
+    let grub = std::fs::read(tftp.join("grubx64.efi")).unwrap_or_default();
+    assert!(
+        grub.starts_with(b"MZ") && grub.len() > 100_000,
+        "{} bytes",
+        grub.len()
+    );
+    // dhcpd.conf names only files that are there
+    let conf = std::fs::read_to_string(root.join("etc/dhcp/dhcpd.conf")).unwrap();
+    for l in conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("filename \""))
+    {
+        let f = l.trim_end_matches("\";");
+        assert!(
+            tftp.join(f).is_file(),
+            "dhcpd.conf hands out {f}, not in the TFTP root"
+        );
+    }
+
+    // a file the inventory names that is not there, a boot program the site has no use for
+    let bad = text.replace(
+        "\"undionly.kpxe\" = \"my-undionly.kpxe\"",
+        "\"undionly.kpxe\" = \"gone.kpxe\"\n\"pxelinux.1\" = \"my-undionly.kpxe\"",
+    );
+    let inv = d.inventory("inventory.toml", &bad);
+    let o = ks(&inv, &["check"]);
+    let msg = out(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains("boot program undionly.kpxe:")
+            && msg.contains("gone.kpxe (server.boot_programs) is not a file"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("\"pxelinux.1\" is not a boot program of this site"),
+        "{msg}"
+    );
+}

@@ -147,6 +147,11 @@ impl Builder {
             bios_boot_file: r.bios_boot_file,
             uefi_boot_file: r.uefi_boot_file,
             ipxe_boot_file: r.ipxe_boot_file,
+            boot_programs: r
+                .boot_programs
+                .into_iter()
+                .map(|(k, v)| (k.trim_start_matches('/').to_string(), self.rel(v)))
+                .collect(),
         })
     }
 

@@ -42,6 +42,9 @@ pub struct Server {
     pub uefi_boot_file: String,
     /// What iPXE clients get by TFTP (written by sync): it chains to `/ipxe/MAC`.
     pub ipxe_boot_file: String,
+    /// `[server.boot_programs]`: TFTP path → the file `sync` installs there (instead of the
+    /// distribution package's, see [`crate::bootprog`]).
+    pub boot_programs: std::collections::BTreeMap<String, PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]

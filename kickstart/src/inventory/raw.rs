@@ -47,6 +47,9 @@ pub(super) struct RawServer {
     pub(super) uefi_boot_file: String,
     #[serde(default = "default_ipxe_boot")]
     pub(super) ipxe_boot_file: String,
+    /// TFTP path → the file to install there instead of the package's.
+    #[serde(default)]
+    pub(super) boot_programs: BTreeMap<String, PathBuf>,
 }
 
 pub(super) fn default_tftp_root() -> PathBuf {
