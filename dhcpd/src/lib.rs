@@ -30,5 +30,6 @@ pub mod isclog;
 pub mod leases;
 pub mod net;
 pub mod ping;
+pub mod ra;
 pub mod server;
 pub mod wire;
