@@ -59,6 +59,11 @@ pub struct Network {
     pub domain: Option<String>,
     pub lease_time: u32,
     pub max_lease_time: u32,
+    /// `kickstart serve` answers IPv6 router solicitations on the interfaces in this network,
+    /// so that PXE stacks waiting for IPv6 autoconfiguration (iPXE) boot at once.
+    pub router_advertisements: bool,
+    /// The advertisements' router lifetime; 0: not a default router.
+    pub ra_router_lifetime: u16,
 }
 
 impl Network {

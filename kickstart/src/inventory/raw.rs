@@ -84,6 +84,11 @@ pub(super) struct RawNetwork {
     #[serde(default = "default_lease")]
     pub(super) lease_time: u32,
     pub(super) max_lease_time: Option<u32>,
+    /// `kickstart serve` answers IPv6 router solicitations on this network (default true).
+    pub(super) router_advertisements: Option<bool>,
+    /// Their router lifetime in seconds (default 0: not a default router).
+    #[serde(default)]
+    pub(super) ra_router_lifetime: u16,
 }
 
 pub(super) fn empty_list() -> S<Vec<String>> {
