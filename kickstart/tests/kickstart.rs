@@ -875,3 +875,63 @@ fn sync_installs_the_boot_programs_and_check_refuses_a_missing_one() {
         "{msg}"
     );
 }
+
+/// The keepalived settings of the seeds' configs that the inventory expresses: unicast peers,
+/// track_interface, preempt_delay and a sync group of two clusters.
+#[test]
+fn unicast_peers_track_interface_preempt_delay_and_sync_groups_pass_keepalived_and_ha() {
+    let Some(lab) = Lab::new(&["keepalived"]) else {
+        return;
+    };
+    let a = lab.host("lb");
+    let b = lab.host("peer");
+    lab.connect(
+        &a,
+        "eth0",
+        Some("10.99.0.11/24"),
+        &b,
+        "eth0",
+        Some("10.99.0.12/24"),
+    );
+    let d = Scratch::new("ka-more");
+    let text = example_text().replacen(
+        "notify = true ",
+        "preempt_delay = 5\ntrack_interface = [\"lo\"]\nunicast = true\nsync_group = \"G1\"\nnotify = true ",
+        1,
+    )
+    .replacen("weight = -5", "weight = 0", 1)
+        + "\n[[clusters]]\nname = \"VI_2\"\nvrid = 15\nvirtual_ips = [\"10.99.0.51/24\"]\nsync_group = \"G1\"\n\
+         [[clusters.members]]\nsystem = \"lb1\"\npriority = 100\n[[clusters.members]]\nsystem = \"lb2\"\npriority = 90\n";
+    let inv = d.inventory("inventory.toml", &text);
+    let o = ks(&inv, &["check"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = ks(&inv, &["render", "lb1", "keepalived.conf"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let conf_text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let squeezed: String = conf_text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in [
+        "vrrp_sync_group G1 { group { VI_1 VI_2 } }",
+        "preempt_delay 5",
+        "unicast_src_ip 10.99.0.11 unicast_peer { 10.99.0.12 }",
+        "track_interface { lo }",
+        "state BACKUP",
+    ] {
+        assert!(squeezed.contains(want), "no {want:?} in:\n{conf_text}");
+    }
+    let conf = d.path("lb1.conf");
+    std::fs::write(&conf, &o.stdout).unwrap();
+    let k = a.output("keepalived", &["-t", "-l", "-f", conf.to_str().unwrap()]);
+    assert!(
+        k.status.success(),
+        "keepalived -t: {}\n{conf_text}",
+        out(&k)
+    );
+    let h = Command::new(workspace_bin("ha"))
+        .arg("--config")
+        .arg(&conf)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(h.status.success(), "ha --check: {}\n{conf_text}", out(&h));
+    assert!(out(&h).contains("2 vrrp instances"), "{}", out(&h));
+}

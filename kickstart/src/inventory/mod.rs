@@ -165,6 +165,8 @@ pub struct Member {
     pub system: String,
     pub priority: u32,
     pub interface: String,
+    /// The system's address (unicast adverts go to it).
+    pub ip: Option<Ipv4Addr>,
     /// MASTER for the highest priority (without nopreempt), else BACKUP.
     pub state: String,
 }
@@ -219,6 +221,11 @@ pub struct Cluster {
     pub virtual_ips: Vec<String>,
     pub nopreempt: bool,
     pub notify: bool,
+    pub preempt_delay: Option<u32>,
+    pub track_interface: Vec<String>,
+    /// Unicast adverts: each member sends to the others' addresses ([`Member::ip`]).
+    pub unicast: bool,
+    pub sync_group: Option<String>,
     pub track: Vec<Track>,
     pub members: Vec<Member>,
     pub virtual_servers: Vec<VirtualServer>,

@@ -189,6 +189,16 @@ pub(super) struct RawCluster {
     pub(super) nopreempt: bool,
     #[serde(default = "yes")]
     pub(super) notify: bool,
+    /// Seconds a higher-priority member waits before taking over (keepalived's preempt_delay).
+    pub(super) preempt_delay: Option<u32>,
+    /// Interfaces whose link state puts the instance into FAULT.
+    #[serde(default)]
+    pub(super) track_interface: Vec<String>,
+    /// Adverts go to the other members' addresses instead of the multicast group.
+    #[serde(default)]
+    pub(super) unicast: bool,
+    /// Clusters with the same sync group change state together (vrrp_sync_group).
+    pub(super) sync_group: Option<S<String>>,
     #[serde(default)]
     pub(super) track: Vec<RawTrack>,
     pub(super) members: S<Vec<S<RawMember>>>,
