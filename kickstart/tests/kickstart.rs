@@ -900,7 +900,9 @@ fn unicast_peers_track_interface_preempt_delay_and_sync_groups_pass_keepalived_a
         1,
     )
     .replacen("weight = -5", "weight = 0", 1)
-        + "\n[[clusters]]\nname = \"VI_2\"\nvrid = 15\nvirtual_ips = [\"10.99.0.51/24\"]\nsync_group = \"G1\"\n\
+        + "\n[[clusters.virtual_servers]]\naddress = \"10.99.0.50:443\"\nfwmark = 7\n\
+         real_servers = [\"web1\", \"10.99.0.22\"]\nweights = { web1 = 3, \"10.99.0.22\" = 2 }\n\
+         \n[[clusters]]\nname = \"VI_2\"\nvrid = 15\nvirtual_ips = [\"10.99.0.51/24\"]\nsync_group = \"G1\"\n\
          [[clusters.members]]\nsystem = \"lb1\"\npriority = 100\n[[clusters.members]]\nsystem = \"lb2\"\npriority = 90\n";
     let inv = d.inventory("inventory.toml", &text);
     let o = ks(&inv, &["check"]);
@@ -915,6 +917,9 @@ fn unicast_peers_track_interface_preempt_delay_and_sync_groups_pass_keepalived_a
         "unicast_src_ip 10.99.0.11 unicast_peer { 10.99.0.12 }",
         "track_interface { lo }",
         "state BACKUP",
+        "virtual_server fwmark 7 {",
+        "real_server 10.99.0.21 { weight 3 }",
+        "real_server 10.99.0.22 { weight 2 }",
     ] {
         assert!(squeezed.contains(want), "no {want:?} in:\n{conf_text}");
     }
@@ -933,5 +938,9 @@ fn unicast_peers_track_interface_preempt_delay_and_sync_groups_pass_keepalived_a
         .output()
         .unwrap();
     assert!(h.status.success(), "ha --check: {}\n{conf_text}", out(&h));
-    assert!(out(&h).contains("2 vrrp instances"), "{}", out(&h));
+    assert!(
+        out(&h).contains("2 vrrp instances") && out(&h).contains("2 virtual servers"),
+        "{}",
+        out(&h)
+    );
 }

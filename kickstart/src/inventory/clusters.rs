@@ -347,9 +347,29 @@ impl Builder {
                 system,
                 address,
                 port,
-                weight: r.weight,
+                weight: r
+                    .weights
+                    .get(rs.get_ref())
+                    .map_or(r.weight, |w| *w.get_ref()),
             });
         }
+        for (k, w) in &r.weights {
+            if !r.real_servers.get_ref().iter().any(|rs| rs.get_ref() == k) {
+                self.err(
+                    self.lines.at(w),
+                    format!("cluster {cluster}: weights names {k:?}, which is not in real_servers (write it as it is written there)"),
+                );
+            }
+        }
+        let fwmark = r.fwmark.as_ref().map(|m| {
+            if *m.get_ref() == 0 {
+                self.err(
+                    self.lines.at(m),
+                    format!("cluster {cluster}: fwmark must be 1 or more"),
+                );
+            }
+            *m.get_ref()
+        });
         if rss.is_empty() {
             self.err(
                 self.lines.at(&r.real_servers),
@@ -399,6 +419,7 @@ impl Builder {
             delay_loop: r.delay_loop,
             persistence_timeout: r.persistence_timeout,
             sorry_server,
+            fwmark,
             real_servers: rss,
             check,
         })

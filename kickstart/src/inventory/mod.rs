@@ -205,6 +205,8 @@ pub struct VirtualServer {
     pub delay_loop: u32,
     pub persistence_timeout: Option<u32>,
     pub sorry_server: Option<(Ipv4Addr, u16)>,
+    /// A firewall-mark service: `virtual_server fwmark N`.
+    pub fwmark: Option<u32>,
     pub real_servers: Vec<RealServer>,
     pub check: Option<Check>,
 }

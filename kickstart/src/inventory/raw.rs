@@ -250,6 +250,12 @@ pub(super) struct RawVirtualServer {
     pub(super) sorry_server: Option<S<String>>,
     #[serde(default = "one")]
     pub(super) weight: u32,
+    /// Per real server (keyed as written in `real_servers`), instead of `weight`.
+    #[serde(default)]
+    pub(super) weights: BTreeMap<String, S<u32>>,
+    /// A firewall-mark service (`virtual_server fwmark N`): the address's port is the real
+    /// servers' default port.
+    pub(super) fwmark: Option<S<u32>>,
     pub(super) real_servers: S<Vec<S<String>>>,
     pub(super) check: Option<S<RawCheck>>,
 }
