@@ -232,6 +232,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     let n_ifaces = ifaces.len();
+    let served: Vec<String> = ifaces.iter().map(|i| i.name.clone()).collect();
     let server = Arc::new(Server::start(
         cfg,
         &cli.config,
@@ -239,6 +240,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         ifaces,
         cli.port,
     )?);
+    if cli.router_advertisements {
+        crate::ra::spawn(&served, cli.ra_router_lifetime)?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

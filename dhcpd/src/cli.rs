@@ -75,6 +75,14 @@ pub struct Cli {
     /// Serve host reservation commands (`dhcpd hosts ...`) on this Unix socket.
     #[arg(long, env = "DHCPD_CONTROL_SOCKET")]
     pub control_socket: Option<PathBuf>,
+    /// Answer IPv6 router solicitations on the served interfaces and advertise periodically
+    /// (router lifetime --ra-router-lifetime, no prefixes, no DHCPv6), so that PXE stacks that
+    /// wait for IPv6 autoconfiguration (iPXE: ~13 s) boot at once; as dnsmasq's enable-ra.
+    #[arg(long, env = "DHCPD_ROUTER_ADVERTISEMENTS")]
+    pub router_advertisements: bool,
+    /// Router lifetime of those advertisements in seconds; 0: not a default router.
+    #[arg(long, default_value_t = 0)]
+    pub ra_router_lifetime: u16,
     /// The file `dhcpd hosts` keeps reservations in; dhcpd.conf must include it. Default:
     /// dhcpd-hosts.conf beside the configuration.
     #[arg(long)]

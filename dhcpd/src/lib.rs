@@ -32,6 +32,7 @@ pub mod isclog;
 pub mod leases;
 pub mod net;
 pub mod ping;
+pub mod ra;
 pub mod server;
 pub mod store;
 pub mod wire;

@@ -1,5 +1,6 @@
 //! One inventory drives PXE menus, DHCP hosts, kickstarts and HA configs.
 //!
+//! - [`bootprog`]: the boot programs (pxelinux, GRUB, iPXE) from the distribution's packages;
 //! - [`cli`] and [`cmd`]: the command line and the commands behind it;
 //! - [`inventory`]: the TOML inventory, validated with positions;
 //! - [`kinds`]: what a value of each kind (host name, e-mail, package, path) may contain;
@@ -10,6 +11,7 @@
 //! - [`confine`]: files below a tree, never outside it;
 //! - [`token`]: the installed callback's per-system tokens.
 
+pub mod bootprog;
 pub mod cli;
 pub mod cmd;
 pub mod confine;

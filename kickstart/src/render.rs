@@ -512,6 +512,12 @@ impl Site {
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        problems.extend(crate::bootprog::unknown_overrides(self));
+        for p in crate::bootprog::programs(self) {
+            if let Err(e) = p.origin {
+                problems.push(e);
+            }
+        }
         for s in &self.inv.systems {
             for what in What::ALL {
                 if !self.has(s, what) {

@@ -88,6 +88,32 @@ pub struct Options {
 /// `kickstart serve` as a daemon: takes the pid file before binding, tells systemd READY when
 /// listening, reloads the inventory on SIGHUP (RELOADING, then READY; a bad inventory keeps the
 /// old one), stops on SIGTERM or ^C (STOPPING) after open requests finish.
+/// Starts dhcpd's router-advertisement responder on every interface with an address in the
+/// provisioning network, when the inventory asks for it (the default). Serving HTTP does not
+/// depend on it: a failure is a warning.
+fn router_advertisements(net: &crate::inventory::Network) {
+    if !net.router_advertisements {
+        return;
+    }
+    let mut ifaces: Vec<String> = opsflow_common::ipv4_interfaces()
+        .into_iter()
+        .filter(|(_, a, _)| net.contains(*a))
+        .map(|(n, _, _)| n)
+        .collect();
+    ifaces.sort();
+    ifaces.dedup();
+    if ifaces.is_empty() {
+        info!(
+            network = %format!("{}/{}", net.subnet, net.prefix),
+            "no interface in the provisioning network: no router advertisements"
+        );
+        return;
+    }
+    if let Err(e) = dhcpd::ra::spawn(&ifaces, net.ra_router_lifetime) {
+        warn!("{e:#}; PXE clients that wait for IPv6 autoconfiguration (iPXE) boot ~13 s later (set network.router_advertisements = false to silence this)");
+    }
+}
+
 pub fn run_daemon(site: Site, opts: Options) -> anyhow::Result<()> {
     let addr = opts.listen.unwrap_or(site.inv.server.listen);
     if site.callback.path().is_none() {
@@ -101,6 +127,7 @@ pub fn run_daemon(site: Site, opts: Options) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| pidfile::default_path("kickstart", &addr.to_string()));
     let _pid = pidfile::PidFile::acquire(&pid_path)?;
+    router_advertisements(&site.inv.network);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::bootprog::Origin;
 use crate::inventory::System;
 use crate::render::{Global, RenderError, Site, What};
 use crate::state::write_atomic;
@@ -13,8 +14,10 @@ use crate::state::write_atomic;
 /// Where a file's content comes from.
 pub enum Source {
     Text(String),
-    /// A copy of a local file (kernel, initrd).
+    /// A copy of a local file (kernel, initrd, a boot program).
     Copy(PathBuf),
+    /// A GRUB netboot image built by `grub-mkimage` ([`crate::bootprog::grub_mkimage`]).
+    GrubMkimage,
 }
 
 /// One file `sync` maintains.
@@ -101,6 +104,18 @@ pub fn plan(
             Err(e) => errors.push(e),
         }
     }
+    for p in crate::bootprog::programs(site) {
+        match p.origin {
+            Ok(o) => out.push(Planned {
+                path: tftp.join(&p.tftp_path),
+                source: match o {
+                    Origin::File(f) => Source::Copy(f),
+                    Origin::GrubMkimage => Source::GrubMkimage,
+                },
+            }),
+            Err(e) => warnings.push(format!("{e}; {} not written", p.tftp_path)),
+        }
+    }
     for d in inv.distros.values() {
         for (src, dst) in [(&d.kernel, &d.tftp_kernel), (&d.initrd, &d.tftp_initrd)] {
             if src.starts_with("http://") || src.starts_with("https://") {
@@ -150,6 +165,13 @@ fn same_file(a: &Path, b: &Path) -> std::io::Result<bool> {
     }
 }
 
+/// A temporary name in `path`'s directory (created if missing), to rename over `path`.
+fn tmp_beside(path: &Path) -> anyhow::Result<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir.join(format!(".copy.tmp.{}", std::process::id())))
+}
+
 /// Writes one planned file if its content differs; returns the change, if any.
 pub fn apply(p: &Planned) -> anyhow::Result<Option<Change>> {
     let exists = p.path.exists();
@@ -164,12 +186,19 @@ pub fn apply(p: &Planned) -> anyhow::Result<Option<Change>> {
             if exists && same_file(src, &p.path).unwrap_or(false) {
                 return Ok(None);
             }
-            let dir = p.path.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let tmp = dir.join(format!(".copy.tmp.{}", std::process::id()));
+            let tmp = tmp_beside(&p.path)?;
             std::fs::copy(src, &tmp)
                 .with_context(|| format!("cannot copy {} to {}", src.display(), tmp.display()))?;
+            std::fs::rename(&tmp, &p.path)
+                .with_context(|| format!("cannot rename into {}", p.path.display()))?;
+        }
+        Source::GrubMkimage => {
+            let tmp = tmp_beside(&p.path)?;
+            let built = crate::bootprog::grub_mkimage(&tmp);
+            if built.is_err() || (exists && same_file(&tmp, &p.path).unwrap_or(false)) {
+                let _ = std::fs::remove_file(&tmp);
+                return built.map(|()| None);
+            }
             std::fs::rename(&tmp, &p.path)
                 .with_context(|| format!("cannot rename into {}", p.path.display()))?;
         }

@@ -782,3 +782,165 @@ fn rendered_ha_service_is_a_notify_unit_systemd_accepts_and_reload_checks_first(
         .unwrap();
     assert!(!c.status.success(), "ha --check accepted a bad config");
 }
+
+/// The Debian package files `kickstart sync` installs by default.
+const PACKAGE_FILES: &[(&str, &str)] = &[
+    ("pxelinux.0", "/usr/lib/PXELINUX/pxelinux.0"),
+    ("ldlinux.c32", "/usr/lib/syslinux/modules/bios/ldlinux.c32"),
+    ("menu.c32", "/usr/lib/syslinux/modules/bios/menu.c32"),
+    ("libutil.c32", "/usr/lib/syslinux/modules/bios/libutil.c32"),
+    (
+        "libcom32.c32",
+        "/usr/lib/syslinux/modules/bios/libcom32.c32",
+    ),
+    ("undionly.kpxe", "/usr/lib/ipxe/undionly.kpxe"),
+    ("ipxe.efi", "/usr/lib/ipxe/ipxe.efi"),
+];
+
+#[test]
+fn sync_installs_the_boot_programs_and_check_refuses_a_missing_one() {
+    let missing: Vec<&str> = PACKAGE_FILES
+        .iter()
+        .map(|(_, p)| *p)
+        .filter(|p| !Path::new(p).is_file())
+        .collect();
+    if !missing.is_empty() {
+        let msg =
+            format!("this test needs {missing:?} (apt-get install pxelinux syslinux-common ipxe)");
+        assert!(
+            !opsflow_tests::in_ci(),
+            "{msg}; under CI=true that is a failure"
+        );
+        eprintln!("SKIP: {msg}");
+        return;
+    }
+    let d = Scratch::new("bootprog");
+    std::fs::write(d.path("my-undionly.kpxe"), b"an operator's own build").unwrap();
+    let text = example_text().replacen(
+        "\n[network]",
+        "\n[server.boot_programs]\n\"undionly.kpxe\" = \"my-undionly.kpxe\"\n\n[network]",
+        1,
+    );
+    let inv = d.inventory("inventory.toml", &text);
+    let o = ks(&inv, &["check"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let root = d.path("root");
+    let o = ks(&inv, &["sync", "--root", root.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o));
+    let tftp = root.join("srv/tftp");
+    for (name, pkg) in PACKAGE_FILES {
+        let got = std::fs::read(tftp.join(name)).unwrap_or_default();
+        if *name == "undionly.kpxe" {
+            assert_eq!(got, b"an operator's own build", "the inventory's file wins");
+        } else {
+            assert_eq!(got, std::fs::read(pkg).unwrap(), "{name} is not {pkg}");
+        }
+    }
+    // a GRUB network image (signed from grub-efi-amd64-signed, or grub-mkimage's): a PE file
+    let grub = std::fs::read(tftp.join("grubx64.efi")).unwrap_or_default();
+    assert!(
+        grub.starts_with(b"MZ") && grub.len() > 100_000,
+        "{} bytes",
+        grub.len()
+    );
+    // dhcpd.conf names only files that are there
+    let conf = std::fs::read_to_string(root.join("etc/dhcp/dhcpd.conf")).unwrap();
+    for l in conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("filename \""))
+    {
+        let f = l.trim_end_matches("\";");
+        assert!(
+            tftp.join(f).is_file(),
+            "dhcpd.conf hands out {f}, not in the TFTP root"
+        );
+    }
+
+    // a file the inventory names that is not there, a boot program the site has no use for
+    let bad = text.replace(
+        "\"undionly.kpxe\" = \"my-undionly.kpxe\"",
+        "\"undionly.kpxe\" = \"gone.kpxe\"\n\"pxelinux.1\" = \"my-undionly.kpxe\"",
+    );
+    let inv = d.inventory("inventory.toml", &bad);
+    let o = ks(&inv, &["check"]);
+    let msg = out(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains("boot program undionly.kpxe:")
+            && msg.contains("gone.kpxe (server.boot_programs) is not a file"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("\"pxelinux.1\" is not a boot program of this site"),
+        "{msg}"
+    );
+}
+
+/// The keepalived settings of the seeds' configs that the inventory expresses: unicast peers,
+/// track_interface, preempt_delay and a sync group of two clusters.
+#[test]
+fn unicast_peers_track_interface_preempt_delay_and_sync_groups_pass_keepalived_and_ha() {
+    let Some(lab) = Lab::new(&["keepalived"]) else {
+        return;
+    };
+    let a = lab.host("lb");
+    let b = lab.host("peer");
+    lab.connect(
+        &a,
+        "eth0",
+        Some("10.99.0.11/24"),
+        &b,
+        "eth0",
+        Some("10.99.0.12/24"),
+    );
+    let d = Scratch::new("ka-more");
+    let text = example_text().replacen(
+        "notify = true ",
+        "preempt_delay = 5\ntrack_interface = [\"lo\"]\nunicast = true\nsync_group = \"G1\"\nnotify = true ",
+        1,
+    )
+    .replacen("weight = -5", "weight = 0", 1)
+        + "\n[[clusters.virtual_servers]]\naddress = \"10.99.0.50:443\"\nfwmark = 7\n\
+         real_servers = [\"web1\", \"10.99.0.22\"]\nweights = { web1 = 3, \"10.99.0.22\" = 2 }\n\
+         \n[[clusters]]\nname = \"VI_2\"\nvrid = 15\nvirtual_ips = [\"10.99.0.51/24\"]\nsync_group = \"G1\"\n\
+         [[clusters.members]]\nsystem = \"lb1\"\npriority = 100\n[[clusters.members]]\nsystem = \"lb2\"\npriority = 90\n";
+    let inv = d.inventory("inventory.toml", &text);
+    let o = ks(&inv, &["check"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = ks(&inv, &["render", "lb1", "keepalived.conf"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let conf_text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let squeezed: String = conf_text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in [
+        "vrrp_sync_group G1 { group { VI_1 VI_2 } }",
+        "preempt_delay 5",
+        "unicast_src_ip 10.99.0.11 unicast_peer { 10.99.0.12 }",
+        "track_interface { lo }",
+        "state BACKUP",
+        "virtual_server fwmark 7 {",
+        "real_server 10.99.0.21 { weight 3 }",
+        "real_server 10.99.0.22 { weight 2 }",
+    ] {
+        assert!(squeezed.contains(want), "no {want:?} in:\n{conf_text}");
+    }
+    let conf = d.path("lb1.conf");
+    std::fs::write(&conf, &o.stdout).unwrap();
+    let k = a.output("keepalived", &["-t", "-l", "-f", conf.to_str().unwrap()]);
+    assert!(
+        k.status.success(),
+        "keepalived -t: {}\n{conf_text}",
+        out(&k)
+    );
+    let h = Command::new(workspace_bin("ha"))
+        .arg("--config")
+        .arg(&conf)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(h.status.success(), "ha --check: {}\n{conf_text}", out(&h));
+    assert!(
+        out(&h).contains("2 vrrp instances") && out(&h).contains("2 virtual servers"),
+        "{}",
+        out(&h)
+    );
+}

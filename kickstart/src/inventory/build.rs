@@ -147,6 +147,11 @@ impl Builder {
             bios_boot_file: r.bios_boot_file,
             uefi_boot_file: r.uefi_boot_file,
             ipxe_boot_file: r.ipxe_boot_file,
+            boot_programs: r
+                .boot_programs
+                .into_iter()
+                .map(|(k, v)| (k.trim_start_matches('/').to_string(), self.rel(v)))
+                .collect(),
         })
     }
 
@@ -186,6 +191,8 @@ impl Builder {
             domain: r.domain,
             lease_time: r.lease_time,
             max_lease_time: r.max_lease_time.unwrap_or(r.lease_time.saturating_mul(2)),
+            router_advertisements: r.router_advertisements.unwrap_or(true),
+            ra_router_lifetime: r.ra_router_lifetime,
         };
         if let Some(range) = &r.range {
             let pos = self.lines.at(range);

@@ -119,6 +119,10 @@ impl Builder {
                     );
                 }
                 members.push(Member {
+                    ip: systems
+                        .iter()
+                        .find(|s| &s.name == m.system.get_ref())
+                        .map(|s| s.ip),
                     system: m.system.get_ref().clone(),
                     priority: p,
                     interface: m.interface.clone().unwrap_or_else(|| c.interface.clone()),
@@ -131,7 +135,8 @@ impl Builder {
                     format!("cluster {name}: fewer than two members; nothing can fail over"),
                 );
             }
-            if !c.nopreempt {
+            // keepalived clears preempt_delay on an instance that starts as MASTER
+            if !c.nopreempt && c.preempt_delay.is_none() {
                 if let Some(top) = members.iter_mut().max_by_key(|m| m.priority) {
                     top.state = "MASTER".into();
                 }
@@ -142,6 +147,30 @@ impl Builder {
                     vss.push(v);
                 }
             }
+            if c.track_interface.contains(&c.interface) {
+                self.warn(
+                    cpos.clone(),
+                    format!("cluster {name}: track_interface {} is the cluster's own interface, which is always tracked (keepalived ignores it)", c.interface),
+                );
+            }
+            if c.sync_group.is_some() && c.track.iter().any(|t| t.weight != 0) {
+                self.warn(
+                    cpos.clone(),
+                    format!("cluster {name}: keepalived ignores track scripts with a weight in a sync group; use weight = 0 (the group goes to FAULT)"),
+                );
+            }
+            let sync_group = c.sync_group.map(|g| {
+                if !valid_name(g.get_ref()) {
+                    self.err(
+                        self.lines.at(&g),
+                        format!(
+                            "cluster {name}: sync_group {:?}: use letters, digits, '-' and '_'",
+                            g.get_ref()
+                        ),
+                    );
+                }
+                g.into_inner()
+            });
             out.push(Cluster {
                 name,
                 interface: c.interface,
@@ -152,6 +181,10 @@ impl Builder {
                 virtual_ips: vips,
                 nopreempt: c.nopreempt,
                 notify: c.notify,
+                preempt_delay: c.preempt_delay,
+                track_interface: c.track_interface,
+                unicast: c.unicast,
+                sync_group,
                 track: c
                     .track
                     .into_iter()
@@ -314,9 +347,29 @@ impl Builder {
                 system,
                 address,
                 port,
-                weight: r.weight,
+                weight: r
+                    .weights
+                    .get(rs.get_ref())
+                    .map_or(r.weight, |w| *w.get_ref()),
             });
         }
+        for (k, w) in &r.weights {
+            if !r.real_servers.get_ref().iter().any(|rs| rs.get_ref() == k) {
+                self.err(
+                    self.lines.at(w),
+                    format!("cluster {cluster}: weights names {k:?}, which is not in real_servers (write it as it is written there)"),
+                );
+            }
+        }
+        let fwmark = r.fwmark.as_ref().map(|m| {
+            if *m.get_ref() == 0 {
+                self.err(
+                    self.lines.at(m),
+                    format!("cluster {cluster}: fwmark must be 1 or more"),
+                );
+            }
+            *m.get_ref()
+        });
         if rss.is_empty() {
             self.err(
                 self.lines.at(&r.real_servers),
@@ -366,6 +419,7 @@ impl Builder {
             delay_loop: r.delay_loop,
             persistence_timeout: r.persistence_timeout,
             sorry_server,
+            fwmark,
             real_servers: rss,
             check,
         })

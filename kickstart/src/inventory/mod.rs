@@ -42,6 +42,9 @@ pub struct Server {
     pub uefi_boot_file: String,
     /// What iPXE clients get by TFTP (written by sync): it chains to `/ipxe/MAC`.
     pub ipxe_boot_file: String,
+    /// `[server.boot_programs]`: TFTP path → the file `sync` installs there (instead of the
+    /// distribution package's, see [`crate::bootprog`]).
+    pub boot_programs: std::collections::BTreeMap<String, PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -56,6 +59,11 @@ pub struct Network {
     pub domain: Option<String>,
     pub lease_time: u32,
     pub max_lease_time: u32,
+    /// `kickstart serve` answers IPv6 router solicitations on the interfaces in this network,
+    /// so that PXE stacks waiting for IPv6 autoconfiguration (iPXE) boot at once.
+    pub router_advertisements: bool,
+    /// The advertisements' router lifetime; 0: not a default router.
+    pub ra_router_lifetime: u16,
 }
 
 impl Network {
@@ -157,6 +165,8 @@ pub struct Member {
     pub system: String,
     pub priority: u32,
     pub interface: String,
+    /// The system's address (unicast adverts go to it).
+    pub ip: Option<Ipv4Addr>,
     /// MASTER for the highest priority (without nopreempt), else BACKUP.
     pub state: String,
 }
@@ -195,6 +205,8 @@ pub struct VirtualServer {
     pub delay_loop: u32,
     pub persistence_timeout: Option<u32>,
     pub sorry_server: Option<(Ipv4Addr, u16)>,
+    /// A firewall-mark service: `virtual_server fwmark N`.
+    pub fwmark: Option<u32>,
     pub real_servers: Vec<RealServer>,
     pub check: Option<Check>,
 }
@@ -211,6 +223,11 @@ pub struct Cluster {
     pub virtual_ips: Vec<String>,
     pub nopreempt: bool,
     pub notify: bool,
+    pub preempt_delay: Option<u32>,
+    pub track_interface: Vec<String>,
+    /// Unicast adverts: each member sends to the others' addresses ([`Member::ip`]).
+    pub unicast: bool,
+    pub sync_group: Option<String>,
     pub track: Vec<Track>,
     pub members: Vec<Member>,
     pub virtual_servers: Vec<VirtualServer>,

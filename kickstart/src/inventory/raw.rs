@@ -47,6 +47,9 @@ pub(super) struct RawServer {
     pub(super) uefi_boot_file: String,
     #[serde(default = "default_ipxe_boot")]
     pub(super) ipxe_boot_file: String,
+    /// TFTP path → the file to install there instead of the package's.
+    #[serde(default)]
+    pub(super) boot_programs: BTreeMap<String, PathBuf>,
 }
 
 pub(super) fn default_tftp_root() -> PathBuf {
@@ -81,6 +84,11 @@ pub(super) struct RawNetwork {
     #[serde(default = "default_lease")]
     pub(super) lease_time: u32,
     pub(super) max_lease_time: Option<u32>,
+    /// `kickstart serve` answers IPv6 router solicitations on this network (default true).
+    pub(super) router_advertisements: Option<bool>,
+    /// Their router lifetime in seconds (default 0: not a default router).
+    #[serde(default)]
+    pub(super) ra_router_lifetime: u16,
 }
 
 pub(super) fn empty_list() -> S<Vec<String>> {
@@ -181,6 +189,16 @@ pub(super) struct RawCluster {
     pub(super) nopreempt: bool,
     #[serde(default = "yes")]
     pub(super) notify: bool,
+    /// Seconds a higher-priority member waits before taking over (keepalived's preempt_delay).
+    pub(super) preempt_delay: Option<u32>,
+    /// Interfaces whose link state puts the instance into FAULT.
+    #[serde(default)]
+    pub(super) track_interface: Vec<String>,
+    /// Adverts go to the other members' addresses instead of the multicast group.
+    #[serde(default)]
+    pub(super) unicast: bool,
+    /// Clusters with the same sync group change state together (vrrp_sync_group).
+    pub(super) sync_group: Option<S<String>>,
     #[serde(default)]
     pub(super) track: Vec<RawTrack>,
     pub(super) members: S<Vec<S<RawMember>>>,
@@ -232,6 +250,12 @@ pub(super) struct RawVirtualServer {
     pub(super) sorry_server: Option<S<String>>,
     #[serde(default = "one")]
     pub(super) weight: u32,
+    /// Per real server (keyed as written in `real_servers`), instead of `weight`.
+    #[serde(default)]
+    pub(super) weights: BTreeMap<String, S<u32>>,
+    /// A firewall-mark service (`virtual_server fwmark N`): the address's port is the real
+    /// servers' default port.
+    pub(super) fwmark: Option<S<u32>>,
     pub(super) real_servers: S<Vec<S<String>>>,
     pub(super) check: Option<S<RawCheck>>,
 }
