@@ -89,8 +89,15 @@ pub fn now() -> u64 {
 
 use opsflow_common::time::{civil, days_from_civil};
 
-/// ISC's date form: `W YYYY/MM/DD HH:MM:SS` (UTC, W = weekday 0-6 from Sunday).
+/// The end of a lease that does not end (ISC's `ends never;`, dynamic BOOTP).
+pub const NEVER: u64 = u64::MAX / 2;
+
+/// ISC's date form: `W YYYY/MM/DD HH:MM:SS` (UTC, W = weekday 0-6 from Sunday), or
+/// `never` from [`NEVER`] on.
 pub fn isc_time(t: u64) -> String {
+    if t >= NEVER {
+        return "never".into();
+    }
     let days = (t / 86_400) as i64;
     let (y, m, d) = civil(days);
     let s = t % 86_400;
@@ -109,7 +116,7 @@ pub use opsflow_common::time::rfc3339;
 fn parse_isc_time(words: &[&str]) -> Option<u64> {
     // "never" or "W YYYY/MM/DD HH:MM:SS"
     if words.first() == Some(&"never") {
-        return Some(u64::MAX / 2);
+        return Some(NEVER);
     }
     let date = words.get(1)?;
     let time = words.get(2)?;

@@ -727,17 +727,69 @@ fn a_bootp_client_gets_a_bootreply_on_its_fixed_address() {
     };
     env.start();
     let c = env.client("b7", Some("02:50:00:00:00:b7"));
-    // a BOOTREQUEST as RFC 951 clients send it: no DHCP message type, broadcast reply
-    let mut req = Msg::parse(&wire::request(
-        MsgType::Discover,
-        [2, 0x50, 0, 0, 0, 0xb7],
-        77,
-        &[],
-    ))
-    .unwrap();
+    let r = bootp_exchange(&c, [2, 0x50, 0, 0, 0, 0xb7], 77)
+        .unwrap_or_else(|| panic!("no BOOTREPLY: {}", env.log()));
+    assert_bootreply(&r, Ipv4Addr::new(10, 50, 0, 27), b"bootp/boot7.img\0");
+    // the line is written once the reply is sent
+    assert!(
+        wait_until(Duration::from_secs(5), || env
+            .log()
+            .contains("BOOTREPLY for 10.50.0.27 to 02:50:00:00:00:b7 via eth0")),
+        "{}",
+        env.log()
+    );
+}
+
+#[test]
+fn a_bootp_client_without_a_host_gets_a_lease_that_never_ends_from_a_dynamic_bootp_range() {
+    let conf = "allow bootp;\nsubnet 10.50.0.0 netmask 255.255.255.0 {\n  range 10.50.0.100 10.50.0.100;\n  range dynamic-bootp 10.50.0.150 10.50.0.150;\n  next-server 10.50.0.1;\n  filename \"bootp/dyn.img\";\n  option routers 10.50.0.1;\n}\n";
+    let Some(mut env) = setup(&[], conf) else {
+        return;
+    };
+    env.start();
+    let mac = [2, 0x50, 0, 0, 0, 0xb8];
+    let c = env.client("b8", Some("02:50:00:00:00:b8"));
+    let r = bootp_exchange(&c, mac, 78).unwrap_or_else(|| panic!("no BOOTREPLY: {}", env.log()));
+    assert_bootreply(&r, Ipv4Addr::new(10, 50, 0, 150), b"bootp/dyn.img\0");
+    let journal = std::fs::read_to_string(&env.leases).unwrap();
+    let block = journal
+        .split("lease 10.50.0.150 {")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no lease journaled: {journal}"));
+    assert!(block.contains("  ends never;\n"), "{journal}");
+    assert!(
+        block.contains("hardware ethernet 02:50:00:00:00:b8;"),
+        "{journal}"
+    );
+    // the journal is read back after a restart: the client keeps its address
+    if let Some(mut p) = env.server.take() {
+        p.kill();
+    }
+    env.start();
+    let again =
+        bootp_exchange(&c, mac, 79).unwrap_or_else(|| panic!("no BOOTREPLY: {}", env.log()));
+    assert_eq!(again.yiaddr, Ipv4Addr::new(10, 50, 0, 150));
+}
+
+/// A BOOTREPLY for `ip` with the boot file, next-server 10.50.0.1 and the router option,
+/// and none of DHCP's options (message type, lease time).
+fn assert_bootreply(r: &Msg, ip: Ipv4Addr, file: &[u8]) {
+    assert_eq!(r.op, wire::BOOTREPLY);
+    assert_eq!(r.yiaddr, ip);
+    assert_eq!(r.siaddr, Ipv4Addr::new(10, 50, 0, 1));
+    assert!(r.file.starts_with(file), "{:?}", r.file);
+    assert_eq!(r.msg_type(), None);
+    assert_eq!(r.option(51), None, "no lease time in a BOOTREPLY");
+    assert_eq!(r.option(3), Some(&[10, 50, 0, 1][..]));
+}
+
+/// Sends a BOOTREQUEST as RFC 951 clients send it (no DHCP message type, broadcast reply
+/// asked) from `c`'s eth0, until a reply with `xid` comes (10 tries, 500 ms each).
+fn bootp_exchange(c: &Host, mac: [u8; 6], xid: u32) -> Option<Msg> {
+    let mut req = Msg::parse(&wire::request(MsgType::Discover, mac, xid, &[])).unwrap();
     req.options.clear();
     req.flags = 0x8000;
-    let got = c.enter(|| {
+    c.enter(|| {
         // an unnumbered client: the broadcast leaves by the device, not a route
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
         s.bind_device(Some(b"eth0")).unwrap();
@@ -752,29 +804,14 @@ fn a_bootp_client_gets_a_bootreply_on_its_fixed_address() {
             s.send_to(&req.encode(300), "255.255.255.255:67").unwrap();
             if let Ok(n) = s.recv(&mut buf) {
                 if let Ok(m) = Msg::parse(&buf[..n]) {
-                    if m.xid == 77 {
+                    if m.xid == xid {
                         return Some(m);
                     }
                 }
             }
         }
         None
-    });
-    let r = got.unwrap_or_else(|| panic!("no BOOTREPLY: {}", env.log()));
-    assert_eq!(r.op, wire::BOOTREPLY);
-    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 50, 0, 27));
-    assert_eq!(r.siaddr, Ipv4Addr::new(10, 50, 0, 1));
-    assert!(r.file.starts_with(b"bootp/boot7.img\0"));
-    assert_eq!(r.msg_type(), None);
-    assert_eq!(r.option(3), Some(&[10, 50, 0, 1][..]));
-    // the line is written once the reply is sent
-    assert!(
-        wait_until(Duration::from_secs(5), || env
-            .log()
-            .contains("BOOTREPLY for 10.50.0.27 to 02:50:00:00:00:b7 via eth0")),
-        "{}",
-        env.log()
-    );
+    })
 }
 
 /// A udhcpc script recording what the statements of the corpus decide: the address, boot

@@ -391,12 +391,6 @@ impl Loader<'_> {
             start
         };
         p.semi()?;
-        if dynamic_bootp {
-            self.warn(
-                pos,
-                "range dynamic-bootp: dynamic BOOTP leases are not done yet; this range serves DHCP clients only (BOOTP clients are answered on a host's fixed-address)",
-            );
-        }
         if u32::from(start) > u32::from(end) {
             return Err(err(
                 pos,
@@ -408,6 +402,7 @@ impl Loader<'_> {
             end,
             pos: pos.clone(),
             pool: None,
+            dynamic_bootp,
         };
         match ctx.kind {
             Kind::Subnet(s) => self.cfg.subnets[s].ranges.push(r),
@@ -581,6 +576,11 @@ impl Loader<'_> {
             }
             "known-clients" | "known" => Some(Access::Known),
             "unknown-clients" | "unknown" => Some(Access::Unknown),
+            "dynamic" => {
+                p.keyword("bootp")?;
+                p.keyword("clients")?;
+                Some(Access::DynamicBootp)
+            }
             "all" => {
                 p.keyword("clients")?;
                 Some(Access::All)
@@ -605,12 +605,7 @@ impl Loader<'_> {
                 ))
             }
             (_, None) => match (what.as_str(), allow) {
-                ("bootp", _) => {
-                    if allow {
-                        self.warn(&wpos, "allow bootp: BOOTP clients are answered on their host's fixed-address (RFC 951 BOOTREPLY); dynamic BOOTP leases from a range are not done yet");
-                    }
-                    self.push(ctx, Stmt::Param(Param::Bootp(allow)));
-                }
+                ("bootp", _) => self.push(ctx, Stmt::Param(Param::Bootp(allow))),
                 ("client-updates", true) => self.warn(&wpos, "allow client-updates: the client FQDN option (81) is not read; the server adds the A and PTR records itself, as under 'ignore client-updates'"),
                 ("booting", false) => return Err(err(&wpos, "'deny booting' is not supported")),
                 ("duplicates" | "declines", false) => {

@@ -30,6 +30,8 @@ pub enum Param {
     AlwaysBroadcast(bool),
     UseHostDeclNames(bool),
     AbandonLeaseTime(u32),
+    /// `dynamic-bootp-lease-length`: seconds a dynamic BOOTP lease lasts (ISC: forever).
+    DynamicBootpLeaseLength(u32),
     /// `deny unknown-clients;` outside a pool: only clients with a host declaration.
     UnknownClients(bool),
     /// `allow bootp;` / `deny bootp;`: whether BOOTP requests are answered.
@@ -116,6 +118,8 @@ pub enum Access {
     Members(usize),
     Known,
     Unknown,
+    /// `dynamic bootp clients`: BOOTP clients without a host declaration.
+    DynamicBootp,
     All,
 }
 
@@ -126,6 +130,9 @@ pub struct Range {
     pub pos: Pos,
     /// The pool this range belongs to (its access rules and scope).
     pub pool: Option<usize>,
+    /// `range dynamic-bootp`: BOOTP clients without a host declaration get addresses here
+    /// too (DHCP clients use it as any range).
+    pub dynamic_bootp: bool,
 }
 
 #[derive(Clone, Debug)]

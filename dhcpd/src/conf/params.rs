@@ -37,6 +37,7 @@ impl Loader<'_> {
             "max-lease-time" => Param::MaxLeaseTime(secs(p)?),
             "min-lease-time" => Param::MinLeaseTime(secs(p)?),
             "abandon-lease-time" => Param::AbandonLeaseTime(secs(p)?),
+            "dynamic-bootp-lease-length" => Param::DynamicBootpLeaseLength(secs(p)?),
             "filename" => Param::Filename(p.string()?.0),
             "server-name" => Param::ServerName(p.string()?.0),
             "next-server" => {
@@ -213,6 +214,7 @@ impl Loader<'_> {
                     "subclass",
                     "one-lease-per-client",
                     "abandon-lease-time",
+                    "dynamic-bootp-lease-length",
                 ];
                 let hint = KNOWN
                     .iter()

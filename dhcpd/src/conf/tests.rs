@@ -242,18 +242,27 @@ max-lease-time abc;
 }
 
 #[test]
-fn ddns_style_and_bootp_are_understood_with_a_warning_naming_what_is_not_done() {
+fn ddns_style_bootp_and_dynamic_bootp_ranges_are_understood_without_warnings() {
     let cfg = parse_str(
         "t.conf",
-        "ddns-update-style interim;\nallow bootp;\nddns-update-style none;\nsubnet 10.1.0.0 netmask 255.255.0.0 { deny bootp; ddns-update-style standard; }\n",
+        "ddns-update-style interim;\nallow bootp;\nddns-update-style none;\ndynamic-bootp-lease-length 600;\nsubnet 10.1.0.0 netmask 255.255.0.0 { deny bootp; ddns-update-style standard;\n range 10.1.0.10 10.1.0.20; range dynamic-bootp 10.1.1.1 10.1.1.9; }\n",
     )
     .unwrap();
     let w: Vec<String> = cfg.warnings.iter().map(|d| d.to_string()).collect();
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert!(
-        w[0].starts_with("t.conf:2:7: warning: allow bootp:") && w[0].contains("not done yet"),
-        "{w:?}"
+    assert!(w.is_empty(), "{w:?}");
+    let r = &cfg.subnets[0].ranges;
+    assert_eq!(
+        r.iter()
+            .map(|r| (r.start.to_string(), r.dynamic_bootp))
+            .collect::<Vec<_>>(),
+        [
+            ("10.1.0.10".to_string(), false),
+            ("10.1.1.1".to_string(), true)
+        ]
     );
+    let mut g = Params::default();
+    cfg.eval(&cfg.chain(GLOBAL), &N, &mut g);
+    assert_eq!(g.bootp_lease_length, Some(600));
     let style = |scope| {
         let mut p = Params::default();
         cfg.eval(&cfg.chain(scope), &N, &mut p);

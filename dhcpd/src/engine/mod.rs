@@ -355,6 +355,7 @@ impl Engine {
             Access::Members(cl) => c.classes.contains(cl),
             Access::Known => c.host.is_some(),
             Access::Unknown => c.host.is_none(),
+            Access::DynamicBootp => c.host.is_none() && c.view.msg.msg_type().is_none(),
             Access::All => true,
         };
         if p.deny.iter().any(hit) {
@@ -844,20 +845,81 @@ impl Engine {
         lease
     }
 
-    /// A BOOTP request (RFC 951, no DHCP message type): a BOOTREPLY with the host's
-    /// fixed address, its boot file and next-server, and its options (RFC 1497) but none of
-    /// DHCP's (53, 54, lease times), unless `deny bootp` applies. Clients without a
-    /// fixed-address get nothing (dynamic BOOTP is not done).
-    fn bootp(&self, msg: &Msg, raw: &[u8], iface: &Iface) -> Action {
+    /// The address for a BOOTP client without a fixed address, from a `range dynamic-bootp`
+    /// (ISC: other ranges serve DHCP clients only): its own lease there, else a never-used
+    /// address, else the longest-free one.
+    fn bootp_choose(
+        &self,
+        c: &Client,
+        segment: &[usize],
+        now: u64,
+    ) -> Option<(Ipv4Addr, usize, Option<usize>)> {
+        let ranges = || {
+            segment.iter().flat_map(move |&s| {
+                self.cfg.subnets[s]
+                    .ranges
+                    .iter()
+                    .filter(|r| r.dynamic_bootp && self.pool_ok(r.pool, c))
+                    .map(move |r| (s, r))
+            })
+        };
+        if let Some(&ip) = self.by_client.get(&c.key) {
+            let v = u32::from(ip);
+            if let Some((s, r)) =
+                ranges().find(|(_, r)| u32::from(r.start) <= v && v <= u32::from(r.end))
+            {
+                if self.available(ip, &c.key, now) {
+                    return Some((ip, s, r.pool));
+                }
+            }
+        }
+        let mut best: Option<(u64, Ipv4Addr, usize, Option<usize>)> = None;
+        for (s, r) in ranges() {
+            for v in u32::from(r.start)..=u32::from(r.end) {
+                let ip = Ipv4Addr::from(v);
+                if !self.available(ip, &c.key, now) {
+                    continue;
+                }
+                let ends = self.leases.get(&ip).map_or(0, |l| l.ends.saturating_add(1));
+                if ends == 0 {
+                    return Some((ip, s, r.pool));
+                }
+                if best.is_none_or(|b| ends < b.0) {
+                    best = Some((ends, ip, s, r.pool));
+                }
+            }
+        }
+        best.map(|(_, ip, s, p)| (ip, s, p))
+    }
+
+    /// A BOOTP request (RFC 951, no DHCP message type), unless `deny bootp` applies: a
+    /// BOOTREPLY with the host's fixed address or, for a client without one, an address
+    /// from a `range dynamic-bootp` leased until `dynamic-bootp-lease-length` is over or
+    /// else forever (ISC's `ends never;`); with the boot file, next-server and the options
+    /// (RFC 1497) but none of DHCP's (53, 54, lease times).
+    fn bootp(&mut self, msg: &Msg, raw: &[u8], iface: &Iface, now: u64) -> Action {
         let c = self.client(msg, raw);
         let Some(subnet) = self.locate(msg, iface) else {
             return Action::Drop("no_subnet_for_client");
         };
         let segment = self.cfg.segment(subnet);
-        let Some((ip, s)) = self.fixed_for(&c, &segment) else {
-            return Action::Drop("bootp_without_fixed_address");
+        let (ip, s, pool, dynamic) = match self.fixed_for(&c, &segment) {
+            Some((ip, s)) => (ip, s, None, false),
+            None => {
+                let base = self.params(subnet, None, &c);
+                if !base.bootp {
+                    return Action::Drop("bootp_denied");
+                }
+                if !base.unknown_clients && c.host.is_none() {
+                    return Action::Drop("unknown_client");
+                }
+                match self.bootp_choose(&c, &segment, now) {
+                    Some((ip, s, pool)) => (ip, s, pool, true),
+                    None => return Action::Drop("bootp_without_address"),
+                }
+            }
         };
-        let p = self.params(s, None, &c);
+        let p = self.params(s, pool, &c);
         if !p.bootp {
             return Action::Drop("bootp_denied");
         }
@@ -865,18 +927,31 @@ impl Engine {
         let mut m = self.build(msg, MsgType::Ack, ip, s, &p, sid, None);
         m.options
             .retain(|(code, _)| !matches!(*code, OPT_MSG_TYPE | OPT_SERVER_ID));
-        Action::Send(Reply {
+        let reply = Reply {
             bytes: m.encode(Engine::max_len(msg)),
             dest: Engine::dest(msg, MsgType::Ack, ip, &p),
             kind: MsgType::Ack,
             bootp: true,
-        })
+        };
+        if !dynamic {
+            return Action::Send(reply);
+        }
+        let mut lease = self.grant(&c, ip, 0, msg, now);
+        lease.ends = match p.bootp_lease_length {
+            Some(len) => now + u64::from(len),
+            None => crate::leases::NEVER,
+        };
+        self.leases.insert(ip, lease.clone());
+        Action::Commit {
+            leases: vec![lease],
+            reply: Some(reply),
+        }
     }
 
     /// Handles one request.
     pub fn handle(&mut self, msg: &Msg, raw: &[u8], iface: &Iface, now: u64) -> Action {
         let Some(kind) = msg.msg_type() else {
-            return self.bootp(msg, raw, iface);
+            return self.bootp(msg, raw, iface, now);
         };
         let c = self.client(msg, raw);
         let Some(subnet) = self.locate(msg, iface) else {

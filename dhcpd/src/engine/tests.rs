@@ -33,8 +33,12 @@ fn iface() -> Iface {
 }
 
 fn engine() -> Engine {
+    engine_of(CONF)
+}
+
+fn engine_of(conf: &str) -> Engine {
     Engine::new(
-        parse_str("t.conf", CONF).unwrap(),
+        parse_str("t.conf", conf).unwrap(),
         HashMap::new(),
         &[iface()],
     )
@@ -388,14 +392,15 @@ fn names_resolved_before_the_engine_is_built_are_used_as_given() {
     );
 }
 
+fn bootp_request(m: [u8; 6]) -> Vec<u8> {
+    let mut msg = Msg::parse(&crate::wire::request(MsgType::Discover, m, 9, &[])).unwrap();
+    msg.options.clear(); // RFC 951: no DHCP message type
+    msg.flags = 0x8000;
+    msg.encode(300)
+}
+
 #[test]
 fn bootp_requests_get_a_bootreply_on_the_fixed_address() {
-    let bootp_request = |m: [u8; 6]| {
-        let mut msg = Msg::parse(&crate::wire::request(MsgType::Discover, m, 9, &[])).unwrap();
-        msg.options.clear(); // RFC 951: no DHCP message type
-        msg.flags = 0x8000;
-        msg.encode(300)
-    };
     let mut e = engine();
     let (r, dest) = reply(&send(&mut e, &bootp_request(mac(0x33)), 1000));
     assert_eq!(r.op, BOOTREPLY);
@@ -409,19 +414,114 @@ fn bootp_requests_get_a_bootreply_on_the_fixed_address() {
     }
     assert_eq!(r.option(OPT_SUBNET_MASK), Some(&[255, 255, 255, 0][..]));
     assert!(e.leases.is_empty(), "a fixed address is not a lease");
-    // a client without a fixed address gets nothing (no dynamic BOOTP), nor under deny bootp
+    // a client without a fixed address gets nothing from a DHCP-only range (ISC), nor
+    // anyone under deny bootp
     assert!(matches!(
         send(&mut e, &bootp_request(mac(1)), 1000),
-        Action::Drop("bootp_without_fixed_address")
+        Action::Drop("bootp_without_address")
     ));
     let denied = CONF.replace("authoritative;", "authoritative;\ndeny bootp;");
-    let mut e = Engine::new(
-        parse_str("t.conf", &denied).unwrap(),
-        HashMap::new(),
-        &[iface()],
-    );
+    let mut e = engine_of(&denied);
     assert!(matches!(
         send(&mut e, &bootp_request(mac(0x33)), 1000),
+        Action::Drop("bootp_denied")
+    ));
+}
+
+#[test]
+fn bootp_clients_without_a_host_get_infinite_leases_from_dynamic_bootp_ranges() {
+    let conf = CONF.replace(
+        "range 10.50.0.100 10.50.0.102;",
+        "range 10.50.0.100 10.50.0.101;\n  range dynamic-bootp 10.50.0.110 10.50.0.111;",
+    );
+    let mut e = engine_of(&conf);
+    let a = send(&mut e, &bootp_request(mac(1)), 1000);
+    let Action::Commit { leases, .. } = &a else {
+        panic!("a dynamic BOOTP lease is journaled: {a:?}");
+    };
+    assert_eq!(leases.len(), 1);
+    let l = &leases[0];
+    assert_eq!(
+        (l.ip, l.mac, l.ends),
+        (
+            Ipv4Addr::new(10, 50, 0, 110),
+            Some(mac(1)),
+            crate::leases::NEVER
+        )
+    );
+    assert!(crate::leases::render(l).contains("  ends never;\n"));
+    let (r, _) = reply(&a);
+    assert_eq!((r.op, r.yiaddr), (BOOTREPLY, Ipv4Addr::new(10, 50, 0, 110)));
+    assert_eq!(r.msg_type(), None);
+    assert_eq!(r.option(OPT_LEASE_TIME), None);
+    assert_eq!(r.siaddr, Ipv4Addr::new(10, 50, 0, 1));
+    assert!(r.file.starts_with(b"pxelinux.0\0"));
+    assert_eq!(r.option(3), Some(&[10, 50, 0, 1][..]));
+    // the same client again: the same address; another: the next one; then none is left
+    assert_eq!(
+        reply(&send(&mut e, &bootp_request(mac(1)), 2000)).0.yiaddr,
+        l.ip
+    );
+    assert_eq!(
+        reply(&send(&mut e, &bootp_request(mac(2)), 2000)).0.yiaddr,
+        Ipv4Addr::new(10, 50, 0, 111)
+    );
+    assert!(matches!(
+        send(&mut e, &bootp_request(mac(3)), 2000),
+        Action::Drop("bootp_without_address")
+    ));
+    // DHCP clients use the dynamic-bootp range too once the others are taken
+    let mut seen = HashSet::new();
+    for n in 10..12 {
+        seen.insert(
+            reply(&send(
+                &mut e,
+                &crate::wire::request(MsgType::Discover, mac(n), 1, &[]),
+                3000,
+            ))
+            .0
+            .yiaddr,
+        );
+    }
+    assert_eq!(
+        seen,
+        HashSet::from([Ipv4Addr::new(10, 50, 0, 100), Ipv4Addr::new(10, 50, 0, 101)])
+    );
+    e.leases
+        .retain(|ip, _| *ip != Ipv4Addr::new(10, 50, 0, 111));
+    e.by_client
+        .retain(|_, ip| *ip != Ipv4Addr::new(10, 50, 0, 111));
+    let (r, _) = reply(&send(
+        &mut e,
+        &crate::wire::request(MsgType::Discover, mac(20), 1, &[]),
+        3000,
+    ));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 50, 0, 111));
+
+    // dynamic-bootp-lease-length bounds the lease; deny bootp refuses dynamic BOOTP too
+    let limited = conf.replace(
+        "authoritative;",
+        "authoritative;\ndynamic-bootp-lease-length 3600;",
+    );
+    let mut e = engine_of(&limited);
+    let Action::Commit { leases, .. } = send(&mut e, &bootp_request(mac(1)), 1000) else {
+        panic!("no lease");
+    };
+    assert_eq!(leases[0].ends, 4600);
+    // a pool's `deny dynamic bootp clients` keeps them out of its ranges
+    let pooled = conf.replace(
+        "range dynamic-bootp 10.50.0.110 10.50.0.111;",
+        "pool { deny dynamic bootp clients; range dynamic-bootp 10.50.0.110 10.50.0.111; }",
+    );
+    let mut e = engine_of(&pooled);
+    assert!(matches!(
+        send(&mut e, &bootp_request(mac(1)), 1000),
+        Action::Drop("bootp_without_address")
+    ));
+    let denied = conf.replace("authoritative;", "authoritative;\ndeny bootp;");
+    let mut e = engine_of(&denied);
+    assert!(matches!(
+        send(&mut e, &bootp_request(mac(1)), 1000),
         Action::Drop("bootp_denied")
     ));
 }
@@ -432,11 +532,7 @@ fn ping_check_probes_free_addresses_and_abandons_one_that_answers() {
         "authoritative;",
         "authoritative;\nping-check true;\nping-timeout 2;",
     );
-    let mut e = Engine::new(
-        parse_str("t.conf", &conf).unwrap(),
-        HashMap::new(),
-        &[iface()],
-    );
+    let mut e = engine_of(&conf);
     let discover = crate::wire::request(MsgType::Discover, mac(1), 1, &[]);
     let first = Ipv4Addr::new(10, 50, 0, 100);
     let a = send(&mut e, &discover, 1000);
