@@ -377,6 +377,15 @@ impl Daemon {
                 }
             }
         }
+        let gone: Vec<_> = self
+            .cfg
+            .static_routes
+            .iter()
+            .filter(|r| !cfg.static_routes.contains(r))
+            .cloned()
+            .collect();
+        set_routes(&gone, false, "static");
+        set_routes(&cfg.static_routes, true, "static");
         crate::script::install(cfg.script_env.clone());
         for f in &cfg.track_files {
             if let Some((value, overwrite)) = f.init {
@@ -403,6 +412,12 @@ impl Daemon {
                     for v in c.vips.iter().filter(|v| !i.cfg.vips.contains(v)) {
                         let _ = net::set_vip(vip_dev(&i, v).1, v, true);
                     }
+                    let gone: Vec<_> = (i.cfg.virtual_routes.iter())
+                        .filter(|r| !c.virtual_routes.contains(r))
+                        .cloned()
+                        .collect();
+                    set_routes(&gone, false, "virtual");
+                    set_routes(&c.virtual_routes, true, "virtual");
                 }
                 i.router.s.preempt = !c.nopreempt;
                 i.router.s.advert_cs = c.advert_cs;
@@ -530,6 +545,7 @@ impl Daemon {
                     }
                 }
                 i.vips_on = true;
+                set_routes(&i.cfg.virtual_routes, true, "virtual");
                 // announced from the interface each VIP lives on (the VMAC when use_vmac)
                 let vips: Vec<(String, Ipv4Addr)> = i
                     .cfg
@@ -569,6 +585,9 @@ impl Daemon {
             State::Backup | State::Fault | State::Init => {
                 if let Some(g) = i.garp.take() {
                     g.abort();
+                }
+                if i.vips_on {
+                    set_routes(&i.cfg.virtual_routes, false, "virtual");
                 }
                 for v in i.cfg.vips.iter().chain(&i.cfg.vips_excluded) {
                     let (_, idx) = vip_dev(i, v);
@@ -872,12 +891,23 @@ impl Daemon {
                 let _ = net::set_vip(idx, v, false);
             }
         }
+        set_routes(&self.cfg.static_routes, false, "static");
         if let Some(l) = &self.lvs {
             l.shutdown().await;
         }
         // let queued notify scripts (notify_stop) start
         tokio::time::sleep(Duration::from_millis(50)).await;
         Ok(())
+    }
+}
+
+/// Adds or removes `static_routes` or `virtual_routes`; a route the kernel refuses is logged.
+fn set_routes(routes: &[crate::conf::route::Route], add: bool, kind: &str) {
+    for r in routes {
+        if let Err(e) = net::set_route(r, add) {
+            let verb = if add { "add" } else { "remove" };
+            warn!(route = %r, error = %e, "cannot {verb} the {kind} route");
+        }
     }
 }
 

@@ -187,6 +187,71 @@ pub fn set_vip(index: u32, vip: &Vip, add: bool) -> io::Result<()> {
     }
 }
 
+/// Adds (`add`, replacing a route with the same key) or removes an IPv4 route. Removing a
+/// route that is not there is not an error. Routes carry protocol 18 (keepalived's
+/// RTPROT_KEEPALIVED), so `ip route show proto keepalived` lists them.
+pub fn set_route(r: &crate::conf::route::Route, add: bool) -> io::Result<()> {
+    let oif =
+        match r.dev.as_deref() {
+            Some(d) => Some(ifindex(d).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no interface {d}"))
+            })?),
+            None => None,
+        };
+    let table = r.table.unwrap_or(libc::RT_TABLE_MAIN as u32);
+    let scope = r
+        .scope
+        .unwrap_or(if r.via.is_none() && oif.is_some() && !r.blackhole {
+            libc::RT_SCOPE_LINK
+        } else {
+            libc::RT_SCOPE_UNIVERSE
+        });
+    let rtype = if r.blackhole {
+        libc::RTN_BLACKHOLE
+    } else {
+        libc::RTN_UNICAST
+    };
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+    let mut body = vec![
+        libc::AF_INET as u8,
+        r.prefix,
+        0,
+        0,
+        if table < 256 { table as u8 } else { 0 },
+        18,
+        scope,
+        rtype,
+    ];
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    push_attr(&mut body, libc::RTA_DST, &r.dst.octets());
+    push_attr(&mut body, libc::RTA_TABLE, &table.to_ne_bytes());
+    if let Some(i) = oif {
+        push_attr(&mut body, libc::RTA_OIF, &i.to_ne_bytes());
+    }
+    if let Some(g) = r.via {
+        push_attr(&mut body, libc::RTA_GATEWAY, &g.octets());
+    }
+    if let Some(s) = r.src {
+        push_attr(&mut body, libc::RTA_PREFSRC, &s.octets());
+    }
+    if let Some(m) = r.metric {
+        push_attr(&mut body, libc::RTA_PRIORITY, &m.to_ne_bytes());
+    }
+    let result = if add {
+        netlink_request(
+            libc::RTM_NEWROUTE,
+            (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16,
+            &body,
+        )
+    } else {
+        netlink_request(libc::RTM_DELROUTE, 0, &body)
+    };
+    match result {
+        Err(e) if !add && e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        other => other,
+    }
+}
+
 /// Sends `count` gratuitous ARPs for `ip` from the interface.
 pub fn garp(ifname: &str, ip: Ipv4Addr, count: u32) -> io::Result<()> {
     let index = ifindex(ifname)

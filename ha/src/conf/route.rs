@@ -1,0 +1,209 @@
+//! `static_routes` and `virtual_routes` lines, in keepalived's (and `ip route`'s) grammar:
+//! `[src ADDR] [blackhole] DEST[/LEN] [via|gw ADDR] [dev IFACE] [scope S] [table N]
+//! [metric|preference|priority N] [proto N]`. Multipath (`or`, `nexthop`) and IPv6 are warned
+//! about by name and the route skipped.
+
+use std::net::Ipv4Addr;
+
+use super::syntax::{error, warning, Diag, Node, Word};
+
+/// One IPv4 route ha installs through rtnetlink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub dst: Ipv4Addr,
+    pub prefix: u8,
+    pub via: Option<Ipv4Addr>,
+    pub dev: Option<String>,
+    pub src: Option<Ipv4Addr>,
+    /// Routing table (main when absent).
+    pub table: Option<u32>,
+    pub metric: Option<u32>,
+    /// rtnetlink scope: 0 universe, 200 site, 253 link, 254 host.
+    pub scope: Option<u8>,
+    pub blackhole: bool,
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.blackhole {
+            f.write_str("blackhole ")?;
+        }
+        write!(f, "{}/{}", self.dst, self.prefix)?;
+        if let Some(v) = self.via {
+            write!(f, " via {v}")?;
+        }
+        if let Some(d) = &self.dev {
+            write!(f, " dev {d}")?;
+        }
+        if let Some(t) = self.table {
+            write!(f, " table {t}")?;
+        }
+        Ok(())
+    }
+}
+
+fn cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    if s == "default" {
+        return Some((Ipv4Addr::UNSPECIFIED, 0));
+    }
+    let (a, p) = match s.split_once('/') {
+        Some((a, p)) => (a, p.parse::<u8>().ok().filter(|p| *p <= 32)?),
+        None => (s, 32),
+    };
+    Some((a.parse().ok()?, p))
+}
+
+fn number(w: &Word, v: Option<&Word>, diags: &mut Vec<Diag>) -> Option<u32> {
+    let n = v.and_then(|v| v.text.parse::<u32>().ok());
+    if n.is_none() {
+        diags.push(error(
+            &w.pos,
+            format!("'{}' needs a number (0-4294967295)", w.text),
+        ));
+    }
+    n
+}
+
+/// Parses one route line; a line ha cannot install is named in `diags` and skipped.
+pub fn parse_route(n: &Node, diags: &mut Vec<Diag>) -> Option<Route> {
+    let words: Vec<&Word> = std::iter::once(&n.key).chain(&n.args).collect();
+    let mut r = Route {
+        dst: Ipv4Addr::UNSPECIFIED,
+        prefix: 0,
+        via: None,
+        dev: None,
+        src: None,
+        table: None,
+        metric: None,
+        scope: None,
+        blackhole: false,
+    };
+    let mut dst = false;
+    let mut it = words.into_iter();
+    let addr = |w: &Word, v: Option<&Word>, diags: &mut Vec<Diag>| {
+        let a = v.and_then(|v| v.text.parse::<Ipv4Addr>().ok());
+        if a.is_none() {
+            diags.push(error(&w.pos, format!("'{}' needs an IPv4 address", w.text)));
+        }
+        a
+    };
+    while let Some(w) = it.next() {
+        match w.text.as_str() {
+            "src" => r.src = Some(addr(w, it.next(), diags)?),
+            "via" | "gw" => r.via = Some(addr(w, it.next(), diags)?),
+            "dev" | "oif" => match it.next() {
+                Some(d) => r.dev = Some(d.text.clone()),
+                None => {
+                    diags.push(error(&w.pos, "'dev' needs an interface name"));
+                    return None;
+                }
+            },
+            "table" => r.table = Some(number(w, it.next(), diags)?),
+            "metric" | "preference" | "priority" => r.metric = Some(number(w, it.next(), diags)?),
+            "proto" | "protocol" => {
+                it.next();
+            }
+            "scope" => {
+                r.scope = Some(match it.next().map(|v| v.text.as_str()) {
+                    Some("global" | "universe") => 0,
+                    Some("site") => 200,
+                    Some("link") => 253,
+                    Some("host") => 254,
+                    _ => {
+                        diags.push(error(&w.pos, "'scope' needs global, site, link or host"));
+                        return None;
+                    }
+                })
+            }
+            "blackhole" => r.blackhole = true,
+            "or" | "nexthop" => {
+                diags.push(warning(
+                    &w.pos,
+                    format!(
+                        "multipath routes ('{}') are not implemented by ha; this route is not installed",
+                        w.text
+                    ),
+                ));
+                return None;
+            }
+            t if !dst && cidr(t).is_some() => {
+                (r.dst, r.prefix) = cidr(t)?;
+                dst = true;
+            }
+            t if !dst && t.contains(':') => {
+                diags.push(warning(
+                    &w.pos,
+                    format!("IPv6 route {t} is not implemented by ha; it is not installed"),
+                ));
+                return None;
+            }
+            t => {
+                diags.push(warning(
+                    &w.pos,
+                    format!(
+                        "'{t}' in a route is not implemented by ha; this route is not installed"
+                    ),
+                ));
+                return None;
+            }
+        }
+    }
+    if !dst {
+        diags.push(error(
+            &n.key.pos,
+            "a route needs a destination (ADDR/LEN or default)",
+        ));
+        return None;
+    }
+    Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::syntax::Pos;
+
+    fn node(line: &str) -> Node {
+        let mut w = line.split_whitespace().map(|t| Word {
+            text: t.to_string(),
+            pos: Pos {
+                file: "t".into(),
+                line: 1,
+                col: 1,
+            },
+        });
+        Node {
+            key: w.next().unwrap(),
+            args: w.collect(),
+            block: None,
+        }
+    }
+
+    #[test]
+    fn keepalived_sample_routes() {
+        let mut d = Vec::new();
+        let r = parse_route(
+            &node("src 192.168.100.1 192.168.109.0/24 via 192.168.200.254 dev eth1"),
+            &mut d,
+        )
+        .unwrap();
+        assert_eq!(r.src, Some(Ipv4Addr::new(192, 168, 100, 1)));
+        assert_eq!((r.dst, r.prefix), (Ipv4Addr::new(192, 168, 109, 0), 24));
+        assert_eq!(r.via, Some(Ipv4Addr::new(192, 168, 200, 254)));
+        assert_eq!(r.dev.as_deref(), Some("eth1"));
+        let r = parse_route(&node("0.0.0.0/0 gw 192.168.0.1 table 100"), &mut d).unwrap();
+        assert_eq!((r.prefix, r.table), (0, Some(100)));
+        let r = parse_route(&node("blackhole 192.168.113.1/32"), &mut d).unwrap();
+        assert!(r.blackhole);
+        let r = parse_route(&node("192.168.212.0/24 dev eth3 scope site"), &mut d).unwrap();
+        assert_eq!(r.scope, Some(200));
+        assert!(d.is_empty(), "{d:?}");
+        assert!(parse_route(
+            &node("192.168.113.0/24 via 192.168.100.252 or 192.168.100.253"),
+            &mut d
+        )
+        .is_none());
+        assert_eq!(d.len(), 1);
+        assert!(parse_route(&node("table 3"), &mut d).is_none());
+    }
+}
