@@ -15,10 +15,12 @@
 //! (`ha/tests/vrrp.rs`) checks a process dying against keepalived's documented rules.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use opsflow_tests::{wait_until, Host, Lab, Link, Proc};
+
+mod common;
 
 const HA: &str = env!("CARGO_BIN_EXE_ha");
 const VIP: &str = "10.80.0.100";
@@ -138,27 +140,7 @@ impl Pair {
             }
             Kind::Keepalived => {
                 let base = self.lab.path(&format!("ka-n{k}"));
-                let pid = |s: &str| format!("{}.{s}", base.display());
-                // A fresh runtime directory, as a service manager gives a restarted unit: after
-                // kill -9 keepalived's unreaped VRRP child would make it refuse to start.
-                for s in ["kp", "kr", "kc"] {
-                    let _ = std::fs::remove_file(pid(s));
-                }
-                let args = [
-                    "--vrrp",
-                    "-f",
-                    &conf,
-                    "-p",
-                    &pid("kp"),
-                    "-r",
-                    &pid("kr"),
-                    "-c",
-                    &pid("kc"),
-                    "-l",
-                    "-D",
-                    "-n",
-                ];
-                self.hosts[k - 1].spawn(&label, "keepalived", &args)
+                common::keepalived(&self.hosts[k - 1], &label, Path::new(&conf), &base)
             }
         };
         self.procs[k - 1] = Some(proc);
