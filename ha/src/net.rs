@@ -252,6 +252,69 @@ pub fn set_route(r: &crate::conf::route::Route, add: bool) -> io::Result<()> {
     }
 }
 
+/// Adds or removes an IPv4 policy rule (action: look up its table). Adding a rule that is
+/// there, or removing one that is not, is not an error. Rules carry protocol 18 as routes do.
+pub fn set_rule(r: &crate::conf::route::Rule, add: bool) -> io::Result<()> {
+    // linux/fib_rules.h (not in libc)
+    const FRA_DST: u16 = 1;
+    const FRA_SRC: u16 = 2;
+    const FRA_IIFNAME: u16 = 3;
+    const FRA_PRIORITY: u16 = 6;
+    const FRA_FWMARK: u16 = 10;
+    const FRA_TABLE: u16 = 15;
+    const FRA_OIFNAME: u16 = 17;
+    const FRA_PROTOCOL: u16 = 21;
+    const FR_ACT_TO_TBL: u8 = 1;
+    let len = |a: Option<(Ipv4Addr, u8)>| a.map_or(0, |(_, l)| l);
+    // struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags
+    let mut body = vec![
+        libc::AF_INET as u8,
+        len(r.to),
+        len(r.from),
+        0,
+        if r.table < 256 { r.table as u8 } else { 0 },
+        0,
+        0,
+        FR_ACT_TO_TBL,
+    ];
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    if let Some((a, _)) = r.from.filter(|(_, l)| *l > 0) {
+        push_attr(&mut body, FRA_SRC, &a.octets());
+    }
+    if let Some((a, _)) = r.to.filter(|(_, l)| *l > 0) {
+        push_attr(&mut body, FRA_DST, &a.octets());
+    }
+    push_attr(&mut body, FRA_TABLE, &r.table.to_ne_bytes());
+    push_attr(&mut body, FRA_PRIORITY, &r.priority.to_ne_bytes());
+    if let Some(m) = r.fwmark {
+        push_attr(&mut body, FRA_FWMARK, &m.to_ne_bytes());
+    }
+    for (ty, name) in [(FRA_IIFNAME, &r.iif), (FRA_OIFNAME, &r.oif)] {
+        if let Some(n) = name {
+            let mut s = n.clone().into_bytes();
+            s.push(0);
+            push_attr(&mut body, ty, &s);
+        }
+    }
+    if add {
+        push_attr(&mut body, FRA_PROTOCOL, &[18]);
+    }
+    let result = if add {
+        netlink_request(
+            libc::RTM_NEWRULE,
+            (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
+            &body,
+        )
+    } else {
+        netlink_request(libc::RTM_DELRULE, 0, &body)
+    };
+    match result {
+        Err(e) if add && e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        Err(e) if !add && e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
 /// Sends `count` gratuitous ARPs for `ip` from the interface.
 pub fn garp(ifname: &str, ip: Ipv4Addr, count: u32) -> io::Result<()> {
     let index = ifindex(ifname)

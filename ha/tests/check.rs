@@ -130,7 +130,7 @@ fn check_verdicts_match_keepalived_on_its_samples() {
         ("legacy-v1.2.24/keepalived.conf", "vrrp_garp_interval"),
         ("keepalived.conf.fwmark", "protocol"),
         ("keepalived.conf.vrrp.lvs_syncd", "bare member"),
-        ("keepalived.conf.vrrp.rules", "static_rules"),
+        ("keepalived.conf.vrrp.rules", "invalid rule to address"),
         ("keepalived.conf.track_interface", "has no 'dev IFACE'"),
         ("keepalived.conf.vrrp.localcheck", "not found/accessible"),
         ("keepalived.conf.vrrp.routes", "multipath routes"),

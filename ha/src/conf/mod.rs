@@ -128,6 +128,8 @@ pub struct Instance {
     pub vips_excluded: Vec<Vip>,
     /// `virtual_routes`: added with MASTER, removed with BACKUP/FAULT and at shutdown.
     pub virtual_routes: Vec<route::Route>,
+    /// `virtual_rules`: as `virtual_routes`.
+    pub virtual_rules: Vec<route::Rule>,
     pub track_interfaces: Vec<(String, i32)>,
     pub track_scripts: Vec<TrackScript>,
     pub track_files: Vec<TrackRef>,
@@ -198,6 +200,8 @@ pub struct Config {
     pub static_addresses: Vec<Vip>,
     /// `static_routes`: installed at start, kept whatever the VRRP state.
     pub static_routes: Vec<route::Route>,
+    /// `static_rules`: installed at start, kept whatever the VRRP state.
+    pub static_rules: Vec<route::Rule>,
     /// `virtual_server` blocks, checked against the schema; acted on by the LVS part.
     pub virtual_servers: Vec<Node>,
     /// The same, typed: what the LVS part programs and checks.
@@ -482,6 +486,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         sync_groups: Vec::new(),
         static_addresses: Vec::new(),
         static_routes: Vec::new(),
+        static_rules: Vec::new(),
         virtual_servers: Vec::new(),
         lvs: Vec::new(),
         script_env: crate::script::Env::default(),
@@ -634,6 +639,12 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     .flatten()
                     .filter_map(|c| route::parse_route(c, diags)),
             ),
+            "static_rules" => cfg.static_rules.extend(
+                n.block
+                    .iter()
+                    .flatten()
+                    .filter_map(|c| route::parse_rule(c, diags)),
+            ),
             "virtual_server" => {
                 cfg.virtual_servers.push(n.clone());
                 for vs in lvs::virtual_servers(n, &groups, diags) {
@@ -734,6 +745,7 @@ fn instance(
         vips: Vec::new(),
         vips_excluded: Vec::new(),
         virtual_routes: Vec::new(),
+        virtual_rules: Vec::new(),
         track_interfaces: Vec::new(),
         track_scripts: Vec::new(),
         track_files: Vec::new(),
@@ -862,6 +874,12 @@ fn instance(
                         }
                         Some(route)
                     }),
+            ),
+            "virtual_rules" => i.virtual_rules.extend(
+                c.block
+                    .iter()
+                    .flatten()
+                    .filter_map(|r| route::parse_rule(r, diags)),
             ),
             "track_interface" => i.track_interfaces.extend(track_interfaces(c)),
             "track_script" => i.track_scripts.extend(track_scripts(c)),

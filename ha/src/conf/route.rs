@@ -1,7 +1,14 @@
-//! `static_routes` and `virtual_routes` lines, in keepalived's (and `ip route`'s) grammar:
+//! `static_routes`/`virtual_routes` and `static_rules`/`virtual_rules` lines.
+//!
+//! Routes, in keepalived's (and `ip route`'s) grammar:
 //! `[src ADDR] [blackhole] DEST[/LEN] [via|gw ADDR] [dev IFACE] [scope S] [table N]
 //! [metric|preference|priority N] [proto N]`. Multipath (`or`, `nexthop`) and IPv6 are warned
 //! about by name and the route skipped.
+//!
+//! Rules, as `ip rule`: `[from ADDR[/LEN]] [to ADDR[/LEN]] [table N] [priority|preference|pref N]
+//! [fwmark N] [iif IFACE] [oif IFACE]`. A rule whose address is invalid is named and skipped
+//! (keepalived skips it too); one without a priority gets 16384, as keepalived gives it, with
+//! keepalived's warning.
 
 use std::net::Ipv4Addr;
 
@@ -158,6 +165,114 @@ pub fn parse_route(n: &Node, diags: &mut Vec<Diag>) -> Option<Route> {
     Some(r)
 }
 
+/// One IPv4 policy routing rule (action: look up `table`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub from: Option<(Ipv4Addr, u8)>,
+    pub to: Option<(Ipv4Addr, u8)>,
+    pub table: u32,
+    pub priority: u32,
+    pub fwmark: Option<u32>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "priority {}", self.priority)?;
+        if let Some((a, l)) = self.from {
+            write!(f, " from {a}/{l}")?;
+        }
+        if let Some((a, l)) = self.to {
+            write!(f, " to {a}/{l}")?;
+        }
+        write!(f, " table {}", self.table)
+    }
+}
+
+/// Parses one rule line; a line ha cannot install is named in `diags` and skipped.
+pub fn parse_rule(n: &Node, diags: &mut Vec<Diag>) -> Option<Rule> {
+    let mut r = Rule {
+        from: None,
+        to: None,
+        table: libc::RT_TABLE_MAIN as u32,
+        priority: 0,
+        fwmark: None,
+        iif: None,
+        oif: None,
+    };
+    let mut priority = None;
+    let mut table = false;
+    let mut it = std::iter::once(&n.key).chain(&n.args);
+    while let Some(w) = it.next() {
+        let v = it.next();
+        match w.text.as_str() {
+            "from" | "to" => {
+                let Some(a) = v.and_then(|v| {
+                    cidr(&v.text).or((v.text == "all").then_some((Ipv4Addr::UNSPECIFIED, 0)))
+                }) else {
+                    diags.push(warning(
+                        &w.pos,
+                        format!(
+                            "invalid rule {} address '{}' (ADDR[/LEN] or all); this rule is not installed, as keepalived skips it",
+                            w.text,
+                            v.map_or("", |v| v.text.as_str())
+                        ),
+                    ));
+                    return None;
+                };
+                if w.text == "from" {
+                    r.from = Some(a);
+                } else {
+                    r.to = Some(a);
+                }
+            }
+            "table" | "lookup" => {
+                r.table = number(w, v, diags)?;
+                table = true;
+            }
+            "priority" | "preference" | "pref" => priority = Some(number(w, v, diags)?),
+            "fwmark" => r.fwmark = Some(number(w, v, diags)?),
+            "iif" | "oif" => {
+                let Some(d) = v else {
+                    diags.push(error(
+                        &w.pos,
+                        format!("'{}' needs an interface name", w.text),
+                    ));
+                    return None;
+                };
+                if w.text == "iif" {
+                    r.iif = Some(d.text.clone());
+                } else {
+                    r.oif = Some(d.text.clone());
+                }
+            }
+            t => {
+                diags.push(warning(
+                    &w.pos,
+                    format!("'{t}' in a rule is not implemented by ha; this rule is not installed"),
+                ));
+                return None;
+            }
+        }
+    }
+    if !table {
+        diags.push(error(
+            &n.key.pos,
+            "a rule needs 'table N' (the only action ha installs)",
+        ));
+        return None;
+    }
+    r.priority = priority.unwrap_or_else(|| {
+        diags.push(warning(
+            &n.key.pos,
+            "rule has no priority: ha sets it to 16384 as keepalived does, which is probably not what you want",
+        ));
+        16384
+    });
+    Some(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +320,22 @@ mod tests {
         .is_none());
         assert_eq!(d.len(), 1);
         assert!(parse_route(&node("table 3"), &mut d).is_none());
+    }
+
+    #[test]
+    fn keepalived_sample_rules() {
+        let mut d = Vec::new();
+        let r = parse_rule(&node("from 192.168.100.0/24 table 1 priority 100"), &mut d).unwrap();
+        assert_eq!(r.from, Some((Ipv4Addr::new(192, 168, 100, 0), 24)));
+        assert_eq!((r.table, r.priority), (1, 100));
+        assert!(d.is_empty(), "{d:?}");
+        let r = parse_rule(&node("to 10.0.0.1 table 2"), &mut d).unwrap();
+        assert_eq!(
+            (r.to, r.priority),
+            (Some((Ipv4Addr::new(10, 0, 0, 1), 32)), 16384)
+        );
+        assert_eq!(d.len(), 1);
+        assert!(parse_rule(&node("to 192.168.100./24 table 1"), &mut d).is_none());
+        assert_eq!(d.len(), 2);
     }
 }
