@@ -199,13 +199,9 @@ pub fn set_route(r: &crate::conf::route::Route, add: bool) -> io::Result<()> {
             None => None,
         };
     let table = r.table.unwrap_or(libc::RT_TABLE_MAIN as u32);
-    let scope = r
-        .scope
-        .unwrap_or(if r.via.is_none() && oif.is_some() && !r.blackhole {
-            libc::RT_SCOPE_LINK
-        } else {
-            libc::RT_SCOPE_UNIVERSE
-        });
+    // universe unless given, even for a route without a gateway: keepalived does so (`ip
+    // route` would pick link); ha/tests/differential.rs compares the two
+    let scope = r.scope.unwrap_or(libc::RT_SCOPE_UNIVERSE);
     let rtype = if r.blackhole {
         libc::RTN_BLACKHOLE
     } else {

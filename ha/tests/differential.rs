@@ -46,6 +46,8 @@ struct Pair {
     procs: [Option<Proc>; 2],
     kinds: [Kind; 2],
     prio: [u8; 2],
+    /// Extra top-level and instance lines, the same for both nodes.
+    extra: (&'static str, &'static str),
     starts: usize,
 }
 
@@ -71,6 +73,7 @@ impl Pair {
             procs: [None, None],
             kinds: [Kind::Keepalived; 2],
             prio: [150, 100],
+            extra: ("", ""),
             starts: 0,
         };
         p.reset();
@@ -100,12 +103,14 @@ impl Pair {
         let down = self.file("down", k);
         let tf = self.file("tf", k);
         format!(
-            "global_defs {{\n  router_id n{k}\n  vrrp_version 3\n}}\n\
+            "global_defs {{\n  router_id n{k}\n  vrrp_version 3\n}}\n{top}\
              vrrp_script chk {{\n  script \"/usr/bin/test ! -e {down}\"\n  interval 1\n  fall 1\n  rise 1\n}}\n\
              track_file tf {{\n  file {tf}\n}}\n\
              vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int 0.1\n\
              \x20 track_interface {{\n    eth1\n  }}\n  track_script {{\n    chk\n  }}\n  track_file {{\n    tf\n  }}\n\
-             \x20 virtual_ipaddress {{\n    {VIP}/24 dev eth0\n  }}\n}}\n",
+             \x20 virtual_ipaddress {{\n    {VIP}/24 dev eth0\n  }}\n{inst}\n}}\n",
+            top = self.extra.0,
+            inst = self.extra.1,
             down = down.display(),
             tf = tf.display(),
             prio = self.prio[k - 1],
@@ -300,4 +305,68 @@ fn crash_stop_and_reload_move_the_vip_as_keepalived_moves_it() {
         }),
     ];
     differential(steps);
+}
+
+/// Routes and rules: what keepalived installs as master, leaves as backup and at shutdown, ha
+/// installs, leaves and removes the same (compared as `ip` prints them).
+#[test]
+fn routes_and_rules_are_installed_and_removed_as_keepalived_does() {
+    use Kind::{Ha, Keepalived};
+    let Some(mut pair) = Pair::new() else {
+        return;
+    };
+    pair.extra = (
+        "static_routes {\n  192.168.50.0/24 via 10.80.0.254 dev eth0\n}\nstatic_rules {\n  from 10.80.0.0/24 table 50 priority 500\n}\n",
+        "  virtual_routes {\n    src 10.80.0.100 192.168.60.0/24 via 10.80.0.254 dev eth0 table 100\n    blackhole 192.168.61.0/24\n    192.168.62.0/24 dev eth0 metric 7\n  }\n  virtual_rules {\n    from 10.80.0.100 to 192.168.70.0/24 table 100 priority 600\n  }",
+    );
+    let show = |p: &Pair, k: usize| {
+        let h = &p.hosts[k - 1];
+        let routes = h.run(
+            "ip",
+            &["-4", "route", "show", "table", "all", "proto", "keepalived"],
+        );
+        let rules = h.run("ip", &["-4", "rule", "show"]);
+        let rules: Vec<&str> = rules
+            .lines()
+            .filter(|l| l.contains("proto keepalived"))
+            .collect();
+        format!("{routes}{}", rules.join("\n"))
+    };
+    let mut seen = Vec::new();
+    for kind in [Keepalived, Ha] {
+        pair.reset();
+        pair.kinds = [kind; 2];
+        let mut got = Vec::new();
+        pair.start(1);
+        assert!(
+            wait_until(STEP, || pair.seen() == (true, false)),
+            "{kind:?} n1 never master:\n{}",
+            pair.logs()
+        );
+        // the last route is added after the VIP: wait until the set stops changing
+        let mut last = show(&pair, 1);
+        assert!(wait_until(STEP, || {
+            let now = show(&pair, 1);
+            let same =
+                now == last && !wait_until(Duration::from_millis(500), || show(&pair, 1) != now);
+            last = now;
+            same
+        }));
+        got.push(("master", last));
+        pair.prio[1] = 200;
+        pair.start(2);
+        assert!(
+            wait_until(STEP, || pair.seen() == (false, true)),
+            "{kind:?} n2 never took over:\n{}",
+            pair.logs()
+        );
+        assert!(wait_until(STEP, || show(&pair, 1) != got[0].1
+            || pair.holds((false, true))));
+        got.push(("backup", show(&pair, 1)));
+        pair.term(2);
+        pair.term(1);
+        got.push(("stopped", show(&pair, 1)));
+        seen.push(got);
+    }
+    assert_eq!(seen[0], seen[1], "keepalived (left) and ha (right) differ");
 }

@@ -762,7 +762,7 @@ fn virtual_routes_and_rules_follow_master_and_static_ones_stay() {
         r.contains("192.168.60.0/24 via 10.80.0.254 dev eth0 table 100")
             && r.contains("src 10.80.0.100")
             && r.contains("blackhole 192.168.61.0/24")
-            && r.contains("192.168.62.0/24 dev eth0 proto keepalived scope link metric 7")
+            && r.contains("192.168.62.0/24 dev eth0 proto keepalived metric 7")
             && r.contains("600:\tfrom 10.80.0.100 to 192.168.70.0/24 lookup 100 proto keepalived")
     };
     let stat = |r: &str| {
