@@ -377,6 +377,18 @@ impl Daemon {
                 }
             }
         }
+        replace_net(
+            &self.cfg.static_routes,
+            &cfg.static_routes,
+            "static route",
+            net::set_route,
+        );
+        replace_net(
+            &self.cfg.static_rules,
+            &cfg.static_rules,
+            "static rule",
+            net::set_rule,
+        );
         crate::script::install(cfg.script_env.clone());
         for f in &cfg.track_files {
             if let Some((value, overwrite)) = f.init {
@@ -403,6 +415,18 @@ impl Daemon {
                     for v in c.vips.iter().filter(|v| !i.cfg.vips.contains(v)) {
                         let _ = net::set_vip(vip_dev(&i, v).1, v, true);
                     }
+                    replace_net(
+                        &i.cfg.virtual_routes,
+                        &c.virtual_routes,
+                        "virtual route",
+                        net::set_route,
+                    );
+                    replace_net(
+                        &i.cfg.virtual_rules,
+                        &c.virtual_rules,
+                        "virtual rule",
+                        net::set_rule,
+                    );
                 }
                 i.router.s.preempt = !c.nopreempt;
                 i.router.s.advert_cs = c.advert_cs;
@@ -530,6 +554,8 @@ impl Daemon {
                     }
                 }
                 i.vips_on = true;
+                set_net(&i.cfg.virtual_routes, true, "virtual route", net::set_route);
+                set_net(&i.cfg.virtual_rules, true, "virtual rule", net::set_rule);
                 // announced from the interface each VIP lives on (the VMAC when use_vmac)
                 let vips: Vec<(String, Ipv4Addr)> = i
                     .cfg
@@ -569,6 +595,15 @@ impl Daemon {
             State::Backup | State::Fault | State::Init => {
                 if let Some(g) = i.garp.take() {
                     g.abort();
+                }
+                if i.vips_on {
+                    set_net(
+                        &i.cfg.virtual_routes,
+                        false,
+                        "virtual route",
+                        net::set_route,
+                    );
+                    set_net(&i.cfg.virtual_rules, false, "virtual rule", net::set_rule);
                 }
                 for v in i.cfg.vips.iter().chain(&i.cfg.vips_excluded) {
                     let (_, idx) = vip_dev(i, v);
@@ -872,6 +907,13 @@ impl Daemon {
                 let _ = net::set_vip(idx, v, false);
             }
         }
+        set_net(
+            &self.cfg.static_routes,
+            false,
+            "static route",
+            net::set_route,
+        );
+        set_net(&self.cfg.static_rules, false, "static rule", net::set_rule);
         if let Some(l) = &self.lvs {
             l.shutdown().await;
         }
@@ -879,6 +921,35 @@ impl Daemon {
         tokio::time::sleep(Duration::from_millis(50)).await;
         Ok(())
     }
+}
+
+/// Adds or removes routes or rules (`what` names them in the log); one the kernel refuses is
+/// logged and the others still go.
+fn set_net<T: std::fmt::Display>(
+    items: &[T],
+    add: bool,
+    what: &str,
+    set: fn(&T, bool) -> std::io::Result<()>,
+) {
+    for r in items {
+        if let Err(e) = set(r, add) {
+            let verb = if add { "add" } else { "remove" };
+            warn!(item = %r, error = %e, "cannot {verb} the {what}");
+        }
+    }
+}
+
+/// On reload: removes what `old` has and `new` lacks, then adds all of `new`.
+fn replace_net<T: std::fmt::Display + PartialEq>(
+    old: &[T],
+    new: &[T],
+    what: &str,
+    set: fn(&T, bool) -> std::io::Result<()>,
+) {
+    for r in old.iter().filter(|r| !new.contains(r)) {
+        set_net(std::slice::from_ref(r), false, what, set);
+    }
+    set_net(new, true, what, set);
 }
 
 #[cfg(test)]

@@ -187,6 +187,130 @@ pub fn set_vip(index: u32, vip: &Vip, add: bool) -> io::Result<()> {
     }
 }
 
+/// Adds (`add`, replacing a route with the same key) or removes an IPv4 route. Removing a
+/// route that is not there is not an error. Routes carry protocol 18 (keepalived's
+/// RTPROT_KEEPALIVED), so `ip route show proto keepalived` lists them.
+pub fn set_route(r: &crate::conf::route::Route, add: bool) -> io::Result<()> {
+    let oif =
+        match r.dev.as_deref() {
+            Some(d) => Some(ifindex(d).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no interface {d}"))
+            })?),
+            None => None,
+        };
+    let table = r.table.unwrap_or(libc::RT_TABLE_MAIN as u32);
+    // universe unless given, even for a route without a gateway: keepalived does so (`ip
+    // route` would pick link); ha/tests/differential.rs compares the two
+    let scope = r.scope.unwrap_or(libc::RT_SCOPE_UNIVERSE);
+    let rtype = if r.blackhole {
+        libc::RTN_BLACKHOLE
+    } else {
+        libc::RTN_UNICAST
+    };
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+    let mut body = vec![
+        libc::AF_INET as u8,
+        r.prefix,
+        0,
+        0,
+        if table < 256 { table as u8 } else { 0 },
+        18,
+        scope,
+        rtype,
+    ];
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    push_attr(&mut body, libc::RTA_DST, &r.dst.octets());
+    push_attr(&mut body, libc::RTA_TABLE, &table.to_ne_bytes());
+    if let Some(i) = oif {
+        push_attr(&mut body, libc::RTA_OIF, &i.to_ne_bytes());
+    }
+    if let Some(g) = r.via {
+        push_attr(&mut body, libc::RTA_GATEWAY, &g.octets());
+    }
+    if let Some(s) = r.src {
+        push_attr(&mut body, libc::RTA_PREFSRC, &s.octets());
+    }
+    if let Some(m) = r.metric {
+        push_attr(&mut body, libc::RTA_PRIORITY, &m.to_ne_bytes());
+    }
+    let result = if add {
+        netlink_request(
+            libc::RTM_NEWROUTE,
+            (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16,
+            &body,
+        )
+    } else {
+        netlink_request(libc::RTM_DELROUTE, 0, &body)
+    };
+    match result {
+        Err(e) if !add && e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        other => other,
+    }
+}
+
+/// Adds or removes an IPv4 policy rule (action: look up its table). Adding a rule that is
+/// there, or removing one that is not, is not an error. Rules carry protocol 18 as routes do.
+pub fn set_rule(r: &crate::conf::route::Rule, add: bool) -> io::Result<()> {
+    // linux/fib_rules.h (not in libc)
+    const FRA_DST: u16 = 1;
+    const FRA_SRC: u16 = 2;
+    const FRA_IIFNAME: u16 = 3;
+    const FRA_PRIORITY: u16 = 6;
+    const FRA_FWMARK: u16 = 10;
+    const FRA_TABLE: u16 = 15;
+    const FRA_OIFNAME: u16 = 17;
+    const FRA_PROTOCOL: u16 = 21;
+    const FR_ACT_TO_TBL: u8 = 1;
+    let len = |a: Option<(Ipv4Addr, u8)>| a.map_or(0, |(_, l)| l);
+    // struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags
+    let mut body = vec![
+        libc::AF_INET as u8,
+        len(r.to),
+        len(r.from),
+        0,
+        if r.table < 256 { r.table as u8 } else { 0 },
+        0,
+        0,
+        FR_ACT_TO_TBL,
+    ];
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    if let Some((a, _)) = r.from.filter(|(_, l)| *l > 0) {
+        push_attr(&mut body, FRA_SRC, &a.octets());
+    }
+    if let Some((a, _)) = r.to.filter(|(_, l)| *l > 0) {
+        push_attr(&mut body, FRA_DST, &a.octets());
+    }
+    push_attr(&mut body, FRA_TABLE, &r.table.to_ne_bytes());
+    push_attr(&mut body, FRA_PRIORITY, &r.priority.to_ne_bytes());
+    if let Some(m) = r.fwmark {
+        push_attr(&mut body, FRA_FWMARK, &m.to_ne_bytes());
+    }
+    for (ty, name) in [(FRA_IIFNAME, &r.iif), (FRA_OIFNAME, &r.oif)] {
+        if let Some(n) = name {
+            let mut s = n.clone().into_bytes();
+            s.push(0);
+            push_attr(&mut body, ty, &s);
+        }
+    }
+    if add {
+        push_attr(&mut body, FRA_PROTOCOL, &[18]);
+    }
+    let result = if add {
+        netlink_request(
+            libc::RTM_NEWRULE,
+            (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
+            &body,
+        )
+    } else {
+        netlink_request(libc::RTM_DELRULE, 0, &body)
+    };
+    match result {
+        Err(e) if add && e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        Err(e) if !add && e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
 /// Sends `count` gratuitous ARPs for `ip` from the interface.
 pub fn garp(ifname: &str, ip: Ipv4Addr, count: u32) -> io::Result<()> {
     let index = ifindex(ifname)

@@ -130,11 +130,14 @@ fn check_verdicts_match_keepalived_on_its_samples() {
         ("legacy-v1.2.24/keepalived.conf", "vrrp_garp_interval"),
         ("keepalived.conf.fwmark", "protocol"),
         ("keepalived.conf.vrrp.lvs_syncd", "bare member"),
-        ("keepalived.conf.vrrp.rules", "static_rules"),
-        ("keepalived.conf.track_interface", "static_routes"),
+        ("keepalived.conf.vrrp.rules", "invalid rule to address"),
+        ("keepalived.conf.track_interface", "has no 'dev IFACE'"),
         ("keepalived.conf.vrrp.localcheck", "not found/accessible"),
-        ("keepalived.conf.vrrp.routes", "virtual_routes"),
-        ("keepalived.conf.vrrp.static_ipaddress", "virtual_routes"),
+        ("keepalived.conf.vrrp.routes", "multipath routes"),
+        (
+            "keepalived.conf.vrrp.static_ipaddress",
+            "has no 'dev IFACE'",
+        ),
         ("legacy-v0.7.6/keepalived.conf.ci-linux", "lvs_id"),
         (
             "legacy-v0.7.6/keepalived.conf.real_server_group",

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use opsflow_tests::{wait_until, Host, Lab, Link, Proc};
 
+mod common;
+
 const HA: &str = env!("CARGO_BIN_EXE_ha");
 const VIP: &str = "10.80.0.100";
 
@@ -126,27 +128,10 @@ impl Env {
     fn start_keepalived(&mut self, k: usize, text: &str) {
         let conf = self.write(k, text);
         let base = self.lab.path(&format!("ka-n{k}"));
-        let pid = |s: &str| format!("{}.{s}", base.display());
         let n = &mut self.nodes[k - 1];
         n.starts += 1;
-        let args = [
-            "--vrrp",
-            "-f",
-            &conf.to_string_lossy(),
-            "-p",
-            &pid("kp"),
-            "-r",
-            &pid("kr"),
-            "-c",
-            &pid("kc"),
-            "-l",
-            "-D",
-            "-n",
-        ];
-        n.proc = Some(
-            n.host
-                .spawn(&format!("ka-n{k}-{}", n.starts), "keepalived", &args),
-        );
+        let label = format!("ka-n{k}-{}", n.starts);
+        n.proc = Some(common::keepalived(&n.host, &label, &conf, &base));
     }
 
     fn kill(&mut self, k: usize) -> Instant {
@@ -755,4 +740,66 @@ fn a_tracked_process_that_dies_takes_the_instance_to_fault() {
     assert!(!env.vip_on(1));
     let _sleeper = spawn();
     assert!(wait_until(Duration::from_secs(8), || env.status(1).0 == "MASTER"));
+}
+
+/// Issue 13: `static_routes` and `static_rules` stay whatever the state; `virtual_routes`
+/// (with `src` on the VIP, a table, a blackhole, a metric) and `virtual_rules` follow MASTER
+/// and go with BACKUP and at shutdown.
+#[test]
+fn virtual_routes_and_rules_follow_master_and_static_ones_stay() {
+    let Some(mut env) = setup(2, &["ip"]) else {
+        return;
+    };
+    let routes = "static_routes {\n  192.168.50.0/24 via 10.80.0.254 dev eth0\n}\nstatic_rules {\n  from 10.80.0.0/24 table 50 priority 500\n}\n";
+    let vroutes = "  virtual_routes {\n    src 10.80.0.100 192.168.60.0/24 via 10.80.0.254 dev eth0 table 100\n    blackhole 192.168.61.0/24\n    192.168.62.0/24 dev eth0 metric 7\n  }\n  virtual_rules {\n    from 10.80.0.100 to 192.168.70.0/24 table 100 priority 600\n  }";
+    let hosts = [env.node(1).host.clone(), env.node(2).host.clone()];
+    let show = move |k: usize| {
+        let h = &hosts[k - 1];
+        h.run("ip", &["-4", "route", "show", "table", "all"])
+            + &h.run("ip", &["-4", "rule", "show"])
+    };
+    let virt = |r: &str| {
+        r.contains("192.168.60.0/24 via 10.80.0.254 dev eth0 table 100")
+            && r.contains("src 10.80.0.100")
+            && r.contains("blackhole 192.168.61.0/24")
+            && r.contains("192.168.62.0/24 dev eth0 proto keepalived metric 7")
+            && r.contains("600:\tfrom 10.80.0.100 to 192.168.70.0/24 lookup 100 proto keepalived")
+    };
+    let stat = |r: &str| {
+        r.contains("192.168.50.0/24 via 10.80.0.254 dev eth0")
+            && r.contains("500:\tfrom 10.80.0.0/24 lookup 50 proto keepalived")
+    };
+    let none = |r: &str| !r.contains("192.168.6") && !r.contains("192.168.70");
+    env.start(1, &conf(1, 150, "BACKUP", 3, "0.2", vroutes, "", routes));
+    assert!(
+        wait_until(Duration::from_secs(5), || virt(&show(1)) && stat(&show(1))),
+        "master n1:\n{}",
+        show(1)
+    );
+    env.start(2, &conf(2, 200, "BACKUP", 3, "0.2", vroutes, "", ""));
+    assert!(
+        wait_until(Duration::from_secs(5), || virt(&show(2))),
+        "master n2:\n{}",
+        show(2)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || none(&show(1))),
+        "backup n1 kept virtual routes:\n{}",
+        show(1)
+    );
+    assert!(
+        stat(&show(1)),
+        "backup n1 lost its static route:\n{}",
+        show(1)
+    );
+    env.term(2);
+    assert!(none(&show(2)), "SIGTERM left virtual routes:\n{}", show(2));
+    assert!(
+        wait_until(Duration::from_secs(5), || virt(&show(1))),
+        "n1 master again:\n{}",
+        show(1)
+    );
+    env.term(1);
+    let r = show(1);
+    assert!(none(&r) && !stat(&r), "SIGTERM left routes on n1:\n{r}");
 }

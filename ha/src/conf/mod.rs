@@ -2,6 +2,7 @@
 //! schema per block, and the validated model ha runs from.
 
 pub mod lvs;
+pub mod route;
 pub mod schema;
 pub mod syntax;
 mod track;
@@ -125,6 +126,10 @@ pub struct Instance {
     pub auth: Auth,
     pub vips: Vec<Vip>,
     pub vips_excluded: Vec<Vip>,
+    /// `virtual_routes`: added with MASTER, removed with BACKUP/FAULT and at shutdown.
+    pub virtual_routes: Vec<route::Route>,
+    /// `virtual_rules`: as `virtual_routes`.
+    pub virtual_rules: Vec<route::Rule>,
     pub track_interfaces: Vec<(String, i32)>,
     pub track_scripts: Vec<TrackScript>,
     pub track_files: Vec<TrackRef>,
@@ -193,6 +198,10 @@ pub struct Config {
     pub instances: Vec<Instance>,
     pub sync_groups: Vec<SyncGroup>,
     pub static_addresses: Vec<Vip>,
+    /// `static_routes`: installed at start, kept whatever the VRRP state.
+    pub static_routes: Vec<route::Route>,
+    /// `static_rules`: installed at start, kept whatever the VRRP state.
+    pub static_rules: Vec<route::Rule>,
     /// `virtual_server` blocks, checked against the schema; acted on by the LVS part.
     pub virtual_servers: Vec<Node>,
     /// The same, typed: what the LVS part programs and checks.
@@ -476,6 +485,8 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         instances: Vec::new(),
         sync_groups: Vec::new(),
         static_addresses: Vec::new(),
+        static_routes: Vec::new(),
+        static_rules: Vec::new(),
         virtual_servers: Vec::new(),
         lvs: Vec::new(),
         script_env: crate::script::Env::default(),
@@ -622,6 +633,18 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     }
                 }
             }
+            "static_routes" => cfg.static_routes.extend(
+                n.block
+                    .iter()
+                    .flatten()
+                    .filter_map(|c| route::parse_route(c, diags)),
+            ),
+            "static_rules" => cfg.static_rules.extend(
+                n.block
+                    .iter()
+                    .flatten()
+                    .filter_map(|c| route::parse_rule(c, diags)),
+            ),
             "virtual_server" => {
                 cfg.virtual_servers.push(n.clone());
                 for vs in lvs::virtual_servers(n, &groups, diags) {
@@ -721,6 +744,8 @@ fn instance(
         auth: Auth::None,
         vips: Vec::new(),
         vips_excluded: Vec::new(),
+        virtual_routes: Vec::new(),
+        virtual_rules: Vec::new(),
         track_interfaces: Vec::new(),
         track_scripts: Vec::new(),
         track_files: Vec::new(),
@@ -835,6 +860,27 @@ fn instance(
                     i.vips_excluded.extend(list);
                 }
             }
+            "virtual_routes" => i.virtual_routes.extend(
+                c.block
+                    .iter()
+                    .flatten()
+                    .filter_map(|r| {
+                        let route = route::parse_route(r, diags)?;
+                        if route.dev.is_none() && !route.blackhole {
+                            diags.push(warning(
+                                &r.key.pos,
+                                format!("virtual route {route} has no 'dev IFACE': keepalived cannot track it and says so; ha installs it on the interface the kernel routes its gateway through"),
+                            ));
+                        }
+                        Some(route)
+                    }),
+            ),
+            "virtual_rules" => i.virtual_rules.extend(
+                c.block
+                    .iter()
+                    .flatten()
+                    .filter_map(|r| route::parse_rule(r, diags)),
+            ),
             "track_interface" => i.track_interfaces.extend(track_interfaces(c)),
             "track_script" => i.track_scripts.extend(track_scripts(c)),
             "track_file" => i.track_files.extend(track_refs(c)),
