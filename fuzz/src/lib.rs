@@ -9,7 +9,8 @@
 //! seeds, dictionary tokens) and reports every input that panics or takes longer than the hang
 //! limit. Each run prints its seed; `OPSFLOW_FUZZ_SEED=N` replays a run, `OPSFLOW_FUZZ_SECS`
 //! sets the time per target (default 3 s). An input that failed is written under
-//! `CARGO_TARGET_TMPDIR/fuzz-failures/TARGET/`; copy it into the corpus once fixed, and every
+//! `CARGO_TARGET_TMPDIR/fuzz-failures/TARGET/` (the system temporary directory outside
+//! integration tests); copy it into the corpus once fixed, and every
 //! later run replays it first.
 
 use std::panic::{self, AssertUnwindSafe};
@@ -172,10 +173,13 @@ fn secs_from_env() -> f64 {
 }
 
 fn save(target: &str, data: &[u8]) -> PathBuf {
-    let dir =
-        PathBuf::from(std::env::var("CARGO_TARGET_TMPDIR").unwrap_or_else(|_| "target".into()))
-            .join("fuzz-failures")
-            .join(target);
+    // integration tests get CARGO_TARGET_TMPDIR; elsewhere (the engine's own unit tests) the
+    // system's temporary directory, never the source tree
+    let dir = std::env::var_os("CARGO_TARGET_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("fuzz-failures")
+        .join(target);
     let _ = std::fs::create_dir_all(&dir);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &x in data {
@@ -276,9 +280,10 @@ where
                             .cloned()
                             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                             .unwrap_or_else(|| "panic".into());
-                        let path = save(&name, &input);
                         if let Ok(mut fl) = failures.lock() {
+                            // the first 20 are reported and saved; more of one bug add nothing
                             if fl.len() < 20 {
+                                let path = save(&name, &input);
                                 fl.push(format!(
                                     "panic: {msg} (input saved to {})",
                                     path.display()
