@@ -5,11 +5,12 @@
 //! boot.ipxe within 2 s of the DHCP ACK (the router advertisements end its IPv6 wait).
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 
-use opsflow_tests::{in_ci, require, workspace_bin};
+use opsflow_tests::{in_ci, require};
 
 /// One VM at a time: the machine has few cores and TCG is slow.
 static ONE_VM: Mutex<()> = Mutex::new(());
@@ -39,32 +40,11 @@ fn boot(firmware: &str, files: &[&str]) -> Option<serde_json::Value> {
         return None;
     }
     let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let bins = workspace_bin("ha").parent().unwrap().to_path_buf();
-    for b in ["dhcpd", "tftpd", "ha", "kickstart"] {
-        assert!(
-            bins.join(b).is_file(),
-            "{b} is not built next to the tests (run cargo test --workspace)"
-        );
-    }
-    let summary = std::env::temp_dir().join(format!("boot-{firmware}-{}.json", std::process::id()));
-    let out = Command::new("bash")
-        .arg(format!("{root}/demo"))
-        .args(["--firmware", firmware, "--boot-only", "--summary"])
-        .arg(&summary)
-        .env("OPSFLOW_BIN", &bins)
-        .current_dir(root)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (s, text) = common::run_demo(
+        firmware,
+        &["--firmware", firmware, "--boot-only"],
+        &["dhcpd", "tftpd", "ha", "kickstart"],
     );
-    assert!(out.status.success(), "the {firmware} boot failed:\n{text}");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&summary);
     let at = |k: &str| {
         s["stages"][k]
             .as_f64()

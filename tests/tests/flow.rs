@@ -5,9 +5,9 @@
 //! and the logs directory are printed.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
-use std::process::Command;
+mod common;
 
-use opsflow_tests::{require, workspace_bin};
+use opsflow_tests::require;
 
 #[test]
 fn a_vm_pxe_boots_from_our_servers_and_joins_the_cluster() {
@@ -25,31 +25,11 @@ fn a_vm_pxe_boots_from_our_servers_and_joins_the_cluster() {
     ]) {
         return;
     }
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let bins = workspace_bin("ha").parent().unwrap().to_path_buf();
-    for b in ["dhcpd", "tftpd", "ha", "kickstart", "release"] {
-        assert!(
-            bins.join(b).is_file(),
-            "{b} is not built next to the tests (run cargo test --workspace)"
-        );
-    }
-    let summary = std::env::temp_dir().join(format!("flow-summary-{}.json", std::process::id()));
-    let out = Command::new("bash")
-        .arg(format!("{root}/demo"))
-        .arg("--summary")
-        .arg(&summary)
-        .env("OPSFLOW_BIN", &bins)
-        .current_dir(root)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (s, text) = common::run_demo(
+        "flow",
+        &[],
+        &["dhcpd", "tftpd", "ha", "kickstart", "release"],
     );
-    assert!(out.status.success(), "the demo failed:\n{text}");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     let order = [
         "dhcp_ack",
         "tftp_done",
@@ -80,6 +60,5 @@ fn a_vm_pxe_boots_from_our_servers_and_joins_the_cluster() {
         "{leases}"
     );
     println!("{text}");
-    let _ = std::fs::remove_file(&summary);
     let _ = std::fs::remove_dir_all(s["logs"].as_str().unwrap());
 }
