@@ -152,7 +152,12 @@ async fn tcp_check_and_retries() {
         Ok(None)
     );
     drop(l);
-    let e = check_once(&checker(CheckKind::Tcp), LO, port, 1.0)
+    // a socket bound but never listening holds a port that refuses connections; a port merely
+    // freed could be taken by a concurrent test's listener
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let refused_port = closed.local_addr().unwrap().port();
+    let e = check_once(&checker(CheckKind::Tcp), LO, refused_port, 1.0)
         .await
         .unwrap_err();
     assert!(e.contains("refused"), "{e}");
