@@ -3,7 +3,7 @@
 //! `d["virtual_servers"][i]["real_servers"][j]["address"|"port"|"healthy"|"weight"]`.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -71,9 +71,10 @@ pub struct Instance {
 /// One virtual server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VirtualServer {
-    /// `VIP:PORT`, `VIP:PORT/udp` or `fwmark-N`: the name the drain route takes.
+    /// `VIP:PORT`, `VIP:PORT/udp`, `[VIP6]:PORT` or `fwmark-N`: the name the drain route
+    /// takes.
     pub id: String,
-    pub address: Option<Ipv4Addr>,
+    pub address: Option<IpAddr>,
     /// 0 for a fwmark service.
     pub port: u16,
     pub protocol: String,
@@ -93,7 +94,7 @@ pub struct VirtualServer {
 /// One real server of a virtual server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RealServer {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     /// The weight in the data plane now (0 when out of rotation).
     pub weight: u32,
@@ -108,9 +109,32 @@ pub struct RealServer {
 }
 
 impl RealServer {
-    /// `RIP:PORT`: the name the drain route takes.
+    /// `RIP:PORT` (`[RIP6]:PORT`): the name the drain route takes.
     pub fn id(&self) -> String {
-        format!("{}:{}", self.address, self.port)
+        SocketAddr::new(self.address, self.port).to_string()
+    }
+}
+
+/// The one spelling of a virtual or real server id: `ADDR:PORT` or `ADDR:PORT/PROTO` with the
+/// address as [`SocketAddr`] prints it (IPv6 in brackets, compressed), so
+/// `[2001:0db8::0010]:80` and the percent-encoded `%5B2001:db8::10%5D:80` name
+/// `[2001:db8::10]:80`. Anything else (`fwmark-N`, a typo) comes back as given.
+pub fn canonical_id(id: &str) -> String {
+    let decoded = id
+        .replace("%5B", "[")
+        .replace("%5b", "[")
+        .replace("%5D", "]")
+        .replace("%5d", "]")
+        .replace("%3A", ":")
+        .replace("%3a", ":");
+    let (addr, proto) = match decoded.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (decoded.as_str(), None),
+    };
+    match (addr.parse::<SocketAddr>(), proto) {
+        (Ok(a), None) => a.to_string(),
+        (Ok(a), Some(p)) => format!("{a}/{}", p.to_ascii_lowercase()),
+        (Err(_), _) => id.to_string(),
     }
 }
 
@@ -163,7 +187,7 @@ mod tests {
             }],
             virtual_servers: vec![VirtualServer {
                 id: "10.0.0.100:80".into(),
-                address: Some(Ipv4Addr::new(10, 0, 0, 100)),
+                address: Some(Ipv4Addr::new(10, 0, 0, 100).into()),
                 port: 80,
                 protocol: "TCP".into(),
                 fwmark: None,
@@ -175,7 +199,7 @@ mod tests {
                 sorry_server_active: false,
                 backend: "nftables".into(),
                 real_servers: vec![RealServer {
-                    address: Ipv4Addr::new(10, 0, 1, 1),
+                    address: Ipv4Addr::new(10, 0, 1, 1).into(),
                     port: 8080,
                     weight: 3,
                     configured_weight: 3,
@@ -217,6 +241,42 @@ mod tests {
         assert_eq!(vs.real_server("10.0.1.1:8080").unwrap().weight, 3);
         assert!(back.virtual_server("fwmark-1").is_none());
         assert_eq!(back.instance("VI_1").unwrap().state, VrrpState::Master);
+    }
+
+    #[test]
+    fn ipv6_servers_are_named_in_brackets() {
+        let mut s = sample();
+        let v = &mut s.virtual_servers[0];
+        v.id = "[2001:db8::10]:80".into();
+        v.address = Some("2001:db8::10".parse().unwrap());
+        v.real_servers[0].address = "2001:db8:1::11".parse().unwrap();
+        assert_eq!(v.real_servers[0].id(), "[2001:db8:1::11]:8080");
+        let j = serde_json::to_value(&s).unwrap();
+        assert_eq!(j["virtual_servers"][0]["address"], "2001:db8::10");
+        assert_eq!(
+            j["virtual_servers"][0]["real_servers"][0]["address"],
+            "2001:db8:1::11"
+        );
+        let back: Status = serde_json::from_value(j).unwrap();
+        assert!(back
+            .virtual_server("[2001:db8::10]:80")
+            .and_then(|v| v.real_server("[2001:db8:1::11]:8080"))
+            .is_some());
+    }
+
+    #[test]
+    fn ids_have_one_spelling() {
+        for (given, want) in [
+            ("[2001:0db8::0010]:80", "[2001:db8::10]:80"),
+            ("%5B2001:db8::10%5D:80", "[2001:db8::10]:80"),
+            ("%5b2001%3adb8%3a%3a10%5d%3a53/UDP", "[2001:db8::10]:53/udp"),
+            ("10.0.0.1:80", "10.0.0.1:80"),
+            ("10.0.0.1:53/udp", "10.0.0.1:53/udp"),
+            ("fwmark-5", "fwmark-5"),
+            ("2001:db8::10:80", "2001:db8::10:80"),
+        ] {
+            assert_eq!(canonical_id(given), want, "{given}");
+        }
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub enum Cmd {
 pub struct Genhash {
     /// Server address.
     #[arg(short = 's', long)]
-    pub server: std::net::Ipv4Addr,
+    pub server: std::net::IpAddr,
     /// Port (default 80, or 443 with --ssl).
     #[arg(short = 'p', long)]
     pub port: Option<u16>,

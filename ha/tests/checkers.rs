@@ -2,7 +2,7 @@
 //! self-signed certificate (python3 + openssl), a TCP listener, an SMTP sink, scripts.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use ha::conf::lvs::{CheckKind, Checker, Url};
@@ -11,7 +11,8 @@ use opsflow_tests::{require, wait_until};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const LO6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
 fn checker(kind: CheckKind) -> Checker {
     Checker {
@@ -141,6 +142,69 @@ async fn a_hung_server_costs_its_connect_timeout_only() {
     );
     assert!(t.elapsed() < Duration::from_millis(300));
     assert!(hung.await.unwrap().is_err());
+}
+
+/// TCP_CHECK, HTTP_GET and UDP_CHECK against servers on `::1`; the Host header brackets
+/// the address.
+#[tokio::test]
+async fn checkers_connect_over_ipv6() {
+    let Ok(l) = TcpListener::bind("[::1]:0").await else {
+        assert!(!opsflow_tests::in_ci(), "no IPv6 loopback under CI");
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    };
+    let port = l.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 2048];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let host = req
+                .lines()
+                .find_map(|l| l.strip_prefix("Host: "))
+                .unwrap_or("")
+                .to_string();
+            let body = format!("{host}\n");
+            let resp = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    assert_eq!(
+        check_once(&checker(CheckKind::Tcp), LO6, port, 1.0).await,
+        Ok(None)
+    );
+    let d = md5_hex(format!("[::1]:{port}\n").as_bytes());
+    let mut c = checker(http("/", Some(200), Some(&d)));
+    if let CheckKind::Http { virtualhost, .. } = &mut c.kind {
+        *virtualhost = None;
+    }
+    assert_eq!(check_once(&c, LO6, port, 1.0).await, Ok(None));
+    server.abort();
+    let echo = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    let udp = checker(CheckKind::Udp {
+        payload: b"ping6".to_vec(),
+        require_reply: Some(b"ping6".to_vec()),
+    });
+    assert_eq!(check_once(&udp, LO6, echo_port, 1.0).await, Ok(None));
+    // refused over IPv6 names the bracketed address
+    let closed = tokio::net::TcpSocket::new_v6().unwrap();
+    closed.bind("[::1]:0".parse().unwrap()).unwrap();
+    let refused = closed.local_addr().unwrap().port();
+    let e = check_once(&checker(CheckKind::Tcp), LO6, refused, 1.0)
+        .await
+        .unwrap_err();
+    assert!(e.contains(&format!("[::1]:{refused}")), "{e}");
 }
 
 #[tokio::test]
@@ -415,7 +479,7 @@ async fn file_check_reads_the_track_file_with_keepalived_rules() {
 
 /// PING_CHECK: an answered ICMP echo is healthy; silence is a failure within connect_timeout.
 /// The pings run on a thread inside a lab namespace: a neighbour that answers, an address
-/// nobody holds.
+/// nobody holds; over IPv4 and ICMPv6.
 #[test]
 fn ping_check_needs_an_echo_reply_in_time() {
     use std::os::fd::AsRawFd;
@@ -427,6 +491,9 @@ fn ping_check_needs_an_echo_reply_in_time() {
     let q = lab.host("q");
     lab.attach(&p, &lan, "eth0", Some("10.93.0.1/24"));
     lab.attach(&q, &lan, "eth0", Some("10.93.0.2/24"));
+    for (h, a) in [(&p, "2001:db8:93::1/64"), (&q, "2001:db8:93::2/64")] {
+        h.run("ip", &["addr", "add", a, "dev", "eth0", "nodad"]);
+    }
     let ns = std::fs::File::open(format!("/var/run/netns/{}", p.ns())).unwrap();
     let results = std::thread::spawn(move || {
         // SAFETY: moves only this thread into the lab namespace; the fd is open.
@@ -438,7 +505,10 @@ fn ping_check_needs_an_echo_reply_in_time() {
         let ok = ha::lvs::check::ping("10.93.0.2".parse().unwrap(), None, limit);
         let t0 = Instant::now();
         let silent = ha::lvs::check::ping("10.93.0.99".parse().unwrap(), None, limit);
-        (ok, silent, t0.elapsed())
+        let took = t0.elapsed();
+        let ok6 = ha::lvs::check::ping("2001:db8:93::2".parse().unwrap(), None, limit);
+        let silent6 = ha::lvs::check::ping("2001:db8:93::99".parse().unwrap(), None, limit);
+        (ok, silent, took, ok6, silent6)
     })
     .join()
     .unwrap();
@@ -446,6 +516,9 @@ fn ping_check_needs_an_echo_reply_in_time() {
     let e = results.1.unwrap_err();
     assert!(e.contains("no echo reply"), "{e}");
     assert!(results.2 < Duration::from_secs(2), "{:?}", results.2);
+    assert_eq!(results.3, Ok(()));
+    let e = results.4.unwrap_err();
+    assert!(e.contains("no echo reply"), "{e}");
 }
 
 /// UDP_CHECK as keepalived's: port unreachable is down, silence is up unless a reply is

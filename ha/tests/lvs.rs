@@ -1,6 +1,6 @@
 //! Virtual servers on the nftables backend with real traffic, LVS-NAT topology in lab
 //! namespaces: a client on the front segment, the director (ha) with the VIP, three real
-//! servers and a sorry server behind it.
+//! servers and a sorry server behind it; and the same over IPv6 with two real servers.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
 use std::io::{Read, Write};
@@ -15,10 +15,14 @@ use opsflow_tests::{wait_until, Host, Lab, Proc};
 const HA: &str = env!("CARGO_BIN_EXE_ha");
 const VIP: &str = "10.91.1.100";
 
-/// A small HTTP/1.1 server (keep-alive) that names itself: `/who`, `/health`, `/slow`.
+/// A small HTTP/1.1 server (keep-alive) that names itself: `/who`, `/health`, `/slow`;
+/// on IPv6 when the optional third argument is `::`.
 const RS_PY: &str = r#"
-import http.server, sys, time
+import http.server, socket, sys, time
 name, port = sys.argv[1], int(sys.argv[2])
+bind = sys.argv[3] if len(sys.argv) > 3 else "0.0.0.0"
+if ":" in bind:
+    http.server.ThreadingHTTPServer.address_family = socket.AF_INET6
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
@@ -31,7 +35,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b)
     def log_message(self, *a):
         pass
-http.server.ThreadingHTTPServer(("0.0.0.0", port), H).serve_forever()
+http.server.ThreadingHTTPServer((bind, port), H).serve_forever()
 "#;
 
 struct Env {
@@ -39,6 +43,12 @@ struct Env {
     client: Host,
     director: Host,
     rs: Vec<(Host, Option<Proc>)>,
+    /// The real servers' names (their answer to `/who`).
+    names: Vec<&'static str>,
+    /// The virtual server as clients reach it: `10.91.1.100:80`, `[2001:db8:91:1::100]:80`.
+    vs: String,
+    /// Where the real servers listen: `0.0.0.0` or `::`.
+    bind: &'static str,
     ha: Option<Proc>,
     sock: PathBuf,
     conf: PathBuf,
@@ -73,12 +83,84 @@ fn setup() -> Option<Env> {
         client,
         director,
         rs,
+        names: vec!["r1", "r2", "r3", "sorry"],
+        vs: format!("{VIP}:80"),
+        bind: "0.0.0.0",
         ha: None,
     };
     for i in 0..4 {
         env.rs_up(i);
     }
     std::fs::write(&env.conf, conf(&env.lab.path("notify.log"))).unwrap();
+    Some(env)
+}
+
+/// The IPv6 lab: front 2001:db8:91:1::/64 (client ::10, director ::2, VIP ::100), back
+/// 2001:db8:91:2::/64 (director ::1, r1 ::11 with HTTP_GET, r2 ::12 with TCP_CHECK). DAD is
+/// off in every host, so no address is ever tentative.
+const VIP6: &str = "2001:db8:91:1::100";
+
+fn setup6() -> Option<Env> {
+    let lab = Lab::new(&["python3", "nft"])?;
+    let front = lab.switch("front6");
+    let back = lab.switch("back6");
+    let host = |name: &str| {
+        let h = lab.host(name);
+        h.run(
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ],
+        );
+        h
+    };
+    let client = host("cl6");
+    lab.attach(&client, &front, "eth0", Some("2001:db8:91:1::10/64"));
+    let director = host("dir6");
+    lab.attach(&director, &front, "eth0", Some("2001:db8:91:1::2/64"));
+    lab.attach(&director, &back, "eth1", Some("2001:db8:91:2::1/64"));
+    director.run("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    director.run("ip", &["addr", "add", &format!("{VIP6}/64"), "dev", "eth0"]);
+    let script = lab.path("rs.py");
+    std::fs::write(&script, RS_PY).unwrap();
+    let mut rs = Vec::new();
+    for (i, name) in ["r1", "r2"].iter().enumerate() {
+        let h = host(name);
+        lab.attach(
+            &h,
+            &back,
+            "eth0",
+            Some(&format!("2001:db8:91:2::{}/64", 11 + i)),
+        );
+        h.run(
+            "ip",
+            &["-6", "route", "add", "default", "via", "2001:db8:91:2::1"],
+        );
+        rs.push((h, None));
+    }
+    let mut env = Env {
+        sock: lab.path("ha.sock"),
+        conf: lab.path("ha.conf"),
+        state: lab.path("state.json"),
+        lab,
+        client,
+        director,
+        rs,
+        names: vec!["r1", "r2"],
+        vs: format!("[{VIP6}]:80"),
+        bind: "::",
+        ha: None,
+    };
+    for i in 0..2 {
+        env.rs_up(i);
+    }
+    let check = "connect_timeout 1\n      retry 1\n      delay_before_retry 1";
+    let conf = format!(
+        "global_defs {{\n  router_id dir6\n}}\nvirtual_server {VIP6} 80 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n  real_server 2001:db8:91:2::11 80 {{\n    HTTP_GET {{\n      url {{\n        path /health\n        status_code 200\n      }}\n      {check}\n    }}\n  }}\n  real_server 2001:db8:91:2::12 80 {{\n    TCP_CHECK {{\n      {check}\n    }}\n  }}\n}}\n"
+    );
+    std::fs::write(&env.conf, conf).unwrap();
     Some(env)
 }
 
@@ -142,10 +224,14 @@ virtual_server {VIP} 80 {{
 
 impl Env {
     fn rs_up(&mut self, i: usize) {
-        let name = ["r1", "r2", "r3", "sorry"][i];
+        let name = self.names[i];
         let script = self.lab.path("rs.py");
         let (h, p) = &mut self.rs[i];
-        *p = Some(h.spawn(name, "python3", &[script.to_str().unwrap(), name, "80"]));
+        *p = Some(h.spawn(
+            name,
+            "python3",
+            &[script.to_str().unwrap(), name, "80", self.bind],
+        ));
         assert!(wait_until(Duration::from_secs(10), || h.tcp_listening(80)));
     }
 
@@ -176,9 +262,10 @@ impl Env {
 
     fn start(&mut self) {
         self.spawn_ha("ha");
+        let want = self.names.iter().filter(|n| **n != "sorry").count();
         assert!(
-            wait_until(Duration::from_secs(10), || self.healthy_count() == 3),
-            "three healthy real servers not reported: {}\n{}",
+            wait_until(Duration::from_secs(10), || self.healthy_count() == want),
+            "{want} healthy real servers not reported: {}\n{}",
             self.status_text(),
             self.ha.as_ref().unwrap().output()
         );
@@ -203,7 +290,7 @@ impl Env {
 
     /// The real server `rip` (any port) as `ha status --json` reports it.
     fn rs(&self, rip: &str) -> Option<RealServer> {
-        let rip: std::net::Ipv4Addr = rip.parse().unwrap();
+        let rip: std::net::IpAddr = rip.parse().unwrap();
         self.status()
             .virtual_servers
             .into_iter()
@@ -230,8 +317,8 @@ impl Env {
 
     /// One request on a new connection from the client: the real server's name.
     fn who(&self) -> Option<String> {
+        let addr: SocketAddr = self.vs.parse().unwrap();
         self.client.enter(|| {
-            let addr: SocketAddr = format!("{VIP}:80").parse().unwrap();
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
             s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
             s.write_all(b"GET /who HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
@@ -400,4 +487,70 @@ fn drain_spares_open_connections_and_survives_restart() {
     assert_eq!(env.rs(rip).unwrap().weight, 1);
     let m = env.spread(12);
     assert_eq!(count(&m, &held), 4, "{m:?}");
+}
+
+#[test]
+fn ipv6_virtual_server_checks_drains_and_names_in_brackets() {
+    let Some(mut env) = setup6() else { return };
+    env.start();
+    let m = env.spread(10);
+    assert_eq!((count(&m, "r1"), count(&m, "r2")), (5, 5), "{m:?}");
+    let vs = format!("[{VIP6}]:80");
+    let table = env.status_text();
+    assert!(table.contains(&vs), "{table}");
+    assert!(table.contains("[2001:db8:91:2::12]:80"), "{table}");
+    let st = env.status();
+    assert_eq!(st.virtual_servers[0].id, vs);
+    assert_eq!(st.virtual_servers[0].address, Some(VIP6.parse().unwrap()));
+    assert_eq!(st.virtual_servers[0].backend, "nftables");
+
+    // r2 stops: its TCP_CHECK takes it out, every request goes to r1
+    env.rs_down(1);
+    assert!(
+        wait_until(Duration::from_secs(8), || env
+            .rs("2001:db8:91:2::12")
+            .is_some_and(|r| !r.healthy)),
+        "{}",
+        env.status_text()
+    );
+    let m = env.spread(8);
+    assert_eq!(count(&m, "r1"), 8, "{m:?}");
+    let err = env.rs("2001:db8:91:2::12").unwrap().last_error.unwrap();
+    assert!(err.contains("[2001:db8:91:2::12]:80"), "{err}");
+
+    // and back after a good check
+    env.rs_up(1);
+    assert!(wait_until(Duration::from_secs(6), || env
+        .rs("2001:db8:91:2::12")
+        .is_some_and(|r| r.healthy)));
+    let m = env.spread(8);
+    assert_eq!((count(&m, "r1"), count(&m, "r2")), (4, 4), "{m:?}");
+
+    // drain and enable with bracketed names (any spelling of the address)
+    let reply = env
+        .control(
+            "[2001:0db8:91:1:0::100]:80",
+            "[2001:db8:91:2::11]:80",
+            RsAction::Drain,
+        )
+        .unwrap();
+    assert_eq!(
+        (reply.virtual_server.as_str(), reply.real_server.as_str()),
+        (vs.as_str(), "[2001:db8:91:2::11]:80")
+    );
+    assert_eq!(env.rs("2001:db8:91:2::11").unwrap().weight, 0);
+    let m = env.spread(6);
+    assert_eq!(count(&m, "r2"), 6, "{m:?}");
+    env.control(&vs, "[2001:db8:91:2::11]:80", RsAction::Enable)
+        .unwrap();
+    let m = env.spread(6);
+    assert_eq!((count(&m, "r1"), count(&m, "r2")), (3, 3), "{m:?}");
+
+    // shutdown removes the ip6 table
+    env.ha.as_mut().unwrap().stop(Duration::from_secs(5));
+    let rules = env.director.run("nft", &["list", "ruleset"]);
+    assert!(
+        !rules.contains("2001:db8:91:2::"),
+        "rules left behind:\n{rules}"
+    );
 }

@@ -1,6 +1,6 @@
 //! `virtual_server` blocks as typed values: what the LVS part programs and checks.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::syntax::{error, warning, Diag, Node};
 use super::{num, string};
@@ -8,17 +8,20 @@ use super::{num, string};
 /// How a virtual service is addressed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum VsKey {
-    /// VIP, port, protocol (`TCP`, `UDP`, `SCTP`).
-    Addr(Ipv4Addr, u16, String),
+    /// VIP (IPv4 or IPv6), port, protocol (`TCP`, `UDP`, `SCTP`).
+    Addr(IpAddr, u16, String),
     Fwmark(u32),
 }
 
 impl VsKey {
-    /// `10.0.0.1:80` (TCP), `10.0.0.1:53/udp`, `fwmark-5`: how the control API names it.
+    /// `10.0.0.1:80` (TCP), `10.0.0.1:53/udp`, `[2001:db8::10]:80`, `fwmark-5`: how the
+    /// control API names it.
     pub fn id(&self) -> String {
         match self {
-            VsKey::Addr(a, p, proto) if proto == "TCP" => format!("{a}:{p}"),
-            VsKey::Addr(a, p, proto) => format!("{a}:{p}/{}", proto.to_ascii_lowercase()),
+            VsKey::Addr(a, p, proto) if proto == "TCP" => SocketAddr::new(*a, *p).to_string(),
+            VsKey::Addr(a, p, proto) => {
+                format!("{}/{}", SocketAddr::new(*a, *p), proto.to_ascii_lowercase())
+            }
             VsKey::Fwmark(m) => format!("fwmark-{m}"),
         }
     }
@@ -80,9 +83,9 @@ pub enum CheckKind {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checker {
     pub kind: CheckKind,
-    pub connect_ip: Option<Ipv4Addr>,
+    pub connect_ip: Option<IpAddr>,
     pub connect_port: Option<u16>,
-    pub bindto: Option<Ipv4Addr>,
+    pub bindto: Option<IpAddr>,
     pub bind_port: Option<u16>,
     pub connect_timeout: f64,
     pub retry: u32,
@@ -94,7 +97,7 @@ pub struct Checker {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RealServer {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     pub weight: u32,
     pub inhibit_on_failure: bool,
@@ -112,7 +115,7 @@ pub struct VirtualServer {
     pub method: String,
     pub persistence_timeout: Option<u32>,
     pub persistence_granularity: Option<Ipv4Addr>,
-    pub sorry_server: Option<(Ipv4Addr, u16)>,
+    pub sorry_server: Option<(IpAddr, u16)>,
     pub sorry_server_inhibit: bool,
     pub alpha: bool,
     pub omega: bool,
@@ -130,7 +133,8 @@ pub const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
 ];
 
-fn ip(n: &Node, i: usize, what: &str, diags: &mut Vec<Diag>) -> Option<Ipv4Addr> {
+/// An IPv4 or IPv6 address argument (keepalived takes either wherever it takes an address).
+fn ip(n: &Node, i: usize, what: &str, diags: &mut Vec<Diag>) -> Option<IpAddr> {
     let Some(w) = n.args.get(i) else {
         diags.push(error(&n.key.pos, format!("{} needs {what}", n.key.text)));
         return None;
@@ -140,7 +144,10 @@ fn ip(n: &Node, i: usize, what: &str, diags: &mut Vec<Diag>) -> Option<Ipv4Addr>
         Err(_) => {
             diags.push(error(
                 &w.pos,
-                format!("{}: '{}' is not an IPv4 address", n.key.text, w.text),
+                format!(
+                    "{}: '{}' is not an IPv4 or IPv6 address",
+                    n.key.text, w.text
+                ),
             ));
             None
         }
@@ -539,11 +546,12 @@ fn real_server(
 /// A `virtual_server_group` member: an address (range) and port, or a fwmark.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GroupEntry {
-    Addr(Ipv4Addr, u16),
+    Addr(IpAddr, u16),
     Fwmark(u32),
 }
 
-/// Every `virtual_server_group NAME { VIP PORT | A.B.C.D-E PORT | fwmark N }`.
+/// Every `virtual_server_group NAME { VIP PORT | A.B.C.D-E PORT | X:Y::Z-W PORT | fwmark N }`
+/// (an IPv6 range varies the last 16-bit group, its end in hex, as keepalived reads it).
 pub fn groups(
     nodes: &[Node],
     diags: &mut Vec<Diag>,
@@ -566,13 +574,13 @@ pub fn groups(
                 }
                 continue;
             }
-            // "10.0.0.1 80" or the range "10.0.0.1-10 80"
+            // "10.0.0.1 80" or the range "10.0.0.1-10 80" (IPv6: "ae00::2-9 80", hex)
             let (first, last) = match e.key.text.split_once('-') {
-                Some((a, b)) => (a.to_string(), b.parse::<u8>().ok()),
+                Some((a, b)) => (a.to_string(), Some(b)),
                 None => (e.key.text.clone(), None),
             };
             let (Ok(a), Some(Ok(port))) =
-                (first.parse::<Ipv4Addr>(), e.arg(0).map(str::parse::<u16>))
+                (first.parse::<IpAddr>(), e.arg(0).map(str::parse::<u16>))
             else {
                 diags.push(error(
                     &e.key.pos,
@@ -583,12 +591,25 @@ pub fn groups(
                 ));
                 continue;
             };
-            let o = a.octets();
-            for last in o[3]..=last.unwrap_or(o[3]).max(o[3]) {
-                entries.push(GroupEntry::Addr(
-                    Ipv4Addr::new(o[0], o[1], o[2], last),
-                    port,
-                ));
+            match a {
+                IpAddr::V4(a) => {
+                    let o = a.octets();
+                    let last = last.and_then(|l| l.parse::<u8>().ok());
+                    for last in o[3]..=last.unwrap_or(o[3]).max(o[3]) {
+                        entries.push(GroupEntry::Addr(
+                            Ipv4Addr::new(o[0], o[1], o[2], last).into(),
+                            port,
+                        ));
+                    }
+                }
+                IpAddr::V6(a) => {
+                    let mut g = a.segments();
+                    let last = last.and_then(|l| u16::from_str_radix(l, 16).ok());
+                    for last in g[7]..=last.unwrap_or(g[7]).max(g[7]) {
+                        g[7] = last;
+                        entries.push(GroupEntry::Addr(Ipv6Addr::from(g).into(), port));
+                    }
+                }
             }
         }
         out.insert(name.to_string(), entries);
@@ -620,7 +641,7 @@ pub fn virtual_servers(
         return Vec::new();
     };
     // the block's settings once, then one virtual server per member
-    let preset = VsKey::Addr(Ipv4Addr::UNSPECIFIED, 0, "TCP".into());
+    let preset = VsKey::Addr(Ipv4Addr::UNSPECIFIED.into(), 0, "TCP".into());
     let Some(template) = virtual_server_with(n, Some(preset), diags) else {
         return Vec::new();
     };
@@ -745,7 +766,26 @@ fn virtual_server_with(
             "persistence_timeout" => {
                 vs.persistence_timeout = num(s, "seconds", diags).or(Some(360))
             }
-            "persistence_granularity" => vs.persistence_granularity = ip(s, 0, "a netmask", diags),
+            "persistence_granularity" => {
+                vs.persistence_granularity = match (&vs.key, s.arg(0)) {
+                    // IPv6: a prefix length, which ha does not apply (one client address
+                    // per persistence entry)
+                    (VsKey::Addr(IpAddr::V6(_), _, _), Some(len))
+                        if len.parse::<u8>().is_ok_and(|l| (1..=128).contains(&l)) =>
+                    {
+                        diags.push(warning(&s.key.pos, format!("persistence_granularity {len}: ha keeps IPv6 persistence per client address (/128)")));
+                        None
+                    }
+                    _ => match ip(s, 0, "a netmask", diags) {
+                        Some(IpAddr::V4(m)) => Some(m),
+                        Some(IpAddr::V6(_)) => {
+                            diags.push(error(&s.key.pos, "persistence_granularity needs an IPv4 netmask (255.255.255.0), or for an IPv6 virtual server a prefix length"));
+                            None
+                        }
+                        None => None,
+                    },
+                }
+            }
             "sorry_server" => {
                 if let Some(a) = ip(s, 0, "ADDRESS PORT", diags) {
                     let p = port(s, 1, diags).unwrap_or(match &vs.key {
@@ -780,9 +820,26 @@ fn virtual_server_with(
                 {
                     diags.push(error(
                         &s.key.pos,
-                        format!("real_server {}:{} is listed twice", rs.addr, rs.port),
+                        format!(
+                            "real_server {} is listed twice",
+                            SocketAddr::new(rs.addr, rs.port)
+                        ),
                     ));
                     continue;
+                }
+                // NAT and DR forward within one family; only a tunnel may cross (IPVS)
+                if let VsKey::Addr(a, _, _) = &vs.key {
+                    if !a.is_unspecified() && a.is_ipv6() != rs.addr.is_ipv6() && vs.method != "TUN"
+                    {
+                        diags.push(error(
+                            &s.key.pos,
+                            format!(
+                                "real_server {}: virtual server {} is another address family; {} needs real servers of its own family (only lb_kind TUN may mix)",
+                                rs.addr, a, vs.method
+                            ),
+                        ));
+                        continue;
+                    }
                 }
                 vs.real_servers.push(rs);
             }
@@ -842,6 +899,43 @@ mod tests {
         assert_eq!(
             (b.connect_timeout, b.retry, b.delay_before_retry),
             (1.0, 2, 0.5)
+        );
+    }
+
+    #[test]
+    fn ipv6_virtual_servers_groups_and_checkers() {
+        let text = "virtual_server_group g6 {\n  ae00::2-b 80\n}\nvirtual_server 2001:db8::10 80 {\n  sorry_server 2001:db8:1::99 80\n  persistence_timeout 50\n  persistence_granularity 64\n  real_server 2001:db8:1::11 80 {\n    TCP_CHECK {\n      connect_ip 2001:db8:2::11\n      bindto 2001:db8:1::1\n    }\n  }\n}\nvirtual_server group g6 {\n  real_server ae00::100 80 {\n  }\n}\n";
+        let c = load_str("v6.conf", text, "").unwrap();
+        assert_eq!(c.lvs[0].key.id(), "[2001:db8::10]:80");
+        assert_eq!(c.lvs[0].persistence_granularity, None);
+        let rs = &c.lvs[0].real_servers[0];
+        assert_eq!(rs.addr, "2001:db8:1::11".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            rs.checkers[0].connect_ip,
+            Some("2001:db8:2::11".parse().unwrap())
+        );
+        assert_eq!(
+            c.lvs[0].sorry_server,
+            Some(("2001:db8:1::99".parse().unwrap(), 80))
+        );
+        // ae00::2-b: ten members, the range's end in hex as keepalived reads it
+        let ids: Vec<String> = c.lvs[1..].iter().map(|v| v.key.id()).collect();
+        assert_eq!(ids.len(), 10, "{ids:?}");
+        assert_eq!(
+            (ids[0].as_str(), ids[9].as_str()),
+            ("[ae00::2]:80", "[ae00::b]:80")
+        );
+        // NAT does not cross families
+        let e = load_str(
+            "m.conf",
+            "virtual_server 2001:db8::10 80 {\n  real_server 10.0.0.1 80 {\n  }\n}\n",
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            e.iter()
+                .any(|d| d.message.contains("another address family")),
+            "{e:?}"
         );
     }
 

@@ -3,7 +3,7 @@
 //! page digest `ha genhash` prints. Every network step has a deadline (`connect_timeout`), so
 //! a hung server costs its own checker that long and nothing else.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,26 +21,49 @@ const MAX_BODY: usize = 16 << 20;
 pub type Outcome = Result<Option<u32>, String>;
 
 async fn connect(
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
-    bind: Option<(Ipv4Addr, u16)>,
+    bind: Option<(IpAddr, u16)>,
     limit: Duration,
 ) -> Result<TcpStream, String> {
-    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    let to = SocketAddr::new(addr, port);
+    let sock = match addr {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|e| format!("socket: {e}"))?;
     if let Some((a, p)) = bind {
-        sock.bind(SocketAddr::V4(SocketAddrV4::new(a, p)))
-            .map_err(|e| format!("bind {a}:{p}: {e}"))?;
+        let from = SocketAddr::new(a, p);
+        sock.bind(from).map_err(|e| format!("bind {from}: {e}"))?;
     }
-    match timeout(
-        limit,
-        sock.connect(SocketAddr::V4(SocketAddrV4::new(addr, port))),
-    )
-    .await
-    {
+    match timeout(limit, sock.connect(to)).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(format!("connect {addr}:{port}: {e}")),
-        Err(_) => Err(format!("connect {addr}:{port}: no answer within {limit:?}")),
+        Ok(Err(e)) => Err(format!("connect {to}: {e}")),
+        Err(_) => Err(format!("connect {to}: no answer within {limit:?}")),
     }
+}
+
+/// A local UDP socket of `addr`'s family (bound to `bind` if given), connected to
+/// `addr:port`; `what` names the check in errors.
+async fn udp_socket(
+    what: &str,
+    addr: IpAddr,
+    port: u16,
+    bind: Option<IpAddr>,
+) -> Result<tokio::net::UdpSocket, String> {
+    let any = match addr {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let local = SocketAddr::new(bind.unwrap_or(any), 0);
+    let to = SocketAddr::new(addr, port);
+    let sock = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("{what} bind {local}: {e}"))?;
+    sock.connect(to)
+        .await
+        .map_err(|e| format!("{what} {to}: {e}"))?;
+    Ok(sock)
 }
 
 /// Accepts any certificate, as keepalived's SSL_GET does: the check is about the service
@@ -180,16 +203,18 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 
 /// GET `path` over HTTP/1.0 (as keepalived does, so no chunking), optionally over TLS.
 pub async fn fetch(
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
     path: &str,
     vhost: Option<&str>,
     ssl: bool,
-    bind: Option<(Ipv4Addr, u16)>,
+    bind: Option<(IpAddr, u16)>,
     limit: Duration,
 ) -> Result<Page, String> {
     let stream = connect(addr, port, bind, limit).await?;
-    let host = vhost.map_or_else(|| format!("{addr}:{port}"), str::to_string);
+    // `[2001:db8::10]:80` for IPv6, as a Host header writes it
+    let at = SocketAddr::new(addr, port);
+    let host = vhost.map_or_else(|| at.to_string(), str::to_string);
     let req = format!(
         "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: ha-checker/{}\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION")
@@ -198,17 +223,17 @@ pub async fn fetch(
         let name = match vhost {
             Some(h) => rustls::pki_types::ServerName::try_from(h.to_string())
                 .map_err(|e| format!("virtualhost {h:?}: {e}"))?,
-            None => rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::V4(addr).into()),
+            None => rustls::pki_types::ServerName::IpAddress(addr.into()),
         };
         let tls = timeout(limit, tls_connector().connect(name, stream))
             .await
-            .map_err(|_| format!("TLS handshake with {addr}:{port}: no answer within {limit:?}"))?
-            .map_err(|e| format!("TLS handshake with {addr}:{port}: {e}"))?;
+            .map_err(|_| format!("TLS handshake with {at}: no answer within {limit:?}"))?
+            .map_err(|e| format!("TLS handshake with {at}: {e}"))?;
         timeout(limit, exchange(tls, req.as_bytes())).await
     } else {
         timeout(limit, exchange(stream, req.as_bytes())).await
     }
-    .map_err(|_| format!("{addr}:{port}{path}: no complete answer within {limit:?}"))??;
+    .map_err(|_| format!("{at}{path}: no complete answer within {limit:?}"))??;
     parse_page(&raw)
 }
 
@@ -251,35 +276,28 @@ async fn smtp(stream: TcpStream, helo: &str) -> Result<(), String> {
 /// (ECONNREFUSED) is down; with `require_reply` a reply (starting with the given bytes) must
 /// arrive within `limit`, without it silence is up.
 async fn udp(
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
-    bind: Option<Ipv4Addr>,
+    bind: Option<IpAddr>,
     payload: &[u8],
     require_reply: Option<&[u8]>,
     limit: Duration,
 ) -> Result<(), String> {
-    let local = SocketAddrV4::new(bind.unwrap_or(Ipv4Addr::UNSPECIFIED), 0);
-    let sock = tokio::net::UdpSocket::bind(local)
-        .await
-        .map_err(|e| format!("udp bind {local}: {e}"))?;
-    sock.connect(SocketAddrV4::new(addr, port))
-        .await
-        .map_err(|e| format!("udp {addr}:{port}: {e}"))?;
+    let sock = udp_socket("udp", addr, port, bind).await?;
+    let at = SocketAddr::new(addr, port);
     sock.send(payload)
         .await
-        .map_err(|e| format!("udp {addr}:{port}: {e}"))?;
+        .map_err(|e| format!("udp {at}: {e}"))?;
     let mut buf = vec![0u8; 65536];
     match timeout(limit, sock.recv(&mut buf)).await {
         Ok(Ok(n)) => match require_reply {
             Some(want) if !buf[..n].starts_with(want) => Err(format!(
-                "udp {addr}:{port}: the reply does not start with the required bytes"
+                "udp {at}: the reply does not start with the required bytes"
             )),
             _ => Ok(()),
         },
-        Ok(Err(e)) => Err(format!("udp {addr}:{port}: {e}")),
-        Err(_) if require_reply.is_some() => {
-            Err(format!("udp {addr}:{port}: no reply within {limit:?}"))
-        }
+        Ok(Err(e)) => Err(format!("udp {at}: {e}")),
+        Err(_) if require_reply.is_some() => Err(format!("udp {at}: no reply within {limit:?}")),
         Err(_) => Ok(()),
     }
 }
@@ -303,47 +321,40 @@ pub fn dns_query(id: u16, qtype: u16, name: &str) -> Vec<u8> {
 
 /// DNS_CHECK: healthy when an answer with our id, QR set and RCODE 0 arrives in time.
 async fn dns(
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
-    bind: Option<Ipv4Addr>,
+    bind: Option<IpAddr>,
     qtype: u16,
     name: &str,
     limit: Duration,
 ) -> Result<(), String> {
     static ID: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0x4841);
     let id = ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let local = SocketAddrV4::new(bind.unwrap_or(Ipv4Addr::UNSPECIFIED), 0);
-    let sock = tokio::net::UdpSocket::bind(local)
-        .await
-        .map_err(|e| format!("dns bind {local}: {e}"))?;
-    sock.connect(SocketAddrV4::new(addr, port))
-        .await
-        .map_err(|e| format!("dns {addr}:{port}: {e}"))?;
+    let sock = udp_socket("dns", addr, port, bind).await?;
+    let at = SocketAddr::new(addr, port);
     sock.send(&dns_query(id, qtype, name))
         .await
-        .map_err(|e| format!("dns {addr}:{port}: {e}"))?;
+        .map_err(|e| format!("dns {at}: {e}"))?;
     let wait = async {
         let mut buf = vec![0u8; 4096];
         loop {
             let n = sock
                 .recv(&mut buf)
                 .await
-                .map_err(|e| format!("dns {addr}:{port}: {e}"))?;
+                .map_err(|e| format!("dns {at}: {e}"))?;
             // keepalived skips what is not an answer to this query and waits on
             if n < 12 || buf[..2] != id.to_be_bytes() || buf[2] & 0x80 == 0 {
                 continue;
             }
             return match buf[3] & 0x0f {
                 0 => Ok(()),
-                rc => Err(format!(
-                    "dns {addr}:{port}: {name} answered with rcode {rc}"
-                )),
+                rc => Err(format!("dns {at}: {name} answered with rcode {rc}")),
             };
         }
     };
     timeout(limit, wait)
         .await
-        .map_err(|_| format!("dns {addr}:{port}: no answer within {limit:?}"))?
+        .map_err(|_| format!("dns {at}: no answer within {limit:?}"))?
 }
 
 fn icmp_sum(b: &[u8]) -> u16 {
@@ -357,33 +368,42 @@ fn icmp_sum(b: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// One ICMP echo to `addr`, answered within `limit`. An unprivileged ICMP datagram socket
-/// when `net.ipv4.ping_group_range` allows it, else a raw socket (root). Blocking: run it
-/// on a blocking thread.
-pub fn ping(addr: Ipv4Addr, bind: Option<Ipv4Addr>, limit: Duration) -> Result<(), String> {
+/// One ICMP (ICMPv6 for an IPv6 address) echo to `addr`, answered within `limit`. An
+/// unprivileged ICMP datagram socket when `net.ipv4.ping_group_range` allows it, else a raw
+/// socket (root). Blocking: run it on a blocking thread.
+pub fn ping(addr: IpAddr, bind: Option<IpAddr>, limit: Duration) -> Result<(), String> {
     use socket2::{Domain, Protocol, Socket, Type};
     static SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
-    let (sock, raw) = match Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)) {
+    let v6 = addr.is_ipv6();
+    // ICMPv6: echo request 128, reply 129, checksum filled in by the kernel
+    let (domain, proto, request, reply) = if v6 {
+        (Domain::IPV6, Protocol::ICMPV6, 128, 129)
+    } else {
+        (Domain::IPV4, Protocol::ICMPV4, 8, 0)
+    };
+    let (sock, raw) = match Socket::new(domain, Type::DGRAM, Some(proto)) {
         Ok(s) => (s, false),
         Err(_) => (
-            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+            Socket::new(domain, Type::RAW, Some(proto))
                 .map_err(|e| format!("ICMP socket: {e} (needs root or ping_group_range)"))?,
             true,
         ),
     };
     if let Some(b) = bind {
-        sock.bind(&SocketAddrV4::new(b, 0).into())
+        sock.bind(&SocketAddr::new(b, 0).into())
             .map_err(|e| format!("bind {b}: {e}"))?;
     }
     let id = (std::process::id() as u16).to_be_bytes();
     let seq = SEQ
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         .to_be_bytes();
-    let mut pkt = vec![8, 0, 0, 0, id[0], id[1], seq[0], seq[1]];
+    let mut pkt = vec![request, 0, 0, 0, id[0], id[1], seq[0], seq[1]];
     pkt.extend_from_slice(b"ha PING_CHECK");
-    let sum = icmp_sum(&pkt).to_be_bytes();
-    pkt[2..4].copy_from_slice(&sum);
-    sock.send_to(&pkt, &SocketAddrV4::new(addr, 0).into())
+    if !v6 {
+        let sum = icmp_sum(&pkt).to_be_bytes();
+        pkt[2..4].copy_from_slice(&sum);
+    }
+    sock.send_to(&pkt, &SocketAddr::new(addr, 0).into())
         .map_err(|e| format!("ping {addr}: {e}"))?;
     let deadline = std::time::Instant::now() + limit;
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
@@ -411,17 +431,18 @@ pub fn ping(addr: Ipv4Addr, bind: Option<Ipv4Addr>, limit: Duration) -> Result<(
             .iter()
             .map(|b| unsafe { b.assume_init() })
             .collect();
-        let icmp = if raw {
+        // a raw IPv4 socket hands over the IP header too; IPv6 sockets never do
+        let icmp = if raw && !v6 {
             let ihl = usize::from(data.first().copied().unwrap_or(0) & 0x0f) * 4;
             data.get(ihl..).unwrap_or(&[])
         } else {
             &data[..]
         };
-        let from_ok = from.as_socket_ipv4().is_some_and(|f| *f.ip() == addr);
+        let from_ok = from.as_socket().is_some_and(|f| f.ip() == addr);
         // a datagram socket's id is the kernel's, so only the sequence is ours to match
         if from_ok
             && icmp.len() >= 8
-            && icmp[0] == 0
+            && icmp[0] == reply
             && icmp[6..8] == seq
             && (!raw || icmp[4..6] == id)
         {
@@ -431,7 +452,7 @@ pub fn ping(addr: Ipv4Addr, bind: Option<Ipv4Addr>, limit: Duration) -> Result<(
 }
 
 /// One attempt of one checker against a real server.
-pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop: f64) -> Outcome {
+pub async fn check_once(c: &Checker, rs_addr: IpAddr, rs_port: u16, delay_loop: f64) -> Outcome {
     let addr = c.connect_ip.unwrap_or(rs_addr);
     let port = c.connect_port.unwrap_or(rs_port);
     let bind = c.bindto.map(|a| (a, c.bind_port.unwrap_or(0)));
@@ -513,8 +534,13 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
             let s = connect(addr, port, bind, limit).await?;
             timeout(limit, smtp(s, helo))
                 .await
-                .map_err(|_| format!("SMTP {addr}:{port}: no answer within {limit:?}"))?
-                .map_err(|e| format!("SMTP {addr}:{port}: {e}"))
+                .map_err(|_| {
+                    format!(
+                        "SMTP {}: no answer within {limit:?}",
+                        SocketAddr::new(addr, port)
+                    )
+                })?
+                .map_err(|e| format!("SMTP {}: {e}", SocketAddr::new(addr, port)))
                 .map(|()| None)
         }
         CheckKind::Misc {
@@ -563,12 +589,7 @@ pub async fn check_once(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop
 
 /// [`check`] in a task of its own: a checker that panics (a bug, or a value the config
 /// check missed) is a failed check, logged, so its real server leaves rotation: never open.
-pub async fn check_guarded(
-    c: &Checker,
-    rs_addr: Ipv4Addr,
-    rs_port: u16,
-    delay_loop: f64,
-) -> Outcome {
+pub async fn check_guarded(c: &Checker, rs_addr: IpAddr, rs_port: u16, delay_loop: f64) -> Outcome {
     let one = c.clone();
     tokio::spawn(async move { check(&one, rs_addr, rs_port, delay_loop).await })
         .await
@@ -580,7 +601,7 @@ pub async fn check_guarded(
 
 /// A checker's verdict for one round: up to `retry` more attempts after a failure, with
 /// `delay_before_retry` between them (keepalived's semantics).
-pub async fn check(c: &Checker, rs_addr: Ipv4Addr, rs_port: u16, delay_loop: f64) -> Outcome {
+pub async fn check(c: &Checker, rs_addr: IpAddr, rs_port: u16, delay_loop: f64) -> Outcome {
     let mut last = Err(String::new());
     for attempt in 0..=c.retry {
         last = check_once(c, rs_addr, rs_port, delay_loop).await;

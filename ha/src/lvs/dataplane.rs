@@ -2,20 +2,21 @@
 //!
 //! The daemon computes the desired [`Service`] list from the config, the checkers and the
 //! drains; [`diff`] turns desired vs actual into the smallest change set; a backend applies it.
-//! The nftables backend keeps everything in one table of its own (`ip ha_lvs`), replaced in
-//! one atomic transaction when (and only when) the change set is not empty; conntrack keeps
-//! established connections on their real server whatever the rules say next.
+//! The nftables backend keeps everything in a table of its own per address family (`ip
+//! ha_lvs` for IPv4 services, `ip6 ha_lvs` for IPv6 ones), both replaced in one atomic
+//! transaction when (and only when) the change set is not empty; conntrack keeps established
+//! connections on their real server whatever the rules say next.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 
 use crate::conf::lvs::VsKey;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dest {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     /// 0: in the table, but no new connections (drain, inhibit_on_failure).
     pub weight: u32,
@@ -41,7 +42,7 @@ pub enum Change {
     DelService(VsKey),
     AddDest(VsKey, Dest),
     EditDest(VsKey, Dest),
-    DelDest(VsKey, Ipv4Addr, u16),
+    DelDest(VsKey, IpAddr, u16),
 }
 
 /// The smallest change set that turns `actual` into `desired`: services and destinations that
@@ -107,7 +108,7 @@ pub fn diff(actual: &[Service], desired: &[Service]) -> Vec<Change> {
 }
 
 /// Connection counts per (service, destination): (active, inactive).
-pub type Counts = HashMap<(VsKey, Ipv4Addr, u16), (u64, u64)>;
+pub type Counts = HashMap<(VsKey, IpAddr, u16), (u64, u64)>;
 
 /// A load-balancer data plane.
 pub trait Backend: Send {
@@ -178,8 +179,32 @@ pub fn slots(dests: &[&Dest], weighted: bool) -> Vec<usize> {
     out
 }
 
-/// The nftables ruleset for `services` (NAT forwarding).
+/// Whether a service forwards IPv6: by its VIP, or for a fwmark service by its real servers.
+pub fn is_v6(s: &Service) -> bool {
+    match &s.key {
+        VsKey::Addr(a, _, _) => a.is_ipv6(),
+        VsKey::Fwmark(_) => s.dests.first().is_some_and(|d| d.addr.is_ipv6()),
+    }
+}
+
+/// The nftables families the backend programs: (family, IPv6).
+const FAMILIES: [(&str, bool); 2] = [("ip", false), ("ip6", true)];
+
+/// The nftables ruleset for `services` (NAT forwarding): table `ip ha_lvs` for the IPv4
+/// services, and `ip6 ha_lvs` when there are IPv6 ones.
 pub fn render_nft(services: &[Service]) -> String {
+    let mut out = String::new();
+    for (family, v6) in FAMILIES {
+        let mine: Vec<&Service> = services.iter().filter(|s| is_v6(s) == v6).collect();
+        if v6 && mine.is_empty() {
+            continue;
+        }
+        out.push_str(&render_family(family, &mine));
+    }
+    out
+}
+
+fn render_family(family: &str, services: &[&Service]) -> String {
     let mut rules = String::new();
     for s in services {
         let live: Vec<&Dest> = s.dests.iter().filter(|d| d.weight > 0).collect();
@@ -193,13 +218,16 @@ pub fn render_nft(services: &[Service]) -> String {
         };
         let ring = slots(&live, sched != "rr");
         let gen = match sched {
-            "sh" => format!("jhash ip saddr mod {}", ring.len()),
-            "dh" => format!("jhash ip daddr mod {}", ring.len()),
+            "sh" => format!("jhash {family} saddr mod {}", ring.len()),
+            "dh" => format!("jhash {family} daddr mod {}", ring.len()),
             _ => format!("numgen inc mod {}", ring.len()),
         };
         let (matcher, with_port) = match &s.key {
             VsKey::Addr(a, p, proto) => (
-                format!("ip daddr {a} {} dport {p}", proto.to_ascii_lowercase()),
+                format!(
+                    "{family} daddr {a} {} dport {p}",
+                    proto.to_ascii_lowercase()
+                ),
                 true,
             ),
             VsKey::Fwmark(m) => (format!("meta mark {m}"), false),
@@ -217,9 +245,9 @@ pub fn render_nft(services: &[Service]) -> String {
             })
             .collect();
         let target = if with_port && live.iter().all(|d| d.port != 0) {
-            "ip addr . port to"
+            format!("{family} addr . port to")
         } else {
-            "ip to"
+            format!("{family} to")
         };
         rules.push_str(&format!(
             "\t\t{matcher} dnat {target} {gen} map {{ {} }}\n",
@@ -227,7 +255,7 @@ pub fn render_nft(services: &[Service]) -> String {
         ));
     }
     format!(
-        "table ip {TABLE} {{\n\tchain prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n{rules}\t}}\n\tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n{rules}\t}}\n}}\n"
+        "table {family} {TABLE} {{\n\tchain prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n{rules}\t}}\n\tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n{rules}\t}}\n}}\n"
     )
 }
 
@@ -270,11 +298,8 @@ impl Backend for Nft {
             return Ok(changes);
         }
         // create-then-delete makes the delete valid when the table does not exist; the new
-        // table replaces the old one in the same transaction
-        let script = format!(
-            "table ip {TABLE} {{}}\ndelete table ip {TABLE}\n{}",
-            render_nft(desired)
-        );
+        // tables replace the old ones in the same transaction
+        let script = format!("{}{}", delete_tables(), render_nft(desired));
         nft(&script)?;
         self.actual = desired.to_vec();
         self.installed = true;
@@ -287,12 +312,20 @@ impl Backend for Nft {
 
     fn clear(&mut self) -> anyhow::Result<()> {
         if self.installed {
-            nft(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"))?;
+            nft(&delete_tables())?;
             self.installed = false;
             self.actual.clear();
         }
         Ok(())
     }
+}
+
+/// Deletes our tables (of both families), whether they exist or not.
+fn delete_tables() -> String {
+    FAMILIES
+        .iter()
+        .map(|(f, _)| format!("table {f} {TABLE} {{}}\ndelete table {f} {TABLE}\n"))
+        .collect()
 }
 
 /// Active (TCP established) and inactive connections per destination, from conntrack.
@@ -308,7 +341,7 @@ pub fn conntrack_counts(services: &[Service]) -> Counts {
 fn parse_conntrack(text: &str, services: &[Service], out: &mut Counts) {
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || f[0] != "ipv4" {
+        if f.len() < 6 || !matches!(f[0], "ipv4" | "ipv6") {
             continue;
         }
         let proto = f[2].to_ascii_uppercase();
@@ -327,9 +360,9 @@ fn parse_conntrack(text: &str, services: &[Service], out: &mut Counts) {
         };
         let mark: u32 = get("mark", 0).and_then(|m| m.parse().ok()).unwrap_or(0);
         let (Ok(odst), Ok(odport), Ok(rsrc), Ok(rsport)) = (
-            odst.parse::<Ipv4Addr>(),
+            odst.parse::<IpAddr>(),
             odport.parse::<u16>(),
-            rsrc.parse::<Ipv4Addr>(),
+            rsrc.parse::<IpAddr>(),
             rsport.parse::<u16>(),
         ) else {
             continue;
@@ -364,7 +397,7 @@ mod tests {
 
     fn svc(port: u16, dests: &[(u8, u32)]) -> Service {
         Service {
-            key: VsKey::Addr(Ipv4Addr::new(10, 0, 0, 1), port, "TCP".into()),
+            key: VsKey::Addr(IpAddr::from(Ipv4Addr::new(10, 0, 0, 1)), port, "TCP".into()),
             scheduler: "rr".into(),
             method: "NAT".into(),
             persistence_timeout: None,
@@ -372,7 +405,7 @@ mod tests {
             dests: dests
                 .iter()
                 .map(|(h, w)| Dest {
-                    addr: Ipv4Addr::new(10, 0, 1, *h),
+                    addr: IpAddr::from(Ipv4Addr::new(10, 0, 1, *h)),
                     port: 80,
                     weight: *w,
                 })
@@ -393,7 +426,7 @@ mod tests {
         let c = diff(&a, &d);
         assert_eq!(c.len(), 1, "{c:?}");
         assert!(
-            matches!(&c[0], Change::EditDest(_, x) if x.weight == 0 && x.addr == Ipv4Addr::new(10, 0, 1, 1))
+            matches!(&c[0], Change::EditDest(_, x) if x.weight == 0 && x.addr == IpAddr::from(Ipv4Addr::new(10, 0, 1, 1)))
         );
     }
 
@@ -406,12 +439,12 @@ mod tests {
         assert!(c.contains(&Change::DelService(a[1].key.clone())));
         assert!(c.contains(&Change::DelDest(
             a[0].key.clone(),
-            Ipv4Addr::new(10, 0, 1, 1),
+            IpAddr::from(Ipv4Addr::new(10, 0, 1, 1)),
             80
         )));
         assert!(c
             .iter()
-            .any(|x| matches!(x, Change::AddDest(_, d) if d.addr == Ipv4Addr::new(10, 0, 1, 3))));
+            .any(|x| matches!(x, Change::AddDest(_, d) if d.addr == IpAddr::from(Ipv4Addr::new(10, 0, 1, 3)))));
         assert!(c
             .iter()
             .any(|x| matches!(x, Change::EditService(s) if s.scheduler == "wrr")));
@@ -419,19 +452,19 @@ mod tests {
             .iter()
             .any(|x| matches!(x, Change::AddService(s) if s.key == d[1].key)));
         // 10.0.1.2 stays as it was: not mentioned
-        assert!(!c.iter().any(|x| matches!(x, Change::AddDest(_, d) | Change::EditDest(_, d) if d.addr == Ipv4Addr::new(10, 0, 1, 2))));
+        assert!(!c.iter().any(|x| matches!(x, Change::AddDest(_, d) | Change::EditDest(_, d) if d.addr == IpAddr::from(Ipv4Addr::new(10, 0, 1, 2)))));
         assert_eq!(c.len(), 6, "{c:?}");
     }
 
     #[test]
     fn weighted_slots_interleave() {
         let a = Dest {
-            addr: Ipv4Addr::new(1, 1, 1, 1),
+            addr: IpAddr::from(Ipv4Addr::new(1, 1, 1, 1)),
             port: 1,
             weight: 3,
         };
         let b = Dest {
-            addr: Ipv4Addr::new(2, 2, 2, 2),
+            addr: IpAddr::from(Ipv4Addr::new(2, 2, 2, 2)),
             port: 1,
             weight: 1,
         };
@@ -451,7 +484,7 @@ mod tests {
                                                      // many destinations: one slot each, and it terminates
         let many: Vec<Dest> = (0..1000u32)
             .map(|i| Dest {
-                addr: Ipv4Addr::from(i),
+                addr: IpAddr::from(Ipv4Addr::from(i)),
                 port: 1,
                 weight: 1 + i % 3,
             })
@@ -472,6 +505,55 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_services_go_to_an_ip6_table() {
+        let v6 = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let mut s6 = svc(80, &[(1, 1)]);
+        s6.key = VsKey::Addr(v6("2001:db8::10"), 80, "TCP".into());
+        s6.dests = vec![
+            Dest {
+                addr: v6("2001:db8:1::11"),
+                port: 80,
+                weight: 1,
+            },
+            Dest {
+                addr: v6("2001:db8:1::12"),
+                port: 8080,
+                weight: 0,
+            },
+        ];
+        let r = render_nft(&[svc(80, &[(1, 1)]), s6.clone()]);
+        assert!(r.contains("table ip ha_lvs {"), "{r}");
+        assert!(r.contains("table ip6 ha_lvs {"), "{r}");
+        let (v4_part, v6_part) = r.split_once("table ip6").unwrap();
+        assert!(v6_part.contains("ip6 daddr 2001:db8::10 tcp dport 80 dnat ip6 addr . port to numgen inc mod 1 map { 0 : 2001:db8:1::11 . 80 }"), "{r}");
+        assert!(
+            !v6_part.contains("10.0.") && !v4_part.contains("2001:"),
+            "{r}"
+        );
+        // the drained destination is not in the map
+        assert!(!r.contains("2001:db8:1::12"), "{r}");
+        s6.persistence_timeout = Some(60);
+        assert!(render_nft(&[s6]).contains("jhash ip6 saddr mod 1"));
+        // no IPv6 service, no ip6 table
+        assert!(!render_nft(&[svc(80, &[(1, 1)])]).contains("ip6"));
+    }
+
+    #[test]
+    fn conntrack_ipv6_lines_count_too() {
+        let mut s = svc(80, &[]);
+        s.key = VsKey::Addr("2001:db8::10".parse().unwrap(), 80, "TCP".into());
+        s.dests = vec![Dest {
+            addr: "2001:db8:1::11".parse().unwrap(),
+            port: 80,
+            weight: 1,
+        }];
+        let text = "ipv6     10 tcp      6 431999 ESTABLISHED src=2001:db8::29 dst=2001:db8::10 sport=5000 dport=80 src=2001:db8:1::11 dst=2001:db8::29 sport=80 dport=5000 [ASSURED] mark=0 zone=0 use=2\n";
+        let mut out = Counts::new();
+        parse_conntrack(text, &[s.clone()], &mut out);
+        assert_eq!(out[&(s.key, "2001:db8:1::11".parse().unwrap(), 80)], (1, 0));
+    }
+
+    #[test]
     fn conntrack_lines_count_per_destination() {
         let s = vec![svc(80, &[(1, 1), (2, 1)])];
         let text = "ipv4     2 tcp      6 431999 ESTABLISHED src=10.9.0.5 dst=10.0.0.1 sport=5000 dport=80 src=10.0.1.1 dst=10.9.0.5 sport=80 dport=5000 [ASSURED] mark=0 zone=0 use=2\n\
@@ -480,7 +562,11 @@ ipv4     2 tcp      6 117 ESTABLISHED src=10.9.0.5 dst=10.7.7.7 sport=5001 dport
         let mut out = Counts::new();
         parse_conntrack(text, &s, &mut out);
         assert_eq!(
-            out[&(s[0].key.clone(), Ipv4Addr::new(10, 0, 1, 1), 80)],
+            out[&(
+                s[0].key.clone(),
+                IpAddr::from(Ipv4Addr::new(10, 0, 1, 1)),
+                80
+            )],
             (1, 1)
         );
         assert_eq!(out.len(), 1);

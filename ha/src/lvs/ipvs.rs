@@ -10,7 +10,7 @@
 //! are left alone.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::dataplane::{diff, Backend, Change, Counts, Dest, Service};
@@ -88,9 +88,13 @@ impl Attrs {
     fn u32(self, ty: u16, v: u32) -> Attrs {
         self.raw(ty, &v.to_ne_bytes())
     }
-    fn addr(self, ty: u16, a: Ipv4Addr) -> Attrs {
+    /// `union nf_inet_addr`: 16 bytes, an IPv4 address in the first 4.
+    fn addr(self, ty: u16, a: IpAddr) -> Attrs {
         let mut b = [0u8; 16];
-        b[..4].copy_from_slice(&a.octets());
+        match a {
+            IpAddr::V4(a) => b[..4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => b = a.octets(),
+        }
         self.raw(ty, &b)
     }
     fn string(self, ty: u16, s: &str) -> Attrs {
@@ -135,15 +139,30 @@ fn get_be16(attrs: &[(u16, &[u8])], ty: u16) -> Option<u16> {
     get(attrs, ty).and_then(|v| Some(u16::from_be_bytes(v.get(..2)?.try_into().ok()?)))
 }
 
-fn get_addr(attrs: &[(u16, &[u8])], ty: u16) -> Option<Ipv4Addr> {
+/// An address attribute of family `af` (`AF_INET` or `AF_INET6`).
+fn get_addr(attrs: &[(u16, &[u8])], ty: u16, af: u16) -> Option<IpAddr> {
     get(attrs, ty).and_then(|v| {
-        Some(Ipv4Addr::new(
-            *v.first()?,
-            *v.get(1)?,
-            *v.get(2)?,
-            *v.get(3)?,
-        ))
+        if af == libc::AF_INET6 as u16 {
+            let b: [u8; 16] = v.get(..16)?.try_into().ok()?;
+            return Some(Ipv6Addr::from(b).into());
+        }
+        Some(Ipv4Addr::new(*v.first()?, *v.get(1)?, *v.get(2)?, *v.get(3)?).into())
     })
+}
+
+fn af_of(a: &IpAddr) -> u16 {
+    match a {
+        IpAddr::V4(_) => libc::AF_INET as u16,
+        IpAddr::V6(_) => libc::AF_INET6 as u16,
+    }
+}
+
+/// A service's address family: its VIP's (a fwmark service is IPv4).
+fn key_af(key: &VsKey) -> u16 {
+    match key {
+        VsKey::Addr(a, _, _) => af_of(a),
+        VsKey::Fwmark(_) => libc::AF_INET as u16,
+    }
 }
 
 fn proto_num(p: &str) -> u16 {
@@ -180,7 +199,7 @@ fn method_name(n: u32) -> &'static str {
 
 /// The attributes that name a service.
 fn service_id(key: &VsKey) -> Attrs {
-    let a = Attrs::new().u16(SVC_AF, libc::AF_INET as u16);
+    let a = Attrs::new().u16(SVC_AF, key_af(key));
     match key {
         VsKey::Addr(addr, port, proto) => a
             .u16(SVC_PROTOCOL, proto_num(proto))
@@ -206,12 +225,18 @@ fn service_full(s: &Service) -> Attrs {
         .string(SVC_SCHED_NAME, &s.scheduler)
         .raw(SVC_FLAGS, &flags)
         .u32(SVC_TIMEOUT, s.persistence_timeout.unwrap_or(0))
-        .raw(
-            SVC_NETMASK,
-            &s.persistence_granularity
-                .map_or(u32::MAX, u32::from)
-                .to_be_bytes(),
-        )
+        .raw(SVC_NETMASK, &netmask(s))
+}
+
+/// The persistence netmask: IPv4 a mask; IPv6 a prefix length (1-128, host order, as ipvsadm
+/// sends it; the kernel refuses an inet6 service without one).
+fn netmask(s: &Service) -> [u8; 4] {
+    if key_af(&s.key) == libc::AF_INET6 as u16 {
+        return 128u32.to_ne_bytes();
+    }
+    s.persistence_granularity
+        .map_or(u32::MAX, u32::from)
+        .to_be_bytes()
 }
 
 fn dest_attrs(d: &Dest, method: &str, port_default: u16) -> Attrs {
@@ -222,7 +247,7 @@ fn dest_attrs(d: &Dest, method: &str, port_default: u16) -> Attrs {
         .u32(DEST_WEIGHT, d.weight)
         .u32(DEST_U_THRESH, 0)
         .u32(DEST_L_THRESH, 0)
-        .u16(DEST_ADDR_FAMILY, libc::AF_INET as u16)
+        .u16(DEST_ADDR_FAMILY, af_of(&d.addr))
 }
 
 /// A generic netlink socket bound to the IPVS family.
@@ -386,13 +411,16 @@ impl Ipvs {
                 continue;
             };
             let a = parse_attrs(nest);
-            if get_u16(&a, SVC_AF) != Some(libc::AF_INET as u16) {
+            let af = get_u16(&a, SVC_AF).unwrap_or(0);
+            if af != libc::AF_INET as u16 && af != libc::AF_INET6 as u16 {
                 continue;
             }
             let key = match get_u32(&a, SVC_FWMARK) {
+                // an IPv6 fwmark service is not one of ours (ours are IPv4)
+                Some(m) if m != 0 && af != libc::AF_INET as u16 => continue,
                 Some(m) if m != 0 => VsKey::Fwmark(m),
                 _ => VsKey::Addr(
-                    get_addr(&a, SVC_ADDR).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    get_addr(&a, SVC_ADDR, af).unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
                     get_be16(&a, SVC_PORT).unwrap_or(0),
                     proto_name(get_u16(&a, SVC_PROTOCOL).unwrap_or(6)).to_string(),
                 ),
@@ -417,6 +445,7 @@ impl Ipvs {
                 method: method.to_string(),
                 persistence_timeout: (flags & IP_VS_SVC_F_PERSISTENT != 0).then_some(timeout),
                 persistence_granularity: (flags & IP_VS_SVC_F_PERSISTENT != 0
+                    && af == libc::AF_INET as u16
                     && netmask != u32::MAX)
                     .then_some(Ipv4Addr::from(netmask)),
                 dests: dests.into_iter().map(|d| d.0).collect(),
@@ -442,9 +471,11 @@ impl Ipvs {
             };
             let a = parse_attrs(nest);
             let port = get_be16(&a, DEST_PORT).unwrap_or(0);
+            // older kernels send no family: the service's
+            let af = get_u16(&a, DEST_ADDR_FAMILY).unwrap_or(key_af(key));
             out.push((
                 Dest {
-                    addr: get_addr(&a, DEST_ADDR).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    addr: get_addr(&a, DEST_ADDR, af).unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
                     port: if matches!(key, VsKey::Fwmark(_)) {
                         0
                     } else {
@@ -593,12 +624,20 @@ mod tests {
     fn attributes_round_trip() {
         let a = Attrs::new()
             .u16(1, 2)
-            .addr(3, Ipv4Addr::new(10, 0, 0, 1))
+            .addr(3, Ipv4Addr::new(10, 0, 0, 1).into())
+            .addr(5, "2001:db8::10".parse().unwrap())
             .be16(4, 80)
             .string(6, "wrr");
         let p = parse_attrs(&a.0);
         assert_eq!(get_u16(&p, 1), Some(2));
-        assert_eq!(get_addr(&p, 3), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(
+            get_addr(&p, 3, libc::AF_INET as u16),
+            Some(Ipv4Addr::new(10, 0, 0, 1).into())
+        );
+        assert_eq!(
+            get_addr(&p, 5, libc::AF_INET6 as u16),
+            Some("2001:db8::10".parse().unwrap())
+        );
         assert_eq!(get_be16(&p, 4), Some(80));
         assert_eq!(get(&p, 6), Some(&b"wrr\0"[..]));
         // every attribute starts 4-aligned

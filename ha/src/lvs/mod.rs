@@ -11,7 +11,7 @@ pub mod dataplane;
 pub mod ipvs;
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,8 +26,8 @@ use dataplane::{Backend, Dest, Service};
 
 /// What the control API and the daemon ask of the LVS task.
 pub enum Cmd {
-    /// Drain (`on`) or enable a real server: `vs` as `VIP:PORT` or `fwmark-N`, `rs` as
-    /// `RIP:PORT`. The reply is the real server's status, or (HTTP status, message).
+    /// Drain (`on`) or enable a real server: `vs` as `VIP:PORT` (`[VIP6]:PORT`) or
+    /// `fwmark-N`, `rs` as `RIP:PORT` (`[RIP6]:PORT`). The reply is the real server's status, or (HTTP status, message).
     Drain {
         vs: String,
         rs: String,
@@ -126,7 +126,7 @@ pub struct Lvs {
 
 /// A pseudo-random pause in `[0, warmup)` (warmup defaults to none; `warmup 0` is none),
 /// different per checker and start. Hand-written: a spread, not a secret, needs no RNG crate.
-fn warmup_delay(warmup: Option<f64>, who: (std::net::Ipv4Addr, u16, usize)) -> Duration {
+fn warmup_delay(warmup: Option<f64>, who: (IpAddr, u16, usize)) -> Duration {
     use std::hash::BuildHasher;
     let Some(w) = warmup.filter(|w| *w > 0.0) else {
         return Duration::ZERO;
@@ -136,8 +136,9 @@ fn warmup_delay(warmup: Option<f64>, who: (std::net::Ipv4Addr, u16, usize)) -> D
     Duration::try_from_secs_f64(w * frac).unwrap_or(Duration::ZERO)
 }
 
+/// `10.0.1.1:80`, `[2001:db8::11]:80`.
 fn rs_id(r: &RealServer) -> String {
-    format!("{}:{}", r.addr, r.port)
+    SocketAddr::new(r.addr, r.port).to_string()
 }
 
 fn run_notify(cmd: &Option<String>, what: &str) {
@@ -166,11 +167,15 @@ pub fn select_backend(which: &str) -> anyhow::Result<Box<dyn Backend>> {
     }
 }
 
-/// Whether `a` is an address of this host (for `ha_suspend`).
-fn is_local(a: Ipv4Addr) -> bool {
-    opsflow_common::ipv4_interfaces()
-        .iter()
-        .any(|(_, x, _)| *x == a)
+/// Whether `a` is an address of this host (for `ha_suspend`). IPv6: whether a socket can
+/// bind it (the kernel refuses an address no interface holds).
+fn is_local(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(a) => opsflow_common::ipv4_interfaces()
+            .iter()
+            .any(|(_, x, _)| *x == a),
+        IpAddr::V6(_) => std::net::UdpSocket::bind(SocketAddr::new(a, 0)).is_ok(),
+    }
 }
 
 impl Lvs {
@@ -453,7 +458,10 @@ impl Lvs {
                     method: v.cfg.method.clone(),
                     persistence_timeout: v.cfg.persistence_timeout,
                     quorum_up: v.quorum_up,
-                    sorry_server: v.cfg.sorry_server.map(|(a, p)| format!("{a}:{p}")),
+                    sorry_server: v
+                        .cfg
+                        .sorry_server
+                        .map(|(a, p)| SocketAddr::new(a, p).to_string()),
                     sorry_server_active: v.cfg.sorry_server.is_some() && !v.quorum_up,
                     backend: self.backend.name().to_string(),
                     real_servers,
@@ -493,7 +501,7 @@ impl Lvs {
         let weight_changed = matches!(ev.result, Ok(Some(_)));
         if healthy != r.healthy {
             r.healthy = healthy;
-            let id = format!("{}:{}", r.cfg.addr, r.cfg.port);
+            let id = rs_id(&r.cfg);
             if healthy {
                 r.last_error = None;
                 info!(virtual_server = %v.cfg.key.id(), real_server = %id, "real server up");
@@ -514,6 +522,9 @@ impl Lvs {
     }
 
     fn drain(&mut self, vs: &str, rs: &str, on: bool) -> Result<st::RsChange, (u16, String)> {
+        // `[2001:0db8::0010]:80`, percent-encoded brackets: the id as we print it
+        let (vs, rs) = (st::canonical_id(vs), st::canonical_id(rs));
+        let (vs, rs) = (vs.as_str(), rs.as_str());
         let Some(v) = self.vss.iter().find(|v| v.cfg.key.id() == vs) else {
             let known: Vec<String> = self.vss.iter().map(|v| v.cfg.key.id()).collect();
             return Err((
@@ -632,7 +643,7 @@ mod tests {
 
     #[test]
     fn warmup_spreads_first_checks_within_its_bound() {
-        let who = |i| (std::net::Ipv4Addr::new(10, 0, 0, 1), 80, i);
+        let who = |i| (IpAddr::from([10, 0, 0, 1]), 80, i);
         assert_eq!(warmup_delay(None, who(0)), Duration::ZERO);
         assert_eq!(warmup_delay(Some(0.0), who(0)), Duration::ZERO);
         let d: Vec<Duration> = (0..20).map(|i| warmup_delay(Some(2.0), who(i))).collect();
