@@ -125,6 +125,7 @@ kill -TERM $HAPID; wait $HAPID
 check "shutdown removes our services" "! lvs | grep -q 10.0.0."
 check "and leaves the foreign one"    "lvs | grep -q 10.9.9.9:80"
 ipvsadm -C
+. /ipv6.sh
 if grep -q bench /proc/cmdline; then
 # 10,000 real servers in one service
 { echo "virtual_server 10.0.0.9 80 {"; echo " lb_algo wrr"; echo " lb_kind DR";
@@ -153,6 +154,111 @@ echo "RESULT fails=$fails"
 poweroff -f
 INIT
 chmod +x "$I/init"
+
+# ---- IPv6 (issue 18): inet6 services (NAT with traffic, DR, TUN). A client and two real
+# servers in namespaces joined to the VM's root namespace (the director) by veth pairs; the
+# real servers are busybox httpd, the client busybox nc. iproute2 replaces busybox's ip for
+# veth and netns.
+rm -f "$I/bin/ip"; vm_copy_bin "$I" "$(command -v ip)"
+cp "$(find "$MODS/kernel" -name veth.ko | head -1)" "$I/lib/modules/"
+for a in httpd nc; do ln -sf busybox "$I/bin/$a"; done
+for n in 1 2; do mkdir -p "$I/www$n"; echo "r$n" >"$I/www$n/who"; done
+cat >"$I/etc/ha6.conf" <<'C'
+global_defs {
+  router_id vm6
+}
+virtual_server 2001:db8:f::100 80 {
+  delay_loop 1
+  lb_algo rr
+  lb_kind NAT
+  protocol TCP
+  real_server 2001:db8:1::11 80 {
+    weight 1
+    TCP_CHECK {
+      connect_timeout 1
+    }
+  }
+  real_server 2001:db8:2::12 80 {
+    weight 1
+    TCP_CHECK {
+      connect_timeout 1
+    }
+  }
+}
+virtual_server 2001:db8:f::101 443 {
+  lb_algo wlc
+  lb_kind DR
+  protocol TCP
+  persistence_timeout 60
+  real_server 2001:db8:1::11 443 {
+    weight 3
+  }
+}
+virtual_server 2001:db8:f::102 53 {
+  lb_algo sh
+  lb_kind TUN
+  protocol UDP
+  real_server 2001:db8:2::12 53 {
+    weight 2
+  }
+}
+C
+cat >"$I/ipv6.sh" <<'V6'
+# busybox sh runs its own applet for a bare `ip`: iproute2 is /bin/ip
+insmod /lib/modules/veth.ko || echo "insmod veth failed"
+echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad
+echo 1 >/proc/sys/net/ipv6/conf/all/forwarding
+mkdir -p /run/netns /var; ln -sf /run /var/run
+for n in c 1 2; do
+  /bin/ip netns add ns$n
+  /bin/ip link add d$n type veth peer name eth0 netns ns$n
+  /bin/ip link set d$n up
+  /bin/ip addr add 2001:db8:$n::1/64 dev d$n nodad
+  /bin/ip -n ns$n link set lo up
+  /bin/ip -n ns$n link set eth0 up
+  /bin/ip -n ns$n addr add 2001:db8:$n::1$n/64 dev eth0 nodad
+  /bin/ip -n ns$n -6 route add default via 2001:db8:$n::1
+done
+/bin/ip addr add 2001:db8:f::100/128 dev lo
+/bin/ip netns exec ns1 httpd -f -p 80 -h /www1 & R1=$!
+/bin/ip netns exec ns2 httpd -f -p 80 -h /www2 & R2=$!
+# get6 NS ADDR: GET /who from namespace NS (busybox-static's wget crashes here; nc does not)
+get6() { printf 'GET /who HTTP/1.0\r\n\r\n' | /bin/ip netns exec $1 nc -w 2 $2 80 2>/dev/null | tail -1; }
+check "IPv6: the real servers answer in their namespaces" "waitfor '[ \"\$(get6 nsc 2001:db8:2::12)\" = r2 ]' && [ \"\$(get6 nsc 2001:db8:1::11)\" = r1 ]"
+HA_LOG=info ha --config /etc/ha6.conf --control /run/ha6.sock --state-file /tmp/st6.json --lvs-backend ipvs >/tmp/ha6.log 2>&1 &
+HA6=$!
+# spread6 N: N requests from the client to the VIP; sets ANS (the answers) and N1, N2, NF
+spread6() {
+  ANS=""; N1=0; N2=0; NF=0; k=0
+  while [ $k -lt $1 ]; do
+    a=$(get6 nsc 2001:db8:f::100)
+    case "$a" in r1) N1=$((N1+1));; r2) N2=$((N2+1));; *) NF=$((NF+1)); a=fail;; esac
+    ANS="$ANS $a"; k=$((k+1))
+  done
+  echo "IPv6 answers:$ANS"
+}
+check "IPv6: inet6 NAT service, rr" "waitfor \"ipvsadm -Ln | grep -q 'TCP  \\[2001:db8:f::100\\]:80 rr'\""
+waitfor "ipvsadm -Ln | grep -q '2001:db8:2::12\]:80'"
+lvs
+check "IPv6: NAT destinations"      "lvs | grep -Eq '\[2001:db8:1::11\]:80 +Masq +1 ' && lvs | grep -Eq '\[2001:db8:2::12\]:80 +Masq +1 '"
+check "IPv6: DR, wlc, persistent"   "lvs | grep -Eq 'TCP  \[2001:db8:f::101\]:443 wlc persistent 60' && lvs | grep -Eq '\[2001:db8:1::11\]:443 +Route +3 '"
+check "IPv6: TUN over UDP"          "lvs | grep -Eq 'UDP  \[2001:db8:f::102\]:53 sh' && lvs | grep -Eq '\[2001:db8:2::12\]:53 +Tunnel +2 '"
+spread6 6
+check "IPv6: traffic reaches both real servers" "[ $N1 -ge 1 ] && [ $N2 -ge 1 ] && [ $NF = 0 ]"
+check "IPv6: ha status names it in brackets" "ha status --control /run/ha6.sock | grep -q '\[2001:db8:f::100\]:80'"
+ha drain '[2001:db8:f::100]:80' '[2001:db8:1::11]:80' --control /run/ha6.sock >/dev/null
+check "IPv6: drain by bracketed name" "lvs | grep -Eq '\[2001:db8:1::11\]:80 +Masq +0 '"
+spread6 4
+check "IPv6: a drained server gets no new connection" "[ $N2 = 4 ]"
+ha enable '[2001:db8:f::100]:80' '[2001:db8:1::11]:80' --control /run/ha6.sock >/dev/null
+kill $R2
+check "IPv6: TCP_CHECK removes the stopped server" "waitfor \"! ipvsadm -Ln | grep -q '2001:db8:2::12\\]:80'\""
+spread6 4
+check "IPv6: then all traffic on r1" "[ $N1 = 4 ]"
+kill -TERM $HA6; wait $HA6; kill $R1
+check "IPv6: shutdown removes the inet6 services" "! lvs | grep -q 2001:db8:f::"
+echo "--- ha (IPv6) log (last lines)"; tail -3 /tmp/ha6.log
+V6
 vm_initramfs "$I" "$WORK/initrd.gz"
 vm_boot "$WORK/initrd.gz" "$WORK/serial.log" 300 "${3:-}"
 grep -E '(CHECK|BENCH|RESULT|UPTIME|insmod)|ha:|error|panic' "$WORK/serial.log" || true
