@@ -944,3 +944,112 @@ fn unicast_peers_track_interface_preempt_delay_and_sync_groups_pass_keepalived_a
         out(&h)
     );
 }
+
+/// A dual-stack network: a cluster holding an IPv4 and an IPv6 VIP (the IPv6 one excluded from
+/// the IPv4 adverts) with an IPv6 virtual server whose real servers are systems' ip6 and a
+/// bracketed address, and an IPv6-only VRRPv3 cluster with unicast peers: the keepalived.conf
+/// rendered for lb1 passes keepalived -t and ha --check.
+#[test]
+fn dual_stack_and_ipv6_clusters_pass_keepalived_and_ha() {
+    let Some(lab) = Lab::new(&["keepalived"]) else {
+        return;
+    };
+    let a = lab.host("lb");
+    let b = lab.host("peer");
+    lab.connect(
+        &a,
+        "eth0",
+        Some("10.99.0.11/24"),
+        &b,
+        "eth0",
+        Some("10.99.0.12/24"),
+    );
+    for (h, ip6) in [(&a, "2001:db8:99::11/64"), (&b, "2001:db8:99::12/64")] {
+        h.run("ip", &["addr", "add", ip6, "dev", "eth0", "nodad"]);
+    }
+    let d = Scratch::new("ka-ipv6");
+    let mut text = example_text()
+        .replacen(
+            "lease_time = 3600",
+            "lease_time = 3600\nsubnet6 = \"2001:db8:99::/64\"",
+            1,
+        )
+        .replacen(
+            "virtual_ips = [\"10.99.0.50/24\"]",
+            "virtual_ips = [\"10.99.0.50/24\", \"2001:db8:99::50\"]",
+            1,
+        );
+    for (sys, last) in [("lb1", 11), ("lb2", 12), ("web1", 21), ("web2", 22)] {
+        text = text.replacen(
+            &format!("ip = \"10.99.0.{last}\"\n"),
+            &format!("ip = \"10.99.0.{last}\"\nip6 = \"2001:db8:99::{last}\"\n"),
+            1,
+        );
+        assert!(text.contains(&format!("2001:db8:99::{last}\"")), "{sys}");
+    }
+    text += "\n[[clusters.virtual_servers]]\naddress = \"[2001:db8:99::50]:80\"\nscheduler = \"wrr\"\n\
+         method = \"NAT\"\nsorry_server = \"[2001:db8:99::99]:8080\"\n\
+         real_servers = [\"web1\", \"web2\", \"[2001:db8:99::23]:8080\"]\n\
+         check = { type = \"TCP_CHECK\", connect_timeout = 1 }\n\
+         \n[[clusters]]\nname = \"VI_6\"\nvrid = 16\nvrrp_version = 3\nunicast = true\n\
+         virtual_ips = [\"2001:db8:99::51/64\"]\n\
+         [[clusters.members]]\nsystem = \"lb1\"\npriority = 100\n[[clusters.members]]\nsystem = \"lb2\"\npriority = 90\n";
+    let inv = d.inventory("inventory.toml", &text);
+    let o = ks(&inv, &["check"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = ks(&inv, &["render", "lb1", "keepalived.conf"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let conf_text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let squeezed: String = conf_text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in [
+        "virtual_ipaddress { 10.99.0.50/24 dev eth0 } virtual_ipaddress_excluded { 2001:db8:99::50/64 dev eth0 }",
+        "virtual_server 2001:db8:99::50 80 {",
+        "sorry_server 2001:db8:99::99 8080",
+        "real_server 2001:db8:99::21 80 {",
+        "real_server 2001:db8:99::22 80 {",
+        "real_server 2001:db8:99::23 8080 {",
+        "version 3",
+        "unicast_src_ip 2001:db8:99::11 unicast_peer { 2001:db8:99::12 }",
+        "virtual_ipaddress { 2001:db8:99::51/64 dev eth0 }",
+    ] {
+        assert!(squeezed.contains(want), "no {want:?} in:\n{conf_text}");
+    }
+    let conf = d.path("lb1.conf");
+    std::fs::write(&conf, &o.stdout).unwrap();
+    let k = a.output("keepalived", &["-t", "-l", "-f", conf.to_str().unwrap()]);
+    assert!(
+        k.status.success(),
+        "keepalived -t: {}\n{conf_text}",
+        out(&k)
+    );
+    let h = Command::new(workspace_bin("ha"))
+        .arg("--config")
+        .arg(&conf)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(h.status.success(), "ha --check: {}\n{conf_text}", out(&h));
+    assert!(
+        out(&h).contains("2 vrrp instances") && out(&h).contains("2 virtual servers"),
+        "{}",
+        out(&h)
+    );
+
+    // an IPv6-only cluster cannot speak VRRPv2; a system without ip6 is no IPv6 real server
+    let bad = text
+        .replacen("vrrp_version = 3\n", "vrrp_version = 2\n", 1)
+        .replacen("\"web1\", \"web2\"", "\"web1\", \"web3\"", 1);
+    let o = ks(&d.inventory("bad.toml", &bad), &["check"]);
+    let msg = out(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains("IPv6 virtual IPs need vrrp_version = 3"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(
+            "real server web3 has no ip6 for the IPv6 virtual server [2001:db8:99::50]:80"
+        ),
+        "{msg}"
+    );
+}

@@ -3,7 +3,7 @@
 //! [`super::clusters`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use opsflow_common::diag::{self, Diag, Pos};
@@ -193,7 +193,33 @@ impl Builder {
             max_lease_time: r.max_lease_time.unwrap_or(r.lease_time.saturating_mul(2)),
             router_advertisements: r.router_advertisements.unwrap_or(true),
             ra_router_lifetime: r.ra_router_lifetime,
+            subnet6: None,
         };
+        if let Some(s6) = &r.subnet6 {
+            let parsed = s6
+                .get_ref()
+                .split_once('/')
+                .and_then(|(a, l)| Some((a.parse::<Ipv6Addr>().ok()?, l.parse::<u8>().ok()?)));
+            match parsed {
+                Some((a, l)) if l <= 128 => {
+                    let m = u128::MAX.checked_shl(128 - u32::from(l)).unwrap_or(0);
+                    if u128::from(a) & !m != 0 {
+                        self.err(
+                            self.lines.at(s6),
+                            format!("network.subnet6 {a}/{l} has host bits set; the network is {}/{l}", Ipv6Addr::from(u128::from(a) & m)),
+                        );
+                    }
+                    net.subnet6 = Some((a, l));
+                }
+                _ => self.err(
+                    self.lines.at(s6),
+                    format!(
+                        "network.subnet6 {:?} is not IPV6-ADDRESS/LENGTH (e.g. \"2001:db8:99::/64\")",
+                        s6.get_ref()
+                    ),
+                ),
+            }
+        }
         if let Some(range) = &r.range {
             let pos = self.lines.at(range);
             match range.get_ref().as_slice() {
@@ -510,6 +536,34 @@ impl Builder {
                 );
             }
             let _ = server;
+            let ip6 = s.ip6.as_ref().and_then(|a| {
+                let at = self.lines.at(a);
+                match a.get_ref().parse::<Ipv6Addr>() {
+                    Ok(v) if net.contains6(v) => Some(v),
+                    Ok(v) => {
+                        let net6 = net
+                            .subnet6
+                            .map_or("none; set network.subnet6".to_string(), |(n, l)| {
+                                format!("{n}/{l}")
+                            });
+                        self.err(
+                            at,
+                            format!("system {name}: ip6 {v} is outside network.subnet6 ({net6})"),
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        self.err(
+                            at,
+                            format!(
+                                "system {name}: ip6 {:?} is not an IPv6 address",
+                                a.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                }
+            });
             self.vars(&s.vars, &format!("system {name}"));
             let hostname = self.kind_or(
                 s.hostname,
@@ -534,6 +588,7 @@ impl Builder {
                 name,
                 mac,
                 ip: ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                ip6,
                 profile: s.profile.into_inner(),
                 netboot: s.netboot,
                 interface,

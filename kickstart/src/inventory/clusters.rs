@@ -1,7 +1,7 @@
 //! The builder's cluster part: VRRP instances, members, tracking, virtual and real servers.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::build::Builder;
 use super::raw::*;
@@ -68,15 +68,42 @@ impl Builder {
                     format!("cluster {name}: vrrp_version must be 2 or 3"),
                 );
             }
-            let mut vips = Vec::new();
+            // IPv4 and IPv6 virtual IPs; an IPv6 one without a length takes network.subnet6's
+            let (mut vips, mut vips6) = (Vec::new(), Vec::new());
             for v in c.virtual_ips.get_ref() {
-                match parse_cidr(v) {
-                    Some((a, len)) => vips.push(format!("{a}/{}", len.unwrap_or(net.prefix))),
-                    None => self.err(
+                let (a, len) = v
+                    .split_once('/')
+                    .map_or((v.as_str(), None), |(a, l)| (a, Some(l)));
+                match (a.parse::<IpAddr>(), len.map(str::parse::<u8>)) {
+                    (Ok(IpAddr::V4(_)), None) => vips.push(format!("{a}/{}", net.prefix)),
+                    (Ok(IpAddr::V4(_)), Some(Ok(l))) if l <= 32 => vips.push(format!("{a}/{l}")),
+                    (Ok(IpAddr::V6(_)), Some(Ok(l))) if l <= 128 => vips6.push(format!("{a}/{l}")),
+                    (Ok(IpAddr::V6(_)), None) if net.subnet6.is_some() => {
+                        vips6.push(format!("{a}/{}", net.subnet6.map_or(64, |(_, l)| l)))
+                    }
+                    (Ok(IpAddr::V6(_)), None) => self.err(
                         self.lines.at(&c.virtual_ips),
-                        format!("cluster {name}: virtual IP {v:?} is not ADDRESS[/LENGTH]"),
+                        format!("cluster {name}: IPv6 virtual IP {v:?} needs a /LENGTH, or network.subnet6"),
+                    ),
+                    _ => self.err(
+                        self.lines.at(&c.virtual_ips),
+                        format!("cluster {name}: virtual IP {v:?} is not ADDRESS[/LENGTH] (IPv4 or IPv6)"),
                     ),
                 }
+            }
+            // keepalived: an instance is IPv4 or IPv6 by its addresses; a dual-stack cluster is
+            // an IPv4 instance holding its IPv6 addresses as virtual_ipaddress_excluded
+            let ipv6 = vips.is_empty() && !vips6.is_empty();
+            let (vips, vips_excluded) = if ipv6 {
+                (vips6, Vec::new())
+            } else {
+                (vips, vips6)
+            };
+            if ipv6 && c.vrrp_version == 2 {
+                self.err(
+                    self.lines.at(&c.virtual_ips),
+                    format!("cluster {name}: IPv6 virtual IPs need vrrp_version = 3 (VRRPv2 is IPv4 only)"),
+                );
             }
             if vips.is_empty() {
                 self.err(
@@ -118,11 +145,19 @@ impl Builder {
                         format!("cluster {name}: two members have priority {p}; give the intended master the highest, or set nopreempt = true"),
                     );
                 }
+                let sys = systems.iter().find(|s| &s.name == m.system.get_ref());
+                if ipv6 && c.unicast && sys.is_some_and(|s| s.ip6.is_none()) {
+                    self.err(
+                        self.lines.at(&m.system),
+                        format!(
+                            "cluster {name}: unicast over IPv6 needs an ip6 for member {}",
+                            m.system.get_ref()
+                        ),
+                    );
+                }
                 members.push(Member {
-                    ip: systems
-                        .iter()
-                        .find(|s| &s.name == m.system.get_ref())
-                        .map(|s| s.ip),
+                    ip: sys.map(|s| s.ip),
+                    ip6: sys.and_then(|s| s.ip6),
                     system: m.system.get_ref().clone(),
                     priority: p,
                     interface: m.interface.clone().unwrap_or_else(|| c.interface.clone()),
@@ -179,6 +214,8 @@ impl Builder {
                 advert_int: c.advert_int,
                 vrrp_version: c.vrrp_version,
                 virtual_ips: vips,
+                virtual_ips_excluded: vips_excluded,
+                ipv6,
                 nopreempt: c.nopreempt,
                 notify: c.notify,
                 preempt_delay: c.preempt_delay,
@@ -235,7 +272,7 @@ impl Builder {
     ) -> Option<VirtualServer> {
         let at = self.lines.at(&r.address);
         let (addr, port) = match split_host_port(r.address.get_ref()) {
-            Some((h, Some(p))) => match h.parse::<Ipv4Addr>() {
+            Some((h, Some(p))) => match h.parse::<IpAddr>() {
                 Ok(a) => (a, p),
                 Err(_) => {
                     self.err(
@@ -252,7 +289,7 @@ impl Builder {
                 self.err(
                     at,
                     format!(
-                        "cluster {cluster}: virtual server address {:?} is not VIP:PORT (e.g. \"10.99.0.50:80\")",
+                        "cluster {cluster}: virtual server address {:?} is not VIP:PORT (e.g. \"10.99.0.50:80\", \"[2001:db8:99::50]:80\")",
                         r.address.get_ref()
                     ),
                 );
@@ -316,23 +353,44 @@ impl Builder {
                 );
                 continue;
             };
-            let (system, address) = if let Ok(a) = host.parse::<Ipv4Addr>() {
+            // a system stands for its address of the virtual server's family
+            let (system, address) = if let Ok(a) = host.parse::<IpAddr>() {
                 (
-                    systems.iter().find(|s| s.ip == a).map(|s| s.name.clone()),
+                    systems
+                        .iter()
+                        .find(|s| IpAddr::V4(s.ip) == a || s.ip6.map(IpAddr::V6) == Some(a))
+                        .map(|s| s.name.clone()),
                     a,
                 )
             } else if let Some(s) = systems.iter().find(|s| s.name == host) {
-                (Some(s.name.clone()), s.ip)
+                match (addr.is_ipv6(), s.ip6) {
+                    (false, _) => (Some(s.name.clone()), IpAddr::V4(s.ip)),
+                    (true, Some(v6)) => (Some(s.name.clone()), IpAddr::V6(v6)),
+                    (true, None) => {
+                        self.err(
+                            at,
+                            format!("cluster {cluster}: real server {host} has no ip6 for the IPv6 virtual server {}", SocketAddr::new(addr, port)),
+                        );
+                        continue;
+                    }
+                }
             } else {
                 self.err(
                     at,
                     format!(
-                        "cluster {cluster}: real server {host:?} is neither an IPv4 address nor a system{}",
+                        "cluster {cluster}: real server {host:?} is neither an IP address nor a system{}",
                         hint(host, &known)
                     ),
                 );
                 continue;
             };
+            if address.is_ipv6() != addr.is_ipv6() && method != "TUN" {
+                self.err(
+                    at,
+                    format!("cluster {cluster}: real server {address} is not of the virtual server's address family ({addr}); only method TUN may mix"),
+                );
+                continue;
+            }
             let port = p.unwrap_or(port);
             if rss
                 .iter()
@@ -340,7 +398,10 @@ impl Builder {
             {
                 self.err(
                     self.lines.at(rs),
-                    format!("cluster {cluster}: real server {address}:{port} is listed twice"),
+                    format!(
+                        "cluster {cluster}: real server {} is listed twice",
+                        SocketAddr::new(address, port)
+                    ),
                 );
             }
             rss.push(RealServer {
@@ -373,7 +434,10 @@ impl Builder {
         if rss.is_empty() {
             self.err(
                 self.lines.at(&r.real_servers),
-                format!("cluster {cluster}: virtual server {addr}:{port} has no real servers"),
+                format!(
+                    "cluster {cluster}: virtual server {} has no real servers",
+                    SocketAddr::new(addr, port)
+                ),
             );
         }
         let check = r.check.map(|c| {

@@ -14,7 +14,7 @@ mod raw;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use opsflow_common::diag::{self, Diag, Pos};
@@ -64,11 +64,20 @@ pub struct Network {
     pub router_advertisements: bool,
     /// The advertisements' router lifetime; 0: not a default router.
     pub ra_router_lifetime: u16,
+    /// Dual-stack: the IPv6 prefix and its length.
+    pub subnet6: Option<(Ipv6Addr, u8)>,
 }
 
 impl Network {
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & u32::from(self.netmask) == u32::from(self.subnet)
+    }
+    /// Whether `ip` is inside `subnet6` (false on an IPv4-only network).
+    pub fn contains6(&self, ip: Ipv6Addr) -> bool {
+        self.subnet6.is_some_and(|(net, len)| {
+            let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(ip) & m == u128::from(net)
+        })
     }
     pub fn in_range(&self, ip: Ipv4Addr) -> bool {
         self.range
@@ -132,6 +141,7 @@ pub struct System {
     pub name: String,
     pub mac: String,
     pub ip: Ipv4Addr,
+    pub ip6: Option<Ipv6Addr>,
     pub profile: String,
     /// As the inventory says; the state directory may turn it off (see `state`).
     pub netboot: bool,
@@ -167,6 +177,8 @@ pub struct Member {
     pub interface: String,
     /// The system's address (unicast adverts go to it).
     pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 address (an IPv6 cluster's unicast adverts go to it).
+    pub ip6: Option<Ipv6Addr>,
     /// MASTER for the highest priority (without nopreempt), else BACKUP.
     pub state: String,
 }
@@ -175,7 +187,7 @@ pub struct Member {
 pub struct RealServer {
     /// The system it names, if it names one.
     pub system: Option<String>,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub weight: u32,
 }
@@ -197,14 +209,14 @@ pub struct Check {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct VirtualServer {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub protocol: String,
     pub scheduler: String,
     pub method: String,
     pub delay_loop: u32,
     pub persistence_timeout: Option<u32>,
-    pub sorry_server: Option<(Ipv4Addr, u16)>,
+    pub sorry_server: Option<(IpAddr, u16)>,
     /// A firewall-mark service: `virtual_server fwmark N`.
     pub fwmark: Option<u32>,
     pub real_servers: Vec<RealServer>,
@@ -219,8 +231,13 @@ pub struct Cluster {
     pub auth_pass: Option<String>,
     pub advert_int: u32,
     pub vrrp_version: u8,
-    /// `ADDR/LEN` as written (a missing length is the subnet's).
+    /// `ADDR/LEN` as written (a missing length is the subnet's), of the instance's family.
     pub virtual_ips: Vec<String>,
+    /// The other family's virtual IPs (`virtual_ipaddress_excluded`: held with the others,
+    /// not in the adverts), for a dual-stack cluster.
+    pub virtual_ips_excluded: Vec<String>,
+    /// The instance speaks IPv6 (VRRPv3): every virtual IP is IPv6.
+    pub ipv6: bool,
     pub nopreempt: bool,
     pub notify: bool,
     pub preempt_delay: Option<u32>,
@@ -328,7 +345,18 @@ pub(super) fn control_address(s: &str) -> Result<(), String> {
     }
 }
 
+/// `HOST:PORT`, `HOST`, `[IPV6]:PORT`, `[IPV6]` or a bare IPv6 address (no port).
 pub(super) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((h, None)),
+            p => Some((h, Some(p.strip_prefix(':')?.parse().ok()?))),
+        };
+    }
+    if s.matches(':').count() > 1 {
+        return Some((s, None));
+    }
     match s.rsplit_once(':') {
         Some((h, p)) => Some((h, Some(p.parse().ok()?))),
         None => Some((s, None)),

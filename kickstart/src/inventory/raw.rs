@@ -89,6 +89,9 @@ pub(super) struct RawNetwork {
     /// Their router lifetime in seconds (default 0: not a default router).
     #[serde(default)]
     pub(super) ra_router_lifetime: u16,
+    /// The network's IPv6 prefix (`2001:db8:99::/64`) when it is dual-stack: systems may
+    /// have an `ip6` in it, clusters IPv6 virtual IPs and virtual servers.
+    pub(super) subnet6: Option<S<String>>,
 }
 
 pub(super) fn empty_list() -> S<Vec<String>> {
@@ -151,6 +154,8 @@ pub(super) struct RawSystem {
     pub(super) name: S<String>,
     pub(super) mac: S<String>,
     pub(super) ip: S<String>,
+    /// The system's IPv6 address on a dual-stack network (`network.subnet6`).
+    pub(super) ip6: Option<S<String>>,
     pub(super) profile: S<String>,
     #[serde(default = "yes")]
     pub(super) netboot: bool,

@@ -190,7 +190,10 @@ check = { type = "http_get", path = "/health" }
     assert_eq!(c.members[1].state, "BACKUP");
     assert_eq!(c.virtual_ips, ["10.9.0.50/24"]);
     let vs = &c.virtual_servers[0];
-    assert_eq!(vs.real_servers[0].address, Ipv4Addr::new(10, 9, 0, 11));
+    assert_eq!(
+        vs.real_servers[0].address,
+        std::net::IpAddr::from(Ipv4Addr::new(10, 9, 0, 11))
+    );
     assert_eq!(vs.real_servers[1].port, 8080);
     assert_eq!(vs.check.as_ref().unwrap().kind, "HTTP_GET");
     let same = t.replace("priority = 90", "priority = 100");
@@ -203,4 +206,22 @@ check = { type = "http_get", path = "/health" }
     assert!(check(&bad)
         .unwrap_err()
         .contains("real server \"zz\" is neither"));
+}
+
+#[test]
+fn host_ports_with_bracketed_ipv6() {
+    use super::split_host_port;
+    assert_eq!(split_host_port("10.0.0.1:80"), Some(("10.0.0.1", Some(80))));
+    assert_eq!(split_host_port("web1"), Some(("web1", None)));
+    assert_eq!(
+        split_host_port("[2001:db8::1]:8080"),
+        Some(("2001:db8::1", Some(8080)))
+    );
+    assert_eq!(
+        split_host_port("[2001:db8::1]"),
+        Some(("2001:db8::1", None))
+    );
+    assert_eq!(split_host_port("2001:db8::1"), Some(("2001:db8::1", None)));
+    assert_eq!(split_host_port("[2001:db8::1]80"), None);
+    assert_eq!(split_host_port("[2001:db8::1]:x"), None);
 }
