@@ -1038,7 +1038,11 @@ fn dual_stack_and_ipv6_clusters_pass_keepalived_and_ha() {
     // an IPv6-only cluster cannot speak VRRPv2; a system without ip6 is no IPv6 real server
     let bad = text
         .replacen("vrrp_version = 3\n", "vrrp_version = 2\n", 1)
-        .replacen("\"web1\", \"web2\"", "\"web1\", \"web3\"", 1);
+        .replacen(
+            "\"web1\", \"web2\", \"[2001",
+            "\"web1\", \"web3\", \"[2001",
+            1,
+        );
     let o = ks(&d.inventory("bad.toml", &bad), &["check"]);
     let msg = out(&o);
     assert!(!o.status.success(), "{msg}");
