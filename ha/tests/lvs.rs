@@ -73,24 +73,16 @@ fn setup() -> Option<Env> {
         let last = if *name == "sorry" { 99 } else { 11 + i };
         lab.attach(&h, &back, "eth0", Some(&format!("10.91.2.{last}/24")));
         h.run("ip", &["route", "add", "default", "via", "10.91.2.1"]);
-        rs.push((h, None));
+        rs.push(h);
     }
-    let mut env = Env {
-        sock: lab.path("ha.sock"),
-        conf: lab.path("ha.conf"),
-        state: lab.path("state.json"),
+    let env = Env::new(
         lab,
-        client,
-        director,
+        (client, director),
         rs,
-        names: vec!["r1", "r2", "r3", "sorry"],
-        vs: format!("{VIP}:80"),
-        bind: "0.0.0.0",
-        ha: None,
-    };
-    for i in 0..4 {
-        env.rs_up(i);
-    }
+        vec!["r1", "r2", "r3", "sorry"],
+        format!("{VIP}:80"),
+        "0.0.0.0",
+    );
     std::fs::write(&env.conf, conf(&env.lab.path("notify.log"))).unwrap();
     Some(env)
 }
@@ -138,24 +130,16 @@ fn setup6() -> Option<Env> {
             "ip",
             &["-6", "route", "add", "default", "via", "2001:db8:91:2::1"],
         );
-        rs.push((h, None));
+        rs.push(h);
     }
-    let mut env = Env {
-        sock: lab.path("ha.sock"),
-        conf: lab.path("ha.conf"),
-        state: lab.path("state.json"),
+    let env = Env::new(
         lab,
-        client,
-        director,
+        (client, director),
         rs,
-        names: vec!["r1", "r2"],
-        vs: format!("[{VIP6}]:80"),
-        bind: "::",
-        ha: None,
-    };
-    for i in 0..2 {
-        env.rs_up(i);
-    }
+        vec!["r1", "r2"],
+        format!("[{VIP6}]:80"),
+        "::",
+    );
     let check = "connect_timeout 1\n      retry 1\n      delay_before_retry 1";
     let conf = format!(
         "global_defs {{\n  router_id dir6\n}}\nvirtual_server {VIP6} 80 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n  real_server 2001:db8:91:2::11 80 {{\n    HTTP_GET {{\n      url {{\n        path /health\n        status_code 200\n      }}\n      {check}\n    }}\n  }}\n  real_server 2001:db8:91:2::12 80 {{\n    TCP_CHECK {{\n      {check}\n    }}\n  }}\n}}\n"
@@ -223,6 +207,34 @@ virtual_server {VIP} 80 {{
 }
 
 impl Env {
+    /// The lab with its real servers (named `names`, listening on `bind`) started.
+    fn new(
+        lab: Lab,
+        (client, director): (Host, Host),
+        rs: Vec<Host>,
+        names: Vec<&'static str>,
+        vs: String,
+        bind: &'static str,
+    ) -> Env {
+        let mut env = Env {
+            sock: lab.path("ha.sock"),
+            conf: lab.path("ha.conf"),
+            state: lab.path("state.json"),
+            lab,
+            client,
+            director,
+            rs: rs.into_iter().map(|h| (h, None)).collect(),
+            names,
+            vs,
+            bind,
+            ha: None,
+        };
+        for i in 0..env.rs.len() {
+            env.rs_up(i);
+        }
+        env
+    }
+
     fn rs_up(&mut self, i: usize) {
         let name = self.names[i];
         let script = self.lab.path("rs.py");

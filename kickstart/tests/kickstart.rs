@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use opsflow_tests::{require, wait_until, workspace_bin, Lab};
+use opsflow_tests::{require, wait_until, workspace_bin, Host, Lab};
 
 const KS: &str = env!("CARGO_BIN_EXE_kickstart");
 
@@ -289,11 +289,10 @@ fn sync_writes_a_tree_isc_dhcpd_and_ours_accept_and_rewrites_only_what_changed()
     assert!(!tftp.join("pxelinux.cfg/01-52-54-00-99-00-23").exists());
 }
 
-#[test]
-fn rendered_keepalived_conf_passes_keepalived_and_ha() {
-    let Some(lab) = Lab::new(&["keepalived"]) else {
-        return;
-    };
+/// A lab with lb1's address (10.99.0.11/24 on `eth0` of the first host) and a peer's
+/// (10.99.0.12/24), for `keepalived -t` of lb1's config; `None` without keepalived.
+fn lb1_and_peer() -> Option<(Lab, Host, Host)> {
+    let lab = Lab::new(&["keepalived"])?;
     let a = lab.host("lb");
     let b = lab.host("peer");
     lab.connect(
@@ -304,6 +303,14 @@ fn rendered_keepalived_conf_passes_keepalived_and_ha() {
         "eth0",
         Some("10.99.0.12/24"),
     );
+    Some((lab, a, b))
+}
+
+#[test]
+fn rendered_keepalived_conf_passes_keepalived_and_ha() {
+    let Some((_lab, a, _peer)) = lb1_and_peer() else {
+        return;
+    };
     let d = Scratch::new("ka");
     let inv = d.inventory("inventory.toml", &example_text());
     let mut prios = Vec::new();
@@ -319,23 +326,11 @@ fn rendered_keepalived_conf_passes_keepalived_and_ha() {
                 .unwrap()
                 .to_string(),
         );
-        let k = a.output("keepalived", &["-t", "-l", "-f", conf.to_str().unwrap()]);
-        assert!(
-            k.status.success(),
-            "keepalived -t rejects {node}: {}",
-            out(&k)
-        );
-        let h = Command::new(workspace_bin("ha"))
-            .arg("--config")
-            .arg(&conf)
-            .arg("--check")
-            .output()
-            .unwrap();
-        assert!(h.status.success(), "ha --check rejects {node}: {}", out(&h));
-        assert!(
-            out(&h).contains("1 vrrp instances, 1 scripts, 1 virtual servers"),
-            "{}",
-            out(&h)
+        keepalived_and_ha_accept(
+            &a,
+            &conf,
+            &text,
+            "1 vrrp instances, 1 scripts, 1 virtual servers",
         );
         let n = ks(&inv, &["render", node, "notify.sh"]);
         assert!(String::from_utf8_lossy(&n.stdout).starts_with("#!/bin/sh"));
@@ -876,23 +871,48 @@ fn sync_installs_the_boot_programs_and_check_refuses_a_missing_one() {
     );
 }
 
+/// The inventory `text` checks; lb1's rendered keepalived.conf holds every `want` (compared
+/// with whitespace squeezed) and passes `keepalived -t` (inside `host`) and `ha --check` with
+/// two instances and two virtual servers.
+fn lb1_conf_passes_keepalived_and_ha(d: &Scratch, host: &Host, text: &str, wants: &[&str]) {
+    let inv = d.inventory("inventory.toml", text);
+    let o = ks(&inv, &["check"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = ks(&inv, &["render", "lb1", "keepalived.conf"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let conf_text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let squeezed: String = conf_text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in wants {
+        assert!(squeezed.contains(want), "no {want:?} in:\n{conf_text}");
+    }
+    let conf = d.path("lb1.conf");
+    std::fs::write(&conf, &o.stdout).unwrap();
+    keepalived_and_ha_accept(host, &conf, &conf_text, "2 vrrp instances");
+    keepalived_and_ha_accept(host, &conf, &conf_text, "2 virtual servers");
+}
+
+/// `keepalived -t` (inside `host`) and `ha --check` accept `conf` (whose text is `text`), and
+/// ha's summary says `summary`.
+fn keepalived_and_ha_accept(host: &Host, conf: &std::path::Path, text: &str, summary: &str) {
+    let k = host.output("keepalived", &["-t", "-l", "-f", conf.to_str().unwrap()]);
+    assert!(k.status.success(), "keepalived -t: {}\n{text}", out(&k));
+    let h = Command::new(workspace_bin("ha"))
+        .arg("--config")
+        .arg(conf)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(h.status.success(), "ha --check: {}\n{text}", out(&h));
+    assert!(out(&h).contains(summary), "{}", out(&h));
+}
+
 /// The keepalived settings of the seeds' configs that the inventory expresses: unicast peers,
 /// track_interface, preempt_delay and a sync group of two clusters.
 #[test]
 fn unicast_peers_track_interface_preempt_delay_and_sync_groups_pass_keepalived_and_ha() {
-    let Some(lab) = Lab::new(&["keepalived"]) else {
+    let Some((_lab, a, _peer)) = lb1_and_peer() else {
         return;
     };
-    let a = lab.host("lb");
-    let b = lab.host("peer");
-    lab.connect(
-        &a,
-        "eth0",
-        Some("10.99.0.11/24"),
-        &b,
-        "eth0",
-        Some("10.99.0.12/24"),
-    );
     let d = Scratch::new("ka-more");
     let text = example_text().replacen(
         "notify = true ",
@@ -904,44 +924,20 @@ fn unicast_peers_track_interface_preempt_delay_and_sync_groups_pass_keepalived_a
          real_servers = [\"web1\", \"10.99.0.22\"]\nweights = { web1 = 3, \"10.99.0.22\" = 2 }\n\
          \n[[clusters]]\nname = \"VI_2\"\nvrid = 15\nvirtual_ips = [\"10.99.0.51/24\"]\nsync_group = \"G1\"\n\
          [[clusters.members]]\nsystem = \"lb1\"\npriority = 100\n[[clusters.members]]\nsystem = \"lb2\"\npriority = 90\n";
-    let inv = d.inventory("inventory.toml", &text);
-    let o = ks(&inv, &["check"]);
-    assert!(o.status.success(), "{}", out(&o));
-    let o = ks(&inv, &["render", "lb1", "keepalived.conf"]);
-    assert!(o.status.success(), "{}", out(&o));
-    let conf_text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let squeezed: String = conf_text.split_whitespace().collect::<Vec<_>>().join(" ");
-    for want in [
-        "vrrp_sync_group G1 { group { VI_1 VI_2 } }",
-        "preempt_delay 5",
-        "unicast_src_ip 10.99.0.11 unicast_peer { 10.99.0.12 }",
-        "track_interface { lo }",
-        "state BACKUP",
-        "virtual_server fwmark 7 {",
-        "real_server 10.99.0.21 { weight 3 }",
-        "real_server 10.99.0.22 { weight 2 }",
-    ] {
-        assert!(squeezed.contains(want), "no {want:?} in:\n{conf_text}");
-    }
-    let conf = d.path("lb1.conf");
-    std::fs::write(&conf, &o.stdout).unwrap();
-    let k = a.output("keepalived", &["-t", "-l", "-f", conf.to_str().unwrap()]);
-    assert!(
-        k.status.success(),
-        "keepalived -t: {}\n{conf_text}",
-        out(&k)
-    );
-    let h = Command::new(workspace_bin("ha"))
-        .arg("--config")
-        .arg(&conf)
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert!(h.status.success(), "ha --check: {}\n{conf_text}", out(&h));
-    assert!(
-        out(&h).contains("2 vrrp instances") && out(&h).contains("2 virtual servers"),
-        "{}",
-        out(&h)
+    lb1_conf_passes_keepalived_and_ha(
+        &d,
+        &a,
+        &text,
+        &[
+            "vrrp_sync_group G1 { group { VI_1 VI_2 } }",
+            "preempt_delay 5",
+            "unicast_src_ip 10.99.0.11 unicast_peer { 10.99.0.12 }",
+            "track_interface { lo }",
+            "state BACKUP",
+            "virtual_server fwmark 7 {",
+            "real_server 10.99.0.21 { weight 3 }",
+            "real_server 10.99.0.22 { weight 2 }",
+        ],
     );
 }
 
@@ -951,19 +947,9 @@ fn unicast_peers_track_interface_preempt_delay_and_sync_groups_pass_keepalived_a
 /// rendered for lb1 passes keepalived -t and ha --check.
 #[test]
 fn dual_stack_and_ipv6_clusters_pass_keepalived_and_ha() {
-    let Some(lab) = Lab::new(&["keepalived"]) else {
+    let Some((_lab, a, b)) = lb1_and_peer() else {
         return;
     };
-    let a = lab.host("lb");
-    let b = lab.host("peer");
-    lab.connect(
-        &a,
-        "eth0",
-        Some("10.99.0.11/24"),
-        &b,
-        "eth0",
-        Some("10.99.0.12/24"),
-    );
     for (h, ip6) in [(&a, "2001:db8:99::11/64"), (&b, "2001:db8:99::12/64")] {
         h.run("ip", &["addr", "add", ip6, "dev", "eth0", "nodad"]);
     }
@@ -994,14 +980,7 @@ fn dual_stack_and_ipv6_clusters_pass_keepalived_and_ha() {
          \n[[clusters]]\nname = \"VI_6\"\nvrid = 16\nvrrp_version = 3\nunicast = true\n\
          virtual_ips = [\"2001:db8:99::51/64\"]\n\
          [[clusters.members]]\nsystem = \"lb1\"\npriority = 100\n[[clusters.members]]\nsystem = \"lb2\"\npriority = 90\n";
-    let inv = d.inventory("inventory.toml", &text);
-    let o = ks(&inv, &["check"]);
-    assert!(o.status.success(), "{}", out(&o));
-    let o = ks(&inv, &["render", "lb1", "keepalived.conf"]);
-    assert!(o.status.success(), "{}", out(&o));
-    let conf_text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let squeezed: String = conf_text.split_whitespace().collect::<Vec<_>>().join(" ");
-    for want in [
+    lb1_conf_passes_keepalived_and_ha(&d, &a, &text, &[
         "virtual_ipaddress { 10.99.0.50/24 dev eth0 } virtual_ipaddress_excluded { 2001:db8:99::50/64 dev eth0 }",
         "virtual_server 2001:db8:99::50 80 {",
         "sorry_server 2001:db8:99::99 8080",
@@ -1011,29 +990,7 @@ fn dual_stack_and_ipv6_clusters_pass_keepalived_and_ha() {
         "version 3",
         "unicast_src_ip 2001:db8:99::11 unicast_peer { 2001:db8:99::12 }",
         "virtual_ipaddress { 2001:db8:99::51/64 dev eth0 }",
-    ] {
-        assert!(squeezed.contains(want), "no {want:?} in:\n{conf_text}");
-    }
-    let conf = d.path("lb1.conf");
-    std::fs::write(&conf, &o.stdout).unwrap();
-    let k = a.output("keepalived", &["-t", "-l", "-f", conf.to_str().unwrap()]);
-    assert!(
-        k.status.success(),
-        "keepalived -t: {}\n{conf_text}",
-        out(&k)
-    );
-    let h = Command::new(workspace_bin("ha"))
-        .arg("--config")
-        .arg(&conf)
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert!(h.status.success(), "ha --check: {}\n{conf_text}", out(&h));
-    assert!(
-        out(&h).contains("2 vrrp instances") && out(&h).contains("2 virtual servers"),
-        "{}",
-        out(&h)
-    );
+    ]);
 
     // an IPv6-only cluster cannot speak VRRPv2; a system without ip6 is no IPv6 real server
     let bad = text
