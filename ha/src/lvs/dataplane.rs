@@ -231,7 +231,7 @@ pub fn render_nft(services: &[Service]) -> String {
     )
 }
 
-fn nft(script: &str) -> anyhow::Result<()> {
+pub(crate) fn nft(script: &str) -> anyhow::Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
