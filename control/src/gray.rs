@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use ipnet::Ipv4Net;
+pub use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 /// One gray route. Its identity is (`virtual_server`, `clients`): adding the same again

@@ -139,7 +139,7 @@ pub struct Runner<'a> {
 
 /// How far a host got, for the rollback of its batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Reached {
+pub(crate) enum Reached {
     Drained,
     Stopped,
 }
@@ -151,7 +151,7 @@ struct HostFailure {
 }
 
 impl<'a> Runner<'a> {
-    fn host(&self, name: &str) -> Option<&'a Host> {
+    pub(crate) fn host(&self, name: &str) -> Option<&'a Host> {
         self.cfg.hosts.iter().find(|h| h.name == name)
     }
 
@@ -162,7 +162,7 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    fn drain(&self, h: &Host) -> anyhow::Result<()> {
+    pub(crate) fn drain(&self, h: &Host) -> anyhow::Result<()> {
         self.set_all(h, true)?;
         for d in 0..self.directors.count() {
             wait(self.timing.drain, self.timing.poll, || {
@@ -184,7 +184,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Waits for the drained server's connections to finish; true when they did.
-    fn quiesce(&self, h: &Host) -> bool {
+    pub(crate) fn quiesce(&self, h: &Host) -> bool {
         wait(self.timing.quiesce, self.timing.poll, || {
             let mut total = 0;
             for d in 0..self.directors.count() {
@@ -290,7 +290,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Puts a host of a failed batch back on `to` and in rotation.
-    fn roll_back(
+    pub(crate) fn roll_back(
         &self,
         session: &Session,
         id: &str,
@@ -639,6 +639,20 @@ mod tests {
                 "d{d} {} {rs}",
                 if drain { "drain" } else { "enable" }
             ));
+            Ok(())
+        }
+        fn gray(
+            &self,
+            d: usize,
+            vs: &str,
+            clients: &[opsflow_control::gray::Ipv4Net],
+            rss: Option<&[String]>,
+        ) -> anyhow::Result<()> {
+            let nets: Vec<String> = clients.iter().map(|c| c.to_string()).collect();
+            self.sets.lock().unwrap().push(match rss {
+                Some(r) => format!("d{d} gray {vs} {} -> {}", nets.join(","), r.join(",")),
+                None => format!("d{d} ungray {vs} {}", nets.join(",")),
+            });
             Ok(())
         }
     }

@@ -17,7 +17,7 @@ use ipnet::Ipv4Net;
 use opsflow_control::gray::{GrayKey, GrayRoute, GrayState};
 use serde::{Deserialize, Serialize};
 
-use super::dataplane::{Dest, Service};
+use super::dataplane::{Counts, Dest, Service};
 use crate::conf::lvs::{VirtualServer, VsKey};
 
 /// The table holding the mark rules; nothing else is ever touched.
@@ -255,14 +255,35 @@ impl Routes {
     }
 }
 
-/// `ip saddr { NETS } ip daddr VIP tcp dport PORT meta mark set MARK`.
+/// `ip saddr { NETS } ip daddr VIP tcp dport PORT meta mark set MARK ct mark set MARK`: the
+/// connection carries the mark too, so conntrack counts its connections per gray service.
 pub fn mark_rule(clients: &[Ipv4Net], vip: Ipv4Addr, port: u16, proto: &str, mark: u32) -> String {
     let nets: Vec<String> = clients.iter().map(Ipv4Net::to_string).collect();
     format!(
-        "ip saddr {{ {} }} ip daddr {vip} {} dport {port} meta mark set {mark:#x}",
+        "ip saddr {{ {} }} ip daddr {vip} {} dport {port} meta mark set {mark:#x} ct mark set {mark:#x}",
         nets.join(", "),
         proto.to_ascii_lowercase()
     )
+}
+
+/// Connections of real server `addr:port` of virtual server `key`: through the virtual server
+/// and through its gray services (whose destinations may carry port 0).
+pub fn count(
+    counts: &Counts,
+    key: &VsKey,
+    states: &[GrayState],
+    addr: Ipv4Addr,
+    port: u16,
+) -> (u64, u64) {
+    let id = key.id();
+    let mut keys = vec![(key.clone(), addr, port)];
+    for s in states.iter().filter(|s| s.route.virtual_server == id) {
+        keys.push((VsKey::Fwmark(s.fwmark), addr, port));
+        keys.push((VsKey::Fwmark(s.fwmark), addr, 0));
+    }
+    keys.iter()
+        .filter_map(|k| counts.get(k))
+        .fold((0, 0), |(a, i), (x, y)| (a + x, i + y))
 }
 
 /// The table `ip ha_gray` for `rules`: the mark is set in prerouting (forwarded clients) and
@@ -306,10 +327,10 @@ impl Marks {
 
     /// Whether the rule of `mark` is installed.
     pub fn has(&self, mark: u32) -> bool {
-        let tag = format!("meta mark set {mark:#x}");
+        let tag = format!("meta mark set {mark:#x} ");
         self.installed
             .as_ref()
-            .is_some_and(|r| r.iter().any(|x| x.ends_with(&tag)))
+            .is_some_and(|r| r.iter().any(|x| x.contains(&tag)))
     }
 
     /// Installs `rules` if they are fewer than what is installed (a removal before the
@@ -457,7 +478,7 @@ mod tests {
             rules,
             vec![(
                 MARK_BASE,
-                "ip saddr { 10.8.1.1/32, 10.9.0.0/24 } ip daddr 10.0.0.1 tcp dport 80 meta mark set 0x47520000".to_string()
+                "ip saddr { 10.8.1.1/32, 10.9.0.0/24 } ip daddr 10.0.0.1 tcp dport 80 meta mark set 0x47520000 ct mark set 0x47520000".to_string()
             )]
         );
         let t = render_marks(&[rules[0].1.clone()]);

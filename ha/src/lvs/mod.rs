@@ -488,10 +488,13 @@ impl Lvs {
                     .rss
                     .iter()
                     .map(|r| {
-                        let (act, inact) = counts
-                            .get(&(v.cfg.key.clone(), r.cfg.addr, r.cfg.port))
-                            .copied()
-                            .unwrap_or((0, 0));
+                        let (act, inact) = gray::count(
+                            &counts,
+                            &v.cfg.key,
+                            &self.gray_states,
+                            r.cfg.addr,
+                            r.cfg.port,
+                        );
                         st::RealServer {
                             address: r.cfg.addr,
                             port: r.cfg.port,
