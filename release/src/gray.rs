@@ -74,22 +74,27 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// `release --users` (and `resume` in phase canary): the canary batch, as a plain
-    /// release runs a batch (a failure rolls it back).
+    /// `release --users` (and `resume` in phase canary): the route first, so that once the
+    /// canary is back in rotation only the gray clients reach it (until then they fall back to
+    /// the pool, which no longer holds the canary); then the canary batch, as a plain release
+    /// runs a batch; then phase gray. A canary that fails is rolled back and the route goes.
     pub fn gray_canary(&self, session: &mut Session, rel: &Release) -> anyhow::Result<()> {
         clients(rel)?;
         let first = Release {
             batches: rel.batches.first().cloned().into_iter().collect(),
             ..rel.clone()
         };
-        self.run_batches(session, &first, &rel.done)
-    }
-
-    /// The routes on every director, then phase gray.
-    pub fn gray_route(&self, session: &mut Session, rel: &Release) -> anyhow::Result<()> {
-        self.set_routes(rel, true).map_err(|e| {
-            e.context("the canary runs the new version but not every director routes to it; `release resume` adds the route again, `release abort` rolls the canary back")
-        })?;
+        let r = self
+            .set_routes(rel, true)
+            .and_then(|()| self.run_batches(session, &first, &rel.done));
+        if let Err(e) = r {
+            return match self.set_routes(rel, false) {
+                Ok(()) => Err(e),
+                Err(w) => Err(e.context(format!(
+                    "THE GRAY ROUTE IS STILL SET ({w:#}); remove it with `ha gray del`"
+                ))),
+            };
+        }
         session.phase(&rel.id, Phase::Gray)
     }
 
@@ -163,8 +168,8 @@ pub fn render_waiting(app: &str, r: &ReleaseReport) -> String {
     )
 }
 
-/// `release --users`: the canary, then the route. A canary that fails is rolled back and the
-/// release ends; a route that cannot be set leaves it unfinished (resume or abort).
+/// `release --users`: the route and the canary. A canary that fails is rolled back, its route
+/// removed, and the release ends.
 pub fn canary(runner: &Runner, session: &mut Session, rel: &Release) -> anyhow::Result<()> {
     let app = &runner.cfg.app.name;
     if let Err(e) = runner.gray_canary(session, rel) {
@@ -174,7 +179,6 @@ pub fn canary(runner: &Runner, session: &mut Session, rel: &Release) -> anyhow::
         }
         return Err(e);
     }
-    runner.gray_route(session, rel)?;
     runner.out.say(&format!(
         "{app}-{} is on the canary ({}); {} see it, everyone else the other hosts. State: gray. Next: `release promote` or `release abort`",
         rel.version,
