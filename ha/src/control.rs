@@ -1,4 +1,5 @@
-//! The control API: `GET /v1/status` (JSON), `GET /metrics` (Prometheus) and the drain/enable
+//! The control API: `GET /v1/status` (JSON), `GET /metrics` (Prometheus), `/v1/gray` (gray
+//! routes: GET, POST, DELETE) and the drain/enable
 //! route, over a unix socket or over TCP where a bearer token is required. The routes and the
 //! status types are the contract in `opsflow-control`; this module serves them. The client
 //! side (`ha status|drain|enable`) is `opsflow_control::Client`; [`table`] renders a status
