@@ -56,8 +56,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Cmd::Unlock { force }) => unlock(&cfg, &dir, force),
-        Some(Cmd::Promote) => crate::gray::promote(&runner, &dir, cli.yes),
-        Some(Cmd::Abort) => crate::gray::abort(&runner, &dir, cli.yes),
+        Some(Cmd::Promote) => crate::gray::promote_or_abort(&runner, &dir, cli.yes, true),
+        Some(Cmd::Abort) => crate::gray::promote_or_abort(&runner, &dir, cli.yes, false),
         Some(Cmd::Resume) => {
             let mut session = Session::open(&dir, &command_line(), true)?;
             let Some(rel) = session.unfinished().cloned() else {
@@ -221,7 +221,7 @@ fn start(
     );
     confirm(yes, &format!("{verb} {app}-{version}"))?;
     let user = std::env::var("USER").unwrap_or_default();
-    let rel = session.start_gray(version, batches, before, &command_line(), &user, users)?;
+    let rel = session.start(version, batches, before, &command_line(), &user, users)?;
     if !users.is_empty() {
         return crate::gray::canary(runner, &mut session, &rel);
     }

@@ -206,11 +206,21 @@ fn waiting(session: &Session, app: &str, verb: &str) -> anyhow::Result<Release> 
     }
 }
 
-/// `release promote`.
-pub fn promote(runner: &Runner, dir: &Path, yes: bool) -> anyhow::Result<()> {
+/// `release promote` (`promote`) or `release abort` of the gray release that waits.
+pub fn promote_or_abort(
+    runner: &Runner,
+    dir: &Path,
+    yes: bool,
+    promote: bool,
+) -> anyhow::Result<()> {
     let mut session = Session::open(dir, &command_line(), false)?;
-    let rel = waiting(&session, &runner.cfg.app.name, "promote")?;
-    do_promote(runner, &mut session, &rel, yes)
+    let verb = if promote { "promote" } else { "abort" };
+    let rel = waiting(&session, &runner.cfg.app.name, verb)?;
+    if promote {
+        do_promote(runner, &mut session, &rel, yes)
+    } else {
+        do_abort(runner, &mut session, &rel, yes)
+    }
 }
 
 fn do_promote(
@@ -222,17 +232,16 @@ fn do_promote(
     let app = &runner.cfg.app.name;
     match rel.phase {
         Some(Phase::Gray | Phase::Promoting) => {}
-        Some(p) => {
+        other => {
             return Err(coded(
                 Kind::Usage,
                 format!(
                     "release {app}-{} is {}: `release resume` finishes that first",
                     rel.version,
-                    p.name()
+                    other.map_or("not a gray release", Phase::name)
                 ),
             ))
         }
-        None => unreachable!("waiting() returns gray releases only"),
     }
     confirm(yes, &format!("promote {app}-{} to every host", rel.version))?;
     let (r, took) = timed(|| runner.gray_promote(session, rel));
@@ -255,13 +264,6 @@ fn do_promote(
     ));
     runner.cleanup(&rel.before, &rel.version);
     Ok(())
-}
-
-/// `release abort`.
-pub fn abort(runner: &Runner, dir: &Path, yes: bool) -> anyhow::Result<()> {
-    let mut session = Session::open(dir, &command_line(), false)?;
-    let rel = waiting(&session, &runner.cfg.app.name, "abort")?;
-    do_abort(runner, &mut session, &rel, yes)
 }
 
 fn do_abort(

@@ -107,20 +107,8 @@ impl Session {
             .map_err(|e| coded(Kind::Usage, e))
     }
 
-    /// Records the start of a release and returns it.
-    pub fn start(
-        &mut self,
-        version: &str,
-        batches: Vec<Vec<String>>,
-        before: BTreeMap<String, Option<String>>,
-        command: &str,
-        user: &str,
-    ) -> anyhow::Result<Release> {
-        self.start_gray(version, batches, before, command, user, &[])
-    }
-
     /// Records the start of a release (gray by user when `users` is not empty) and returns it.
-    pub fn start_gray(
+    pub fn start(
         &mut self,
         version: &str,
         batches: Vec<Vec<String>>,
