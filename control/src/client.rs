@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::address::{Address, Endpoint};
+use crate::gray::{GrayKey, GrayRemoved, GrayRoute, GrayState};
 use crate::route::{Route, RsAction};
 use crate::status::{RsChange, Status};
 
@@ -126,10 +127,49 @@ impl Client {
         })
     }
 
+    /// `GET /v1/gray`: the gray routes in force.
+    pub async fn gray_list(&self) -> Result<Vec<GrayState>, Error> {
+        let body = self.call(&Route::GrayList).await?;
+        self.decode(&body)
+    }
+
+    /// `POST /v1/gray`: adds (or replaces) a gray route; answers its state.
+    pub async fn gray_add(&self, route: &GrayRoute) -> Result<GrayState, Error> {
+        let body = self.call_with(&Route::GrayAdd, self.encode(route)?).await?;
+        self.decode(&body)
+    }
+
+    /// `DELETE /v1/gray`: removes the routes `key` names; answers those removed.
+    pub async fn gray_del(&self, key: &GrayKey) -> Result<GrayRemoved, Error> {
+        let body = self.call_with(&Route::GrayDel, self.encode(key)?).await?;
+        self.decode(&body)
+    }
+
+    fn encode(&self, v: &impl serde::Serialize) -> Result<Bytes, Error> {
+        serde_json::to_vec(v)
+            .map(Bytes::from)
+            .map_err(|source| Error::Decode {
+                address: self.endpoint.address.clone(),
+                source,
+            })
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, Error> {
+        serde_json::from_slice(body).map_err(|source| Error::Decode {
+            address: self.endpoint.address.clone(),
+            source,
+        })
+    }
+
     /// One request; the body of a 2xx answer, else [`Error::Status`] with the answer's text.
     pub async fn call(&self, route: &Route) -> Result<Bytes, Error> {
+        self.call_with(route, Bytes::new()).await
+    }
+
+    /// One request with a JSON body.
+    pub async fn call_with(&self, route: &Route, body: Bytes) -> Result<Bytes, Error> {
         let address = &self.endpoint.address;
-        match tokio::time::timeout(self.total_timeout, self.exchange(route)).await {
+        match tokio::time::timeout(self.total_timeout, self.exchange(route, body)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
                 address: address.clone(),
@@ -164,7 +204,7 @@ impl Client {
         }
     }
 
-    async fn exchange(&self, route: &Route) -> Result<Bytes, Error> {
+    async fn exchange(&self, route: &Route, body: Bytes) -> Result<Bytes, Error> {
         let address = &self.endpoint.address;
         let http = |source| Error::Http {
             address: address.clone(),
@@ -179,17 +219,18 @@ impl Client {
             .method(route.method())
             .uri(route.path())
             .header(hyper::header::HOST, address.host_header())
-            .header(hyper::header::CONTENT_LENGTH, "0");
+            .header(hyper::header::CONTENT_LENGTH, body.len().to_string());
+        if !body.is_empty() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
         if let Some(t) = &self.endpoint.token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }
-        let req = req
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| Error::Status {
-                address: address.clone(),
-                code: 0,
-                body: format!("cannot build the request: {e}"),
-            })?;
+        let req = req.body(Full::new(body)).map_err(|e| Error::Status {
+            address: address.clone(),
+            code: 0,
+            body: format!("cannot build the request: {e}"),
+        })?;
         let res = sender.send_request(req).await.map_err(http)?;
         let code = res.status();
         let body = Limited::new(res.into_body(), MAX_BODY)
@@ -256,5 +297,17 @@ impl Blocking {
 
     pub fn call(&self, route: &Route) -> Result<Bytes, Error> {
         self.run(self.client.call(route))
+    }
+
+    pub fn gray_list(&self) -> Result<Vec<GrayState>, Error> {
+        self.run(self.client.gray_list())
+    }
+
+    pub fn gray_add(&self, route: &GrayRoute) -> Result<GrayState, Error> {
+        self.run(self.client.gray_add(route))
+    }
+
+    pub fn gray_del(&self, key: &GrayKey) -> Result<GrayRemoved, Error> {
+        self.run(self.client.gray_del(key))
     }
 }

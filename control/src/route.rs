@@ -6,6 +6,9 @@ use std::fmt;
 pub const STATUS: &str = "/v1/status";
 /// `GET`: Prometheus metrics.
 pub const METRICS: &str = "/metrics";
+/// `GET` the gray routes, `POST` one ([`crate::gray::GrayRoute`]), `DELETE` some
+/// ([`crate::gray::GrayKey`]).
+pub const GRAY: &str = "/v1/gray";
 /// The prefix of the drain/enable route.
 const VIRTUAL_SERVERS: &str = "/v1/virtual-servers/";
 const REAL_SERVERS: &str = "/real-servers/";
@@ -39,6 +42,12 @@ pub enum Route {
         real_server: String,
         action: RsAction,
     },
+    /// `GET /v1/gray`.
+    GrayList,
+    /// `POST /v1/gray`, the route in the body.
+    GrayAdd,
+    /// `DELETE /v1/gray`, the key in the body.
+    GrayDel,
 }
 
 /// Why a request matched no route.
@@ -54,8 +63,9 @@ impl Route {
     /// The method and path of this request.
     pub fn method(&self) -> &'static str {
         match self {
-            Route::Status | Route::Metrics => "GET",
-            Route::RealServer { .. } => "POST",
+            Route::Status | Route::Metrics | Route::GrayList => "GET",
+            Route::RealServer { .. } | Route::GrayAdd => "POST",
+            Route::GrayDel => "DELETE",
         }
     }
 
@@ -63,6 +73,7 @@ impl Route {
         match self {
             Route::Status => STATUS.to_string(),
             Route::Metrics => METRICS.to_string(),
+            Route::GrayList | Route::GrayAdd | Route::GrayDel => GRAY.to_string(),
             Route::RealServer {
                 virtual_server,
                 real_server,
@@ -76,6 +87,14 @@ impl Route {
 
     /// The route of a request, by method and path.
     pub fn parse(method: &str, path: &str) -> Result<Route, NoRoute> {
+        if path == GRAY {
+            return match method {
+                "GET" => Ok(Route::GrayList),
+                "POST" => Ok(Route::GrayAdd),
+                "DELETE" => Ok(Route::GrayDel),
+                _ => Err(NoRoute::Method),
+            };
+        }
         let route = match path {
             STATUS => Route::Status,
             METRICS => Route::Metrics,
@@ -115,7 +134,7 @@ impl fmt::Display for Usage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "GET {STATUS}, GET {METRICS}, POST {VIRTUAL_SERVERS}{{VIP:PORT|fwmark-N}}{REAL_SERVERS}{{RIP:PORT}}/{{drain|enable}}"
+            "GET {STATUS}, GET {METRICS}, POST {VIRTUAL_SERVERS}{{VIP:PORT|fwmark-N}}{REAL_SERVERS}{{RIP:PORT}}/{{drain|enable}}, GET|POST|DELETE {GRAY}"
         )
     }
 }
@@ -159,6 +178,15 @@ mod tests {
     }
 
     #[test]
+    fn the_gray_path_takes_three_methods() {
+        check("GET", "/v1/gray", Ok(Route::GrayList));
+        check("POST", "/v1/gray", Ok(Route::GrayAdd));
+        check("DELETE", "/v1/gray", Ok(Route::GrayDel));
+        check("PUT", "/v1/gray", Err(NoRoute::Method));
+        check("GET", "/v1/gray/x", Err(NoRoute::Path));
+    }
+
+    #[test]
     fn wrong_methods_and_paths_are_told_apart() {
         check("POST", "/v1/status", Err(NoRoute::Method));
         check(
@@ -187,6 +215,11 @@ mod tests {
     #[test]
     fn usage_names_every_route() {
         let u = Usage.to_string();
-        assert!(u.contains(STATUS) && u.contains(METRICS) && u.contains("drain|enable"));
+        assert!(
+            u.contains(STATUS)
+                && u.contains(METRICS)
+                && u.contains("drain|enable")
+                && u.contains(GRAY)
+        );
     }
 }

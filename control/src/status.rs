@@ -13,6 +13,9 @@ pub struct Status {
     pub vrrp: Vec<Instance>,
     #[serde(default)]
     pub virtual_servers: Vec<VirtualServer>,
+    /// The gray routes in force (`GET /v1/gray` answers the same list).
+    #[serde(default)]
+    pub gray: Vec<crate::gray::GrayState>,
 }
 
 /// A VRRP state, spelled as keepalived spells it.
@@ -211,6 +214,7 @@ mod tests {
                     last_error: None,
                 }],
             }],
+            gray: vec![],
         }
     }
 

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use opsflow_control::client::Blocking;
-use opsflow_control::{Address, Client, Endpoint, RsAction};
+use opsflow_control::gray::parse_networks;
+use opsflow_control::{Address, Client, Endpoint, GrayKey, GrayRoute, RsAction};
 
-use crate::cli::{Cli, Cmd, Control, Genhash, DEFAULT_CONTROL};
+use crate::cli::{Cli, Cmd, Control, Genhash, GrayCmd, DEFAULT_CONTROL};
 use crate::conf::Config;
 use crate::control::{self, Listener};
 use crate::daemon::Daemon;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Genhash(g)) => genhash(g),
+        Some(Cmd::Gray(g)) => gray(&g.cmd),
         None => {
             let id = cli.config_id.clone().unwrap_or_else(hostname);
             let Some(cfg) = load(&cli.config, &id) else {
@@ -98,6 +100,70 @@ fn status(c: &Control, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&s)?);
     } else {
         print!("{}", control::table(&s));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ha gray add|list|del` through the control client.
+fn gray(cmd: &GrayCmd) -> anyhow::Result<ExitCode> {
+    let usage = |what: &str, e: String| anyhow::anyhow!("{what}: {e}");
+    match cmd {
+        GrayCmd::Add {
+            virtual_server,
+            clients,
+            real_servers,
+            control,
+        } => {
+            let route = GrayRoute {
+                virtual_server: virtual_server.clone(),
+                clients: parse_networks(clients).map_err(|e| usage("--clients", e))?,
+                real_servers: real_servers.clone(),
+            };
+            let s = client(control)?.gray_add(&route)?;
+            println!(
+                "gray route added: {}{}",
+                s.route,
+                if s.fallback {
+                    " (no gray real server in service yet: these clients get the pool until one is)"
+                } else {
+                    ""
+                }
+            );
+        }
+        GrayCmd::List { control, json } => {
+            let list = client(control)?.gray_list()?;
+            if *json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                print!("{}", control::gray_table(&list));
+            }
+        }
+        GrayCmd::Del {
+            virtual_server,
+            clients,
+            control,
+        } => {
+            let key = GrayKey {
+                virtual_server: virtual_server.clone(),
+                clients: match clients {
+                    Some(c) => parse_networks(c).map_err(|e| usage("--clients", e))?,
+                    None => Vec::new(),
+                },
+            };
+            let r = client(control)?.gray_del(&key)?;
+            if r.removed.is_empty() {
+                anyhow::bail!(
+                    "no gray route of {virtual_server}{} (see `ha gray list`)",
+                    clients
+                        .as_deref()
+                        .map(|c| format!(" from {c}"))
+                        .unwrap_or_default()
+                );
+            }
+            for g in &r.removed {
+                println!("gray route removed: {g}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

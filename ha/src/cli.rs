@@ -105,6 +105,52 @@ pub enum Cmd {
     Enable(Target),
     /// Print the MD5 digest of a page, for HTTP_GET/SSL_GET `digest` (keepalived's genhash).
     Genhash(Genhash),
+    /// Gray routes (gray release by user): clients from chosen networks reach only chosen
+    /// real servers of a virtual server; everyone else gets the others.
+    Gray(Gray),
+}
+
+/// `ha gray add|list|del`.
+#[derive(clap::Args, Debug)]
+pub struct Gray {
+    #[command(subcommand)]
+    pub cmd: GrayCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GrayCmd {
+    /// Send CLIENTS to REAL-SERVERS of a virtual server (replaces the route with the same
+    /// clients); kept across reloads and restarts until `del`.
+    Add {
+        /// `VIP:PORT` (`VIP:PORT/udp`).
+        virtual_server: String,
+        /// Client networks: CIDR[,CIDR] (a bare address is a /32).
+        #[arg(long, value_name = "CIDR[,CIDR]")]
+        clients: String,
+        /// The gray real servers: RIP:PORT[,RIP:PORT].
+        #[arg(long, value_name = "RIP:PORT[,RIP:PORT]", value_delimiter = ',')]
+        real_servers: Vec<String>,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// The gray routes in force.
+    List {
+        #[command(flatten)]
+        control: Control,
+        /// As JSON (the control API's `GET /v1/gray`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the route of CLIENTS (every route of the virtual server without --clients).
+    Del {
+        /// `VIP:PORT` (`VIP:PORT/udp`).
+        virtual_server: String,
+        /// Client networks of the route: CIDR[,CIDR].
+        #[arg(long, value_name = "CIDR[,CIDR]")]
+        clients: Option<String>,
+        #[command(flatten)]
+        control: Control,
+    },
 }
 
 /// keepalived's genhash options.

@@ -1,4 +1,5 @@
-//! The control API: `GET /v1/status` (JSON), `GET /metrics` (Prometheus) and the drain/enable
+//! The control API: `GET /v1/status` (JSON), `GET /metrics` (Prometheus), `/v1/gray` (gray
+//! routes: GET, POST, DELETE) and the drain/enable
 //! route, over a unix socket or over TCP where a bearer token is required. The routes and the
 //! status types are the contract in `opsflow-control`; this module serves them. The client
 //! side (`ha status|drain|enable`) is `opsflow_control::Client`; [`table`] renders a status
@@ -17,7 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use opsflow_control::route::{NoRoute, Usage};
-use opsflow_control::{Route, RsAction, Status, VrrpState};
+use opsflow_control::{GrayKey, GrayRoute, Route, RsAction, Status, VrrpState};
 
 use crate::status::{Counters, Shared};
 
@@ -49,7 +50,7 @@ pub async fn respond(
     shared: &Shared,
     token: Option<&str>,
     lvs: &Option<crate::lvs::Handle>,
-    req: &Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     if let Some(t) = token {
         let auth = req
@@ -79,6 +80,49 @@ pub async fn respond(
         }
     };
     match route {
+        Route::GrayAdd | Route::GrayDel => {
+            let Some(l) = lvs else {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "this ha has no virtual servers\n".into(),
+                );
+            };
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            };
+            let answer = if route == Route::GrayAdd {
+                match serde_json::from_slice::<GrayRoute>(&body) {
+                    Ok(r) => l.gray_add(r).await.map(|s| serde_json::to_string(&s)),
+                    Err(e) => Err((400, format!("the body is not a gray route: {e}"))),
+                }
+            } else {
+                match serde_json::from_slice::<GrayKey>(&body) {
+                    Ok(k) => l.gray_del(k).await.map(|s| serde_json::to_string(&s)),
+                    Err(e) => Err((400, format!("the body is not a gray route key: {e}"))),
+                }
+            };
+            match answer {
+                Ok(json) => reply(StatusCode::OK, "application/json", json.unwrap_or_default()),
+                Err((code, msg)) => text(
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    format!("{msg}\n"),
+                ),
+            }
+        }
+        Route::GrayList => {
+            let Ok(s) = shared.lock() else {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "state unavailable\n".into(),
+                );
+            };
+            reply(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_string(&s.0.gray).unwrap_or_default(),
+            )
+        }
         Route::RealServer {
             virtual_server,
             real_server,
@@ -127,6 +171,16 @@ pub async fn respond(
             }
         }
     }
+}
+
+/// The body of a request, at most 64 KiB.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, String> {
+    use http_body_util::BodyExt;
+    http_body_util::Limited::new(req.into_body(), 64 << 10)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| format!("cannot read the request body: {e}"))
 }
 
 /// The Prometheus text of the counters and instance states.
@@ -184,7 +238,7 @@ pub async fn serve(
         let (shared, lvs) = (shared.clone(), lvs.clone());
         move |req: Request<Incoming>| {
             let (shared, lvs, token) = (shared.clone(), lvs.clone(), token.clone());
-            async move { Ok::<_, Infallible>(respond(&shared, token.as_deref(), &lvs, &req).await) }
+            async move { Ok::<_, Infallible>(respond(&shared, token.as_deref(), &lvs, req).await) }
         }
     };
     match l {
@@ -348,6 +402,10 @@ pub fn table(s: &Status) -> String {
     if s.virtual_servers.is_empty() {
         return o;
     }
+    if !s.gray.is_empty() {
+        o.push('\n');
+        o.push_str(&gray_table(&s.gray));
+    }
     let row = |o: &mut String, c: [&str; 10]| {
         let _ = writeln!(
             o,
@@ -398,6 +456,37 @@ pub fn table(s: &Status) -> String {
                 v.sorry_server.as_deref().unwrap_or("")
             );
         }
+    }
+    o
+}
+
+/// The gray routes for people (`ha gray list`, and in `ha status`).
+pub fn gray_table(list: &[opsflow_control::GrayState]) -> String {
+    let mut o = String::new();
+    if list.is_empty() {
+        o.push_str("no gray routes\n");
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "{:<22} {:<34} {:<30} {:<10} now",
+        "gray: virtual server", "clients", "real servers", "fwmark"
+    );
+    for g in list {
+        let clients: Vec<String> = g.route.clients.iter().map(|c| c.to_string()).collect();
+        let now = if g.fallback {
+            "FALLBACK (no gray real server in service: the pool answers)".to_string()
+        } else {
+            format!("{} in service", g.in_service.join(","))
+        };
+        let _ = writeln!(
+            o,
+            "{:<22} {:<34} {:<30} {:<10} {now}",
+            g.route.virtual_server,
+            clients.join(","),
+            g.route.real_servers.join(","),
+            format!("{:#x}", g.fwmark)
+        );
     }
     o
 }

@@ -34,6 +34,10 @@ pub struct Cli {
     /// Batch size: a count (2), a percentage (25%) or a ramp (1,2,50%).
     #[arg(long, short = 'b', default_value = "1", global = true)]
     pub batch: String,
+    /// Gray release by user: deploy the first batch (the canary), route these client
+    /// networks to it on every director, and wait in state `gray` for `promote` or `abort`.
+    #[arg(long, value_name = "CIDR[,CIDR]")]
+    pub users: Option<String>,
     /// Print the batches and exit.
     #[arg(long)]
     pub plan: bool,
@@ -63,6 +67,10 @@ pub enum Cmd {
     Rollback { version: Option<String> },
     /// Finish a release that was interrupted (the process was killed, the machine rebooted).
     Resume,
+    /// A gray release (`--users`) waits: roll the remaining batches, then remove the route.
+    Promote,
+    /// A gray release (`--users`) waits: remove the route and roll the canary back.
+    Abort,
     /// Remove the lock (and abandon an unfinished release).
     Unlock {
         #[arg(long)]

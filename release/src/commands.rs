@@ -56,12 +56,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Cmd::Unlock { force }) => unlock(&cfg, &dir, force),
+        Some(Cmd::Promote) => crate::gray::promote_or_abort(&runner, &dir, cli.yes, true),
+        Some(Cmd::Abort) => crate::gray::promote_or_abort(&runner, &dir, cli.yes, false),
         Some(Cmd::Resume) => {
             let mut session = Session::open(&dir, &command_line(), true)?;
             let Some(rel) = session.unfinished().cloned() else {
                 println!("nothing to resume: every release in the journal finished");
                 return Ok(());
             };
+            if rel.phase.is_some() {
+                return crate::gray::resume(&runner, &mut session, &rel, cli.yes);
+            }
             let left: Vec<&str> = rel
                 .batches
                 .iter()
@@ -94,7 +99,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         .map_err(|e| coded(Kind::Usage, e))?
                 }
             };
-            start(&runner, session, &cli.batch, &target, cli.yes, "rollback")
+            start(
+                &runner,
+                session,
+                &cli.batch,
+                &target,
+                cli.yes,
+                "rollback",
+                &[],
+            )
         }
         None => {
             let Some(t) = cli.target.as_deref() else {
@@ -106,6 +119,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let version = cfg
                 .version_of(t)
                 .map_err(|e| coded(Kind::Usage, format!("{e:#}")))?;
+            let users: Vec<String> = match &cli.users {
+                Some(u) => opsflow_control::gray::parse_networks(u)
+                    .map_err(|e| coded(Kind::Usage, format!("--users {u}: {e}")))?
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect(),
+                None => Vec::new(),
+            };
             // the lock first: a running release is named as such, not as "unfinished"
             let session = if cli.plan {
                 None
@@ -114,16 +135,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 s.refuse_unfinished(app)?;
                 Some(s)
             };
-            start(&runner, session, &cli.batch, &version, cli.yes, "release")
+            start(
+                &runner, session, &cli.batch, &version, cli.yes, "release", &users,
+            )
         }
     }
 }
 
-fn command_line() -> String {
+pub(crate) fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
 }
 
-fn confirm(yes: bool, what: &str) -> anyhow::Result<()> {
+pub(crate) fn confirm(yes: bool, what: &str) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
@@ -151,6 +174,7 @@ fn start(
     version: &str,
     yes: bool,
     verb: &str,
+    users: &[String],
 ) -> anyhow::Result<()> {
     let cfg = runner.cfg;
     let app = &cfg.app.name;
@@ -161,11 +185,19 @@ fn start(
     println!("{verb} {app}-{version}: {} batch(es)", batches.len());
     for (i, b) in batches.iter().enumerate() {
         println!(
-            "  batch {}: {:<30} ({})",
+            "  batch {}: {:<30} ({}){}",
             i + 1,
             b.join(" "),
-            crate::plan::fraction(b.len(), names.len())
+            crate::plan::fraction(b.len(), names.len()),
+            if i == 0 && !users.is_empty() {
+                " canary"
+            } else {
+                ""
+            }
         );
+    }
+    if !users.is_empty() {
+        print!("{}", crate::gray::plan(users, &batches));
     }
     let Some(mut session) = session else {
         return Ok(());
@@ -189,12 +221,15 @@ fn start(
     );
     confirm(yes, &format!("{verb} {app}-{version}"))?;
     let user = std::env::var("USER").unwrap_or_default();
-    let rel = session.start(version, batches, before, &command_line(), &user)?;
+    let rel = session.start(version, batches, before, &command_line(), &user, users)?;
+    if !users.is_empty() {
+        return crate::gray::canary(runner, &mut session, &rel);
+    }
     finish(runner, &mut session, &rel, &BTreeMap::new())
 }
 
 /// Runs the batches of `rel` and records how it ended.
-fn finish(
+pub(crate) fn finish(
     runner: &Runner,
     session: &mut Session,
     rel: &Release,
@@ -270,6 +305,12 @@ pub struct ReleaseReport {
     pub before: BTreeMap<String, Option<String>>,
     /// Last step per host.
     pub steps: BTreeMap<String, String>,
+    /// A gray release by user: its client networks and phase (`canary`, `gray`, `promoting`,
+    /// `aborting`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<&'static str>,
 }
 
 impl From<&Release> for ReleaseReport {
@@ -290,6 +331,8 @@ impl From<&Release> for ReleaseReport {
             batches: r.batches.clone(),
             before: r.before.clone(),
             steps: r.steps.clone(),
+            users: r.users.clone(),
+            phase: r.phase.map(|p| p.name()),
         }
     }
 }
@@ -481,6 +524,9 @@ impl StatusReport {
             _ => s.push_str("lock: free\n"),
         }
         match (&self.unfinished, &self.last) {
+            (Some(r), _) if r.phase == Some("gray") => {
+                s.push_str(&crate::gray::render_waiting(app, r));
+            }
             (Some(r), _) => {
                 s.push_str(&format!(
                     "release {app}-{} ({}) DID NOT FINISH, started {} by {}; `release resume` completes it\n",

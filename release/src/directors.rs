@@ -2,7 +2,8 @@
 //! ha's control API behind it ([`HaDirectors`]).
 
 use opsflow_control::client::Blocking;
-use opsflow_control::{Client, Endpoint, Error, RsAction};
+use opsflow_control::gray::Ipv4Net;
+use opsflow_control::{Client, Endpoint, Error, GrayKey, GrayRoute, RsAction};
 
 use crate::config::Director;
 use crate::exit::{coded, Kind};
@@ -27,6 +28,15 @@ pub trait Directors: Sync {
     fn real_servers(&self, d: usize, vs: &str) -> anyhow::Result<Vec<(String, RsState)>>;
     /// Drains (`drain`) or enables real server `rs` of `vs` on director `d`.
     fn set(&self, d: usize, vs: &str, rs: &str, drain: bool) -> anyhow::Result<()>;
+    /// Sets (`Some(real servers)`) or removes (`None`) the gray route of `clients` to `vs` on
+    /// director `d`; removing a route that is not there succeeds.
+    fn gray(
+        &self,
+        d: usize,
+        vs: &str,
+        clients: &[Ipv4Net],
+        real_servers: Option<&[String]>,
+    ) -> anyhow::Result<()>;
 
     /// Real server `rs` of `vs` on director `d`.
     fn real_server(&self, d: usize, vs: &str, rs: &str) -> anyhow::Result<RsState> {
@@ -120,6 +130,34 @@ impl Directors for HaDirectors {
         self.blocking(d)?
             .set_real_server(vs, rs, action)
             .map_err(classify)?;
+        Ok(())
+    }
+
+    fn gray(
+        &self,
+        d: usize,
+        vs: &str,
+        clients: &[Ipv4Net],
+        real_servers: Option<&[String]>,
+    ) -> anyhow::Result<()> {
+        let c = self.blocking(d)?;
+        match real_servers {
+            Some(rss) => {
+                c.gray_add(&GrayRoute {
+                    virtual_server: vs.to_string(),
+                    clients: clients.to_vec(),
+                    real_servers: rss.to_vec(),
+                })
+                .map_err(classify)?;
+            }
+            None => {
+                c.gray_del(&GrayKey {
+                    virtual_server: vs.to_string(),
+                    clients: clients.to_vec(),
+                })
+                .map_err(classify)?;
+            }
+        }
         Ok(())
     }
 }

@@ -17,11 +17,10 @@
 //! recorded bad (or the run fails) and is never a rollback target; every step is idempotent so
 //! `resume` can repeat the one a crash interrupted; no value reaches a shell unquoted.
 
-//!
-//! Gray by user (issue 19) fits this shape: a gray route is one more [`directors::Directors`]
-//! call per director, `gray`/`promoted`/`aborted` are more [`state::Entry`] kinds replayed into
-//! [`state::Release`], and `promote`/`abort` are [`run::Runner::run_batches`] over the
-//! remaining batches or a rollback of the canary, decided in [`decide`].
+//! - [`gray`]: gray release by user (`--users`, `promote`, `abort`): a gray route is one more
+//!   [`directors::Directors`] call per director, `gray`/`promote`/`abort` are more
+//!   [`state::Entry`] kinds replayed into [`state::Release`]'s phase, and `promote`/`abort` are
+//!   [`run::Runner::run_batches`] over the remaining batches or a rollback of the canary.
 
 pub mod cli;
 pub mod commands;
@@ -29,6 +28,7 @@ pub mod config;
 pub mod decide;
 pub mod directors;
 pub mod exit;
+pub mod gray;
 pub mod health;
 pub mod hosts;
 pub mod plan;

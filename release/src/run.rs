@@ -139,7 +139,7 @@ pub struct Runner<'a> {
 
 /// How far a host got, for the rollback of its batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Reached {
+pub(crate) enum Reached {
     Drained,
     Stopped,
 }
@@ -151,7 +151,7 @@ struct HostFailure {
 }
 
 impl<'a> Runner<'a> {
-    fn host(&self, name: &str) -> Option<&'a Host> {
+    pub(crate) fn host(&self, name: &str) -> Option<&'a Host> {
         self.cfg.hosts.iter().find(|h| h.name == name)
     }
 
@@ -162,7 +162,7 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    fn drain(&self, h: &Host) -> anyhow::Result<()> {
+    pub(crate) fn drain(&self, h: &Host) -> anyhow::Result<()> {
         self.set_all(h, true)?;
         for d in 0..self.directors.count() {
             wait(self.timing.drain, self.timing.poll, || {
@@ -184,7 +184,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Waits for the drained server's connections to finish; true when they did.
-    fn quiesce(&self, h: &Host) -> bool {
+    pub(crate) fn quiesce(&self, h: &Host) -> bool {
         wait(self.timing.quiesce, self.timing.poll, || {
             let mut total = 0;
             for d in 0..self.directors.count() {
@@ -290,7 +290,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Puts a host of a failed batch back on `to` and in rotation.
-    fn roll_back(
+    pub(crate) fn roll_back(
         &self,
         session: &Session,
         id: &str,
@@ -641,6 +641,20 @@ mod tests {
             ));
             Ok(())
         }
+        fn gray(
+            &self,
+            d: usize,
+            vs: &str,
+            clients: &[opsflow_control::gray::Ipv4Net],
+            rss: Option<&[String]>,
+        ) -> anyhow::Result<()> {
+            let nets: Vec<String> = clients.iter().map(|c| c.to_string()).collect();
+            self.sets.lock().unwrap().push(match rss {
+                Some(r) => format!("d{d} gray {vs} {} -> {}", nets.join(","), r.join(",")),
+                None => format!("d{d} ungray {vs} {}", nets.join(",")),
+            });
+            Ok(())
+        }
     }
 
     /// Hosts whose health gate fails for the versions in `broken`.
@@ -775,7 +789,7 @@ mod tests {
                 .into_iter()
                 .map(|(h, v)| (h, v.unwrap()))
                 .collect();
-            let rel = session.start(version, batches, before, "test", "u")?;
+            let rel = session.start(version, batches, before, "test", "u", &[])?;
             self.runner().run_batches(session, &rel, &BTreeMap::new())
         }
 
@@ -844,6 +858,67 @@ mod tests {
         let (_, bad) = state::replay(&Journal::read(&w.dir).unwrap());
         assert_eq!(bad, ["1.5"]);
         assert!(s.rollback_target("w", Some("1.5")).is_err());
+    }
+
+    #[test]
+    fn a_gray_release_routes_before_the_canary_returns_and_unroutes_after_promote_or_abort() {
+        let w = world("gray", 3, 1, &[]);
+        let names: Vec<String> = w.cfg.hosts.iter().map(|h| h.name.clone()).collect();
+        let batches = plan::batches(&[plan::Step::Count(1)], &names);
+        let before: BTreeMap<String, Option<String>> = names
+            .iter()
+            .map(|h| (h.clone(), Some("1.3".into())))
+            .collect();
+        let users = ["10.9.0.0/24".to_string()];
+        let mut s = Session::open(&w.dir, "test", false).unwrap();
+        let rel = s
+            .start("1.4", batches.clone(), before.clone(), "t", "u", &users)
+            .unwrap();
+        w.runner().gray_canary(&mut s, &rel).unwrap();
+        let log = |from: usize| w.directors.sets.lock().unwrap()[from..].to_vec();
+        let canary = log(0);
+        let pos = |l: &[String], x: &str| l.iter().position(|c| c == x).unwrap();
+        let route = "d0 gray 10.0.0.100:80 10.9.0.0/24 -> 10.0.0.1:80";
+        assert!(
+            pos(&canary, route) < pos(&canary, "d0 enable 10.0.0.1:80"),
+            "{canary:?}"
+        );
+        assert!(!canary.iter().any(|c| c.contains("10.0.0.2")), "{canary:?}");
+        assert_eq!(w.versions()[..2], [Some("1.4".into()), Some("1.3".into())]);
+        let (rs, _) = state::replay(&Journal::read(&w.dir).unwrap());
+        assert_eq!(rs[0].phase, Some(state::Phase::Gray));
+        // promote: the other hosts, then the route goes
+        let rel = rs[0].clone();
+        w.runner().gray_promote(&mut s, &rel).unwrap();
+        let promote = log(canary.len());
+        let last = promote.iter().rposition(|c| c.contains("enable")).unwrap();
+        assert!(
+            pos(&promote, "d1 ungray 10.0.0.100:80 10.9.0.0/24") > last,
+            "{promote:?}"
+        );
+        assert_eq!(w.versions(), vec![Some("1.4".to_string()); 3]);
+        s.finish(&rel.id, true, "ok").unwrap();
+        // abort: the canary drained, the route removed, the canary back on 1.4 and enabled
+        let n = w.directors.sets.lock().unwrap().len();
+        let before14 = names
+            .iter()
+            .map(|h| (h.clone(), Some("1.4".into())))
+            .collect();
+        let rel = s.start("1.6", batches, before14, "t", "u", &users).unwrap();
+        w.runner().gray_canary(&mut s, &rel).unwrap();
+        assert_eq!(w.versions()[0], Some("1.6".into()));
+        let (rs, _) = state::replay(&Journal::read(&w.dir).unwrap());
+        let m = w.directors.sets.lock().unwrap().len();
+        w.runner().gray_abort(&mut s, &rs[1]).unwrap();
+        let abort = log(m);
+        let drain = pos(&abort, "d1 drain 10.0.0.1:80");
+        let ungray = pos(&abort, "d1 ungray 10.0.0.100:80 10.9.0.0/24");
+        assert!(
+            drain < ungray && ungray < pos(&abort, "d0 enable 10.0.0.1:80"),
+            "{abort:?}"
+        );
+        assert_eq!(w.versions(), vec![Some("1.4".to_string()); 3]);
+        assert!(n < m);
     }
 
     #[test]

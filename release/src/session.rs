@@ -81,6 +81,15 @@ impl Session {
     /// Fails when a release did not finish: it must be resumed or abandoned first.
     pub fn refuse_unfinished(&self, app: &str) -> anyhow::Result<()> {
         match self.unfinished() {
+            Some(r) if r.phase == Some(state::Phase::Gray) => Err(coded(
+                Kind::LockBusy,
+                format!(
+                    "release {app}-{} ({}) waits in state gray (clients {}); `release promote` or `release abort` it first",
+                    r.version,
+                    r.id,
+                    r.users.join(",")
+                ),
+            )),
             Some(r) => Err(coded(
                 Kind::LockBusy,
                 format!(
@@ -98,7 +107,7 @@ impl Session {
             .map_err(|e| coded(Kind::Usage, e))
     }
 
-    /// Records the start of a release and returns it.
+    /// Records the start of a release (gray by user when `users` is not empty) and returns it.
     pub fn start(
         &mut self,
         version: &str,
@@ -106,6 +115,7 @@ impl Session {
         before: BTreeMap<String, Option<String>>,
         command: &str,
         user: &str,
+        users: &[String],
     ) -> anyhow::Result<Release> {
         let id = format!("{}-{}", state::now(), std::process::id());
         let ts = state::now();
@@ -117,6 +127,7 @@ impl Session {
             command: command.to_string(),
             user: user.to_string(),
             ts,
+            users: users.to_vec(),
         })?;
         let rel = Release {
             id,
@@ -126,6 +137,8 @@ impl Session {
             command: command.to_string(),
             user: user.to_string(),
             started: ts,
+            users: users.to_vec(),
+            phase: (!users.is_empty()).then_some(state::Phase::Canary),
             ..Release::default()
         };
         self.releases.push(rel.clone());
@@ -169,6 +182,22 @@ impl Session {
         })?;
         if !self.bad.iter().any(|b| b == version) {
             self.bad.push(version.to_string());
+        }
+        Ok(())
+    }
+
+    /// Records that a gray release reached `phase` (gray, promoting, aborting).
+    pub fn phase(&mut self, id: &str, phase: state::Phase) -> anyhow::Result<()> {
+        let ts = state::now();
+        let e = match phase {
+            state::Phase::Gray => Entry::Gray { id: id.into(), ts },
+            state::Phase::Promoting => Entry::Promote { id: id.into(), ts },
+            state::Phase::Aborting => Entry::Abort { id: id.into(), ts },
+            state::Phase::Canary => anyhow::bail!("the canary phase starts with the release"),
+        };
+        self.journal.write(&e)?;
+        if let Some(r) = self.releases.iter_mut().rev().find(|r| r.id == id) {
+            r.phase = Some(phase);
         }
         Ok(())
     }

@@ -178,6 +178,9 @@ pub enum Entry {
         command: String,
         user: String,
         ts: u64,
+        /// A gray release by user: the client networks that see the canary first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        users: Vec<String>,
     },
     Step {
         id: String,
@@ -209,6 +212,36 @@ pub enum Entry {
         message: String,
         ts: u64,
     },
+    /// The canary is done and the gray route is on every director: the release waits for
+    /// `promote` or `abort`.
+    Gray { id: String, ts: u64 },
+    /// `release promote` began: the remaining batches, then the route goes.
+    Promote { id: String, ts: u64 },
+    /// `release abort` began: the route goes, the canary is rolled back.
+    Abort { id: String, ts: u64 },
+}
+
+/// Where a gray release (`release --users`) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The canary batch is being deployed (no route yet).
+    Canary,
+    /// Waiting, gray route in force.
+    Gray,
+    Promoting,
+    Aborting,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Canary => "canary",
+            Phase::Gray => "gray",
+            Phase::Promoting => "promoting",
+            Phase::Aborting => "aborting",
+        }
+    }
 }
 
 /// Where journal lines go: the file, synced after each line (tests use a sink that fails).
@@ -300,6 +333,9 @@ pub struct Release {
     pub rolled_back: BTreeMap<String, Option<String>>,
     /// None while unfinished.
     pub finished: Option<(bool, String)>,
+    /// A gray release: its client networks, and its phase.
+    pub users: Vec<String>,
+    pub phase: Option<Phase>,
 }
 
 /// Replays the journal: every release in order, and the versions marked bad.
@@ -316,6 +352,7 @@ pub fn replay(entries: &[Entry]) -> (Vec<Release>, Vec<String>) {
                 command,
                 user,
                 ts,
+                users,
             } => out.push(Release {
                 id: id.clone(),
                 version: version.clone(),
@@ -324,6 +361,8 @@ pub fn replay(entries: &[Entry]) -> (Vec<Release>, Vec<String>) {
                 command: command.clone(),
                 user: user.clone(),
                 started: *ts,
+                users: users.clone(),
+                phase: (!users.is_empty()).then_some(Phase::Canary),
                 ..Release::default()
             }),
             Entry::Step { id, host, step, .. } => {
@@ -355,6 +394,16 @@ pub fn replay(entries: &[Entry]) -> (Vec<Release>, Vec<String>) {
             } => {
                 if let Some(r) = out.iter_mut().rev().find(|r| &r.id == id) {
                     r.finished = Some((*ok, message.clone()));
+                }
+            }
+            Entry::Gray { id, .. } | Entry::Promote { id, .. } | Entry::Abort { id, .. } => {
+                let phase = match e {
+                    Entry::Gray { .. } => Phase::Gray,
+                    Entry::Promote { .. } => Phase::Promoting,
+                    _ => Phase::Aborting,
+                };
+                if let Some(r) = out.iter_mut().rev().find(|r| &r.id == id) {
+                    r.phase = Some(phase);
                 }
             }
         }
@@ -421,6 +470,7 @@ mod tests {
             command: "c".into(),
             user: "u".into(),
             ts: 1,
+            users: vec![],
         })
         .unwrap();
         j.write(&Entry::Step {
@@ -442,5 +492,44 @@ mod tests {
         assert!(rs[0].finished.is_none());
         assert!(bad.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_gray_release_replays_into_its_phase() {
+        let start = |users: Vec<String>| Entry::Start {
+            id: "g1".into(),
+            version: "1.4".into(),
+            batches: vec![vec!["h1".into()], vec!["h2".into()]],
+            before: BTreeMap::new(),
+            command: "c".into(),
+            user: "u".into(),
+            ts: 1,
+            users,
+        };
+        // an old journal line (no users) is a plain release
+        let old: Entry = serde_json::from_str(
+            r#"{"event":"start","id":"o","version":"1.3","batches":[],"before":{},"command":"c","user":"u","ts":0}"#,
+        )
+        .unwrap();
+        assert_eq!(replay(&[old]).0[0].phase, None);
+        let mut entries = vec![start(vec!["10.1.0.0/16".into()])];
+        assert_eq!(replay(&entries).0[0].phase, Some(Phase::Canary));
+        entries.push(Entry::Gray {
+            id: "g1".into(),
+            ts: 2,
+        });
+        let (rs, _) = replay(&entries);
+        assert_eq!((rs[0].phase, rs[0].users.len()), (Some(Phase::Gray), 1));
+        entries.push(Entry::Promote {
+            id: "g1".into(),
+            ts: 3,
+        });
+        assert_eq!(replay(&entries).0[0].phase, Some(Phase::Promoting));
+        let line = serde_json::to_string(&Entry::Abort {
+            id: "g1".into(),
+            ts: 4,
+        })
+        .unwrap();
+        assert_eq!(line, r#"{"event":"abort","id":"g1","ts":4}"#);
     }
 }

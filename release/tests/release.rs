@@ -38,6 +38,8 @@ S(("0.0.0.0", 80), H).serve_forever()
 struct Env {
     lab: Lab,
     client: Host,
+    /// A second client, on its own network (10.92.3.0/24), for gray releases by user.
+    client_b: Host,
     ctl: Host,
     _ha: Proc,
     conf: PathBuf,
@@ -108,6 +110,11 @@ fn setup() -> Option<Env> {
     lab.attach(&d1, &front, "eth0", Some("10.92.1.2/24"));
     lab.attach(&d1, &back, "eth1", Some("10.92.2.1/24"));
     d1.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    let side = lab.switch("side");
+    let client_b = lab.host("cb");
+    lab.attach(&client_b, &side, "eth0", Some("10.92.3.10/24"));
+    lab.attach(&d1, &side, "eth2", Some("10.92.3.1/24"));
+    client_b.run("ip", &["route", "add", "default", "via", "10.92.3.1"]);
     let ctl = lab.host("ctl");
     lab.attach(&ctl, &back, "eth0", Some("10.92.2.5/24"));
     let dir = lab.dir().to_path_buf();
@@ -220,6 +227,7 @@ token_file = "{dir}/token"
     let env = Env {
         lab,
         client,
+        client_b,
         ctl,
         _ha: ha,
         conf,
@@ -646,4 +654,139 @@ base = "{base_toml}"
     );
     let o = gone_release(&["-y", "waimai-1.3"]);
     assert_eq!(o.status.code(), Some(6), "unreachable: {}", text(&o));
+}
+
+/// Answers (time, body or None) of one request loop per client while `f` runs.
+type Answers = Vec<(std::time::Instant, Option<String>)>;
+
+fn loops(clients: [&Host; 2], f: impl FnOnce()) -> [Answers; 2] {
+    let stop = AtomicBool::new(false);
+    let run = |c: &Host| {
+        let mut v = Answers::new();
+        while !stop.load(Ordering::Relaxed) {
+            v.push((std::time::Instant::now(), who(c)));
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        v
+    };
+    std::thread::scope(|s| {
+        let a = s.spawn(|| run(clients[0]));
+        let b = s.spawn(|| run(clients[1]));
+        f();
+        stop.store(true, Ordering::Relaxed);
+        [a.join().unwrap(), b.join().unwrap()]
+    })
+}
+
+/// The answers between two instants, and how many failed.
+fn between(v: &Answers, from: std::time::Instant, to: std::time::Instant) -> (Vec<&str>, usize) {
+    let w: Vec<&Option<String>> = v
+        .iter()
+        .filter(|(t, _)| *t >= from && *t < to)
+        .map(|(_, a)| a)
+        .collect();
+    (
+        w.iter().filter_map(|a| a.as_deref()).collect(),
+        w.iter().filter(|a| a.is_none()).count(),
+    )
+}
+
+#[test]
+fn gray_by_user_then_promote_and_then_abort() {
+    let Some(env) = setup() else { return };
+    let users = "10.92.1.0/24"; // client A; client_b (10.92.3.10) is everyone else
+    let o = env.release(&["--users", users, "waimai-1.4", "--plan"]);
+    assert!(
+        o.status.success() && text(&o).contains("batch 1: h1") && text(&o).contains("state gray"),
+        "{}",
+        text(&o)
+    );
+
+    // --users: the canary (h1) gets 1.4, A is routed to it; promote: the rest, route gone
+    let t = std::sync::Mutex::new(Vec::new());
+    let mark = || t.lock().unwrap().push(std::time::Instant::now());
+    let mut outs = Vec::new();
+    let [a, b] = loops([&env.client, &env.client_b], || {
+        mark();
+        outs.push(env.release(&["--users", users, "waimai-1.4", "--yes"]));
+        mark();
+        outs.push(env.release(&["status"]));
+        std::thread::sleep(Duration::from_millis(500));
+        mark();
+        outs.push(env.release(&["promote", "--yes"]));
+        mark();
+    });
+    let t = t.into_inner().unwrap();
+    assert!(outs[0].status.success(), "{}", text(&outs[0]));
+    assert!(text(&outs[1]).contains("GRAY"), "{}", text(&outs[1]));
+    assert!(outs[2].status.success(), "{}", text(&outs[2]));
+    for h in HOSTS {
+        assert_eq!(env.version_of(h), "waimai-1.4");
+    }
+    let (all_a, fail_a) = between(&a, t[0], t[3]);
+    let (all_b, fail_b) = between(&b, t[0], t[3]);
+    assert_eq!(
+        (fail_a, fail_b),
+        (0, 0),
+        "failed requests: A {fail_a}, B {fail_b}"
+    );
+    let (gray_a, _) = between(&a, t[1], t[3]);
+    assert!(
+        gray_a.len() >= 5 && gray_a.iter().all(|w| w.starts_with("waimai-1.4 ")),
+        "A from the route to the end of promote: {gray_a:?}"
+    );
+    // until promote starts, A reaches the canary only
+    let (wait_a, _) = between(&a, t[1], t[2]);
+    assert!(
+        wait_a.iter().all(|w| *w == "waimai-1.4 h1"),
+        "A in the gray phase: {wait_a:?}"
+    );
+    // B never sees the canary's version before promote (the route comes before the canary
+    // is back in rotation)
+    let (gray_b, _) = between(&b, t[0], t[2]);
+    assert!(
+        gray_b.len() >= 5 && gray_b.iter().all(|w| w.starts_with("waimai-1.3 ")),
+        "B in the gray phase: {gray_b:?}"
+    );
+    assert!(all_a.len() + all_b.len() > 20);
+    let o = env.release(&["status"]);
+    assert!(!text(&o).contains("GRAY"), "{}", text(&o));
+    assert!(wait_until(Duration::from_secs(5), || {
+        let seen: std::collections::BTreeSet<String> =
+            (0..6).filter_map(|_| who(&env.client)).collect();
+        seen.len() >= 2 && seen.iter().all(|w| w.starts_with("waimai-1.4"))
+    }));
+
+    // a second gray run, aborted: the canary is back on 1.4, the route gone, nothing failed
+    let mut outs = Vec::new();
+    let [a, b] = loops([&env.client, &env.client_b], || {
+        outs.push(env.release(&["--users", users, "waimai-1.6", "--yes"]));
+        outs.push(env.release(&["--batch", "2", "waimai-1.6", "--yes"]));
+        outs.push(env.release(&["abort", "--yes"]));
+    });
+    assert!(outs[0].status.success(), "{}", text(&outs[0]));
+    assert_eq!(
+        outs[1].status.code(),
+        Some(4),
+        "a release while gray waits: {}",
+        text(&outs[1])
+    );
+    assert!(text(&outs[1]).contains("promote"), "{}", text(&outs[1]));
+    assert!(outs[2].status.success(), "{}", text(&outs[2]));
+    assert!(
+        a.iter().any(|(_, w)| w.as_deref() == Some("waimai-1.6 h1")),
+        "A never saw the canary"
+    );
+    assert!(!b
+        .iter()
+        .any(|(_, w)| w.as_deref().is_some_and(|w| w.starts_with("waimai-1.6"))));
+    let failed = a.iter().chain(&b).filter(|(_, w)| w.is_none()).count();
+    assert_eq!(failed, 0, "failed requests during the gray run and abort");
+    for h in HOSTS {
+        assert_eq!(env.version_of(h), "waimai-1.4");
+    }
+    let o = env.release(&["abort", "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = env.release(&["history"]);
+    assert!(text(&o).contains("aborted"), "{}", text(&o));
 }

@@ -2,7 +2,8 @@
 # Real IPVS in a real kernel: boots Debian's kernel under qemu (TCG) with the ip_vs modules and
 # runs our `ha` inside with virtual servers of every kind (NAT, DR, TUN, fwmark, persistence),
 # checking the result with ipvsadm -Ln and /proc/net/ip_vs; drain, enable, weight change by
-# reload, removal by a failing check, a foreign service left alone, cleanup at shutdown; then
+# reload, removal by a failing check, a gray route (fwmark service and nftables mark rule,
+# added and removed together), a foreign service left alone, cleanup at shutdown; then
 # with --bench, programs 10,000 real servers and times it against ipvsadm -R.
 # Usage: tests/vm/ipvs.sh PATH/TO/ha [WORKDIR] [--bench]. Prints the VM's report; exits 0 when every
 # check passed. Needs root, qemu-system-x86_64, cpio, apt-get (network for the first run).
@@ -17,7 +18,8 @@ cp "$R/bin/busybox" "$I/bin.busybox"; mkdir -p "$I/bin"; mv "$I/bin.busybox" "$I
 for a in sh mount insmod ip sleep cat grep echo poweroff kill seq sed awk wc test rm touch mkdir head tr date; do ln -sf busybox "$I/bin/$a"; done
 vm_copy_bin "$I" "$HA"
 vm_copy_bin "$I" "$R/sbin/ipvsadm" "$R/lib/x86_64-linux-gnu:$R/usr/lib/x86_64-linux-gnu"
-for m in netfilter/nf_defrag_ipv4 netfilter/nf_defrag_ipv6 crc32c_generic libcrc32c nf_conntrack \
+vm_copy_bin "$I" "$(command -v nft)"   # the host's nft: gray routes mark their clients with it
+for m in netfilter/nf_defrag_ipv4 netfilter/nf_defrag_ipv6 crc32c_generic libcrc32c nf_conntrack nfnetlink nf_tables nft_ct \
          ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_dh ip_vs_sed ip_vs_nq ip_vs_lblc ip_vs_lblcr ip_vs_fo ip_vs_ovf ip_vs_mh; do
   f=$(find "$MODS/kernel" -name "$(basename $m).ko" | head -1); cp "$f" "$I/lib/modules/"
   echo "$(basename $m)" >>"$I/lib/modules/order"
@@ -121,6 +123,15 @@ rm /tmp/up3
 check "failing check removes 10.0.1.3" "waitfor '! ipvsadm -Ln | grep -q 10.0.1.3:80'"
 touch /tmp/up3
 check "passing check adds it back"   "waitfor 'ipvsadm -Ln | grep -q 10.0.1.3:80'"
+# a gray route: an fwmark service (0x47520000 = 1196556288) with the gray real server, a mark
+# rule for the client network, and the pool without it; removed together
+ha gray add 10.0.0.1:80 --clients 10.5.0.0/16 --real-servers 10.0.1.1:80 --control /run/ha.sock >/dev/null
+lvs
+nft list table ip ha_gray
+check "gray: fwmark service, the pool without its real server" "lvs | grep -Eq 'FWM  1196556288 rr' && ipvsadm -Ln -f 1196556288 | grep -Eq '10.0.1.1:0 +Masq +1 ' && ! ipvsadm -Ln -t 10.0.0.1:80 | grep -q 10.0.1.1:80"
+check "gray: nftables marks the clients" "nft list table ip ha_gray | grep 'ip saddr 10.5.0.0/16 ip daddr 10.0.0.1 tcp dport 80' | grep -q 'meta mark set 0x47520000'"
+ha gray del 10.0.0.1:80 --clients 10.5.0.0/16 --control /run/ha.sock >/dev/null
+check "gray del: service and mark rule gone, pool whole" "! lvs | grep -q FWM.*1196556288 && ! nft list tables | grep -q ha_gray && ipvsadm -Ln -t 10.0.0.1:80 | grep -Eq '10.0.1.1:80 +Masq +1 '"
 kill -TERM $HAPID; wait $HAPID
 check "shutdown removes our services" "! lvs | grep -q 10.0.0."
 check "and leaves the foreign one"    "lvs | grep -q 10.9.9.9:80"

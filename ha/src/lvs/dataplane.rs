@@ -259,7 +259,7 @@ fn render_family(family: &str, services: &[&Service]) -> String {
     )
 }
 
-fn nft(script: &str) -> anyhow::Result<()> {
+pub(crate) fn nft(script: &str) -> anyhow::Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())

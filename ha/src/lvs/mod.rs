@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod dataplane;
+pub mod gray;
 pub mod ipvs;
 
 use std::collections::BTreeSet;
@@ -15,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use opsflow_control::gray::{GrayKey, GrayRemoved, GrayRoute, GrayState};
 use opsflow_control::status as st;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -33,6 +35,16 @@ pub enum Cmd {
         rs: String,
         on: bool,
         reply: oneshot::Sender<Result<st::RsChange, (u16, String)>>,
+    },
+    /// Add (or replace) a gray route; the reply comes once the data plane has it.
+    GrayAdd {
+        route: GrayRoute,
+        reply: oneshot::Sender<Result<GrayState, (u16, String)>>,
+    },
+    /// Remove gray routes; the reply comes once the data plane no longer has them.
+    GrayDel {
+        key: GrayKey,
+        reply: oneshot::Sender<GrayRemoved>,
     },
     Reload(Vec<VirtualServer>),
     Shutdown(oneshot::Sender<()>),
@@ -55,6 +67,24 @@ impl Handle {
             .map_err(|_| (503, "the load-balancer task is not running".to_string()))?;
         rx.await
             .map_err(|_| (503, "the load-balancer task stopped".to_string()))?
+    }
+
+    pub async fn gray_add(&self, route: GrayRoute) -> Result<GrayState, (u16, String)> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(Cmd::GrayAdd { route, reply: tx })
+            .map_err(|_| (503, "the load-balancer task is not running".to_string()))?;
+        rx.await
+            .map_err(|_| (503, "the load-balancer task stopped".to_string()))?
+    }
+
+    pub async fn gray_del(&self, key: GrayKey) -> Result<GrayRemoved, (u16, String)> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(Cmd::GrayDel { key, reply: tx })
+            .map_err(|_| (503, "the load-balancer task is not running".to_string()))?;
+        rx.await
+            .map_err(|_| (503, "the load-balancer task stopped".to_string()))
     }
 
     pub fn reload(&self, vss: Vec<VirtualServer>) {
@@ -106,10 +136,12 @@ struct VsRun {
     quorum_up: bool,
 }
 
-/// The drains, kept in a state file so they survive reloads and restarts.
+/// The drains and the gray routes, kept in a state file so they survive reloads and restarts.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Drains {
     drained: BTreeSet<(String, String)>,
+    #[serde(default)]
+    gray: gray::Routes,
 }
 
 /// The LVS task.
@@ -122,6 +154,8 @@ pub struct Lvs {
     rx: mpsc::UnboundedReceiver<CheckEvent>,
     shared: Shared,
     generation: u64,
+    marks: gray::Marks,
+    gray_states: Vec<GrayState>,
 }
 
 /// A pseudo-random pause in `[0, warmup)` (warmup defaults to none; `warmup 0` is none),
@@ -198,6 +232,9 @@ impl Lvs {
         if !drains.drained.is_empty() {
             info!(count = drains.drained.len(), file = %state_file.display(), "drains restored");
         }
+        for e in &drains.gray.0 {
+            info!(route = %e.route, file = %state_file.display(), "gray route restored");
+        }
         let mut lvs = Lvs {
             backend,
             vss: Vec::new(),
@@ -207,6 +244,8 @@ impl Lvs {
             rx,
             shared,
             generation: 0,
+            marks: gray::Marks::default(),
+            gray_states: Vec::new(),
         };
         lvs.load(vss);
         tokio::spawn(lvs.run(crx));
@@ -337,8 +376,9 @@ impl Lvs {
     fn reconcile(&mut self) {
         let mut desired = Vec::new();
         let mut quorum_changes = Vec::new();
+        let mut gray_states = Vec::new();
         for (vi, v) in self.vss.iter().enumerate() {
-            let mut dests: Vec<Dest> = v
+            let dests: Vec<Dest> = v
                 .rss
                 .iter()
                 .filter_map(|r| {
@@ -359,6 +399,10 @@ impl Lvs {
             if up != v.quorum_up {
                 quorum_changes.push((vi, up));
             }
+            // gray routes: their services go first, the rest is everyone else's pool
+            let (gray_services, mut dests, states) = self.drains.gray.split(q, dests);
+            desired.extend(gray_services);
+            gray_states.extend(states);
             if let Some((a, p)) = q.sorry_server {
                 if !up {
                     dests.push(Dest {
@@ -394,6 +438,19 @@ impl Lvs {
                 run_notify(&v.cfg.quorum_down, "quorum_down");
             }
         }
+        self.gray_states = gray_states;
+        // a gray route's mark rule exists only while its service does: stale marks go first,
+        // new marks after the services
+        let vss: Vec<VirtualServer> = self.vss.iter().map(|v| v.cfg.clone()).collect();
+        let marks = self.drains.gray.mark_rules(&vss);
+        let keep: Vec<String> = marks
+            .iter()
+            .filter(|(m, _)| self.marks.has(*m))
+            .map(|(_, r)| r.clone())
+            .collect();
+        if let Err(e) = self.marks.apply_subset(&keep) {
+            warn!(error = %format!("{e:#}"), "cannot remove gray mark rules");
+        }
         let t0 = std::time::Instant::now();
         match self.backend.apply(&desired) {
             Ok(changes) if changes.len() <= 20 => {
@@ -413,6 +470,12 @@ impl Lvs {
                 warn!(backend = self.backend.name(), error = %format!("{e:#}"), "cannot program the data plane")
             }
         }
+        let rules: Vec<String> = marks.iter().map(|(_, r)| r.clone()).collect();
+        match self.marks.apply(&rules) {
+            Ok(true) => info!(routes = rules.len(), "gray mark rules installed"),
+            Ok(false) => {}
+            Err(e) => warn!(error = %format!("{e:#}"), "cannot install the gray mark rules"),
+        }
         self.publish();
     }
 
@@ -430,10 +493,13 @@ impl Lvs {
                     .rss
                     .iter()
                     .map(|r| {
-                        let (act, inact) = counts
-                            .get(&(v.cfg.key.clone(), r.cfg.addr, r.cfg.port))
-                            .copied()
-                            .unwrap_or((0, 0));
+                        let (act, inact) = gray::count(
+                            &counts,
+                            &v.cfg.key,
+                            &self.gray_states,
+                            r.cfg.addr,
+                            r.cfg.port,
+                        );
                         st::RealServer {
                             address: r.cfg.addr,
                             port: r.cfg.port,
@@ -470,6 +536,7 @@ impl Lvs {
             .collect();
         if let Ok(mut s) = self.shared.lock() {
             s.0.virtual_servers = vss;
+            s.0.gray = self.gray_states.clone();
         }
     }
 
@@ -574,6 +641,41 @@ impl Lvs {
         })
     }
 
+    fn gray_add(&mut self, route: GrayRoute) -> Result<GrayState, (u16, String)> {
+        let vss: Vec<&VirtualServer> = self.vss.iter().map(|v| &v.cfg).collect();
+        let entry = self.drains.gray.add(&vss, route)?;
+        if let Err(e) = self.save_drains() {
+            warn!(file = %self.state_file.display(), error = %e, "cannot save the gray routes; they hold until ha stops");
+        }
+        info!(route = %entry.route, fwmark = entry.fwmark, "gray route added");
+        self.reconcile();
+        Ok(self
+            .gray_states
+            .iter()
+            .find(|s| s.fwmark == entry.fwmark)
+            .cloned()
+            .unwrap_or(GrayState {
+                route: entry.route,
+                fwmark: entry.fwmark,
+                in_service: Vec::new(),
+                fallback: true,
+            }))
+    }
+
+    fn gray_del(&mut self, key: &GrayKey) -> GrayRemoved {
+        let removed = self.drains.gray.remove(key);
+        if !removed.is_empty() {
+            if let Err(e) = self.save_drains() {
+                warn!(file = %self.state_file.display(), error = %e, "cannot save the gray routes");
+            }
+            for r in &removed {
+                info!(route = %r, "gray route removed");
+            }
+            self.reconcile();
+        }
+        GrayRemoved { removed }
+    }
+
     async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -596,6 +698,12 @@ impl Lvs {
                 cmd = cmds.recv() => match cmd {
                     Some(Cmd::Drain { vs, rs, on, reply }) => {
                         let _ = reply.send(self.drain(&vs, &rs, on));
+                    }
+                    Some(Cmd::GrayAdd { route, reply }) => {
+                        let _ = reply.send(self.gray_add(route));
+                    }
+                    Some(Cmd::GrayDel { key, reply }) => {
+                        let _ = reply.send(self.gray_del(&key));
                     }
                     Some(Cmd::Reload(vss)) => {
                         info!(virtual_servers = vss.len(), "virtual servers reloaded");
@@ -628,6 +736,9 @@ impl Lvs {
             }
         }
         self.vss.clear();
+        if let Err(e) = self.marks.clear() {
+            warn!(error = %format!("{e:#}"), "cannot remove the gray mark rules");
+        }
         match self.backend.clear() {
             Ok(()) => info!(backend = self.backend.name(), "virtual services removed"),
             Err(e) => {

@@ -1,0 +1,499 @@
+//! Gray routes (gray release by user): traffic from chosen client networks to a virtual server
+//! goes only to chosen real servers; all other clients keep the normal pool, from which those
+//! real servers are removed.
+//!
+//! A route becomes two things, installed and removed together by [`super::Lvs::reconcile`]:
+//! a virtual service of its own, keyed by a firewall mark (`fwmark` [`Service`], in whichever
+//! backend runs: IPVS looks up fwmark services first, and the nftables backend renders them
+//! before the address rules), and an nftables rule in ha's table `ip ha_gray` that sets that
+//! mark on packets from the client networks to the virtual server ([`Marks`]). When every gray
+//! real server is out of service (checkers, drain), the gray service gets the normal pool
+//! instead: gray clients fall back, and return when one is back. Routes are kept in the state
+//! file with the drains.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use opsflow_control::gray::{GrayKey, GrayRoute, GrayState};
+use serde::{Deserialize, Serialize};
+
+use super::dataplane::{Counts, Dest, Service};
+use crate::conf::lvs::{VirtualServer, VsKey};
+
+/// The table holding the mark rules; nothing else is ever touched.
+pub const TABLE: &str = "ha_gray";
+/// Marks of gray services are `MARK_BASE + n` ("GR" in the high half), away from the small
+/// marks configured fwmark virtual servers use.
+pub const MARK_BASE: u32 = 0x4752_0000;
+
+/// A route and the mark of its service, as kept in the state file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub route: GrayRoute,
+    pub fwmark: u32,
+}
+
+/// The routes in force.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Routes(pub Vec<Entry>);
+
+fn same_clients(a: &[Ipv4Net], b: &[Ipv4Net]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    a.dedup();
+    b.sort();
+    b.dedup();
+    a == b
+}
+
+impl Routes {
+    /// Adds `route` (replacing the one with the same virtual server and clients) after checking
+    /// it against the configured virtual servers; Err: (HTTP status, what to do).
+    pub fn add(
+        &mut self,
+        vss: &[&VirtualServer],
+        mut route: GrayRoute,
+    ) -> Result<Entry, (u16, String)> {
+        let Some(vs) = vss.iter().find(|v| v.key.id() == route.virtual_server) else {
+            let known: Vec<String> = vss.iter().map(|v| v.key.id()).collect();
+            return Err((
+                404,
+                format!(
+                    "no virtual server {} (known: {})",
+                    route.virtual_server,
+                    known.join(", ")
+                ),
+            ));
+        };
+        if matches!(vs.key, VsKey::Fwmark(_)) {
+            return Err((
+                400,
+                format!(
+                    "{}: gray routes take a VIP:PORT virtual server, not a fwmark one",
+                    route.virtual_server
+                ),
+            ));
+        }
+        if matches!(vs.key, VsKey::Addr(IpAddr::V6(_), _, _)) {
+            return Err((
+                400,
+                format!(
+                    "{}: gray routes match IPv4 client networks; an IPv6 virtual server has none",
+                    route.virtual_server
+                ),
+            ));
+        }
+        if route.clients.is_empty() || route.real_servers.is_empty() {
+            return Err((
+                400,
+                "a gray route needs client networks and real servers".into(),
+            ));
+        }
+        for rs in &route.real_servers {
+            if !vs
+                .real_servers
+                .iter()
+                .any(|r| format!("{}:{}", r.addr, r.port) == *rs)
+            {
+                let known: Vec<String> = vs
+                    .real_servers
+                    .iter()
+                    .map(|r| format!("{}:{}", r.addr, r.port))
+                    .collect();
+                return Err((
+                    404,
+                    format!(
+                        "virtual server {} has no real server {rs} (known: {})",
+                        route.virtual_server,
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        for net in &route.clients {
+            if let Some(other) = self.0.iter().find(|e| {
+                e.route.virtual_server == route.virtual_server
+                    && !same_clients(&e.route.clients, &route.clients)
+                    && e.route
+                        .clients
+                        .iter()
+                        .any(|o| o.contains(net) || net.contains(o))
+            }) {
+                return Err((
+                    409,
+                    format!(
+                        "{net} overlaps the gray route {}; remove it first (ha gray del)",
+                        other.route
+                    ),
+                ));
+            }
+        }
+        route.clients.sort();
+        route.clients.dedup();
+        route.real_servers.dedup();
+        let fwmark = match self.0.iter().position(|e| {
+            e.route.virtual_server == route.virtual_server
+                && same_clients(&e.route.clients, &route.clients)
+        }) {
+            Some(i) => {
+                let fwmark = self.0[i].fwmark;
+                self.0[i].route = route;
+                fwmark
+            }
+            None => {
+                let fwmark = (MARK_BASE..)
+                    .find(|m| !self.0.iter().any(|e| e.fwmark == *m))
+                    .unwrap_or(MARK_BASE);
+                self.0.push(Entry { route, fwmark });
+                fwmark
+            }
+        };
+        Ok(self
+            .0
+            .iter()
+            .find(|e| e.fwmark == fwmark)
+            .cloned()
+            .expect("the route just stored"))
+    }
+
+    /// Removes the routes `key` names (every route of the virtual server when it names no
+    /// clients); returns them.
+    pub fn remove(&mut self, key: &GrayKey) -> Vec<GrayRoute> {
+        let (gone, kept): (Vec<Entry>, Vec<Entry>) =
+            std::mem::take(&mut self.0).into_iter().partition(|e| {
+                e.route.virtual_server == key.virtual_server
+                    && (key.clients.is_empty() || same_clients(&e.route.clients, &key.clients))
+            });
+        self.0 = kept;
+        gone.into_iter().map(|e| e.route).collect()
+    }
+
+    /// Splits the destinations of virtual server `key` (its normal pool): the gray services
+    /// of its routes, to be installed before it, and what is left for everyone else. A gray
+    /// service whose real servers are all out of service gets the pool (fallback).
+    pub fn split(
+        &self,
+        vs: &VirtualServer,
+        pool: Vec<Dest>,
+    ) -> (Vec<Service>, Vec<Dest>, Vec<GrayState>) {
+        let id = vs.key.id();
+        let port = match &vs.key {
+            VsKey::Addr(_, p, _) => *p,
+            VsKey::Fwmark(_) => 0,
+        };
+        let mine: Vec<&Entry> = self
+            .0
+            .iter()
+            .filter(|e| e.route.virtual_server == id)
+            .collect();
+        if mine.is_empty() {
+            return (Vec::new(), pool, Vec::new());
+        }
+        let is_gray = |d: &Dest| {
+            mine.iter().any(|e| {
+                e.route
+                    .real_servers
+                    .contains(&format!("{}:{}", d.addr, d.port))
+            })
+        };
+        let (gray, rest): (Vec<Dest>, Vec<Dest>) = pool.into_iter().partition(is_gray);
+        let mut services = Vec::new();
+        let mut states = Vec::new();
+        for e in mine {
+            let live: Vec<Dest> = gray
+                .iter()
+                .filter(|d| {
+                    d.weight > 0
+                        && e.route
+                            .real_servers
+                            .contains(&format!("{}:{}", d.addr, d.port))
+                })
+                .cloned()
+                .collect();
+            let fallback = live.is_empty();
+            let dests = if fallback { rest.clone() } else { live.clone() };
+            services.push(Service {
+                key: VsKey::Fwmark(e.fwmark),
+                scheduler: vs.scheduler.clone(),
+                method: vs.method.clone(),
+                persistence_timeout: vs.persistence_timeout,
+                persistence_granularity: vs.persistence_granularity,
+                // a fwmark service keeps the packet's port when the destination's is 0 (as
+                // IPVS reports it); another port is translated
+                dests: dests
+                    .into_iter()
+                    .map(|d| Dest {
+                        port: if d.port == port { 0 } else { d.port },
+                        ..d
+                    })
+                    .collect(),
+            });
+            states.push(GrayState {
+                route: e.route.clone(),
+                fwmark: e.fwmark,
+                in_service: live
+                    .iter()
+                    .map(|d| format!("{}:{}", d.addr, d.port))
+                    .collect(),
+                fallback,
+            });
+        }
+        (services, rest, states)
+    }
+
+    /// The mark rules of the routes whose virtual server is configured: (mark, rule text).
+    pub fn mark_rules(&self, vss: &[VirtualServer]) -> Vec<(u32, String)> {
+        let mut out = Vec::new();
+        for e in &self.0 {
+            // gray routes match IPv4 clients: an IPv6 virtual server has none
+            let Some(VsKey::Addr(IpAddr::V4(vip), port, proto)) = vss
+                .iter()
+                .map(|v| &v.key)
+                .find(|k| k.id() == e.route.virtual_server)
+            else {
+                continue;
+            };
+            out.push((
+                e.fwmark,
+                mark_rule(&e.route.clients, *vip, *port, proto, e.fwmark),
+            ));
+        }
+        out
+    }
+}
+
+/// `ip saddr { NETS } ip daddr VIP tcp dport PORT meta mark set MARK ct mark set MARK`: the
+/// connection carries the mark too, so conntrack counts its connections per gray service.
+pub fn mark_rule(clients: &[Ipv4Net], vip: Ipv4Addr, port: u16, proto: &str, mark: u32) -> String {
+    let nets: Vec<String> = clients.iter().map(Ipv4Net::to_string).collect();
+    format!(
+        "ip saddr {{ {} }} ip daddr {vip} {} dport {port} meta mark set {mark:#x} ct mark set {mark:#x}",
+        nets.join(", "),
+        proto.to_ascii_lowercase()
+    )
+}
+
+/// Connections of real server `addr:port` of virtual server `key`: through the virtual server
+/// and through its gray services (whose destinations may carry port 0).
+pub fn count(
+    counts: &Counts,
+    key: &VsKey,
+    states: &[GrayState],
+    addr: IpAddr,
+    port: u16,
+) -> (u64, u64) {
+    let id = key.id();
+    let mut keys = vec![(key.clone(), addr, port)];
+    for s in states.iter().filter(|s| s.route.virtual_server == id) {
+        keys.push((VsKey::Fwmark(s.fwmark), addr, port));
+        keys.push((VsKey::Fwmark(s.fwmark), addr, 0));
+    }
+    keys.iter()
+        .filter_map(|k| counts.get(k))
+        .fold((0, 0), |(a, i), (x, y)| (a + x, i + y))
+}
+
+/// The table `ip ha_gray` for `rules`: the mark is set in prerouting (forwarded clients) and
+/// output (local ones), before NAT and IPVS look at the packet.
+pub fn render_marks(rules: &[String]) -> String {
+    let body: String = rules.iter().map(|r| format!("\t\t{r}\n")).collect();
+    format!(
+        "table ip {TABLE} {{\n\tchain prerouting {{\n\t\ttype filter hook prerouting priority mangle; policy accept;\n{body}\t}}\n\tchain output {{\n\t\ttype route hook output priority mangle; policy accept;\n{body}\t}}\n}}\n"
+    )
+}
+
+/// The mark rules as installed: replaced in one nft transaction when they change, the table
+/// removed when there are none.
+#[derive(Default)]
+pub struct Marks {
+    installed: Option<Vec<String>>,
+}
+
+impl Marks {
+    /// Installs exactly `rules` (none: no table).
+    pub fn apply(&mut self, rules: &[String]) -> anyhow::Result<bool> {
+        if self.installed.as_deref() == Some(rules) {
+            return Ok(false);
+        }
+        if rules.is_empty() && self.installed.is_none() {
+            // at start: remove what a killed ha may have left; no nft is no table
+            let _ =
+                super::dataplane::nft(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"));
+            self.installed = Some(Vec::new());
+            return Ok(false);
+        }
+        // create-then-delete makes the delete valid when the table does not exist
+        let mut script = format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n");
+        if !rules.is_empty() {
+            script.push_str(&render_marks(rules));
+        }
+        super::dataplane::nft(&script)?;
+        self.installed = Some(rules.to_vec());
+        Ok(true)
+    }
+
+    /// Whether the rule of `mark` is installed.
+    pub fn has(&self, mark: u32) -> bool {
+        let tag = format!("meta mark set {mark:#x} ");
+        self.installed
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|x| x.contains(&tag)))
+    }
+
+    /// Installs `rules` if they are fewer than what is installed (a removal before the
+    /// services go); otherwise leaves the table for [`Marks::apply`] after them.
+    pub fn apply_subset(&mut self, rules: &[String]) -> anyhow::Result<()> {
+        match &self.installed {
+            Some(now) if rules.len() < now.len() => self.apply(rules).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the table if we installed one.
+    pub fn clear(&mut self) -> anyhow::Result<()> {
+        if self.installed.as_ref().is_some_and(|r| !r.is_empty()) {
+            super::dataplane::nft(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"))?;
+        }
+        self.installed = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsflow_control::gray::parse_networks;
+
+    fn vs() -> VirtualServer {
+        let cfg = crate::conf::load_str(
+            "g.conf",
+            "virtual_server 10.0.0.1 80 {\n lb_algo rr\n lb_kind NAT\n protocol TCP\n real_server 10.0.1.1 80 {\n }\n real_server 10.0.1.2 80 {\n }\n real_server 10.0.1.3 8080 {\n }\n}\n",
+            "",
+        )
+        .expect("config");
+        cfg.lvs[0].clone()
+    }
+
+    fn route(clients: &str, rss: &[&str]) -> GrayRoute {
+        GrayRoute {
+            virtual_server: "10.0.0.1:80".into(),
+            clients: parse_networks(clients).unwrap(),
+            real_servers: rss.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn dest(h: u8, port: u16, weight: u32) -> Dest {
+        Dest {
+            addr: Ipv4Addr::new(10, 0, 1, h).into(),
+            port,
+            weight,
+        }
+    }
+
+    #[test]
+    fn routes_are_checked_replaced_by_key_and_removed() {
+        let v = vs();
+        let vss = [&v];
+        let mut r = Routes::default();
+        let e = r
+            .add(&vss, route("10.9.0.0/24", &["10.0.1.3:8080"]))
+            .unwrap();
+        assert_eq!(e.fwmark, MARK_BASE);
+        // same key: replaced, same mark
+        let e2 = r.add(&vss, route("10.9.0.0/24", &["10.0.1.2:80"])).unwrap();
+        assert_eq!((e2.fwmark, r.0.len()), (MARK_BASE, 1));
+        let e3 = r
+            .add(&vss, route("10.8.0.0/24", &["10.0.1.3:8080"]))
+            .unwrap();
+        assert_eq!(e3.fwmark, MARK_BASE + 1);
+        assert_eq!(
+            r.add(&vss, route("10.9.0.5/32", &["10.0.1.1:80"]))
+                .unwrap_err()
+                .0,
+            409
+        );
+        assert_eq!(
+            r.add(&vss, route("10.7.0.0/24", &["10.0.1.9:80"]))
+                .unwrap_err()
+                .0,
+            404
+        );
+        let mut other = route("10.7.0.0/24", &["10.0.1.1:80"]);
+        other.virtual_server = "10.0.0.2:80".into();
+        assert!(r
+            .add(&vss, other)
+            .unwrap_err()
+            .1
+            .contains("known: 10.0.0.1:80"));
+        let gone = r.remove(&GrayKey {
+            virtual_server: "10.0.0.1:80".into(),
+            clients: parse_networks("10.9.0.0/24").unwrap(),
+        });
+        assert_eq!(gone.len(), 1);
+        assert_eq!(r.0.len(), 1);
+        assert_eq!(
+            r.remove(&GrayKey {
+                virtual_server: "10.0.0.1:80".into(),
+                clients: vec![],
+            })
+            .len(),
+            1
+        );
+        assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn the_pool_loses_the_gray_servers_and_gray_clients_fall_back_when_they_are_down() {
+        let v = vs();
+        let mut r = Routes::default();
+        r.add(&[&v], route("10.9.0.0/24", &["10.0.1.3:8080"]))
+            .unwrap();
+        let pool = vec![dest(1, 80, 1), dest(2, 80, 0), dest(3, 8080, 2)];
+        let (svcs, rest, states) = r.split(&v, pool.clone());
+        assert_eq!(rest, vec![dest(1, 80, 1), dest(2, 80, 0)]);
+        assert_eq!(svcs.len(), 1);
+        assert_eq!(svcs[0].key, VsKey::Fwmark(MARK_BASE));
+        assert_eq!(svcs[0].dests, vec![dest(3, 8080, 2)]);
+        assert!(!states[0].fallback);
+        assert_eq!(states[0].in_service, vec!["10.0.1.3:8080".to_string()]);
+        // the gray server is out (down with inhibit, or drained): the pool, same port kept as 0
+        let pool = vec![dest(1, 80, 1), dest(3, 8080, 0)];
+        let (svcs, rest, states) = r.split(&v, pool);
+        assert_eq!(rest, vec![dest(1, 80, 1)]);
+        assert_eq!(svcs[0].dests, vec![dest(1, 0, 1)]);
+        assert!(states[0].fallback);
+        // another virtual server is untouched
+        let mut other = v.clone();
+        other.key = VsKey::Addr(Ipv4Addr::new(10, 0, 0, 2).into(), 80, "TCP".into());
+        let (svcs, rest, _) = r.split(&other, pool_of(&[1]));
+        assert!(svcs.is_empty());
+        assert_eq!(rest, pool_of(&[1]));
+    }
+
+    fn pool_of(hosts: &[u8]) -> Vec<Dest> {
+        hosts.iter().map(|h| dest(*h, 80, 1)).collect()
+    }
+
+    #[test]
+    fn the_mark_table_marks_client_networks_to_the_virtual_server() {
+        let v = vs();
+        let mut r = Routes::default();
+        r.add(&[&v], route("10.9.0.0/24,10.8.1.1", &["10.0.1.1:80"]))
+            .unwrap();
+        let rules = r.mark_rules(std::slice::from_ref(&v));
+        assert_eq!(
+            rules,
+            vec![(
+                MARK_BASE,
+                "ip saddr { 10.8.1.1/32, 10.9.0.0/24 } ip daddr 10.0.0.1 tcp dport 80 meta mark set 0x47520000 ct mark set 0x47520000".to_string()
+            )]
+        );
+        let t = render_marks(&[rules[0].1.clone()]);
+        assert!(t.contains("hook prerouting priority mangle"), "{t}");
+        assert!(t.contains("hook output priority mangle"), "{t}");
+        assert_eq!(t.matches("meta mark set").count(), 2);
+    }
+}
