@@ -521,6 +521,7 @@ impl Daemon {
 
     fn transition(&self, i: &mut Inst, st: State) {
         i.last_transition = SystemTime::now();
+        self.follow_sync_daemon(&i.cfg.name, Some(st));
         info!(instance = %i.cfg.name, vrid = i.cfg.vrid, state = st.name(), priority = i.router.priority, "state change");
         if let Ok(mut s) = self.shared.lock() {
             s.1.transitions += 1;
@@ -780,6 +781,48 @@ impl Daemon {
         self.insts = insts;
     }
 
+    /// `lvs_sync_daemon`: the IPVS sync daemon follows its instance's state, as keepalived's
+    /// (MASTER: the master daemon; BACKUP, FAULT: the backup daemon; stopping: none).
+    fn follow_sync_daemon(&self, instance: &str, st: Option<State>) {
+        if let Some(s) = self.cfg.global.ipvs.lvs_sync_daemon.as_ref() {
+            if s.instance == instance {
+                let master = match st {
+                    Some(State::Master) => Some(true),
+                    Some(State::Init) | None => None,
+                    Some(_) => Some(false),
+                };
+                crate::lvs::ipvs::sync_daemon(s, master);
+            }
+        }
+    }
+
+    /// After a reload that changed `lvs_sync_daemon`: the old daemons stop, the new ones
+    /// start for their instance's present state.
+    fn resync_daemon(&self, old: Option<crate::conf::ipvs::SyncDaemon>) {
+        let new = self.cfg.global.ipvs.lvs_sync_daemon.as_ref();
+        // where the line is does not matter
+        let bare = |s: Option<&crate::conf::ipvs::SyncDaemon>| {
+            s.map(|s| crate::conf::ipvs::SyncDaemon {
+                pos: None,
+                ..s.clone()
+            })
+        };
+        if bare(old.as_ref()) == bare(new) {
+            return;
+        }
+        if let Some(o) = &old {
+            crate::lvs::ipvs::sync_daemon(o, None);
+        }
+        if let Some(n) = new {
+            let st = self
+                .insts
+                .iter()
+                .find(|i| i.cfg.name == n.instance)
+                .map(|i| i.router.state);
+            self.follow_sync_daemon(&n.instance, st.or(Some(State::Backup)));
+        }
+    }
+
     /// Runs until SIGTERM. SIGHUP reloads (sd_notify RELOADING, then READY).
     pub async fn run(mut self) -> anyhow::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
@@ -875,7 +918,9 @@ impl Daemon {
                                 None if !cfg.lvs.is_empty() => warn!("virtual servers added by a reload need a restart of ha"),
                                 None => {}
                             }
+                            let old_syncd = self.cfg.global.ipvs.lvs_sync_daemon.clone();
                             self.apply_config(cfg, Instant::now());
+                            self.resync_daemon(old_syncd);
                             info!("configuration reloaded");
                         }
                         Err(diags) => {

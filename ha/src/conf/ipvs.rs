@@ -54,11 +54,11 @@ pub enum FlushOnStop {
 /// The global IPVS settings, with where each was written (for [`nft_notes`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IpvsGlobal {
-    pub sync_daemon: Option<SyncDaemon>,
-    pub timeouts: Option<Timeouts>,
+    pub lvs_sync_daemon: Option<SyncDaemon>,
+    pub lvs_timeouts: Option<Timeouts>,
     /// `lvs_flush`: empty the whole IPVS table before programming ours.
-    pub flush: bool,
-    pub flush_onstop: FlushOnStop,
+    pub lvs_flush: bool,
+    pub lvs_flush_onstop: FlushOnStop,
     /// Every global IPVS keyword given: (position, keyword).
     pub used: Vec<(Pos, String)>,
 }
@@ -69,8 +69,10 @@ pub struct VsExtras {
     /// `IP_VS_SVC_F_*` bits beyond persistence: ONEPACKET (`ops`), SCHED1..3 (`flag-N`,
     /// `sh-fallback`, `sh-port`, `mh-fallback`, `mh-port`), HASHED.
     pub flags: u32,
+    /// `ops` (also in `flags`).
+    pub ops: bool,
     /// `persistence_engine NAME` (the kernel has `sip`).
-    pub pe: Option<String>,
+    pub persistence_engine: Option<String>,
 }
 
 pub const F_HASHED: u32 = 0x2;
@@ -82,8 +84,8 @@ pub const F_SCHED3: u32 = 0x20;
 /// Per real server: IPVS connection thresholds (0 is no limit).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Thresholds {
-    pub upper: u32,
-    pub lower: u32,
+    pub uthreshold: u32,
+    pub lthreshold: u32,
 }
 
 fn uint(n: &Node, i: usize, lo: u32, hi: u32, what: &str, diags: &mut Vec<Diag>) -> Option<u32> {
@@ -212,17 +214,17 @@ pub fn global(nodes: &[Node], diags: &mut Vec<Diag>) -> IpvsGlobal {
             let key = s.key.text.as_str();
             match key {
                 "lvs_sync_daemon" => {
-                    if g.sync_daemon.is_some() {
+                    if g.lvs_sync_daemon.is_some() {
                         diags.push(error(&s.key.pos, "lvs_sync_daemon is given twice"));
                     } else {
-                        g.sync_daemon = sync_daemon(s, diags);
+                        g.lvs_sync_daemon = sync_daemon(s, diags);
                     }
                 }
-                "lvs_timeouts" => g.timeouts = timeouts(s, diags),
-                "lvs_flush" => g.flush = true,
+                "lvs_timeouts" => g.lvs_timeouts = timeouts(s, diags),
+                "lvs_flush" => g.lvs_flush = true,
                 "lvs_flush_onstop" => match s.arg(0) {
-                    None => g.flush_onstop = FlushOnStop::Full,
-                    Some("VS") => g.flush_onstop = FlushOnStop::Ours,
+                    None => g.lvs_flush_onstop = FlushOnStop::Full,
+                    Some("VS") => g.lvs_flush_onstop = FlushOnStop::Ours,
                     Some(other) => diags.push(error(
                         &s.args[0].pos,
                         format!("lvs_flush_onstop: '{other}' is not VS (or nothing, for the whole table)"),
@@ -239,7 +241,7 @@ pub fn global(nodes: &[Node], diags: &mut Vec<Diag>) -> IpvsGlobal {
                 continue;
             }
             let inst = n.arg(0).unwrap_or_default();
-            if g.sync_daemon.is_some() {
+            if g.lvs_sync_daemon.is_some() {
                 diags.push(warning(&s.key.pos, format!("vrrp_instance {inst}: lvs_sync_daemon_interface is deprecated and a sync daemon is already configured: ignored")));
                 continue;
             }
@@ -251,7 +253,7 @@ pub fn global(nodes: &[Node], diags: &mut Vec<Diag>) -> IpvsGlobal {
                 continue;
             };
             diags.push(warning(&s.key.pos, format!("vrrp_instance {inst}: lvs_sync_daemon_interface is deprecated (keepalived -t fails on it); ha runs the sync daemon on {ifname} as keepalived does. Write 'lvs_sync_daemon {ifname} {inst}' in global_defs")));
-            g.sync_daemon = Some(SyncDaemon {
+            g.lvs_sync_daemon = Some(SyncDaemon {
                 interface: ifname.to_string(),
                 instance: inst.to_string(),
                 pos: Some(s.key.pos.clone()),
@@ -265,7 +267,7 @@ pub fn global(nodes: &[Node], diags: &mut Vec<Diag>) -> IpvsGlobal {
 
 /// The sync daemon's instance must exist; its virtual_router_id is the default sync id.
 pub fn resolve(cfg: &mut Config, diags: &mut Vec<Diag>) {
-    let Some(s) = cfg.global.ipvs.sync_daemon.as_mut() else {
+    let Some(s) = cfg.global.ipvs.lvs_sync_daemon.as_mut() else {
         return;
     };
     match cfg.instances.iter().find(|i| i.name == s.instance) {
@@ -298,6 +300,13 @@ pub fn vs_extras(
     for s in body {
         let key_text = s.key.text.as_str();
         let bit = match key_text {
+            "lb_kind" | "lvs_method" if s.args.len() > 1 => {
+                diags.push(warning(
+                    &s.args[1].pos,
+                    format!("{key_text}: tunnel options ('{}' ...) are not implemented by ha: the tunnel is IPIP", s.args[1].text),
+                ));
+                continue;
+            }
             "ops" => {
                 if matches!(key, VsKey::Addr(_, _, p) if p != "UDP") {
                     diags.push(warning(
@@ -306,6 +315,7 @@ pub fn vs_extras(
                     ));
                     continue;
                 }
+                x.ops = true;
                 F_ONEPACKET
             }
             "hashed" => F_HASHED,
@@ -342,7 +352,7 @@ pub fn vs_extras(
                                 "persistence_engine has no effect without persistence_timeout",
                             ));
                         }
-                        x.pe = Some(pe.to_string());
+                        x.persistence_engine = Some(pe.to_string());
                     }
                     _ => diags.push(error(
                         &s.key.pos,
@@ -364,19 +374,19 @@ pub fn thresholds(body: &[Node], diags: &mut Vec<Diag>) -> Thresholds {
     let mut at = None;
     for s in body {
         match s.key.text.as_str() {
-            "uthreshold" => t.upper = uint(s, 0, 0, u32::MAX, "value", diags).unwrap_or(0),
-            "lthreshold" => t.lower = uint(s, 0, 0, u32::MAX, "value", diags).unwrap_or(0),
+            "uthreshold" => t.uthreshold = uint(s, 0, 0, u32::MAX, "value", diags).unwrap_or(0),
+            "lthreshold" => t.lthreshold = uint(s, 0, 0, u32::MAX, "value", diags).unwrap_or(0),
             _ => continue,
         }
         at = Some(s.key.pos.clone());
     }
-    if let Some(pos) = at.filter(|_| t.lower > t.upper) {
+    if let Some(pos) = at.filter(|_| t.lthreshold > t.uthreshold) {
         // keepalived passes this on and the kernel refuses the destination (ERANGE)
         diags.push(error(
             &pos,
             format!(
                 "lthreshold {} is above uthreshold {}: IPVS refuses such a real server (set uthreshold, or lower lthreshold)",
-                t.lower, t.upper
+                t.lthreshold, t.uthreshold
             ),
         ));
         t = Thresholds::default();
@@ -444,7 +454,7 @@ mod tests {
     #[test]
     fn sync_daemon_takes_keepalived_options_and_the_instance_vrid() {
         let c = load(&format!("global_defs {{\n lvs_sync_daemon eth1 VI_1 maxlen 1400 port 8849 ttl 2 group 224.0.0.82\n}}\n{INST}")).unwrap();
-        let s = c.global.ipvs.sync_daemon.unwrap();
+        let s = c.global.ipvs.lvs_sync_daemon.unwrap();
         assert_eq!(
             (s.interface.as_str(), s.instance.as_str()),
             ("eth1", "VI_1")
@@ -463,7 +473,7 @@ mod tests {
             "global_defs {{\n lvs_sync_daemon eth1 VI_1 id 7\n}}\n{INST}"
         ))
         .unwrap();
-        assert_eq!(c.global.ipvs.sync_daemon.unwrap().syncid, Some(7));
+        assert_eq!(c.global.ipvs.lvs_sync_daemon.unwrap().syncid, Some(7));
     }
 
     #[test]
@@ -492,7 +502,7 @@ mod tests {
     #[test]
     fn deprecated_instance_form_still_runs_the_daemon_with_a_warning() {
         let c = load("vrrp_instance VI_1 {\n interface lo\n virtual_router_id 5\n lvs_sync_daemon_interface eth1\n virtual_ipaddress {\n  10.0.0.1\n }\n}\n").unwrap();
-        let s = c.global.ipvs.sync_daemon.clone().unwrap();
+        let s = c.global.ipvs.lvs_sync_daemon.clone().unwrap();
         assert_eq!((s.interface.as_str(), s.syncid), ("eth1", Some(5)));
         assert!(c.warnings.iter().any(|w| w.message.contains("deprecated")));
     }
@@ -502,18 +512,18 @@ mod tests {
         let c = load("global_defs {\n lvs_timeouts tcp 7200 tcpfin 120 udp 300\n lvs_flush\n lvs_flush_onstop\n}\n").unwrap();
         let g = &c.global.ipvs;
         assert_eq!(
-            g.timeouts,
+            g.lvs_timeouts,
             Some(Timeouts {
                 tcp: 7200,
                 tcpfin: 120,
                 udp: 300
             })
         );
-        assert!(g.flush);
-        assert_eq!(g.flush_onstop, FlushOnStop::Full);
+        assert!(g.lvs_flush);
+        assert_eq!(g.lvs_flush_onstop, FlushOnStop::Full);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let c = load("global_defs {\n lvs_flush_onstop VS\n}\n").unwrap();
-        assert_eq!(c.global.ipvs.flush_onstop, FlushOnStop::Ours);
+        assert_eq!(c.global.ipvs.lvs_flush_onstop, FlushOnStop::Ours);
         for (line, says) in [
             ("lvs_timeouts tcp 2678401", "0 to 2678400"),
             ("lvs_timeouts tcp", "needs at least one"),
@@ -530,12 +540,12 @@ mod tests {
         let c = load("virtual_server 10.0.0.1 5060 {\n lb_algo sh\n protocol UDP\n persistence_timeout 60\n ops\n sh-port\n persistence_engine sip\n real_server 10.0.1.1 5060 {\n  uthreshold 100\n  lthreshold 10\n }\n}\n").unwrap();
         let vs = &c.lvs[0];
         assert_eq!(vs.ipvs.flags, F_ONEPACKET | F_SCHED2);
-        assert_eq!(vs.ipvs.pe.as_deref(), Some("sip"));
+        assert_eq!(vs.ipvs.persistence_engine.as_deref(), Some("sip"));
         assert_eq!(
             vs.real_servers[0].thresholds,
             Thresholds {
-                upper: 100,
-                lower: 10
+                uthreshold: 100,
+                lthreshold: 10
             }
         );
         // ops needs UDP; sh-port needs sh: warned and left out, as keepalived does

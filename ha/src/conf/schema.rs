@@ -302,7 +302,8 @@ const RS: &[Kw] = &[
     k("virtualhost", Lvs, None),
     k("smtp_alert", Lvs, None),
     k("warmup", Lvs, None),
-    k("lvs_method", Lvs, None),
+    // a real server's own forwarding method: ha programs the virtual server's for all
+    k("lvs_method", No, None),
     k("HTTP_GET", Lvs, Some(HttpCheck)),
     k("SSL_GET", Lvs, Some(HttpCheck)),
     k("TCP_CHECK", Lvs, Some(TcpCheck)),
