@@ -504,20 +504,12 @@ impl Ipvs {
                 CMD_DEL_SERVICE,
                 Attrs::new().nest(ATTR_SERVICE, service_id(k)),
             ),
-            Change::AddDest(k, d) => self.cmd(
-                CMD_NEW_DEST,
-                Attrs::new().nest(ATTR_SERVICE, service_id(k)).nest(
-                    ATTR_DEST,
-                    dest_attrs(
-                        d,
-                        &method_of(k),
-                        Self::port_of(k),
-                        self.x.thresholds(k, d.addr, d.port),
-                    ),
-                ),
-            ),
-            Change::EditDest(k, d) => self.cmd(
-                CMD_SET_DEST,
+            Change::AddDest(k, d) | Change::EditDest(k, d) => self.cmd(
+                if matches!(c, Change::AddDest(..)) {
+                    CMD_NEW_DEST
+                } else {
+                    CMD_SET_DEST
+                },
                 Attrs::new().nest(ATTR_SERVICE, service_id(k)).nest(
                     ATTR_DEST,
                     dest_attrs(
