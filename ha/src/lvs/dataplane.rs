@@ -116,6 +116,14 @@ pub trait Backend: Send {
     /// Makes the kernel forward as `desired` says; returns the changes made.
     fn apply(&mut self, desired: &[Service]) -> anyhow::Result<Vec<Change>>;
     fn counts(&mut self) -> Counts;
+    /// IPVS-only settings of the desired services (flags, persistence engine, destination
+    /// thresholds), for the next `apply`; a backend without them ignores them.
+    fn set_extras(&mut self, _extras: super::ipvs::Extras) {}
+    /// Once at start: `lvs_flush`, `lvs_timeouts`, and what `clear` removes
+    /// (`lvs_flush_onstop`); a backend without them ignores them.
+    fn prepare(&mut self, _global: &crate::conf::ipvs::IpvsGlobal) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Removes everything this backend installed.
     fn clear(&mut self) -> anyhow::Result<()>;
 }
