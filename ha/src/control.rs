@@ -406,10 +406,19 @@ pub fn table(s: &Status) -> String {
         o.push('\n');
         o.push_str(&gray_table(&s.gray));
     }
+    // the address columns fit the longest id (`[2001:db8::10]:80` is wider than IPv4's)
+    let w_vs = s
+        .virtual_servers
+        .iter()
+        .map(|v| v.id.len())
+        .fold(22, usize::max);
+    let w_rs = (s.virtual_servers.iter())
+        .flat_map(|v| v.real_servers.iter().map(|r| r.id().len()))
+        .fold(22, usize::max);
     let row = |o: &mut String, c: [&str; 10]| {
         let _ = writeln!(
             o,
-            "{:<22} {:<6} {:<5} {:<22} {:>6} {:>6} {:<8} {:<11} {:>6} {:>8}",
+            "{:<w_vs$} {:<6} {:<5} {:<w_rs$} {:>6} {:>6} {:<8} {:<11} {:>6} {:>8}",
             c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
         );
     };
@@ -494,6 +503,51 @@ pub fn gray_table(list: &[opsflow_control::GrayState]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_fits_bracketed_ipv6_ids() {
+        let rs = |a: &str, port| opsflow_control::RealServer {
+            address: a.parse().unwrap(),
+            port,
+            weight: 1,
+            configured_weight: 1,
+            healthy: true,
+            maintenance: false,
+            in_service: true,
+            active_connections: 0,
+            inactive_connections: 0,
+            last_error: None,
+        };
+        let vs = |id: &str, r| opsflow_control::status::VirtualServer {
+            id: id.into(),
+            address: None,
+            port: 80,
+            protocol: "TCP".into(),
+            fwmark: None,
+            scheduler: "rr".into(),
+            method: "NAT".into(),
+            persistence_timeout: None,
+            quorum_up: true,
+            sorry_server: None,
+            sorry_server_active: false,
+            backend: "nftables".into(),
+            real_servers: vec![r],
+        };
+        let s = Status {
+            virtual_servers: vec![
+                vs("10.0.0.1:80", rs("10.0.1.1", 80)),
+                vs("[2001:db8:91:1::100]:8080", rs("2001:db8:91:2::12", 8080)),
+            ],
+            ..Status::default()
+        };
+        let t = table(&s);
+        let rows: Vec<&str> = t.lines().filter(|l| l.contains(" rr ")).collect();
+        assert_eq!(rows.len(), 2, "{t}");
+        let col = |l: &str, w: &str| l.find(w).unwrap();
+        assert_eq!(col(rows[0], " rr "), col(rows[1], " rr "), "{t}");
+        assert_eq!(col(rows[0], " yes "), col(rows[1], " yes "), "{t}");
+        assert!(rows[1].contains("[2001:db8:91:2::12]:8080"), "{t}");
+    }
 
     #[test]
     fn the_connection_cap_stays_below_the_descriptor_limit() {
