@@ -134,7 +134,7 @@ impl fmt::Display for Usage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "GET {STATUS}, GET {METRICS}, POST {VIRTUAL_SERVERS}{{VIP:PORT|fwmark-N}}{REAL_SERVERS}{{RIP:PORT}}/{{drain|enable}}, GET|POST|DELETE {GRAY}"
+            "GET {STATUS}, GET {METRICS}, POST {VIRTUAL_SERVERS}{{VIP:PORT|[VIP6]:PORT|fwmark-N}}{REAL_SERVERS}{{RIP:PORT|[RIP6]:PORT}}/{{drain|enable}}, GET|POST|DELETE {GRAY}"
         )
     }
 }
@@ -164,6 +164,18 @@ mod tests {
             ("10.0.0.1:80", "10.0.1.1:8080", "drain", RsAction::Drain),
             ("fwmark-7", "10.0.1.2:80", "enable", RsAction::Enable),
             ("10.0.0.1:53/udp", "10.0.1.1:53", "drain", RsAction::Drain),
+            (
+                "[2001:db8::10]:80",
+                "[2001:db8:1::11]:8080",
+                "drain",
+                RsAction::Drain,
+            ),
+            (
+                "[2001:db8::10]:53/udp",
+                "[2001:db8:1::11]:53",
+                "enable",
+                RsAction::Enable,
+            ),
         ] {
             check(
                 "POST",

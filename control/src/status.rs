@@ -142,7 +142,7 @@ pub fn canonical_id(id: &str) -> String {
 }
 
 impl Status {
-    /// The virtual server named `id` (`VIP:PORT` or `fwmark-N`).
+    /// The virtual server named `id` (`VIP:PORT`, `[VIP6]:PORT` or `fwmark-N`).
     pub fn virtual_server(&self, id: &str) -> Option<&VirtualServer> {
         self.virtual_servers.iter().find(|v| v.id == id)
     }

@@ -80,9 +80,9 @@ pub struct Control {
 /// A real server of a running ha.
 #[derive(clap::Args, Debug)]
 pub struct Target {
-    /// `VIP:PORT` or `fwmark-N`.
+    /// `VIP:PORT`, `[VIP6]:PORT` or `fwmark-N`.
     pub virtual_server: String,
-    /// `RIP:PORT`.
+    /// `RIP:PORT` or `[RIP6]:PORT`.
     pub real_server: String,
     #[command(flatten)]
     pub control: Control,
