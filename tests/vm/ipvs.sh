@@ -94,7 +94,8 @@ fails=0
 echo "UPTIME start $(cat /proc/uptime)"
 check() { if eval "$2" >/dev/null 2>&1; then echo "CHECK ok   $1"; else echo "CHECK FAIL $1"; fails=$((fails+1)); fi; }
 lvs() { ipvsadm -Ln; }
-waitfor() { i=0; while [ $i -lt 100 ]; do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; i=$((i+1)); done; return 1; }
+# waitfor CMD: until CMD succeeds, at most 600 polls (60 s of guest time: TCG on a starved host is slow)
+waitfor() { i=0; while [ $i -lt 600 ]; do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; i=$((i+1)); done; return 1; }
 ipvsadm -A -t 10.9.9.9:80 -s rr && ipvsadm -a -t 10.9.9.9:80 -r 10.9.9.10:80 -m
 touch /tmp/up3
 HA_LOG=info ha --config /etc/ha.conf --control /run/ha.sock --state-file /tmp/st.json --lvs-backend ipvs >/tmp/ha.log 2>&1 &
