@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Genhash(g)) => genhash(g),
+        Some(Cmd::Doctor(a)) => crate::doctor::run(a),
         None => {
             let id = cli.config_id.clone().unwrap_or_else(hostname);
             let Some(cfg) = load(&cli.config, &id) else {
@@ -130,7 +131,7 @@ fn genhash(g: &Genhash) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().split('.').next().unwrap_or("").to_string())
         .unwrap_or_default()

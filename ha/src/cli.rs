@@ -105,6 +105,10 @@ pub enum Cmd {
     Enable(Target),
     /// Print the MD5 digest of a page, for HTTP_GET/SSL_GET `digest` (keepalived's genhash).
     Genhash(Genhash),
+    /// Check this node's HA prerequisites: clock sync, VRRP through the firewall, peers,
+    /// IPVS, ip_nonlocal_bind, and (--real-servers) the LVS-DR real servers. Exit status:
+    /// 0 all ok, 3 warnings only, 4 a check failed, 1 the config cannot be read.
+    Doctor(crate::doctor::Args),
 }
 
 /// keepalived's genhash options.
