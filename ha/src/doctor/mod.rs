@@ -54,7 +54,8 @@ pub struct Args {
     /// Config id for `@ID` conditional lines; default: the short host name.
     #[arg(long, short = 'i')]
     pub config_id: Option<String>,
-    /// The report as JSON (a [`Report`]).
+    /// The report as JSON: node, config, status and the findings (check, subject, status,
+    /// found, fix).
     #[arg(long)]
     pub json: bool,
     /// Also check each real server of the LVS-DR services over ssh.
@@ -636,38 +637,45 @@ fn vrrp_firewall_of(i: &Instance, rs: &Rulesets) -> Finding {
 
 // ---------------------------------------------------------------- peers
 
-/// `ip -j link show dev IF`: its flags.
-fn link_flags(name: &str) -> Result<Vec<String>, String> {
-    let Some((ok, out)) = tool("ip", &["-j", "link", "show", "dev", name]) else {
-        return Err("cannot run ip (apt-get install iproute2)".into());
-    };
-    if !ok {
-        return Err(format!("no interface {name}: {}", out.trim()));
+/// The flags of an interface (SIOCGIFFLAGS in this network namespace): UP, MULTICAST.
+fn link_flags(name: &str) -> Result<(bool, bool), String> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(format!("{name:?} is not an interface name"));
     }
-    let v: serde_json::Value =
-        serde_json::from_str(&out).map_err(|e| format!("ip -j link: {e}"))?;
-    Ok(v.get(0)
-        .and_then(|l| l.get("flags"))
-        .and_then(|f| f.as_array())
-        .map(|f| {
-            f.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
+    // SAFETY: a plain datagram socket, closed by OwnedFd; SIOCGIFFLAGS reads into a zeroed
+    // ifreq whose name is NUL-terminated (checked length above).
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let _fd = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ENODEV) => format!("no interface {name} in this network namespace"),
+                _ => format!("interface {name}: {e}"),
+            });
+        }
+        let flags = i32::from(req.ifr_ifru.ifru_flags);
+        Ok((flags & libc::IFF_UP != 0, flags & libc::IFF_MULTICAST != 0))
+    }
 }
 
 fn vrrp_peers(i: &Instance) -> Vec<Finding> {
     let f = |st, msg: String| Finding::new(Check::VrrpPeers, &i.name, st, msg);
-    let flags = match link_flags(&i.interface) {
+    let (up, multicast) = match link_flags(&i.interface) {
         Ok(fl) => fl,
         Err(e) => {
             return vec![f(Status::Fail, e)
                 .fix(format!("create the interface or set `interface` of vrrp_instance {} to one that exists (ip link)", i.name))]
         }
     };
-    let has = |x: &str| flags.iter().any(|f| f == x);
-    if !has("UP") {
+    if !up {
         return vec![
             f(Status::Fail, format!("interface {} is down", i.interface)).fix(format!(
                 "ip link set {} up, and bring it up at boot",
@@ -689,7 +697,7 @@ fn vrrp_peers(i: &Instance) -> Vec<Finding> {
         ))];
     };
     if i.unicast_peers.is_empty() {
-        if !has("MULTICAST") {
+        if !multicast {
             return vec![f(
                 Status::Fail,
                 format!(
