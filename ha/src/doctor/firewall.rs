@@ -315,6 +315,47 @@ fn compact(v: &Value) -> String {
     }
 }
 
+/// A verdict map (`ct state vmap { established : accept, invalid : drop }`) as one rule per
+/// element: `KEY == ELEMENT` and its verdict. The elements are distinct, so at most one
+/// matches, as in the map.
+fn vmap_rules(
+    m: &Value,
+    handle: Option<u64>,
+    conds: &[Cond],
+    sets: &HashMap<String, Vec<Value>>,
+) -> Vec<Rule> {
+    let entries = m
+        .get("data")
+        .and_then(|d| d.get("set"))
+        .and_then(Value::as_array);
+    let (Some(key), Some(entries)) = (m.get("key"), entries) else {
+        return vec![Rule {
+            handle,
+            conds: conds.to_vec(),
+            verdict: Verdict::Unknown(compact(m)),
+        }];
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            let (elem, verdict) = match entry.as_array().map(Vec::as_slice) {
+                Some([elem, verdict]) => (elem, nft_verdict(verdict)),
+                _ => (entry, None),
+            };
+            let mut c = conds.to_vec();
+            c.push(nft_match(
+                &serde_json::json!({"op": "==", "left": key, "right": elem}),
+                sets,
+            ));
+            Rule {
+                handle,
+                conds: c,
+                verdict: verdict.unwrap_or_else(|| Verdict::Unknown(compact(entry))),
+            }
+        })
+        .collect()
+}
+
 fn nft_verdict(e: &Value) -> Option<Verdict> {
     let o = e.as_object()?;
     let (k, v) = o.iter().next()?;
@@ -324,7 +365,7 @@ fn nft_verdict(e: &Value) -> Option<Verdict> {
         "jump" => Verdict::Jump(v.get("target")?.as_str()?.to_string()),
         "goto" => Verdict::Goto(v.get("target")?.as_str()?.to_string()),
         "return" => Verdict::Return,
-        "queue" | "vmap" => Verdict::Unknown(compact(e)),
+        "queue" => Verdict::Unknown(compact(e)),
         "xt" if v.get("type").and_then(Value::as_str) == Some("target") => {
             Verdict::Unknown(compact(e))
         }
@@ -378,6 +419,7 @@ impl Ruleset {
             let tsets = sets.get(&key(r, "")).unwrap_or(&none);
             let mut conds = Vec::new();
             let mut verdict = Verdict::Continue;
+            let mut vmap = None;
             for e in r
                 .get("expr")
                 .and_then(Value::as_array)
@@ -386,26 +428,35 @@ impl Ruleset {
             {
                 if let Some(m) = e.get("match") {
                     conds.push(nft_match(m, tsets));
+                } else if let Some(m) = e.get("vmap") {
+                    vmap = Some(m);
                 } else if let Some(v) = nft_verdict(e) {
                     verdict = v;
+                } else if e.get("limit").is_some() || e.get("quota").is_some() {
+                    // the verdict applies to some packets only
+                    conds.push(Cond::Unknown(compact(e)));
                 } else if let Some(x) = e.get("xt") {
                     conds.push(Cond::Unknown(format!(
                         "xt match {}",
                         x.get("name").and_then(Value::as_str).unwrap_or("?")
                     )));
                 }
-                // counter, log, limit (a limit only makes a verdict rarer), notrack... go on
+                // counter, log, notrack... go on
             }
-            let rule = Rule {
-                handle: r.get("handle").and_then(Value::as_u64),
-                conds,
-                verdict,
+            let handle = r.get("handle").and_then(Value::as_u64);
+            let rules = match vmap {
+                None => vec![Rule {
+                    handle,
+                    conds,
+                    verdict,
+                }],
+                Some(m) => vmap_rules(m, handle, &conds, tsets),
             };
             if let Some(c) = chains
                 .iter_mut()
                 .find(|c| c.family == s("family") && c.table == s("table") && c.name == s("chain"))
             {
-                c.rules.push(rule);
+                c.rules.extend(rules);
             }
         }
         Ok(Ruleset { chains })

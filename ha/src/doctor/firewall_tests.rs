@@ -143,6 +143,23 @@ fn an_xt_match_ha_cannot_read_makes_the_drop_uncertain() {
 }
 
 #[test]
+fn verdict_maps_are_read_entry_by_entry() {
+    // ct state vmap { invalid : drop, established : accept, related : accept }, then
+    // meta l4proto vmap { tcp : jump tcpin, vrrp : drop }
+    let rs = nft("vmap.json");
+    assert_eq!(
+        check(&rs, &multicast()),
+        drop("filter", "input", Some(7), true)
+    );
+    // AH: no entry of either map, so the policy
+    let ah = Packet {
+        proto: 51,
+        ..multicast()
+    };
+    assert_eq!(check(&rs, &ah), drop("filter", "input", None, true));
+}
+
+#[test]
 fn iptables_legacy_rules_are_read_with_their_jumps() {
     let rs = Ruleset::from_iptables_save(&fixture("iptables-legacy.save"));
     assert!(!rs.is_empty());
@@ -178,6 +195,19 @@ fn iptables_drop_rules_count_from_one_per_chain() {
     assert!(check(&rs, &lo).is_empty());
     // an empty legacy table set says nothing
     assert!(Ruleset::from_iptables_save("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n").is_empty());
+}
+
+#[test]
+fn a_rate_limited_drop_is_only_a_warning() {
+    let rs = Ruleset::from_nft_json(
+        r#"{"nftables":[
+        {"chain":{"family":"inet","table":"t","name":"in","hook":"input","policy":"accept"}},
+        {"rule":{"family":"inet","table":"t","chain":"in","handle":2,"expr":[
+            {"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":"vrrp"}},
+            {"limit":{"rate":10,"per":"second","inv":true}},{"drop":null}]}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(check(&rs, &multicast()), drop("t", "in", Some(2), false));
 }
 
 #[test]
