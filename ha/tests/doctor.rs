@@ -157,6 +157,92 @@ NFT");
     assert!(!fw.found.contains("nodefw"), "{fw:#?}");
 }
 
+#[test]
+fn iptables_rules_that_drop_vrrp_are_named_nft_and_legacy() {
+    let Some(lab) = Lab::new(&[
+        "nft",
+        "iptables-nft",
+        "iptables-legacy",
+        "iptables-legacy-save",
+    ]) else {
+        return;
+    };
+    let n1 = lab.host("n1");
+    let n2 = lab.host("n2");
+    lab.connect(
+        &n1,
+        "eth0",
+        Some("10.93.0.1/24"),
+        &n2,
+        "eth0",
+        Some("10.93.0.2/24"),
+    );
+    let conf = lab.path("n1.conf");
+    std::fs::write(&conf, NODE_CONF).unwrap();
+    // iptables-nft: its rules live in nft's ruleset (table ip filter)
+    n1.run(
+        "iptables-nft",
+        &[
+            "-A",
+            "INPUT",
+            "-s",
+            "10.93.0.0/24",
+            "-p",
+            "vrrp",
+            "-j",
+            "DROP",
+        ],
+    );
+    let (_, r) = doctor(&n1, &conf, &[]);
+    let fw = finding(&r, Check::VrrpFirewall);
+    assert_eq!(fw.status, Status::Fail, "{fw:#?}");
+    assert!(
+        fw.found
+            .contains("table ip filter chain INPUT (input hook) rule handle"),
+        "{fw:#?}"
+    );
+    n1.run("iptables-nft", &["-F", "INPUT"]);
+    let (_, r) = doctor(&n1, &conf, &[]);
+    assert_eq!(
+        finding(&r, Check::VrrpFirewall).status,
+        Status::Ok,
+        "{r:#?}"
+    );
+    // iptables-legacy: read from iptables-legacy-save, the rule named by its position
+    n1.run(
+        "iptables-legacy",
+        &["-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"],
+    );
+    n1.run(
+        "iptables-legacy",
+        &["-A", "INPUT", "-p", "112", "-j", "DROP"],
+    );
+    let (code, r) = doctor(&n1, &conf, &[]);
+    let fw = finding(&r, Check::VrrpFirewall);
+    assert_eq!(code, i32::from(EXIT_FAIL));
+    assert!(
+        fw.status == Status::Fail
+            && fw
+                .found
+                .contains("iptables-legacy table filter chain INPUT rule 2"),
+        "{fw:#?}"
+    );
+    assert!(
+        fw.fix
+            .as_deref()
+            .unwrap()
+            .contains("iptables-legacy -I INPUT -i eth0 -p vrrp -s 10.93.0.2 -j ACCEPT"),
+        "{fw:#?}"
+    );
+    n1.run("iptables-legacy", &["-F", "INPUT"]);
+    let (_, r) = doctor(&n1, &conf, &[]);
+    assert_eq!(
+        finding(&r, Check::VrrpFirewall).status,
+        Status::Ok,
+        "{r:#?}"
+    );
+}
+
 fn sh(cmd: &str) {
     let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
     assert!(st.success(), "{cmd}");
