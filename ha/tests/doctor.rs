@@ -359,3 +359,56 @@ fn a_dr_real_server_without_arp_ignore_is_reported_over_ssh() {
     );
     sshd.kill();
 }
+
+#[test]
+fn a_service_bound_to_a_vip_without_nonlocal_bind_is_reported() {
+    let Some(lab) = Lab::new(&["python3", "sysctl"]) else {
+        return;
+    };
+    let n1 = lab.host("n1");
+    let n2 = lab.host("n2");
+    lab.connect(
+        &n1,
+        "eth0",
+        Some("10.93.0.1/24"),
+        &n2,
+        "eth0",
+        Some("10.93.0.2/24"),
+    );
+    let conf = lab.path("n1.conf");
+    std::fs::write(&conf, NODE_CONF).unwrap();
+    let (_, r) = doctor(&n1, &conf, &[]);
+    let f = finding(&r, Check::NonlocalBind);
+    assert_eq!(f.status, Status::Ok, "{f:#?}");
+    // a service binds the VIP while this node does not hold it: only with ip_nonlocal_bind
+    n1.run("sysctl", &["-qw", "net.ipv4.ip_nonlocal_bind=1"]);
+    let mut svc = n1.spawn(
+        "svc",
+        "python3",
+        &[
+            "-c",
+            "import socket,time\ns=socket.socket()\ns.bind(('10.93.0.100',8080))\ns.listen()\nprint('bound',flush=True)\ntime.sleep(60)",
+        ],
+    );
+    assert!(
+        svc.wait_for_output("bound", std::time::Duration::from_secs(10)),
+        "{}",
+        svc.output()
+    );
+    let (_, r) = doctor(&n1, &conf, &[]);
+    assert_eq!(
+        finding(&r, Check::NonlocalBind).status,
+        Status::Ok,
+        "{r:#?}"
+    );
+    // the sysctl back to 0: that service could not start again on a backup
+    n1.run("sysctl", &["-qw", "net.ipv4.ip_nonlocal_bind=0"]);
+    let (_, r) = doctor(&n1, &conf, &[]);
+    let f = finding(&r, Check::NonlocalBind);
+    assert!(
+        f.status == Status::Fail && f.found.contains("10.93.0.100:8080/tcp"),
+        "{f:#?}"
+    );
+    assert!(f.fix.as_deref().unwrap().contains("ip_nonlocal_bind = 1"));
+    svc.kill();
+}
