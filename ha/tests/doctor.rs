@@ -3,7 +3,7 @@
 //! LVS-DR real server reached over ssh (its own sshd) whose ARP settings are wrong.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ha::doctor::{Check, Finding, Report, Status, EXIT_FAIL};
@@ -48,18 +48,8 @@ fn doctor(host: &Host, conf: &Path, args: &[&str]) -> (i32, Report) {
     (out.status.code().unwrap_or(-1), report)
 }
 
-fn finding(r: &Report, check: Check) -> &Finding {
-    r.findings
-        .iter()
-        .find(|f| f.check == check)
-        .unwrap_or_else(|| panic!("no {check:?} finding in {r:#?}"))
-}
-
-#[test]
-fn a_rule_that_drops_vrrp_fails_by_name_and_passes_once_removed() {
-    let Some(lab) = Lab::new(&["nft", "ping"]) else {
-        return;
-    };
+/// The node n1 (10.93.0.1 on eth0) with [`NODE_CONF`], and its unicast peer n2 (10.93.0.2).
+fn node(lab: &Lab) -> (Host, Host, PathBuf) {
     let n1 = lab.host("n1");
     let n2 = lab.host("n2");
     lab.connect(
@@ -72,6 +62,22 @@ fn a_rule_that_drops_vrrp_fails_by_name_and_passes_once_removed() {
     );
     let conf = lab.path("n1.conf");
     std::fs::write(&conf, NODE_CONF).unwrap();
+    (n1, n2, conf)
+}
+
+fn finding(r: &Report, check: Check) -> &Finding {
+    r.findings
+        .iter()
+        .find(|f| f.check == check)
+        .unwrap_or_else(|| panic!("no {check:?} finding in {r:#?}"))
+}
+
+#[test]
+fn a_rule_that_drops_vrrp_fails_by_name_and_passes_once_removed() {
+    let Some(lab) = Lab::new(&["nft", "ping"]) else {
+        return;
+    };
+    let (n1, _n2, conf) = node(&lab);
     let (st, out) = n1.sh("nft -f - <<'NFT'
 table inet nodefw {
   chain filter_in {
@@ -167,18 +173,7 @@ fn iptables_rules_that_drop_vrrp_are_named_nft_and_legacy() {
     ]) else {
         return;
     };
-    let n1 = lab.host("n1");
-    let n2 = lab.host("n2");
-    lab.connect(
-        &n1,
-        "eth0",
-        Some("10.93.0.1/24"),
-        &n2,
-        "eth0",
-        Some("10.93.0.2/24"),
-    );
-    let conf = lab.path("n1.conf");
-    std::fs::write(&conf, NODE_CONF).unwrap();
+    let (n1, _n2, conf) = node(&lab);
     // iptables-nft: its rules live in nft's ruleset (table ip filter)
     n1.run(
         "iptables-nft",
@@ -365,18 +360,7 @@ fn a_service_bound_to_a_vip_without_nonlocal_bind_is_reported() {
     let Some(lab) = Lab::new(&["python3", "sysctl"]) else {
         return;
     };
-    let n1 = lab.host("n1");
-    let n2 = lab.host("n2");
-    lab.connect(
-        &n1,
-        "eth0",
-        Some("10.93.0.1/24"),
-        &n2,
-        "eth0",
-        Some("10.93.0.2/24"),
-    );
-    let conf = lab.path("n1.conf");
-    std::fs::write(&conf, NODE_CONF).unwrap();
+    let (n1, _n2, conf) = node(&lab);
     let (_, r) = doctor(&n1, &conf, &[]);
     let f = finding(&r, Check::NonlocalBind);
     assert_eq!(f.status, Status::Ok, "{f:#?}");
