@@ -19,6 +19,7 @@ use crate::dump::Dumps;
 /// Runs the command line; errors are printed by the caller.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.cmd {
+        Some(Cmd::Doctor(a)) => crate::doctor::run(a),
         Some(Cmd::Status { control, json }) => status(control, *json),
         Some(Cmd::Drain(t)) | Some(Cmd::Enable(t)) => {
             let action = match cli.cmd {
@@ -31,7 +32,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Genhash(g)) => genhash(g),
-        Some(Cmd::Doctor(a)) => crate::doctor::run(a),
         None => {
             let id = cli.config_id.clone().unwrap_or_else(hostname);
             let Some(cfg) = load(&cli.config, &id) else {
