@@ -9,6 +9,8 @@
 //! - [`script`]: scripts as keepalived runs them (argv, no shell; user; script security).
 //! - [`smtp`]: alert e-mail.
 //! - [`status`]: the status and counters the daemon and the LVS task publish.
+//! - [`doctor`]: `ha doctor`, the node's HA prerequisites (clock, VRRP through the firewall,
+//!   IPVS, nonlocal bind, the LVS-DR real servers).
 //! - [`track`]: what tracking reads from the system (processes).
 //! - [`control`]: the control API server (`/v1/status`, `/metrics`, drain/enable; the
 //!   contract and the client are `opsflow-control`), the socket's mode, the token file.
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod conf;
 pub mod control;
 pub mod daemon;
+pub mod doctor;
 pub mod dump;
 pub mod lvs;
 pub mod net;
