@@ -3,7 +3,8 @@
 //! NAT, DR, TUN, fwmark, persistence, drain/enable, a weight change by reload, removal by a
 //! failing check, a foreign service left alone and cleanup at shutdown; then keepalived's
 //! IPVS extras: lvs_flush, lvs_flush_onstop, lvs_timeouts, ops, persistence_engine sip,
-//! thresholds, and the sync daemon following a VRRP instance through MASTER, FAULT, MASTER.
+//! thresholds, own forwarding methods of real and sorry servers, and the sync daemon
+//! following a VRRP instance through MASTER, FAULT, MASTER.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
 use std::process::Command;
@@ -32,6 +33,6 @@ fn ipvs_in_a_debian_kernel_under_qemu() {
         "the IPVS checks in the VM failed (serial log: {}):\n{report}\n{err}",
         work.join("serial.log").display()
     );
-    assert!(report.matches("CHECK ok").count() >= 31, "{report}");
+    assert!(report.matches("CHECK ok").count() >= 33, "{report}");
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -62,6 +62,21 @@ virtual_server 10.0.0.20 5060 {
     lthreshold 10
   }
 }
+virtual_server 10.0.0.21 80 {
+  lb_algo rr
+  lb_kind DR
+  protocol TCP
+  sorry_server 10.0.1.9 80
+  sorry_server_inhibit
+  sorry_server_lvs_method NAT
+  real_server 10.0.1.1 80 {
+    weight 1
+  }
+  real_server 10.0.1.2 80 {
+    weight 1
+    lvs_method TUN
+  }
+}
 C
 cat >"$I/etc/ha.conf" <<'C'
 global_defs {
@@ -183,6 +198,7 @@ check "lvs_timeouts (ipvsadm -Ln --timeout)" "ipvsadm -Ln --timeout | grep -q 'T
 check "ops: one-packet scheduling"       "lvs | grep -Eq 'UDP  10.0.0.20:5060 rr .*ops'"
 check "persistence_engine sip"           "lvs | grep -Eq 'UDP  10.0.0.20:5060 rr .*persistent 60.* pe sip'"
 check "uthreshold/lthreshold"            "ipvsadm -Ln --thresholds | grep -Eq '10.0.1.1:5060 +100 +10'"
+check "real server's own lvs_method, sorry_server_lvs_method" "lvs | grep -Eq '10.0.1.1:80 +Route +1 ' && lvs | grep -Eq '10.0.1.2:80 +Tunnel +1 ' && lvs | grep -Eq '10.0.1.9:80 +Masq +0 '"
 check "sync daemon: master once the instance is MASTER" "waitfor \"daemon | grep -q 'master sync daemon (mcast=d0, syncid=7'\" && ! daemon | grep -q backup"
 daemon
 check "sync daemon: maxlen, group, port, ttl" "daemon | grep master | grep -q 'maxlen=1400, group=224.0.0.82, port=8849, ttl=2'"
@@ -193,6 +209,7 @@ check "MASTER again: the master sync daemon" "waitfor \"daemon | grep -q 'master
 sed -i 's/uthreshold 100/uthreshold 200/' /etc/ha-x.conf
 kill -HUP $HAX
 check "reload edits a threshold"         "waitfor \"ipvsadm -Ln --thresholds | grep -Eq '10.0.1.1:5060 +200 +10'\""
+check "own methods: no edit on reload"   "! grep -q 'EditDest(Addr(10.0.0.21' /tmp/hax.log"
 kill -TERM $HAX; wait $HAX
 check "shutdown stops the sync daemons"  "[ -z \"\$(daemon)\" ]"
 check "lvs_flush_onstop empties the whole table" "! lvs | grep -q 10.9.9.8:80 && ! lvs | grep -q 10.0.0.20"

@@ -254,7 +254,7 @@ const VS: &[Kw] = &[
     k("protocol", Lvs, None),
     k("sorry_server", Lvs, None),
     k("sorry_server_inhibit", Lvs, None),
-    k("sorry_server_lvs_method", No, None),
+    k("sorry_server_lvs_method", Lvs, None),
     k("virtualhost", Lvs, None),
     k("alpha", Lvs, None),
     k("omega", Lvs, None),
@@ -302,8 +302,7 @@ const RS: &[Kw] = &[
     k("virtualhost", Lvs, None),
     k("smtp_alert", Lvs, None),
     k("warmup", Lvs, None),
-    // a real server's own forwarding method: ha programs the virtual server's for all
-    k("lvs_method", No, None),
+    k("lvs_method", Lvs, None),
     k("HTTP_GET", Lvs, Some(HttpCheck)),
     k("SSL_GET", Lvs, Some(HttpCheck)),
     k("TCP_CHECK", Lvs, Some(TcpCheck)),
