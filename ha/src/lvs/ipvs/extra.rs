@@ -346,29 +346,11 @@ pub(in crate::lvs) fn of(vss: &[crate::lvs::VsRun]) -> Extras {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lvs::dataplane::Dest;
-
-    fn svc(dests: &[(u8, u32)]) -> Service {
-        Service {
-            key: VsKey::Addr(Ipv4Addr::new(10, 0, 0, 1), 53, "UDP".into()),
-            scheduler: "rr".into(),
-            method: "NAT".into(),
-            persistence_timeout: None,
-            persistence_granularity: None,
-            dests: dests
-                .iter()
-                .map(|(h, w)| Dest {
-                    addr: Ipv4Addr::new(10, 0, 1, *h),
-                    port: 53,
-                    weight: *w,
-                })
-                .collect(),
-        }
-    }
+    use crate::lvs::dataplane::tests::svc;
 
     #[test]
     fn a_changed_flag_engine_or_threshold_is_an_edit_and_nothing_else_is() {
-        let s = svc(&[(1, 1), (2, 1)]);
+        let s = svc(53, &[(1, 1), (2, 1)]);
         let mut st = State::default();
         st.seen_service(&s.key, 0x2, None);
         for d in &s.dests {
@@ -390,7 +372,7 @@ mod tests {
             },
         );
         st.extras.thresholds.insert(
-            (s.key.clone(), Ipv4Addr::new(10, 0, 1, 2), 53),
+            (s.key.clone(), Ipv4Addr::new(10, 0, 1, 2), 80),
             Thresholds {
                 uthreshold: 9,
                 lthreshold: 1,
@@ -406,7 +388,7 @@ mod tests {
         for d in &s.dests {
             st.seen_dest(&s.key, d, "NAT", &[]);
         }
-        let tun = (s.key.clone(), Ipv4Addr::new(10, 0, 1, 1), 53);
+        let tun = (s.key.clone(), Ipv4Addr::new(10, 0, 1, 1), 80);
         st.extras.methods.insert(tun.clone(), "TUN".into());
         let mut ch = Vec::new();
         st.changes(std::slice::from_ref(&s), std::slice::from_ref(&s), &mut ch);
