@@ -40,6 +40,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             if cli.check {
+                if cli.lvs_backend == "nftables" {
+                    for d in crate::conf::ipvs::nft_notes(&cfg) {
+                        eprintln!("{d}");
+                    }
+                }
                 println!(
                     "{}: OK ({} vrrp instances, {} scripts, {} virtual servers)",
                     cli.config.display(),
@@ -268,7 +273,8 @@ fn daemon(cli: &Cli, cfg: Config, id: String) -> anyhow::Result<ExitCode> {
         let lvs = if cfg.lvs.is_empty() {
             None
         } else {
-            let backend = crate::lvs::select_backend(&cli.lvs_backend)?;
+            let mut backend = crate::lvs::select_backend(&cli.lvs_backend)?;
+            crate::lvs::prepare(&mut *backend, &cfg);
             Some(crate::lvs::Lvs::start(
                 cfg.lvs.clone(),
                 backend,

@@ -70,6 +70,10 @@ pub struct Daemon {
     files: HashMap<String, i64>,
     /// Whether each track_process has its quorum, after its delays.
     procs: HashMap<String, vrrp::Debounce>,
+    /// inotify on the tracked files' directories; `None`: the files are polled.
+    files_watch: Option<crate::watch::Watcher>,
+    /// The kernel's proc connector; `None`: `/proc` is polled.
+    procs_watch: Option<crate::watch::Watcher>,
 }
 
 /// The interface a VIP lives on: its `dev`, the VMAC interface when `use_vmac` is set (for
@@ -124,6 +128,8 @@ impl Daemon {
             groups: vrrp::Groups::default(),
             files: HashMap::new(),
             procs: HashMap::new(),
+            files_watch: None,
+            procs_watch: None,
         }
         .with_config(cfg)
     }
@@ -521,6 +527,7 @@ impl Daemon {
 
     fn transition(&self, i: &mut Inst, st: State) {
         i.last_transition = SystemTime::now();
+        self.follow_sync_daemon(&i.cfg.name, Some(st));
         info!(instance = %i.cfg.name, vrid = i.cfg.vrid, state = st.name(), priority = i.router.priority, "state change");
         if let Ok(mut s) = self.shared.lock() {
             s.1.transitions += 1;
@@ -669,6 +676,58 @@ impl Daemon {
         }
     }
 
+    /// Starts the event sources for the tracked files and processes (polling stays the
+    /// fallback), then looks once: a change before the watch started is not missed.
+    fn rewatch(&mut self) {
+        self.files_watch = None;
+        if !self.cfg.track_files.is_empty() {
+            self.files_watch =
+                crate::watch::files(self.cfg.track_files.iter().map(|f| f.path.as_str()));
+        }
+        if self.cfg.track_processes.is_empty() {
+            self.procs_watch = None;
+        } else if self.procs_watch.is_none() {
+            self.procs_watch = crate::watch::processes();
+        }
+        let now = Instant::now();
+        let mut dirty = self.files_dirty();
+        dirty.extend(self.procs_dirty(now));
+        dirty.sort();
+        dirty.dedup();
+        for n in dirty {
+            self.retrack(&n, now);
+        }
+    }
+
+    /// Re-reads the tracked files; returns the instances that track one that changed.
+    fn files_dirty(&mut self) -> Vec<String> {
+        let mut dirty = Vec::new();
+        for f in self.read_files() {
+            info!(track_file = %f, value = self.files.get(&f).copied().unwrap_or(0), "track file changed");
+            dirty.extend(
+                self.insts
+                    .iter()
+                    .filter(|i| i.cfg.track_files.iter().any(|t| t.name == f))
+                    .map(|i| i.cfg.name.clone()),
+            );
+        }
+        dirty
+    }
+
+    /// Counts the tracked processes; returns the instances that track one that changed.
+    fn procs_dirty(&mut self, now: Instant) -> Vec<String> {
+        let mut dirty = Vec::new();
+        for p in self.scan_processes(now) {
+            dirty.extend(
+                self.insts
+                    .iter()
+                    .filter(|i| i.cfg.track_processes.iter().any(|t| t.name == p))
+                    .map(|i| i.cfg.name.clone()),
+            );
+        }
+        dirty
+    }
+
     /// Re-reads every tracked file; returns the names whose number changed.
     fn read_files(&mut self) -> Vec<String> {
         let mut changed = Vec::new();
@@ -780,6 +839,48 @@ impl Daemon {
         self.insts = insts;
     }
 
+    /// `lvs_sync_daemon`: the IPVS sync daemon follows its instance's state, as keepalived's
+    /// (MASTER: the master daemon; BACKUP, FAULT: the backup daemon; stopping: none).
+    fn follow_sync_daemon(&self, instance: &str, st: Option<State>) {
+        if let Some(s) = self.cfg.global.ipvs.lvs_sync_daemon.as_ref() {
+            if s.instance == instance {
+                let master = match st {
+                    Some(State::Master) => Some(true),
+                    Some(State::Init) | None => None,
+                    Some(_) => Some(false),
+                };
+                crate::lvs::ipvs::sync_daemon(s, master);
+            }
+        }
+    }
+
+    /// After a reload that changed `lvs_sync_daemon`: the old daemons stop, the new ones
+    /// start for their instance's present state.
+    fn resync_daemon(&self, old: Option<crate::conf::ipvs::SyncDaemon>) {
+        let new = self.cfg.global.ipvs.lvs_sync_daemon.as_ref();
+        // where the line is does not matter
+        let bare = |s: Option<&crate::conf::ipvs::SyncDaemon>| {
+            s.map(|s| crate::conf::ipvs::SyncDaemon {
+                pos: None,
+                ..s.clone()
+            })
+        };
+        if bare(old.as_ref()) == bare(new) {
+            return;
+        }
+        if let Some(o) = &old {
+            crate::lvs::ipvs::sync_daemon(o, None);
+        }
+        if let Some(n) = new {
+            let st = self
+                .insts
+                .iter()
+                .find(|i| i.cfg.name == n.instance)
+                .map(|i| i.router.state);
+            self.follow_sync_daemon(&n.instance, st.or(Some(State::Backup)));
+        }
+    }
+
     /// Runs until SIGTERM. SIGHUP reloads (sd_notify RELOADING, then READY).
     pub async fn run(mut self) -> anyhow::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
@@ -787,6 +888,7 @@ impl Daemon {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut poll = tokio::time::interval(Duration::from_millis(100));
+        self.rewatch();
         info!(instances = self.insts.len(), "ha ready");
         loop {
             let deadline = self.insts.iter().filter_map(|i| i.router.deadline()).min();
@@ -808,6 +910,8 @@ impl Daemon {
                     None => std::future::pending().await,
                 }
             };
+            let files_changed = self.files_watch.as_ref().map(|w| w.changed.clone());
+            let procs_changed = self.procs_watch.as_ref().map(|w| w.changed.clone());
             tokio::select! {
                 ev = self.rx.recv() => {
                     let now = Instant::now();
@@ -853,16 +957,26 @@ impl Daemon {
                             dirty.push(i.cfg.name.clone());
                         }
                     }
-                    for f in self.read_files() {
-                        info!(track_file = %f, value = self.files.get(&f).copied().unwrap_or(0), "track file changed");
-                        dirty.extend(self.insts.iter().filter(|i| i.cfg.track_files.iter().any(|t| t.name == f)).map(|i| i.cfg.name.clone()));
+                    // without an event source, poll; with one, only delays still running need a look
+                    if self.files_watch.is_none() {
+                        dirty.extend(self.files_dirty());
                     }
-                    for p in self.scan_processes(now) {
-                        dirty.extend(self.insts.iter().filter(|i| i.cfg.track_processes.iter().any(|t| t.name == p)).map(|i| i.cfg.name.clone()));
+                    if self.procs_watch.is_none() || self.procs.values().any(vrrp::Debounce::pending) {
+                        dirty.extend(self.procs_dirty(now));
                     }
                     dirty.sort();
                     dirty.dedup();
                     for n in dirty { self.retrack(&n, now); }
+                    self.publish();
+                }
+                _ = crate::watch::changed(files_changed) => {
+                    let now = Instant::now();
+                    for n in self.files_dirty() { self.retrack(&n, now); }
+                    self.publish();
+                }
+                _ = crate::watch::changed(procs_changed) => {
+                    let now = Instant::now();
+                    for n in self.procs_dirty(now) { self.retrack(&n, now); }
                     self.publish();
                 }
                 _ = hup.recv() => {
@@ -875,7 +989,10 @@ impl Daemon {
                                 None if !cfg.lvs.is_empty() => warn!("virtual servers added by a reload need a restart of ha"),
                                 None => {}
                             }
+                            let old_syncd = self.cfg.global.ipvs.lvs_sync_daemon.clone();
                             self.apply_config(cfg, Instant::now());
+                            self.resync_daemon(old_syncd);
+                            self.rewatch();
                             info!("configuration reloaded");
                         }
                         Err(diags) => {

@@ -39,3 +39,4 @@ pub mod smtp;
 pub mod status;
 pub mod track;
 pub mod vrrp;
+pub mod watch;

@@ -650,6 +650,11 @@ impl Debounce {
         Debounce { ok, pending: None }
     }
 
+    /// Whether a change is waiting for its delay (it needs another look when that ends).
+    pub fn pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// An observation at `now`; `delays` = (to healthy, to unhealthy). Returns whether the
     /// state that counts changed.
     pub fn observe(&mut self, seen: bool, delays: (Duration, Duration), now: Instant) -> bool {

@@ -3,7 +3,9 @@
 # runs our `ha` inside with virtual servers of every kind (NAT, DR, TUN, fwmark, persistence),
 # checking the result with ipvsadm -Ln and /proc/net/ip_vs; drain, enable, weight change by
 # reload, removal by a failing check, a gray route (fwmark service and nftables mark rule,
-# added and removed together), a foreign service left alone, cleanup at shutdown; then
+# added and removed together), a foreign service left alone, cleanup at shutdown;
+# keepalived's IPVS extras (lvs_flush, lvs_flush_onstop, lvs_timeouts, ops, persistence_engine
+# sip, thresholds, lvs_sync_daemon following a VRRP instance's state); then
 # with --bench, programs 10,000 real servers and times it against ipvsadm -R.
 # Usage: tests/vm/ipvs.sh PATH/TO/ha [WORKDIR] [--bench]. Prints the VM's report; exits 0 when every
 # check passed. Needs root, qemu-system-x86_64, cpio, apt-get (network for the first run).
@@ -24,6 +26,60 @@ for m in netfilter/nf_defrag_ipv4 netfilter/nf_defrag_ipv6 crc32c_generic libcrc
   f=$(find "$MODS/kernel" -name "$(basename $m).ko" | head -1); cp "$f" "$I/lib/modules/"
   echo "$(basename $m)" >>"$I/lib/modules/order"
 done
+# keepalived's IPVS extras: dummy interfaces for a VRRP instance, the SIP persistence engine
+for m in drivers/net/dummy nf_conntrack_sip ip_vs_pe_sip; do
+  cp "$(find "$MODS/kernel" -name "$(basename $m).ko" | head -1)" "$I/lib/modules/"; echo "$(basename $m)" >>"$I/lib/modules/order"
+done
+cat >"$I/etc/ha-x.conf" <<'C'
+global_defs {
+  router_id vmx
+  lvs_flush
+  lvs_flush_onstop
+  lvs_timeouts tcp 7200 tcpfin 120 udp 30
+  lvs_sync_daemon d0 VI_X id 7 maxlen 1400 port 8849 ttl 2 group 224.0.0.82
+}
+vrrp_instance VI_X {
+  state MASTER
+  interface d0
+  virtual_router_id 51
+  priority 150
+  advert_int 1
+  track_interface {
+    d1
+  }
+  virtual_ipaddress {
+    10.7.0.100/24
+  }
+}
+virtual_server 10.0.0.20 5060 {
+  lb_algo rr
+  lb_kind NAT
+  protocol UDP
+  persistence_timeout 60
+  persistence_engine sip
+  ops
+  real_server 10.0.1.1 5060 {
+    weight 1
+    uthreshold 100
+    lthreshold 10
+  }
+}
+virtual_server 10.0.0.21 80 {
+  lb_algo rr
+  lb_kind DR
+  protocol TCP
+  sorry_server 10.0.1.9 80
+  sorry_server_inhibit
+  sorry_server_lvs_method NAT
+  real_server 10.0.1.1 80 {
+    weight 1
+  }
+  real_server 10.0.1.2 80 {
+    weight 1
+    lvs_method TUN
+  }
+}
+C
 cat >"$I/etc/ha.conf" <<'C'
 global_defs {
   router_id vm
@@ -136,6 +192,40 @@ check "gray del: service and mark rule gone, pool whole" "! lvs | grep -q FWM.*1
 kill -TERM $HAPID; wait $HAPID
 check "shutdown removes our services" "! lvs | grep -q 10.0.0."
 check "and leaves the foreign one"    "lvs | grep -q 10.9.9.9:80"
+ipvsadm -C
+# --- keepalived's IPVS extras (issue 13). Without lvs_flush / lvs_flush_onstop a foreign
+# service stays (checked above); with them it goes at start and at stop.
+ip link add d0 type dummy; ip link set d0 multicast on; ip addr add 10.7.0.1/24 dev d0; ip link set d0 up
+ip link add d1 type dummy; ip link set d1 up
+ipvsadm --set 900 120 300
+ipvsadm -A -t 10.9.9.9:80 -s rr
+daemon() { ipvsadm -Ln --daemon; }
+HA_LOG=info ha --config /etc/ha-x.conf --control /run/hax.sock --state-file /tmp/stx.json --lvs-backend ipvs >/tmp/hax.log 2>&1 &
+HAX=$!
+check "extras: ha programs the service"   "waitfor 'lvs | grep -q 10.0.0.20:5060'"
+check "lvs_flush removes a foreign service at start" "! lvs | grep -q 10.9.9.9:80"
+ipvsadm -A -t 10.9.9.8:80 -s rr
+lvs; ipvsadm -Ln --thresholds; ipvsadm -Ln --timeout
+check "lvs_timeouts (ipvsadm -Ln --timeout)" "ipvsadm -Ln --timeout | grep -q 'Timeout (tcp tcpfin udp): 7200 120 30'"
+check "ops: one-packet scheduling"       "lvs | grep -Eq 'UDP  10.0.0.20:5060 rr .*ops'"
+check "persistence_engine sip"           "lvs | grep -Eq 'UDP  10.0.0.20:5060 rr .*persistent 60.* pe sip'"
+check "uthreshold/lthreshold"            "ipvsadm -Ln --thresholds | grep -Eq '10.0.1.1:5060 +100 +10'"
+check "real server's own lvs_method, sorry_server_lvs_method" "lvs | grep -Eq '10.0.1.1:80 +Route +1 ' && lvs | grep -Eq '10.0.1.2:80 +Tunnel +1 ' && lvs | grep -Eq '10.0.1.9:80 +Masq +0 '"
+check "sync daemon: master once the instance is MASTER" "waitfor \"daemon | grep -q 'master sync daemon (mcast=d0, syncid=7'\" && ! daemon | grep -q backup"
+daemon
+check "sync daemon: maxlen, group, port, ttl" "daemon | grep master | grep -q 'maxlen=1400, group=224.0.0.82, port=8849, ttl=2'"
+ip link set d1 down
+check "FAULT: the backup sync daemon instead" "waitfor \"daemon | grep -q 'backup sync daemon (mcast=d0, syncid=7'\" && ! daemon | grep -q master"
+ip link set d1 up
+check "MASTER again: the master sync daemon" "waitfor \"daemon | grep -q 'master sync daemon'\" && ! daemon | grep -q backup"
+sed -i 's/uthreshold 100/uthreshold 200/' /etc/ha-x.conf
+kill -HUP $HAX
+check "reload edits a threshold"         "waitfor \"ipvsadm -Ln --thresholds | grep -Eq '10.0.1.1:5060 +200 +10'\""
+check "own methods: no edit on reload"   "! grep -q 'EditDest(Addr(10.0.0.21' /tmp/hax.log"
+kill -TERM $HAX; wait $HAX
+check "shutdown stops the sync daemons"  "[ -z \"\$(daemon)\" ]"
+check "lvs_flush_onstop empties the whole table" "! lvs | grep -q 10.9.9.8:80 && ! lvs | grep -q 10.0.0.20"
+echo "--- ha extras log (last lines)"; tail -5 /tmp/hax.log
 ipvsadm -C
 if grep -q bench /proc/cmdline; then
 # 10,000 real servers in one service

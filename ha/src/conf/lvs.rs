@@ -102,6 +102,10 @@ pub struct RealServer {
     pub notify_down: Option<String>,
     pub alpha: bool,
     pub checkers: Vec<Checker>,
+    /// IPVS `uthreshold` / `lthreshold`.
+    pub thresholds: super::ipvs::Thresholds,
+    /// Its own `lvs_method` (IPVS), overriding the virtual server's.
+    pub lvs_method: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -124,6 +128,8 @@ pub struct VirtualServer {
     pub inhibit_on_failure: bool,
     pub virtualhost: Option<String>,
     pub real_servers: Vec<RealServer>,
+    /// IPVS service flags (`ops`, scheduler flags) and `persistence_engine`.
+    pub ipvs: super::ipvs::VsExtras,
 }
 
 pub const SCHEDULERS: &[&str] = &[
@@ -481,6 +487,8 @@ fn real_server(
         notify_down: None,
         alpha: vs.alpha,
         checkers: Vec::new(),
+        thresholds: super::ipvs::thresholds(n.block.as_deref().unwrap_or(&[]), diags),
+        lvs_method: super::ipvs::rs_method(n.block.as_deref().unwrap_or(&[]), diags),
     };
     for s in n.block.as_deref().unwrap_or(&[]) {
         match s.key.text.as_str() {
@@ -695,6 +703,7 @@ fn virtual_server_with(
         inhibit_on_failure: false,
         virtualhost: None,
         real_servers: Vec::new(),
+        ipvs: Default::default(),
     };
     let body = n.block.as_deref().unwrap_or(&[]);
     let mut defaults = CheckDefaults::default();
@@ -770,6 +779,13 @@ fn virtual_server_with(
             }
         }
     }
+    vs.ipvs = super::ipvs::vs_extras(
+        body,
+        &vs.key,
+        &vs.scheduler,
+        vs.persistence_timeout.is_some(),
+        diags,
+    );
     for s in body {
         if s.key.text == "real_server" {
             if let Some(rs) = real_server(s, &vs, &defaults, diags) {

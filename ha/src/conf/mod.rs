@@ -1,6 +1,7 @@
 //! keepalived.conf: syntax (positions, includes, variables, conditional lines), a keyword
 //! schema per block, and the validated model ha runs from.
 
+pub mod ipvs;
 pub mod lvs;
 pub mod route;
 pub mod schema;
@@ -186,6 +187,8 @@ pub struct Global {
     pub enable_script_security: bool,
     /// `smtp_alert` in global_defs: alerts for every instance.
     pub smtp_alert: bool,
+    /// IPVS: sync daemon, timeouts, flushes.
+    pub ipvs: ipvs::IpvsGlobal,
 }
 
 /// A validated configuration.
@@ -477,6 +480,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
             }
         }
     }
+    global.ipvs = ipvs::global(nodes, diags);
     let mut cfg = Config {
         global,
         scripts: Vec::new(),
@@ -663,6 +667,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         }
     }
     sync_group_tracking(&mut cfg, diags);
+    ipvs::resolve(&mut cfg, diags);
     resolve_file_checks(&mut cfg, diags);
     vet_scripts(&mut cfg, nodes, diags);
     // references

@@ -115,6 +115,14 @@ pub trait Backend: Send {
     /// Makes the kernel forward as `desired` says; returns the changes made.
     fn apply(&mut self, desired: &[Service]) -> anyhow::Result<Vec<Change>>;
     fn counts(&mut self) -> Counts;
+    /// IPVS-only settings of the desired services (flags, persistence engine, destination
+    /// thresholds), for the next `apply`; a backend without them ignores them.
+    fn set_extras(&mut self, _extras: super::ipvs::Extras) {}
+    /// Once at start: `lvs_flush`, `lvs_timeouts`, and what `clear` removes
+    /// (`lvs_flush_onstop`); a backend without them ignores them.
+    fn prepare(&mut self, _global: &crate::conf::ipvs::IpvsGlobal) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Removes everything this backend installed.
     fn clear(&mut self) -> anyhow::Result<()>;
 }
@@ -359,10 +367,10 @@ fn parse_conntrack(text: &str, services: &[Service], out: &mut Counts) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn svc(port: u16, dests: &[(u8, u32)]) -> Service {
+    pub(crate) fn svc(port: u16, dests: &[(u8, u32)]) -> Service {
         Service {
             key: VsKey::Addr(Ipv4Addr::new(10, 0, 0, 1), port, "TCP".into()),
             scheduler: "rr".into(),

@@ -16,6 +16,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use super::dataplane::{diff, Backend, Change, Counts, Dest, Service};
 use crate::conf::lvs::VsKey;
 
+mod extra;
+pub(super) use extra::of as extras_of;
+pub use extra::{sync_daemon, Extras};
+
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
 const CTRL_ATTR_FAMILY_ID: u16 = 1;
@@ -190,7 +194,7 @@ fn service_id(key: &VsKey) -> Attrs {
     }
 }
 
-fn service_full(s: &Service) -> Attrs {
+fn service_full(s: &Service, x: &extra::State) -> Attrs {
     let persistent = s.persistence_timeout.is_some();
     let mut flags = Vec::with_capacity(8);
     flags.extend_from_slice(
@@ -198,11 +202,11 @@ fn service_full(s: &Service) -> Attrs {
             IP_VS_SVC_F_PERSISTENT
         } else {
             0
-        })
+        } | x.flags(&s.key))
         .to_ne_bytes(),
     );
     flags.extend_from_slice(&u32::MAX.to_ne_bytes());
-    service_id(&s.key)
+    extra::service_pe(service_id(&s.key), x.pe(&s.key))
         .string(SVC_SCHED_NAME, &s.scheduler)
         .raw(SVC_FLAGS, &flags)
         .u32(SVC_TIMEOUT, s.persistence_timeout.unwrap_or(0))
@@ -214,14 +218,19 @@ fn service_full(s: &Service) -> Attrs {
         )
 }
 
-fn dest_attrs(d: &Dest, method: &str, port_default: u16) -> Attrs {
+fn dest_attrs(
+    d: &Dest,
+    method: &str,
+    port_default: u16,
+    t: crate::conf::ipvs::Thresholds,
+) -> Attrs {
     Attrs::new()
         .addr(DEST_ADDR, d.addr)
         .be16(DEST_PORT, if d.port == 0 { port_default } else { d.port })
         .u32(DEST_FWD_METHOD, fwd_method(method))
         .u32(DEST_WEIGHT, d.weight)
-        .u32(DEST_U_THRESH, 0)
-        .u32(DEST_L_THRESH, 0)
+        .u32(DEST_U_THRESH, t.uthreshold)
+        .u32(DEST_L_THRESH, t.lthreshold)
         .u16(DEST_ADDR_FAMILY, libc::AF_INET as u16)
 }
 
@@ -233,6 +242,8 @@ pub struct Ipvs {
     /// What we installed (or adopted): the services we answer for.
     actual: Vec<Service>,
     owned: BTreeSet<VsKey>,
+    /// keepalived's IPVS extras: flags, engines, thresholds, lvs_flush_onstop.
+    x: extra::State,
 }
 
 impl Ipvs {
@@ -257,6 +268,7 @@ impl Ipvs {
             seq: 1,
             actual: Vec::new(),
             owned: BTreeSet::new(),
+            x: extra::State::default(),
         };
         let reply = me
             .request(
@@ -405,6 +417,8 @@ impl Ipvs {
                 })
                 .unwrap_or_default();
             let flags = get_u32(&a, SVC_FLAGS).unwrap_or(0);
+            self.x
+                .seen_service(&key, flags, get(&a, extra::SVC_PE_NAME));
             let timeout = get_u32(&a, SVC_TIMEOUT).unwrap_or(0);
             let netmask = get(&a, SVC_NETMASK)
                 .and_then(|v| Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?)))
@@ -456,6 +470,9 @@ impl Ipvs {
                 get_u32(&a, DEST_ACTIVE_CONNS).unwrap_or(0),
                 get_u32(&a, DEST_INACT_CONNS).unwrap_or(0),
             ));
+            if let Some((d, m, ..)) = out.last() {
+                self.x.seen_dest(key, d, m, &a);
+            }
         }
         Ok(out)
     }
@@ -477,27 +494,33 @@ impl Ipvs {
         match c {
             Change::AddService(s) => self.cmd(
                 CMD_NEW_SERVICE,
-                Attrs::new().nest(ATTR_SERVICE, service_full(s)),
+                Attrs::new().nest(ATTR_SERVICE, service_full(s, &self.x)),
             ),
             Change::EditService(s) => self.cmd(
                 CMD_SET_SERVICE,
-                Attrs::new().nest(ATTR_SERVICE, service_full(s)),
+                Attrs::new().nest(ATTR_SERVICE, service_full(s, &self.x)),
             ),
             Change::DelService(k) => self.cmd(
                 CMD_DEL_SERVICE,
                 Attrs::new().nest(ATTR_SERVICE, service_id(k)),
             ),
-            Change::AddDest(k, d) => self.cmd(
-                CMD_NEW_DEST,
-                Attrs::new()
-                    .nest(ATTR_SERVICE, service_id(k))
-                    .nest(ATTR_DEST, dest_attrs(d, &method_of(k), Self::port_of(k))),
-            ),
-            Change::EditDest(k, d) => self.cmd(
-                CMD_SET_DEST,
-                Attrs::new()
-                    .nest(ATTR_SERVICE, service_id(k))
-                    .nest(ATTR_DEST, dest_attrs(d, &method_of(k), Self::port_of(k))),
+            Change::AddDest(k, d) | Change::EditDest(k, d) => self.cmd(
+                if matches!(c, Change::AddDest(..)) {
+                    CMD_NEW_DEST
+                } else {
+                    CMD_SET_DEST
+                },
+                Attrs::new().nest(ATTR_SERVICE, service_id(k)).nest(
+                    ATTR_DEST,
+                    dest_attrs(
+                        d,
+                        self.x
+                            .method(k, d.addr, d.port)
+                            .unwrap_or(method_of(k).as_str()),
+                        Self::port_of(k),
+                        self.x.thresholds(k, d.addr, d.port),
+                    ),
+                ),
             ),
             Change::DelDest(k, a, p) => self.cmd(
                 CMD_DEL_DEST,
@@ -542,6 +565,8 @@ impl Backend for Ipvs {
                 }
             }
         }
+        // the extras' edits (flags, engines, thresholds, own methods), no-op edits dropped
+        self.x.changes(&actual, desired, &mut changes);
         for c in &changes {
             self.run(c, desired)
                 .map_err(|e| anyhow::anyhow!("IPVS {c:?}: {e}"))?;
@@ -549,6 +574,14 @@ impl Backend for Ipvs {
         self.owned.retain(|k| desired.iter().any(|s| &s.key == k));
         self.actual = desired.to_vec();
         Ok(changes)
+    }
+
+    fn set_extras(&mut self, extras: Extras) {
+        self.x.extras = extras;
+    }
+
+    fn prepare(&mut self, g: &crate::conf::ipvs::IpvsGlobal) -> anyhow::Result<()> {
+        self.prepare_extras(g)
     }
 
     fn counts(&mut self) -> Counts {
@@ -568,6 +601,12 @@ impl Backend for Ipvs {
     }
 
     fn clear(&mut self) -> anyhow::Result<()> {
+        if self.x.flush_onstop == crate::conf::ipvs::FlushOnStop::Full {
+            tracing::info!("lvs_flush_onstop: emptying the whole IPVS table");
+            self.owned.clear();
+            self.actual.clear();
+            return self.flush_all();
+        }
         let owned: Vec<VsKey> = self.owned.iter().cloned().collect();
         for k in owned {
             if let Err(e) = self.cmd(

@@ -200,6 +200,19 @@ pub fn select_backend(which: &str) -> anyhow::Result<Box<dyn Backend>> {
     }
 }
 
+/// Before the first programming: `lvs_flush` and `lvs_timeouts` on IPVS; on nftables, a
+/// warning for each IPVS-only setting, which means nothing there.
+pub fn prepare(backend: &mut dyn Backend, cfg: &crate::conf::Config) {
+    if backend.name() != "ipvs" {
+        for d in crate::conf::ipvs::nft_notes(cfg) {
+            warn!("{d}");
+        }
+    }
+    if let Err(e) = backend.prepare(&cfg.global.ipvs) {
+        warn!(error = %format!("{e:#}"), "IPVS settings not applied");
+    }
+}
+
 /// Whether `a` is an address of this host (for `ha_suspend`).
 fn is_local(a: Ipv4Addr) -> bool {
     opsflow_common::ipv4_interfaces()
@@ -446,6 +459,7 @@ impl Lvs {
         if let Err(e) = self.marks.apply_subset(&keep) {
             warn!(error = %format!("{e:#}"), "cannot remove gray mark rules");
         }
+        self.backend.set_extras(ipvs::extras_of(&self.vss));
         let t0 = std::time::Instant::now();
         match self.backend.apply(&desired) {
             Ok(changes) if changes.len() <= 20 => {
