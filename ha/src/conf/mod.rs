@@ -7,7 +7,7 @@ pub mod schema;
 pub mod syntax;
 mod track;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use schema::{Ctx, Status};
@@ -23,13 +23,18 @@ pub enum Auth {
     None,
     /// Simple password; only the first 8 bytes count.
     Pass([u8; 8]),
+    /// IPsec AH (HMAC-MD5-96) keyed with the password's first 8 bytes, zero-padded, as
+    /// keepalived does (VRRPv2 over IPv4 only).
+    Ah([u8; 8]),
 }
 
 /// A virtual IP and its keepalived options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vip {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub prefix: u8,
+    /// IPv6: add the address without duplicate address detection (IFA_F_NODAD).
+    pub nodad: bool,
     pub brd: Option<Ipv4Addr>,
     pub dev: Option<String>,
     pub scope: Option<String>,
@@ -138,10 +143,14 @@ pub struct Instance {
     /// Seconds.
     pub preempt_delay: f64,
     pub notify: Notify,
-    pub unicast_src: Option<Ipv4Addr>,
-    pub unicast_peers: Vec<Ipv4Addr>,
-    pub mcast_src: Option<Ipv4Addr>,
+    pub unicast_src: Option<IpAddr>,
+    pub unicast_peers: Vec<IpAddr>,
+    pub mcast_src: Option<IpAddr>,
     pub mcast_group: Ipv4Addr,
+    /// `vrrp_mcast_group6` (ff02::12 by default).
+    pub mcast_group6: Ipv6Addr,
+    /// The instance speaks IPv6 (its first address is IPv6, or `native_ipv6`).
+    pub ipv6: bool,
     pub garp_master_delay: f64,
     pub garp_master_repeat: u32,
     pub garp_master_refresh: f64,
@@ -332,19 +341,33 @@ fn string(n: &Node) -> Option<String> {
 /// Parses a `virtual_ipaddress` line: `ADDR[/LEN] [brd X] [dev X] [scope X] [label X]`.
 pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
     let (addr, prefix) = match n.key.text.split_once('/') {
-        Some((a, p)) => (a, p.parse::<u8>().ok().filter(|p| *p <= 32)),
-        None => (n.key.text.as_str(), Some(32)),
+        Some((a, p)) => (a, Some(p)),
+        None => (n.key.text.as_str(), None),
     };
-    let (Ok(addr), Some(prefix)) = (addr.parse::<Ipv4Addr>(), prefix) else {
+    let addr = addr.parse::<IpAddr>().ok();
+    let max = if matches!(addr, Some(IpAddr::V6(_))) {
+        128
+    } else {
+        32
+    };
+    let prefix = match prefix {
+        Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max),
+        None => Some(max),
+    };
+    let (Some(addr), Some(prefix)) = (addr, prefix) else {
         diags.push(error(
             &n.key.pos,
-            format!("'{}' is not an IPv4 address (ADDR or ADDR/LEN)", n.key.text),
+            format!(
+                "'{}' is not an IP address (ADDR or ADDR/LEN, IPv4 or IPv6)",
+                n.key.text
+            ),
         ));
         return None;
     };
     let mut vip = Vip {
         addr,
         prefix,
+        nodad: false,
         brd: None,
         dev: None,
         scope: None,
@@ -355,6 +378,10 @@ pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
         match w.text.as_str() {
             // flags without a value (keepalived 2.2)
             "no_track" | "home" | "noprefixroute" | "autojoin" => continue,
+            "nodad" if vip.addr.is_ipv6() => {
+                vip.nodad = true;
+                continue;
+            }
             "nodad" => {
                 diags.push(error(
                     &w.pos,
@@ -370,11 +397,16 @@ pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
         };
         match w.text.as_str() {
             // `brd +`: the broadcast address computed from the prefix
+            "brd" | "broadcast" if vip.addr.is_ipv6() => diags.push(error(
+                &w.pos,
+                format!("'{}' is for IPv4 addresses; {} is IPv6", w.text, vip.addr),
+            )),
             "brd" | "broadcast" if v.text == "+" => {
-                vip.brd = Some(Ipv4Addr::from(
-                    u32::from(vip.addr)
-                        | (u32::MAX.checked_shr(u32::from(vip.prefix)).unwrap_or(0)),
-                ))
+                if let IpAddr::V4(a) = vip.addr {
+                    vip.brd = Some(Ipv4Addr::from(
+                        u32::from(a) | (u32::MAX.checked_shr(u32::from(vip.prefix)).unwrap_or(0)),
+                    ))
+                }
             }
             "brd" | "broadcast" if v.text == "-" => {}
             "brd" | "broadcast" => match v.text.parse() {
@@ -426,6 +458,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
     };
     let mut version = 2u8;
     let mut mcast = Ipv4Addr::new(224, 0, 0, 18);
+    let mut mcast6 = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
     let mut garp_delay = 5.0;
     let mut garp_repeat = 5;
     let mut garp_refresh = 0.0;
@@ -464,6 +497,13 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     _ => diags.push(error(
                         &g.key.pos,
                         "vrrp_mcast_group4 needs an IPv4 multicast address",
+                    )),
+                },
+                "vrrp_mcast_group6" => match g.arg(0).and_then(|a| a.parse::<Ipv6Addr>().ok()) {
+                    Some(a) if a.is_multicast() => mcast6 = a,
+                    _ => diags.push(error(
+                        &g.key.pos,
+                        "vrrp_mcast_group6 needs an IPv6 multicast address (ff02::12 by default)",
                     )),
                 },
                 "vrrp_garp_master_delay" => {
@@ -568,7 +608,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                 if let Some(i) = instance(
                     n,
                     version,
-                    mcast,
+                    (mcast, mcast6),
                     (garp_delay, garp_repeat, garp_refresh),
                     diags,
                 ) {
@@ -722,7 +762,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
 fn instance(
     n: &Node,
     version: u8,
-    mcast: Ipv4Addr,
+    mcast: (Ipv4Addr, Ipv6Addr),
     garp: (f64, u32, f64),
     diags: &mut Vec<Diag>,
 ) -> Option<Instance> {
@@ -756,7 +796,9 @@ fn instance(
         unicast_src: None,
         unicast_peers: Vec::new(),
         mcast_src: None,
-        mcast_group: mcast,
+        mcast_group: mcast.0,
+        mcast_group6: mcast.1,
+        ipv6: false,
         garp_master_delay: garp.0,
         garp_master_repeat: garp.1,
         garp_master_refresh: garp.2,
@@ -768,13 +810,14 @@ fn instance(
     };
     let mut advert: Option<(f64, Pos)> = None;
     let mut saw_vrid = false;
-    let ip = |c: &Node, diags: &mut Vec<Diag>| -> Option<Ipv4Addr> {
+    let mut native_ipv6 = false;
+    let ip = |c: &Node, diags: &mut Vec<Diag>| -> Option<IpAddr> {
         match c.arg(0).and_then(|a| a.parse().ok()) {
             Some(a) => Some(a),
             None => {
                 diags.push(error(
                     &c.key.pos,
-                    format!("{} needs an IPv4 address", c.key.text),
+                    format!("{} needs an IPv4 or IPv6 address", c.key.text),
                 ));
                 None
             }
@@ -842,7 +885,14 @@ fn instance(
                         }
                         i.auth = Auth::Pass(b);
                     }
-                    Some("AH") => diags.push(error(&c.key.pos, "auth_type AH is not supported (it is deprecated in keepalived too); use PASS or none")),
+                    Some("AH") => {
+                        let (p, _) = pass.unwrap_or_else(|| (String::new(), a_pos(c)));
+                        let mut b = [0u8; 8];
+                        for (k, ch) in p.bytes().take(8).enumerate() {
+                            b[k] = ch;
+                        }
+                        i.auth = Auth::Ah(b);
+                    }
                     Some(other) => diags.push(error(&c.key.pos, format!("unknown auth_type '{other}' (PASS or AH)"))),
                     None => diags.push(error(&c.key.pos, "authentication needs auth_type")),
                 }
@@ -898,7 +948,7 @@ fn instance(
                         Ok(a) => i.unicast_peers.push(a),
                         Err(_) => diags.push(error(
                             &p.key.pos,
-                            format!("unicast_peer: '{}' is not an IPv4 address", p.key.text),
+                            format!("unicast_peer: '{}' is not an IPv4 or IPv6 address", p.key.text),
                         )),
                     }
                 }
@@ -927,11 +977,13 @@ fn instance(
             "accept" => i.accept = true,
             "dont_track_primary" => i.dont_track_primary = true,
             "no_accept" => i.accept = false,
+            "native_ipv6" => native_ipv6 = true,
             _ => {
                 notify_field(c, &mut i.notify);
             }
         }
     }
+    family(&mut i, native_ipv6, diags);
     if !saw_vrid {
         diags.push(error(
             &n.key.pos,
@@ -975,6 +1027,58 @@ fn instance(
         ));
     }
     Some(i)
+}
+
+/// An instance is IPv4 or IPv6 as keepalived decides: `native_ipv6`, else its first
+/// virtual address, else its unicast addresses. Addresses of the other family are not
+/// advertised (they move to the excluded list, as keepalived does with a warning); IPv6
+/// speaks VRRPv3 only, and AH is for IPv4.
+fn family(i: &mut Instance, native_ipv6: bool, diags: &mut Vec<Diag>) {
+    i.ipv6 = native_ipv6
+        || match i.vips.first() {
+            Some(v) => v.addr.is_ipv6(),
+            None => i
+                .unicast_src
+                .or(i.unicast_peers.first().copied())
+                .is_some_and(|a| a.is_ipv6()),
+        };
+    let (mine, other): (Vec<Vip>, Vec<Vip>) = std::mem::take(&mut i.vips)
+        .into_iter()
+        .partition(|v| v.addr.is_ipv6() == i.ipv6);
+    for v in &other {
+        diags.push(warning(&i.pos, format!("vrrp_instance {}: {} is not of the instance's family ({}): it is handled as virtual_ipaddress_excluded, as keepalived does", i.name, v.addr, if i.ipv6 { "IPv6" } else { "IPv4" })));
+    }
+    i.vips = mine;
+    i.vips_excluded.extend(other);
+    let wrong = |a: &IpAddr| a.is_ipv6() != i.ipv6;
+    if i.unicast_src
+        .iter()
+        .chain(&i.unicast_peers)
+        .chain(&i.mcast_src)
+        .any(wrong)
+    {
+        diags.push(error(&i.pos, format!("vrrp_instance {}: unicast_src_ip, unicast_peer and mcast_src_ip must be of the instance's family ({})", i.name, if i.ipv6 { "IPv6" } else { "IPv4" })));
+    }
+    if i.ipv6 && i.version == 2 {
+        diags.push(warning(
+            &i.pos,
+            format!(
+                "vrrp_instance {}: VRRPv2 has no IPv6; using version 3 as keepalived does",
+                i.name
+            ),
+        ));
+        i.version = 3;
+    }
+    if i.version == 3 && matches!(i.auth, Auth::Ah(_) | Auth::Pass(_)) {
+        diags.push(warning(
+            &i.pos,
+            format!(
+                "vrrp_instance {}: VRRPv3 has no authentication; ignored as keepalived does",
+                i.name
+            ),
+        ));
+        i.auth = Auth::None;
+    }
 }
 
 #[cfg(test)]
@@ -1057,8 +1161,9 @@ mod tests {
         assert_eq!(
             i.vips[0],
             Vip {
-                addr: Ipv4Addr::new(10, 1, 0, 91),
+                addr: Ipv4Addr::new(10, 1, 0, 91).into(),
                 prefix: 16,
+                nodad: false,
                 brd: None,
                 dev: Some("lo".into()),
                 scope: None,
@@ -1143,6 +1248,56 @@ mod tests {
             vec![("eth8".into(), 10), ("eth7".into(), 0)]
         );
         assert_eq!(i.track_scripts[0].weight, None);
+    }
+
+    #[test]
+    fn ipv6_instances_follow_their_addresses_and_ah_keys_with_eight_bytes() {
+        let c = load_str(
+            "k.conf",
+            "global_defs {\n vrrp_mcast_group6 ff02::13\n}\nvrrp_instance V6 {\n interface lo\n virtual_router_id 52\n virtual_ipaddress {\n 2001:db8::100/64 dev lo nodad\n 10.0.0.9/24\n }\n unicast_src_ip fe80::1\n unicast_peer {\n fe80::2\n }\n}\n\
+             vrrp_instance A {\n interface lo\n virtual_router_id 53\n authentication {\n auth_type AH\n auth_pass secret1\n }\n virtual_ipaddress {\n 10.0.0.100/24\n }\n}\n\
+             vrrp_instance N {\n interface lo\n virtual_router_id 54\n native_ipv6\n}\n",
+            "",
+        )
+        .expect("valid");
+        let v6 = &c.instances[0];
+        assert!(v6.ipv6);
+        assert_eq!(v6.version, 3, "IPv6 is VRRPv3 only");
+        assert_eq!(v6.mcast_group6, "ff02::13".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(v6.vips.len(), 1);
+        assert!(v6.vips[0].nodad);
+        assert_eq!(
+            (v6.vips[0].prefix, v6.vips[0].dev.as_deref()),
+            (64, Some("lo"))
+        );
+        assert_eq!(
+            v6.vips_excluded[0].addr,
+            "10.0.0.9".parse::<IpAddr>().unwrap(),
+            "the other family is not advertised"
+        );
+        assert_eq!(v6.unicast_peers, vec!["fe80::2".parse::<IpAddr>().unwrap()]);
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("10.0.0.9")));
+        assert_eq!(c.instances[1].auth, Auth::Ah(*b"secret1\0"));
+        assert!(!c.instances[1].ipv6);
+        assert!(c.instances[2].ipv6, "native_ipv6");
+        let e = errs("vrrp_instance V {\n interface lo\n virtual_router_id 9\n virtual_ipaddress {\n 2001:db8::1/64\n 2001:db8::2/129\n 10.0.0.1/24 nodad\n }\n unicast_peer {\n 10.0.0.2\n }\n}\n");
+        assert!(
+            e.iter()
+                .any(|e| e.contains(":6:") && e.contains("not an IP address")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.contains(":7:") && e.contains("nodad")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.contains("must be of the instance's family")),
+            "{e:?}"
+        );
     }
 
     #[test]
