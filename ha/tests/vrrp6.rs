@@ -1,0 +1,353 @@
+//! Issue 18's VRRP half against the real thing: ha and keepalived 2.2 as peers on one
+//! segment, each way round. VRRPv3 over IPv6 (election, a client's ping6 to the VIP, SIGTERM
+//! handover, preemption, kill -9 takeover); VRRPv2 with `auth_type AH` (one cluster, no AH
+//! error in keepalived's log, handover and preemption with a restarted node's fresh sequence
+//! counter); and a wrong AH password (both nodes MASTER, each counting the other's adverts
+//! as invalid). DAD is off in the lab, so no address is ever tentative.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use opsflow_tests::{wait_until, Host, Lab, Proc};
+
+mod common;
+
+const HA: &str = env!("CARGO_BIN_EXE_ha");
+const VIP6: &str = "2001:db8:98::100";
+const VIP4: &str = "10.81.0.100";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Keepalived,
+    Ha,
+}
+
+struct Pair {
+    lab: Lab,
+    /// n1, n2 and a client.
+    hosts: [Host; 3],
+    procs: [Option<Proc>; 2],
+    kinds: [Kind; 2],
+    starts: usize,
+}
+
+impl Pair {
+    fn new() -> Option<Pair> {
+        let lab = Lab::new(&["keepalived", "ip", "ping", "curl"])?;
+        let lan = lab.switch("lan");
+        let mk = |k: usize, name: &str| {
+            let h = lab.host(name);
+            h.run(
+                "sysctl",
+                &[
+                    "-qw",
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ],
+            );
+            lab.attach(&h, &lan, "eth0", Some(&format!("2001:db8:98::{k}/64")));
+            h.run(
+                "ip",
+                &["addr", "add", &format!("10.81.0.{k}/24"), "dev", "eth0"],
+            );
+            h
+        };
+        let hosts = [mk(1, "n1"), mk(2, "n2"), mk(9, "cl")];
+        Some(Pair {
+            lab,
+            hosts,
+            procs: [None, None],
+            kinds: [Kind::Ha, Kind::Keepalived],
+            starts: 0,
+        })
+    }
+
+    fn sock(&self, k: usize) -> String {
+        self.lab
+            .path(&format!("n{k}.sock"))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn start(&mut self, k: usize, conf: &str) {
+        let path = self.lab.path(&format!("n{k}.conf"));
+        std::fs::write(&path, conf).unwrap();
+        let conf = path.to_string_lossy().into_owned();
+        self.starts += 1;
+        let label = format!("{:?}-n{k}-{}", self.kinds[k - 1], self.starts);
+        let host = &self.hosts[k - 1];
+        let proc = match self.kinds[k - 1] {
+            Kind::Ha => {
+                let sock = self.sock(k);
+                let mut p = host.spawn(&label, HA, &["--config", &conf, "--control", &sock]);
+                assert!(
+                    p.wait_for_output("ha ready", Duration::from_secs(10)),
+                    "{}",
+                    p.output()
+                );
+                p
+            }
+            Kind::Keepalived => {
+                let base = self.lab.path(&format!("ka-n{k}"));
+                common::keepalived(host, &label, Path::new(&conf), &base)
+            }
+        };
+        self.procs[k - 1] = Some(proc);
+    }
+
+    fn stop(&mut self, k: usize) {
+        if let Some(mut p) = self.procs[k - 1].take() {
+            assert!(
+                p.stop(Duration::from_secs(5)).is_some(),
+                "{} did not stop on SIGTERM:\n{}",
+                p.label(),
+                p.output()
+            );
+        }
+    }
+
+    fn stop_all(&mut self) {
+        self.stop(1);
+        self.stop(2);
+    }
+
+    fn has6(&self, k: usize) -> bool {
+        let out = self.hosts[k - 1].output("ip", &["-6", "-o", "addr", "show", "dev", "eth0"]);
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP6}/"))
+    }
+
+    fn has4(&self, k: usize) -> bool {
+        self.hosts[k - 1].has_addr(VIP4)
+    }
+
+    fn log(&self, k: usize) -> String {
+        self.procs[k - 1]
+            .as_ref()
+            .map(|p| p.output())
+            .unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        (1..=2)
+            .map(|k| {
+                format!(
+                    "--- n{k} ({:?})\n{}",
+                    self.kinds[k - 1],
+                    tail(&self.log(k), 20)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// `cond` stays true for `d`.
+    fn holds(&self, d: Duration, cond: impl Fn(&Pair) -> bool) -> bool {
+        !wait_until(d, || !cond(self))
+    }
+
+    fn ping6(&self) -> bool {
+        self.hosts[2]
+            .output("ping", &["-6", "-n", "-q", "-c", "1", "-W", "1", VIP6])
+            .status
+            .success()
+    }
+
+    /// ha's dropped adverts for `reason`, from its /metrics.
+    fn dropped(&self, k: usize, reason: &str) -> u64 {
+        let out = self.hosts[k - 1].output(
+            "curl",
+            &[
+                "-s",
+                "--max-time",
+                "2",
+                "--unix-socket",
+                &self.sock(k),
+                "http://ha/metrics",
+            ],
+        );
+        let want = format!("ha_vrrp_adverts_dropped_total{{reason=\"{reason}\"}}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&want))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn conf6(k: usize, prio: u8) -> String {
+    format!(
+        "global_defs {{\n  router_id n{k}\n  vrrp_version 3\n}}\nvrrp_instance VI6 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 62\n  priority {prio}\n  advert_int 1\n  virtual_ipaddress {{\n    {VIP6}/64 dev eth0\n  }}\n}}\n"
+    )
+}
+
+fn conf_ah(k: usize, prio: u8, pass: &str) -> String {
+    format!(
+        "global_defs {{\n  router_id n{k}\n  vrrp_version 2\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 63\n  priority {prio}\n  advert_int 1\n  authentication {{\n    auth_type AH\n    auth_pass {pass}\n  }}\n  virtual_ipaddress {{\n    {VIP4}/24 dev eth0\n  }}\n}}\n"
+    )
+}
+
+const STEP: Duration = Duration::from_secs(10);
+
+#[test]
+fn ipv6_vrrp_between_ha_and_keepalived_elects_hands_over_and_survives_a_crash() {
+    use Kind::{Ha, Keepalived};
+    let Some(mut p) = Pair::new() else { return };
+    for kinds in [[Ha, Keepalived], [Keepalived, Ha]] {
+        p.kinds = kinds;
+        p.start(1, &conf6(1, 150));
+        p.start(2, &conf6(2, 100));
+        let only1 = |p: &Pair| p.has6(1) && !p.has6(2);
+        let only2 = |p: &Pair| p.has6(2) && !p.has6(1);
+        assert!(
+            wait_until(STEP, || only1(&p)),
+            "{kinds:?}: n1 (150) not the only master:\n{}",
+            p.logs()
+        );
+        assert!(
+            p.holds(Duration::from_secs(2), only1),
+            "{kinds:?}: two masters:\n{}",
+            p.logs()
+        );
+        assert!(
+            wait_until(STEP, || p.ping6()),
+            "{kinds:?}: no ping6 answer from {VIP6} on n1"
+        );
+        // SIGTERM: priority 0, the backup takes over at once (its skew time)
+        let t0 = Instant::now();
+        p.stop(1);
+        assert!(
+            wait_until(STEP, || only2(&p)),
+            "{kinds:?}: no handover after SIGTERM:\n{}",
+            p.logs()
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "{kinds:?}: handover took {:?}",
+            t0.elapsed()
+        );
+        assert!(
+            wait_until(STEP, || p.ping6()),
+            "{kinds:?}: no ping6 answer from {VIP6} on n2"
+        );
+        // the higher priority comes back and preempts
+        p.start(1, &conf6(1, 150));
+        assert!(
+            wait_until(STEP, || only1(&p)),
+            "{kinds:?}: restarted n1 did not preempt:\n{}",
+            p.logs()
+        );
+        // kill -9: the backup waits out its master-down interval, then takes over; the
+        // crashed host no longer answers for the VIP
+        let t0 = Instant::now();
+        p.procs[0].take().unwrap().kill();
+        p.hosts[0].run(
+            "ip",
+            &["-6", "addr", "del", &format!("{VIP6}/64"), "dev", "eth0"],
+        );
+        assert!(
+            wait_until(STEP, || p.has6(2)),
+            "{kinds:?}: no takeover after kill -9:\n{}",
+            p.logs()
+        );
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(2500) && took < Duration::from_secs(6),
+            "{kinds:?}: takeover after {took:?}, want the master-down interval (3.6 s)"
+        );
+        // the client follows (unsolicited neighbour advertisements)
+        assert!(
+            wait_until(STEP, || p.ping6()),
+            "{kinds:?}: no ping6 answer from {VIP6} after the crash"
+        );
+        p.stop_all();
+    }
+}
+
+#[test]
+fn ah_between_ha_and_keepalived_forms_one_cluster_both_ways() {
+    use Kind::{Ha, Keepalived};
+    let Some(mut p) = Pair::new() else { return };
+    for kinds in [[Ha, Keepalived], [Keepalived, Ha]] {
+        p.kinds = kinds;
+        p.start(1, &conf_ah(1, 150, "secret1"));
+        p.start(2, &conf_ah(2, 100, "secret1"));
+        let only1 = |p: &Pair| p.has4(1) && !p.has4(2);
+        assert!(
+            wait_until(STEP, || only1(&p)),
+            "{kinds:?}: n1 (150) not the only master:\n{}",
+            p.logs()
+        );
+        assert!(
+            p.holds(Duration::from_secs(5), only1),
+            "{kinds:?}: not one master for 5 s:\n{}",
+            p.logs()
+        );
+        p.stop(1);
+        assert!(
+            wait_until(STEP, || p.has4(2) && !p.has4(1)),
+            "{kinds:?}: no handover after SIGTERM:\n{}",
+            p.logs()
+        );
+        // a restarted node starts its sequence numbers again; the cluster still takes it
+        p.start(1, &conf_ah(1, 150, "secret1"));
+        assert!(
+            wait_until(STEP, || only1(&p)),
+            "{kinds:?}: restarted n1 did not preempt:\n{}",
+            p.logs()
+        );
+        let ka = if kinds[0] == Keepalived { 1 } else { 2 };
+        assert!(
+            !p.log(ka).contains("IPSEC-AH"),
+            "{kinds:?}: keepalived refused ha's AH:\n{}",
+            p.logs()
+        );
+        let ha = 3 - ka;
+        assert_eq!(
+            p.dropped(ha, "auth_mismatch"),
+            0,
+            "{kinds:?}: ha refused keepalived's AH"
+        );
+        p.stop_all();
+    }
+}
+
+#[test]
+fn a_wrong_ah_password_leaves_both_masters_each_refusing_the_other() {
+    use Kind::{Ha, Keepalived};
+    let Some(mut p) = Pair::new() else { return };
+    for kinds in [[Ha, Keepalived], [Keepalived, Ha]] {
+        p.kinds = kinds;
+        p.start(1, &conf_ah(1, 150, "secret1"));
+        p.start(2, &conf_ah(2, 100, "secret2"));
+        let both = |p: &Pair| p.has4(1) && p.has4(2);
+        assert!(
+            wait_until(STEP, || both(&p)),
+            "{kinds:?}: not both master:\n{}",
+            p.logs()
+        );
+        assert!(
+            p.holds(Duration::from_secs(2), both),
+            "{kinds:?}: the masters did not last:\n{}",
+            p.logs()
+        );
+        let ka = if kinds[0] == Keepalived { 1 } else { 2 };
+        let ha = 3 - ka;
+        assert!(
+            wait_until(STEP, || p.log(ka).contains("invalid IPSEC HMAC-MD5")),
+            "{kinds:?}: keepalived logged no HMAC failure:\n{}",
+            p.logs()
+        );
+        assert!(
+            wait_until(STEP, || p.dropped(ha, "auth_mismatch") > 0),
+            "{kinds:?}: ha counted no invalid advert:\n{}",
+            p.logs()
+        );
+        p.stop_all();
+    }
+}
