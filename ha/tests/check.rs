@@ -129,6 +129,11 @@ fn check_verdicts_match_keepalived_on_its_samples() {
         ("etc/keepalived.conf", "vrrp_garp_interval"),
         ("legacy-v1.2.24/keepalived.conf", "vrrp_garp_interval"),
         ("keepalived.conf.fwmark", "protocol"),
+        ("keepalived.conf.SSL_GET", "incompatible with AH"),
+        (
+            "legacy-v1.2.24/keepalived.conf.SSL_GET",
+            "incompatible with AH",
+        ),
         ("keepalived.conf.vrrp.lvs_syncd", "bare member"),
         ("keepalived.conf.vrrp.rules", "invalid rule to address"),
         ("keepalived.conf.track_interface", "has no 'dev IFACE'"),

@@ -1032,7 +1032,7 @@ fn instance(
 /// An instance is IPv4 or IPv6 as keepalived decides: `native_ipv6`, else its first
 /// virtual address, else its unicast addresses. Addresses of the other family are not
 /// advertised (they move to the excluded list, as keepalived does with a warning); IPv6
-/// speaks VRRPv3 only, and AH is for IPv4.
+/// speaks VRRPv3 only, and AH is for IPv4 (and clears an initial state MASTER).
 fn family(i: &mut Instance, native_ipv6: bool, diags: &mut Vec<Diag>) {
     i.ipv6 = native_ipv6
         || match i.vips.first() {
@@ -1068,6 +1068,10 @@ fn family(i: &mut Instance, native_ipv6: bool, diags: &mut Vec<Diag>) {
             ),
         ));
         i.version = 3;
+    }
+    if matches!(i.auth, Auth::Ah(_)) && i.initial_master {
+        diags.push(warning(&i.pos, format!("vrrp_instance {}: initial state MASTER is incompatible with AH authentication: it starts as BACKUP, as keepalived does (its sequence numbers start again)", i.name)));
+        i.initial_master = false;
     }
     if i.version == 3 && matches!(i.auth, Auth::Ah(_) | Auth::Pass(_)) {
         diags.push(warning(
@@ -1255,7 +1259,7 @@ mod tests {
         let c = load_str(
             "k.conf",
             "global_defs {\n vrrp_mcast_group6 ff02::13\n}\nvrrp_instance V6 {\n interface lo\n virtual_router_id 52\n virtual_ipaddress {\n 2001:db8::100/64 dev lo nodad\n 10.0.0.9/24\n }\n unicast_src_ip fe80::1\n unicast_peer {\n fe80::2\n }\n}\n\
-             vrrp_instance A {\n interface lo\n virtual_router_id 53\n authentication {\n auth_type AH\n auth_pass secret1\n }\n virtual_ipaddress {\n 10.0.0.100/24\n }\n}\n\
+             vrrp_instance A {\n state MASTER\n interface lo\n virtual_router_id 53\n authentication {\n auth_type AH\n auth_pass secret1\n }\n virtual_ipaddress {\n 10.0.0.100/24\n }\n}\n\
              vrrp_instance N {\n interface lo\n virtual_router_id 54\n native_ipv6\n}\n",
             "",
         )
@@ -1281,6 +1285,7 @@ mod tests {
             .iter()
             .any(|w| w.to_string().contains("10.0.0.9")));
         assert_eq!(c.instances[1].auth, Auth::Ah(*b"secret1\0"));
+        assert!(!c.instances[1].initial_master, "AH clears state MASTER");
         assert!(!c.instances[1].ipv6);
         assert!(c.instances[2].ipv6, "native_ipv6");
         let e = errs("vrrp_instance V {\n interface lo\n virtual_router_id 9\n virtual_ipaddress {\n 2001:db8::1/64\n 2001:db8::2/129\n 10.0.0.1/24 nodad\n }\n unicast_peer {\n 10.0.0.2\n }\n}\n");
