@@ -460,9 +460,10 @@ fn ifinfo(index: u32, up: bool) -> Vec<u8> {
     b
 }
 
-/// The VRRP virtual MAC of a VRID (00:00:5e:00:01:VRID).
-pub fn vmac(vrid: u8) -> [u8; 6] {
-    [0, 0, 0x5e, 0, 1, vrid]
+/// The VRRP virtual MAC of a VRID: 00:00:5e:00:01:VRID for IPv4, 00:00:5e:00:02:VRID for
+/// IPv6 (RFC 5798 §7.3).
+pub fn vmac(vrid: u8, ipv6: bool) -> [u8; 6] {
+    [0, 0, 0x5e, 0, if ipv6 { 2 } else { 1 }, vrid]
 }
 
 /// Creates (replacing a leftover of the same name) a macvlan `name` on `parent` with the
@@ -480,7 +481,7 @@ pub fn create_vmac(parent: &str, name: &str, vrid: u8, ipv6: bool) -> io::Result
     n.push(0);
     push_attr(&mut body, libc::IFLA_IFNAME, &n);
     push_attr(&mut body, libc::IFLA_LINK, &parent_index.to_ne_bytes());
-    push_attr(&mut body, libc::IFLA_ADDRESS, &vmac(vrid));
+    push_attr(&mut body, libc::IFLA_ADDRESS, &vmac(vrid, ipv6));
     // IFLA_LINKINFO { IFLA_INFO_KIND "macvlan", IFLA_INFO_DATA { IFLA_MACVLAN_MODE private } }
     let mut data = Vec::new();
     push_attr(

@@ -113,7 +113,7 @@ impl Pair {
     }
 
     fn has6(&self, k: usize) -> bool {
-        let out = self.hosts[k - 1].output("ip", &["-6", "-o", "addr", "show", "dev", "eth0"]);
+        let out = self.hosts[k - 1].output("ip", &["-6", "-o", "addr", "show"]);
         String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP6}/"))
     }
 
@@ -183,6 +183,18 @@ fn tail(s: &str, n: usize) -> String {
 fn conf6(k: usize, prio: u8) -> String {
     format!(
         "global_defs {{\n  router_id n{k}\n  vrrp_version 3\n}}\nvrrp_instance VI6 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 62\n  priority {prio}\n  advert_int 1\n  virtual_ipaddress {{\n    {VIP6}/64 dev eth0\n  }}\n}}\n"
+    )
+}
+
+/// IPv6 with unicast peers (global addresses, no multicast) and extra instance lines.
+fn conf6_with(k: usize, prio: u8, extra: &str) -> String {
+    conf6(k, prio).replace("  advert_int 1\n", &format!("  advert_int 1\n{extra}"))
+}
+
+fn unicast6(k: usize) -> String {
+    format!(
+        "  unicast_src_ip 2001:db8:98::{k}\n  unicast_peer {{\n    2001:db8:98::{}\n  }}\n",
+        3 - k
     )
 }
 
@@ -350,4 +362,87 @@ fn a_wrong_ah_password_leaves_both_masters_each_refusing_the_other() {
         );
         p.stop_all();
     }
+}
+
+#[test]
+fn ipv6_unicast_peers_between_ha_and_keepalived_elect_and_hand_over() {
+    use Kind::{Ha, Keepalived};
+    let Some(mut p) = Pair::new() else { return };
+    for kinds in [[Ha, Keepalived], [Keepalived, Ha]] {
+        p.kinds = kinds;
+        p.start(1, &conf6_with(1, 150, &unicast6(1)));
+        p.start(2, &conf6_with(2, 100, &unicast6(2)));
+        let only1 = |p: &Pair| p.has6(1) && !p.has6(2);
+        assert!(
+            wait_until(STEP, || only1(&p)),
+            "{kinds:?}: n1 (150) not the only master:\n{}",
+            p.logs()
+        );
+        assert!(
+            p.holds(Duration::from_secs(5), only1),
+            "{kinds:?}: two masters:\n{}",
+            p.logs()
+        );
+        p.stop(1);
+        assert!(
+            wait_until(STEP, || p.has6(2) && !p.has6(1)),
+            "{kinds:?}: no handover after SIGTERM:\n{}",
+            p.logs()
+        );
+        assert!(
+            wait_until(STEP, || p.ping6()),
+            "{kinds:?}: no ping6 answer from {VIP6} on n2"
+        );
+        p.stop_all();
+    }
+}
+
+#[test]
+fn ipv6_use_vmac_answers_for_the_vip_from_the_ipv6_virtual_mac() {
+    let Some(mut p) = Pair::new() else { return };
+    p.kinds = [Kind::Ha, Kind::Ha];
+    let vmac = "00:00:5e:00:02:3e"; // IPv6 VMAC of VRID 62 (RFC 5798 §7.3)
+    p.start(1, &conf6_with(1, 150, "  use_vmac\n"));
+    p.start(2, &conf6_with(2, 100, "  use_vmac\n"));
+    let on_vmac = |p: &Pair, k: usize| {
+        let out = p.hosts[k - 1].output("ip", &["-6", "-o", "addr", "show", "dev", "vrrp.62"]);
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP6}/"))
+    };
+    assert!(
+        wait_until(STEP, || on_vmac(&p, 1)),
+        "the VIP is not on n1's VMAC:\n{}",
+        p.logs()
+    );
+    let mac = p.hosts[0].run("cat", &["/sys/class/net/vrrp.62/address"]);
+    assert_eq!(mac.trim(), vmac);
+    assert!(
+        p.holds(Duration::from_secs(2), |p| !p.has6(2)),
+        "two masters:\n{}",
+        p.logs()
+    );
+    assert!(
+        wait_until(STEP, || p.ping6()),
+        "no ping6 answer from {VIP6} on n1's VMAC"
+    );
+    let neigh = p.hosts[2].run("ip", &["-6", "neigh", "show", VIP6]);
+    assert!(
+        neigh.contains(vmac),
+        "the client reaches the VIP at {neigh}"
+    );
+    p.stop(1);
+    assert!(
+        wait_until(STEP, || on_vmac(&p, 2)),
+        "n2 did not take the VIP on its VMAC:\n{}",
+        p.logs()
+    );
+    assert!(
+        wait_until(STEP, || p.ping6()),
+        "no ping6 answer from {VIP6} on n2's VMAC"
+    );
+    let neigh = p.hosts[2].run("ip", &["-6", "neigh", "show", VIP6]);
+    assert!(
+        neigh.contains(vmac),
+        "after the handover the client has {neigh}"
+    );
+    p.stop_all();
 }
