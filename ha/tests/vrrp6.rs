@@ -78,16 +78,7 @@ impl Pair {
         let label = format!("{:?}-n{k}-{}", self.kinds[k - 1], self.starts);
         let host = &self.hosts[k - 1];
         let proc = match self.kinds[k - 1] {
-            Kind::Ha => {
-                let sock = self.sock(k);
-                let mut p = host.spawn(&label, HA, &["--config", &conf, "--control", &sock]);
-                assert!(
-                    p.wait_for_output("ha ready", Duration::from_secs(10)),
-                    "{}",
-                    p.output()
-                );
-                p
-            }
+            Kind::Ha => common::ha(host, &label, HA, &conf, &self.sock(k)),
             Kind::Keepalived => {
                 let base = self.lab.path(&format!("ka-n{k}"));
                 common::keepalived(host, &label, Path::new(&conf), &base)
@@ -97,14 +88,7 @@ impl Pair {
     }
 
     fn stop(&mut self, k: usize) {
-        if let Some(mut p) = self.procs[k - 1].take() {
-            assert!(
-                p.stop(Duration::from_secs(5)).is_some(),
-                "{} did not stop on SIGTERM:\n{}",
-                p.label(),
-                p.output()
-            );
-        }
+        common::term(self.procs[k - 1].take());
     }
 
     fn stop_all(&mut self) {
@@ -151,6 +135,41 @@ impl Pair {
             .output("ping", &["-6", "-n", "-q", "-c", "1", "-W", "1", VIP6])
             .status
             .success()
+    }
+
+    /// n1 (150) alone holds the VIP (`has`: which family's), and keeps it for `hold`.
+    fn n1_alone(&self, has: fn(&Pair, usize) -> bool, hold: Duration, what: &str) {
+        let only1 = |p: &Pair| has(p, 1) && !has(p, 2);
+        assert!(
+            wait_until(STEP, || only1(self)),
+            "{:?}, {what}: n1 (150) is not the only master:\n{}",
+            self.kinds,
+            self.logs()
+        );
+        assert!(
+            self.holds(hold, only1),
+            "{:?}, {what}: not one master for {hold:?}:\n{}",
+            self.kinds,
+            self.logs()
+        );
+    }
+
+    /// SIGTERM to n1: n2 alone holds the VIP soon after (priority 0: its skew time).
+    fn sigterm_handover(&mut self, has: fn(&Pair, usize) -> bool) {
+        let t0 = Instant::now();
+        self.stop(1);
+        assert!(
+            wait_until(STEP, || has(self, 2) && !has(self, 1)),
+            "{:?}: no handover after SIGTERM:\n{}",
+            self.kinds,
+            self.logs()
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "{:?}: the handover took {:?}",
+            self.kinds,
+            t0.elapsed()
+        );
     }
 
     /// ha's dropped adverts for `reason`, from its /metrics.
@@ -214,46 +233,19 @@ fn ipv6_vrrp_between_ha_and_keepalived_elects_hands_over_and_survives_a_crash() 
         p.kinds = kinds;
         p.start(1, &conf6(1, 150));
         p.start(2, &conf6(2, 100));
-        let only1 = |p: &Pair| p.has6(1) && !p.has6(2);
-        let only2 = |p: &Pair| p.has6(2) && !p.has6(1);
-        assert!(
-            wait_until(STEP, || only1(&p)),
-            "{kinds:?}: n1 (150) not the only master:\n{}",
-            p.logs()
-        );
-        assert!(
-            p.holds(Duration::from_secs(2), only1),
-            "{kinds:?}: two masters:\n{}",
-            p.logs()
-        );
+        p.n1_alone(Pair::has6, Duration::from_secs(2), "election");
         assert!(
             wait_until(STEP, || p.ping6()),
             "{kinds:?}: no ping6 answer from {VIP6} on n1"
         );
-        // SIGTERM: priority 0, the backup takes over at once (its skew time)
-        let t0 = Instant::now();
-        p.stop(1);
-        assert!(
-            wait_until(STEP, || only2(&p)),
-            "{kinds:?}: no handover after SIGTERM:\n{}",
-            p.logs()
-        );
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "{kinds:?}: handover took {:?}",
-            t0.elapsed()
-        );
+        p.sigterm_handover(Pair::has6);
         assert!(
             wait_until(STEP, || p.ping6()),
             "{kinds:?}: no ping6 answer from {VIP6} on n2"
         );
         // the higher priority comes back and preempts
         p.start(1, &conf6(1, 150));
-        assert!(
-            wait_until(STEP, || only1(&p)),
-            "{kinds:?}: restarted n1 did not preempt:\n{}",
-            p.logs()
-        );
+        p.n1_alone(Pair::has6, Duration::ZERO, "preemption");
         // kill -9: the backup waits out its master-down interval, then takes over; the
         // crashed host no longer answers for the VIP
         let t0 = Instant::now();
@@ -289,30 +281,11 @@ fn ah_between_ha_and_keepalived_forms_one_cluster_both_ways() {
         p.kinds = kinds;
         p.start(1, &conf_ah(1, 150, "secret1"));
         p.start(2, &conf_ah(2, 100, "secret1"));
-        let only1 = |p: &Pair| p.has4(1) && !p.has4(2);
-        assert!(
-            wait_until(STEP, || only1(&p)),
-            "{kinds:?}: n1 (150) not the only master:\n{}",
-            p.logs()
-        );
-        assert!(
-            p.holds(Duration::from_secs(5), only1),
-            "{kinds:?}: not one master for 5 s:\n{}",
-            p.logs()
-        );
-        p.stop(1);
-        assert!(
-            wait_until(STEP, || p.has4(2) && !p.has4(1)),
-            "{kinds:?}: no handover after SIGTERM:\n{}",
-            p.logs()
-        );
+        p.n1_alone(Pair::has4, Duration::from_secs(5), "election");
+        p.sigterm_handover(Pair::has4);
         // a restarted node starts its sequence numbers again; the cluster still takes it
         p.start(1, &conf_ah(1, 150, "secret1"));
-        assert!(
-            wait_until(STEP, || only1(&p)),
-            "{kinds:?}: restarted n1 did not preempt:\n{}",
-            p.logs()
-        );
+        p.n1_alone(Pair::has4, Duration::ZERO, "preemption");
         let ka = if kinds[0] == Keepalived { 1 } else { 2 };
         assert!(
             !p.log(ka).contains("IPSEC-AH"),
@@ -372,23 +345,8 @@ fn ipv6_unicast_peers_between_ha_and_keepalived_elect_and_hand_over() {
         p.kinds = kinds;
         p.start(1, &conf6_with(1, 150, &unicast6(1)));
         p.start(2, &conf6_with(2, 100, &unicast6(2)));
-        let only1 = |p: &Pair| p.has6(1) && !p.has6(2);
-        assert!(
-            wait_until(STEP, || only1(&p)),
-            "{kinds:?}: n1 (150) not the only master:\n{}",
-            p.logs()
-        );
-        assert!(
-            p.holds(Duration::from_secs(5), only1),
-            "{kinds:?}: two masters:\n{}",
-            p.logs()
-        );
-        p.stop(1);
-        assert!(
-            wait_until(STEP, || p.has6(2) && !p.has6(1)),
-            "{kinds:?}: no handover after SIGTERM:\n{}",
-            p.logs()
-        );
+        p.n1_alone(Pair::has6, Duration::from_secs(5), "election");
+        p.sigterm_handover(Pair::has6);
         assert!(
             wait_until(STEP, || p.ping6()),
             "{kinds:?}: no ping6 answer from {VIP6} on n2"
