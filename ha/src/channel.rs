@@ -39,7 +39,7 @@ impl Channel {
         let (sock, my_ip, group) = if c.ipv6 {
             let src = match c.unicast_src.or(c.mcast_src) {
                 Some(IpAddr::V6(a)) => Some(a),
-                _ => net::link_local(&c.interface),
+                _ => link_local_soon(&c.interface),
             };
             let src = src.ok_or("the interface has no usable IPv6 link-local address to send adverts from (is IPv6 on, DAD done?)")?;
             let g = c.mcast_group6;
@@ -211,6 +211,21 @@ impl Channel {
             }
         }
         (sent, err)
+    }
+}
+
+/// The interface's link-local address, waiting up to 3 s for duplicate address detection
+/// (an interface that just came up has only a tentative one, which cannot be bound).
+fn link_local_soon(ifname: &str) -> Option<Ipv6Addr> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if let Some(a) = net::link_local(ifname) {
+            return Some(a);
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

@@ -771,6 +771,39 @@ mod link_tests {
     use std::time::{Duration, Instant};
 
     #[test]
+    fn unsolicited_neighbour_advertisements_are_well_formed() {
+        let ip: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let mac = [2, 0, 0, 0, 0, 0x0a];
+        let f = na_frame(mac, ip, false);
+        assert_eq!(f.len(), 14 + 40 + 32);
+        assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1], "to all nodes");
+        assert_eq!(&f[12..14], &[0x86, 0xdd]);
+        assert_eq!((f[20], f[21]), (58, 255), "ICMPv6, hop limit 255");
+        assert_eq!(&f[22..38], &ip.octets(), "from the address itself");
+        let icmp = &f[54..];
+        assert_eq!(
+            (icmp[0], icmp[4]),
+            (136, 0x20),
+            "NA, Override, not Solicited"
+        );
+        assert_eq!(&icmp[8..24], &ip.octets(), "target");
+        assert_eq!(
+            &icmp[24..],
+            &[2, 1, 2, 0, 0, 0, 0, 0x0a],
+            "target link-layer address"
+        );
+        // the checksum covers the pseudo-header: summing it all gives zero
+        let mut pseudo = f[22..54].to_vec();
+        pseudo.extend_from_slice(&[0, 0, 0, 32, 0, 0, 0, 58]);
+        assert_eq!(crate::vrrp::csum(&[&pseudo, icmp]), 0);
+        assert_eq!(
+            na_frame(mac, ip, true)[54 + 4],
+            0xa0,
+            "Router when forwarding"
+        );
+    }
+
+    #[test]
     fn the_kernel_answers_for_lo_and_for_a_missing_interface() {
         assert_eq!(link_state("lo").unwrap(), Some(true));
         assert_eq!(link_state("ofl-missing0").unwrap(), None);
