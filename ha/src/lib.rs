@@ -2,7 +2,8 @@
 //!
 //! # Map
 //! - [`conf`]: keepalived.conf (syntax with positions, keyword schema, validated model).
-//! - [`vrrp`]: VRRP v2/v3 adverts and the RFC 5798 state machine, pure (time is an input).
+//! - [`vrrp`]: VRRP v2/v3 adverts (IPv4 and IPv6) and the RFC 5798 state machine, pure (time
+//!   is an input); [`ah`]: keepalived's IPsec AH authentication of VRRPv2 adverts.
 //! - [`daemon`]: the event loop: routers, tracking, notify scripts, reload, shutdown.
 //! - [`net`]: rtnetlink addresses, gratuitous ARP, the raw VRRP socket, link state.
 //! - [`lvs`]: virtual servers: health checkers, the data plane (nftables), drains.
@@ -25,7 +26,9 @@
 //! - A master that stops sends priority 0 first and removes its VIPs.
 //! - The TCP control API always requires a bearer token.
 
+pub mod ah;
 pub mod app;
+pub mod channel;
 pub mod cli;
 pub mod conf;
 pub mod control;

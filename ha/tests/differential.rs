@@ -131,17 +131,13 @@ impl Pair {
         let proc = match self.kinds[k - 1] {
             Kind::Ha => {
                 let sock = self.lab.path(&format!("n{k}.sock"));
-                let mut p = self.hosts[k - 1].spawn(
+                common::ha(
+                    &self.hosts[k - 1],
                     &label,
                     HA,
-                    &["--config", &conf, "--control", &sock.to_string_lossy()],
-                );
-                assert!(
-                    p.wait_for_output("ha ready", Duration::from_secs(10)),
-                    "{}",
-                    p.output()
-                );
-                p
+                    &conf,
+                    &sock.to_string_lossy(),
+                )
             }
             Kind::Keepalived => {
                 let base = self.lab.path(&format!("ka-n{k}"));
@@ -158,14 +154,7 @@ impl Pair {
     }
 
     fn term(&mut self, k: usize) {
-        if let Some(mut p) = self.procs[k - 1].take() {
-            assert!(
-                p.stop(Duration::from_secs(15)).is_some(),
-                "{} did not stop on SIGTERM:\n{}",
-                p.label(),
-                p.output()
-            );
-        }
+        common::term(self.procs[k - 1].take());
     }
 
     fn seen(&self) -> Seen {

@@ -12,13 +12,13 @@
 //! - `real-server` (`--real-servers`): each real server of an LVS-DR service, over ssh
 //!   ([`realserver`]): the VIP on `lo`, `arp_ignore` 1 or 2, `arp_announce` 2.
 //!
-//! VRRP authentication by AH (IP protocol 51) is refused by the config loader, so only
-//! protocol 112 is checked.
+//! An instance with `auth_type AH` sends its adverts as IP protocol 51 (AH), and that is the
+//! protocol checked for it.
 
 pub mod firewall;
 pub mod realserver;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -426,24 +426,50 @@ fn network((a, p): (Ipv4Addr, u8)) -> (Ipv4Addr, u8) {
     (Ipv4Addr::from(u32::from(a) & mask), p)
 }
 
+/// The IP protocol of an instance's adverts: 51 with AH, else 112.
+fn proto_of(i: &Instance) -> u8 {
+    if matches!(i.auth, crate::conf::Auth::Ah(_)) {
+        51
+    } else {
+        112
+    }
+}
+
+/// The nft name of that protocol.
+fn proto_name(i: &Instance) -> &'static str {
+    if proto_of(i) == 51 {
+        "ah"
+    } else {
+        "vrrp"
+    }
+}
+
 /// The adverts an instance receives.
 pub fn packets(i: &Instance, local: Option<(Ipv4Addr, u8)>) -> Vec<Packet> {
     if i.unicast_peers.is_empty() {
         vec![Packet {
-            proto: 112,
+            proto: proto_of(i),
             saddr: None,
             src_net: local.map(network),
             daddr: Some(i.mcast_group),
             iif: i.interface.clone(),
         }]
     } else {
+        let src = match i.unicast_src {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => local.map(|l| l.0),
+        };
         i.unicast_peers
             .iter()
+            .filter_map(|p| match p {
+                IpAddr::V4(p) => Some(*p),
+                IpAddr::V6(_) => None,
+            })
             .map(|p| Packet {
-                proto: 112,
-                saddr: Some(*p),
+                proto: proto_of(i),
+                saddr: Some(p),
                 src_net: None,
-                daddr: i.unicast_src.or(local.map(|l| l.0)),
+                daddr: src,
                 iif: i.interface.clone(),
             })
             .collect()
@@ -454,15 +480,18 @@ pub fn packets(i: &Instance, local: Option<(Ipv4Addr, u8)>) -> Vec<Packet> {
 fn accept_expr(i: &Instance) -> String {
     if i.unicast_peers.is_empty() {
         format!(
-            "iifname \"{}\" ip daddr {} ip protocol vrrp accept",
-            i.interface, i.mcast_group
+            "iifname \"{}\" ip daddr {} ip protocol {} accept",
+            i.interface,
+            i.mcast_group,
+            proto_name(i)
         )
     } else {
         let peers: Vec<String> = i.unicast_peers.iter().map(|p| p.to_string()).collect();
         format!(
-            "iifname \"{}\" ip saddr {{ {} }} ip protocol vrrp accept",
+            "iifname \"{}\" ip saddr {{ {} }} ip protocol {} accept",
             i.interface,
-            peers.join(", ")
+            peers.join(", "),
+            proto_name(i)
         )
     }
 }
@@ -480,8 +509,9 @@ fn iptables_accept(i: &Instance, table: &str, chain: &str) -> String {
         format!("-s {}", p.join(","))
     };
     format!(
-        "iptables-legacy {t}-I {chain} -i {} -p vrrp {from} -j ACCEPT",
-        i.interface
+        "iptables-legacy {t}-I {chain} -i {} -p {} {from} -j ACCEPT",
+        i.interface,
+        proto_name(i)
     )
 }
 
@@ -538,15 +568,29 @@ fn vrrp_firewall(instances: &[Instance]) -> Vec<Finding> {
 
 fn vrrp_firewall_of(i: &Instance, rs: &Rulesets) -> Finding {
     let f = |st, msg: String| Finding::new(Check::VrrpFirewall, &i.name, st, msg);
+    if i.ipv6 {
+        // the ruleset model walks IPv4 packets only
+        return f(
+            Status::Warn,
+            format!(
+                "VRRPv3 over IPv6 to {} on {}: ha doctor does not analyse ip6 rules yet",
+                i.mcast_group6, i.interface
+            ),
+        )
+        .fix("check by hand that `nft list ruleset` accepts ip6 nexthdr 112 (vrrp) on that interface");
+    }
     let who = if i.unicast_peers.is_empty() {
         format!(
-            "VRRP (IP protocol 112) to {} on {}",
-            i.mcast_group, i.interface
+            "VRRP (IP protocol {}) to {} on {}",
+            proto_of(i),
+            i.mcast_group,
+            i.interface
         )
     } else {
         let p: Vec<String> = i.unicast_peers.iter().map(|p| p.to_string()).collect();
         format!(
-            "VRRP (IP protocol 112) from the unicast peers {} on {}",
+            "VRRP (IP protocol {}) from the unicast peers {} on {}",
+            proto_of(i),
             p.join(", "),
             i.interface
         )
@@ -804,7 +848,11 @@ fn nonlocal_bind(cfg: &Config) -> Vec<Finding> {
     let vips: Vec<Ipv4Addr> = cfg
         .instances
         .iter()
-        .flat_map(|i| i.vips.iter().map(|v| v.addr))
+        .flat_map(|i| i.vips.iter())
+        .filter_map(|v| match v.addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
         .collect();
     if vips.is_empty() {
         return Vec::new();

@@ -85,7 +85,10 @@ fn instance(peers: &[[u8; 4]]) -> Instance {
     )
     .unwrap();
     let mut i = cfg.instances[0].clone();
-    i.unicast_peers = peers.iter().map(|p| Ipv4Addr::from(*p)).collect();
+    i.unicast_peers = peers
+        .iter()
+        .map(|p| IpAddr::V4(Ipv4Addr::from(*p)))
+        .collect();
     i
 }
 
@@ -142,4 +145,20 @@ fn a_dr_real_server_needs_the_vip_on_lo_and_quiet_arp() {
     // a fwmark service has no single VIP: only the sysctls are judged
     assert!(judge(&per_if, None).is_empty());
     assert_eq!(parse("garbage\nconf x y z\n"), realserver::Seen::default());
+}
+
+#[test]
+fn an_ah_instance_is_checked_as_ip_protocol_51() {
+    let mut i = instance(&[]);
+    i.auth = crate::conf::Auth::Ah(*b"secret\0\0");
+    let ps = packets(&i, None);
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0].proto, 51);
+    assert!(
+        accept_expr(&i).contains("ip protocol ah accept"),
+        "{}",
+        accept_expr(&i)
+    );
+    i.auth = crate::conf::Auth::None;
+    assert_eq!(packets(&i, None)[0].proto, 112);
 }
