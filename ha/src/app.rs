@@ -20,6 +20,7 @@ use crate::dump::Dumps;
 /// Runs the command line; errors are printed by the caller.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.cmd {
+        Some(Cmd::Doctor(a)) => crate::doctor::run(a),
         Some(Cmd::Status { control, json }) => status(control, *json),
         Some(Cmd::Drain(t)) | Some(Cmd::Enable(t)) => {
             let action = match cli.cmd {
@@ -201,7 +202,7 @@ fn genhash(g: &Genhash) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().split('.').next().unwrap_or("").to_string())
         .unwrap_or_default()

@@ -90,6 +90,10 @@ pub struct Target {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
+    /// Check this node's HA prerequisites: clock sync, VRRP through the firewall, peers,
+    /// IPVS, ip_nonlocal_bind, and (--real-servers) the LVS-DR real servers. Exit status:
+    /// 0 all ok, 3 warnings only, 4 a check failed, 1 the config cannot be read.
+    Doctor(crate::doctor::Args),
     /// Show the state of a running ha.
     Status {
         #[command(flatten)]

@@ -3,12 +3,11 @@
 //! of their own, in order per instance, so they never hold up the protocol.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
@@ -21,9 +20,8 @@ pub use crate::status::{Counters, Shared, Status};
 struct Inst {
     cfg: Instance,
     router: Router,
-    sock: Arc<AsyncFd<socket2::Socket>>,
+    chan: crate::channel::Channel,
     ifindex: u32,
-    dsts: Vec<Ipv4Addr>,
     vips_on: bool,
     last_transition: SystemTime,
     notify: mpsc::UnboundedSender<Vec<(String, Vec<String>)>>,
@@ -42,7 +40,7 @@ struct Inst {
 enum Event {
     Advert {
         inst: String,
-        from: Ipv4Addr,
+        from: IpAddr,
         advert: Advert,
     },
     Rejected(&'static str),
@@ -213,33 +211,10 @@ impl Daemon {
             warn!(instance = %c.name, interface = %c.interface, "interface does not exist: instance stays in FAULT until it appears (reload to retry)");
             return None;
         };
-        let vips: Vec<Ipv4Addr> = c.vips.iter().map(|v| v.addr).collect();
-        let src = c
-            .unicast_src
-            .or(c.mcast_src)
-            .or_else(|| net::primary_ipv4(&c.interface, &vips));
-        let Some(src) = src else {
-            warn!(instance = %c.name, interface = %c.interface, "the interface has no IPv4 address to send adverts from");
-            return None;
-        };
-        let unicast = !c.unicast_peers.is_empty();
-        let sock = match net::vrrp_socket(
-            &c.interface,
-            ifindex,
-            src,
-            (!unicast).then_some(c.mcast_group),
-        ) {
-            // SAFETY: the socket owns its descriptor and moves into the AsyncFd, which keeps it
-            // open until the AsyncFd is dropped.
-            Ok(s) => Arc::new(match unsafe { AsyncFd::register(s) } {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(instance = %c.name, error = %e, "cannot register the VRRP socket");
-                    return None;
-                }
-            }),
+        let chan = match crate::channel::Channel::open(c, ifindex) {
+            Ok(ch) => ch,
             Err(e) => {
-                warn!(instance = %c.name, error = %e, "cannot open the VRRP socket (are we root?)");
+                warn!(instance = %c.name, interface = %c.interface, "{e}");
                 return None;
             }
         };
@@ -250,7 +225,7 @@ impl Daemon {
             preempt_delay: Duration::from_secs_f64(c.preempt_delay),
             initial_master: c.initial_master,
         };
-        let router = Router::new(settings, c.priority, src, now);
+        let router = Router::new(settings, c.priority, chan.my_ip, now);
         let (ntx, mut nrx) = mpsc::unbounded_channel::<Vec<(String, Vec<String>)>>();
         let name = c.name.clone();
         tokio::spawn(async move {
@@ -261,74 +236,24 @@ impl Daemon {
             }
         });
         let reader = {
-            let sock = sock.clone();
             let tx = self.tx.clone();
-            let (name, version, auth, vrid, peers) = (
-                c.name.clone(),
-                c.version,
-                c.auth.clone(),
-                c.vrid,
-                c.unicast_peers.clone(),
-            );
-            let me = src;
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 2048];
-                loop {
-                    let Ok(mut guard) = sock.readable().await else {
-                        return;
-                    };
-                    let r = guard.try_io(|s| {
-                        // SAFETY: reading into our buffer from a raw socket we own.
-                        let n = unsafe {
-                            libc::recv(
-                                std::os::fd::AsRawFd::as_raw_fd(s.get_ref()),
-                                buf.as_mut_ptr() as *mut libc::c_void,
-                                buf.len(),
-                                0,
-                            )
-                        };
-                        if n < 0 {
-                            Err(std::io::Error::last_os_error())
-                        } else {
-                            Ok(n as usize)
-                        }
-                    });
-                    let Ok(Ok(n)) = r else { continue };
-                    if n >= 22 && buf[(buf[0] as usize & 0x0f) * 4 + 1] != vrid {
-                        continue; // another virtual router on this link
-                    }
-                    match vrrp::decode(&buf[..n], version, &auth) {
-                        Ok((from, _, _)) if from == me => {} // our own, looped back by a VMAC
-                        Ok((from, _, advert)) if advert.vrid == vrid => {
-                            if !peers.is_empty() && !peers.contains(&from) {
-                                let _ = tx.send(Event::Rejected("unicast_not_a_peer"));
-                                continue;
-                            }
-                            let _ = tx.send(Event::Advert {
-                                inst: name.clone(),
-                                from,
-                                advert,
-                            });
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            let _ = tx.send(Event::Rejected(e.reason()));
-                        }
-                    }
-                }
+            let name = c.name.clone();
+            chan.reader(c, move |got| {
+                let _ = tx.send(match got {
+                    Ok((from, advert)) => Event::Advert {
+                        inst: name.clone(),
+                        from,
+                        advert,
+                    },
+                    Err(reason) => Event::Rejected(reason),
+                });
             })
-        };
-        let dsts = if unicast {
-            c.unicast_peers.clone()
-        } else {
-            vec![c.mcast_group]
         };
         Some(Inst {
             cfg: c.clone(),
             router,
-            sock,
+            chan,
             ifindex,
-            dsts,
             vips_on: false,
             last_transition: SystemTime::now(),
             notify: ntx,
@@ -480,7 +405,11 @@ impl Daemon {
                     priority: i.cfg.priority,
                     effective_priority: i.router.priority,
                     vips: i.cfg.vips.iter().map(vip_text).collect(),
-                    master_address: i.router.master_ip,
+                    // the contract's field is IPv4; an IPv6 master is not reported there
+                    master_address: match i.router.master_ip {
+                        Some(IpAddr::V4(a)) => Some(a),
+                        _ => None,
+                    },
                     last_transition: rfc3339(i.last_transition),
                 })
                 .collect();
@@ -495,24 +424,14 @@ impl Daemon {
             interval_cs: i.cfg.advert_cs,
             addrs: i.cfg.vips.iter().map(|v| v.addr).collect(),
         };
-        for dst in &i.dsts {
-            let payload = vrrp::encode(&a, &i.cfg.auth, i.router.my_ip, *dst);
-            let addr = std::net::SocketAddrV4::new(*dst, 0);
-            let sent = match &i.vmac_tx {
-                Some(tx) => tx.send_to(
-                    &net::with_ip_header(i.router.my_ip, *dst, &payload),
-                    &addr.into(),
-                ),
-                None => i.sock.get_ref().send_to(&payload, &addr.into()),
-            };
-            match sent {
-                Ok(_) => {
-                    if let Ok(mut s) = self.shared.lock() {
-                        s.1.adverts_tx += 1;
-                    }
-                }
-                Err(e) => debug!(instance = %i.cfg.name, error = %e, "advert not sent"),
+        let (sent, err) = i.chan.send(&a, &i.cfg.auth, i.vmac_tx.as_ref());
+        if sent > 0 {
+            if let Ok(mut s) = self.shared.lock() {
+                s.1.adverts_tx += u64::from(sent);
             }
+        }
+        if let Some(e) = err {
+            debug!(instance = %i.cfg.name, error = %e, "advert not sent");
         }
     }
 
@@ -538,9 +457,10 @@ impl Daemon {
                 // switches flap it, and macvlan drops frames whose source is one of its own
                 // MACs, so the backup would not hear the master's adverts
                 if let (Some(name), None) = (i.cfg.use_vmac.clone(), &i.vmac) {
-                    match net::create_vmac(&i.cfg.interface, &name, i.cfg.vrid) {
+                    match net::create_vmac(&i.cfg.interface, &name, i.cfg.vrid, i.cfg.ipv6) {
                         Ok(idx) => {
-                            i.vmac_tx = if i.cfg.vmac_xmit_base {
+                            // IPv6 adverts leave from the base interface's link-local address
+                            i.vmac_tx = if i.cfg.vmac_xmit_base || i.cfg.ipv6 {
                                 None
                             } else {
                                 net::hdrincl_socket(&name)
@@ -564,7 +484,7 @@ impl Daemon {
                 set_net(&i.cfg.virtual_routes, true, "virtual route", net::set_route);
                 set_net(&i.cfg.virtual_rules, true, "virtual rule", net::set_rule);
                 // announced from the interface each VIP lives on (the VMAC when use_vmac)
-                let vips: Vec<(String, Ipv4Addr)> = i
+                let vips: Vec<(String, IpAddr)> = i
                     .cfg
                     .vips
                     .iter()
@@ -579,9 +499,13 @@ impl Daemon {
                     old.abort();
                 }
                 i.garp = Some(tokio::spawn(async move {
-                    let burst = |vips: &[(String, Ipv4Addr)]| {
+                    // gratuitous ARPs for IPv4, unsolicited neighbour advertisements for IPv6
+                    let burst = |vips: &[(String, IpAddr)]| {
                         for (dev, ip) in vips {
-                            let _ = net::garp(dev, *ip, repeat);
+                            let _ = match ip {
+                                IpAddr::V4(a) => net::garp(dev, *a, repeat),
+                                IpAddr::V6(a) => net::unsolicited_na(dev, *a, repeat),
+                            };
                         }
                     };
                     burst(&vips);

@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
@@ -158,14 +158,21 @@ pub fn set_vip(index: u32, vip: &Vip, add: bool) -> io::Result<()> {
         Some("site") => 200,
         _ => 0,
     };
-    let mut body = vec![libc::AF_INET as u8, vip.prefix, 0, scope];
+    // struct ifaddrmsg: family, prefixlen, flags, scope, index
+    let (family, octets): (u8, Vec<u8>) = match vip.addr {
+        IpAddr::V4(a) => (libc::AF_INET as u8, a.octets().to_vec()),
+        IpAddr::V6(a) => (libc::AF_INET6 as u8, a.octets().to_vec()),
+    };
+    // IFA_F_NODAD: usable at once, never tentative
+    let flags: u8 = if vip.nodad { 0x02 } else { 0 };
+    let mut body = vec![family, vip.prefix, flags, scope];
     body.extend_from_slice(&index.to_ne_bytes());
-    push_attr(&mut body, libc::IFA_LOCAL, &vip.addr.octets());
-    push_attr(&mut body, libc::IFA_ADDRESS, &vip.addr.octets());
+    push_attr(&mut body, libc::IFA_LOCAL, &octets);
+    push_attr(&mut body, libc::IFA_ADDRESS, &octets);
     if let Some(b) = vip.brd {
         push_attr(&mut body, libc::IFA_BROADCAST, &b.octets());
     }
-    if let Some(l) = &vip.label {
+    if let (Some(l), false) = (&vip.label, vip.addr.is_ipv6()) {
         let mut s = l.clone().into_bytes();
         s.push(0);
         push_attr(&mut body, libc::IFA_LABEL, &s);
@@ -325,57 +332,37 @@ pub fn garp(ifname: &str, ip: Ipv4Addr, count: u32) -> io::Result<()> {
     f.extend_from_slice(&ip.octets());
     f.extend_from_slice(&[0xff; 6]);
     f.extend_from_slice(&ip.octets());
-    // SAFETY: a packet socket we close on return; sockaddr_ll filled for sendto.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            (libc::ETH_P_ARP as u16).to_be() as i32,
-        );
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = OwnedFd::from_raw_fd(fd);
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ARP as u16).to_be();
-        sll.sll_ifindex = index as i32;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-        for _ in 0..count.max(1) {
-            libc::sendto(
-                fd.as_raw_fd(),
-                f.as_ptr() as *const libc::c_void,
-                f.len(),
-                0,
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of_val(&sll) as u32,
-            );
-        }
-    }
-    Ok(())
+    send_frame(index, &f, libc::ETH_P_ARP as u16, [0xff; 6], count)
 }
 
 /// A raw socket for IP protocol 112 bound to an interface.
 fn raw_vrrp(ifname: &str) -> io::Result<Socket> {
-    let s = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(crate::vrrp::PROTO)),
-    )?;
+    raw_proto(ifname, crate::vrrp::PROTO)
+}
+
+fn raw_proto(ifname: &str, proto: i32) -> io::Result<Socket> {
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(proto)))?;
     s.bind_device(Some(ifname.as_bytes()))?;
     Ok(s)
 }
 
 /// A raw VRRP socket on an interface: multicast group joined (unless unicast), TTL 255,
-/// source address set.
+/// source address set. With `ah` it is a socket for IP protocol 51 that also sends whole
+/// datagrams (IP_HDRINCL): the AH ICV covers the IP header, so ha writes it.
 pub fn vrrp_socket(
     ifname: &str,
     index: u32,
     src: Ipv4Addr,
     group: Option<Ipv4Addr>,
+    ah: bool,
 ) -> io::Result<Socket> {
-    let s = raw_vrrp(ifname)?;
+    let s = if ah {
+        let s = raw_proto(ifname, crate::ah::PROTO as i32)?;
+        s.set_header_included_v4(true)?;
+        s
+    } else {
+        raw_vrrp(ifname)?
+    };
     s.set_ttl(255)?;
     s.set_multicast_ttl_v4(255)?;
     s.set_multicast_loop_v4(false)?;
@@ -473,23 +460,28 @@ fn ifinfo(index: u32, up: bool) -> Vec<u8> {
     b
 }
 
-/// The VRRP virtual MAC of a VRID (00:00:5e:00:01:VRID).
-pub fn vmac(vrid: u8) -> [u8; 6] {
-    [0, 0, 0x5e, 0, 1, vrid]
+/// The VRRP virtual MAC of a VRID: 00:00:5e:00:01:VRID for IPv4, 00:00:5e:00:02:VRID for
+/// IPv6 (RFC 5798 §7.3).
+pub fn vmac(vrid: u8, ipv6: bool) -> [u8; 6] {
+    [0, 0, 0x5e, 0, if ipv6 { 2 } else { 1 }, vrid]
 }
 
 /// Creates (replacing a leftover of the same name) a macvlan `name` on `parent` with the
 /// virtual MAC, up, and makes ARP for the VIPs answer from it only (arp_ignore=1 on both).
-pub fn create_vmac(parent: &str, name: &str, vrid: u8) -> io::Result<u32> {
+/// For an IPv6 instance (`ipv6`) the VMAC keeps IPv6, to hold the VIPs and answer neighbour
+/// solicitations for them with the virtual MAC (RFC 5798 §7.4), without a link-local address
+/// of its own (every node's would be the same) and without DAD.
+pub fn create_vmac(parent: &str, name: &str, vrid: u8, ipv6: bool) -> io::Result<u32> {
     let parent_index = ifindex(parent)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {parent}")))?;
     let _ = delete_link(name);
-    let mut body = ifinfo(0, true);
+    // created down: the IPv6 settings must be in place before the kernel configures it
+    let mut body = ifinfo(0, false);
     let mut n = name.as_bytes().to_vec();
     n.push(0);
     push_attr(&mut body, libc::IFLA_IFNAME, &n);
     push_attr(&mut body, libc::IFLA_LINK, &parent_index.to_ne_bytes());
-    push_attr(&mut body, libc::IFLA_ADDRESS, &vmac(vrid));
+    push_attr(&mut body, libc::IFLA_ADDRESS, &vmac(vrid, ipv6));
     // IFLA_LINKINFO { IFLA_INFO_KIND "macvlan", IFLA_INFO_DATA { IFLA_MACVLAN_MODE private } }
     let mut data = Vec::new();
     push_attr(
@@ -517,16 +509,24 @@ pub fn create_vmac(parent: &str, name: &str, vrid: u8) -> io::Result<u32> {
         let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/arp_ignore"), "1");
         let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/arp_announce"), "2");
     }
-    // no IPv6 on the VMAC: every node has one with the same MAC, and link-local traffic from
-    // it would make switches flap the MAC between ports (turned off right after creation,
-    // before the kernel's delayed router solicitation and DAD send anything)
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
-    ifindex(name).ok_or_else(|| {
+    // no IPv6 of its own on the VMAC: every node has one with the same MAC, and link-local
+    // traffic from it would make switches flap the MAC between ports (set while it is down,
+    // before the kernel's router solicitation and DAD could send anything)
+    let v6 = |k: &str, v: &str| std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/{k}"), v);
+    if ipv6 {
+        let _ = v6("addr_gen_mode", "1"); // no link-local address
+        let _ = v6("accept_dad", "0");
+    } else {
+        let _ = v6("disable_ipv6", "1");
+    }
+    let index = ifindex(name).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
             format!("{name} vanished after creation"),
         )
-    })
+    })?;
+    netlink_request(libc::RTM_NEWLINK, 0, &ifinfo(index, true))?;
+    Ok(index)
 }
 
 /// Deletes an interface by name.
@@ -569,10 +569,239 @@ pub fn with_ip_header(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     h
 }
 
+/// The link-local address of an interface (adverts over IPv6 come from it), from
+/// /proc/net/if_inet6: "ADDR(32 hex) IFINDEX PREFIXLEN SCOPE FLAGS NAME", scope 0x20 = link.
+/// Tentative addresses (flag 0x40) are skipped: they cannot be bound yet.
+pub fn link_local(name: &str) -> Option<Ipv6Addr> {
+    let text = std::fs::read_to_string("/proc/net/if_inet6").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (addr, scope, flags, dev) = (f.first()?, f.get(3)?, f.get(4)?, f.get(5)?);
+        let tentative = u32::from_str_radix(flags, 16).ok()? & 0x40 != 0;
+        if *dev != name || *scope != "20" || tentative || addr.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(addr, 16).ok().map(Ipv6Addr::from)
+    })
+}
+
+fn setsockopt_int(s: &Socket, level: i32, name: i32, v: i32) -> io::Result<()> {
+    // SAFETY: an int option of the stated size on a socket we own.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            &v as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A raw IPv6 VRRP socket on an interface: bound to `src` (the link-local address, or
+/// unicast_src_ip), hop limit 255 for unicast and multicast, the group joined unless
+/// unicast, and the hop limit and destination of each received datagram reported (RFC 5798
+/// §7.1 checks the first; the checksum's pseudo-header needs the second).
+pub fn vrrp_socket6(
+    ifname: &str,
+    index: u32,
+    src: Ipv6Addr,
+    group: Option<Ipv6Addr>,
+) -> io::Result<Socket> {
+    let s = Socket::new(
+        Domain::IPV6,
+        Type::RAW,
+        Some(Protocol::from(crate::vrrp::PROTO)),
+    )?;
+    s.bind_device(Some(ifname.as_bytes()))?;
+    s.set_unicast_hops_v6(255)?;
+    s.set_multicast_hops_v6(255)?;
+    s.set_multicast_loop_v6(false)?;
+    s.set_multicast_if_v6(index)?;
+    // traffic class 0xc0 (network control), as keepalived sends
+    setsockopt_int(&s, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, 0xc0)?;
+    if let Some(g) = group {
+        s.join_multicast_v6(&g, index)?;
+    }
+    let scope = if src.is_unicast_link_local() {
+        index
+    } else {
+        0
+    };
+    s.bind(&SocketAddrV6::new(src, 0, 0, scope).into())?;
+    setsockopt_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
+    setsockopt_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// What one datagram on an IPv6 raw socket came with.
+pub struct Rx6 {
+    pub len: usize,
+    pub src: Ipv6Addr,
+    pub dst: Option<Ipv6Addr>,
+    pub hop_limit: Option<u8>,
+}
+
+/// Receives one datagram from an IPv6 raw socket with its source, destination and hop limit.
+pub fn recv6(fd: i32, buf: &mut [u8]) -> io::Result<Rx6> {
+    // SAFETY: recvmsg into our buffers of the stated sizes; the control messages are read
+    // with the libc CMSG macros within the length the kernel reports.
+    unsafe {
+        let mut name: libc::sockaddr_in6 = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; 32];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = &mut name as *mut _ as *mut libc::c_void;
+        msg.msg_namelen = std::mem::size_of_val(&name) as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(fd, &mut msg, 0);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut rx = Rx6 {
+            len: n as usize,
+            src: Ipv6Addr::from(name.sin6_addr.s6_addr),
+            dst: None,
+            hop_limit: None,
+        };
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 {
+                if (*c).cmsg_type == libc::IPV6_HOPLIMIT {
+                    let h = std::ptr::read_unaligned(data as *const i32);
+                    rx.hop_limit = u8::try_from(h).ok();
+                } else if (*c).cmsg_type == libc::IPV6_PKTINFO {
+                    let p = std::ptr::read_unaligned(data as *const libc::in6_pktinfo);
+                    rx.dst = Some(Ipv6Addr::from(p.ipi6_addr.s6_addr));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        Ok(rx)
+    }
+}
+
+/// The frame of an unsolicited neighbour advertisement for `ip` (RFC 4861 §7.2.6), as
+/// keepalived sends one: to all nodes (ff02::1) from the address itself, hop limit 255,
+/// Override set (Router too when the host forwards), with the target link-layer address.
+pub fn na_frame(mac: [u8; 6], ip: Ipv6Addr, router: bool) -> Vec<u8> {
+    let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let mut icmp = vec![136, 0, 0, 0, if router { 0xa0 } else { 0x20 }, 0, 0, 0];
+    icmp.extend_from_slice(&ip.octets());
+    icmp.extend_from_slice(&[2, 1]);
+    icmp.extend_from_slice(&mac);
+    let mut pseudo = Vec::with_capacity(40);
+    pseudo.extend_from_slice(&ip.octets());
+    pseudo.extend_from_slice(&all.octets());
+    pseudo.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    let c = crate::vrrp::csum(&[&pseudo, &icmp]);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![0x33, 0x33, 0, 0, 0, 1];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&all.octets());
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// Sends `count` unsolicited neighbour advertisements for `ip` from the interface.
+pub fn unsolicited_na(ifname: &str, ip: Ipv6Addr, count: u32) -> io::Result<()> {
+    let index = ifindex(ifname)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}")))?;
+    let src = mac(ifname)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no MAC for {ifname}")))?;
+    let router = std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{ifname}/forwarding"))
+        .is_ok_and(|v| v.trim() == "1");
+    let f = na_frame(src, ip, router);
+    send_frame(index, &f, 0x86dd, [0x33, 0x33, 0, 0, 0, 1], count)
+}
+
+/// Sends an Ethernet frame `count` times from a packet socket on interface `index`.
+fn send_frame(index: u32, f: &[u8], ethertype: u16, dst: [u8; 6], count: u32) -> io::Result<()> {
+    // SAFETY: a packet socket we close on return; sockaddr_ll filled for sendto.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            ethertype.to_be() as i32,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ethertype.to_be();
+        sll.sll_ifindex = index as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&dst);
+        for _ in 0..count.max(1) {
+            libc::sendto(
+                fd.as_raw_fd(),
+                f.as_ptr() as *const libc::c_void,
+                f.len(),
+                0,
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of_val(&sll) as u32,
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod link_tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn unsolicited_neighbour_advertisements_are_well_formed() {
+        let ip: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let mac = [2, 0, 0, 0, 0, 0x0a];
+        let f = na_frame(mac, ip, false);
+        assert_eq!(f.len(), 14 + 40 + 32);
+        assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1], "to all nodes");
+        assert_eq!(&f[12..14], &[0x86, 0xdd]);
+        assert_eq!((f[20], f[21]), (58, 255), "ICMPv6, hop limit 255");
+        assert_eq!(&f[22..38], &ip.octets(), "from the address itself");
+        let icmp = &f[54..];
+        assert_eq!(
+            (icmp[0], icmp[4]),
+            (136, 0x20),
+            "NA, Override, not Solicited"
+        );
+        assert_eq!(&icmp[8..24], &ip.octets(), "target");
+        assert_eq!(
+            &icmp[24..],
+            &[2, 1, 2, 0, 0, 0, 0, 0x0a],
+            "target link-layer address"
+        );
+        // the checksum covers the pseudo-header: summing it all gives zero
+        let mut pseudo = f[22..54].to_vec();
+        pseudo.extend_from_slice(&[0, 0, 0, 32, 0, 0, 0, 58]);
+        assert_eq!(crate::vrrp::csum(&[&pseudo, icmp]), 0);
+        assert_eq!(
+            na_frame(mac, ip, true)[54 + 4],
+            0xa0,
+            "Router when forwarding"
+        );
+    }
 
     #[test]
     fn the_kernel_answers_for_lo_and_for_a_missing_interface() {

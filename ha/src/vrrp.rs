@@ -1,7 +1,8 @@
-//! VRRP (RFC 3768 v2, RFC 5798 v3) for IPv4: adverts on the wire and the state machine of
-//! RFC 5798 §6.4, pure: input and the time in, actions out. Timing in centiseconds.
+//! VRRP (RFC 3768 v2, RFC 5798 v3) for IPv4 and IPv6: adverts on the wire and the state
+//! machine of RFC 5798 §6.4, pure: input and the time in, actions out. Timing in
+//! centiseconds. IPsec AH (keepalived's VRRPv2 authentication) is in [`crate::ah`].
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use crate::conf::Auth;
@@ -16,7 +17,7 @@ pub struct Advert {
     pub priority: u8,
     /// Centiseconds (v2: seconds × 100).
     pub interval_cs: u32,
-    pub addrs: Vec<Ipv4Addr>,
+    pub addrs: Vec<IpAddr>,
 }
 
 /// Why an advert was dropped (metric label).
@@ -30,6 +31,8 @@ pub enum Reject {
     Auth,
     Count,
     Interval,
+    /// AH: the sequence number was seen already (a replay, or our own advert).
+    Replay,
 }
 
 impl Reject {
@@ -43,11 +46,12 @@ impl Reject {
             Reject::Auth => "auth_mismatch",
             Reject::Count => "address_count",
             Reject::Interval => "interval_mismatch",
+            Reject::Replay => "ah_replay",
         }
     }
 }
 
-fn csum(chunks: &[&[u8]]) -> u16 {
+pub(crate) fn csum(chunks: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
     let mut odd: Option<u8> = None;
     for c in chunks {
@@ -88,18 +92,20 @@ pub fn encode(a: &Advert, auth: &Auth, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> 
         let iv = (a.interval_cs.min(4095)) as u16;
         b.extend_from_slice(&iv.to_be_bytes());
     } else {
-        let atype = if matches!(auth, Auth::Pass(_)) { 1 } else { 0 };
+        let atype = match auth {
+            Auth::None => 0,
+            Auth::Pass(_) => 1,
+            Auth::Ah(_) => 2,
+        };
         b.push(atype);
         b.push((a.interval_cs / 100).clamp(1, 255) as u8);
     }
     b.extend_from_slice(&[0, 0]);
-    for ip in &a.addrs {
-        b.extend_from_slice(&ip.octets());
-    }
+    push_addrs(&mut b, &a.addrs);
     if a.version == 2 {
         match auth {
             Auth::Pass(p) => b.extend_from_slice(p),
-            Auth::None => b.extend_from_slice(&[0; 8]),
+            Auth::None | Auth::Ah(_) => b.extend_from_slice(&[0; 8]),
         }
     }
     let c = if a.version == 3 {
@@ -129,7 +135,13 @@ pub fn decode(
     let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
     let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
     let total = (u16::from_be_bytes([pkt[2], pkt[3]]) as usize).min(pkt.len());
-    let v = &pkt[ihl..total.max(ihl)];
+    // an AH datagram (its ICV checked by crate::ah::verify first) carries VRRP after 24 bytes
+    let ah = pkt[9] == crate::ah::PROTO;
+    if ah != matches!(auth, Auth::Ah(_)) {
+        return Err(Reject::Auth);
+    }
+    let start = if ah { ihl + crate::ah::LEN } else { ihl };
+    let v = pkt.get(start..total.max(start)).unwrap_or(&[]);
     if v.len() < 8 {
         return Err(Reject::Short);
     }
@@ -167,13 +179,15 @@ pub fn decode(
         let good = match auth {
             Auth::None => atype == 0,
             Auth::Pass(p) => atype == 1 && data == p,
+            // the ICV was checked before (crate::ah::verify)
+            Auth::Ah(_) => atype == 2,
         };
         if !good {
             return Err(Reject::Auth);
         }
     }
     let addrs = (0..count)
-        .map(|k| Ipv4Addr::new(v[8 + 4 * k], v[9 + 4 * k], v[10 + 4 * k], v[11 + 4 * k]))
+        .map(|k| Ipv4Addr::new(v[8 + 4 * k], v[9 + 4 * k], v[10 + 4 * k], v[11 + 4 * k]).into())
         .collect();
     Ok((
         src,
@@ -186,6 +200,100 @@ pub fn decode(
             addrs,
         },
     ))
+}
+
+fn push_addrs(b: &mut Vec<u8>, addrs: &[IpAddr]) {
+    for ip in addrs {
+        match ip {
+            IpAddr::V4(a) => b.extend_from_slice(&a.octets()),
+            IpAddr::V6(a) => b.extend_from_slice(&a.octets()),
+        }
+    }
+}
+
+fn pseudo6(src: Ipv6Addr, dst: Ipv6Addr, len: usize) -> [u8; 40] {
+    let mut p = [0u8; 40];
+    p[..16].copy_from_slice(&src.octets());
+    p[16..32].copy_from_slice(&dst.octets());
+    p[32..36].copy_from_slice(&(len as u32).to_be_bytes());
+    p[39] = PROTO as u8;
+    p
+}
+
+/// Encodes a VRRPv3 advert for IPv6 (RFC 5798 §5): the payload of the IPv6 datagram, its
+/// checksum over the IPv6 pseudo-header (source, destination, length, next header 112).
+pub fn encode6(a: &Advert, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+    let mut b = vec![(3 << 4) | 1, a.vrid, a.priority, a.addrs.len() as u8];
+    b.extend_from_slice(&(a.interval_cs.min(4095) as u16).to_be_bytes());
+    b.extend_from_slice(&[0, 0]);
+    push_addrs(&mut b, &a.addrs);
+    let c = csum(&[&pseudo6(src, dst, b.len()), &b]);
+    b[6..8].copy_from_slice(&c.to_be_bytes());
+    b
+}
+
+/// Decodes the payload of an IPv6 datagram carrying VRRPv3 (raw IPv6 sockets deliver no IP
+/// header: the source, destination and hop limit come from the socket). A hop limit other
+/// than 255 is refused (RFC 5798 §7.1); `None` means the kernel did not say.
+pub fn decode6(
+    v: &[u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: Option<u8>,
+) -> Result<Advert, Reject> {
+    if v.len() < 8 {
+        return Err(Reject::Short);
+    }
+    if hop_limit.is_some_and(|h| h != 255) {
+        return Err(Reject::Ttl);
+    }
+    if v[0] >> 4 != 3 {
+        return Err(Reject::Version);
+    }
+    if v[0] & 0x0f != 1 {
+        return Err(Reject::Type);
+    }
+    let count = v[3] as usize;
+    if v.len() < 8 + 16 * count {
+        return Err(Reject::Count);
+    }
+    if csum(&[&pseudo6(src, dst, v.len()), v]) != 0 {
+        return Err(Reject::Checksum);
+    }
+    let addrs = (0..count)
+        .map(|k| {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&v[8 + 16 * k..24 + 16 * k]);
+            IpAddr::V6(Ipv6Addr::from(o))
+        })
+        .collect();
+    Ok(Advert {
+        version: 3,
+        vrid: v[1],
+        priority: v[2],
+        interval_cs: (u16::from_be_bytes([v[4], v[5]]) & 0x0fff) as u32,
+        addrs,
+    })
+}
+
+/// The bytes of a hex fixture (lines starting with `#` are comments).
+#[cfg(test)]
+pub(crate) fn fixture_hex(text: &str) -> Vec<u8> {
+    let hex: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<String>();
+    (0..hex.trim().len() / 2)
+        .map(|k| u8::from_str_radix(&hex[2 * k..2 * k + 2], 16).expect("hex fixture"))
+        .collect()
+}
+
+/// An address as a number, for RFC 5798's "higher primary address wins" (same family).
+fn addr_key(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    }
 }
 
 /// VRRP states.
@@ -234,8 +342,8 @@ pub struct Router {
     pub state: State,
     /// Effective priority (tracking applied); 255 = address owner.
     pub priority: u8,
-    pub my_ip: Ipv4Addr,
-    pub master_ip: Option<Ipv4Addr>,
+    pub my_ip: IpAddr,
+    pub master_ip: Option<IpAddr>,
     master_adver_cs: u32,
     adver_timer: Option<Instant>,
     master_down: Option<Instant>,
@@ -252,7 +360,8 @@ fn cs(n: u32) -> Duration {
 }
 
 impl Router {
-    pub fn new(s: Settings, priority: u8, my_ip: Ipv4Addr, now: Instant) -> Router {
+    pub fn new(s: Settings, priority: u8, my_ip: impl Into<IpAddr>, now: Instant) -> Router {
+        let my_ip = my_ip.into();
         let adv = s.advert_cs;
         Router {
             s,
@@ -374,13 +483,14 @@ impl Router {
         out
     }
 
-    fn higher(&self, a: &Advert, from: Ipv4Addr) -> bool {
+    fn higher(&self, a: &Advert, from: IpAddr) -> bool {
         a.priority > self.priority
-            || (a.priority == self.priority && u32::from(from) > u32::from(self.my_ip))
+            || (a.priority == self.priority && addr_key(from) > addr_key(self.my_ip))
     }
 
     /// An advert from another router of this VRID.
-    pub fn on_advert(&mut self, from: Ipv4Addr, a: &Advert, now: Instant) -> Vec<Action> {
+    pub fn on_advert(&mut self, from: impl Into<IpAddr>, a: &Advert, now: Instant) -> Vec<Action> {
+        let from = from.into();
         let mut out = Vec::new();
         match self.state {
             State::Backup => {
@@ -537,7 +647,7 @@ impl Groups {
         &self,
         rs: &mut [&mut Router],
         idx: usize,
-        from: Ipv4Addr,
+        from: impl Into<IpAddr>,
         a: &Advert,
         now: Instant,
     ) -> Acts {
@@ -755,7 +865,7 @@ mod tests {
             vrid: 51,
             priority: 150,
             interval_cs: 10,
-            addrs: vec![Ipv4Addr::new(10, 80, 0, 100)],
+            addrs: vec![Ipv4Addr::new(10, 80, 0, 100).into()],
         };
         let src = Ipv4Addr::new(10, 80, 0, 1);
         let dst = Ipv4Addr::new(224, 0, 0, 18);
@@ -794,6 +904,62 @@ mod tests {
         for n in 0..pkt2.len() {
             let _ = decode(&pkt2[..n], 2, &p);
         }
+    }
+
+    #[test]
+    fn ipv6_adverts_match_keepalived_byte_for_byte() {
+        // captured with tcpdump from keepalived 2.2.7 (ha/src/testdata/keepalived-vrrp6.hex)
+        let pkt = fixture_hex(include_str!("testdata/keepalived-vrrp6.hex"));
+        let ip6 = |o: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&pkt[o..o + 16]);
+            Ipv6Addr::from(b)
+        };
+        let (src, dst, payload) = (ip6(8), ip6(24), &pkt[40..]);
+        assert_eq!(pkt[6], PROTO as u8, "next header");
+        assert_eq!(pkt[7], 255, "hop limit");
+        assert_eq!(dst, "ff02::12".parse::<Ipv6Addr>().unwrap());
+        let a = decode6(payload, src, dst, Some(255)).expect("keepalived's advert is valid");
+        let want = Advert {
+            version: 3,
+            vrid: 52,
+            priority: 150,
+            interval_cs: 100,
+            addrs: vec!["2001:db8:97::100".parse().unwrap()],
+        };
+        assert_eq!(a, want);
+        assert_eq!(encode6(&want, src, dst), payload, "ours is byte-identical");
+        assert_eq!(decode6(payload, src, dst, Some(64)), Err(Reject::Ttl));
+        assert_eq!(decode6(payload, src, dst, None), Ok(want.clone()));
+        // the pseudo-header counts: another destination or source breaks the checksum
+        let other = "ff02::13".parse().unwrap();
+        assert_eq!(
+            decode6(payload, src, other, Some(255)),
+            Err(Reject::Checksum)
+        );
+        let mut bad = payload.to_vec();
+        bad[2] = 200;
+        assert_eq!(decode6(&bad, src, dst, Some(255)), Err(Reject::Checksum));
+        bad[0] = 0x21;
+        assert_eq!(decode6(&bad, src, dst, Some(255)), Err(Reject::Version));
+        assert_eq!(
+            decode6(&payload[..20], src, dst, Some(255)),
+            Err(Reject::Count)
+        );
+        for n in 0..payload.len() {
+            let _ = decode6(&payload[..n], src, dst, Some(255));
+        }
+        // the higher address wins a tie, as with IPv4
+        let (mut r, t0) = router(150, true, 3, 100, true);
+        r.my_ip = src.into();
+        r.start(t0);
+        let lower: Ipv6Addr = "fe80::1".parse().unwrap();
+        assert!(r.on_advert(lower, &want, t0).is_empty());
+        let higher: Ipv6Addr = "fe80::ff:fe00:b".parse().unwrap();
+        assert_eq!(
+            r.on_advert(higher, &want, t0),
+            vec![Action::Became(State::Backup)]
+        );
     }
 
     #[test]

@@ -8,11 +8,12 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -153,54 +154,34 @@ pub fn relevant(datagram: &[u8]) -> bool {
     false
 }
 
+/// The kernel's netlink address, with multicast `groups` (for bind) or none (to send).
+fn kernel_addr(groups: u32) -> SockAddr {
+    // SAFETY: a zeroed sockaddr_storage holding a sockaddr_nl whose family is set, given
+    // with the sockaddr_nl's size.
+    unsafe {
+        let mut st: libc::sockaddr_storage = std::mem::zeroed();
+        let nl = &mut st as *mut libc::sockaddr_storage as *mut libc::sockaddr_nl;
+        (*nl).nl_family = libc::AF_NETLINK as u16;
+        (*nl).nl_groups = groups;
+        SockAddr::new(
+            st,
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    }
+}
+
 /// Subscribes to the proc connector; `Err` when the kernel refuses (another network
 /// namespace: ECONNREFUSED; no CONFIG_PROC_EVENTS; no privilege).
-fn subscribe() -> std::io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the descriptor is owned by OwnedFd at once.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            NETLINK_CONNECTOR,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: a zeroed sockaddr_nl with family and group set, its true size given.
-    let rc = unsafe {
-        let mut sa: libc::sockaddr_nl = std::mem::zeroed();
-        sa.nl_family = libc::AF_NETLINK as u16;
-        sa.nl_groups = CN_IDX_PROC;
-        libc::bind(
-            fd.as_raw_fd(),
-            &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_nl>() as u32,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let msg = listen_message();
-    // SAFETY: sending our buffer to the kernel (zeroed sockaddr_nl: pid 0).
-    let sent = unsafe {
-        let mut sa: libc::sockaddr_nl = std::mem::zeroed();
-        sa.nl_family = libc::AF_NETLINK as u16;
-        libc::sendto(
-            fd.as_raw_fd(),
-            msg.as_ptr() as *const libc::c_void,
-            msg.len(),
-            0,
-            &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_nl>() as u32,
-        )
-    };
-    if sent < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(fd)
+fn subscribe() -> std::io::Result<Socket> {
+    let s = Socket::new(
+        Domain::from(libc::AF_NETLINK),
+        Type::DGRAM,
+        Some(Protocol::from(NETLINK_CONNECTOR)),
+    )?;
+    s.set_nonblocking(true)?;
+    s.bind(&kernel_addr(CN_IDX_PROC))?;
+    s.send_to(&listen_message(), &kernel_addr(0))?;
+    Ok(s)
 }
 
 /// Process events from the kernel's proc connector; `None` when it is unavailable (then
@@ -215,7 +196,7 @@ pub fn processes() -> Option<Watcher> {
             return None;
         }
     };
-    // SAFETY: the OwnedFd keeps its descriptor open until the AsyncFd drops it.
+    // SAFETY: the Socket keeps its descriptor open until the AsyncFd drops it.
     let fd = unsafe { AsyncFd::register(fd) }.ok()?;
     let changed = Arc::new(Notify::new());
     let tell = changed.clone();
@@ -225,21 +206,9 @@ pub fn processes() -> Option<Watcher> {
             let Ok(mut ready) = fd.readable().await else {
                 return;
             };
-            let r = ready.try_io(|fd| {
-                // SAFETY: receiving into our buffer from our socket.
-                let n = unsafe {
-                    libc::recv(
-                        fd.as_raw_fd(),
-                        buf.as_mut_ptr() as *mut libc::c_void,
-                        buf.len(),
-                        0,
-                    )
-                };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+            let r = ready.try_io(|s| {
+                let mut s: &Socket = s.get_ref();
+                s.read(&mut buf)
             });
             let hit = match r {
                 Ok(Ok(n)) => relevant(&buf[..n]),

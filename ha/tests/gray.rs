@@ -246,6 +246,19 @@ fn a_gray_route_splits_clients_survives_restart_and_goes() {
     let m = env.spread(&env.b, 8);
     assert!(!m.contains_key("r3") && !m.contains_key("fail"), "B: {m:?}");
 
+    // a reload (SIGHUP) keeps it too
+    let ha = env.ha.as_ref().unwrap();
+    ha.signal(libc::SIGHUP);
+    assert!(wait_until(Duration::from_secs(5), || env
+        .ha
+        .as_ref()
+        .unwrap()
+        .output()
+        .contains("virtual servers reloaded")));
+    let m = env.spread(&env.a, 6);
+    assert!(only(&m, "r3"), "A after a reload: {m:?}");
+    assert_eq!(env.status().gray.len(), 1);
+
     // removed: A and B get the whole pool again
     let (ok, out) = env.ha(&["gray", "del", &vs, "--clients", A_NET]);
     assert!(ok, "{out}");

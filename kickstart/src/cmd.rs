@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "name": s.name, "mac": s.mac, "ip": s.ip, "profile": s.profile,
                         "netboot": site.netboot(s), "netboot_configured": s.netboot,
                         "clusters": site.inv.clusters_of(&s.name).map(|c| c.name.clone()).collect::<Vec<_>>(),
+                        "doctor": site.state.doctor.get(&s.name),
                     })
                 })
                 .collect();
@@ -50,8 +51,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<16} {:<17} {:<15} {:<12} NETBOOT",
-                    "NAME", "MAC", "IP", "PROFILE"
+                    "{:<16} {:<17} {:<15} {:<12} {:<16} DOCTOR",
+                    "NAME", "MAC", "IP", "PROFILE", "NETBOOT"
                 );
                 for s in &site.inv.systems {
                     let nb = match (s.netboot, site.netboot(s)) {
@@ -59,8 +60,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         (true, false) => "off (installed)",
                         _ => "off",
                     };
+                    // what `ha doctor` said at the end of the install (cluster nodes)
+                    let doctor = site
+                        .state
+                        .doctor
+                        .get(&s.name)
+                        .map_or("-".to_string(), |d| d.summary());
                     println!(
-                        "{:<16} {:<17} {:<15} {:<12} {nb}",
+                        "{:<16} {:<17} {:<15} {:<12} {nb:<16} {doctor}",
                         s.name, s.mac, s.ip, s.profile
                     );
                 }

@@ -203,7 +203,13 @@ static REQUEST_LOG: RateLimit = RateLimit::new(100, Duration::from_secs(10));
 async fn handle(served: &Served, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let mut resp = route(served, peer, &req).await;
+    let mut resp = match callback_system(&method, &path) {
+        Some(name) => {
+            let name = name.to_string();
+            callback(served, peer, &name, req).await
+        }
+        None => route(served, peer, &req).await,
+    };
     if method == Method::HEAD {
         // same headers, no body
         let len = resp.headers().get(header::CONTENT_LENGTH).cloned();
@@ -261,7 +267,6 @@ async fn route(served: &Served, peer: SocketAddr, req: &Request<Incoming>) -> Re
             };
             system_file(served, name, what)
         }
-        (["callback", name, "installed"], _, true) => installed(served, peer, name, req),
         (["callback", _, "installed"], true, _) => {
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -426,7 +431,57 @@ fn callback_token<B>(req: &Request<B>) -> Option<String> {
     })
 }
 
-fn installed<B>(served: &Served, peer: SocketAddr, name: &str, req: &Request<B>) -> Response<Body> {
+/// The system of a POST to `/callback/SYSTEM/installed`.
+fn callback_system<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method == Method::POST, segs.as_slice()) {
+        (true, ["callback", name, "installed"]) => Some(name),
+        _ => None,
+    }
+}
+
+/// The largest `ha doctor --json` report the installed callback takes.
+const DOCTOR_REPORT_MAX: usize = 256 * 1024;
+
+/// The installed callback: its body (the node's `ha doctor --json` report, may be empty) is
+/// read first, within [`DOCTOR_REPORT_MAX`].
+async fn callback(
+    served: &Served,
+    peer: SocketAddr,
+    name: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, DOCTOR_REPORT_MAX)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{name}: the callback body (the doctor report) is not readable or larger than {DOCTOR_REPORT_MAX} bytes: {e}\n"),
+            )
+        }
+    };
+    installed(served, peer, name, &Request::from_parts(parts, ()), &body)
+}
+
+/// `?doctor=EXIT` of the installed callback: `ha doctor`'s exit status on the node.
+fn doctor_exit<B>(req: &Request<B>) -> Option<Option<i32>> {
+    let q = req.uri().query()?;
+    q.split('&')
+        .find_map(|kv| kv.strip_prefix("doctor="))
+        .map(|v| v.parse().ok())
+}
+
+fn installed<B>(
+    served: &Served,
+    peer: SocketAddr,
+    name: &str,
+    req: &Request<B>,
+    body: &[u8],
+) -> Response<Body> {
     let Ok(mut site) = served.site.write() else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned\n");
     };
@@ -466,6 +521,18 @@ fn installed<B>(served: &Served, peer: SocketAddr, name: &str, req: &Request<B>)
         );
     }
     info!(system = name, %peer, "installed: netboot off");
+    let exit = doctor_exit(req);
+    if exit.is_some() || !body.is_empty() {
+        let d = crate::state::Doctor::from_callback(exit.flatten(), body);
+        if d.status == "ok" {
+            info!(system = name, "ha doctor: ok");
+        } else {
+            warn!(system = name, status = d.status, problems = ?d.problems, "ha doctor at the end of %post");
+        }
+        if let Err(e) = site.state.set_doctor(name, d) {
+            error!(error = %e, system = name, "cannot record the doctor report");
+        }
+    }
     match sync::sync_system(&site, served.root.as_deref(), &sys) {
         Ok(changes) => {
             for c in &changes {

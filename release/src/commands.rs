@@ -295,7 +295,7 @@ fn unlock(cfg: &Config, dir: &std::path::Path, force: bool) -> anyhow::Result<()
 pub struct ReleaseReport {
     pub id: String,
     pub version: String,
-    /// `ok`, `failed` or `unfinished`.
+    /// `ok`, `failed`, `aborted` (a gray release) or `unfinished`.
     pub result: &'static str,
     pub message: Option<String>,
     pub started: u64,
@@ -317,6 +317,9 @@ impl From<&Release> for ReleaseReport {
     fn from(r: &Release) -> Self {
         let (result, message) = match &r.finished {
             Some((true, m)) => ("ok", Some(m.clone())),
+            Some((false, m)) if r.phase.is_some() && m.starts_with("aborted") => {
+                ("aborted", Some(m.clone()))
+            }
             Some((false, m)) => ("failed", Some(m.clone())),
             None => ("unfinished", None),
         };
@@ -542,10 +545,10 @@ impl StatusReport {
             (None, Some(r)) => s.push_str(&format!(
                 "last release: {app}-{} {} ({})\n",
                 r.version,
-                if r.result == "ok" {
-                    "succeeded"
-                } else {
-                    "failed"
+                match r.result {
+                    "ok" => "succeeded",
+                    "aborted" => "aborted",
+                    _ => "failed",
                 },
                 ago(r.started)
             )),

@@ -64,6 +64,21 @@ virtual_server 10.0.0.20 5060 {
     lthreshold 10
   }
 }
+virtual_server 10.0.0.21 80 {
+  lb_algo rr
+  lb_kind DR
+  protocol TCP
+  sorry_server 10.0.1.9 80
+  sorry_server_inhibit
+  sorry_server_lvs_method NAT
+  real_server 10.0.1.1 80 {
+    weight 1
+  }
+  real_server 10.0.1.2 80 {
+    weight 1
+    lvs_method TUN
+  }
+}
 C
 cat >"$I/etc/ha.conf" <<'C'
 global_defs {
@@ -135,7 +150,8 @@ fails=0
 echo "UPTIME start $(cat /proc/uptime)"
 check() { if eval "$2" >/dev/null 2>&1; then echo "CHECK ok   $1"; else echo "CHECK FAIL $1"; fails=$((fails+1)); fi; }
 lvs() { ipvsadm -Ln; }
-waitfor() { i=0; while [ $i -lt 100 ]; do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; i=$((i+1)); done; return 1; }
+# waitfor CMD: until CMD succeeds, at most 600 polls (60 s of guest time: TCG on a starved host is slow)
+waitfor() { i=0; while [ $i -lt 600 ]; do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; i=$((i+1)); done; return 1; }
 ipvsadm -A -t 10.9.9.9:80 -s rr && ipvsadm -a -t 10.9.9.9:80 -r 10.9.9.10:80 -m
 touch /tmp/up3
 HA_LOG=info ha --config /etc/ha.conf --control /run/ha.sock --state-file /tmp/st.json --lvs-backend ipvs >/tmp/ha.log 2>&1 &
@@ -194,6 +210,7 @@ check "lvs_timeouts (ipvsadm -Ln --timeout)" "ipvsadm -Ln --timeout | grep -q 'T
 check "ops: one-packet scheduling"       "lvs | grep -Eq 'UDP  10.0.0.20:5060 rr .*ops'"
 check "persistence_engine sip"           "lvs | grep -Eq 'UDP  10.0.0.20:5060 rr .*persistent 60.* pe sip'"
 check "uthreshold/lthreshold"            "ipvsadm -Ln --thresholds | grep -Eq '10.0.1.1:5060 +100 +10'"
+check "real server's own lvs_method, sorry_server_lvs_method" "lvs | grep -Eq '10.0.1.1:80 +Route +1 ' && lvs | grep -Eq '10.0.1.2:80 +Tunnel +1 ' && lvs | grep -Eq '10.0.1.9:80 +Masq +0 '"
 check "sync daemon: master once the instance is MASTER" "waitfor \"daemon | grep -q 'master sync daemon (mcast=d0, syncid=7'\" && ! daemon | grep -q backup"
 daemon
 check "sync daemon: maxlen, group, port, ttl" "daemon | grep master | grep -q 'maxlen=1400, group=224.0.0.82, port=8849, ttl=2'"
@@ -204,6 +221,7 @@ check "MASTER again: the master sync daemon" "waitfor \"daemon | grep -q 'master
 sed -i 's/uthreshold 100/uthreshold 200/' /etc/ha-x.conf
 kill -HUP $HAX
 check "reload edits a threshold"         "waitfor \"ipvsadm -Ln --thresholds | grep -Eq '10.0.1.1:5060 +200 +10'\""
+check "own methods: no edit on reload"   "! grep -q 'EditDest(Addr(10.0.0.21' /tmp/hax.log"
 kill -TERM $HAX; wait $HAX
 check "shutdown stops the sync daemons"  "[ -z \"\$(daemon)\" ]"
 check "lvs_flush_onstop empties the whole table" "! lvs | grep -q 10.9.9.8:80 && ! lvs | grep -q 10.0.0.20"

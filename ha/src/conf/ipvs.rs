@@ -73,6 +73,8 @@ pub struct VsExtras {
     pub ops: bool,
     /// `persistence_engine NAME` (the kernel has `sip`).
     pub persistence_engine: Option<String>,
+    /// `sorry_server_lvs_method`: the sorry server's own forwarding method.
+    pub sorry_server_lvs_method: Option<String>,
 }
 
 pub const F_HASHED: u32 = 0x2;
@@ -337,6 +339,10 @@ pub fn vs_extras(
                     F_SCHED2
                 }
             }
+            "sorry_server_lvs_method" => {
+                x.sorry_server_lvs_method = forwarding(s, diags);
+                continue;
+            }
             "persistence_engine" => {
                 match s.arg(0) {
                     Some(pe) if pe.len() < PENAME_MAX => {
@@ -366,6 +372,36 @@ pub fn vs_extras(
         x.flags |= bit;
     }
     x
+}
+
+/// A forwarding method: NAT, DR or TUN (keepalived spells them in capitals); tunnel options
+/// after TUN are warned about (ha's tunnels are IPIP).
+fn forwarding(s: &Node, diags: &mut Vec<Diag>) -> Option<String> {
+    let m = s.arg(0).unwrap_or("").to_ascii_uppercase();
+    if !["NAT", "DR", "TUN"].contains(&m.as_str()) {
+        diags.push(error(
+            &s.key.pos,
+            format!("{}: '{m}' is not NAT, DR or TUN", s.key.text),
+        ));
+        return None;
+    }
+    if let Some(w) = s.args.get(1) {
+        diags.push(warning(
+            &w.pos,
+            format!(
+                "{}: tunnel options ('{}' ...) are not implemented by ha: the tunnel is IPIP",
+                s.key.text, w.text
+            ),
+        ));
+    }
+    Some(m)
+}
+
+/// A real server's own `lvs_method` (keepalived 2.2: it overrides the virtual server's).
+pub fn rs_method(body: &[Node], diags: &mut Vec<Diag>) -> Option<String> {
+    body.iter()
+        .filter(|s| s.key.text == "lvs_method")
+        .fold(None, |_, s| forwarding(s, diags))
 }
 
 /// `uthreshold` and `lthreshold` of one `real_server` block.
@@ -558,6 +594,28 @@ mod tests {
         .unwrap_err();
         assert!(
             e.iter().any(|d| d.message.contains("above uthreshold")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn own_forwarding_methods_of_real_and_sorry_servers() {
+        let c = load("virtual_server 10.0.0.1 80 {\n lb_kind DR\n sorry_server 10.0.1.9 80\n sorry_server_lvs_method NAT\n real_server 10.0.1.1 80 {\n  lvs_method TUN\n }\n real_server 10.0.1.2 80 {\n }\n}\n").unwrap();
+        let vs = &c.lvs[0];
+        assert_eq!(vs.ipvs.sorry_server_lvs_method.as_deref(), Some("NAT"));
+        assert_eq!(vs.real_servers[0].lvs_method.as_deref(), Some("TUN"));
+        assert_eq!(vs.real_servers[1].lvs_method, None);
+        let c = load("virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n  lvs_method TUN type gue port 6080\n }\n}\n").unwrap();
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("tunnel options")));
+        let e = load(
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n  lvs_method FOO\n }\n}\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.iter().any(|d| d.message.contains("not NAT, DR or TUN")),
             "{e:?}"
         );
     }

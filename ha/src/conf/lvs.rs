@@ -107,6 +107,8 @@ pub struct RealServer {
     pub checkers: Vec<Checker>,
     /// IPVS `uthreshold` / `lthreshold`.
     pub thresholds: super::ipvs::Thresholds,
+    /// Its own `lvs_method` (IPVS), overriding the virtual server's.
+    pub lvs_method: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -493,6 +495,7 @@ fn real_server(
         alpha: vs.alpha,
         checkers: Vec::new(),
         thresholds: super::ipvs::thresholds(n.block.as_deref().unwrap_or(&[]), diags),
+        lvs_method: super::ipvs::rs_method(n.block.as_deref().unwrap_or(&[]), diags),
     };
     for s in n.block.as_deref().unwrap_or(&[]) {
         match s.key.text.as_str() {

@@ -1,6 +1,7 @@
 //! keepalived.conf: syntax (positions, includes, variables, conditional lines), a keyword
 //! schema per block, and the validated model ha runs from.
 
+mod family;
 pub mod ipvs;
 pub mod lvs;
 pub mod route;
@@ -8,9 +9,10 @@ pub mod schema;
 pub mod syntax;
 mod track;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use family::family;
 use schema::{Ctx, Status};
 use syntax::{error, warning, Diag, Node, Pos, ReadOptions};
 use track::{
@@ -24,13 +26,18 @@ pub enum Auth {
     None,
     /// Simple password; only the first 8 bytes count.
     Pass([u8; 8]),
+    /// IPsec AH (HMAC-MD5-96) keyed with the password's first 8 bytes, zero-padded, as
+    /// keepalived does (VRRPv2 over IPv4 only).
+    Ah([u8; 8]),
 }
 
 /// A virtual IP and its keepalived options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vip {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub prefix: u8,
+    /// IPv6: add the address without duplicate address detection (IFA_F_NODAD).
+    pub nodad: bool,
     pub brd: Option<Ipv4Addr>,
     pub dev: Option<String>,
     pub scope: Option<String>,
@@ -139,10 +146,14 @@ pub struct Instance {
     /// Seconds.
     pub preempt_delay: f64,
     pub notify: Notify,
-    pub unicast_src: Option<Ipv4Addr>,
-    pub unicast_peers: Vec<Ipv4Addr>,
-    pub mcast_src: Option<Ipv4Addr>,
+    pub unicast_src: Option<IpAddr>,
+    pub unicast_peers: Vec<IpAddr>,
+    pub mcast_src: Option<IpAddr>,
     pub mcast_group: Ipv4Addr,
+    /// `vrrp_mcast_group6` (ff02::12 by default).
+    pub mcast_group6: Ipv6Addr,
+    /// The instance speaks IPv6 (its first address is IPv6, or `native_ipv6`).
+    pub ipv6: bool,
     pub garp_master_delay: f64,
     pub garp_master_repeat: u32,
     pub garp_master_refresh: f64,
@@ -335,19 +346,33 @@ fn string(n: &Node) -> Option<String> {
 /// Parses a `virtual_ipaddress` line: `ADDR[/LEN] [brd X] [dev X] [scope X] [label X]`.
 pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
     let (addr, prefix) = match n.key.text.split_once('/') {
-        Some((a, p)) => (a, p.parse::<u8>().ok().filter(|p| *p <= 32)),
-        None => (n.key.text.as_str(), Some(32)),
+        Some((a, p)) => (a, Some(p)),
+        None => (n.key.text.as_str(), None),
     };
-    let (Ok(addr), Some(prefix)) = (addr.parse::<Ipv4Addr>(), prefix) else {
+    let addr = addr.parse::<IpAddr>().ok();
+    let max = if matches!(addr, Some(IpAddr::V6(_))) {
+        128
+    } else {
+        32
+    };
+    let prefix = match prefix {
+        Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max),
+        None => Some(max),
+    };
+    let (Some(addr), Some(prefix)) = (addr, prefix) else {
         diags.push(error(
             &n.key.pos,
-            format!("'{}' is not an IPv4 address (ADDR or ADDR/LEN)", n.key.text),
+            format!(
+                "'{}' is not an IP address (ADDR or ADDR/LEN, IPv4 or IPv6)",
+                n.key.text
+            ),
         ));
         return None;
     };
     let mut vip = Vip {
         addr,
         prefix,
+        nodad: false,
         brd: None,
         dev: None,
         scope: None,
@@ -358,6 +383,10 @@ pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
         match w.text.as_str() {
             // flags without a value (keepalived 2.2)
             "no_track" | "home" | "noprefixroute" | "autojoin" => continue,
+            "nodad" if vip.addr.is_ipv6() => {
+                vip.nodad = true;
+                continue;
+            }
             "nodad" => {
                 diags.push(error(
                     &w.pos,
@@ -373,11 +402,16 @@ pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
         };
         match w.text.as_str() {
             // `brd +`: the broadcast address computed from the prefix
+            "brd" | "broadcast" if vip.addr.is_ipv6() => diags.push(error(
+                &w.pos,
+                format!("'{}' is for IPv4 addresses; {} is IPv6", w.text, vip.addr),
+            )),
             "brd" | "broadcast" if v.text == "+" => {
-                vip.brd = Some(Ipv4Addr::from(
-                    u32::from(vip.addr)
-                        | (u32::MAX.checked_shr(u32::from(vip.prefix)).unwrap_or(0)),
-                ))
+                if let IpAddr::V4(a) = vip.addr {
+                    vip.brd = Some(Ipv4Addr::from(
+                        u32::from(a) | (u32::MAX.checked_shr(u32::from(vip.prefix)).unwrap_or(0)),
+                    ))
+                }
             }
             "brd" | "broadcast" if v.text == "-" => {}
             "brd" | "broadcast" => match v.text.parse() {
@@ -429,6 +463,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
     };
     let mut version = 2u8;
     let mut mcast = Ipv4Addr::new(224, 0, 0, 18);
+    let mut mcast6 = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
     let mut garp_delay = 5.0;
     let mut garp_repeat = 5;
     let mut garp_refresh = 0.0;
@@ -467,6 +502,13 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                     _ => diags.push(error(
                         &g.key.pos,
                         "vrrp_mcast_group4 needs an IPv4 multicast address",
+                    )),
+                },
+                "vrrp_mcast_group6" => match g.arg(0).and_then(|a| a.parse::<Ipv6Addr>().ok()) {
+                    Some(a) if a.is_multicast() => mcast6 = a,
+                    _ => diags.push(error(
+                        &g.key.pos,
+                        "vrrp_mcast_group6 needs an IPv6 multicast address (ff02::12 by default)",
                     )),
                 },
                 "vrrp_garp_master_delay" => {
@@ -572,7 +614,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
                 if let Some(i) = instance(
                     n,
                     version,
-                    mcast,
+                    (mcast, mcast6),
                     (garp_delay, garp_repeat, garp_refresh),
                     diags,
                 ) {
@@ -727,7 +769,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
 fn instance(
     n: &Node,
     version: u8,
-    mcast: Ipv4Addr,
+    mcast: (Ipv4Addr, Ipv6Addr),
     garp: (f64, u32, f64),
     diags: &mut Vec<Diag>,
 ) -> Option<Instance> {
@@ -761,7 +803,9 @@ fn instance(
         unicast_src: None,
         unicast_peers: Vec::new(),
         mcast_src: None,
-        mcast_group: mcast,
+        mcast_group: mcast.0,
+        mcast_group6: mcast.1,
+        ipv6: false,
         garp_master_delay: garp.0,
         garp_master_repeat: garp.1,
         garp_master_refresh: garp.2,
@@ -773,13 +817,14 @@ fn instance(
     };
     let mut advert: Option<(f64, Pos)> = None;
     let mut saw_vrid = false;
-    let ip = |c: &Node, diags: &mut Vec<Diag>| -> Option<Ipv4Addr> {
+    let mut native_ipv6 = false;
+    let ip = |c: &Node, diags: &mut Vec<Diag>| -> Option<IpAddr> {
         match c.arg(0).and_then(|a| a.parse().ok()) {
             Some(a) => Some(a),
             None => {
                 diags.push(error(
                     &c.key.pos,
-                    format!("{} needs an IPv4 address", c.key.text),
+                    format!("{} needs an IPv4 or IPv6 address", c.key.text),
                 ));
                 None
             }
@@ -847,7 +892,14 @@ fn instance(
                         }
                         i.auth = Auth::Pass(b);
                     }
-                    Some("AH") => diags.push(error(&c.key.pos, "auth_type AH is not supported (it is deprecated in keepalived too); use PASS or none")),
+                    Some("AH") => {
+                        let (p, _) = pass.unwrap_or_else(|| (String::new(), a_pos(c)));
+                        let mut b = [0u8; 8];
+                        for (k, ch) in p.bytes().take(8).enumerate() {
+                            b[k] = ch;
+                        }
+                        i.auth = Auth::Ah(b);
+                    }
                     Some(other) => diags.push(error(&c.key.pos, format!("unknown auth_type '{other}' (PASS or AH)"))),
                     None => diags.push(error(&c.key.pos, "authentication needs auth_type")),
                 }
@@ -903,7 +955,7 @@ fn instance(
                         Ok(a) => i.unicast_peers.push(a),
                         Err(_) => diags.push(error(
                             &p.key.pos,
-                            format!("unicast_peer: '{}' is not an IPv4 address", p.key.text),
+                            format!("unicast_peer: '{}' is not an IPv4 or IPv6 address", p.key.text),
                         )),
                     }
                 }
@@ -932,11 +984,13 @@ fn instance(
             "accept" => i.accept = true,
             "dont_track_primary" => i.dont_track_primary = true,
             "no_accept" => i.accept = false,
+            "native_ipv6" => native_ipv6 = true,
             _ => {
                 notify_field(c, &mut i.notify);
             }
         }
     }
+    family(&mut i, native_ipv6, diags);
     if !saw_vrid {
         diags.push(error(
             &n.key.pos,
@@ -986,7 +1040,7 @@ fn instance(
 mod tests {
     use super::*;
 
-    fn errs(text: &str) -> Vec<String> {
+    pub(super) fn errs(text: &str) -> Vec<String> {
         match load_str("k.conf", text, "") {
             Ok(_) => vec![],
             Err(e) => e
@@ -1062,8 +1116,9 @@ mod tests {
         assert_eq!(
             i.vips[0],
             Vip {
-                addr: Ipv4Addr::new(10, 1, 0, 91),
+                addr: Ipv4Addr::new(10, 1, 0, 91).into(),
                 prefix: 16,
+                nodad: false,
                 brd: None,
                 dev: Some("lo".into()),
                 scope: None,

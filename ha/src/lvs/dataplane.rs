@@ -400,10 +400,10 @@ fn parse_conntrack(text: &str, services: &[Service], out: &mut Counts) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn svc(port: u16, dests: &[(u8, u32)]) -> Service {
+    pub(crate) fn svc(port: u16, dests: &[(u8, u32)]) -> Service {
         Service {
             key: VsKey::Addr(IpAddr::from(Ipv4Addr::new(10, 0, 0, 1)), port, "TCP".into()),
             scheduler: "rr".into(),

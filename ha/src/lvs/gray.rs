@@ -134,29 +134,27 @@ impl Routes {
         route.clients.sort();
         route.clients.dedup();
         route.real_servers.dedup();
-        let fwmark = match self.0.iter().position(|e| {
+        let same = self.0.iter().position(|e| {
             e.route.virtual_server == route.virtual_server
                 && same_clients(&e.route.clients, &route.clients)
-        }) {
-            Some(i) => {
-                let fwmark = self.0[i].fwmark;
-                self.0[i].route = route;
-                fwmark
-            }
-            None => {
-                let fwmark = (MARK_BASE..)
+        });
+        let entry = match same {
+            Some(i) => Entry {
+                route,
+                fwmark: self.0[i].fwmark,
+            },
+            None => Entry {
+                route,
+                fwmark: (MARK_BASE..)
                     .find(|m| !self.0.iter().any(|e| e.fwmark == *m))
-                    .unwrap_or(MARK_BASE);
-                self.0.push(Entry { route, fwmark });
-                fwmark
-            }
+                    .unwrap_or(MARK_BASE),
+            },
         };
-        Ok(self
-            .0
-            .iter()
-            .find(|e| e.fwmark == fwmark)
-            .cloned()
-            .expect("the route just stored"))
+        match same {
+            Some(i) => self.0[i] = entry.clone(),
+            None => self.0.push(entry.clone()),
+        }
+        Ok(entry)
     }
 
     /// Removes the routes `key` names (every route of the virtual server when it names no

@@ -501,8 +501,8 @@ impl Ipvs {
                 get_u32(&a, DEST_ACTIVE_CONNS).unwrap_or(0),
                 get_u32(&a, DEST_INACT_CONNS).unwrap_or(0),
             ));
-            if let Some((d, ..)) = out.last() {
-                self.x.seen_dest(key, d.addr, d.port, &a);
+            if let Some((d, m, ..)) = out.last() {
+                self.x.seen_dest(key, d, m, &a);
             }
         }
         Ok(out)
@@ -545,7 +545,9 @@ impl Ipvs {
                     ATTR_DEST,
                     dest_attrs(
                         d,
-                        &method_of(k),
+                        self.x
+                            .method(k, d.addr, d.port)
+                            .unwrap_or(method_of(k).as_str()),
                         Self::port_of(k),
                         self.x.thresholds(k, d.addr, d.port),
                     ),
@@ -581,7 +583,6 @@ impl Backend for Ipvs {
             .collect();
         // a method change on a destination is an edit too: compare per destination method
         let mut changes = diff(&actual, desired);
-        self.x.changes(&actual, desired, &mut changes);
         for s in desired {
             if let Some(a) = actual.iter().find(|a| a.key == s.key) {
                 if a.method != s.method && !a.dests.is_empty() {
@@ -595,6 +596,8 @@ impl Backend for Ipvs {
                 }
             }
         }
+        // the extras' edits (flags, engines, thresholds, own methods), no-op edits dropped
+        self.x.changes(&actual, desired, &mut changes);
         for c in &changes {
             self.run(c, desired)
                 .map_err(|e| anyhow::anyhow!("IPVS {c:?}: {e}"))?;

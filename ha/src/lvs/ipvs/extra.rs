@@ -50,6 +50,9 @@ const OWN_FLAGS: u32 = F_ONEPACKET | F_SCHED1 | F_SCHED2 | F_SCHED3;
 pub struct Extras {
     pub services: HashMap<VsKey, VsExtras>,
     pub thresholds: HashMap<(VsKey, IpAddr, u16), Thresholds>,
+    /// Destinations with a forwarding method of their own (a real server's `lvs_method`,
+    /// `sorry_server_lvs_method`).
+    pub methods: HashMap<(VsKey, IpAddr, u16), String>,
 }
 
 /// What the backend keeps for the extras: the desired ones, what the kernel said at the last
@@ -60,6 +63,7 @@ pub(super) struct State {
     pub flush_onstop: FlushOnStop,
     kernel_services: HashMap<VsKey, (u32, Option<String>)>,
     kernel_thresholds: HashMap<(VsKey, IpAddr, u16), Thresholds>,
+    kernel_dests: HashMap<(VsKey, IpAddr, u16), (u32, &'static str)>,
 }
 
 impl State {
@@ -90,8 +94,24 @@ impl State {
             .filter(|p| !p.is_empty());
         self.kernel_services.insert(key.clone(), (flags, pe));
     }
-    /// Notes a destination of the kernel's dump: its thresholds.
-    pub fn seen_dest(&mut self, key: &VsKey, addr: IpAddr, port: u16, a: &[(u16, &[u8])]) {
+    /// A destination's own forwarding method, if it has one.
+    pub fn method(&self, key: &VsKey, addr: IpAddr, port: u16) -> Option<&str> {
+        self.extras
+            .methods
+            .get(&(key.clone(), addr, port))
+            .map(String::as_str)
+    }
+    /// Notes a destination of the kernel's dump: its weight, method and thresholds.
+    pub fn seen_dest(
+        &mut self,
+        key: &VsKey,
+        d: &super::Dest,
+        method: &'static str,
+        a: &[(u16, &[u8])],
+    ) {
+        let (addr, port) = (d.addr, d.port);
+        self.kernel_dests
+            .insert((key.clone(), addr, port), (d.weight, method));
         let t = Thresholds {
             uthreshold: get_u32(a, super::DEST_U_THRESH).unwrap_or(0),
             lthreshold: get_u32(a, super::DEST_L_THRESH).unwrap_or(0),
@@ -131,11 +151,37 @@ impl State {
                 let k = (s.key.clone(), d.addr, d.port);
                 let have = self.kernel_thresholds.get(&k).copied().unwrap_or_default();
                 let edited = changes.iter().any(|c| matches!(c, Change::EditDest(x, y) if *x == s.key && y.addr == d.addr && y.port == d.port));
-                if !edited && have != self.thresholds(&s.key, d.addr, d.port) {
+                let method = self.method(&s.key, d.addr, d.port).unwrap_or(&s.method);
+                let kernel_method = self.kernel_dests.get(&k).map(|x| x.1);
+                if !edited
+                    && (have != self.thresholds(&s.key, d.addr, d.port)
+                        || kernel_method != Some(method))
+                {
                     changes.push(Change::EditDest(s.key.clone(), d.clone()));
                 }
             }
         }
+        // an edit that would change nothing (the service-wide method comparison sees a
+        // destination with its own method as different) is dropped
+        changes.retain(|c| match c {
+            Change::EditDest(k, d) => {
+                let key = (k.clone(), d.addr, d.port);
+                let method = desired
+                    .iter()
+                    .find(|s| &s.key == k)
+                    .map(|s| self.method(k, d.addr, d.port).unwrap_or(&s.method));
+                let same = self.kernel_dests.get(&key).map(|x| (x.0, Some(x.1)))
+                    == Some((d.weight, method))
+                    && self
+                        .kernel_thresholds
+                        .get(&key)
+                        .copied()
+                        .unwrap_or_default()
+                        == self.thresholds(k, d.addr, d.port);
+                !same
+            }
+            _ => true,
+        });
     }
 }
 
@@ -285,6 +331,13 @@ pub(in crate::lvs) fn of(vss: &[crate::lvs::VsRun]) -> Extras {
                 (v.cfg.key.clone(), r.cfg.addr, r.cfg.port),
                 r.cfg.thresholds,
             );
+            if let Some(m) = &r.cfg.lvs_method {
+                x.methods
+                    .insert((v.cfg.key.clone(), r.cfg.addr, r.cfg.port), m.clone());
+            }
+        }
+        if let (Some((a, p)), Some(m)) = (v.cfg.sorry_server, &v.cfg.ipvs.sorry_server_lvs_method) {
+            x.methods.insert((v.cfg.key.clone(), a, p), m.clone());
         }
     }
     x
@@ -293,36 +346,16 @@ pub(in crate::lvs) fn of(vss: &[crate::lvs::VsRun]) -> Extras {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lvs::dataplane::Dest;
+    use crate::lvs::dataplane::tests::svc;
     use std::net::Ipv4Addr;
-
-    fn svc(dests: &[(u8, u32)]) -> Service {
-        Service {
-            key: VsKey::Addr(Ipv4Addr::new(10, 0, 0, 1).into(), 53, "UDP".into()),
-            scheduler: "rr".into(),
-            method: "NAT".into(),
-            persistence_timeout: None,
-            persistence_granularity: None,
-            dests: dests
-                .iter()
-                .map(|(h, w)| Dest {
-                    addr: Ipv4Addr::new(10, 0, 1, *h).into(),
-                    port: 53,
-                    weight: *w,
-                })
-                .collect(),
-        }
-    }
 
     #[test]
     fn a_changed_flag_engine_or_threshold_is_an_edit_and_nothing_else_is() {
-        let s = svc(&[(1, 1), (2, 1)]);
+        let s = svc(53, &[(1, 1), (2, 1)]);
         let mut st = State::default();
         st.seen_service(&s.key, 0x2, None);
-        let t0 = Thresholds::default();
-        for h in [1, 2] {
-            st.kernel_thresholds
-                .insert((s.key.clone(), Ipv4Addr::new(10, 0, 1, h).into(), 53), t0);
+        for d in &s.dests {
+            st.seen_dest(&s.key, d, "NAT", &[]);
         }
         let mut ch = Vec::new();
         st.changes(std::slice::from_ref(&s), std::slice::from_ref(&s), &mut ch);
@@ -336,10 +369,11 @@ mod tests {
                 flags: F_ONEPACKET,
                 ops: true,
                 persistence_engine: Some("sip".into()),
+                ..Default::default()
             },
         );
         st.extras.thresholds.insert(
-            (s.key.clone(), Ipv4Addr::new(10, 0, 1, 2).into(), 53),
+            (s.key.clone(), Ipv4Addr::new(10, 0, 1, 2).into(), 80),
             Thresholds {
                 uthreshold: 9,
                 lthreshold: 1,
@@ -351,6 +385,22 @@ mod tests {
         assert!(
             matches!(&ch[1], Change::EditDest(_, d) if d.addr == IpAddr::from(Ipv4Addr::new(10, 0, 1, 2)))
         );
+        // a destination with its own method: one edit while the kernel differs, none after
+        let mut st = State::default();
+        st.seen_service(&s.key, 0, None);
+        for d in &s.dests {
+            st.seen_dest(&s.key, d, "NAT", &[]);
+        }
+        let tun = (s.key.clone(), Ipv4Addr::new(10, 0, 1, 1).into(), 80);
+        st.extras.methods.insert(tun.clone(), "TUN".into());
+        let mut ch = Vec::new();
+        st.changes(std::slice::from_ref(&s), std::slice::from_ref(&s), &mut ch);
+        assert_eq!(ch.len(), 1, "{ch:?}");
+        st.seen_dest(&s.key, &s.dests[0], "TUN", &[]);
+        // what the service-wide comparison in apply adds for it is a no-op, dropped
+        let mut ch = vec![Change::EditDest(s.key.clone(), s.dests[0].clone())];
+        st.changes(std::slice::from_ref(&s), std::slice::from_ref(&s), &mut ch);
+        assert!(ch.is_empty(), "{ch:?}");
     }
 
     #[test]
