@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
@@ -585,6 +586,11 @@ fn store_sync(pg: &mut Pg, engine: &Mutex<Engine>) {
 
 /// Leases taken into one write and one fdatasync, at most (more wait for the next).
 const MAX_BATCH: usize = 4096;
+/// The least time from one batch's write to the next: a batch gathers what arrives until
+/// then. Under load this bounds the fdatasyncs to 250 a second (each costs ~170 us of CPU on
+/// a virtual disk: at 30 leases a batch that was 6 us per DORA); an ACK then waits up to this
+/// much longer. A lease that comes after a quiet spell is written at once.
+const BATCH_INTERVAL: Duration = Duration::from_millis(4);
 
 fn journal_loop(
     mut store: Box<dyn Store>,
@@ -594,20 +600,24 @@ fn journal_loop(
     metrics: Arc<Metrics>,
 ) {
     let mut acks: Vec<Vec<Outgoing>> = ports.iter().map(|_| Vec::new()).collect();
+    let mut last: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
+        // sleep rather than wait on the channel: a waiting receiver is woken (a context switch
+        // on a busy core) by every message
+        let wait = last.and_then(|t| (t + BATCH_INTERVAL).checked_duration_since(Instant::now()));
+        if let (Some(w), Job::Commit(_)) = (wait, &first) {
+            std::thread::sleep(w);
+        }
         let mut jobs = vec![first];
         let mut n = 0;
         while n < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => {
-                    if let Job::Commit(c) = &j {
-                        n += c.len();
-                    }
-                    jobs.push(j)
-                }
-                Err(_) => break,
+            let Ok(j) = rx.try_recv() else { break };
+            if let Job::Commit(c) = &j {
+                n += c.len();
             }
+            jobs.push(j);
         }
+        last = Some(Instant::now());
         let all: Vec<&Lease> = jobs
             .iter()
             .flat_map(|j| match j {
