@@ -42,6 +42,8 @@ const SLOT: usize = 4096;
 /// Buffers for [`Port::receive`], reused from one call to the next.
 pub struct Received {
     buf: Vec<u8>,
+    iov: Vec<libc::iovec>,
+    hdr: Vec<libc::mmsghdr>,
     from: Vec<libc::sockaddr_in>,
     len: Vec<usize>,
     n: usize,
@@ -51,6 +53,10 @@ impl Default for Received {
     fn default() -> Self {
         Received {
             buf: vec![0; BATCH * SLOT],
+            // SAFETY: iovec and mmsghdr are plain C data; all-zero is valid (and set before
+            // use by `Port::receive`).
+            iov: vec![unsafe { std::mem::zeroed() }; BATCH],
+            hdr: vec![unsafe { std::mem::zeroed() }; BATCH],
             // SAFETY: sockaddr_in is plain C data; all-zero is valid.
             from: vec![unsafe { std::mem::zeroed() }; BATCH],
             len: vec![0; BATCH],
@@ -183,22 +189,22 @@ impl Port {
     /// Waits for at least one datagram, then takes up to [`BATCH`] that are queued, with one
     /// `recvmmsg`; returns how many.
     pub fn receive(&self, b: &mut Received) -> io::Result<usize> {
-        let mut iov: Vec<libc::iovec> = b
-            .buf
-            .chunks_mut(SLOT)
-            .map(|c| libc::iovec {
+        // the headers point into `b` itself: set again on every call (no allocation)
+        for (i, c) in b.buf.chunks_mut(SLOT).enumerate() {
+            b.iov[i] = libc::iovec {
                 iov_base: c.as_mut_ptr().cast(),
                 iov_len: c.len(),
-            })
-            .collect();
-        // SAFETY: mmsghdr is plain C data; all-zero is a valid empty header.
-        let mut hdr: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
-        for (i, h) in hdr.iter_mut().enumerate() {
+            };
+        }
+        for (i, h) in b.hdr.iter_mut().enumerate() {
+            // SAFETY: msghdr is plain C data; all-zero is a valid empty header.
+            h.msg_hdr = unsafe { std::mem::zeroed() };
             h.msg_hdr.msg_name = (&mut b.from[i] as *mut libc::sockaddr_in).cast();
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            h.msg_hdr.msg_iov = &mut iov[i];
+            h.msg_hdr.msg_iov = &mut b.iov[i];
             h.msg_hdr.msg_iovlen = 1;
         }
+        let hdr = &mut b.hdr;
         loop {
             // SAFETY: BATCH headers, each pointing at a SLOT-sized part of `b.buf` and at an
             // entry of `b.from`, all alive for the call.
