@@ -619,10 +619,11 @@ fn store_sync(pg: &mut Pg, engine: &Mutex<Engine>) {
 /// Leases taken into one write and one fdatasync, at most (more wait for the next).
 const MAX_BATCH: usize = 4096;
 /// The least time from one batch's write to the next: a batch gathers what arrives until
-/// then. Under load this bounds the fdatasyncs to 250 a second (each costs ~170 us of CPU on
-/// a virtual disk: at 30 leases a batch that was 6 us per DORA); an ACK then waits up to this
-/// much longer. A lease that comes after a quiet spell is written at once.
-const BATCH_INTERVAL: Duration = Duration::from_millis(4);
+/// then. This bounds the fdatasyncs to 100 a second: each costs ~170 us of CPU on a virtual
+/// disk, which at 30 leases a batch was 6 us per DORA, and at a few thousand DORA/s most of
+/// the CPU per DORA. An ACK then waits up to this much longer; a lease that comes after a
+/// quiet spell is written at once.
+const BATCH_INTERVAL: Duration = Duration::from_millis(10);
 
 fn journal_loop(
     mut store: Box<dyn Store>,
