@@ -10,6 +10,11 @@
 # CSV file without fsync.
 # With TWO_CORES=1 neither server nor perfdhcp is pinned (they share both cores: the generator
 # competes with the server; report it as such).
+# Measured 2026-11-30 on the 2-core VM (virtio disk, ext4 without a journal) with 8-15 other
+# runnable jobs (load average 10-13, "host busy 100 %"): no rate >= 6000/s passed for either
+# server (perfdhcp itself was starved); CPU per completed DORA, same runs, Kea / ours:
+# 3000/s 76.7 / 43.2 us (1.78x), 6000/s 67.6 / 35.9 us (1.88x), 10000/s 66.1 / 50.1 us
+# (1.32x, ours got 7 % of its core); 14000-22000/s 69-77 / 40-47 us (1.5-1.9x).
 # Environment: RATES ("10000 14000 18000 22000 26000 30000"), SECONDS_PER (5), ONLY (kea|ours),
 # PERF_RECORD=FILE (perf record -g on ours at the first rate into FILE, then stop),
 # BIN_DIR (target/release; built when missing). Run as root from the repository root.
