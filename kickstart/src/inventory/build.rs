@@ -193,6 +193,7 @@ impl Builder {
             max_lease_time: r.max_lease_time.unwrap_or(r.lease_time.saturating_mul(2)),
             router_advertisements: r.router_advertisements.unwrap_or(true),
             ra_router_lifetime: r.ra_router_lifetime,
+            proxy_dhcp: r.proxy_dhcp,
         };
         if let Some(range) = &r.range {
             let pos = self.lines.at(range);

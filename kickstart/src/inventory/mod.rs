@@ -64,6 +64,10 @@ pub struct Network {
     pub router_advertisements: bool,
     /// The advertisements' router lifetime; 0: not a default router.
     pub ra_router_lifetime: u16,
+    /// Whether a ProxyDHCP server answers PXE clients here. When not, the generated dhcpd.conf
+    /// sends iPXE `no-pxedhcp` (option 175.176), which saves its 2-second wait for ProxyDHCP
+    /// offers at every DHCP exchange.
+    pub proxy_dhcp: bool,
 }
 
 impl Network {

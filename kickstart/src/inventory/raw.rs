@@ -89,6 +89,10 @@ pub(super) struct RawNetwork {
     /// Their router lifetime in seconds (default 0: not a default router).
     #[serde(default)]
     pub(super) ra_router_lifetime: u16,
+    /// A ProxyDHCP server (WDS, FOG, dnsmasq --dhcp-range=...,proxy) answers PXE clients on
+    /// this network too (default false: iPXE is told not to wait for one).
+    #[serde(default)]
+    pub(super) proxy_dhcp: bool,
 }
 
 pub(super) fn empty_list() -> S<Vec<String>> {
