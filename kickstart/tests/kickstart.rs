@@ -1118,6 +1118,7 @@ fn an_lb_node_gets_time_sync_vrrp_through_nftables_and_reports_its_doctor_throug
         .find(|r| r["name"] == "web1")
         .unwrap();
     assert!(web1["doctor"].is_null());
+}
 
 #[test]
 fn a_network_with_a_proxydhcp_server_lets_ipxe_wait_for_it() {
