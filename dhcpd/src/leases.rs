@@ -7,6 +7,7 @@
 //! (group commit), and only then are the ACKs for those leases sent.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
@@ -95,19 +96,28 @@ pub const NEVER: u64 = u64::MAX / 2;
 /// ISC's date form: `W YYYY/MM/DD HH:MM:SS` (UTC, W = weekday 0-6 from Sunday), or
 /// `never` from [`NEVER`] on.
 pub fn isc_time(t: u64) -> String {
+    let mut s = String::new();
+    write_isc_time(&mut s, t);
+    s
+}
+
+/// [`isc_time`] appended to `s`.
+fn write_isc_time(s: &mut String, t: u64) {
     if t >= NEVER {
-        return "never".into();
+        s.push_str("never");
+        return;
     }
     let days = (t / 86_400) as i64;
     let (y, m, d) = civil(days);
-    let s = t % 86_400;
+    let sec = t % 86_400;
     let wd = (days + 4).rem_euclid(7);
-    format!(
+    let _ = write!(
+        s,
         "{wd} {y:04}/{m:02}/{d:02} {:02}:{:02}:{:02}",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+        sec / 3600,
+        sec / 60 % 60,
+        sec % 60
+    );
 }
 
 /// RFC 3339 (UTC).
@@ -133,37 +143,59 @@ fn parse_isc_time(words: &[&str]) -> Option<u64> {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    let mut s = String::new();
+    write_hex(&mut s, b);
+    s
+}
+
+/// Bytes as `xx:xx:...`, appended to `s`.
+fn write_hex(s: &mut String, b: &[u8]) {
+    for (i, x) in b.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        let _ = write!(s, "{x:02x}");
+    }
 }
 
 /// Renders one lease as a `dhcpd.leases` block.
 pub fn render(l: &Lease) -> String {
-    let mut s = format!(
-        "lease {} {{\n  starts {};\n  ends {};\n  cltt {};\n  binding state {};\n  next binding state free;\n",
-        l.ip,
-        isc_time(l.starts),
-        isc_time(l.ends),
-        isc_time(l.starts),
-        l.state.isc()
-    );
+    let mut s = String::new();
+    render_into(&mut s, l);
+    s
+}
+
+/// [`render`] appended to `s` (the journal renders a batch into one reused buffer).
+pub fn render_into(s: &mut String, l: &Lease) {
+    let _ = write!(s, "lease {} {{\n  starts ", l.ip);
+    write_isc_time(s, l.starts);
+    s.push_str(";\n  ends ");
+    write_isc_time(s, l.ends);
+    s.push_str(";\n  cltt ");
+    write_isc_time(s, l.starts);
+    s.push_str(";\n  binding state ");
+    s.push_str(l.state.isc());
+    s.push_str(";\n  next binding state free;\n");
     if let Some(m) = l.mac {
-        s.push_str(&format!("  hardware ethernet {};\n", hex(&m)));
+        s.push_str("  hardware ethernet ");
+        write_hex(s, &m);
+        s.push_str(";\n");
     }
     if let Some(id) = &l.client_id {
-        s.push_str(&format!("  uid {};\n", hex(id)));
+        s.push_str("  uid ");
+        write_hex(s, id);
+        s.push_str(";\n");
     }
     if let Some(h) = &l.hostname {
-        let clean: String = h
-            .chars()
-            .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
-            .collect();
-        s.push_str(&format!("  client-hostname \"{clean}\";\n"));
+        s.push_str("  client-hostname \"");
+        s.extend(
+            h.chars()
+                .filter(|c| !c.is_control() && *c != '"' && *c != '\\'),
+        );
+        s.push_str("\";\n");
     }
     for (name, v) in &l.vars {
-        s.push_str(&format!("  set {name} = {};\n", quoted_or_hex(v)));
+        let _ = writeln!(s, "  set {name} = {};", quoted_or_hex(v));
     }
     // as ISC: each stashed relay agent sub-option on a line of its own
     let mut rai = l.agent.as_deref().unwrap_or_default();
@@ -171,15 +203,15 @@ pub fn render(l: &Lease) -> String {
         let Some(v) = rest.get(..*len as usize) else {
             break;
         };
-        s.push_str(&format!(
-            "  option agent.{} {};\n",
+        let _ = writeln!(
+            s,
+            "  option agent.{} {};",
             agent_name(*code),
             hex_or_empty(v)
-        ));
+        );
         rai = &rest[*len as usize..];
     }
     s.push_str("}\n");
-    s
 }
 
 /// ISC's names of relay agent sub-options (RFC 3046 and later); others by number.
@@ -351,6 +383,8 @@ pub struct Journal {
     file: File,
     /// Blocks appended since the last compaction.
     pub appended: usize,
+    /// The text of the batch being written (kept: its room is reused).
+    pub scratch: String,
 }
 
 fn fsync_dir(path: &Path) -> io::Result<()> {
@@ -374,7 +408,7 @@ impl Journal {
             let mut buf =
                 String::from("# dhcpd lease journal: the last block for an address wins\n");
             for l in leases {
-                buf.push_str(&render(l));
+                render_into(&mut buf, l);
             }
             f.write_all(buf.as_bytes())?;
             f.sync_all()?;
@@ -386,6 +420,7 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             appended: 0,
+            scratch: String::new(),
         })
     }
 

@@ -10,7 +10,8 @@
 //! - [`isclog`]: ISC's per-transaction log lines (`DHCPACK on IP to MAC via IF`), rate-limited.
 //! - [`store`]: where leases are made durable: the journal, or a PostgreSQL table shared by
 //!   several servers (`lease-database`).
-//! - [`server`]: threads: a receiver per interface, one journal writer, metrics.
+//! - [`server`]: threads: a receiver per interface (recvmmsg/sendmmsg batches), one journal
+//!   writer (one write and fdatasync per batch before its ACKs), metrics.
 //! - [`cli`] and [`app`]: the command line and what it does (`main.rs` only calls them).
 //!
 //! # Invariants

@@ -34,6 +34,60 @@ pub fn interfaces() -> io::Result<Vec<Iface>> {
     Ok(out)
 }
 
+/// Datagrams taken or sent with one system call, at most.
+pub const BATCH: usize = 64;
+/// Room for one request (a DHCP message fits an Ethernet frame; 4 KiB leaves room for jumbo).
+const SLOT: usize = 4096;
+
+/// Buffers for [`Port::receive`], reused from one call to the next.
+pub struct Received {
+    buf: Vec<u8>,
+    iov: Vec<libc::iovec>,
+    hdr: Vec<libc::mmsghdr>,
+    from: Vec<libc::sockaddr_in>,
+    len: Vec<usize>,
+    n: usize,
+}
+
+impl Default for Received {
+    fn default() -> Self {
+        Received {
+            buf: vec![0; BATCH * SLOT],
+            // SAFETY: iovec and mmsghdr are plain C data; all-zero is valid (and set before
+            // use by `Port::receive`).
+            iov: vec![unsafe { std::mem::zeroed() }; BATCH],
+            hdr: vec![unsafe { std::mem::zeroed() }; BATCH],
+            // SAFETY: sockaddr_in is plain C data; all-zero is valid.
+            from: vec![unsafe { std::mem::zeroed() }; BATCH],
+            len: vec![0; BATCH],
+            n: 0,
+        }
+    }
+}
+
+impl Received {
+    /// The datagrams of the last [`Port::receive`], with their senders.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddrV4)> {
+        (0..self.n).map(|i| {
+            let a = &self.from[i];
+            let from = SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            );
+            (&self.buf[i * SLOT..i * SLOT + self.len[i]], from)
+        })
+    }
+}
+
+fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is plain C data; all-zero is valid.
+    let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    s.sin_family = libc::AF_INET as libc::sa_family_t;
+    s.sin_port = a.port().to_be();
+    s.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+    s
+}
+
 /// A socket serving one interface.
 pub struct Port {
     pub iface: Iface,
@@ -56,9 +110,10 @@ impl Port {
         })
     }
 
-    /// Sends a reply where it belongs.
-    pub fn deliver(&self, r: &Reply) -> io::Result<()> {
-        let to = match &r.dest {
+    /// Where a reply goes (a unicast to a client without an address first gets an ARP entry;
+    /// if that fails, the reply is broadcast).
+    fn target(&self, r: &Reply) -> SocketAddrV4 {
+        match &r.dest {
             Dest::Relay(ip) => SocketAddrV4::new(*ip, 67),
             Dest::Unicast(ip) => SocketAddrV4::new(*ip, 68),
             Dest::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
@@ -69,8 +124,111 @@ impl Port {
                     SocketAddrV4::new(Ipv4Addr::BROADCAST, 68)
                 }
             }
-        };
-        self.sock.send_to(&r.bytes, to).map(|_| ())
+        }
+    }
+
+    /// Sends replies with as few `sendmmsg` calls as it takes (one unless one fails); the
+    /// outcome of each, in order, is passed to `done`.
+    pub fn deliver_all<'a>(
+        &self,
+        replies: impl IntoIterator<Item = &'a Reply>,
+        mut done: impl FnMut(usize, io::Result<()>),
+    ) {
+        let replies: Vec<&Reply> = replies.into_iter().collect();
+        for (start, chunk) in (0..replies.len())
+            .step_by(BATCH)
+            .map(|s| (s, &replies[s..(s + BATCH).min(replies.len())]))
+        {
+            let mut to: Vec<libc::sockaddr_in> =
+                chunk.iter().map(|r| sockaddr(self.target(r))).collect();
+            let mut iov: Vec<libc::iovec> = chunk
+                .iter()
+                .map(|r| libc::iovec {
+                    iov_base: r.bytes.as_ptr() as *mut libc::c_void,
+                    iov_len: r.bytes.len(),
+                })
+                .collect();
+            // SAFETY: mmsghdr is plain C data; all-zero is a valid empty header.
+            let mut hdr: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; chunk.len()];
+            for (i, h) in hdr.iter_mut().enumerate() {
+                h.msg_hdr.msg_name = (&mut to[i] as *mut libc::sockaddr_in).cast();
+                h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                h.msg_hdr.msg_iov = &mut iov[i];
+                h.msg_hdr.msg_iovlen = 1;
+            }
+            let mut i = 0;
+            while i < chunk.len() {
+                // SAFETY: the headers point into `to` and `iov` (and the replies' bytes), which
+                // outlive the call; the count is the headers' length from `i`.
+                let n = unsafe {
+                    libc::sendmmsg(
+                        self.sock.as_raw_fd(),
+                        hdr[i..].as_mut_ptr(),
+                        (chunk.len() - i) as u32,
+                        0,
+                    )
+                };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    // the first message failed: report it, go on with the next
+                    done(start + i, Err(e));
+                    i += 1;
+                } else {
+                    for k in i..i + n as usize {
+                        done(start + k, Ok(()));
+                    }
+                    i += n as usize;
+                }
+            }
+        }
+    }
+
+    /// Waits for at least one datagram, then takes up to [`BATCH`] that are queued, with one
+    /// `recvmmsg`; returns how many.
+    pub fn receive(&self, b: &mut Received) -> io::Result<usize> {
+        // the headers point into `b` itself: set again on every call (no allocation)
+        for (i, c) in b.buf.chunks_mut(SLOT).enumerate() {
+            b.iov[i] = libc::iovec {
+                iov_base: c.as_mut_ptr().cast(),
+                iov_len: c.len(),
+            };
+        }
+        for (i, h) in b.hdr.iter_mut().enumerate() {
+            // SAFETY: msghdr is plain C data; all-zero is a valid empty header.
+            h.msg_hdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = (&mut b.from[i] as *mut libc::sockaddr_in).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_hdr.msg_iov = &mut b.iov[i];
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        let hdr = &mut b.hdr;
+        loop {
+            // SAFETY: BATCH headers, each pointing at a SLOT-sized part of `b.buf` and at an
+            // entry of `b.from`, all alive for the call.
+            let n = unsafe {
+                libc::recvmmsg(
+                    self.sock.as_raw_fd(),
+                    hdr.as_mut_ptr(),
+                    BATCH as u32,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n >= 0 {
+                b.n = n as usize;
+                for (i, h) in hdr.iter().take(b.n).enumerate() {
+                    b.len[i] = (h.msg_len as usize).min(SLOT);
+                }
+                return Ok(b.n);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 
     /// Adds a (temporary) ARP entry so a unicast to a client without an address reaches it.

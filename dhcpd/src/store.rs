@@ -46,8 +46,14 @@ pub trait Store: Send {
 
 impl Store for Journal {
     fn commit(&mut self, leases: &[&Lease]) -> anyhow::Result<Vec<Outcome>> {
-        let text: String = leases.iter().map(|l| leases::render(l)).collect();
-        self.append_batch(&text, leases.len())?;
+        let mut text = std::mem::take(&mut self.scratch);
+        text.clear();
+        for l in leases {
+            leases::render_into(&mut text, l);
+        }
+        let written = self.append_batch(&text, leases.len());
+        self.scratch = text;
+        written?;
         Ok(vec![Outcome::Stored; leases.len()])
     }
 

@@ -249,6 +249,13 @@ fn sync_writes_a_tree_isc_dhcpd_and_ours_accept_and_rewrites_only_what_changed()
         .unwrap();
     assert!(ours.status.success(), "dhcpd --check: {}", out(&ours));
     assert!(out(&ours).contains("6 hosts"), "{}", out(&ours));
+    // no ProxyDHCP server on the network (the default): iPXE is told not to wait for one
+    let text_conf = std::fs::read_to_string(&conf).unwrap();
+    assert_eq!(
+        text_conf.matches("option ipxe.no-pxedhcp 1;").count(),
+        1 + 6,
+        "the PXE class and every host: {text_conf}"
+    );
 
     // again: nothing rewritten (same inode, same mtime)
     let stamp = |p: &Path| {
@@ -1181,4 +1188,30 @@ fn an_lb_node_gets_time_sync_vrrp_through_nftables_and_reports_its_doctor_throug
         .find(|r| r["name"] == "web1")
         .unwrap();
     assert!(web1["doctor"].is_null());
+}
+
+#[test]
+fn a_network_with_a_proxydhcp_server_lets_ipxe_wait_for_it() {
+    if !require(&["dhcpd"]) {
+        return;
+    }
+    let d = Scratch::new("proxydhcp");
+    let text = example_text().replace(
+        "lease_time = 3600\n",
+        "lease_time = 3600\nproxy_dhcp = true\n",
+    );
+    assert!(text.contains("proxy_dhcp = true"));
+    let inv = d.inventory("inventory.toml", &text);
+    let root = d.path("root");
+    let o = ks(&inv, &["sync", "--root", root.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o));
+    let conf = root.join("etc/dhcp/dhcpd.conf");
+    let text_conf = std::fs::read_to_string(&conf).unwrap();
+    assert!(!text_conf.contains("no-pxedhcp"), "{text_conf}");
+    let isc = Command::new(opsflow_tests::which("dhcpd").unwrap())
+        .args(["-t", "-cf"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(isc.status.success(), "ISC dhcpd -t: {}", out(&isc));
 }

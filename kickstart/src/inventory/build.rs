@@ -194,6 +194,7 @@ impl Builder {
             router_advertisements: r.router_advertisements.unwrap_or(true),
             ra_router_lifetime: r.ra_router_lifetime,
             subnet6: None,
+            proxy_dhcp: r.proxy_dhcp,
         };
         if let Some(s6) = &r.subnet6 {
             let parsed = s6

@@ -66,6 +66,10 @@ pub struct Network {
     pub ra_router_lifetime: u16,
     /// Dual-stack: the IPv6 prefix and its length.
     pub subnet6: Option<(Ipv6Addr, u8)>,
+    /// Whether a ProxyDHCP server answers PXE clients here. When not, the generated dhcpd.conf
+    /// sends iPXE `no-pxedhcp` (option 175.176), which saves its 2-second wait for ProxyDHCP
+    /// offers at every DHCP exchange.
+    pub proxy_dhcp: bool,
 }
 
 impl Network {

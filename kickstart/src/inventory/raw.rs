@@ -92,6 +92,10 @@ pub(super) struct RawNetwork {
     /// The network's IPv6 prefix (`2001:db8:99::/64`) when it is dual-stack: systems may
     /// have an `ip6` in it, clusters IPv6 virtual IPs and virtual servers.
     pub(super) subnet6: Option<S<String>>,
+    /// A ProxyDHCP server (WDS, FOG, dnsmasq --dhcp-range=...,proxy) answers PXE clients on
+    /// this network too (default false: iPXE is told not to wait for one).
+    #[serde(default)]
+    pub(super) proxy_dhcp: bool,
 }
 
 pub(super) fn empty_list() -> S<Vec<String>> {
