@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ha::doctor::{Check, Finding, Report, Status, EXIT_FAIL};
-use opsflow_tests::{Host, Lab, Proc};
+use opsflow_tests::{Host, Lab};
 
 const HA: &str = env!("CARGO_BIN_EXE_ha");
 
@@ -270,39 +270,6 @@ fn sh(cmd: &str) {
     assert!(st.success(), "{cmd}");
 }
 
-/// sshd on `ip` in `h`, with its own host key, accepting `DIR/id.pub`.
-fn sshd(h: &Host, dir: &Path, ip: &str) -> Proc {
-    let hostkey = dir.join("rs.hostkey");
-    sh(&format!(
-        "ssh-keygen -q -t ed25519 -N '' -f {}",
-        hostkey.display()
-    ));
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let sshd = opsflow_tests::which("sshd").unwrap();
-    h.spawn(
-        "rs-sshd",
-        &sshd,
-        &[
-            "-D",
-            "-e",
-            "-h",
-            hostkey.to_str().unwrap(),
-            "-o",
-            &format!("ListenAddress={ip}"),
-            "-o",
-            &format!("PidFile={}/rs.sshd.pid", dir.display()),
-            "-o",
-            &format!("AuthorizedKeysFile={}/id.pub", dir.display()),
-            "-o",
-            "StrictModes=no",
-            "-o",
-            "PermitRootLogin=prohibit-password",
-            "-o",
-            "UsePAM=no",
-        ],
-    )
-}
-
 #[test]
 fn a_dr_real_server_without_arp_ignore_is_reported_over_ssh() {
     let Some(lab) = Lab::new(&["sshd", "ssh", "ssh-keygen"]) else {
@@ -323,7 +290,7 @@ fn a_dr_real_server_without_arp_ignore_is_reported_over_ssh() {
         "ssh-keygen -q -t ed25519 -N '' -f {}",
         key.display()
     ));
-    let mut sshd = sshd(&rs, lab.dir(), "10.93.1.11");
+    let mut sshd = rs.sshd(lab.dir(), "10.93.1.11", &lab.path("id.pub"));
     assert!(
         opsflow_tests::wait_until(std::time::Duration::from_secs(10), || rs.tcp_listening(22)),
         "sshd did not listen: {}",

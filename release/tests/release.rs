@@ -63,41 +63,7 @@ fn client_key(dir: &Path) -> PathBuf {
         key.display()
     ));
     std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap();
     key
-}
-
-/// sshd for host `h` on `ip`, with its own host key, accepting [`client_key`].
-fn start_sshd(h: &Host, dir: &Path, ip: &str) -> Proc {
-    let name = h.name();
-    let hostkey = dir.join(format!("{name}.hostkey"));
-    sh(&format!(
-        "ssh-keygen -q -t ed25519 -N '' -f {}",
-        hostkey.display()
-    ));
-    let sshd = opsflow_tests::which("sshd").unwrap();
-    h.spawn(
-        &format!("{name}-sshd"),
-        &sshd,
-        &[
-            "-D",
-            "-e",
-            "-h",
-            hostkey.to_str().unwrap(),
-            "-o",
-            &format!("ListenAddress={ip}"),
-            "-o",
-            &format!("PidFile={}/{name}.sshd.pid", dir.display()),
-            "-o",
-            &format!("AuthorizedKeysFile={}/authorized_keys", dir.display()),
-            "-o",
-            "StrictModes=no",
-            "-o",
-            "PermitRootLogin=prohibit-password",
-            "-o",
-            "UsePAM=no",
-        ],
-    )
 }
 
 fn setup() -> Option<Env> {
@@ -148,7 +114,7 @@ fn setup() -> Option<Env> {
             dir.display(),
             base.display()
         ));
-        let p = start_sshd(&h, &dir, &ip);
+        let p = h.sshd(&dir, &ip, &dir.join("authorized_keys"));
         std::mem::forget(p); // killed with the namespace
         let (st, out) = h.sh(&format!(
             "cd {b}/waimai && (setsid python3 app.py {name} >/dev/null 2>&1 </dev/null & echo $! > {b}/waimai.pid)",
@@ -511,7 +477,7 @@ fn hostile_versions_and_paths_do_not_run_through_ssh() {
     lab.attach(&h, &sw, "eth0", Some("10.93.7.11/24"));
     let dir = lab.dir().to_path_buf();
     let key = client_key(&dir);
-    let _sshd = start_sshd(&h, &dir, "10.93.7.11");
+    let _sshd = h.sshd(&dir, "10.93.7.11", &dir.join("authorized_keys"));
     assert!(wait_until(Duration::from_secs(10), || h.tcp_listening(22)));
     // the app: a static server whose /health is a file of the release
     for v in ["1.3", "1.4"] {

@@ -434,6 +434,45 @@ impl Host {
         (out.status, text)
     }
 
+    /// sshd on `ip` in this host, with a host key of its own (`DIR/NAME.hostkey`, made here),
+    /// accepting the public keys in `authorized_keys`; killed when the [`Proc`] is dropped.
+    /// Wait for it with `tcp_listening(22)`.
+    pub fn sshd(&self, dir: &Path, ip: &str, authorized_keys: &Path) -> Proc {
+        let name = self.name.clone();
+        let hostkey = dir.join(format!("{name}.hostkey"));
+        run_ok(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&hostkey),
+        );
+        // sshd refuses to start without its privilege-separation directory
+        fs::create_dir_all("/run/sshd").unwrap_or_else(|e| panic!("cannot create /run/sshd: {e}"));
+        let sshd =
+            which("sshd").unwrap_or_else(|| panic!("no sshd (apt-get install openssh-server)"));
+        self.spawn(
+            &format!("{name}-sshd"),
+            &sshd,
+            &[
+                "-D",
+                "-e",
+                "-h",
+                &hostkey.to_string_lossy(),
+                "-o",
+                &format!("ListenAddress={ip}"),
+                "-o",
+                &format!("PidFile={}/{name}.sshd.pid", dir.display()),
+                "-o",
+                &format!("AuthorizedKeysFile={}", authorized_keys.display()),
+                "-o",
+                "StrictModes=no",
+                "-o",
+                "PermitRootLogin=prohibit-password",
+                "-o",
+                "UsePAM=no",
+            ],
+        )
+    }
+
     /// Starts a long-running process inside the host. Its stdout and stderr go to
     /// `LABDIR/LABEL.log`; it runs in its own process group and is killed (with its
     /// children) when the returned [`Proc`] is dropped.
