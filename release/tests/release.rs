@@ -625,20 +625,36 @@ base = "{base_toml}"
 /// Answers (time, body or None) of one request loop per client while `f` runs.
 type Answers = Vec<(std::time::Instant, Option<String>)>;
 
-fn loops(clients: [&Host; 2], f: impl FnOnce()) -> [Answers; 2] {
+/// How many requests each loop of [`loops`] has made so far.
+type Counts = [std::sync::atomic::AtomicUsize; 2];
+
+/// Returns once each request loop has made `n` more requests (at most 30 s).
+fn more_requests(counts: &Counts, n: usize) {
+    let from = counts.each_ref().map(|c| c.load(Ordering::Relaxed));
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            (0..2).all(|i| counts[i].load(Ordering::Relaxed) >= from[i] + n)
+        }),
+        "the request loops made fewer than {n} requests in 30 s"
+    );
+}
+
+fn loops(clients: [&Host; 2], f: impl FnOnce(&Counts)) -> [Answers; 2] {
     let stop = AtomicBool::new(false);
-    let run = |c: &Host| {
+    let counts: Counts = Default::default();
+    let run = |i: usize| {
         let mut v = Answers::new();
         while !stop.load(Ordering::Relaxed) {
-            v.push((std::time::Instant::now(), who(c)));
+            v.push((std::time::Instant::now(), who(clients[i])));
+            counts[i].fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(40));
         }
         v
     };
     std::thread::scope(|s| {
-        let a = s.spawn(|| run(clients[0]));
-        let b = s.spawn(|| run(clients[1]));
-        f();
+        let a = s.spawn(|| run(0));
+        let b = s.spawn(|| run(1));
+        f(&counts);
         stop.store(true, Ordering::Relaxed);
         [a.join().unwrap(), b.join().unwrap()]
     })
@@ -672,12 +688,13 @@ fn gray_by_user_then_promote_and_then_abort() {
     let t = std::sync::Mutex::new(Vec::new());
     let mark = || t.lock().unwrap().push(std::time::Instant::now());
     let mut outs = Vec::new();
-    let [a, b] = loops([&env.client, &env.client_b], || {
+    let [a, b] = loops([&env.client, &env.client_b], |counts| {
         mark();
         outs.push(env.release(&["--users", users, "waimai-1.4", "--yes"]));
         mark();
         outs.push(env.release(&["status"]));
-        std::thread::sleep(Duration::from_millis(500));
+        // the gray phase lasts until each client has made 5 more requests
+        more_requests(counts, 5);
         mark();
         outs.push(env.release(&["promote", "--yes"]));
         mark();
@@ -725,7 +742,7 @@ fn gray_by_user_then_promote_and_then_abort() {
 
     // a second gray run, aborted: the canary is back on 1.4, the route gone, nothing failed
     let mut outs = Vec::new();
-    let [a, b] = loops([&env.client, &env.client_b], || {
+    let [a, b] = loops([&env.client, &env.client_b], |_| {
         outs.push(env.release(&["--users", users, "waimai-1.6", "--yes"]));
         outs.push(env.release(&["--batch", "2", "waimai-1.6", "--yes"]));
         outs.push(env.release(&["abort", "--yes"]));
