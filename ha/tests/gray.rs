@@ -5,13 +5,14 @@
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use opsflow_control::Status;
 use opsflow_tests::{wait_until, Host, Lab, Proc};
+
+mod common;
 
 const HA: &str = env!("CARGO_BIN_EXE_ha");
 const VIP: &str = "10.91.1.100";
@@ -152,32 +153,19 @@ impl Env {
     }
 
     fn status(&self) -> Status {
-        serde_json::from_str(&self.ha(&["status", "--json"]).1).unwrap_or_default()
+        common::status(HA, &self.sock)
     }
 
     fn healthy(&self) -> usize {
-        self.status()
-            .virtual_servers
-            .iter()
-            .flat_map(|v| &v.real_servers)
-            .filter(|r| r.healthy && r.weight > 0)
-            .count()
+        common::serving(&self.status())
     }
 
     /// `n` requests from `client`, one connection each: answers per real server ("fail").
     fn spread(&self, client: &Host, n: usize) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
+        let addr: SocketAddr = format!("{VIP}:80").parse().unwrap();
         for _ in 0..n {
-            let who = client.enter(|| {
-                let addr: SocketAddr = format!("{VIP}:80").parse().unwrap();
-                let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-                s.write_all(b"GET /who HTTP/1.0\r\nHost: vip\r\n\r\n")
-                    .ok()?;
-                let mut body = String::new();
-                s.read_to_string(&mut body).ok()?;
-                Some(body.rsplit("\r\n\r\n").next()?.trim().to_string())
-            });
+            let who = common::who(client, addr);
             *m.entry(who.unwrap_or_else(|| "fail".into())).or_default() += 1;
         }
         m

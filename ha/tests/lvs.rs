@@ -12,6 +12,8 @@ use opsflow_control::client::Blocking;
 use opsflow_control::{Client, Endpoint, Error, RealServer, RsAction, RsChange, Status};
 use opsflow_tests::{wait_until, Host, Lab, Proc};
 
+mod common;
+
 const HA: &str = env!("CARGO_BIN_EXE_ha");
 const VIP: &str = "10.91.1.100";
 
@@ -285,11 +287,7 @@ impl Env {
     }
 
     fn status(&self) -> Status {
-        let out = std::process::Command::new(HA)
-            .args(["status", "--json", "--control", self.sock.to_str().unwrap()])
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
+        common::status(HA, &self.sock)
     }
 
     fn status_text(&self) -> String {
@@ -311,12 +309,7 @@ impl Env {
     }
 
     fn healthy_count(&self) -> usize {
-        self.status()
-            .virtual_servers
-            .iter()
-            .flat_map(|v| &v.real_servers)
-            .filter(|r| r.healthy && r.weight > 0)
-            .count()
+        common::serving(&self.status())
     }
 
     fn control(&self, vs: &str, rs: &str, action: RsAction) -> Result<RsChange, Error> {
@@ -329,16 +322,7 @@ impl Env {
 
     /// One request on a new connection from the client: the real server's name.
     fn who(&self) -> Option<String> {
-        let addr: SocketAddr = self.vs.parse().unwrap();
-        self.client.enter(|| {
-            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-            s.write_all(b"GET /who HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
-                .ok()?;
-            let mut body = String::new();
-            s.read_to_string(&mut body).ok()?;
-            Some(body.rsplit("\r\n\r\n").next()?.trim().to_string())
-        })
+        common::who(&self.client, self.vs.parse().unwrap())
     }
 
     /// Counts of answers per real server over `n` new connections; failures under "fail".
