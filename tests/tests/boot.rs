@@ -19,17 +19,7 @@ static ONE_VM: Mutex<()> = Mutex::new(());
 const LIMIT_SECS: f64 = 90.0;
 
 fn boot(firmware: &str, files: &[&str]) -> Option<serde_json::Value> {
-    if !require(&[
-        "qemu-system-x86_64",
-        "cpio",
-        "apt-get",
-        "dpkg",
-        "curl",
-        "python3",
-        "sshd",
-        "ssh-keygen",
-        "tar",
-    ]) {
+    if !require(common::DEMO_TOOLS) {
         return None;
     }
     let missing: Vec<&&str> = files.iter().filter(|f| !Path::new(f).is_file()).collect();

@@ -11,18 +11,7 @@ use opsflow_tests::require;
 
 #[test]
 fn a_vm_pxe_boots_from_our_servers_and_joins_the_cluster() {
-    if !require(&[
-        "qemu-system-x86_64",
-        "cpio",
-        "apt-get",
-        "dpkg",
-        "curl",
-        "python3",
-        "sshd",
-        "ssh",
-        "ssh-keygen",
-        "tar",
-    ]) {
+    if !(require(common::DEMO_TOOLS) && require(&["ssh"])) {
         return;
     }
     let (s, text) = common::run_demo(

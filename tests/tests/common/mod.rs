@@ -5,6 +5,19 @@ use std::process::Command;
 
 use opsflow_tests::workspace_bin;
 
+/// The tools `./demo` needs on this machine, whatever it boots (the flow's release adds ssh).
+pub const DEMO_TOOLS: &[&str] = &[
+    "qemu-system-x86_64",
+    "cpio",
+    "apt-get",
+    "dpkg",
+    "curl",
+    "python3",
+    "sshd",
+    "ssh-keygen",
+    "tar",
+];
+
 /// Runs `./demo ARGS --summary FILE` with the binaries next to the tests (each of `needed`
 /// must be there) and returns the summary and the demo's output; fails the test, showing that
 /// output, when the demo fails.
