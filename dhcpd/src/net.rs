@@ -66,6 +66,15 @@ impl Default for Received {
 }
 
 impl Received {
+    /// How many datagrams the last [`Port::receive`] took.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
     /// The datagrams of the last [`Port::receive`], with their senders.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddrV4)> {
         (0..self.n).map(|i| {

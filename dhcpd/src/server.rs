@@ -345,17 +345,25 @@ struct Out {
 /// One thread per interface: takes the requests queued on its socket with one system call,
 /// decides them all under one lock of the engine, sends the replies that need no lease
 /// change with one system call, and hands the batch's lease changes to the journal in one
-/// message (their ACKs leave after the write is durable).
+/// message (their ACKs leave after the write is durable). Under load it then waits until
+/// [`COALESCE`] has passed since it woke, so that one wake-up takes many requests.
 fn receive_loop(idx: usize, sh: Arc<Shared>) {
     let port = sh.ports[idx].clone();
     short_slice();
+    // the coalescing sleep ends within 10 us of its time, not the default 50 us
+    // SAFETY: prctl on the calling thread with an integer argument.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 10_000 as libc::c_ulong) };
     let mut rx = Received::default();
     let mut out = Out::default();
+    let mut last_wake = Instant::now();
     loop {
         if let Err(e) = port.receive(&mut rx) {
             warn!(interface = %port.iface.name, error = %e, "receive failed");
             continue;
         }
+        let woke = Instant::now();
+        let busy = rx.len() > 1 || woke.duration_since(last_wake) < COALESCE;
+        last_wake = woke;
         let now = leases::now();
         {
             let mut e = lock(&sh.engine);
@@ -376,8 +384,21 @@ fn receive_loop(idx: usize, sh: Arc<Shared>) {
             out.ddns.extend(e.take_ddns_jobs());
         }
         carry_out(&sh, idx, &mut out);
+        if busy {
+            // requests come faster than one per interval: let the next ones gather
+            if let Some(rest) = (woke + COALESCE).checked_duration_since(Instant::now()) {
+                std::thread::sleep(rest);
+            }
+        }
     }
 }
+
+/// Under load, the least time from one wake-up of a receive thread to the next. Each wake-up
+/// is a context switch (about 5 us of CPU on this VM, a third of the CPU per DORA at 14,000
+/// DORA/s when every datagram woke the thread); waiting this long lets the datagrams of the
+/// interval be taken with one `recvmmsg`. A request waits at most this much longer; when
+/// requests come further apart than this the thread sleeps in `recvmmsg` and wakes at once.
+const COALESCE: Duration = Duration::from_micros(200);
 
 /// Asks the scheduler for a short time slice (100 us, Linux 6.12's EEVDF custom slice): the
 /// thread keeps its share of the CPU, but when a request wakes it on a core busy with other
