@@ -10,7 +10,9 @@
 # load; the line gives DORAs completed, loss, the server's CPU time per completed DORA
 # (user+system of all its threads, /proc/PID/stat), PostgreSQL's (user+system of every process
 # in its namespace, plus the postmaster's cutime+cstime for the backends it reaped during the
-# trial), their sum, and how busy CPU 1 was (server + PostgreSQL). It then counts the active
+# trial; checked against a cpuacct cgroup holding the cluster: within 2 %), their sum, how busy
+# CPU 1 was (server + PostgreSQL), and where packets were dropped for a full socket receive
+# buffer (the server's, or perfdhcp's when a burst of ACKs comes at once). It then counts the active
 # leases in the table (state active, not expired; the start probe's excluded) against the
 # clients perfdhcp's ACKs imply (it takes its CLIENTS (50000) MACs in turn, so up to CLIENTS
 # DISCOVERs each ACK is a new client): fewer than 99 % shows "SHORT" (a server that ACKs
@@ -19,7 +21,8 @@
 # ran, the CPU-per-DORA ratios (server only; server + PostgreSQL).
 # With TWO_CORES=1 nothing is pinned (server, PostgreSQL and perfdhcp share both cores).
 # Measured 2026-11-30 on the 2-core VM: see the end of this comment (filled in from the last run).
-# Environment: RATES ("500 1000 2000 4000 8000 12000"), SECONDS_PER (5), ONLY (kea|ours),
+# Environment: RATES ("500 1000 1500 2000 4000 6000 8000 12000"), SECONDS_PER (5), ONLY (kea|ours),
+# WARMUP (2: seconds of an unreported first trial of each server at the lowest rate; 0 = none),
 # CLIENTS (50000, perfdhcp -R), PG_SYNC (on: PostgreSQL's synchronous_commit; off = commits acknowledged before the WAL fsync),
 # PGBIN (/usr/lib/postgresql/15/bin), BIN_DIR (target/release; built when missing).
 # Run as root from the repository root.
@@ -33,8 +36,9 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 if ! [ -x "$PGBIN/postgres" ] || ! [ -x "$PGBIN/initdb" ] || ! id postgres >/dev/null 2>&1; then
   echo "no PostgreSQL server in $PGBIN or no postgres user: apt-get install postgresql" >&2; exit 1
 fi
-RATES=${RATES:-"500 1000 2000 4000 8000 12000"}
+RATES=${RATES:-"500 1000 1500 2000 4000 6000 8000 12000"}
 SECONDS_PER=${SECONDS_PER:-5}
+WARMUP=${WARMUP:-2}
 ONLY=${ONLY:-"kea ours"}
 PG_SYNC=${PG_SYNC:-on}
 case "$PG_SYNC" in on|off|local|remote_write|remote_apply) ;; *) echo "PG_SYNC must be on or off" >&2; exit 1;; esac
@@ -161,19 +165,28 @@ pgticks() {
   echo $((t + f[13] + f[14]))
 }
 
+# UDP datagrams the kernel dropped for a full socket receive buffer in namespace NAME (srv: the
+# server's socket; cli: perfdhcp's, e.g. for a burst of ACKs)
+rcvbuf() {
+  # shellcheck disable=SC2016 # an awk program
+  ip netns exec "$P-$1" awk '$1 == "Udp:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") f = i; h = 1 } else print $f }' /proc/net/snmp
+}
+
 declare -A US TOT PASS
 trial() { # SERVER RATE
   empty >/dev/null
   start "$1" || return 1
-  local out="$WORK/perf.txt" c0 c1 p0 p1 n
+  local out="$WORK/perf.txt" c0 c1 p0 p1 n b0 b1
+  b0="$(rcvbuf srv) $(rcvbuf cli)"
   c0=$(ticks "$SPID"); p0=$(pgticks)
   ip netns exec "$P-cli" "${PIN_C[@]}" timeout $((SECONDS_PER + 30)) perfdhcp -4 -g single -l eth0 -r "$2" -R "$CLIENTS" \
     -p "$SECONDS_PER" -W 1500000 10.90.0.1 >"$out" 2>&1 || true
   c1=$(ticks "$SPID"); p1=$(pgticks)
+  b1="$(rcvbuf srv) $(rcvbuf cli)"
   n=$(stored "$1")
   stop
   awk -v c="$((c1 - c0))" -v pc="$((p1 - p0))" -v hz="$(getconf CLK_TCK)" -v p="$SECONDS_PER" -v srv="$1" -v rate="$2" \
-    -v n="$n" -v R="$CLIENTS" '
+    -v n="$n" -v R="$CLIENTS" -v b0="$b0" -v b1="$b1" '
     /^sent packets:/ {s[++ns]=$3} /^received packets:/ {r[++nr]=$3}
     /^avg delay: [0-9.]+ ms/ {a[++na]=$3}
     END {
@@ -181,15 +194,21 @@ trial() { # SERVER RATE
       loss = (ds>0 && rs>0) ? 100*(1-(o/ds)*(ar/rs)) : 100
       us = (ar>0) ? c/hz*1e6/ar : -1; pus = (ar>0) ? pc/hz*1e6/ar : -1
       want = (ds <= R) ? ar : ar*R/ds   # clients come in turn: past R, they start again
-      printf "  %-4s %5d/s: DISCOVER %6d, ACK %6d, loss %6.2f%%, D-O avg %s ms, CPU/DORA server %6.1f + PostgreSQL %6.1f = %6.1f us, core %3.0f%%; stored %d of ~%.0f clients %s => %s\n",
-        srv, rate, ds, ar, loss, a[1], us, pus, us+pus, 100*(c+pc)/hz/p, n, want,
-        (n >= 0.99*want ? "ok" : "SHORT"), (loss < 1 ? "pass" : "fail")
+      split(b0, x, " "); split(b1, y, " ")
+      printf "  %-4s %5d/s: DISCOVER %6d, ACK %6d, loss %6.2f%% (rcvbuf drops server %d, perfdhcp %d), D-O avg %s ms, CPU/DORA server %6.1f + PostgreSQL %6.1f = %6.1f us, core %3.0f%%; stored %d of ~%.0f clients %s => %s\n",
+        srv, rate, ds, ar, loss, y[1]-x[1], y[2]-x[2], a[1], us, pus, us+pus, 100*(c+pc)/hz/p, n, want,
+        (n+0 >= 0.99*want ? "ok" : "SHORT"), (loss < 1 ? "pass" : "fail")
       print (loss < 1 ? 1 : 0), us, us+pus > "/dev/stderr"
     }' "$out" 2>"$WORK/res"
   read -r PASS["$1:$2"] US["$1:$2"] TOT["$1:$2"] <"$WORK/res"
 }
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); $( [ "${TWO_CORES:-0}" = 1 ] && echo "unpinned: servers, PostgreSQL and perfdhcp share both cores" || echo "server + PostgreSQL on CPU 1, perfdhcp -g single on CPU 0"); PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}') synchronous_commit=$PG_SYNC; ${SECONDS_PER} s per trial"
+# a warm-up trial of each server (not reported) so that the first one measured does not pay
+# alone for PostgreSQL's cold caches
+if [ "$WARMUP" != 0 ]; then
+  for s in $ONLY; do SECONDS_PER=$WARMUP trial "$s" "${RATES%% *}" >/dev/null; done
+fi
 for r in $RATES; do
   for s in $ONLY; do trial "$s" "$r"; done
 done
