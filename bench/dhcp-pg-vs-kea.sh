@@ -22,19 +22,23 @@
 # With TWO_CORES=1 nothing is pinned (server, PostgreSQL and perfdhcp share both cores; "core"
 # is then their CPU time as a share of one core).
 # Measured 2026-11-30 on the 2-core VM (virtio disk, ext4 without a journal, ~370 fsync/s),
-# PostgreSQL 15.18, load average 0.7-1.5 before/after (other jobs light), default ladder:
-#   synchronous_commit=on:  highest passing rate Kea 1000/s, ours 6000/s (ours loses 1.7 % at
-#     8000/s with its core 55 % busy: ACKs come in a burst per batch commit and overflow
-#     perfdhcp's socket buffer, "rcvbuf drops perfdhcp"; Kea's losses are at its own socket,
-#     its core 89-94 % busy from 1500/s). CPU per DORA where both pass, Kea / ours: 500/s
-#     server 324 / 136 us (2.38x), with PostgreSQL 884 / 388 us (2.28x); 1000/s 280 / 90 us
-#     (3.11x), 698 / 222 us (3.14x).
-#   synchronous_commit=off: highest passing rate Kea 1500/s, ours 8000/s. Where both pass:
-#     500/s 308 / 120 us (2.57x), with PostgreSQL 752 / 328 us (2.29x); 1000/s 268 / 70 us
-#     (3.83x), 612 / 176 us (3.48x); 1500/s 253 / 83 us (3.06x), 581 / 180 us (3.23x).
-#   At the rates only ours passes the ratios grow (on, 4000/s: 5.4x server, 7.1x with
-#   PostgreSQL) but Kea's figure then includes work for exchanges it never completed.
-#   Both stored every ACKed lease (stored >= ACKs in every trial).
+# PostgreSQL 15.18, default ladder, two runs with each setting, load average 0.6-1.5
+# before/after (the other jobs were light):
+#   synchronous_commit=on:  highest passing rate Kea 1000 and 1500/s, ours 6000/s both times.
+#     CPU per DORA where both passed, Kea / ours: 500/s server 288-324 / 132-136 us
+#     (2.18-2.38x), with PostgreSQL 748-884 / 388-392 us (1.91-2.28x); 1000/s 278-280 /
+#     90-96 us (2.90-3.11x), 690-698 / 222-234 us (2.95-3.14x); 1500/s 232 / 81 us (2.85x),
+#     597 / 183 us (3.27x).
+#   synchronous_commit=off: highest passing rate Kea 1500/s, ours 8000 and 6000/s. 500/s
+#     server 1.59-2.57x, with PostgreSQL 1.51-2.29x; 1000/s 3.13-3.83x, 3.07-3.48x; 1500/s
+#     249-253 / 77-83 us (3.06-3.22x), 581-584 / 175-180 us (3.23-3.34x).
+#   Kea's losses are at its own socket, its core (Kea + PostgreSQL) 88-102 % busy from
+#   1500-2000/s. Ours loses 1.3-1.7 % at 8000/s with the core 55 % busy: its ACKs leave in a
+#   burst per batch commit and overflow perfdhcp's socket buffer ("rcvbuf drops perfdhcp").
+#   Ours' CPU per DORA falls with the rate (136 us at 500/s, 40 us at 8000/s): it pays per
+#   transaction (~100/s at 500/s, ~5 leases each), Kea per lease. At rates only ours passes
+#   the ratios grow (4000/s: 4.4-5.4x server, 5.7-7.1x with PostgreSQL), but Kea's figure
+#   then includes work for exchanges it never completed. Both stored every ACKed lease.
 # Environment: RATES ("500 1000 1500 2000 4000 6000 8000 12000"), SECONDS_PER (5), ONLY (kea|ours),
 # WARMUP (2: seconds of an unreported first trial of each server at the lowest rate; 0 = none),
 # CLIENTS (50000, perfdhcp -R), PG_SYNC (on: PostgreSQL's synchronous_commit; off = commits acknowledged before the WAL fsync),
