@@ -37,7 +37,7 @@
 #   burst per batch commit and overflow perfdhcp's socket buffer ("rcvbuf drops perfdhcp").
 #   Ours' CPU per DORA falls with the rate (136 us at 500/s, 40 us at 8000/s): it pays per
 #   transaction (~100/s at 500/s, ~5 leases each), Kea per lease. At rates only ours passes
-#   the ratios grow (4000/s: 4.4-5.4x server, 5.7-7.1x with PostgreSQL), but Kea's figure
+#   the ratios grow (4000/s: 4.4-5.9x server, 5.7-7.6x with PostgreSQL), but Kea's figure
 #   then includes work for exchanges it never completed. Both stored every ACKed lease.
 # Environment: RATES ("500 1000 1500 2000 4000 6000 8000 12000"), SECONDS_PER (5), ONLY (kea|ours),
 # WARMUP (2: seconds of an unreported first trial of each server at the lowest rate; 0 = none),
