@@ -17,7 +17,10 @@
 # (1.32x, ours got 7 % of its core); 14000-22000/s 69-77 / 40-47 us (1.5-1.9x).
 # Environment: RATES ("10000 14000 18000 22000 26000 30000"), SECONDS_PER (5), ONLY (kea|ours),
 # PERF_RECORD=FILE (perf record -g on ours at the first rate into FILE, then stop),
-# BIN_DIR (target/release; built when missing). Run as root from the repository root.
+# BIN_DIR (target/release; built when missing), GEN_RCVBUF=BYTES (net.core.rmem_default for the
+# run, restored at exit: perfdhcp takes the default socket buffer; with Debian's 208 KiB it
+# drops replies that come while it is busy sending, rcvbuf drops "perfdhcp" in the lines).
+# Run as root from the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/dhcp-vs-kea.sh: run as root (it builds network namespaces)" >&2; exit 1; }
@@ -35,8 +38,10 @@ if [ "${TWO_CORES:-0}" = 1 ]; then PIN_S=(); PIN_C=(); else PIN_S=(taskset -c 1)
 P=dvk$$
 WORK=$(mktemp -d /tmp/$P.XXXX); chmod 755 "$WORK"
 SPID=
+RMEM0=$(sysctl -n net.core.rmem_default)
 cleanup() {
   set +e
+  sysctl -qw net.core.rmem_default="$RMEM0"
   [ -n "$SPID" ] && kill -9 "$SPID" 2>/dev/null
   for n in srv cli; do ip netns pids "$P-$n" 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del "$P-$n" 2>/dev/null; done
   rm -rf "$WORK"
@@ -83,6 +88,10 @@ EOF
   echo "$1 did not answer" >&2; tail -5 "$st/out" >&2; return 1
 }
 stop() { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; SPID=; }
+# UDP datagrams dropped for a full socket receive buffer in namespace srv|cli so far
+rcvbuf() {
+  ip netns exec "$P-$1" awk '$1 == "Udp:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") f = i; h = 1 } else print $f }' /proc/net/snmp
+}
 ticks() { local l; l=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }; l=${l##*) }; set -- $l; echo $(( ${12} + ${13} )); }
 
 declare -A US PASS
@@ -92,28 +101,33 @@ trial() { # SERVER RATE
   if [ -n "${PERF_RECORD:-}" ] && [ "$1" = ours ]; then
     perf record -g -o "$PERF_RECORD" -p "$SPID" -- sleep "$SECONDS_PER" >/dev/null 2>&1 & rec=($!)
   fi
+  local b0 b1
+  b0="$(rcvbuf srv) $(rcvbuf cli)"
   c0=$(ticks "$SPID")
   ip netns exec "$P-cli" "${PIN_C[@]}" timeout $((SECONDS_PER + 30)) perfdhcp -4 -g single -l eth0 -r "$2" -R 50000 \
     -p "$SECONDS_PER" -W 1500000 10.90.0.1 >"$out" 2>&1 || true
   c1=$(ticks "$SPID")
+  b1="$(rcvbuf srv) $(rcvbuf cli)"
   [ -z "${METRICS:-}" ] || [ "$1" != ours ] || ip netns exec "$P-srv" curl -s "http://$METRICS/metrics" | grep -E '^dhcpd_(lease|packets_dropped)' | tr '\n' ' '
   [ ${#rec[@]} = 0 ] || wait "${rec[0]}" || true
   stop
-  awk -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v p="$SECONDS_PER" -v srv="$1" -v rate="$2" '
+  awk -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v p="$SECONDS_PER" -v srv="$1" -v rate="$2" -v b0="$b0" -v b1="$b1" '
     /^sent packets:/ {s[++ns]=$3} /^received packets:/ {r[++nr]=$3}
     /^avg delay: [0-9.]+ ms/ {a[++na]=$3}
     END {
       ds=s[1]; o=r[1]; rs=s[2]; ar=r[2]
       loss = (ds>0 && rs>0) ? 100*(1-(o/ds)*(ar/rs)) : 100
       us = (ar>0) ? c/hz*1e6/ar : -1
-      printf "  %-4s %6d/s: DISCOVER %7d, ACK %7d, loss %6.2f%%, D-O avg %s ms, %5.1f us CPU/DORA, core %3.0f%% => %s\n",
-        srv, rate, ds, ar, loss, a[1], us, 100*c/hz/p, (loss < 1 ? "pass" : "fail")
+      split(b0, x, " "); split(b1, y, " ")
+      printf "  %-4s %6d/s: DISCOVER %7d, ACK %7d, loss %6.2f%% (rcvbuf drops server %d, perfdhcp %d), D-O avg %s ms, %5.1f us CPU/DORA, core %3.0f%% => %s\n",
+        srv, rate, ds, ar, loss, y[1] - x[1], y[2] - x[2], a[1], us, 100*c/hz/p, (loss < 1 ? "pass" : "fail")
       print (loss < 1 ? 1 : 0), us > "/dev/stderr"
     }' "$out" 2>"$WORK/res"
   read -r PASS["$1:$2"] US["$1:$2"] <"$WORK/res"
 }
 
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); $( [ "${TWO_CORES:-0}" = 1 ] && echo "unpinned: servers and perfdhcp share both cores" || echo "servers on CPU 1, perfdhcp -g single on CPU 0"), ${SECONDS_PER} s per trial"
+[ -z "${GEN_RCVBUF:-}" ] || sysctl -qw net.core.rmem_default="$GEN_RCVBUF"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); $( [ "${TWO_CORES:-0}" = 1 ] && echo "unpinned: servers and perfdhcp share both cores" || echo "servers on CPU 1, perfdhcp -g single on CPU 0"), ${SECONDS_PER} s per trial, default socket receive buffer $(sysctl -n net.core.rmem_default) bytes"
 for r in $RATES; do
   for s in $ONLY; do trial "$s" "$r"; done
   [ -z "${PERF_RECORD:-}" ] || exit 0
