@@ -144,37 +144,10 @@ stored() {
   fi
 }
 
-start() { # kea|ours
-  local st="$WORK/$1"
-  rm -rf "$st"; mkdir -p "$st"
-  if [ "$1" = kea ]; then
-    cat >"$st/kea.json" <<EOF
-{ "Dhcp4": {
-  "interfaces-config": { "interfaces": [ "eth0" ], "dhcp-socket-type": "udp" },
-  "lease-database": { "type": "postgresql", "name": "kea", "host": "10.90.0.5", "user": "dhcp", "password": "$PGPW" },
-  "multi-threading": { "enable-multi-threading": false },
-  "authoritative": true,
-  "valid-lifetime": 4000, "renew-timer": 1000, "rebind-timer": 2000,
-  "subnet4": [ { "id": 1, "subnet": "10.90.0.0/16", "pools": [ { "pool": "10.90.1.0 - 10.90.255.254" } ] } ],
-  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$st/kea.log" } ], "severity": "WARN" } ]
-} }
-EOF
-    KEA_LOCKFILE_DIR="$st" KEA_PIDFILE_DIR="$st" ip netns exec "$P-srv" "${PIN_S[@]}" kea-dhcp4 -c "$st/kea.json" >"$st/out" 2>&1 &
-  else
-    ip netns exec "$P-srv" "${PIN_S[@]}" "$D" --config "$WORK/dhcpd.conf" --leases "$st/dhcpd.leases" \
-      --pid-file "$st/pid" --interface eth0 >"$st/out" 2>&1 &
-  fi
-  SPID=$!
-  for _ in $(seq 40); do
-    { ip netns exec "$P-cli" timeout 5 perfdhcp -4 -l eth0 -r 10 -n 1 -W 500000 -b "mac=$PROBE" 10.90.0.1 2>/dev/null || true; } |
-      awk '/^received packets:/ && !r {r=$3} END {exit !(r >= 1)}' && return 0
-    sleep 0.25
-  done
-  echo "$1 did not answer" >&2; tail -5 "$st/out" >&2; return 1
-}
-stop() { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; SPID=; }
-# stat fields after "(comm) ": utime stime cutime cstime are f[11..14]
-ticks() { local l f; l=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }; read -ra f <<<"${l##*) }"; echo $((f[11] + f[12])); }
+KEA_DB='{ "type": "postgresql", "name": "kea", "host": "10.90.0.5", "user": "dhcp", "password": "'"$PGPW"'" }'
+KEA_EXTRA='"authoritative": true,'
+# shellcheck source=bench/dhcp-lib.sh
+. bench/dhcp-lib.sh
 # PostgreSQL's CPU ticks so far: every live process of its namespace, plus what the postmaster
 # collected from the children it reaped (cutime+cstime; a backend that ends mid-trial moves from
 # the first term to the second with its whole total, so the difference of two readings counts
@@ -184,13 +157,6 @@ pgticks() {
   for p in $(ip netns pids "$P-db"); do t=$((t + $(ticks "$p"))); done
   l=$(cat "/proc/$PGPID/stat"); read -ra f <<<"${l##*) }"
   echo $((t + f[13] + f[14]))
-}
-
-# UDP datagrams the kernel dropped for a full socket receive buffer in namespace NAME (srv: the
-# server's socket; cli: perfdhcp's, e.g. for a burst of ACKs)
-rcvbuf() {
-  # shellcheck disable=SC2016 # an awk program
-  ip netns exec "$P-$1" awk '$1 == "Udp:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") f = i; h = 1 } else print $f }' /proc/net/snmp
 }
 
 declare -A US TOT PASS

@@ -60,39 +60,10 @@ subnet 10.90.0.0 netmask 255.255.0.0 {
 }
 CONF
 
-start() { # kea|ours
-  local st="$WORK/$1"
-  rm -rf "$st"; mkdir -p "$st"
-  if [ "$1" = kea ]; then
-    cat >"$st/kea.json" <<EOF
-{ "Dhcp4": {
-  "interfaces-config": { "interfaces": [ "eth0" ], "dhcp-socket-type": "udp" },
-  "lease-database": { "type": "memfile", "persist": true, "name": "$st/kea-leases4.csv", "lfc-interval": 3600 },
-  "multi-threading": { "enable-multi-threading": false },
-  "valid-lifetime": 4000, "renew-timer": 1000, "rebind-timer": 2000,
-  "subnet4": [ { "id": 1, "subnet": "10.90.0.0/16", "pools": [ { "pool": "10.90.1.0 - 10.90.255.254" } ] } ],
-  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$st/kea.log" } ], "severity": "WARN" } ]
-} }
-EOF
-    KEA_LOCKFILE_DIR="$st" KEA_PIDFILE_DIR="$st" ip netns exec "$P-srv" "${PIN_S[@]}" kea-dhcp4 -c "$st/kea.json" >"$st/out" 2>&1 &
-  else
-    ip netns exec "$P-srv" "${PIN_S[@]}" "$D" --config "$WORK/dhcpd.conf" --leases "$st/dhcpd.leases" \
-      --pid-file "$st/pid" --interface eth0 ${OURS_ARGS:-} >"$st/out" 2>&1 &
-  fi
-  SPID=$!
-  for _ in $(seq 40); do
-    { ip netns exec "$P-cli" timeout 5 perfdhcp -4 -l eth0 -r 10 -n 1 -W 500000 -b mac=02:bb:00:00:00:01 10.90.0.1 2>/dev/null || true; } |
-      awk '/^received packets:/ && !r {r=$3} END {exit !(r >= 1)}' && return 0
-    sleep 0.25
-  done
-  echo "$1 did not answer" >&2; tail -5 "$st/out" >&2; return 1
-}
-stop() { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; SPID=; }
-# UDP datagrams dropped for a full socket receive buffer in namespace srv|cli so far
-rcvbuf() {
-  ip netns exec "$P-$1" awk '$1 == "Udp:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") f = i; h = 1 } else print $f }' /proc/net/snmp
-}
-ticks() { local l; l=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }; l=${l##*) }; set -- $l; echo $(( ${12} + ${13} )); }
+KEA_DB='{ "type": "memfile", "persist": true, "name": "'"$WORK"'/kea/kea-leases4.csv", "lfc-interval": 3600 }'
+KEA_EXTRA='' PROBE=02:bb:00:00:00:01
+# shellcheck source=bench/dhcp-lib.sh
+. bench/dhcp-lib.sh
 
 declare -A US PASS
 trial() { # SERVER RATE
