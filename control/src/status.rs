@@ -3,7 +3,7 @@
 //! `d["virtual_servers"][i]["real_servers"][j]["address"|"port"|"healthy"|"weight"]`.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -65,8 +65,10 @@ pub struct Instance {
     pub effective_priority: u8,
     /// `ADDR/LEN`, as configured.
     pub vips: Vec<String>,
-    /// The master we hear (none while we are master or have heard nobody).
-    pub master_address: Option<Ipv4Addr>,
+    /// The master's address: the source of the adverts we hear (IPv4, or for a VRRPv3
+    /// IPv6 instance its link-local or unicast source), our own while we are master, none
+    /// before anyone was heard.
+    pub master_address: Option<IpAddr>,
     /// RFC 3339, UTC.
     pub last_transition: String,
 }
@@ -174,6 +176,7 @@ pub struct RsChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn sample() -> Status {
         Status {

@@ -405,11 +405,7 @@ impl Daemon {
                     priority: i.cfg.priority,
                     effective_priority: i.router.priority,
                     vips: i.cfg.vips.iter().map(vip_text).collect(),
-                    // the contract's field is IPv4; an IPv6 master is not reported there
-                    master_address: match i.router.master_ip {
-                        Some(IpAddr::V4(a)) => Some(a),
-                        _ => None,
-                    },
+                    master_address: i.router.master_ip,
                     last_transition: rfc3339(i.last_transition),
                 })
                 .collect();

@@ -137,6 +137,41 @@ impl Pair {
             .success()
     }
 
+    /// Host `k`'s link-local address on `dev`.
+    fn link_local(&self, k: usize, dev: &str) -> std::net::IpAddr {
+        let out = self.hosts[k - 1].run(
+            "ip",
+            &["-6", "-o", "addr", "show", "dev", dev, "scope", "link"],
+        );
+        let addr = out
+            .split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_else(|| panic!("n{k} has no link-local address on {dev}: {out}"));
+        addr.parse().unwrap()
+    }
+
+    /// The master address ha on host `k` reports for its one instance.
+    fn master_address(&self, k: usize) -> Option<std::net::IpAddr> {
+        let st = common::status(HA, Path::new(&self.sock(k)));
+        st.vrrp.first()?.master_address
+    }
+
+    /// ha (whichever node it is) reports n1, the master, by the source address of its
+    /// adverts on `dev`: its own as master, the peer's as backup.
+    fn ha_reports_n1_as_master(&self, dev: &str) {
+        let want = self.link_local(1, dev);
+        for k in (1..=2).filter(|&k| self.kinds[k - 1] == Kind::Ha) {
+            assert!(
+                wait_until(STEP, || self.master_address(k) == Some(want)),
+                "{:?}: ha on n{k} reports master {:?}, want n1's {want} on {dev}",
+                self.kinds,
+                self.master_address(k)
+            );
+        }
+    }
+
     /// n1 (150) alone holds the VIP (`has`: which family's), and keeps it for `hold`.
     fn n1_alone(&self, has: fn(&Pair, usize) -> bool, hold: Duration, what: &str) {
         let only1 = |p: &Pair| has(p, 1) && !has(p, 2);
@@ -234,6 +269,7 @@ fn ipv6_vrrp_between_ha_and_keepalived_elects_hands_over_and_survives_a_crash() 
         p.start(1, &conf6(1, 150));
         p.start(2, &conf6(2, 100));
         p.n1_alone(Pair::has6, Duration::from_secs(2), "election");
+        p.ha_reports_n1_as_master("eth0");
         assert!(
             wait_until(STEP, || p.ping6()),
             "{kinds:?}: no ping6 answer from {VIP6} on n1"
