@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
@@ -30,6 +30,8 @@ pub struct Channel {
     seq: Arc<AtomicU32>,
     /// AH: the IP id of the next datagram (never 0: the kernel would replace it).
     ip_id: AtomicU16,
+    /// The reader drops what it reads (another channel hears this link meanwhile).
+    muted: Arc<AtomicBool>,
 }
 
 impl Channel {
@@ -75,7 +77,55 @@ impl Channel {
             unicast,
             seq: Arc::new(AtomicU32::new(0)),
             ip_id: AtomicU16::new(0),
+            muted: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Opens an IPv6 instance's channel on its VMAC interface `name` (index `index`), from
+    /// `base`'s address, as keepalived sends from the VMAC: the base interface's link-local
+    /// address goes onto the VMAC (without DAD) first, so that the adverts leave with the
+    /// virtual MAC and the same source as before.
+    pub fn open_vmac6(
+        c: &Instance,
+        base: &Channel,
+        name: &str,
+        index: u32,
+    ) -> Result<Channel, String> {
+        let IpAddr::V6(src) = base.my_ip else {
+            return Err("not an IPv6 instance".into());
+        };
+        if src.is_unicast_link_local() {
+            let ll = crate::conf::Vip {
+                addr: base.my_ip,
+                prefix: 64,
+                nodad: true,
+                brd: None,
+                dev: None,
+                scope: None,
+                label: None,
+            };
+            net::set_vip(index, &ll, true)
+                .map_err(|e| format!("cannot put the link-local address {src} on {name}: {e}"))?;
+        }
+        let mut on_vmac = c.clone();
+        on_vmac.interface = name.to_string();
+        on_vmac.mcast_src = Some(base.my_ip);
+        on_vmac.unicast_src = None;
+        Channel::open(&on_vmac, index)
+    }
+
+    /// Whether the reader acts on what it reads: a multicast channel on the base interface is
+    /// muted while the VMAC's channel hears the link (the peers' adverts reach both when they
+    /// come from a base interface, and only the VMAC when they come from the virtual MAC).
+    pub fn mute(&self, on: bool) {
+        if !self.unicast {
+            self.muted.store(on, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether this channel's destinations are unicast peers.
+    pub fn is_unicast(&self) -> bool {
+        self.unicast
     }
 
     /// Reads adverts until the socket goes; each valid one from a peer, or the reason one
@@ -87,6 +137,7 @@ impl Channel {
     ) -> tokio::task::JoinHandle<()> {
         let sock = self.sock.clone();
         let seq = self.seq.clone();
+        let muted = self.muted.clone();
         let (version, auth, vrid, peers, me) = (
             c.version,
             c.auth.clone(),
@@ -118,6 +169,9 @@ impl Channel {
                     }
                 });
                 let Ok(Ok(Some(rx))) = r else { continue };
+                if muted.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let pkt = &buf[..rx.len.min(buf.len())];
                 let got = if ipv6 {
                     if IpAddr::V6(rx.src) == me || pkt.get(1) != Some(&vrid) {

@@ -32,6 +32,9 @@ struct Inst {
     vmac: Option<(String, u32)>,
     /// Sends whole datagrams out of the VMAC interface (adverts with the virtual MAC).
     vmac_tx: Option<socket2::Socket>,
+    /// IPv6 with `use_vmac`: the channel on the VMAC interface (adverts leave from it, and a
+    /// multicast one hears the link there), and its reader.
+    vmac_chan: Option<(crate::channel::Channel, Option<tokio::task::JoinHandle<()>>)>,
     /// Gratuitous ARPs while master (the burst, the repeat after garp_master_delay, and
     /// garp_master_refresh); aborted when leaving MASTER.
     garp: Option<tokio::task::JoinHandle<()>>,
@@ -86,6 +89,17 @@ fn vip_dev(i: &Inst, v: &Vip) -> (String, u32) {
     let dev = v.dev.clone().unwrap_or_else(|| base.clone());
     let idx = net::ifindex(&dev).unwrap_or(i.ifindex);
     (dev, idx)
+}
+
+/// Closes an instance's channel on its VMAC (before the VMAC goes): the base interface's
+/// channel hears the link again.
+fn close_vmac_chan(i: &mut Inst) {
+    if let Some((_, reader)) = i.vmac_chan.take() {
+        if let Some(r) = reader {
+            r.abort();
+        }
+        i.chan.mute(false);
+    }
 }
 
 /// The contract's spelling of a router state.
@@ -235,20 +249,7 @@ impl Daemon {
                 }
             }
         });
-        let reader = {
-            let tx = self.tx.clone();
-            let name = c.name.clone();
-            chan.reader(c, move |got| {
-                let _ = tx.send(match got {
-                    Ok((from, advert)) => Event::Advert {
-                        inst: name.clone(),
-                        from,
-                        advert,
-                    },
-                    Err(reason) => Event::Rejected(reason),
-                });
-            })
-        };
+        let reader = self.reader(c, &chan);
         Some(Inst {
             cfg: c.clone(),
             router,
@@ -265,9 +266,42 @@ impl Daemon {
                 .collect(),
             vmac: None,
             vmac_tx: None,
+            vmac_chan: None,
             reader,
             garp: None,
         })
+    }
+
+    /// The reader task of one of instance `c`'s channels, feeding the event loop.
+    fn reader(&self, c: &Instance, chan: &crate::channel::Channel) -> tokio::task::JoinHandle<()> {
+        let tx = self.tx.clone();
+        let name = c.name.clone();
+        chan.reader(c, move |got| {
+            let _ = tx.send(match got {
+                Ok((from, advert)) => Event::Advert {
+                    inst: name.clone(),
+                    from,
+                    advert,
+                },
+                Err(reason) => Event::Rejected(reason),
+            });
+        })
+    }
+
+    /// IPv6 with `use_vmac`: opens the channel on the new VMAC `name` (adverts leave from it,
+    /// as keepalived's do); a multicast one also hears the link there instead of the base
+    /// interface, where the peers' adverts from the virtual MAC no longer arrive.
+    fn open_vmac_chan(&self, i: &mut Inst, name: &str, idx: u32) {
+        match crate::channel::Channel::open_vmac6(&i.cfg, &i.chan, name, idx) {
+            Ok(ch) => {
+                let reader = (!ch.is_unicast()).then(|| self.reader(&i.cfg, &ch));
+                i.chan.mute(true);
+                i.vmac_chan = Some((ch, reader));
+            }
+            Err(e) => {
+                warn!(instance = %i.cfg.name, vmac = %name, error = %e, "adverts go out of the base interface")
+            }
+        }
     }
 
     /// Applies a (new) configuration: instances that stay keep their state and VIPs.
@@ -281,6 +315,7 @@ impl Daemon {
             let acts = g.router.shutdown();
             self.run_actions(&mut g, acts);
             g.reader.abort();
+            close_vmac_chan(&mut g);
             if let Some((name, _)) = &g.vmac {
                 let _ = net::delete_link(name);
             }
@@ -420,7 +455,8 @@ impl Daemon {
             interval_cs: i.cfg.advert_cs,
             addrs: i.cfg.vips.iter().map(|v| v.addr).collect(),
         };
-        let (sent, err) = i.chan.send(&a, &i.cfg.auth, i.vmac_tx.as_ref());
+        let chan = i.vmac_chan.as_ref().map_or(&i.chan, |(c, _)| c);
+        let (sent, err) = chan.send(&a, &i.cfg.auth, i.vmac_tx.as_ref());
         if sent > 0 {
             if let Ok(mut s) = self.shared.lock() {
                 s.1.adverts_tx += u64::from(sent);
@@ -455,7 +491,6 @@ impl Daemon {
                 if let (Some(name), None) = (i.cfg.use_vmac.clone(), &i.vmac) {
                     match net::create_vmac(&i.cfg.interface, &name, i.cfg.vrid, i.cfg.ipv6) {
                         Ok(idx) => {
-                            // IPv6 adverts leave from the base interface's link-local address
                             i.vmac_tx = if i.cfg.vmac_xmit_base || i.cfg.ipv6 {
                                 None
                             } else {
@@ -463,6 +498,9 @@ impl Daemon {
                                     .map_err(|e| warn!(error = %e, "cannot open the VMAC send socket; adverts go out of the base interface"))
                                     .ok()
                             };
+                            if i.cfg.ipv6 && !i.cfg.vmac_xmit_base {
+                                self.open_vmac_chan(i, &name, idx);
+                            }
                             i.vmac = Some((name, idx));
                         }
                         Err(e) => {
@@ -538,6 +576,7 @@ impl Daemon {
                 }
                 if let Some((name, _)) = i.vmac.take() {
                     i.vmac_tx = None;
+                    close_vmac_chan(i);
                     if let Err(e) = net::delete_link(&name) {
                         warn!(instance = %i.cfg.name, vmac = %name, error = %e, "cannot delete the VMAC interface");
                     }
@@ -934,7 +973,8 @@ impl Daemon {
             self.run_actions(&mut i, acts);
             self.insts.insert(idx, i);
         }
-        for i in &self.insts {
+        for i in &mut self.insts {
+            close_vmac_chan(i);
             if let Some((name, _)) = &i.vmac {
                 let _ = net::delete_link(name);
             }

@@ -34,7 +34,7 @@ struct Pair {
 
 impl Pair {
     fn new() -> Option<Pair> {
-        let lab = Lab::new(&["keepalived", "ip", "ping", "curl"])?;
+        let lab = Lab::new(&["keepalived", "ip", "ping", "curl", "tcpdump", "timeout"])?;
         let lan = lab.switch("lan");
         let mk = |k: usize, name: &str| {
             let h = lab.host(name);
@@ -170,6 +170,30 @@ impl Pair {
                 self.master_address(k)
             );
         }
+    }
+
+    /// The source address of an advert host `k` sends out of `dev` within a few seconds
+    /// (tcpdump on that interface, outgoing only).
+    fn advert_source(&self, k: usize, dev: &str) -> Option<std::net::IpAddr> {
+        let out = self.hosts[k - 1].output(
+            "timeout",
+            &[
+                "5",
+                "tcpdump",
+                "-i",
+                dev,
+                "-Q",
+                "out",
+                "-n",
+                "-l",
+                "-c",
+                "1",
+                "ip6 proto 112",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace().skip_while(|w| *w != "IP6");
+        words.nth(1)?.parse().ok()
     }
 
     /// n1 (150) alone holds the VIP (`has`: which family's), and keeps it for `hold`.
@@ -439,4 +463,46 @@ fn ipv6_use_vmac_answers_for_the_vip_from_the_ipv6_virtual_mac() {
         "after the handover the client has {neigh}"
     );
     p.stop_all();
+}
+
+#[test]
+fn ipv6_use_vmac_between_ha_and_keepalived_sends_from_the_vmac_and_elects_both_ways() {
+    use Kind::{Ha, Keepalived};
+    let Some(mut p) = Pair::new() else { return };
+    let conf = |k: usize, prio: u8| conf6_with(k, prio, "  use_vmac\n");
+    // ha, when it is the master `k`, sends its adverts out of the VMAC with the link-local
+    // address of its base interface, as keepalived does
+    let from_vmac = |p: &Pair, k: usize, what: &str| {
+        if p.kinds[k - 1] == Ha {
+            let want = p.link_local(k, "eth0");
+            assert_eq!(
+                p.advert_source(k, "vrrp.62"),
+                Some(want),
+                "{:?}, {what}: ha on n{k} sends no advert from vrrp.62 with {want}:\n{}",
+                p.kinds,
+                p.logs()
+            );
+        }
+    };
+    for kinds in [[Ha, Keepalived], [Keepalived, Ha]] {
+        p.kinds = kinds;
+        p.start(1, &conf(1, 150));
+        p.start(2, &conf(2, 100));
+        p.n1_alone(Pair::has6, Duration::from_secs(3), "election");
+        p.ha_reports_n1_as_master("eth0");
+        from_vmac(&p, 1, "election");
+        p.sigterm_handover(Pair::has6);
+        from_vmac(&p, 2, "handover");
+        // n1 comes back and preempts: the master on n2 hears it on (ha) or from (keepalived)
+        // its VMAC and steps down
+        p.start(1, &conf(1, 150));
+        p.n1_alone(Pair::has6, Duration::from_secs(3), "preemption");
+        p.ha_reports_n1_as_master("eth0");
+        from_vmac(&p, 1, "preemption");
+        assert!(
+            wait_until(STEP, || p.ping6()),
+            "{kinds:?}: no ping6 answer from {VIP6} after preemption"
+        );
+        p.stop_all();
+    }
 }
