@@ -76,7 +76,7 @@ pub struct Instance {
 /// One virtual server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VirtualServer {
-    /// `VIP:PORT`, `VIP:PORT/udp`, `[VIP6]:PORT` or `fwmark-N`: the name the drain route
+    /// `VIP:PORT`, `VIP:PORT/udp`, `[VIP6]:PORT`, `fwmark-N` or (IPv6) `fwmark6-N`: the name the drain route
     /// takes.
     pub id: String,
     pub address: Option<IpAddr>,

@@ -550,3 +550,55 @@ fn ipv6_virtual_server_checks_drains_and_names_in_brackets() {
         "rules left behind:\n{rules}"
     );
 }
+
+#[test]
+fn ipv6_fwmark_virtual_server_serves_marked_traffic_from_ipv6_real_servers() {
+    let Some(mut env) = setup6() else { return };
+    // the site marks the VIP's traffic; ha forwards mark 6 (an inet6 service: ip_family and
+    // real servers agree)
+    let check = "connect_timeout 1\n      retry 1\n      delay_before_retry 1";
+    let conf = format!(
+        "global_defs {{\n  router_id dir6\n}}\nvirtual_server fwmark 6 {{\n  ip_family inet6\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  real_server 2001:db8:91:2::11 80 {{\n    TCP_CHECK {{\n      {check}\n    }}\n  }}\n  real_server 2001:db8:91:2::12 80 {{\n    TCP_CHECK {{\n      {check}\n    }}\n  }}\n}}\n"
+    );
+    std::fs::write(&env.conf, conf).unwrap();
+    let marks = format!(
+        "table ip6 site_marks {{\n\tchain pre {{\n\t\ttype filter hook prerouting priority mangle; policy accept;\n\t\tip6 daddr {VIP6} tcp dport 80 meta mark set 6\n\t}}\n}}\n"
+    );
+    let path = env.lab.path("marks.nft");
+    std::fs::write(&path, marks).unwrap();
+    env.director.run("nft", &["-f", path.to_str().unwrap()]);
+    env.start();
+    let st = env.status();
+    assert_eq!(
+        st.virtual_servers[0].id,
+        "fwmark6-6",
+        "{}",
+        env.status_text()
+    );
+    let m = env.spread(10);
+    assert_eq!((count(&m, "r1"), count(&m, "r2")), (5, 5), "{m:?}");
+    let rules = env.director.run("nft", &["list", "table", "ip6", "ha_lvs"]);
+    assert!(rules.contains("meta mark 0x00000006"), "{rules}");
+
+    // r2 stops: its checker takes it out of the mark's service
+    env.rs_down(1);
+    assert!(
+        wait_until(Duration::from_secs(8), || env
+            .rs("2001:db8:91:2::12")
+            .is_some_and(|r| !r.healthy)),
+        "{}",
+        env.status_text()
+    );
+    let m = env.spread(6);
+    assert_eq!(count(&m, "r1"), 6, "{m:?}");
+    // a drain names the service as the status does
+    env.control("fwmark6-6", "[2001:db8:91:2::11]:80", RsAction::Drain)
+        .unwrap();
+    assert_eq!(env.rs("2001:db8:91:2::11").unwrap().weight, 0);
+
+    // shutdown removes ha's ip6 table and leaves the site's
+    env.ha.as_mut().unwrap().stop(Duration::from_secs(5));
+    let rules = env.director.run("nft", &["list", "ruleset"]);
+    assert!(!rules.contains("ha_lvs"), "rules left behind:\n{rules}");
+    assert!(rules.contains("site_marks"), "{rules}");
+}

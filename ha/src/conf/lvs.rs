@@ -10,7 +10,9 @@ use super::{num, string};
 pub enum VsKey {
     /// VIP (IPv4 or IPv6), port, protocol (`TCP`, `UDP`, `SCTP`).
     Addr(IpAddr, u16, String),
-    Fwmark(u32),
+    /// A firewall mark and whether the service is IPv6 (`ip_family inet6`, or its real
+    /// servers'): IPVS keeps an inet and an inet6 service of one mark apart.
+    Fwmark(u32, bool),
 }
 
 impl VsKey {
@@ -22,7 +24,16 @@ impl VsKey {
             VsKey::Addr(a, p, proto) => {
                 format!("{}/{}", SocketAddr::new(*a, *p), proto.to_ascii_lowercase())
             }
-            VsKey::Fwmark(m) => format!("fwmark-{m}"),
+            VsKey::Fwmark(m, false) => format!("fwmark-{m}"),
+            VsKey::Fwmark(m, true) => format!("fwmark6-{m}"),
+        }
+    }
+
+    /// Whether the service forwards IPv6: its VIP's family, or a fwmark service's own.
+    pub fn is_ipv6(&self) -> bool {
+        match self {
+            VsKey::Addr(a, _, _) => a.is_ipv6(),
+            VsKey::Fwmark(_, v6) => *v6,
         }
     }
 }
@@ -481,7 +492,7 @@ fn real_server(
     let port = match n.args.get(1) {
         Some(_) => port(n, 1, diags)?,
         None => match &vs.key {
-            VsKey::Fwmark(_) => 0,
+            VsKey::Fwmark(..) => 0,
             VsKey::Addr(_, p, _) => *p,
         },
     };
@@ -655,19 +666,86 @@ pub fn virtual_servers(
     };
     let proto = match &template.key {
         VsKey::Addr(_, _, p) => p.clone(),
-        VsKey::Fwmark(_) => "TCP".to_string(),
+        VsKey::Fwmark(..) => "TCP".to_string(),
     };
+    let has_fwmark = entries.iter().any(|e| matches!(e, GroupEntry::Fwmark(_)));
+    let v6 = has_fwmark && fwmark_v6(n, &template, diags);
     entries
         .iter()
         .map(|e| {
             let mut vs = template.clone();
             vs.key = match e {
                 GroupEntry::Addr(a, p) => VsKey::Addr(*a, *p, proto.clone()),
-                GroupEntry::Fwmark(m) => VsKey::Fwmark(*m),
+                GroupEntry::Fwmark(m) => VsKey::Fwmark(*m, v6),
             };
             vs
         })
         .collect()
+}
+
+/// A fwmark service's family, as keepalived decides it: `ip_family inet|inet6`; else that
+/// of its real and sorry servers that are not tunnelled (which must agree), or of the
+/// tunnelled ones when they all agree, or a persistence_granularity that is a prefix length;
+/// else IPv4.
+fn fwmark_v6(n: &Node, vs: &VirtualServer, diags: &mut Vec<Diag>) -> bool {
+    let body = n.block.as_deref().unwrap_or(&[]);
+    let mut family = None;
+    for s in body.iter().filter(|s| s.key.text == "ip_family") {
+        family = match s.arg(0) {
+            Some("inet") => Some(false),
+            Some("inet6") => Some(true),
+            other => {
+                diags.push(error(
+                    &s.key.pos,
+                    format!("ip_family '{}' is not inet or inet6", other.unwrap_or("")),
+                ));
+                family
+            }
+        };
+    }
+    let tun = |m: Option<&String>| m.unwrap_or(&vs.method) == "TUN";
+    let direct: Vec<bool> = vs
+        .real_servers
+        .iter()
+        .filter(|r| !tun(r.lvs_method.as_ref()))
+        .map(|r| r.addr.is_ipv6())
+        .chain(
+            vs.sorry_server
+                .filter(|_| !tun(vs.ipvs.sorry_server_lvs_method.as_ref()))
+                .map(|(a, _)| a.is_ipv6()),
+        )
+        .collect();
+    let all = |v: &[bool]| v.first().filter(|f| v.iter().all(|x| x == *f)).copied();
+    let servers = if direct.is_empty() {
+        let tunnelled: Vec<bool> = vs.real_servers.iter().map(|r| r.addr.is_ipv6()).collect();
+        all(&tunnelled)
+    } else {
+        if all(&direct).is_none() {
+            diags.push(error(
+                &n.key.pos,
+                format!("{}: its real servers are of both address families; only tunnelled (lb_kind TUN) ones may differ", vs.key.id()),
+            ));
+        }
+        all(&direct)
+    };
+    if let (Some(f), Some(s)) = (family, servers) {
+        if f != s && !direct.is_empty() {
+            diags.push(error(
+                &n.key.pos,
+                format!(
+                    "{}: ip_family {} but its real servers are the other family",
+                    vs.key.id(),
+                    if f { "inet6" } else { "inet" }
+                ),
+            ));
+        }
+    }
+    let prefix = body.iter().any(|s| {
+        s.key.text == "persistence_granularity"
+            && s.arg(0)
+                .is_some_and(|a| !a.contains('.') && !a.contains(':'))
+    });
+    family.or(servers).unwrap_or(prefix)
 }
 
 /// Builds one `virtual_server` block.
@@ -681,14 +759,17 @@ fn virtual_server_with(
     diags: &mut Vec<Diag>,
 ) -> Option<VirtualServer> {
     let key = match key.as_ref().map_or(n.arg(0), |_| Some("preset")) {
-        Some("preset") => key.clone().unwrap_or(VsKey::Fwmark(0)),
-        Some("fwmark") => VsKey::Fwmark(match n.args.get(1).map(|w| w.text.parse()) {
-            Some(Ok(m)) => m,
-            _ => {
-                diags.push(error(&n.key.pos, "virtual_server fwmark needs a number"));
-                return None;
-            }
-        }),
+        Some("preset") => key.clone().unwrap_or(VsKey::Fwmark(0, false)),
+        Some("fwmark") => VsKey::Fwmark(
+            match n.args.get(1).map(|w| w.text.parse()) {
+                Some(Ok(m)) => m,
+                _ => {
+                    diags.push(error(&n.key.pos, "virtual_server fwmark needs a number"));
+                    return None;
+                }
+            },
+            false, // by ip_family or the real servers, once they are read
+        ),
         Some("group") => {
             diags.push(error(
                 &n.key.pos,
@@ -766,7 +847,7 @@ fn virtual_server_with(
                 }
                 match &mut vs.key {
                     VsKey::Addr(_, _, proto) => *proto = v,
-                    VsKey::Fwmark(m) => diags.push(warning(
+                    VsKey::Fwmark(m, _) => diags.push(warning(
                         &s.key.pos,
                         format!("virtual_server fwmark {m}: a protocol is ignored for a fwmark service (keepalived warns too)"),
                     )),
@@ -778,8 +859,8 @@ fn virtual_server_with(
             "persistence_granularity" => {
                 vs.persistence_granularity = match (&vs.key, s.arg(0)) {
                     // IPv6: a prefix length, which ha does not apply (one client address
-                    // per persistence entry)
-                    (VsKey::Addr(IpAddr::V6(_), _, _), Some(len))
+                    // per persistence entry); a fwmark service's family is then IPv6
+                    (VsKey::Addr(IpAddr::V6(_), _, _) | VsKey::Fwmark(..), Some(len))
                         if len.parse::<u8>().is_ok_and(|l| (1..=128).contains(&l)) =>
                     {
                         diags.push(warning(&s.key.pos, format!("persistence_granularity {len}: ha keeps IPv6 persistence per client address (/128)")));
@@ -799,7 +880,7 @@ fn virtual_server_with(
                 if let Some(a) = ip(s, 0, "ADDRESS PORT", diags) {
                     let p = port(s, 1, diags).unwrap_or(match &vs.key {
                         VsKey::Addr(_, p, _) => *p,
-                        VsKey::Fwmark(_) => 0,
+                        VsKey::Fwmark(..) => 0,
                     });
                     vs.sorry_server = Some((a, p));
                 }
@@ -860,6 +941,9 @@ fn virtual_server_with(
                 vs.real_servers.push(rs);
             }
         }
+    }
+    if let VsKey::Fwmark(m, _) = vs.key {
+        vs.key = VsKey::Fwmark(m, fwmark_v6(n, &vs, diags));
     }
     // a checker's virtualhost defaults to the virtual server's
     if let Some(vh) = vs.virtualhost.clone() {
@@ -951,6 +1035,47 @@ mod tests {
         assert!(
             e.iter()
                 .any(|d| d.message.contains("another address family")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_fwmark_service_takes_its_family_from_ip_family_or_its_real_servers() {
+        let key = |body: &str| {
+            load_str(
+                "f.conf",
+                &format!("virtual_server fwmark 9 {{\n{body}}}\n"),
+                "x",
+            )
+            .map(|c| c.lvs[0].key.clone())
+        };
+        let rs6 = "  real_server 2001:db8:1::11 80 {\n  }\n";
+        let rs4 = "  real_server 10.0.1.1 80 {\n  }\n";
+        assert_eq!(key(rs6).unwrap(), VsKey::Fwmark(9, true));
+        assert_eq!(VsKey::Fwmark(9, true).id(), "fwmark6-9");
+        assert_eq!(key(rs4).unwrap(), VsKey::Fwmark(9, false));
+        assert_eq!(key("  ip_family inet6\n").unwrap(), VsKey::Fwmark(9, true));
+        assert_eq!(key("").unwrap(), VsKey::Fwmark(9, false));
+        // tunnelled real servers all IPv6, or an IPv6 persistence prefix
+        let tun6 = format!("  lb_kind TUN\n{rs6}");
+        assert_eq!(key(&tun6).unwrap(), VsKey::Fwmark(9, true));
+        let pfx = "  persistence_timeout 60\n  persistence_granularity 64\n";
+        assert_eq!(key(pfx).unwrap(), VsKey::Fwmark(9, true));
+        // NAT real servers of both families, or against ip_family: errors at the block
+        let e = key(&format!("{rs4}{rs6}")).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|d| d.message.contains("both address families") && d.pos.line == 1),
+            "{e:?}"
+        );
+        let e = key(&format!("  ip_family inet\n{rs6}")).unwrap_err();
+        assert!(
+            e.iter().any(|d| d.message.contains("ip_family inet but")),
+            "{e:?}"
+        );
+        let e = key("  ip_family ipx\n").unwrap_err();
+        assert!(
+            e.iter().any(|d| d.message.contains("not inet or inet6")),
             "{e:?}"
         );
     }

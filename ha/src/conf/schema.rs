@@ -282,7 +282,7 @@ const VS: &[Kw] = &[
     k("real_server", Lvs, Some(RealServer)),
     k("real_group", No, Some(RealServer)),
     k("lvs_id", Removed, None),
-    k("ip_family", No, None),
+    k("ip_family", Lvs, None),
     k("one_packet_scheduling", No, None),
 ];
 

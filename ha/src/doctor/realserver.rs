@@ -144,7 +144,7 @@ pub fn check_all(cfg: &Config, t: &Transport) -> Vec<Finding> {
                 ));
                 continue;
             }
-            VsKey::Fwmark(_) => None,
+            VsKey::Fwmark(..) => None,
         };
         for rs in &vs.real_servers {
             let std::net::IpAddr::V4(addr) = rs.addr else {

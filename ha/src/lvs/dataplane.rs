@@ -191,7 +191,7 @@ pub fn slots(dests: &[&Dest], weighted: bool) -> Vec<usize> {
 pub fn is_v6(s: &Service) -> bool {
     match &s.key {
         VsKey::Addr(a, _, _) => a.is_ipv6(),
-        VsKey::Fwmark(_) => s.dests.first().is_some_and(|d| d.addr.is_ipv6()),
+        VsKey::Fwmark(_, v6) => *v6,
     }
 }
 
@@ -238,7 +238,7 @@ fn render_family(family: &str, services: &[&Service]) -> String {
                 ),
                 true,
             ),
-            VsKey::Fwmark(m) => (format!("meta mark {m}"), false),
+            VsKey::Fwmark(m, _) => (format!("meta mark {m}"), false),
         };
         let map: Vec<String> = ring
             .iter()
@@ -378,7 +378,7 @@ fn parse_conntrack(text: &str, services: &[Service], out: &mut Counts) {
         for s in services {
             let hit = match &s.key {
                 VsKey::Addr(a, p, pr) => *a == odst && *p == odport && *pr == proto,
-                VsKey::Fwmark(m) => *m == mark,
+                VsKey::Fwmark(m, _) => *m == mark,
             };
             if !hit {
                 continue;
@@ -544,6 +544,27 @@ pub(crate) mod tests {
         assert!(render_nft(&[s6]).contains("jhash ip6 saddr mod 1"));
         // no IPv6 service, no ip6 table
         assert!(!render_nft(&[svc(80, &[(1, 1)])]).contains("ip6"));
+    }
+
+    #[test]
+    fn an_ipv6_fwmark_service_goes_to_the_ip6_table() {
+        let mut s6 = svc(0, &[]);
+        s6.key = VsKey::Fwmark(7, true);
+        s6.dests = vec![Dest {
+            addr: "2001:db8:1::11".parse().unwrap(),
+            port: 0,
+            weight: 1,
+        }];
+        let r = render_nft(&[svc(80, &[(1, 1)]), s6.clone()]);
+        let (_, v6_part) = r.split_once("table ip6 ha_lvs").unwrap();
+        assert!(
+            v6_part.contains("meta mark 7 dnat ip6 to numgen inc mod 1 map { 0 : 2001:db8:1::11 }"),
+            "{r}"
+        );
+        // with every real server out it still has its table (the marks go nowhere else)
+        s6.dests[0].weight = 0;
+        assert!(is_v6(&s6));
+        assert!(!render_nft(&[s6]).contains("meta mark 7"));
     }
 
     #[test]

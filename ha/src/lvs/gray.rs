@@ -68,7 +68,7 @@ impl Routes {
                 ),
             ));
         };
-        if matches!(vs.key, VsKey::Fwmark(_)) {
+        if matches!(vs.key, VsKey::Fwmark(..)) {
             return Err((
                 400,
                 format!(
@@ -180,7 +180,7 @@ impl Routes {
         let id = vs.key.id();
         let port = match &vs.key {
             VsKey::Addr(_, p, _) => *p,
-            VsKey::Fwmark(_) => 0,
+            VsKey::Fwmark(..) => 0,
         };
         let mine: Vec<&Entry> = self
             .0
@@ -214,7 +214,7 @@ impl Routes {
             let fallback = live.is_empty();
             let dests = if fallback { rest.clone() } else { live.clone() };
             services.push(Service {
-                key: VsKey::Fwmark(e.fwmark),
+                key: VsKey::Fwmark(e.fwmark, vs.key.is_ipv6()),
                 scheduler: vs.scheduler.clone(),
                 method: vs.method.clone(),
                 persistence_timeout: vs.persistence_timeout,
@@ -286,8 +286,8 @@ pub fn count(
     let id = key.id();
     let mut keys = vec![(key.clone(), addr, port)];
     for s in states.iter().filter(|s| s.route.virtual_server == id) {
-        keys.push((VsKey::Fwmark(s.fwmark), addr, port));
-        keys.push((VsKey::Fwmark(s.fwmark), addr, 0));
+        keys.push((VsKey::Fwmark(s.fwmark, key.is_ipv6()), addr, port));
+        keys.push((VsKey::Fwmark(s.fwmark, key.is_ipv6()), addr, 0));
     }
     keys.iter()
         .filter_map(|k| counts.get(k))
@@ -453,7 +453,7 @@ mod tests {
         let (svcs, rest, states) = r.split(&v, pool.clone());
         assert_eq!(rest, vec![dest(1, 80, 1), dest(2, 80, 0)]);
         assert_eq!(svcs.len(), 1);
-        assert_eq!(svcs[0].key, VsKey::Fwmark(MARK_BASE));
+        assert_eq!(svcs[0].key, VsKey::Fwmark(MARK_BASE, false));
         assert_eq!(svcs[0].dests, vec![dest(3, 8080, 2)]);
         assert!(!states[0].fallback);
         assert_eq!(states[0].in_service, vec!["10.0.1.3:8080".to_string()]);

@@ -161,11 +161,12 @@ fn af_of(a: &IpAddr) -> u16 {
     }
 }
 
-/// A service's address family: its VIP's (a fwmark service is IPv4).
+/// A service's address family: its VIP's, or a fwmark service's own.
 fn key_af(key: &VsKey) -> u16 {
-    match key {
-        VsKey::Addr(a, _, _) => af_of(a),
-        VsKey::Fwmark(_) => libc::AF_INET as u16,
+    if key.is_ipv6() {
+        libc::AF_INET6 as u16
+    } else {
+        libc::AF_INET as u16
     }
 }
 
@@ -209,7 +210,7 @@ fn service_id(key: &VsKey) -> Attrs {
             .u16(SVC_PROTOCOL, proto_num(proto))
             .addr(SVC_ADDR, *addr)
             .be16(SVC_PORT, *port),
-        VsKey::Fwmark(m) => a.u32(SVC_FWMARK, *m),
+        VsKey::Fwmark(m, _) => a.u32(SVC_FWMARK, *m),
     }
 }
 
@@ -428,9 +429,7 @@ impl Ipvs {
                 continue;
             }
             let key = match get_u32(&a, SVC_FWMARK) {
-                // an IPv6 fwmark service is not one of ours (ours are IPv4)
-                Some(m) if m != 0 && af != libc::AF_INET as u16 => continue,
-                Some(m) if m != 0 => VsKey::Fwmark(m),
+                Some(m) if m != 0 => VsKey::Fwmark(m, af == libc::AF_INET6 as u16),
                 _ => VsKey::Addr(
                     get_addr(&a, SVC_ADDR, af).unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
                     get_be16(&a, SVC_PORT).unwrap_or(0),
@@ -490,7 +489,7 @@ impl Ipvs {
             out.push((
                 Dest {
                     addr: get_addr(&a, DEST_ADDR, af).unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
-                    port: if matches!(key, VsKey::Fwmark(_)) {
+                    port: if matches!(key, VsKey::Fwmark(..)) {
                         0
                     } else {
                         port
@@ -511,7 +510,7 @@ impl Ipvs {
     fn port_of(key: &VsKey) -> u16 {
         match key {
             VsKey::Addr(_, p, _) => *p,
-            VsKey::Fwmark(_) => 0,
+            VsKey::Fwmark(..) => 0,
         }
     }
 
@@ -658,6 +657,17 @@ impl Backend for Ipvs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fwmark_service_is_named_in_its_own_family() {
+        for (v6, af) in [(false, libc::AF_INET), (true, libc::AF_INET6)] {
+            let id = service_id(&VsKey::Fwmark(7, v6));
+            let p = parse_attrs(&id.0);
+            assert_eq!(get_u16(&p, SVC_AF), Some(af as u16));
+            assert_eq!(get_u32(&p, SVC_FWMARK), Some(7));
+            assert_eq!(get(&p, SVC_ADDR), None);
+        }
+    }
 
     #[test]
     fn attributes_round_trip() {

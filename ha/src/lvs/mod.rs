@@ -501,7 +501,7 @@ impl Lvs {
             .map(|v| {
                 let (address, port, protocol, fwmark) = match &v.cfg.key {
                     VsKey::Addr(a, p, pr) => (Some(*a), *p, pr.clone(), None),
-                    VsKey::Fwmark(m) => (None, 0, "TCP".to_string(), Some(*m)),
+                    VsKey::Fwmark(m, _) => (None, 0, "TCP".to_string(), Some(*m)),
                 };
                 let real_servers = v
                     .rss
