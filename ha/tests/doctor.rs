@@ -190,6 +190,103 @@ NFT");
     assert!(!fw.found.contains("nodefw"), "{fw:#?}");
 }
 
+/// Joins ff02::12 on eth0 and waits for one IPv6 protocol-112 packet.
+const RECV6_PY: &str = "import socket,sys,struct\ns=socket.socket(socket.AF_INET6,socket.SOCK_RAW,112)\nidx=socket.if_nametoindex('eth0')\ns.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_JOIN_GROUP,socket.inet_pton(socket.AF_INET6,'ff02::12')+struct.pack('@I',idx))\ns.settimeout(float(sys.argv[1]))\nprint('ready',flush=True)\ntry:\n    d,a=s.recvfrom(2048)\n    print('got',a[0],flush=True)\nexcept socket.timeout:\n    print('nothing',flush=True)\n";
+/// Sends a few VRRPv3-shaped packets to ff02::12 out of eth0, hop limit 255.
+const SEND6_PY: &str = "import socket,struct\ns=socket.socket(socket.AF_INET6,socket.SOCK_RAW,112)\nidx=socket.if_nametoindex('eth0')\ns.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_IF,struct.pack('@I',idx))\ns.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_HOPS,255)\nfor _ in range(5): s.sendto(bytes([0x31,94,100,1,0,100,0,0]),('ff02::12',0,0,idx))\n";
+
+/// Whether an IPv6 advert to ff02::12 from `from` reaches a raw socket on `to`.
+fn delivered6(to: &Host, from: &Host) -> bool {
+    let mut rx = to.spawn("vrrp6-rx", "python3", &["-c", RECV6_PY, "3"]);
+    assert!(
+        rx.wait_for_output("ready", Duration::from_secs(10)),
+        "{}",
+        rx.output()
+    );
+    from.run("python3", &["-c", SEND6_PY]);
+    assert!(
+        rx.wait_exit(Duration::from_secs(15)).is_some(),
+        "{}",
+        rx.output()
+    );
+    rx.output().contains("got")
+}
+
+#[test]
+fn an_ip6_rule_that_drops_ff02_12_fails_by_name_and_passes_with_the_printed_fix() {
+    let Some(lab) = Lab::new(&["nft", "python3"]) else {
+        return;
+    };
+    let (n1, n2) = (lab.host("n1"), lab.host("n2"));
+    for h in [&n1, &n2] {
+        h.run(
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ],
+        );
+    }
+    lab.connect(
+        &n1,
+        "eth0",
+        Some("2001:db8:94::1/64"),
+        &n2,
+        "eth0",
+        Some("2001:db8:94::2/64"),
+    );
+    let conf = lab.path("n1-6.conf");
+    std::fs::write(
+        &conf,
+        "vrrp_instance VI6 {\n  interface eth0\n  virtual_router_id 94\n  priority 100\n  virtual_ipaddress {\n    2001:db8:94::100/64\n  }\n}\n",
+    )
+    .unwrap();
+    // an IPv4 rule that drops VRRP, which IPv6 adverts never meet, and an ip6 one that does
+    let (st, out) = n1.sh("nft -f - <<'NFT'
+table inet nodefw {
+  chain filter_in {
+    type filter hook input priority filter; policy accept;
+    ip protocol vrrp drop
+  }
+}
+table ip6 site6 {
+  chain input {
+    type filter hook input priority filter; policy accept;
+    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+    ip6 daddr ff02::12 drop
+  }
+}
+NFT");
+    assert!(st.success(), "{out}");
+    let (code, r) = doctor(&n1, &conf, &[]);
+    assert_eq!(code, i32::from(EXIT_FAIL), "{r:#?}");
+    let fw = finding(&r, Check::VrrpFirewall);
+    assert_eq!(fw.status, Status::Fail, "{fw:#?}");
+    assert!(!delivered6(&n1, &n2), "the kernel lets it in");
+    for needle in [
+        "VRRPv3 over IPv6",
+        "ff02::12",
+        "table ip6 site6 chain input (input hook) rule handle",
+        "`ip6 daddr ff02::12 drop`",
+    ] {
+        assert!(fw.found.contains(needle), "{needle:?} missing: {fw:#?}");
+    }
+    assert!(!fw.found.contains("nodefw"), "{fw:#?}");
+    let fix = fw.fix.as_deref().unwrap();
+    let printed = fix.split(" (or remove the rule").next().unwrap();
+    assert_eq!(
+        printed,
+        "nft insert rule ip6 site6 input iifname \"eth0\" ip6 daddr ff02::12 meta l4proto vrrp accept"
+    );
+    let (st, out) = n1.sh(printed);
+    assert!(st.success(), "{printed}: {out}");
+    let (_, r) = doctor(&n1, &conf, &[]);
+    let fw = finding(&r, Check::VrrpFirewall);
+    assert_eq!(fw.status, Status::Ok, "{fw:#?}");
+    assert!(delivered6(&n1, &n2), "the kernel drops it");
+}
+
 #[test]
 fn iptables_rules_that_drop_vrrp_are_named_nft_and_legacy() {
     let Some(lab) = Lab::new(&[

@@ -1,8 +1,9 @@
 //! Does the local packet filter let VRRP in? The ruleset (`nft -j list ruleset`, and
-//! `iptables-legacy-save` when the legacy tables are in use) is read into one small model of
-//! chains, rules, conditions and verdicts, and a VRRP advert is walked through every base chain
-//! of the input and prerouting hooks as the kernel would: rules in order, jumps and gotos
-//! followed, the chain policy at the end. Every base chain must accept for the packet to
+//! `iptables-legacy-save` / `ip6tables-legacy-save` when the legacy tables are in use) is read
+//! into one small model of chains, rules, conditions and verdicts, and a VRRP advert (IPv4, or
+//! VRRPv3 over IPv6) is walked through every base chain of the input and prerouting hooks of
+//! its family (`ip` or `ip6`, and `inet`) as the kernel would: rules in order, jumps and gotos
+//! followed, the chain policy at the end. A match on the other family's header never holds. Every base chain must accept for the packet to
 //! arrive, so the first one that drops it is named (family, table, chain, rule handle).
 //!
 //! A condition ha cannot decide (an `xt` match, a mark, `fib`) is "unknown": a rule that
@@ -11,7 +12,7 @@
 //! (`ct state new`): multicast adverts never become established.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde_json::Value;
 
@@ -21,13 +22,24 @@ pub struct Packet {
     /// IP protocol: 112 (VRRP), or 51 (AH).
     pub proto: u8,
     /// The sender: a unicast peer; `None` for multicast (any router on the link).
-    pub saddr: Option<Ipv4Addr>,
-    /// Where multicast senders are: the subnet of the interface (`None`: unknown).
-    pub src_net: Option<(Ipv4Addr, u8)>,
+    pub saddr: Option<IpAddr>,
+    /// Where multicast senders are: the subnet of the interface, for IPv6 fe80::/64
+    /// (`None`: unknown).
+    pub src_net: Option<(IpAddr, u8)>,
     /// The destination: the multicast group, or this node's unicast_src when known.
-    pub daddr: Option<Ipv4Addr>,
+    pub daddr: Option<IpAddr>,
     /// The interface the advert arrives on.
     pub iif: String,
+}
+
+impl Packet {
+    /// Whether it is an IPv6 packet (by its addresses).
+    pub fn is_v6(&self) -> bool {
+        self.saddr
+            .or(self.daddr)
+            .or(self.src_net.map(|n| n.0))
+            .is_some_and(|a| a.is_ipv6())
+    }
 }
 
 /// One rule's condition.
@@ -40,22 +52,37 @@ enum Cond {
     /// Packet type (`meta pkttype`): host, multicast, broadcast, other.
     PktType(bool, Vec<String>),
     CtState(bool, Vec<String>),
-    /// Never true for a VRRP packet (a TCP port, an IPv6 header, ARP).
+    /// The packet's family is one of these (IPv6: `true`): `meta nfproto`, `meta protocol`.
+    Family(bool, Vec<bool>),
+    /// A match on one family's header (IPv6: `true`): never true for the other family's
+    /// packets, whatever its operator (nft adds that dependency itself).
+    Only(bool, Box<Cond>),
+    /// Never true for a VRRP packet (a TCP port, ARP).
     Never,
     Unknown(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Net(Ipv4Addr, u8);
+struct Net(IpAddr, u8);
 
 impl Net {
-    fn contains(&self, a: Ipv4Addr) -> bool {
-        let mask = if self.1 == 0 {
+    /// Whether `a` is in the network (never for an address of the other family).
+    fn contains(&self, a: IpAddr) -> bool {
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        let width: u32 = if a.is_ipv6() { 128 } else { 32 };
+        if a.is_ipv6() != self.0.is_ipv6() {
+            return false;
+        }
+        let len = u32::from(self.1).min(width);
+        let mask = if len == 0 {
             0
         } else {
-            u32::MAX << (32 - u32::from(self.1.min(32)))
+            (u128::MAX >> (128 - width)) & !((1u128 << (width - len)) - 1)
         };
-        u32::from(a) & mask == u32::from(self.0) & mask
+        bits(a) & mask == bits(self.0) & mask
     }
 }
 
@@ -171,9 +198,16 @@ fn proto_by_name(s: &str) -> Option<u8> {
 }
 
 fn parse_net(s: &str) -> Option<Net> {
+    let width = |a: &IpAddr| if a.is_ipv6() { 128 } else { 32 };
     match s.split_once('/') {
-        Some((a, l)) => Some(Net(a.parse().ok()?, l.parse().ok().filter(|l| *l <= 32)?)),
-        None => Some(Net(s.parse().ok()?, 32)),
+        Some((a, l)) => {
+            let a: IpAddr = a.parse().ok()?;
+            Some(Net(a, l.parse().ok().filter(|l| *l <= width(&a))?))
+        }
+        None => {
+            let a: IpAddr = s.parse().ok()?;
+            Some(Net(a, width(&a)))
+        }
     }
 }
 
@@ -201,9 +235,9 @@ fn value_net(v: &Value) -> Option<Net> {
             } else if let Some(Value::Array(r)) = o.get("range") {
                 // a range as the smallest prefix holding it is wrong in general; only exact
                 // single-address ranges are taken
-                let lo: Ipv4Addr = r.first()?.as_str()?.parse().ok()?;
-                let hi: Ipv4Addr = r.get(1)?.as_str()?.parse().ok()?;
-                (lo == hi).then_some(Net(lo, 32))
+                let lo: IpAddr = r.first()?.as_str()?.parse().ok()?;
+                let hi: IpAddr = r.get(1)?.as_str()?.parse().ok()?;
+                (lo == hi).then_some(Net(lo, if lo.is_ipv6() { 128 } else { 32 }))
             } else {
                 // an element with options (`10.0.0.2 comment "x"`)
                 o.get("elem").and_then(|e| e.get("val")).and_then(value_net)
@@ -234,18 +268,24 @@ fn nft_match(m: &Value, sets: &HashMap<String, Vec<Value>>) -> Cond {
     if let Some(p) = left.get("payload") {
         let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("");
         let field = p.get("field").and_then(Value::as_str).unwrap_or("");
+        let v6 = proto == "ip6";
         return match (proto, field) {
-            ("ip", "protocol") => protos(neg, &els).unwrap_or_else(unknown),
-            ("ip", "saddr" | "daddr") => match els.iter().map(|v| value_net(v)).collect() {
-                Some(nets) if field == "saddr" => Cond::Saddr(neg, nets),
-                Some(nets) => Cond::Daddr(neg, nets),
-                None => unknown(),
-            },
-            ("ip", _) => unknown(),
+            ("ip", "protocol") | ("ip6", "nexthdr") => {
+                Cond::Only(v6, Box::new(protos(neg, &els).unwrap_or_else(unknown)))
+            }
+            ("ip" | "ip6", "saddr" | "daddr") => Cond::Only(
+                v6,
+                Box::new(match els.iter().map(|v| value_net(v)).collect() {
+                    Some(nets) if field == "saddr" => Cond::Saddr(neg, nets),
+                    Some(nets) => Cond::Daddr(neg, nets),
+                    None => unknown(),
+                }),
+            ),
+            ("ip" | "ip6", _) => Cond::Only(v6, Box::new(unknown())),
             // the header of another protocol is never there: nft adds that dependency itself
             (
-                "ip6" | "tcp" | "udp" | "udplite" | "sctp" | "dccp" | "icmp" | "icmpv6" | "esp"
-                | "comp" | "arp" | "th",
+                "tcp" | "udp" | "udplite" | "sctp" | "dccp" | "icmp" | "icmpv6" | "esp" | "comp"
+                | "arp" | "th",
                 _,
             ) => Cond::Never,
             ("ah", _) => unknown(),
@@ -259,12 +299,17 @@ fn nft_match(m: &Value, sets: &HashMap<String, Vec<Value>>) -> Cond {
     {
         return match key {
             "l4proto" => protos(neg, &els).unwrap_or_else(unknown),
-            "nfproto" => match strings(&els) {
-                Some(v) => bool_cond(neg, v.iter().any(|s| s == "ipv4")),
-                None => unknown(),
-            },
-            "protocol" => match strings(&els) {
-                Some(v) => bool_cond(neg, v.iter().any(|s| s == "ip")),
+            "nfproto" | "protocol" => match strings(&els) {
+                Some(v) => Cond::Family(
+                    neg,
+                    v.iter()
+                        .filter_map(|s| match s.as_str() {
+                            "ipv4" | "ip" => Some(false),
+                            "ipv6" | "ip6" => Some(true),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
                 None => unknown(),
             },
             "iifname" | "iif" => match strings(&els) {
@@ -290,15 +335,6 @@ fn nft_match(m: &Value, sets: &HashMap<String, Vec<Value>>) -> Cond {
         };
     }
     unknown()
-}
-
-/// A condition that is decided when the ruleset is read.
-fn bool_cond(neg: bool, matched: bool) -> Cond {
-    if matched != neg {
-        Cond::Proto(true, vec![])
-    } else {
-        Cond::Never
-    }
 }
 
 fn protos(neg: bool, els: &[&Value]) -> Option<Cond> {
@@ -464,6 +500,15 @@ impl Ruleset {
 
     /// Reads `iptables-legacy-save` (or any iptables-save text).
     pub fn from_iptables_save(text: &str) -> Ruleset {
+        Ruleset::from_xtables_save(text, "ip")
+    }
+
+    /// Reads `ip6tables-legacy-save` (or any ip6tables-save text).
+    pub fn from_ip6tables_save(text: &str) -> Ruleset {
+        Ruleset::from_xtables_save(text, "ip6")
+    }
+
+    fn from_xtables_save(text: &str, family: &str) -> Ruleset {
         let mut chains: Vec<Chain> = Vec::new();
         let mut table = String::new();
         let mut counts: HashMap<String, u64> = HashMap::new();
@@ -485,7 +530,7 @@ impl Ruleset {
                 };
                 chains.push(Chain {
                     source: Source::IptablesLegacy,
-                    family: "ip".into(),
+                    family: family.into(),
                     table: table.clone(),
                     name,
                     hook: hook.map(str::to_string),
@@ -522,12 +567,14 @@ impl Ruleset {
             .all(|c| c.rules.is_empty() && !c.policy_drop)
     }
 
-    /// The base chains of the input path that drop `p` (or may drop it), in hook order.
+    /// The base chains of the input path that drop `p` (or may drop it), in hook order:
+    /// those of its family (`ip` or `ip6`) and of `inet`.
     pub fn drops(&self, p: &Packet) -> Vec<Dropped> {
         let mut out = Vec::new();
+        let family = if p.is_v6() { "ip6" } else { "ip" };
         for hook in HOOKS {
             for c in self.chains.iter().filter(|c| {
-                c.hook.as_deref() == Some(hook) && matches!(c.family.as_str(), "ip" | "inet")
+                c.hook.as_deref() == Some(hook) && (c.family == family || c.family == "inet")
             }) {
                 let mut unknown = Vec::new();
                 if let Some((in_chain, handle, certain)) =
@@ -741,6 +788,9 @@ fn eval(c: &Cond, p: &Packet, unknown: &mut Vec<String>) -> Tri {
             Tri::of(*neg, types.iter().any(|x| x == t))
         }
         Cond::CtState(neg, states) => Tri::of(*neg, states.iter().any(|s| s == "new")),
+        Cond::Family(neg, fams) => Tri::of(*neg, fams.contains(&p.is_v6())),
+        Cond::Only(v6, c) if *v6 == p.is_v6() => eval(c, p, unknown),
+        Cond::Only(..) => Tri::No,
         Cond::Never => Tri::No,
         Cond::Unknown(what) => {
             unknown.push(what.clone());

@@ -1,6 +1,7 @@
 //! The ruleset analysis on rulesets nft and iptables printed (`ha/tests/data/doctor/`).
 
 use super::*;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 fn fixture(name: &str) -> String {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,8 +18,8 @@ fn multicast() -> Packet {
     Packet {
         proto: 112,
         saddr: None,
-        src_net: Some((Ipv4Addr::new(10, 0, 0, 0), 24)),
-        daddr: Some(Ipv4Addr::new(224, 0, 0, 18)),
+        src_net: Some((IpAddr::from(Ipv4Addr::new(10, 0, 0, 0)), 24)),
+        daddr: Some(IpAddr::from(Ipv4Addr::new(224, 0, 0, 18))),
         iif: "eth0".into(),
     }
 }
@@ -28,7 +29,28 @@ fn unicast(from: [u8; 4]) -> Packet {
         proto: 112,
         saddr: Some(from.into()),
         src_net: None,
-        daddr: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        daddr: Some(IpAddr::from(Ipv4Addr::new(10, 0, 0, 1))),
+        iif: "eth0".into(),
+    }
+}
+
+/// A VRRPv3 advert to ff02::12 from a link-local address.
+fn multicast6() -> Packet {
+    Packet {
+        proto: 112,
+        saddr: None,
+        src_net: Some((IpAddr::from(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 64)),
+        daddr: Some(IpAddr::from(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12))),
+        iif: "eth0".into(),
+    }
+}
+
+fn unicast6(from: &str) -> Packet {
+    Packet {
+        proto: 112,
+        saddr: Some(from.parse().unwrap()),
+        src_net: None,
+        daddr: Some("2001:db8::1".parse().unwrap()),
         iif: "eth0".into(),
     }
 }
@@ -93,13 +115,13 @@ fn an_accept_before_the_drop_lets_it_in() {
     assert!(check(&rs, &multicast()).is_empty());
     // a link outside 10/8: the raw chain drops every advert of it
     let m = Packet {
-        src_net: Some((Ipv4Addr::new(192, 168, 5, 0), 24)),
+        src_net: Some((IpAddr::from(Ipv4Addr::new(192, 168, 5, 0)), 24)),
         ..multicast()
     };
     assert_eq!(check(&rs, &m), drop("raw", "checks", Some(4), true));
     // a link that straddles 10/8: ha cannot tell
     let m = Packet {
-        src_net: Some((Ipv4Addr::new(0, 0, 0, 0), 1)),
+        src_net: Some((IpAddr::from(Ipv4Addr::new(0, 0, 0, 0)), 1)),
         ..multicast()
     };
     assert!(!rs.drops(&m)[0].certain);
@@ -231,4 +253,86 @@ fn rule_texts_come_from_the_listing() {
             .map(String::as_str),
         Some("ip protocol vrrp drop")
     );
+}
+
+#[test]
+fn ipv6_adverts_walk_the_ip6_and_inet_chains_and_never_the_ip_ones() {
+    // inet nodefw: `ip protocol vrrp drop` (2) and `ip saddr != 10.0.0.0/8 drop` (3) are
+    // IPv4 header matches; ip6 site6: `ip6 daddr ff02::12 drop` (4)
+    let rs = nft("ip6-blocks-ff02-12.json");
+    assert!(multicast6().is_v6() && !multicast().is_v6());
+    assert_eq!(
+        check(&rs, &multicast6()),
+        drop("site6", "input", Some(4), true)
+    );
+    assert_eq!(
+        rs.drops(&multicast6())[0].place(),
+        "table ip6 site6 chain input (input hook) rule handle 4"
+    );
+    // a unicast IPv6 advert is not to ff02::12: nothing drops it
+    assert!(check(&rs, &unicast6("2001:db8::2")).is_empty());
+    // IPv4 adverts meet the inet rule, never the ip6 table
+    assert_eq!(
+        check(&rs, &multicast()),
+        drop("nodefw", "filter_in", Some(2), true)
+    );
+}
+
+#[test]
+fn ipv6_accepts_by_group_set_and_nexthdr_before_a_drop_policy() {
+    let rs = nft("ip6-accept.json");
+    // `ip6 daddr ff02::12 meta l4proto vrrp accept` (6)
+    assert!(check(&rs, &multicast6()).is_empty());
+    // `ip6 saddr @peers6 ip6 nexthdr vrrp accept` (7)
+    assert!(check(&rs, &unicast6("2001:db8::2")).is_empty());
+    // another global peer: `ip6 saddr != fe80::/10 meta l4proto vrrp drop` (8)
+    assert_eq!(
+        check(&rs, &unicast6("2001:db8::9")),
+        drop("host", "input", Some(8), true)
+    );
+    // a link-local peer passes that rule and ends in the policy
+    assert_eq!(
+        check(&rs, &unicast6("fe80::9")),
+        drop("host", "input", None, true)
+    );
+    // IPv4 multicast is accepted by its own rule (5), AH of IPv4 is not
+    assert!(check(&rs, &multicast()).is_empty());
+    let ah = Packet {
+        proto: 51,
+        ..multicast()
+    };
+    assert_eq!(check(&rs, &ah), drop("host", "input", None, true));
+}
+
+#[test]
+fn family_matches_and_ip6tables_legacy_rules() {
+    let rs = Ruleset::from_nft_json(
+        r#"{"nftables":[
+        {"chain":{"family":"inet","table":"t","name":"in","hook":"input","policy":"accept"}},
+        {"rule":{"family":"inet","table":"t","chain":"in","handle":2,"expr":[
+            {"match":{"op":"==","left":{"meta":{"key":"nfproto"}},"right":"ipv6"}},
+            {"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":112}},{"drop":null}]}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(check(&rs, &multicast6()), drop("t", "in", Some(2), true));
+    assert!(check(&rs, &multicast()).is_empty());
+    let rs = Ruleset::from_ip6tables_save(
+        "*filter\n:INPUT DROP [0:0]\n-A INPUT -s fe80::/10 -d ff02::12/128 -p vrrp -j ACCEPT\n-A INPUT -s 2001:db8::/64 -p 112 -j DROP\nCOMMIT\n",
+    );
+    assert!(check(&rs, &multicast6()).is_empty());
+    assert_eq!(
+        check(&rs, &unicast6("2001:db8::2")),
+        drop("filter", "INPUT", Some(2), true)
+    );
+    assert_eq!(
+        rs.drops(&unicast6("2001:db8::2"))[0].place(),
+        "iptables-legacy table filter chain INPUT rule 2"
+    );
+    // the ip6tables chains never see IPv4 adverts
+    assert!(check(&rs, &multicast()).is_empty());
+    let v6net = parse_net("2001:db8::/32").unwrap();
+    assert!(v6net.contains("2001:db8:1::1".parse().unwrap()));
+    assert!(!v6net.contains("2001:db9::1".parse().unwrap()));
+    assert!(!v6net.contains("10.0.0.1".parse().unwrap()));
+    assert!(parse_net("2001:db8::/129").is_none() && parse_net("10.0.0.0/33").is_none());
 }

@@ -444,27 +444,35 @@ fn proto_name(i: &Instance) -> &'static str {
     }
 }
 
-/// The adverts an instance receives.
+/// The adverts an instance receives: IPv4 from the interface's subnet (`local`) or the
+/// unicast peers; IPv6 (VRRPv3) from the link-local addresses of the link to the IPv6 group,
+/// or from the IPv6 unicast peers.
 pub fn packets(i: &Instance, local: Option<(Ipv4Addr, u8)>) -> Vec<Packet> {
     if i.unicast_peers.is_empty() {
+        let (src_net, daddr) = if i.ipv6 {
+            let link = IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0));
+            (Some((link, 64)), IpAddr::V6(i.mcast_group6))
+        } else {
+            let net = local.map(network).map(|(a, l)| (IpAddr::V4(a), l));
+            (net, IpAddr::V4(i.mcast_group))
+        };
         vec![Packet {
             proto: proto_of(i),
             saddr: None,
-            src_net: local.map(network),
-            daddr: Some(i.mcast_group),
+            src_net,
+            daddr: Some(daddr),
             iif: i.interface.clone(),
         }]
     } else {
         let src = match i.unicast_src {
-            Some(IpAddr::V4(a)) => Some(a),
-            _ => local.map(|l| l.0),
+            Some(a) if a.is_ipv6() == i.ipv6 => Some(a),
+            _ if i.ipv6 => None,
+            _ => local.map(|l| IpAddr::V4(l.0)),
         };
         i.unicast_peers
             .iter()
-            .filter_map(|p| match p {
-                IpAddr::V4(p) => Some(*p),
-                IpAddr::V6(_) => None,
-            })
+            .copied()
+            .filter(|p| p.is_ipv6() == i.ipv6)
             .map(|p| Packet {
                 proto: proto_of(i),
                 saddr: Some(p),
@@ -476,24 +484,40 @@ pub fn packets(i: &Instance, local: Option<(Ipv4Addr, u8)>) -> Vec<Packet> {
     }
 }
 
-/// The nft expression that accepts the adverts of `i`.
+/// The nft expression that accepts the adverts of `i` (IPv6: by `meta l4proto`, which
+/// looks past extension headers).
 fn accept_expr(i: &Instance) -> String {
+    let (ip, proto) = if i.ipv6 {
+        ("ip6", format!("meta l4proto {}", proto_name(i)))
+    } else {
+        ("ip", format!("ip protocol {}", proto_name(i)))
+    };
     if i.unicast_peers.is_empty() {
+        let group = if i.ipv6 {
+            i.mcast_group6.to_string()
+        } else {
+            i.mcast_group.to_string()
+        };
         format!(
-            "iifname \"{}\" ip daddr {} ip protocol {} accept",
-            i.interface,
-            i.mcast_group,
-            proto_name(i)
+            "iifname \"{}\" {ip} daddr {group} {proto} accept",
+            i.interface
         )
     } else {
-        let peers: Vec<String> = i.unicast_peers.iter().map(|p| p.to_string()).collect();
         format!(
-            "iifname \"{}\" ip saddr {{ {} }} ip protocol {} accept",
+            "iifname \"{}\" {ip} saddr {{ {} }} {proto} accept",
             i.interface,
-            peers.join(", "),
-            proto_name(i)
+            peers(i).join(", ")
         )
     }
+}
+
+/// The unicast peers of the instance's family.
+fn peers(i: &Instance) -> Vec<String> {
+    i.unicast_peers
+        .iter()
+        .filter(|p| p.is_ipv6() == i.ipv6)
+        .map(|p| p.to_string())
+        .collect()
 }
 
 fn iptables_accept(i: &Instance, table: &str, chain: &str) -> String {
@@ -502,14 +526,18 @@ fn iptables_accept(i: &Instance, table: &str, chain: &str) -> String {
     } else {
         format!("-t {table} ")
     };
-    let from = if i.unicast_peers.is_empty() {
-        format!("-d {}", i.mcast_group)
+    let from = match (i.unicast_peers.is_empty(), i.ipv6) {
+        (true, false) => format!("-d {}", i.mcast_group),
+        (true, true) => format!("-d {}", i.mcast_group6),
+        (false, _) => format!("-s {}", peers(i).join(",")),
+    };
+    let tool = if i.ipv6 {
+        "ip6tables-legacy"
     } else {
-        let p: Vec<String> = i.unicast_peers.iter().map(|p| p.to_string()).collect();
-        format!("-s {}", p.join(","))
+        "iptables-legacy"
     };
     format!(
-        "iptables-legacy {t}-I {chain} -i {} -p {} {from} -j ACCEPT",
+        "{tool} {t}-I {chain} -i {} -p {} {from} -j ACCEPT",
         i.interface,
         proto_name(i)
     )
@@ -555,6 +583,13 @@ fn rulesets() -> Rulesets {
             r.read.push("iptables-legacy".into());
         }
     }
+    if let Some((true, out)) = tool("ip6tables-legacy-save", &[]) {
+        let rs = Ruleset::from_ip6tables_save(&out);
+        if !rs.is_empty() {
+            r.sets.push(rs);
+            r.read.push("ip6tables-legacy".into());
+        }
+    }
     r
 }
 
@@ -568,30 +603,23 @@ fn vrrp_firewall(instances: &[Instance]) -> Vec<Finding> {
 
 fn vrrp_firewall_of(i: &Instance, rs: &Rulesets) -> Finding {
     let f = |st, msg: String| Finding::new(Check::VrrpFirewall, &i.name, st, msg);
-    if i.ipv6 {
-        // the ruleset model walks IPv4 packets only
-        return f(
-            Status::Warn,
-            format!(
-                "VRRPv3 over IPv6 to {} on {}: ha doctor does not analyse ip6 rules yet",
-                i.mcast_group6, i.interface
-            ),
-        )
-        .fix("check by hand that `nft list ruleset` accepts ip6 nexthdr 112 (vrrp) on that interface");
-    }
+    let vrrp = if i.ipv6 { "VRRPv3 over IPv6" } else { "VRRP" };
     let who = if i.unicast_peers.is_empty() {
+        let group = if i.ipv6 {
+            i.mcast_group6.to_string()
+        } else {
+            i.mcast_group.to_string()
+        };
         format!(
-            "VRRP (IP protocol {}) to {} on {}",
+            "{vrrp} (IP protocol {}) to {group} on {}",
             proto_of(i),
-            i.mcast_group,
             i.interface
         )
     } else {
-        let p: Vec<String> = i.unicast_peers.iter().map(|p| p.to_string()).collect();
         format!(
-            "VRRP (IP protocol {}) from the unicast peers {} on {}",
+            "{vrrp} (IP protocol {}) from the unicast peers {} on {}",
             proto_of(i),
-            p.join(", "),
+            peers(i).join(", "),
             i.interface
         )
     };

@@ -77,6 +77,47 @@ fn the_report_reads_as_text_and_as_typed_json() {
     assert_eq!(back, r);
 }
 
+#[test]
+fn ipv6_adverts_and_their_accept_rules() {
+    let cfg = crate::conf::load_str(
+        "k6.conf",
+        "vrrp_instance VI6 {\n interface eth0\n virtual_router_id 9\n priority 100\n virtual_ipaddress {\n 2001:db8::100/64\n }\n}\n",
+        "n1",
+    )
+    .unwrap();
+    let m = cfg.instances[0].clone();
+    assert!(m.ipv6);
+    let p = packets(&m, Some((Ipv4Addr::new(10, 0, 0, 5), 24)));
+    assert_eq!(p.len(), 1);
+    assert!(p[0].is_v6());
+    assert_eq!(p[0].src_net, Some(("fe80::".parse().unwrap(), 64)));
+    assert_eq!(p[0].daddr, Some("ff02::12".parse().unwrap()));
+    assert_eq!(
+        accept_expr(&m),
+        "iifname \"eth0\" ip6 daddr ff02::12 meta l4proto vrrp accept"
+    );
+    let mut u = m.clone();
+    u.unicast_peers = vec!["2001:db8::2".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+    u.unicast_src = Some("2001:db8::1".parse().unwrap());
+    let p = packets(&u, None);
+    assert_eq!(p.len(), 1, "the IPv4 peer is not this instance's");
+    assert_eq!(
+        (p[0].saddr, p[0].daddr),
+        (
+            Some("2001:db8::2".parse().unwrap()),
+            Some("2001:db8::1".parse().unwrap())
+        )
+    );
+    assert_eq!(
+        accept_expr(&u),
+        "iifname \"eth0\" ip6 saddr { 2001:db8::2 } meta l4proto vrrp accept"
+    );
+    assert_eq!(
+        iptables_accept(&m, "filter", "INPUT"),
+        "ip6tables-legacy -I INPUT -i eth0 -p vrrp -d ff02::12 -j ACCEPT"
+    );
+}
+
 fn instance(peers: &[[u8; 4]]) -> Instance {
     let cfg = crate::conf::load_str(
         "k.conf",
@@ -97,8 +138,8 @@ fn multicast_and_unicast_adverts_and_their_accept_rules() {
     let m = instance(&[]);
     let p = packets(&m, Some((Ipv4Addr::new(10, 0, 0, 5), 24)));
     assert_eq!(p.len(), 1);
-    assert_eq!(p[0].src_net, Some((Ipv4Addr::new(10, 0, 0, 0), 24)));
-    assert_eq!(p[0].daddr, Some(Ipv4Addr::new(224, 0, 0, 18)));
+    assert_eq!(p[0].src_net, Some((Ipv4Addr::new(10, 0, 0, 0).into(), 24)));
+    assert_eq!(p[0].daddr, Some(Ipv4Addr::new(224, 0, 0, 18).into()));
     assert_eq!(
         accept_expr(&m),
         "iifname \"eth0\" ip daddr 224.0.0.18 ip protocol vrrp accept"
@@ -109,8 +150,8 @@ fn multicast_and_unicast_adverts_and_their_accept_rules() {
     assert_eq!(
         (p[1].saddr, p[1].daddr),
         (
-            Some(Ipv4Addr::new(10, 0, 0, 3)),
-            Some(Ipv4Addr::new(10, 0, 0, 5))
+            Some(Ipv4Addr::new(10, 0, 0, 3).into()),
+            Some(Ipv4Addr::new(10, 0, 0, 5).into())
         )
     );
     assert_eq!(
