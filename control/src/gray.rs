@@ -5,18 +5,19 @@
 
 use std::fmt;
 
-pub use ipnet::Ipv4Net;
+pub use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 /// One gray route. Its identity is (`virtual_server`, `clients`): adding the same again
 /// replaces its real servers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrayRoute {
-    /// `VIP:PORT` or `VIP:PORT/udp`, as the drain route names it.
+    /// `VIP:PORT`, `VIP:PORT/udp` or `[VIP6]:PORT`, as the drain route names it.
     pub virtual_server: String,
-    /// The client networks (`10.1.0.0/16`; a bare address is a /32).
-    pub clients: Vec<Ipv4Net>,
-    /// `RIP:PORT`, real servers of that virtual server.
+    /// The client networks, of the virtual server's family (`10.1.0.0/16`,
+    /// `2001:db8:5::/48`; a bare address is a /32 or /128).
+    pub clients: Vec<IpNet>,
+    /// `RIP:PORT` (`[RIP6]:PORT`), real servers of that virtual server.
     pub real_servers: Vec<String>,
 }
 
@@ -26,7 +27,7 @@ pub struct GrayRoute {
 pub struct GrayKey {
     pub virtual_server: String,
     #[serde(default)]
-    pub clients: Vec<Ipv4Net>,
+    pub clients: Vec<IpNet>,
 }
 
 /// A gray route as a running ha reports it.
@@ -48,17 +49,18 @@ pub struct GrayRemoved {
     pub removed: Vec<GrayRoute>,
 }
 
-/// Parses `10.1.0.0/16,10.2.3.4` (a bare address is a /32); the error names the bad item.
-pub fn parse_networks(list: &str) -> Result<Vec<Ipv4Net>, String> {
+/// Parses `10.1.0.0/16,10.2.3.4,2001:db8:5::/48` (a bare address is a /32 or /128); the
+/// error names the bad item.
+pub fn parse_networks(list: &str) -> Result<Vec<IpNet>, String> {
     let mut out = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let net = match item.parse::<Ipv4Net>() {
+        let net = match item.parse::<IpNet>() {
             Ok(n) => n,
-            Err(_) => match item.parse::<std::net::Ipv4Addr>() {
-                Ok(a) => Ipv4Net::from(a),
+            Err(_) => match item.parse::<std::net::IpAddr>() {
+                Ok(a) => IpNet::from(a),
                 Err(_) => {
                     return Err(format!(
-                        "{item:?} is not an IPv4 network (write it as 10.1.0.0/16 or 10.2.3.4)"
+                        "{item:?} is not an IP network (write it as 10.1.0.0/16, 10.2.3.4 or 2001:db8:5::/48)"
                     ))
                 }
             },
@@ -79,7 +81,7 @@ pub fn parse_networks(list: &str) -> Result<Vec<Ipv4Net>, String> {
 
 impl fmt::Display for GrayRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let clients: Vec<String> = self.clients.iter().map(Ipv4Net::to_string).collect();
+        let clients: Vec<String> = self.clients.iter().map(IpNet::to_string).collect();
         write!(
             f,
             "{} from {} -> {}",
@@ -104,6 +106,12 @@ mod tests {
             .contains("did you mean 10.1.0.0/16"));
         assert!(parse_networks("bogus").unwrap_err().contains("\"bogus\""));
         assert!(parse_networks(" , ").is_err());
+        let n = parse_networks("2001:db8:5::/48,2001:db8::9").unwrap();
+        assert_eq!(n[0].to_string(), "2001:db8:5::/48");
+        assert_eq!(n[1].to_string(), "2001:db8::9/128");
+        assert!(parse_networks("2001:db8:5::1/48")
+            .unwrap_err()
+            .contains("did you mean 2001:db8:5::/48"));
     }
 
     #[test]

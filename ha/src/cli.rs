@@ -126,12 +126,13 @@ pub enum GrayCmd {
     /// Send CLIENTS to REAL-SERVERS of a virtual server (replaces the route with the same
     /// clients); kept across reloads and restarts until `del`.
     Add {
-        /// `VIP:PORT` (`VIP:PORT/udp`).
+        /// `VIP:PORT` (`VIP:PORT/udp`, `[VIP6]:PORT`).
         virtual_server: String,
-        /// Client networks: CIDR[,CIDR] (a bare address is a /32).
+        /// Client networks of the virtual server's family: CIDR[,CIDR] (a bare address is a
+        /// /32 or /128).
         #[arg(long, value_name = "CIDR[,CIDR]")]
         clients: String,
-        /// The gray real servers: RIP:PORT[,RIP:PORT].
+        /// The gray real servers: RIP:PORT[,RIP:PORT] (IPv6: `[RIP6]:PORT`).
         #[arg(long, value_name = "RIP:PORT[,RIP:PORT]", value_delimiter = ',')]
         real_servers: Vec<String>,
         #[command(flatten)]

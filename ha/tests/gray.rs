@@ -2,10 +2,11 @@
 //! routed through the director (ha, VIP on lo), three real servers behind it. A gray route
 //! sends A's network to r3 only and keeps B off r3; it survives a restart; when r3 is down A
 //! falls back to the pool and returns when r3 is back; removing it gives everyone the pool.
+//! The same lab over IPv6 (an IPv6 virtual server, IPv6 client networks).
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,9 +19,27 @@ const HA: &str = env!("CARGO_BIN_EXE_ha");
 const VIP: &str = "10.91.1.100";
 const A_NET: &str = "10.91.11.0/24";
 
+/// The lab's addresses: `10.91.NET.HOST` (/24), or over IPv6 `2001:db8:91:NET::HOST` (/64).
+fn addr(v6: bool, net: u8, host: u8) -> String {
+    if v6 {
+        format!("2001:db8:91:{net}::{host}")
+    } else {
+        format!("10.91.{net}.{host}")
+    }
+}
+
+fn cidr(v6: bool, net: u8, host: u8) -> String {
+    format!("{}/{}", addr(v6, net, host), if v6 { 64 } else { 24 })
+}
+
+const VIP6: &str = "2001:db8:91:1::100";
+const A_NET6: &str = "2001:db8:91:11::/64";
+
 const RS_PY: &str = r#"
-import http.server, sys
-name, port = sys.argv[1], int(sys.argv[2])
+import http.server, socket, sys
+name, port, bind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if ":" in bind:
+    http.server.ThreadingHTTPServer.address_family = socket.AF_INET6
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         b = (name + "\n").encode()
@@ -30,7 +49,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b)
     def log_message(self, *a):
         pass
-http.server.ThreadingHTTPServer(("0.0.0.0", port), H).serve_forever()
+http.server.ThreadingHTTPServer((bind, port), H).serve_forever()
 "#;
 
 struct Env {
@@ -43,45 +62,87 @@ struct Env {
     sock: PathBuf,
     conf: PathBuf,
     state: PathBuf,
+    /// The virtual server's address (`VIP`, or over IPv6 `2001:db8:91:1::100`).
+    vip: IpAddr,
+    v6: bool,
 }
 
 fn setup() -> Option<Env> {
+    setup_family(false)
+}
+
+/// The lab in one family; over IPv6 DAD is off in every host, so no address is tentative.
+fn setup_family(v6: bool) -> Option<Env> {
     let lab = Lab::new(&["python3", "nft"])?;
     let (sa, sb, back) = (lab.switch("sa"), lab.switch("sb"), lab.switch("back"));
-    let director = lab.host("dir");
-    lab.attach(&director, &sa, "eth0", Some("10.91.11.1/24"));
-    lab.attach(&director, &sb, "eth2", Some("10.91.12.1/24"));
-    lab.attach(&director, &back, "eth1", Some("10.91.2.1/24"));
-    director.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
-    director.run("ip", &["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
-    let a = lab.host("ca");
-    lab.attach(&a, &sa, "eth0", Some("10.91.11.10/24"));
-    a.run("ip", &["route", "add", "default", "via", "10.91.11.1"]);
-    let b = lab.host("cb");
-    lab.attach(&b, &sb, "eth0", Some("10.91.12.10/24"));
-    b.run("ip", &["route", "add", "default", "via", "10.91.12.1"]);
+    let host = |name: &str| {
+        let h = lab.host(name);
+        if v6 {
+            h.run(
+                "sysctl",
+                &[
+                    "-qw",
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ],
+            );
+        }
+        h
+    };
+    let ip = |h: &Host, args: &[&str]| {
+        let mut a = vec![if v6 { "-6" } else { "-4" }];
+        a.extend_from_slice(args);
+        h.run("ip", &a);
+    };
+    let director = host("dir");
+    lab.attach(&director, &sa, "eth0", Some(&cidr(v6, 11, 1)));
+    lab.attach(&director, &sb, "eth2", Some(&cidr(v6, 12, 1)));
+    lab.attach(&director, &back, "eth1", Some(&cidr(v6, 2, 1)));
+    if v6 {
+        director.run("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    } else {
+        director.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    }
+    let vip = if v6 {
+        VIP6.to_string()
+    } else {
+        VIP.to_string()
+    };
+    let vip_len = if v6 { "128" } else { "32" };
+    ip(
+        &director,
+        &["addr", "add", &format!("{vip}/{vip_len}"), "dev", "lo"],
+    );
+    let a = host("ca");
+    lab.attach(&a, &sa, "eth0", Some(&cidr(v6, 11, 10)));
+    ip(&a, &["route", "add", "default", "via", &addr(v6, 11, 1)]);
+    let b = host("cb");
+    lab.attach(&b, &sb, "eth0", Some(&cidr(v6, 12, 10)));
+    ip(&b, &["route", "add", "default", "via", &addr(v6, 12, 1)]);
     std::fs::write(lab.path("rs.py"), RS_PY).unwrap();
     let mut rs = Vec::new();
     for i in 0..3 {
-        let h = lab.host(&format!("r{}", i + 1));
-        lab.attach(&h, &back, "eth0", Some(&format!("10.91.2.{}/24", 11 + i)));
-        h.run("ip", &["route", "add", "default", "via", "10.91.2.1"]);
+        let h = host(&format!("r{}", i + 1));
+        lab.attach(&h, &back, "eth0", Some(&cidr(v6, 2, 11 + i)));
+        ip(&h, &["route", "add", "default", "via", &addr(v6, 2, 1)]);
         rs.push((h, None));
     }
     let mut rss = String::new();
     for i in 0..3 {
         rss.push_str(&format!(
-            "  real_server 10.91.2.{} 80 {{\n    weight 1\n    TCP_CHECK {{\n      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n",
-            11 + i
+            "  real_server {} 80 {{\n    weight 1\n    TCP_CHECK {{\n      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n",
+            addr(v6, 2, 11 + i)
         ));
     }
     let conf = lab.path("ha.conf");
     std::fs::write(
         &conf,
-        format!("global_defs {{\n  router_id dir\n}}\nvirtual_server {VIP} 80 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n{rss}}}\n"),
+        format!("global_defs {{\n  router_id dir\n}}\nvirtual_server {vip} 80 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n{rss}}}\n"),
     )
     .unwrap();
     let mut env = Env {
+        vip: vip.parse().unwrap(),
+        v6,
         sock: lab.path("ha.sock"),
         state: lab.path("state.json"),
         conf,
@@ -103,7 +164,12 @@ impl Env {
         let script = self.lab.path("rs.py");
         let name = format!("r{}", i + 1);
         let (h, p) = &mut self.rs[i];
-        *p = Some(h.spawn(&name, "python3", &[script.to_str().unwrap(), &name, "80"]));
+        let bind = if self.v6 { "::" } else { "0.0.0.0" };
+        *p = Some(h.spawn(
+            &name,
+            "python3",
+            &[script.to_str().unwrap(), &name, "80", bind],
+        ));
         assert!(wait_until(Duration::from_secs(10), || h.tcp_listening(80)));
     }
 
@@ -163,7 +229,7 @@ impl Env {
     /// `n` requests from `client`, one connection each: answers per real server ("fail").
     fn spread(&self, client: &Host, n: usize) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
-        let addr: SocketAddr = format!("{VIP}:80").parse().unwrap();
+        let addr = SocketAddr::new(self.vip, 80);
         for _ in 0..n {
             let who = common::who(client, addr);
             *m.entry(who.unwrap_or_else(|| "fail".into())).or_default() += 1;
@@ -299,4 +365,84 @@ fn gray_clients_fall_back_to_the_pool_while_every_gray_server_is_down() {
     assert!(only(&m, "r3"), "A with r3 back: {m:?}");
     let m = env.spread(&env.b, 10);
     assert!(!m.contains_key("r3") && !m.contains_key("fail"), "B: {m:?}");
+}
+
+#[test]
+fn an_ipv6_gray_route_splits_ipv6_clients_falls_back_and_goes() {
+    let Some(mut env) = setup_family(true) else {
+        return;
+    };
+    env.start("ha");
+    let vs = SocketAddr::new(env.vip, 80).to_string();
+    // the other family's clients are refused, saying what to give
+    let (ok, out) = env.ha(&[
+        "gray",
+        "add",
+        &vs,
+        "--clients",
+        A_NET,
+        "--real-servers",
+        "[2001:db8:91:2::13]:80",
+    ]);
+    assert!(!ok && out.contains("IPv6 networks"), "{out}");
+    let (ok, out) = env.ha(&[
+        "gray",
+        "add",
+        &vs,
+        "--clients",
+        A_NET6,
+        "--real-servers",
+        "[2001:db8:91:2::13]:80",
+    ]);
+    assert!(ok, "{out}");
+    let m = env.spread(&env.a, 12);
+    assert!(only(&m, "r3"), "A with the route: {m:?}");
+    let m = env.spread(&env.b, 12);
+    assert!(!m.contains_key("r3") && !m.contains_key("fail"), "B: {m:?}");
+    assert_eq!(m.get("r1"), Some(&6), "B round robin over r1 r2: {m:?}");
+    let (ok, list) = env.ha(&["gray", "list"]);
+    assert!(
+        ok && list.contains(A_NET6) && list.contains("[2001:db8:91:2::13]:80"),
+        "{list}"
+    );
+    let marks = env
+        .director
+        .run("nft", &["list", "table", "ip6", "ha_gray"]);
+    assert!(
+        marks.contains(&format!("ip6 saddr {A_NET6} ip6 daddr {}", env.vip)),
+        "{marks}"
+    );
+
+    // r3 down: A falls back to the pool, and returns when r3 is back
+    env.rs_down(2);
+    assert!(
+        wait_until(Duration::from_secs(8), || env
+            .status()
+            .gray
+            .first()
+            .is_some_and(|g| g.fallback)),
+        "{:?}",
+        env.status()
+    );
+    let m = env.spread(&env.a, 10);
+    assert_eq!(
+        (m.get("r1"), m.get("r2"), m.get("fail")),
+        (Some(&5), Some(&5), None),
+        "A with r3 down: {m:?}"
+    );
+    env.rs_up(2);
+    assert!(wait_until(Duration::from_secs(8), || !env.status().gray[0].fallback));
+    assert!(only(&env.spread(&env.a, 6), "r3"));
+
+    // removed: A gets the whole pool, the ip6 mark table goes
+    let (ok, out) = env.ha(&["gray", "del", &vs, "--clients", A_NET6]);
+    assert!(ok, "{out}");
+    let m = env.spread(&env.a, 9);
+    assert_eq!(
+        (m.get("r1"), m.get("r2"), m.get("r3")),
+        (Some(&3), Some(&3), Some(&3)),
+        "A without the route: {m:?}"
+    );
+    let rules = env.director.run("nft", &["list", "ruleset"]);
+    assert!(!rules.contains("ha_gray"), "{rules}");
 }

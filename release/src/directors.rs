@@ -2,7 +2,7 @@
 //! ha's control API behind it ([`HaDirectors`]).
 
 use opsflow_control::client::Blocking;
-use opsflow_control::gray::Ipv4Net;
+use opsflow_control::gray::IpNet;
 use opsflow_control::{Client, Endpoint, Error, GrayKey, GrayRoute, RsAction};
 
 use crate::config::Director;
@@ -34,7 +34,7 @@ pub trait Directors: Sync {
         &self,
         d: usize,
         vs: &str,
-        clients: &[Ipv4Net],
+        clients: &[IpNet],
         real_servers: Option<&[String]>,
     ) -> anyhow::Result<()>;
 
@@ -137,7 +137,7 @@ impl Directors for HaDirectors {
         &self,
         d: usize,
         vs: &str,
-        clients: &[Ipv4Net],
+        clients: &[IpNet],
         real_servers: Option<&[String]>,
     ) -> anyhow::Result<()> {
         let c = self.blocking(d)?;

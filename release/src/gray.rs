@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use opsflow_control::gray::{parse_networks, Ipv4Net};
+use opsflow_control::gray::{parse_networks, IpNet};
 
 use crate::commands::{command_line, confirm, ReleaseReport};
 use crate::config::Host;
@@ -19,7 +19,7 @@ use crate::session::Session;
 use crate::state::{Phase, Release};
 
 /// The client networks of a gray release, as the journal recorded them.
-pub fn clients(rel: &Release) -> anyhow::Result<Vec<Ipv4Net>> {
+pub fn clients(rel: &Release) -> anyhow::Result<Vec<IpNet>> {
     parse_networks(&rel.users.join(","))
         .map_err(|e| coded(Kind::Usage, format!("release {}: --users {e}", rel.id)))
 }

@@ -645,7 +645,7 @@ mod tests {
             &self,
             d: usize,
             vs: &str,
-            clients: &[opsflow_control::gray::Ipv4Net],
+            clients: &[opsflow_control::gray::IpNet],
             rss: Option<&[String]>,
         ) -> anyhow::Result<()> {
             let nets: Vec<String> = clients.iter().map(|c| c.to_string()).collect();

@@ -5,15 +5,16 @@
 //! A route becomes two things, installed and removed together by [`super::Lvs::reconcile`]:
 //! a virtual service of its own, keyed by a firewall mark (`fwmark` [`Service`], in whichever
 //! backend runs: IPVS looks up fwmark services first, and the nftables backend renders them
-//! before the address rules), and an nftables rule in ha's table `ip ha_gray` that sets that
-//! mark on packets from the client networks to the virtual server ([`Marks`]). When every gray
+//! before the address rules), and an nftables rule in ha's table `ip ha_gray` (`ip6 ha_gray`
+//! for an IPv6 virtual server and its IPv6 client networks) that sets that mark on packets
+//! from the client networks to the virtual server ([`Marks`]). When every gray
 //! real server is out of service (checkers, drain), the gray service gets the normal pool
 //! instead: gray clients fall back, and return when one is back. Routes are kept in the state
 //! file with the drains.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, SocketAddr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use opsflow_control::gray::{GrayKey, GrayRoute, GrayState};
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +40,12 @@ pub struct Entry {
 #[serde(transparent)]
 pub struct Routes(pub Vec<Entry>);
 
-fn same_clients(a: &[Ipv4Net], b: &[Ipv4Net]) -> bool {
+/// A real server as routes name it: `RIP:PORT`, `[RIP6]:PORT`.
+fn rs_id(addr: IpAddr, port: u16) -> String {
+    SocketAddr::new(addr, port).to_string()
+}
+
+fn same_clients(a: &[IpNet], b: &[IpNet]) -> bool {
     let mut a = a.to_vec();
     let mut b = b.to_vec();
     a.sort();
@@ -77,31 +83,39 @@ impl Routes {
                 ),
             ));
         }
-        if matches!(vs.key, VsKey::Addr(IpAddr::V6(_), _, _)) {
-            return Err((
-                400,
-                format!(
-                    "{}: gray routes match IPv4 client networks; an IPv6 virtual server has none",
-                    route.virtual_server
-                ),
-            ));
-        }
         if route.clients.is_empty() || route.real_servers.is_empty() {
             return Err((
                 400,
                 "a gray route needs client networks and real servers".into(),
             ));
         }
+        // clients reach a VIP of their own family
+        let v6 = vs.key.is_ipv6();
+        if let Some(net) = route
+            .clients
+            .iter()
+            .find(|n| matches!(n, IpNet::V6(_)) != v6)
+        {
+            return Err((
+                400,
+                format!(
+                    "{net}: virtual server {} is {}; its gray clients must be {} networks",
+                    route.virtual_server,
+                    if v6 { "IPv6" } else { "IPv4" },
+                    if v6 { "IPv6" } else { "IPv4" }
+                ),
+            ));
+        }
+        // any spelling of an IPv6 real server names it
+        for rs in &mut route.real_servers {
+            *rs = opsflow_control::status::canonical_id(rs);
+        }
         for rs in &route.real_servers {
-            if !vs
-                .real_servers
-                .iter()
-                .any(|r| format!("{}:{}", r.addr, r.port) == *rs)
-            {
+            if !vs.real_servers.iter().any(|r| rs_id(r.addr, r.port) == *rs) {
                 let known: Vec<String> = vs
                     .real_servers
                     .iter()
-                    .map(|r| format!("{}:{}", r.addr, r.port))
+                    .map(|r| rs_id(r.addr, r.port))
                     .collect();
                 return Err((
                     404,
@@ -191,11 +205,8 @@ impl Routes {
             return (Vec::new(), pool, Vec::new());
         }
         let is_gray = |d: &Dest| {
-            mine.iter().any(|e| {
-                e.route
-                    .real_servers
-                    .contains(&format!("{}:{}", d.addr, d.port))
-            })
+            mine.iter()
+                .any(|e| e.route.real_servers.contains(&rs_id(d.addr, d.port)))
         };
         let (gray, rest): (Vec<Dest>, Vec<Dest>) = pool.into_iter().partition(is_gray);
         let mut services = Vec::new();
@@ -203,12 +214,7 @@ impl Routes {
         for e in mine {
             let live: Vec<Dest> = gray
                 .iter()
-                .filter(|d| {
-                    d.weight > 0
-                        && e.route
-                            .real_servers
-                            .contains(&format!("{}:{}", d.addr, d.port))
-                })
+                .filter(|d| d.weight > 0 && e.route.real_servers.contains(&rs_id(d.addr, d.port)))
                 .cloned()
                 .collect();
             let fallback = live.is_empty();
@@ -232,10 +238,7 @@ impl Routes {
             states.push(GrayState {
                 route: e.route.clone(),
                 fwmark: e.fwmark,
-                in_service: live
-                    .iter()
-                    .map(|d| format!("{}:{}", d.addr, d.port))
-                    .collect(),
+                in_service: live.iter().map(|d| rs_id(d.addr, d.port)).collect(),
                 fallback,
             });
         }
@@ -246,8 +249,7 @@ impl Routes {
     pub fn mark_rules(&self, vss: &[VirtualServer]) -> Vec<(u32, String)> {
         let mut out = Vec::new();
         for e in &self.0 {
-            // gray routes match IPv4 clients: an IPv6 virtual server has none
-            let Some(VsKey::Addr(IpAddr::V4(vip), port, proto)) = vss
+            let Some(VsKey::Addr(vip, port, proto)) = vss
                 .iter()
                 .map(|v| &v.key)
                 .find(|k| k.id() == e.route.virtual_server)
@@ -263,15 +265,42 @@ impl Routes {
     }
 }
 
-/// `ip saddr { NETS } ip daddr VIP tcp dport PORT meta mark set MARK ct mark set MARK`: the
-/// connection carries the mark too, so conntrack counts its connections per gray service.
-pub fn mark_rule(clients: &[Ipv4Net], vip: Ipv4Addr, port: u16, proto: &str, mark: u32) -> String {
-    let nets: Vec<String> = clients.iter().map(Ipv4Net::to_string).collect();
+/// `ip saddr { NETS } ip daddr VIP tcp dport PORT meta mark set MARK ct mark set MARK`
+/// (`ip6 ...` for an IPv6 VIP, with the clients of its family): the connection carries the
+/// mark too, so conntrack counts its connections per gray service.
+pub fn mark_rule(clients: &[IpNet], vip: IpAddr, port: u16, proto: &str, mark: u32) -> String {
+    let nets: Vec<String> = clients
+        .iter()
+        .filter(|n| matches!(n, IpNet::V6(_)) == vip.is_ipv6())
+        .map(IpNet::to_string)
+        .collect();
+    let ip = if vip.is_ipv6() { "ip6" } else { "ip" };
     format!(
-        "ip saddr {{ {} }} ip daddr {vip} {} dport {port} meta mark set {mark:#x} ct mark set {mark:#x}",
+        "{ip} saddr {{ {} }} {ip} daddr {vip} {} dport {port} meta mark set {mark:#x} ct mark set {mark:#x}",
         nets.join(", "),
         proto.to_ascii_lowercase()
     )
+}
+
+/// The nftables families of the mark tables: `ip ha_gray` and `ip6 ha_gray`.
+const FAMILIES: [&str; 2] = ["ip", "ip6"];
+
+/// The nft family of a mark rule (by its first word).
+fn family_of(rule: &str) -> &'static str {
+    if rule.starts_with("ip6 ") {
+        "ip6"
+    } else {
+        "ip"
+    }
+}
+
+/// Removes both mark tables, whether they exist or not (create-then-delete makes the delete
+/// valid).
+fn delete_tables() -> String {
+    FAMILIES
+        .iter()
+        .map(|f| format!("table {f} {TABLE} {{}}\ndelete table {f} {TABLE}\n"))
+        .collect()
 }
 
 /// Connections of real server `addr:port` of virtual server `key`: through the virtual server
@@ -294,13 +323,25 @@ pub fn count(
         .fold((0, 0), |(a, i), (x, y)| (a + x, i + y))
 }
 
-/// The table `ip ha_gray` for `rules`: the mark is set in prerouting (forwarded clients) and
-/// output (local ones), before NAT and IPVS look at the packet.
+/// The tables `ip ha_gray` and `ip6 ha_gray` for `rules` (each only when it has rules): the
+/// mark is set in prerouting (forwarded clients) and output (local ones), before NAT and IPVS
+/// look at the packet.
 pub fn render_marks(rules: &[String]) -> String {
-    let body: String = rules.iter().map(|r| format!("\t\t{r}\n")).collect();
-    format!(
-        "table ip {TABLE} {{\n\tchain prerouting {{\n\t\ttype filter hook prerouting priority mangle; policy accept;\n{body}\t}}\n\tchain output {{\n\t\ttype route hook output priority mangle; policy accept;\n{body}\t}}\n}}\n"
-    )
+    let mut out = String::new();
+    for family in FAMILIES {
+        let body: String = rules
+            .iter()
+            .filter(|r| family_of(r) == family)
+            .map(|r| format!("\t\t{r}\n"))
+            .collect();
+        if body.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "table {family} {TABLE} {{\n\tchain prerouting {{\n\t\ttype filter hook prerouting priority mangle; policy accept;\n{body}\t}}\n\tchain output {{\n\t\ttype route hook output priority mangle; policy accept;\n{body}\t}}\n}}\n"
+        ));
+    }
+    out
 }
 
 /// The mark rules as installed: replaced in one nft transaction when they change, the table
@@ -318,13 +359,11 @@ impl Marks {
         }
         if rules.is_empty() && self.installed.is_none() {
             // at start: remove what a killed ha may have left; no nft is no table
-            let _ =
-                super::dataplane::nft(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"));
+            let _ = super::dataplane::nft(&delete_tables());
             self.installed = Some(Vec::new());
             return Ok(false);
         }
-        // create-then-delete makes the delete valid when the table does not exist
-        let mut script = format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n");
+        let mut script = delete_tables();
         if !rules.is_empty() {
             script.push_str(&render_marks(rules));
         }
@@ -353,7 +392,7 @@ impl Marks {
     /// Removes the table if we installed one.
     pub fn clear(&mut self) -> anyhow::Result<()> {
         if self.installed.as_ref().is_some_and(|r| !r.is_empty()) {
-            super::dataplane::nft(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"))?;
+            super::dataplane::nft(&delete_tables())?;
         }
         self.installed = None;
         Ok(())
@@ -364,6 +403,7 @@ impl Marks {
 mod tests {
     use super::*;
     use opsflow_control::gray::parse_networks;
+    use std::net::Ipv4Addr;
 
     fn vs() -> VirtualServer {
         let cfg = crate::conf::load_str(
@@ -493,5 +533,105 @@ mod tests {
         assert!(t.contains("hook prerouting priority mangle"), "{t}");
         assert!(t.contains("hook output priority mangle"), "{t}");
         assert_eq!(t.matches("meta mark set").count(), 2);
+    }
+
+    fn vs6() -> VirtualServer {
+        let cfg = crate::conf::load_str(
+            "g6.conf",
+            "virtual_server 2001:db8::10 80 {\n lb_algo rr\n lb_kind NAT\n real_server 2001:db8:1::11 80 {\n }\n real_server 2001:db8:1::12 80 {\n }\n}\n",
+            "",
+        )
+        .expect("config");
+        cfg.lvs[0].clone()
+    }
+
+    fn route6(clients: &str, rss: &[&str]) -> GrayRoute {
+        GrayRoute {
+            virtual_server: "[2001:db8::10]:80".into(),
+            clients: parse_networks(clients).unwrap(),
+            real_servers: rss.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_ipv6_virtual_server_takes_ipv6_clients_and_bracketed_real_servers() {
+        let v = vs6();
+        let vss = [&v];
+        let mut r = Routes::default();
+        // any spelling of the real server names it
+        let e = r
+            .add(&vss, route6("2001:db8:5::/48", &["[2001:db8:1:0::12]:80"]))
+            .unwrap();
+        assert_eq!(
+            e.route.real_servers,
+            vec!["[2001:db8:1::12]:80".to_string()]
+        );
+        // the other family's clients, and an unknown real server, are refused
+        let err = r
+            .add(&vss, route6("10.9.0.0/24", &["[2001:db8:1::12]:80"]))
+            .unwrap_err();
+        assert_eq!(err.0, 400, "{err:?}");
+        assert!(err.1.contains("IPv6 networks"), "{err:?}");
+        let err = r
+            .add(&vss, route6("2001:db8:6::/48", &["2001:db8:1::12:80"]))
+            .unwrap_err();
+        assert_eq!(err.0, 404, "{err:?}");
+        assert!(err.1.contains("[2001:db8:1::11]:80"), "{err:?}");
+        // an IPv4 virtual server refuses IPv6 clients
+        let v4 = vs();
+        let err = Routes::default()
+            .add(&[&v4], route("2001:db8:5::/48", &["10.0.1.1:80"]))
+            .unwrap_err();
+        assert!(err.1.contains("IPv4 networks"), "{err:?}");
+
+        // the split: an inet6 fwmark service of the gray server, the rest keeps the other
+        let d = |h: &str, w: u32| Dest {
+            addr: h.parse().unwrap(),
+            port: 80,
+            weight: w,
+        };
+        let (svcs, rest, states) =
+            r.split(&v, vec![d("2001:db8:1::11", 1), d("2001:db8:1::12", 1)]);
+        assert_eq!(svcs[0].key, VsKey::Fwmark(MARK_BASE, true));
+        assert_eq!(
+            svcs[0].dests,
+            vec![Dest {
+                port: 0,
+                ..d("2001:db8:1::12", 1)
+            }]
+        );
+        assert_eq!(rest, vec![d("2001:db8:1::11", 1)]);
+        assert_eq!(
+            states[0].in_service,
+            vec!["[2001:db8:1::12]:80".to_string()]
+        );
+
+        // its mark rule is an ip6 one, in the ip6 table
+        let rules = r.mark_rules(std::slice::from_ref(&v));
+        assert_eq!(
+            rules,
+            vec![(
+                MARK_BASE,
+                "ip6 saddr { 2001:db8:5::/48 } ip6 daddr 2001:db8::10 tcp dport 80 meta mark set 0x47520000 ct mark set 0x47520000".to_string()
+            )]
+        );
+        let four = mark_rule(
+            &parse_networks("10.9.0.0/24").unwrap(),
+            Ipv4Addr::new(10, 0, 0, 1).into(),
+            80,
+            "TCP",
+            MARK_BASE + 1,
+        );
+        let t = render_marks(&[four, rules[0].1.clone()]);
+        let (v4, v6) = t.split_once("table ip6 ha_gray {").unwrap();
+        assert!(
+            v4.starts_with("table ip ha_gray {") && v4.contains("ip saddr { 10.9.0.0/24 }"),
+            "{t}"
+        );
+        assert!(
+            !v4.contains("ip6 saddr") && v6.contains("ip6 saddr { 2001:db8:5::/48 }"),
+            "{t}"
+        );
+        assert!(!render_marks(&[rules[0].1.clone()]).contains("table ip ha_gray"));
     }
 }
