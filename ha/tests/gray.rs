@@ -238,6 +238,22 @@ impl Env {
     }
 }
 
+impl Env {
+    /// `ha gray add VS --clients A_NET --real-servers R3`: A reaches r3 only, B round robin
+    /// over r1 and r2, and `ha gray list` shows the route.
+    fn route_a_to_r3(&self, vs: &str, a_net: &str, r3: &str) {
+        let (ok, out) = self.ha(&["gray", "add", vs, "--clients", a_net, "--real-servers", r3]);
+        assert!(ok, "{out}");
+        let m = self.spread(&self.a, 12);
+        assert!(only(&m, "r3"), "A with the route: {m:?}");
+        let m = self.spread(&self.b, 12);
+        assert!(!m.contains_key("r3") && !m.contains_key("fail"), "B: {m:?}");
+        assert_eq!(m.get("r1"), Some(&6), "B round robin over r1 r2: {m:?}");
+        let (ok, list) = self.ha(&["gray", "list"]);
+        assert!(ok && list.contains(a_net) && list.contains(r3), "{list}");
+    }
+}
+
 fn only(m: &BTreeMap<String, usize>, k: &str) -> bool {
     m.len() == 1 && m.contains_key(k)
 }
@@ -247,26 +263,7 @@ fn a_gray_route_splits_clients_survives_restart_and_goes() {
     let Some(mut env) = setup() else { return };
     env.start("ha");
     let vs = format!("{VIP}:80");
-    let (ok, out) = env.ha(&[
-        "gray",
-        "add",
-        &vs,
-        "--clients",
-        A_NET,
-        "--real-servers",
-        "10.91.2.13:80",
-    ]);
-    assert!(ok, "{out}");
-    let m = env.spread(&env.a, 12);
-    assert!(only(&m, "r3"), "A with the route: {m:?}");
-    let m = env.spread(&env.b, 12);
-    assert!(!m.contains_key("r3") && !m.contains_key("fail"), "B: {m:?}");
-    assert_eq!(m.get("r1"), Some(&6), "B round robin over r1 r2: {m:?}");
-    let (ok, list) = env.ha(&["gray", "list"]);
-    assert!(
-        ok && list.contains(A_NET) && list.contains("10.91.2.13:80"),
-        "{list}"
-    );
+    env.route_a_to_r3(&vs, A_NET, "10.91.2.13:80");
     let st = env.status();
     assert_eq!(st.gray.len(), 1, "{st:?}");
     assert!(!st.gray[0].fallback);
@@ -385,26 +382,7 @@ fn an_ipv6_gray_route_splits_ipv6_clients_falls_back_and_goes() {
         "[2001:db8:91:2::13]:80",
     ]);
     assert!(!ok && out.contains("IPv6 networks"), "{out}");
-    let (ok, out) = env.ha(&[
-        "gray",
-        "add",
-        &vs,
-        "--clients",
-        A_NET6,
-        "--real-servers",
-        "[2001:db8:91:2::13]:80",
-    ]);
-    assert!(ok, "{out}");
-    let m = env.spread(&env.a, 12);
-    assert!(only(&m, "r3"), "A with the route: {m:?}");
-    let m = env.spread(&env.b, 12);
-    assert!(!m.contains_key("r3") && !m.contains_key("fail"), "B: {m:?}");
-    assert_eq!(m.get("r1"), Some(&6), "B round robin over r1 r2: {m:?}");
-    let (ok, list) = env.ha(&["gray", "list"]);
-    assert!(
-        ok && list.contains(A_NET6) && list.contains("[2001:db8:91:2::13]:80"),
-        "{list}"
-    );
+    env.route_a_to_r3(&vs, A_NET6, "[2001:db8:91:2::13]:80");
     let marks = env
         .director
         .run("nft", &["list", "table", "ip6", "ha_gray"]);

@@ -308,6 +308,17 @@ impl Env {
             .find(|r| r.address == rip)
     }
 
+    /// Waits until the status reports real server `rip` healthy (or not).
+    fn wait_health(&self, rip: &str, healthy: bool) {
+        assert!(
+            wait_until(Duration::from_secs(8), || self
+                .rs(rip)
+                .is_some_and(|r| r.healthy == healthy)),
+            "{rip} not reported healthy={healthy}: {}",
+            self.status_text()
+        );
+    }
+
     fn healthy_count(&self) -> usize {
         common::serving(&self.status())
     }
@@ -502,13 +513,7 @@ fn ipv6_virtual_server_checks_drains_and_names_in_brackets() {
 
     // r2 stops: its TCP_CHECK takes it out, every request goes to r1
     env.rs_down(1);
-    assert!(
-        wait_until(Duration::from_secs(8), || env
-            .rs("2001:db8:91:2::12")
-            .is_some_and(|r| !r.healthy)),
-        "{}",
-        env.status_text()
-    );
+    env.wait_health("2001:db8:91:2::12", false);
     let m = env.spread(8);
     assert_eq!(count(&m, "r1"), 8, "{m:?}");
     let err = env.rs("2001:db8:91:2::12").unwrap().last_error.unwrap();
@@ -582,13 +587,7 @@ fn ipv6_fwmark_virtual_server_serves_marked_traffic_from_ipv6_real_servers() {
 
     // r2 stops: its checker takes it out of the mark's service
     env.rs_down(1);
-    assert!(
-        wait_until(Duration::from_secs(8), || env
-            .rs("2001:db8:91:2::12")
-            .is_some_and(|r| !r.healthy)),
-        "{}",
-        env.status_text()
-    );
+    env.wait_health("2001:db8:91:2::12", false);
     let m = env.spread(6);
     assert_eq!(count(&m, "r1"), 6, "{m:?}");
     // a drain names the service as the status does
