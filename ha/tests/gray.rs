@@ -239,6 +239,26 @@ impl Env {
 }
 
 impl Env {
+    /// r3 (the gray real server) stops: the route falls back and A gets r1 and r2.
+    fn r3_down_a_falls_back(&mut self) {
+        self.rs_down(2);
+        assert!(
+            wait_until(Duration::from_secs(8), || self
+                .status()
+                .gray
+                .first()
+                .is_some_and(|g| g.fallback)),
+            "{:?}",
+            self.status()
+        );
+        let m = self.spread(&self.a, 10);
+        assert_eq!(
+            (m.get("r1"), m.get("r2"), m.get("fail")),
+            (Some(&5), Some(&5), None),
+            "A with r3 down: {m:?}"
+        );
+    }
+
     /// `ha gray add VS --clients A_NET --real-servers R3`: A reaches r3 only, B round robin
     /// over r1 and r2, and `ha gray list` shows the route.
     fn route_a_to_r3(&self, vs: &str, a_net: &str, r3: &str) {
@@ -339,22 +359,7 @@ fn gray_clients_fall_back_to_the_pool_while_every_gray_server_is_down() {
     ]);
     assert!(ok, "{out}");
     assert!(only(&env.spread(&env.a, 6), "r3"));
-    env.rs_down(2);
-    assert!(
-        wait_until(Duration::from_secs(8), || env
-            .status()
-            .gray
-            .first()
-            .is_some_and(|g| g.fallback)),
-        "{:?}",
-        env.status()
-    );
-    let m = env.spread(&env.a, 10);
-    assert_eq!(
-        (m.get("r1"), m.get("r2"), m.get("fail")),
-        (Some(&5), Some(&5), None),
-        "A with r3 down: {m:?}"
-    );
+    env.r3_down_a_falls_back();
     assert!(env.ha(&["gray", "list"]).1.contains("FALLBACK"));
     env.rs_up(2);
     assert!(wait_until(Duration::from_secs(8), || !env.status().gray[0].fallback));
@@ -392,22 +397,7 @@ fn an_ipv6_gray_route_splits_ipv6_clients_falls_back_and_goes() {
     );
 
     // r3 down: A falls back to the pool, and returns when r3 is back
-    env.rs_down(2);
-    assert!(
-        wait_until(Duration::from_secs(8), || env
-            .status()
-            .gray
-            .first()
-            .is_some_and(|g| g.fallback)),
-        "{:?}",
-        env.status()
-    );
-    let m = env.spread(&env.a, 10);
-    assert_eq!(
-        (m.get("r1"), m.get("r2"), m.get("fail")),
-        (Some(&5), Some(&5), None),
-        "A with r3 down: {m:?}"
-    );
+    env.r3_down_a_falls_back();
     env.rs_up(2);
     assert!(wait_until(Duration::from_secs(8), || !env.status().gray[0].fallback));
     assert!(only(&env.spread(&env.a, 6), "r3"));
