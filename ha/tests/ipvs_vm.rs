@@ -6,7 +6,8 @@
 //! lvs_flush, lvs_flush_onstop, lvs_timeouts, ops, persistence_engine sip, thresholds, own
 //! forwarding methods of real and sorry servers, and the sync daemon following a VRRP instance
 //! through MASTER, FAULT, MASTER; then inet6 services (NAT with a client's traffic through to
-//! real servers in namespaces, DR, TUN), drained by bracketed name and taken out by TCP_CHECK.
+//! real servers in namespaces, DR, TUN, an inet6 fwmark service), drained by bracketed name
+//! and taken out by TCP_CHECK.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
 use std::process::Command;

@@ -304,6 +304,14 @@ virtual_server 2001:db8:f::102 53 {
     weight 2
   }
 }
+virtual_server fwmark 8 {
+  ip_family inet6
+  lb_algo rr
+  lb_kind DR
+  real_server 2001:db8:1::11 0 {
+    weight 4
+  }
+}
 C
 cat >"$I/ipv6.sh" <<'V6'
 # busybox sh runs its own applet for a bare `ip`: iproute2 is /bin/ip
@@ -345,6 +353,7 @@ lvs
 check "IPv6: NAT destinations"      "lvs | grep -Eq '\[2001:db8:1::11\]:80 +Masq +1 ' && lvs | grep -Eq '\[2001:db8:2::12\]:80 +Masq +1 '"
 check "IPv6: DR, wlc, persistent"   "lvs | grep -Eq 'TCP  \[2001:db8:f::101\]:443 wlc persistent 60' && lvs | grep -Eq '\[2001:db8:1::11\]:443 +Route +3 '"
 check "IPv6: TUN over UDP"          "lvs | grep -Eq 'UDP  \[2001:db8:f::102\]:53 sh' && lvs | grep -Eq '\[2001:db8:2::12\]:53 +Tunnel +2 '"
+check "IPv6: inet6 fwmark service"  "lvs | grep -Eq 'FWM  8 ' && ipvsadm -Ln -f 8 -6 | grep -Eq '\[2001:db8:1::11\]:0 +Route +4 '"
 spread6 6
 check "IPv6: traffic reaches both real servers" "[ $N1 -ge 1 ] && [ $N2 -ge 1 ] && [ $NF = 0 ]"
 check "IPv6: ha status names it in brackets" "ha status --control /run/ha6.sock | grep -q '\[2001:db8:f::100\]:80'"
@@ -358,7 +367,7 @@ check "IPv6: TCP_CHECK removes the stopped server" "waitfor \"! ipvsadm -Ln | gr
 spread6 4
 check "IPv6: then all traffic on r1" "[ $N1 = 4 ]"
 kill -TERM $HA6; wait $HA6; kill $R1
-check "IPv6: shutdown removes the inet6 services" "! lvs | grep -q 2001:db8:f::"
+check "IPv6: shutdown removes the inet6 services" "! lvs | grep -q 2001:db8:f:: && ! lvs | grep -q 'FWM  8 '"
 echo "--- ha (IPv6) log (last lines)"; tail -3 /tmp/ha6.log
 V6
 vm_initramfs "$I" "$WORK/initrd.gz"
