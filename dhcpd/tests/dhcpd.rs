@@ -1122,35 +1122,8 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
     let Some(mut env) = setup(&["udhcpc", "named", "dig"], &conf) else {
         return;
     };
-    let dns = env.lab.host("dns");
-    env.lab.attach(&dns, &env.lan, "eth0", Some("10.50.0.2/24"));
-    let dir = env.lab.path("bind");
-    std::fs::create_dir_all(&dir).unwrap();
-    let d = dir.display();
-    std::fs::write(
-        dir.join("named.conf"),
-        format!(
-            "options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; session-keyfile \"{d}/s.key\"; managed-keys-directory \"{d}\"; listen-on {{ 10.50.0.2; }}; listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; notify no; }};\ncontrols {{ }};\nkey \"lab-key\" {{ algorithm hmac-md5; secret \"{secret}\"; }};\nzone \"lab.test\" {{ type primary; file \"fwd\"; allow-update {{ key \"lab-key\"; }}; }};\nzone \"0.50.10.in-addr.arpa\" {{ type primary; file \"rev\"; allow-update {{ key \"lab-key\"; }}; }};\n"
-        ),
-    )
-    .unwrap();
-    let soa = "$TTL 60\n@ IN SOA ns.lab.test. h.lab.test. 1 60 60 600 60\n@ IN NS ns.lab.test.\nns.lab.test. IN A 10.50.0.2\n";
-    std::fs::write(dir.join("fwd"), soa).unwrap();
-    std::fs::write(dir.join("rev"), soa).unwrap();
-    let conf_path = dir.join("named.conf").display().to_string();
-    let _named = dns.spawn("named", "named", &["-g", "-4", "-n", "1", "-c", &conf_path]);
-    let dig = |name: &str, ty: &str| -> String {
-        let out = dns.output(
-            "dig",
-            &["@10.50.0.2", "+time=1", "+tries=1", "+short", name, ty],
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    assert!(
-        wait_until(Duration::from_secs(15), || dig("lab.test", "NS")
-            == "ns.lab.test."),
-        "BIND did not come up"
-    );
+    let (dns, _named) = bind9(&env, secret);
+    let dig = |name: &str, ty: &str| dig(&dns, name, ty);
     env.start();
     let c = env.client("node9", None);
     let rec = env.lab.path("node9.rec");
@@ -1239,6 +1212,163 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
         env.log()
     );
     assert!(dig("node9.lab.test", "DHCID").is_empty());
+}
+
+/// DDNS state survives a restart, as ISC keeps it in the lease file: two clients get A, TXT
+/// and PTR records (`interim`), dhcpd is killed and started again, then one releases its
+/// lease and the other's lease (8 s) expires: both clients' records are gone.
+#[test]
+fn ddns_records_are_removed_on_release_and_expiry_after_a_restart() {
+    let secret = "c2VjcmV0LWZvci10aGUtbGFiLXRlc3Qtb25seQ==";
+    let conf = format!(
+        r#"
+ddns-update-style interim;
+ddns-domainname "lab.test.";
+default-lease-time 8;
+max-lease-time 8;
+key "lab-key" {{
+  algorithm hmac-md5;
+  secret "{secret}";
+}};
+zone lab.test. {{ primary 10.50.0.2; key "lab-key"; }}
+zone 0.50.10.in-addr.arpa. {{ primary 10.50.0.2; key "lab-key"; }}
+subnet 10.50.0.0 netmask 255.255.255.0 {{
+  range 10.50.0.100 10.50.0.150;
+}}
+subnet 10.60.0.0 netmask 255.255.0.0 {{
+}}
+"#
+    );
+    let Some(mut env) = setup(&["udhcpc", "named", "dig"], &conf) else {
+        return;
+    };
+    let (dns, _named) = bind9(&env, secret);
+    let dig = |name: &str, ty: &str| dig(&dns, name, ty);
+    let rev = |ip: &str| {
+        let o: Vec<&str> = ip.split('.').collect();
+        format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+    };
+    env.start();
+    // node7 keeps renewing until it releases (-R on SIGTERM)
+    let c = env.client("node7", None);
+    let rec = env.lab.path("node7.rec");
+    let script = udhcpc_rec_script(&env);
+    let mut cmd = c.command("udhcpc");
+    cmd.env("REC", &rec).args([
+        "-i",
+        "eth0",
+        "-f",
+        "-R",
+        "-t",
+        "6",
+        "-T",
+        "1",
+        "-x",
+        "hostname:node7",
+        "-s",
+        &script,
+    ]);
+    let mut client = c.spawn_command("udhcpc", cmd);
+    let text = || std::fs::read_to_string(&rec).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(15), || text().contains("event=bound")),
+        "no lease: {}",
+        env.log()
+    );
+    let ip7 = text()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ip="))
+        .unwrap()
+        .to_string();
+    // node8 takes a lease once and never renews it
+    let other = env.client("node8", None);
+    let got = udhcpc_once(&env, &other, "node8", &["-x", "hostname:node8"]);
+    let ip8 = got
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ip="))
+        .unwrap()
+        .to_string();
+    for (name, ip) in [("node7.lab.test", &ip7), ("node8.lab.test", &ip8)] {
+        assert!(
+            wait_until(Duration::from_secs(5), || dig(name, "A") == *ip
+                && !dig(name, "TXT").is_empty()
+                && dig(&rev(ip), "PTR") == format!("{name}.")),
+            "{name}: A '{}' PTR '{}'\n{}",
+            dig(name, "A"),
+            dig(&rev(ip), "PTR"),
+            env.log()
+        );
+    }
+    let journal = std::fs::read_to_string(&env.leases).unwrap();
+    assert!(
+        journal.contains("set ddns-fwd-name = \"node7.lab.test.\";")
+            && journal.contains("set ddns-txt = \""),
+        "{journal}"
+    );
+    if let Some(mut p) = env.server.take() {
+        p.kill();
+    }
+    env.start();
+    client.signal(libc::SIGTERM);
+    let _ = client.wait_exit(Duration::from_secs(5));
+    assert!(
+        wait_until(Duration::from_secs(5), || dig("node7.lab.test", "A")
+            .is_empty()
+            && dig("node7.lab.test", "TXT").is_empty()
+            && dig(&rev(&ip7), "PTR").is_empty()),
+        "records left after RELEASE: A '{}' PTR '{}'\n{}",
+        dig("node7.lab.test", "A"),
+        dig(&rev(&ip7), "PTR"),
+        env.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || dig("node8.lab.test", "A")
+            .is_empty()
+            && dig("node8.lab.test", "TXT").is_empty()
+            && dig(&rev(&ip8), "PTR").is_empty()),
+        "records left after expiry: A '{}' PTR '{}'\n{}",
+        dig("node8.lab.test", "A"),
+        dig(&rev(&ip8), "PTR"),
+        env.log()
+    );
+}
+
+/// The lab's BIND 9 at 10.50.0.2 on the LAN, primary for lab.test and 0.50.10.in-addr.arpa,
+/// updatable with the hmac-md5 key "lab-key" of `secret`; returns when it answers.
+fn bind9(env: &Env, secret: &str) -> (Host, Proc) {
+    let dns = env.lab.host("dns");
+    env.lab.attach(&dns, &env.lan, "eth0", Some("10.50.0.2/24"));
+    let dir = env.lab.path("bind");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("named.conf"),
+        format!(
+            "options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; session-keyfile \"{d}/s.key\"; managed-keys-directory \"{d}\"; listen-on {{ 10.50.0.2; }}; listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; notify no; }};\ncontrols {{ }};\nkey \"lab-key\" {{ algorithm hmac-md5; secret \"{secret}\"; }};\nzone \"lab.test\" {{ type primary; file \"fwd\"; allow-update {{ key \"lab-key\"; }}; }};\nzone \"0.50.10.in-addr.arpa\" {{ type primary; file \"rev\"; allow-update {{ key \"lab-key\"; }}; }};\n"
+        ),
+    )
+    .unwrap();
+    let soa = "$TTL 60\n@ IN SOA ns.lab.test. h.lab.test. 1 60 60 600 60\n@ IN NS ns.lab.test.\nns.lab.test. IN A 10.50.0.2\n";
+    std::fs::write(dir.join("fwd"), soa).unwrap();
+    std::fs::write(dir.join("rev"), soa).unwrap();
+    let conf_path = dir.join("named.conf").display().to_string();
+    let named = dns.spawn("named", "named", &["-g", "-4", "-n", "1", "-c", &conf_path]);
+    let dig = |name: &str, ty: &str| dig(&dns, name, ty);
+    assert!(
+        wait_until(Duration::from_secs(15), || dig("lab.test", "NS")
+            == "ns.lab.test."),
+        "BIND did not come up"
+    );
+    (dns, named)
+}
+
+/// `dig +short` of `name` `ty` against the lab's BIND.
+fn dig(dns: &Host, name: &str, ty: &str) -> String {
+    let out = dns.output(
+        "dig",
+        &["@10.50.0.2", "+time=1", "+tries=1", "+short", name, ty],
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Host reservations at run time: `dhcpd hosts add` through the control socket makes a

@@ -3,9 +3,46 @@
 use std::net::Ipv4Addr;
 
 use super::{Client, Engine};
+use crate::conf::ddns::Zone;
 use crate::conf::{DdnsStyle, Params};
 use crate::ddns::{owner, zone_for, Job, Names};
+use crate::leases::{Lease, State};
 use crate::wire::{Msg, OPT_CLIENT_ID, OPT_HOST_NAME};
+
+/// The variables in which ISC keeps a lease's DNS names.
+const DDNS_VARS: [&str; 4] = ["ddns-fwd-name", "ddns-rev-name", "ddns-txt", "ddns-dhcid"];
+
+/// The DNS names a lease's `ddns-*` variables record: the forward name with its TXT
+/// (interim) or DHCID (standard) ownership record, and the reverse name; either name may be
+/// missing (ISC leaves out the one it did not add).
+fn names_of(l: &Lease, zones: &[Zone]) -> Option<Names> {
+    let var = |k: &str| l.vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let text = |k: &str| var(k).map(|v| crate::conf::ddns::fqdn(&String::from_utf8_lossy(&v)));
+    let (fqdn, rev_name) = (text("ddns-fwd-name"), text("ddns-rev-name"));
+    if fqdn.is_none() && rev_name.is_none() {
+        return None;
+    }
+    let (style, owner) = match (var("ddns-dhcid"), var("ddns-txt")) {
+        (Some(d), _) => (DdnsStyle::Standard, d),
+        (None, Some(t)) => (DdnsStyle::Interim, t),
+        (None, None) => (DdnsStyle::Interim, Vec::new()),
+    };
+    let fwd = fqdn.as_deref().and_then(|f| zone_for(zones, f)).cloned();
+    let rev = rev_name
+        .as_deref()
+        .and_then(|r| zone_for(zones, r))
+        .cloned();
+    Some(Names {
+        fqdn: fqdn.unwrap_or_default(),
+        ip: l.ip,
+        ttl: 0,
+        style,
+        owner,
+        fwd,
+        rev_name: rev_name.unwrap_or_default(),
+        rev,
+    })
+}
 
 const OPT_DOMAIN_NAME: u8 = 15;
 
@@ -83,10 +120,50 @@ impl Engine {
         self.ddns_jobs.push(Job::Add(names));
     }
 
-    /// The lease of `ip` ended (released): its records go.
+    /// The lease of `ip` ended (released): its records go, and so do the `ddns-*`
+    /// variables that named them in the lease (as ISC drops them).
     pub(super) fn ddns_remove(&mut self, ip: Ipv4Addr) {
         if let Some(n) = self.ddns_names.remove(&ip) {
             self.ddns_jobs.push(Job::Remove(n));
+        }
+        if let Some(l) = self.leases.get_mut(&ip) {
+            l.vars.retain(|(k, _)| !DDNS_VARS.contains(&k.as_str()));
+        }
+    }
+
+    /// The lease of `ip` as granted, with the DNS names it holds written into its variables
+    /// as ISC writes them to the lease file (`set ddns-fwd-name = ...;`), so that a restart
+    /// (or ISC, or we reading ISC's file) still knows which records to remove.
+    pub(super) fn ddns_record(&mut self, lease: &mut Lease) {
+        lease.vars.retain(|(k, _)| !DDNS_VARS.contains(&k.as_str()));
+        if let Some(n) = self.ddns_names.get(&lease.ip) {
+            let owner = match n.style {
+                DdnsStyle::Standard => "ddns-dhcid",
+                _ => "ddns-txt",
+            };
+            lease.vars.extend([
+                ("ddns-fwd-name".to_string(), n.fqdn.clone().into_bytes()),
+                (owner.to_string(), n.owner.clone()),
+                ("ddns-rev-name".to_string(), n.rev_name.clone().into_bytes()),
+            ]);
+            lease.vars.sort();
+        }
+        if let Some(l) = self.leases.get_mut(&lease.ip) {
+            l.vars = lease.vars.clone();
+        }
+    }
+
+    /// At start: the DNS names of active leases, from the `ddns-*` variables of the journal
+    /// or of an ISC lease file, so that their records go when they end.
+    pub(super) fn ddns_restore(&mut self) {
+        let restored: Vec<Names> = self
+            .leases
+            .values()
+            .filter(|l| l.state == State::Active)
+            .filter_map(|l| names_of(l, &self.cfg.zones))
+            .collect();
+        for n in restored {
+            self.ddns_names.insert(n.ip, n);
         }
     }
 
@@ -105,3 +182,7 @@ impl Engine {
         std::mem::take(&mut self.ddns_jobs)
     }
 }
+
+#[cfg(test)]
+#[path = "dns_tests.rs"]
+mod tests;

@@ -278,7 +278,7 @@ impl Engine {
             .filter(|l| matches!(l.state, State::Active | State::Free))
             .filter_map(|l| lease_key(l).map(|k| (k, l.ip)))
             .collect();
-        Engine {
+        let mut e = Engine {
             cfg,
             resolved,
             fixed,
@@ -296,7 +296,9 @@ impl Engine {
             on_expiry: HashMap::new(),
             billing: HashMap::new(),
             shared: false,
-        }
+        };
+        e.ddns_restore();
+        e
     }
 
     fn locate(&self, msg: &Msg, iface: &Iface) -> Option<usize> {
@@ -1038,11 +1040,13 @@ impl Engine {
                     {
                         l.state = State::Released;
                         l.ends = now;
-                        let l = l.clone();
                         let p = self.params(subnet, None, &c);
                         self.event(Event::Release, &p, &c, ip);
                         self.ddns_remove(ip);
                         self.on_expiry.remove(&ip);
+                        let Some(l) = self.leases.get(&ip).cloned() else {
+                            return Action::Drop("release_not_ours");
+                        };
                         // nothing per client outlives its lease
                         if self.by_client.get(&c.key) == Some(&ip) {
                             self.by_client.remove(&c.key);
@@ -1128,6 +1132,7 @@ impl Engine {
             }
             e.event(Event::Commit, &p, c, ip);
             e.ddns_commit(&p, c, msg, ip, lt);
+            e.ddns_record(&mut lease);
             e.keep_expiry(&p, c, ip);
             let sid = e.sid(&p, iface);
             let reply = e.reply(msg, MsgType::Ack, ip, s, &p, sid, Some(lt));
