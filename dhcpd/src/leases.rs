@@ -54,6 +54,8 @@ pub struct Lease {
     pub agent: Option<Vec<u8>>,
     /// Variables from `set` statements, kept with the lease as ISC keeps them (sorted).
     pub vars: Vec<(String, Vec<u8>)>,
+    /// The `on expiry` block kept with the lease as ISC keeps it, `{ STATEMENT; ... }`.
+    pub on_expiry: Option<String>,
     /// Unix seconds.
     pub starts: u64,
     pub ends: u64,
@@ -211,6 +213,9 @@ pub fn render_into(s: &mut String, l: &Lease) {
         );
         rai = &rest[*len as usize..];
     }
+    if let Some(b) = &l.on_expiry {
+        let _ = writeln!(s, "  on expiry {b}");
+    }
     s.push_str("}\n");
 }
 
@@ -281,6 +286,22 @@ fn unquote_uid(v: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Braces opened minus braces closed on `line`, outside quoted strings.
+fn braces(line: &str) -> i32 {
+    let (mut depth, mut quoted, mut escaped) = (0, false, false);
+    for c in line.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '{' if !quoted => depth += 1,
+            '}' if !quoted => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
+}
+
 /// Reads a lease file; later blocks for an address replace earlier ones. Lines it does not
 /// understand are skipped (ISC writes more than we need). Returns leases and how many blocks
 /// were read.
@@ -298,10 +319,13 @@ pub fn parse(text: &str) -> (HashMap<Ipv4Addr, Lease>, usize) {
     let mut out = HashMap::new();
     let mut blocks = 0;
     let mut cur: Option<Lease> = None;
+    // an `on EVENT` block being read: whether it is `on expiry`, its text, its open braces
+    let mut block: Option<(bool, String, i32)> = None;
     for line in text.lines() {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("lease ") {
             let ip = rest.trim_end_matches('{').trim().parse().ok();
+            block = None;
             cur = ip.map(|ip| Lease {
                 ip,
                 mac: None,
@@ -309,6 +333,7 @@ pub fn parse(text: &str) -> (HashMap<Ipv4Addr, Lease>, usize) {
                 hostname: None,
                 agent: None,
                 vars: Vec::new(),
+                on_expiry: None,
                 starts: 0,
                 ends: 0,
                 state: State::Free,
@@ -316,6 +341,30 @@ pub fn parse(text: &str) -> (HashMap<Ipv4Addr, Lease>, usize) {
             continue;
         }
         let Some(l) = cur.as_mut() else { continue };
+        if let Some((expiry, text, depth)) = block.as_mut() {
+            // inside an `on EVENT { ... }` of the lease (ISC writes it over several lines)
+            text.push(' ');
+            text.push_str(line);
+            *depth += braces(line);
+            if *depth <= 0 {
+                if *expiry {
+                    l.on_expiry = Some(std::mem::take(text));
+                }
+                block = None;
+            }
+            continue;
+        }
+        if let (Some(events), Some(at)) = (line.strip_prefix("on "), line.find('{')) {
+            let expiry = events[..at - 3].split_whitespace().any(|w| w == "expiry");
+            let text = line[at..].to_string();
+            let depth = braces(&text);
+            if depth > 0 {
+                block = Some((expiry, text, depth));
+            } else if expiry {
+                l.on_expiry = Some(text);
+            }
+            continue;
+        }
         if line == "}" {
             if let Some(l) = cur.take() {
                 blocks += 1;
@@ -466,6 +515,7 @@ mod tests {
                 ("raw".into(), vec![0, 7]),
                 ("vc".into(), b"PXEClient:Arch".to_vec()),
             ],
+            on_expiry: Some("{ log(info, \"bye\"); }".into()),
             starts: 1_795_000_000,
             ends: 1_795_000_600,
             state: State::Active,
@@ -490,6 +540,22 @@ mod tests {
             m[&Ipv4Addr::new(10, 0, 0, 6)].client_id,
             Some(vec![1, 2, 3])
         );
+        // ISC 4.4.3's `on` blocks, over several lines, with braces in strings
+        let (m, _) = parse(concat!(
+            "lease 10.0.0.7 {\n  binding state active;\n  on commit {\n    log (\"}\");\n  }\n",
+            "  on expiry {\n    log (info, \n        concat (\"bye {\", \n",
+            "                binary-to-ascii (10, 8, \".\", leased-address)));\n",
+            "    execute (\"/bin/true\", \"x\");\n  }\n  client-hostname \"n7\";\n}\n",
+        ));
+        let l = &m[&Ipv4Addr::new(10, 0, 0, 7)];
+        assert_eq!(
+            l.on_expiry.as_deref(),
+            Some(concat!(
+                "{ log (info, concat (\"bye {\", binary-to-ascii (10, 8, \".\", ",
+                "leased-address))); execute (\"/bin/true\", \"x\"); }"
+            ))
+        );
+        assert_eq!(l.hostname.as_deref(), Some("n7"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -172,17 +172,29 @@ impl Server {
                 }
             })?;
         {
-            // leases that run out: DNS records removed, `on expiry` blocks run
+            // leases that run out: DNS records removed, `on expiry` blocks run, the leases
+            // journaled without them
             let engine = engine.clone();
             let ddns = ddns_tx.clone();
+            let journal = tx.clone();
             std::thread::Builder::new()
                 .name("expiry".into())
                 .spawn(move || loop {
                     std::thread::sleep(std::time::Duration::from_secs(1));
                     let Ok(mut e) = engine.lock() else { return };
-                    e.expire(leases::now());
+                    let ended = e.expire(leases::now());
                     for job in e.take_ddns_jobs() {
                         let _ = ddns.send(job);
+                    }
+                    // (a shared store keeps what each server wrote; it is not rewritten here)
+                    if !ended.is_empty() && !e.shared {
+                        let c = Commit {
+                            leases: ended,
+                            reply: None,
+                            port: 0,
+                            line: None,
+                        };
+                        let _ = journal.send(Job::Commit(vec![c]));
                     }
                 })?;
         }

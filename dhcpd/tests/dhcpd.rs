@@ -1214,9 +1214,10 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
     assert!(dig("node9.lab.test", "DHCID").is_empty());
 }
 
-/// DDNS state survives a restart, as ISC keeps it in the lease file: two clients get A, TXT
-/// and PTR records (`interim`), dhcpd is killed and started again, then one releases its
-/// lease and the other's lease (8 s) expires: both clients' records are gone.
+/// DDNS state and `on expiry` survive a restart, as ISC keeps them in the lease file: two
+/// clients get A, TXT and PTR records (`interim`), dhcpd is killed and started again, then
+/// one releases its lease and the other's lease (8 s) expires: both clients' records are
+/// gone, and the expired lease's `on expiry` block ran (the released one's did not).
 #[test]
 fn ddns_records_are_removed_on_release_and_expiry_after_a_restart() {
     let secret = "c2VjcmV0LWZvci10aGUtbGFiLXRlc3Qtb25seQ==";
@@ -1234,14 +1235,19 @@ zone lab.test. {{ primary 10.50.0.2; key "lab-key"; }}
 zone 0.50.10.in-addr.arpa. {{ primary 10.50.0.2; key "lab-key"; }}
 subnet 10.50.0.0 netmask 255.255.255.0 {{
   range 10.50.0.100 10.50.0.150;
+  on expiry {{
+    execute("/usr/bin/touch", concat("DIR/expired-", binary-to-ascii(10, 8, ".", leased-address)));
+  }}
 }}
 subnet 10.60.0.0 netmask 255.255.0.0 {{
 }}
 "#
     );
-    let Some(mut env) = setup(&["udhcpc", "named", "dig"], &conf) else {
+    let Some(mut env) = setup(&["udhcpc", "named", "dig", "touch"], &conf) else {
         return;
     };
+    let dir = env.lab.dir().to_path_buf();
+    std::fs::write(&env.conf, conf.replace("DIR", &dir.display().to_string())).unwrap();
     let (dns, _named) = bind9(&env, secret);
     let dig = |name: &str, ty: &str| dig(&dns, name, ty);
     let rev = |ip: &str| {
@@ -1302,7 +1308,8 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
     let journal = std::fs::read_to_string(&env.leases).unwrap();
     assert!(
         journal.contains("set ddns-fwd-name = \"node7.lab.test.\";")
-            && journal.contains("set ddns-txt = \""),
+            && journal.contains("set ddns-txt = \"")
+            && journal.contains("  on expiry { execute (\"/usr/bin/touch\", "),
         "{journal}"
     );
     if let Some(mut p) = env.server.take() {
@@ -1331,6 +1338,14 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
         dig(&rev(&ip8), "PTR"),
         env.log()
     );
+    assert!(
+        wait_until(Duration::from_secs(5), || dir
+            .join(format!("expired-{ip8}"))
+            .exists()),
+        "on expiry did not run after the restart: {}",
+        env.log()
+    );
+    assert!(!dir.join(format!("expired-{ip7}")).exists());
 }
 
 /// The lab's BIND 9 at 10.50.0.2 on the LAN, primary for lab.test and 0.50.10.in-addr.arpa,

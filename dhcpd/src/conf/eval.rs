@@ -47,7 +47,7 @@ pub struct Params {
     /// Variables from `set`.
     pub vars: HashMap<String, Vec<u8>>,
     /// The body of the last `on EVENT` block executed, per event.
-    pub on: BTreeMap<Event, Vec<Stmt>>,
+    pub on: BTreeMap<Event, std::sync::Arc<OnBlock>>,
     /// `log(...)` messages and `execute(...)` argvs, in order, for the caller to perform.
     pub effects: Vec<Effect>,
 }

@@ -48,8 +48,35 @@ pub fn parse_str(name: &str, text: &str) -> Result<Config, Vec<Diag>> {
     parse(|l, ctx| l.text(Arc::from(name), text, ctx))
 }
 
+/// The `on EVENT { ... }` blocks in `text` (what a lease file keeps of a lease's blocks),
+/// read with the option definitions of the running config; `name` says where the text is.
+pub fn on_blocks(
+    defs: &options::OptDefs,
+    name: &str,
+    text: &str,
+) -> Result<Vec<(Event, Arc<OnBlock>)>, Vec<Diag>> {
+    let cfg = Config {
+        defs: defs.clone(),
+        ..Config::default()
+    };
+    let cfg = parse_into(cfg, |l, ctx| l.text(Arc::from(name), text, ctx))?;
+    let mut out = Vec::new();
+    for s in &cfg.scopes[GLOBAL].stmts {
+        if let Stmt::On(events, block) = s {
+            out.extend(events.iter().map(|e| (*e, block.clone())));
+        }
+    }
+    Ok(out)
+}
+
 fn parse(read: impl FnOnce(&mut Loader, Ctx) -> Result<(), Diag>) -> Result<Config, Vec<Diag>> {
-    let mut cfg = Config::default();
+    parse_into(Config::default(), read)
+}
+
+fn parse_into(
+    mut cfg: Config,
+    read: impl FnOnce(&mut Loader, Ctx) -> Result<(), Diag>,
+) -> Result<Config, Vec<Diag>> {
     let mut l = Loader {
         cfg: &mut cfg,
         depth: 0,

@@ -74,6 +74,16 @@ pub enum Event {
     Expiry,
 }
 
+/// The body of an `on EVENT { ... }` block, with its text in ISC's syntax: what a lease file
+/// keeps of an `on expiry` block (`on expiry { ... }` in the lease), to run when the lease
+/// ends after a restart.
+#[derive(Clone, Debug)]
+pub struct OnBlock {
+    pub body: Vec<Stmt>,
+    /// `{ STATEMENT; ... }`, tokens joined by single spaces.
+    pub text: String,
+}
+
 /// A statement executed when a client's parameters are computed.
 #[derive(Clone, Debug)]
 pub enum Stmt {
@@ -99,7 +109,7 @@ pub enum Stmt {
     /// `execute("COMMAND", ARG, ...);`: argv run directly, no shell.
     Execute(Vec<Data>),
     /// `on commit|release|expiry { ... }`
-    On(Vec<Event>, Vec<Stmt>),
+    On(Vec<Event>, std::sync::Arc<OnBlock>),
     If {
         branches: Vec<(Bool, Vec<Stmt>)>,
         otherwise: Vec<Stmt>,

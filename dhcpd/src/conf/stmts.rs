@@ -2,7 +2,7 @@
 
 use super::cursor::Cursor;
 use super::decl::Loader;
-use super::lexer::{Pos, Tok};
+use super::lexer::{Pos, Tok, Token};
 use super::model::*;
 use super::{err, Diag};
 
@@ -56,12 +56,55 @@ impl Loader<'_> {
                     }
                     p.next();
                 }
+                let start = p.i;
                 let body = self.cond_block(p)?;
-                return Ok(Stmt::On(events, body));
+                let text = isc_text(&p.toks[start..p.i]);
+                return Ok(Stmt::On(
+                    events,
+                    std::sync::Arc::new(OnBlock { body, text }),
+                ));
             }
             _ => return Err(err(pos, format!("'{kw}' is not an executable statement"))),
         };
         p.semi()?;
         Ok(s)
     }
+}
+
+/// Tokens as ISC dhcpd.conf text, for a lease file: single spaces, none before `,` `;` `)`
+/// or after `(`; strings quoted, with `"` and `\` escaped and control characters as `\n`,
+/// `\t`, `\r` or octal, which the lexer reads back.
+fn isc_text(toks: &[Token]) -> String {
+    let mut s = String::new();
+    for t in toks {
+        let glued = matches!(t.tok, Tok::Punct("," | ";" | ")")) || s.ends_with('(');
+        if !s.is_empty() && !glued {
+            s.push(' ');
+        }
+        match &t.tok {
+            Tok::Word(w) => s.push_str(w),
+            Tok::Punct(p) => s.push_str(p),
+            Tok::Str(v) => {
+                s.push('"');
+                for c in v.chars() {
+                    match c {
+                        '"' | '\\' => {
+                            s.push('\\');
+                            s.push(c);
+                        }
+                        '\n' => s.push_str("\\n"),
+                        '\t' => s.push_str("\\t"),
+                        '\r' => s.push_str("\\r"),
+                        c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                            s.push_str(&format!("\\{:03o}", c as u32));
+                        }
+                        c => s.push(c),
+                    }
+                }
+                s.push('"');
+            }
+            Tok::Eof => {}
+        }
+    }
+    s
 }

@@ -313,12 +313,16 @@ fn set_option_expressions_log_and_on_blocks() {
         vec![Effect::Log("vc=PXEClient:Arch:00007".into())]
     );
     let body = &p.on[&Event::Release];
-    assert_eq!(
-        body.len(),
-        p.on[&Event::Commit].len(),
+    assert!(
+        std::sync::Arc::ptr_eq(body, &p.on[&Event::Commit]),
         "one block for both events"
     );
-    let fx = cfg.run(body, &pkt, p.vars.clone());
+    // as a lease file keeps it (ISC spaces: `log (`), and as it reads back
+    let text = "{ log (concat (\"lease \", binary-to-ascii (10, 8, \".\", leased-address), \" \", vendorclass)); execute (\"/bin/true\", leased-address, \"x\"); }";
+    assert_eq!(body.text, text);
+    let again = super::on_blocks(&cfg.defs, "lease", &format!("on expiry {text}")).unwrap();
+    assert!(matches!(&again[..], [(Event::Expiry, b)] if b.text == text && b.body.len() == 2));
+    let fx = cfg.run(&body.body, &pkt, p.vars.clone());
     assert_eq!(
         fx,
         vec![

@@ -298,6 +298,7 @@ impl Engine {
             shared: false,
         };
         e.ddns_restore();
+        e.expiry_restore();
         e
     }
 
@@ -793,6 +794,7 @@ impl Engine {
                 .or_else(|| self.leases.get(&ip).and_then(|l| l.hostname.clone())),
             agent: None, // set by the caller, which knows stash-agent-options
             vars: Vec::new(),
+            on_expiry: None,
             starts: now,
             ends: now + lt as u64,
             state: State::Active,
@@ -836,6 +838,7 @@ impl Engine {
             hostname: None,
             agent: None,
             vars: Vec::new(),
+            on_expiry: None,
             starts: now,
             ends: now + secs as u64,
             state: State::Abandoned,
@@ -1044,9 +1047,11 @@ impl Engine {
                         self.event(Event::Release, &p, &c, ip);
                         self.ddns_remove(ip);
                         self.on_expiry.remove(&ip);
-                        let Some(l) = self.leases.get(&ip).cloned() else {
+                        let Some(l) = self.leases.get_mut(&ip) else {
                             return Action::Drop("release_not_ours");
                         };
+                        l.on_expiry = None;
+                        let l = l.clone();
                         // nothing per client outlives its lease
                         if self.by_client.get(&c.key) == Some(&ip) {
                             self.by_client.remove(&c.key);
@@ -1133,7 +1138,7 @@ impl Engine {
             e.event(Event::Commit, &p, c, ip);
             e.ddns_commit(&p, c, msg, ip, lt);
             e.ddns_record(&mut lease);
-            e.keep_expiry(&p, c, ip);
+            e.keep_expiry(&p, c, &mut lease);
             let sid = e.sid(&p, iface);
             let reply = e.reply(msg, MsgType::Ack, ip, s, &p, sid, Some(lt));
             Action::Commit {

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::{Client, Engine, View};
 use crate::conf::{expr::Packet, Effect, Event, Params, ScopeId};
-use crate::leases::State;
+use crate::leases::{Lease, State};
 use crate::wire::OPT_RELAY_AGENT;
 
 impl Engine {
@@ -118,14 +118,20 @@ impl Engine {
                 leased: Some(ip),
                 ..c.view.clone()
             };
-            effects.extend(self.cfg.run(body, &view, p.vars.clone()));
+            effects.extend(self.cfg.run(&body.body, &view, p.vars.clone()));
         }
         perform(effects);
     }
 
     /// At commit: keep the client's `on expiry` block with the lease (as ISC keeps it in the
-    /// lease's binding scope), with the request it answered, for [`Engine::expire`].
-    pub(super) fn keep_expiry(&mut self, p: &Params, c: &Client, ip: Ipv4Addr) {
+    /// lease's binding scope), with the request it answered, for [`Engine::expire`], and its
+    /// text in the lease (`lease`, and the engine's record of it) for the lease file.
+    pub(super) fn keep_expiry(&mut self, p: &Params, c: &Client, lease: &mut Lease) {
+        let ip = lease.ip;
+        lease.on_expiry = p.on.get(&Event::Expiry).map(|b| b.text.clone());
+        if let Some(l) = self.leases.get_mut(&ip) {
+            l.on_expiry = lease.on_expiry.clone();
+        }
         match p.on.get(&Event::Expiry) {
             Some(body) => {
                 let kept = Kept {
@@ -143,9 +149,63 @@ impl Engine {
         }
     }
 
+    /// At start: the `on expiry` blocks kept in the lease file with active leases (ours or
+    /// ISC's), to run when they end. They run without the request the lease answered (ISC
+    /// has none either at expiry): with the lease's hardware address and client identifier.
+    pub(super) fn expiry_restore(&mut self) {
+        let kept: Vec<(Ipv4Addr, Kept)> = self
+            .leases
+            .values()
+            .filter(|l| l.state == State::Active)
+            .filter_map(|l| {
+                let text = l.on_expiry.as_ref()?;
+                let where_ = format!("lease {}", l.ip);
+                let blocks = crate::conf::on_blocks(
+                    &self.cfg.defs,
+                    &where_,
+                    &format!("on expiry {text}"),
+                );
+                let body = match blocks {
+                    Ok(b) => b.into_iter().find(|(e, _)| *e == Event::Expiry)?.1,
+                    Err(d) => {
+                        let why: Vec<String> = d.iter().map(ToString::to_string).collect();
+                        warn!(lease = %l.ip, "the lease file's 'on expiry' block of this lease cannot be read ({}): it will not run; fix or remove it in the lease file", why.join("; "));
+                        return None;
+                    }
+                };
+                let id: Vec<(u8, &[u8])> = l
+                    .client_id
+                    .iter()
+                    .map(|id| (crate::wire::OPT_CLIENT_ID, id.as_slice()))
+                    .collect();
+                let raw = crate::wire::request(
+                    crate::wire::MsgType::Request,
+                    l.mac.unwrap_or_default(),
+                    0,
+                    &id,
+                );
+                let msg = crate::wire::Msg::parse_request(&raw).ok()?;
+                Some((
+                    l.ip,
+                    Kept {
+                        body,
+                        vars: l.vars.iter().cloned().collect(),
+                        msg,
+                        raw,
+                        host: None,
+                    },
+                ))
+            })
+            .collect();
+        self.on_expiry.extend(kept);
+    }
+
     /// Leases past their end since the last call: their DNS records go (queued) and their
-    /// `on expiry` blocks run. Called about once a second by the server.
-    pub fn expire(&mut self, now: u64) {
+    /// `on expiry` blocks run. Called about once a second by the server. Returns the leases
+    /// that changed (they no longer name DNS records or keep an `on expiry` block), for the
+    /// journal, so that a restart does not do it again.
+    pub fn expire(&mut self, now: u64) -> Vec<Lease> {
+        let mut changed = Vec::new();
         let ended = |e: &Engine, ip: &Ipv4Addr| {
             e.leases
                 .get(ip)
@@ -164,6 +224,7 @@ impl Engine {
                 .is_some_and(|l| l.state == State::Active)
             {
                 self.ddns_remove(ip);
+                changed.push(ip);
             } else {
                 // released or given up another way: whoever ended it removed the records
                 self.ddns_names.remove(&ip);
@@ -186,6 +247,10 @@ impl Engine {
             {
                 continue; // released, not expired
             }
+            if let Some(l) = self.leases.get_mut(&ip) {
+                l.on_expiry = None;
+            }
+            changed.push(ip);
             let view = View {
                 msg: &k.msg,
                 raw: &k.raw,
@@ -193,8 +258,14 @@ impl Engine {
                 stashed: self.leases.get(&ip).and_then(|l| l.agent.clone()),
                 leased: Some(ip),
             };
-            perform(self.cfg.run(&k.body, &view, k.vars.clone()));
+            perform(self.cfg.run(&k.body.body, &view, k.vars.clone()));
         }
+        changed.sort_unstable();
+        changed.dedup();
+        changed
+            .iter()
+            .filter_map(|ip| self.leases.get(ip).cloned())
+            .collect()
     }
 }
 
@@ -203,7 +274,7 @@ pub(super) type Billing = (usize, Vec<u8>);
 
 /// An `on expiry` block kept with its lease.
 pub(super) struct Kept {
-    body: Vec<crate::conf::Stmt>,
+    body: std::sync::Arc<crate::conf::OnBlock>,
     vars: std::collections::HashMap<String, Vec<u8>>,
     msg: crate::wire::Msg,
     raw: Vec<u8>,

@@ -368,3 +368,66 @@ subnet 10.44.12.0 netmask 255.255.255.0 {
         "a renewal is within the limit"
     );
 }
+
+/// The `on expiry` block goes into the lease file with the lease (in ISC's syntax) and runs
+/// when the lease ends after a restart; the lease then goes back to the journal without it.
+#[test]
+fn on_expiry_kept_in_the_lease_file_runs_after_a_restart() {
+    let dir = std::env::temp_dir().join(format!("dhcpd-kept-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = r#"
+default-lease-time 60;
+max-lease-time 60;
+subnet 10.93.1.0 netmask 255.255.255.0 {
+  range 10.93.1.150 10.93.1.151;
+  on expiry {
+    execute("/usr/bin/touch", concat("DIR/gone-", binary-to-ascii(16, 8, ":", substring(hardware, 1, 6))));
+  }
+}
+"#
+    .replace("DIR", &dir.display().to_string());
+    let ifc = iface(Ipv4Addr::new(10, 93, 1, 1));
+    let engine = |leases| {
+        Engine::new(
+            parse_str("t.conf", &conf).unwrap(),
+            leases,
+            std::slice::from_ref(&ifc),
+        )
+    };
+    let mut e = engine(HashMap::new());
+    let raw = crate::wire::request(
+        MsgType::Request,
+        [2, 0, 0, 0, 0, 0x52],
+        1,
+        &[
+            (OPT_SERVER_ID, &[10, 93, 1, 1]),
+            (OPT_REQUESTED_IP, &[10, 93, 1, 150]),
+        ],
+    );
+    let Action::Commit { leases, .. } =
+        e.handle(&Msg::parse_request(&raw).unwrap(), &raw, &ifc, 1000)
+    else {
+        panic!("no commit");
+    };
+    let text = crate::leases::render(&leases[0]);
+    assert!(
+        text.contains("  on expiry { execute (\"/usr/bin/touch\", concat (\""),
+        "{text}"
+    );
+    // a restart: the lease file is all the new engine knows
+    let mut e = engine(crate::leases::parse(&text).0);
+    assert!(e.expire(1059).is_empty(), "not yet expired");
+    let ended = e.expire(1060);
+    assert!(
+        matches!(&ended[..], [l] if l.on_expiry.is_none() && l.ip == Ipv4Addr::new(10, 93, 1, 150)),
+        "{ended:?}"
+    );
+    let marker = dir.join("gone-2:0:0:0:0:52");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(marker.exists(), "on expiry did not run after the restart");
+    assert!(e.expire(1061).is_empty(), "ran once");
+    let _ = std::fs::remove_dir_all(&dir);
+}
