@@ -76,7 +76,8 @@ pub fn zone_for<'a>(zones: &'a [Zone], name: &str) -> Option<&'a Zone> {
         .max_by_key(|z| z.covers(name))
 }
 
-fn wire_name(name: &str) -> Vec<u8> {
+/// `name` in DNS wire format (labels, then the root).
+pub fn wire_name(name: &str) -> Vec<u8> {
     let mut v = Vec::new();
     for l in fqdn(name).split('.').filter(|l| !l.is_empty()) {
         v.push(l.len().min(63) as u8);

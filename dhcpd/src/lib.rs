@@ -20,7 +20,7 @@
 //! - The engine never offers an address that another client holds, that is offered to
 //!   another client, reserved for a host, or one of our own addresses.
 //! - Anything in dhcpd.conf we do not implement is an error at its position, or, where ISC's
-//!   meaning can be served without it (`allow client-updates`, `omapi-port`), a warning
+//!   meaning can be served without it (`omapi-port`), a warning
 //!   that names what is not done. Nothing is ignored silently.
 
 pub mod app;

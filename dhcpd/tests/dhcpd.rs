@@ -1348,6 +1348,160 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
     assert!(!dir.join(format!("expired-{ip7}")).exists());
 }
 
+/// The client FQDN option (81, RFC 4702) with dhclient, against ours and then ISC dhcpd
+/// 4.4 on the same config: a client asking the server to update (S) gets the A record under
+/// the first label of its FQDN (before its host name) in ddns-domainname and a reply with
+/// S|O and that name; a client keeping its A record (S clear, `allow client-updates` by
+/// default) gets only the PTR, to its own name, and a reply with flags 0 and its name. The
+/// `option fqdn` dhclient writes is the same from both servers.
+#[test]
+fn client_fqdn_option_81_names_the_records_and_is_answered_as_isc_does() {
+    let secret = "c2VjcmV0LWZvci10aGUtbGFiLXRlc3Qtb25seQ==";
+    let conf = format!(
+        r#"
+ddns-update-style interim;
+ddns-domainname "lab.test.";
+default-lease-time 600;
+key "lab-key" {{
+  algorithm hmac-md5;
+  secret "{secret}";
+}};
+zone lab.test. {{ primary 10.50.0.2; key "lab-key"; }}
+zone 0.50.10.in-addr.arpa. {{ primary 10.50.0.2; key "lab-key"; }}
+subnet 10.50.0.0 netmask 255.255.255.0 {{
+  range 10.50.0.100 10.50.0.150;
+}}
+subnet 10.60.0.0 netmask 255.255.0.0 {{
+}}
+"#
+    );
+    let Some(mut env) = setup(&["dhclient", "dhcpd", "named", "dig"], &conf) else {
+        return;
+    };
+    let (dns, _named) = bind9(&env, secret);
+    let dig = |name: &str, ty: &str| dig(&dns, name, ty);
+    let a = env.client("a", Some("02:00:00:00:00:51"));
+    let b = env.client("b", Some("02:00:00:00:00:52"));
+    // dhclient once with `send` statements; returns its lease file's text
+    let run = |env: &Env, h: &Host, tag: &str, send: &str| -> String {
+        let cf = env.lab.path(&format!("{tag}.conf"));
+        std::fs::write(&cf, send).unwrap();
+        let lf = env.lab.path(&format!("{tag}.leases"));
+        let pf = env.lab.path(&format!("{tag}.pid"));
+        let (st, out) = h.sh(&format!(
+            "timeout 30 dhclient -1 -4 -d -cf {} -lf {} -pf {} -sf /bin/true eth0 2>&1 & \
+             for i in $(seq 300); do grep -q fixed-address {} 2>/dev/null && break; sleep 0.1; done; \
+             kill %1; grep -q fixed-address {}",
+            cf.display(),
+            lf.display(),
+            pf.display(),
+            lf.display(),
+            lf.display(),
+        ));
+        let text = std::fs::read_to_string(&lf).unwrap_or_default();
+        assert!(st.success(), "dhclient {tag}: {out}\n{text}\n{}", env.log());
+        text
+    };
+    let fqdn_line = |lease: &str| -> String {
+        lease
+            .lines()
+            .find(|l| l.trim_start().starts_with("option fqdn "))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let hex = |s: &str| -> String {
+        s.bytes()
+            .map(|b| format!("{b:x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let addr = |lease: &str| -> String {
+        lease
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("fixed-address "))
+            .unwrap_or_default()
+            .trim_end_matches(';')
+            .to_string()
+    };
+    let rev = |ip: &str| {
+        let o: Vec<&str> = ip.split('.').collect();
+        format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+    };
+    let send_s = "send fqdn.fqdn \"node5.example.org.\";\nsend fqdn.server-update on;\nsend host-name \"other5\";\n";
+    let send_own = "send fqdn.fqdn \"node6.example.org.\";\nsend fqdn.server-update off;\n";
+    env.start();
+    let la = run(&env, &a, "ours-a", send_s);
+    let ip_a = addr(&la);
+    assert_eq!(
+        fqdn_line(&la),
+        format!("option fqdn 3:ff:ff:{};", hex("node5.lab.test.")),
+        "{la}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || dig("node5.lab.test", "A")
+            == ip_a
+            && dig(&rev(&ip_a), "PTR") == "node5.lab.test."),
+        "A '{}' PTR '{}'\n{}",
+        dig("node5.lab.test", "A"),
+        dig(&rev(&ip_a), "PTR"),
+        env.log()
+    );
+    assert_eq!(
+        dig("other5.lab.test", "A"),
+        "",
+        "the host name won over option 81"
+    );
+    let lb = run(&env, &b, "ours-b", send_own);
+    let ip_b = addr(&lb);
+    assert_eq!(
+        fqdn_line(&lb),
+        format!("option fqdn 0:ff:ff:{};", hex("node6.example.org.")),
+        "{lb}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || dig(&rev(&ip_b), "PTR")
+            == "node6.example.org."),
+        "PTR '{}'\n{}",
+        dig(&rev(&ip_b), "PTR"),
+        env.log()
+    );
+    assert_eq!(
+        dig("node6.lab.test", "A"),
+        "",
+        "an A record the client keeps itself"
+    );
+    assert!(std::fs::read_to_string(&env.leases)
+        .unwrap()
+        .contains("set ddns-client-fqdn = \"node6.example.org.\";"));
+    // ISC dhcpd 4.4, same config, the same clients: the same answers
+    if let Some(mut p) = env.server.take() {
+        p.kill();
+    }
+    let isc_leases = env.lab.path("isc.leases");
+    std::fs::write(&isc_leases, "").unwrap();
+    let (cf, lf, pf) = (
+        env.conf.display().to_string(),
+        isc_leases.display().to_string(),
+        env.lab.path("isc.pid").display().to_string(),
+    );
+    let mut isc = env.srv.spawn(
+        "isc-dhcpd",
+        "dhcpd",
+        &["-4", "-f", "-d", "-cf", &cf, "-lf", &lf, "-pf", &pf, "eth0"],
+    );
+    assert!(
+        isc.wait_for_output("Server starting service", Duration::from_secs(10)),
+        "{}",
+        isc.output()
+    );
+    let ia = run(&env, &a, "isc-a", send_s);
+    let ib = run(&env, &b, "isc-b", send_own);
+    assert_eq!(fqdn_line(&ia), fqdn_line(&la), "{}", isc.output());
+    assert_eq!(fqdn_line(&ib), fqdn_line(&lb), "{}", isc.output());
+    isc.kill();
+}
+
 /// The lab's BIND 9 at 10.50.0.2 on the LAN, primary for lab.test and 0.50.10.in-addr.arpa,
 /// updatable with the hmac-md5 key "lab-key" of `secret`; returns when it answers.
 fn bind9(env: &Env, secret: &str) -> (Host, Proc) {

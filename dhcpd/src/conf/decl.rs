@@ -606,7 +606,14 @@ impl Loader<'_> {
             }
             (_, None) => match (what.as_str(), allow) {
                 ("bootp", _) => self.push(ctx, Stmt::Param(Param::Bootp(allow))),
-                ("client-updates", true) => self.warn(&wpos, "allow client-updates: the client FQDN option (81) is not read; the server adds the A and PTR records itself, as under 'ignore client-updates'"),
+                ("client-updates", _) => {
+                    let v = match kw {
+                        "allow" => ClientUpdates::Allow,
+                        "ignore" => ClientUpdates::Ignore,
+                        _ => ClientUpdates::Deny,
+                    };
+                    self.push(ctx, Stmt::Param(Param::ClientUpdates(v)))
+                }
                 ("booting", false) => return Err(err(&wpos, "'deny booting' is not supported")),
                 ("duplicates" | "declines", false) => {
                     return Err(err(&wpos, format!("'{kw} {what}' is not supported")))

@@ -44,6 +44,9 @@ pub struct Params {
     /// `ddns-hostname`, evaluated for the client.
     pub ddns_hostname: Option<Vec<u8>>,
     pub update_static: bool,
+    pub client_updates: ClientUpdates,
+    /// The client FQDN option (81) of the reply: set by the engine from what DDNS did.
+    pub fqdn_reply: Option<Vec<u8>>,
     /// Variables from `set`.
     pub vars: HashMap<String, Vec<u8>>,
     /// The body of the last `on EVENT` block executed, per event.
@@ -131,6 +134,8 @@ impl Default for Params {
             ddns_ttl: None,
             ddns_hostname: None,
             update_static: false,
+            client_updates: ClientUpdates::Allow,
+            fqdn_reply: None,
             vars: Default::default(),
             on: Default::default(),
             effects: Vec::new(),
@@ -213,6 +218,7 @@ fn exec(stmts: &[Stmt], pkt: &dyn expr::Packet, out: &mut Params) {
                 Param::DdnsTtl(v) => out.ddns_ttl = Some(*v),
                 Param::DdnsHostname(d) => out.ddns_hostname = d.eval(&with(pkt, out)),
                 Param::UpdateStaticLeases(v) => out.update_static = *v,
+                Param::ClientUpdates(v) => out.client_updates = *v,
             },
             Stmt::Option { space, code, value } => set_option(out, space, *code, value.clone()),
             Stmt::OptionExpr { space, code, expr } => {

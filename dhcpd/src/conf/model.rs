@@ -55,6 +55,17 @@ pub enum Param {
     /// `ddns-hostname EXPRESSION;`
     DdnsHostname(Data),
     UpdateStaticLeases(bool),
+    /// `allow|ignore|deny client-updates`: whether a client that asks to keep its A record
+    /// (option 81 without S) may.
+    ClientUpdates(ClientUpdates),
+}
+
+/// `allow|ignore|deny client-updates`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientUpdates {
+    Allow,
+    Ignore,
+    Deny,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Client, Engine};
+use super::{fqdn, Client, Engine};
 use crate::conf::ddns::Zone;
 use crate::conf::{DdnsStyle, Params};
 use crate::ddns::{owner, zone_for, Job, Names};
@@ -10,7 +10,13 @@ use crate::leases::{Lease, State};
 use crate::wire::{Msg, OPT_CLIENT_ID, OPT_HOST_NAME};
 
 /// The variables in which ISC keeps a lease's DNS names.
-const DDNS_VARS: [&str; 4] = ["ddns-fwd-name", "ddns-rev-name", "ddns-txt", "ddns-dhcid"];
+const DDNS_VARS: [&str; 5] = [
+    "ddns-fwd-name",
+    "ddns-rev-name",
+    "ddns-txt",
+    "ddns-dhcid",
+    "ddns-client-fqdn",
+];
 
 /// The DNS names a lease's `ddns-*` variables record: the forward name with its TXT
 /// (interim) or DHCID (standard) ownership record, and the reverse name; either name may be
@@ -18,8 +24,10 @@ const DDNS_VARS: [&str; 4] = ["ddns-fwd-name", "ddns-rev-name", "ddns-txt", "ddn
 fn names_of(l: &Lease, zones: &[Zone]) -> Option<Names> {
     let var = |k: &str| l.vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let text = |k: &str| var(k).map(|v| crate::conf::ddns::fqdn(&String::from_utf8_lossy(&v)));
-    let (fqdn, rev_name) = (text("ddns-fwd-name"), text("ddns-rev-name"));
-    if fqdn.is_none() && rev_name.is_none() {
+    let (fwd_name, rev_name) = (text("ddns-fwd-name"), text("ddns-rev-name"));
+    // the client's own name (it keeps its A record): the PTR only
+    let client_name = text("ddns-client-fqdn").filter(|_| fwd_name.is_none());
+    if fwd_name.is_none() && rev_name.is_none() && client_name.is_none() {
         return None;
     }
     let (style, owner) = match (var("ddns-dhcid"), var("ddns-txt")) {
@@ -27,7 +35,11 @@ fn names_of(l: &Lease, zones: &[Zone]) -> Option<Names> {
         (None, Some(t)) => (DdnsStyle::Interim, t),
         (None, None) => (DdnsStyle::Interim, Vec::new()),
     };
-    let fwd = fqdn.as_deref().and_then(|f| zone_for(zones, f)).cloned();
+    let fwd = fwd_name
+        .as_deref()
+        .and_then(|f| zone_for(zones, f))
+        .cloned();
+    let fqdn = fwd_name.or(client_name);
     let rev = rev_name
         .as_deref()
         .and_then(|r| zone_for(zones, r))
@@ -49,16 +61,32 @@ const OPT_DOMAIN_NAME: u8 = 15;
 impl Engine {
     /// After a lease of `ip` is granted: queue the A/PTR update if DDNS applies to it (a
     /// style other than none, a host name, a dynamic address or `update-static-leases`).
-    pub(super) fn ddns_commit(&mut self, p: &Params, c: &Client, msg: &Msg, ip: Ipv4Addr, lt: u32) {
+    /// The name is `ddns-hostname`, else the first label of the client's FQDN option (81),
+    /// else its host name (12), in `ddns-domainname`; a client that keeps its own A record
+    /// (option 81 without S, `allow client-updates`) gets only the PTR, to its own name.
+    /// Returns the option 81 of the reply, if the client sent one.
+    pub(super) fn ddns_commit(
+        &mut self,
+        p: &Params,
+        c: &Client,
+        msg: &Msg,
+        ip: Ipv4Addr,
+        lt: u32,
+    ) -> Option<Vec<u8>> {
         if p.ddns_style == DdnsStyle::None || !p.ddns_updates {
-            return;
+            return None;
         }
         if self.fixed_set.contains(&ip) && !p.update_static {
-            return;
+            return None;
         }
+        let client = msg.option(fqdn::OPT_FQDN).and_then(fqdn::parse);
         let host = p
             .ddns_hostname
             .clone()
+            .or_else(|| {
+                let f = client.as_ref()?;
+                (!f.name.is_empty()).then(|| f.name.clone().into_bytes())
+            })
             .or_else(|| msg.option(OPT_HOST_NAME).map(<[u8]>::to_vec));
         let domain = p.ddns_domain.clone().or_else(|| {
             p.options
@@ -67,7 +95,7 @@ impl Engine {
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
         });
         let (Some(host), Some(domain)) = (host, domain) else {
-            return;
+            return None;
         };
         // the first label of what the client calls itself, in DNS characters only
         let label: String = String::from_utf8_lossy(&host)
@@ -79,9 +107,17 @@ impl Engine {
             .collect::<String>()
             .to_ascii_lowercase();
         if label.is_empty() {
-            return;
+            return None;
         }
-        let fqdn = crate::conf::ddns::fqdn(&format!("{label}.{}", domain.trim_end_matches('.')));
+        let mut fqdn =
+            crate::conf::ddns::fqdn(&format!("{label}.{}", domain.trim_end_matches('.')));
+        let reply = client.as_ref().map(|f| f.answer(p.client_updates, &fqdn));
+        let own_a = client
+            .as_ref()
+            .filter(|f| f.client_updates_a(p.client_updates) && f.name.contains('.'));
+        if let Some(f) = own_a {
+            fqdn = crate::conf::ddns::fqdn(&f.name);
+        }
         let o = ip.octets();
         let rev_name = crate::conf::ddns::fqdn(&format!(
             "{}.{}.{}.{}.{}",
@@ -98,8 +134,15 @@ impl Engine {
         let names = Names {
             ttl: p.ddns_ttl.unwrap_or(lt / 2),
             style: p.ddns_style,
-            owner: owner(p.ddns_style, &ident, id.is_some(), &fqdn),
-            fwd: zone_for(&self.cfg.zones, &fqdn).cloned(),
+            // the client's own A record: no ownership record (none is added)
+            owner: match own_a {
+                Some(_) => Vec::new(),
+                None => owner(p.ddns_style, &ident, id.is_some(), &fqdn),
+            },
+            fwd: match own_a {
+                Some(_) => None,
+                None => zone_for(&self.cfg.zones, &fqdn).cloned(),
+            },
             rev: zone_for(&self.cfg.zones, &rev_name).cloned(),
             fqdn,
             ip,
@@ -107,17 +150,18 @@ impl Engine {
         };
         if names.fwd.is_none() && names.rev.is_none() {
             tracing::warn!(name = %names.fqdn, "ddns: no zone declared for this name or its reverse: declare 'zone NAME {{ primary ADDRESS; key KEY; }}'");
-            return;
+            return reply;
         }
         if self.ddns_names.get(&ip) == Some(&names) {
-            return; // a renewal: the records are there
+            return reply; // a renewal: the records are there
         }
         if let Some(old) = self.ddns_names.insert(ip, names.clone()) {
-            if old.fqdn != names.fqdn {
+            if old.fqdn != names.fqdn || old.fwd != names.fwd {
                 self.ddns_jobs.push(Job::Remove(old));
             }
         }
         self.ddns_jobs.push(Job::Add(names));
+        reply
     }
 
     /// The lease of `ip` ended (released): its records go, and so do the `ddns-*`
@@ -141,11 +185,20 @@ impl Engine {
                 DdnsStyle::Standard => "ddns-dhcid",
                 _ => "ddns-txt",
             };
-            lease.vars.extend([
-                ("ddns-fwd-name".to_string(), n.fqdn.clone().into_bytes()),
-                (owner.to_string(), n.owner.clone()),
-                ("ddns-rev-name".to_string(), n.rev_name.clone().into_bytes()),
-            ]);
+            if n.owner.is_empty() {
+                // the client keeps its A record: ISC notes its name for the PTR only
+                lease
+                    .vars
+                    .push(("ddns-client-fqdn".to_string(), n.fqdn.clone().into_bytes()));
+            } else {
+                lease.vars.extend([
+                    ("ddns-fwd-name".to_string(), n.fqdn.clone().into_bytes()),
+                    (owner.to_string(), n.owner.clone()),
+                ]);
+            }
+            lease
+                .vars
+                .push(("ddns-rev-name".to_string(), n.rev_name.clone().into_bytes()));
             lease.vars.sort();
         }
         if let Some(l) = self.leases.get_mut(&lease.ip) {

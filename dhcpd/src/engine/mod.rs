@@ -14,6 +14,7 @@ use crate::leases::{Lease, State};
 use crate::wire::*;
 
 mod dns;
+mod fqdn;
 mod offers;
 mod script;
 use offers::Offers;
@@ -641,6 +642,9 @@ impl Engine {
                 }
             }
         }
+        if let Some(f) = &p.fqdn_reply {
+            opts.push((fqdn::OPT_FQDN, f.clone())); // as ISC: whether asked for or not
+        }
         if let Some(rai) = msg.option(OPT_RELAY_AGENT) {
             opts.push((OPT_RELAY_AGENT, rai.to_vec()));
         }
@@ -1118,7 +1122,7 @@ impl Engine {
             } else {
                 e.billing.insert(ip, c.billed.clone());
             }
-            let p = e.params(s, pool, c);
+            let mut p = e.params(s, pool, c);
             let lt = Engine::lease_time(&p, msg);
             // a renewal straight from the client keeps what was stashed with its lease
             let kept = c.view.stashed.clone();
@@ -1136,7 +1140,7 @@ impl Engine {
                 l.vars = lease.vars.clone();
             }
             e.event(Event::Commit, &p, c, ip);
-            e.ddns_commit(&p, c, msg, ip, lt);
+            p.fqdn_reply = e.ddns_commit(&p, c, msg, ip, lt);
             e.ddns_record(&mut lease);
             e.keep_expiry(&p, c, &mut lease);
             let sid = e.sid(&p, iface);
