@@ -125,6 +125,24 @@ fn write_isc_time(s: &mut String, t: u64) {
 /// RFC 3339 (UTC).
 pub use opsflow_common::time::rfc3339;
 
+/// An ISC date `W YYYY/MM/DD HH:MM:SS` (UTC) as Unix seconds, checked field by field.
+pub fn parse_isc_date(text: &str) -> Option<u64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let [w, date, time] = words.as_slice() else {
+        return None;
+    };
+    let nums =
+        |s: &str, sep: char| -> Option<Vec<u64>> { s.split(sep).map(|p| p.parse().ok()).collect() };
+    let (d, t) = (nums(date, '/')?, nums(time, ':')?);
+    let ok = w.parse::<u8>().is_ok_and(|w| w <= 6)
+        && matches!(d.as_slice(), [y, m, day] if *y >= 1970 && (1..=12).contains(m) && (1..=31).contains(day))
+        && matches!(t.as_slice(), [h, mi, s] if *h < 24 && *mi < 60 && *s < 61);
+    if !ok {
+        return None;
+    }
+    parse_isc_time(&words)
+}
+
 fn parse_isc_time(words: &[&str]) -> Option<u64> {
     // "never" or "W YYYY/MM/DD HH:MM:SS"
     if words.first() == Some(&"never") {

@@ -779,6 +779,79 @@ fn a_bootp_client_without_a_host_gets_a_lease_that_never_ends_from_a_dynamic_boo
     assert_eq!(again.yiaddr, Ipv4Addr::new(10, 50, 0, 150));
 }
 
+/// `dynamic-bootp-lease-cutoff` (Unix seconds, as ISC 4.4 reads it) ends a dynamic BOOTP
+/// lease at that time, before `dynamic-bootp-lease-length`: the lease file says the same
+/// `ends` from ours and from ISC dhcpd 4.4 given the same config and the same BOOTREQUEST.
+#[test]
+fn dynamic_bootp_lease_cutoff_ends_bootp_leases_as_isc_does() {
+    let cutoff = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3 * 86_400;
+    let conf = format!("allow bootp;\ndynamic-bootp-lease-length 600;\ndynamic-bootp-lease-cutoff {cutoff};\nsubnet 10.50.0.0 netmask 255.255.255.0 {{\n  range dynamic-bootp 10.50.0.150 10.50.0.150;\n}}\nsubnet 10.60.0.0 netmask 255.255.0.0 {{\n}}\n");
+    let Some(mut env) = setup(&["dhcpd"], &conf) else {
+        return;
+    };
+    let ends = |journal: &str| -> String {
+        let block = journal
+            .rsplit("lease 10.50.0.150 {")
+            .next()
+            .unwrap_or_default();
+        block
+            .lines()
+            .find(|l| l.trim_start().starts_with("ends "))
+            .unwrap_or_else(|| panic!("no lease: {journal}"))
+            .trim()
+            .to_string()
+    };
+    let mac = [2, 0x50, 0, 0, 0, 0xb9];
+    let c = env.client("b9", Some("02:50:00:00:00:b9"));
+    env.start();
+    let r = bootp_exchange(&c, mac, 81).unwrap_or_else(|| panic!("no BOOTREPLY: {}", env.log()));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 50, 0, 150));
+    let ours = ends(&std::fs::read_to_string(&env.leases).unwrap());
+    assert_eq!(
+        ours,
+        format!("ends {};", dhcpd::leases::isc_time(cutoff)),
+        "not the cutoff"
+    );
+    if let Some(mut p) = env.server.take() {
+        p.kill();
+    }
+    let isc_leases = env.lab.path("isc.leases");
+    std::fs::write(&isc_leases, "").unwrap();
+    let (cf, lf, pf) = (
+        env.conf.display().to_string(),
+        isc_leases.display().to_string(),
+        env.lab.path("isc.pid").display().to_string(),
+    );
+    let mut isc = env.srv.spawn(
+        "isc-dhcpd",
+        "dhcpd",
+        &["-4", "-f", "-d", "-cf", &cf, "-lf", &lf, "-pf", &pf, "eth0"],
+    );
+    assert!(
+        isc.wait_for_output("Server starting service", Duration::from_secs(10)),
+        "{}",
+        isc.output()
+    );
+    let r = bootp_exchange(&c, mac, 82)
+        .unwrap_or_else(|| panic!("no BOOTREPLY from ISC: {}", isc.output()));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 50, 0, 150));
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(
+            &isc_leases
+        )
+        .unwrap_or_default()
+        .contains("lease 10.50.0.150 {")),
+        "{}",
+        isc.output()
+    );
+    assert_eq!(ends(&std::fs::read_to_string(&isc_leases).unwrap()), ours);
+    isc.kill();
+}
+
 /// A BOOTREPLY for `ip` with the boot file, next-server 10.50.0.1 and the router option,
 /// and none of DHCP's options (message type, lease time).
 fn assert_bootreply(r: &Msg, ip: Ipv4Addr, file: &[u8]) {

@@ -16,6 +16,8 @@ pub struct Params {
     pub abandon_time: u32,
     /// `dynamic-bootp-lease-length`; none: dynamic BOOTP leases never end (ISC).
     pub bootp_lease_length: Option<u32>,
+    /// `dynamic-bootp-lease-cutoff`: when dynamic BOOTP leases end; before the length.
+    pub bootp_lease_cutoff: Option<u64>,
     pub filename: Option<String>,
     pub server_name: Option<String>,
     pub next_server: Option<Addr>,
@@ -111,6 +113,7 @@ impl Default for Params {
             min_lease: 0,
             abandon_time: 86400,
             bootp_lease_length: None,
+            bootp_lease_cutoff: None,
             filename: None,
             server_name: None,
             next_server: None,
@@ -197,6 +200,7 @@ fn exec(stmts: &[Stmt], pkt: &dyn expr::Packet, out: &mut Params) {
                 Param::MinLeaseTime(v) => out.min_lease = *v,
                 Param::AbandonLeaseTime(v) => out.abandon_time = *v,
                 Param::DynamicBootpLeaseLength(v) => out.bootp_lease_length = Some(*v),
+                Param::DynamicBootpLeaseCutoff(v) => out.bootp_lease_cutoff = Some(*v),
                 Param::Filename(v) => out.filename = Some(v.clone()),
                 Param::ServerName(v) => out.server_name = Some(v.clone()),
                 Param::NextServer(v) => out.next_server = Some(v.clone()),

@@ -32,6 +32,9 @@ pub enum Param {
     AbandonLeaseTime(u32),
     /// `dynamic-bootp-lease-length`: seconds a dynamic BOOTP lease lasts (ISC: forever).
     DynamicBootpLeaseLength(u32),
+    /// `dynamic-bootp-lease-cutoff`: when every dynamic BOOTP lease ends (Unix seconds);
+    /// it overrides the length, as in ISC.
+    DynamicBootpLeaseCutoff(u64),
     /// `deny unknown-clients;` outside a pool: only clients with a host declaration.
     UnknownClients(bool),
     /// `allow bootp;` / `deny bootp;`: whether BOOTP requests are answered.

@@ -21,6 +21,28 @@ impl Loader<'_> {
             w.parse::<u32>()
                 .map_err(|_| err(&wpos, format!("'{w}' is not a number of seconds")))
         };
+        // a point in time as ISC 4.4 reads it for `dynamic-bootp-lease-cutoff`: Unix seconds
+        // or `infinite` (2106, the end of its 32-bit time); also the form its manual gives,
+        // `W YYYY/MM/DD HH:MM:SS` (UTC, W the weekday), which ISC 4.4 itself refuses
+        let date = |p: &mut Cursor| -> Result<u64, Diag> {
+            let (w, wpos) = p.word()?;
+            let bad = |what: &str| {
+                err(
+                    &wpos,
+                    format!("'{what}' is not a time: write Unix seconds (as ISC 4.4 reads it), 'infinite' or 'W YYYY/MM/DD HH:MM:SS' (UTC; W, the weekday, 0-6 from Sunday)"),
+                )
+            };
+            if w == "infinite" {
+                return Ok(u64::from(u32::MAX));
+            }
+            if p.peek().tok == Tok::Punct(";") {
+                return w.parse().map_err(|_| bad(&w));
+            }
+            let (d, _) = p.word()?;
+            let (t, _) = p.word()?;
+            let text = format!("{w} {d} {t}");
+            crate::leases::parse_isc_date(&text).ok_or_else(|| bad(&text))
+        };
         let flag = |p: &mut Cursor| -> Result<bool, Diag> {
             let (w, wpos) = p.word()?;
             match w.as_str() {
@@ -38,6 +60,7 @@ impl Loader<'_> {
             "min-lease-time" => Param::MinLeaseTime(secs(p)?),
             "abandon-lease-time" => Param::AbandonLeaseTime(secs(p)?),
             "dynamic-bootp-lease-length" => Param::DynamicBootpLeaseLength(secs(p)?),
+            "dynamic-bootp-lease-cutoff" => Param::DynamicBootpLeaseCutoff(date(p)?),
             "filename" => Param::Filename(p.string()?.0),
             "server-name" => Param::ServerName(p.string()?.0),
             "next-server" => {
@@ -215,6 +238,7 @@ impl Loader<'_> {
                     "one-lease-per-client",
                     "abandon-lease-time",
                     "dynamic-bootp-lease-length",
+                    "dynamic-bootp-lease-cutoff",
                 ];
                 let hint = KNOWN
                     .iter()

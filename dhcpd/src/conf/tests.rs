@@ -439,3 +439,24 @@ fn omapi_warns_naming_the_replacement_and_failover_names_the_shared_store() {
         "the block and the pool's reference, nothing else: {e:?}"
     );
 }
+
+#[test]
+fn dynamic_bootp_lease_cutoff_reads_unix_seconds_infinite_and_the_manuals_date() {
+    let cutoff = |v: &str| {
+        let cfg = parse_str("t.conf", &format!("dynamic-bootp-lease-cutoff {v};\n")).unwrap();
+        let mut g = Params::default();
+        cfg.eval(&cfg.chain(GLOBAL), &N, &mut g);
+        g.bootp_lease_cutoff
+    };
+    assert_eq!(cutoff("1900000000"), Some(1_900_000_000));
+    assert_eq!(cutoff("infinite"), Some(u64::from(u32::MAX)));
+    assert_eq!(cutoff("2 2030/01/01 00:00:00"), Some(1_893_456_000));
+    check_err(
+        "dynamic-bootp-lease-cutoff 2 2030/13/01 00:00:00;\n",
+        "t.conf:1:28: '2 2030/13/01 00:00:00' is not a time",
+    );
+    check_err(
+        "dynamic-bootp-lease-cutoff never;\n",
+        "t.conf:1:28: 'never' is not a time",
+    );
+}

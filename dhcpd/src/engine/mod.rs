@@ -903,8 +903,8 @@ impl Engine {
 
     /// A BOOTP request (RFC 951, no DHCP message type), unless `deny bootp` applies: a
     /// BOOTREPLY with the host's fixed address or, for a client without one, an address
-    /// from a `range dynamic-bootp` leased until `dynamic-bootp-lease-length` is over or
-    /// else forever (ISC's `ends never;`); with the boot file, next-server and the options
+    /// from a `range dynamic-bootp` leased until `dynamic-bootp-lease-cutoff`, else until
+    /// `dynamic-bootp-lease-length` is over, else forever (ISC's `ends never;`); with the boot file, next-server and the options
     /// (RFC 1497) but none of DHCP's (53, 54, lease times).
     fn bootp(&mut self, msg: &Msg, raw: &[u8], iface: &Iface, now: u64) -> Action {
         let c = self.client(msg, raw);
@@ -946,9 +946,11 @@ impl Engine {
             return Action::Send(reply);
         }
         let mut lease = self.grant(&c, ip, 0, msg, now);
-        lease.ends = match p.bootp_lease_length {
-            Some(len) => now + u64::from(len),
-            None => crate::leases::NEVER,
+        // as ISC: the cutoff, else the length, else never
+        lease.ends = match (p.bootp_lease_cutoff, p.bootp_lease_length) {
+            (Some(at), _) => at,
+            (None, Some(len)) => now + u64::from(len),
+            (None, None) => crate::leases::NEVER,
         };
         self.leases.insert(ip, lease.clone());
         Action::Commit {
