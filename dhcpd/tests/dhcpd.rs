@@ -816,6 +816,26 @@ fn dynamic_bootp_lease_cutoff_ends_bootp_leases_as_isc_does() {
         format!("ends {};", dhcpd::leases::isc_time(cutoff)),
         "not the cutoff"
     );
+    let (mut isc, isc_leases) = isc_instead(&mut env);
+    let r = bootp_exchange(&c, mac, 82)
+        .unwrap_or_else(|| panic!("no BOOTREPLY from ISC: {}", isc.output()));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 50, 0, 150));
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(
+            &isc_leases
+        )
+        .unwrap_or_default()
+        .contains("lease 10.50.0.150 {")),
+        "{}",
+        isc.output()
+    );
+    assert_eq!(ends(&std::fs::read_to_string(&isc_leases).unwrap()), ours);
+    isc.kill();
+}
+
+/// Stops our server and starts ISC dhcpd 4.4 in its place, on eth0 with the same config
+/// and a lease file of its own; returns it, serving, and that file.
+fn isc_instead(env: &mut Env) -> (Proc, PathBuf) {
     if let Some(mut p) = env.server.take() {
         p.kill();
     }
@@ -836,20 +856,7 @@ fn dynamic_bootp_lease_cutoff_ends_bootp_leases_as_isc_does() {
         "{}",
         isc.output()
     );
-    let r = bootp_exchange(&c, mac, 82)
-        .unwrap_or_else(|| panic!("no BOOTREPLY from ISC: {}", isc.output()));
-    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 50, 0, 150));
-    assert!(
-        wait_until(Duration::from_secs(5), || std::fs::read_to_string(
-            &isc_leases
-        )
-        .unwrap_or_default()
-        .contains("lease 10.50.0.150 {")),
-        "{}",
-        isc.output()
-    );
-    assert_eq!(ends(&std::fs::read_to_string(&isc_leases).unwrap()), ours);
-    isc.kill();
+    (isc, isc_leases)
 }
 
 /// A BOOTREPLY for `ip` with the boot file, next-server 10.50.0.1 and the router option,
@@ -1173,24 +1180,13 @@ subnet 10.60.0.0 netmask 255.255.0.0 {
 /// not take it over (the DHCID is not its own); after RELEASE the records are gone.
 #[test]
 fn ddns_standard_with_hmac_md5_against_bind() {
-    let secret = "c2VjcmV0LWZvci10aGUtbGFiLXRlc3Qtb25seQ==";
-    let conf = format!(
-        r#"
-ddns-update-style standard;
+    let secret = LAB_SECRET;
+    let conf = ddns_conf(
+        r#"ddns-update-style standard;
 ddns-domainname "lab.test.";
 default-lease-time 600;
-key "lab-key" {{
-  algorithm hmac-md5;
-  secret "{secret}";
-}};
-zone lab.test. {{ primary 10.50.0.2; key "lab-key"; }}
-zone 0.50.10.in-addr.arpa. {{ primary 10.50.0.2; key "lab-key"; }}
-subnet 10.50.0.0 netmask 255.255.255.0 {{
-  range 10.50.0.100 10.50.0.150;
-}}
-subnet 10.60.0.0 netmask 255.255.0.0 {{
-}}
-"#
+"#,
+        "",
     );
     let Some(mut env) = setup(&["udhcpc", "named", "dig"], &conf) else {
         return;
@@ -1198,40 +1194,8 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
     let (dns, _named) = bind9(&env, secret);
     let dig = |name: &str, ty: &str| dig(&dns, name, ty);
     env.start();
-    let c = env.client("node9", None);
-    let rec = env.lab.path("node9.rec");
-    let script = udhcpc_rec_script(&env);
-    let mut cmd = c.command("udhcpc");
-    cmd.env("REC", &rec).args([
-        "-i",
-        "eth0",
-        "-f",
-        "-R",
-        "-t",
-        "6",
-        "-T",
-        "1",
-        "-x",
-        "hostname:node9",
-        "-s",
-        &script,
-    ]);
-    let mut client = c.spawn_command("udhcpc", cmd);
-    let text = || std::fs::read_to_string(&rec).unwrap_or_default();
-    assert!(
-        wait_until(Duration::from_secs(15), || text().contains("event=bound")),
-        "no lease: {}",
-        env.log()
-    );
-    let ip = text()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("ip="))
-        .unwrap()
-        .to_string();
-    let rev = {
-        let o: Vec<&str> = ip.split('.').collect();
-        format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-    };
+    let (mut client, ip) = udhcpc_held(&env, "node9");
+    let rev_ip = rev(&ip);
     assert!(
         wait_until(Duration::from_secs(5), || dig("node9.lab.test", "A") == ip),
         "A record: '{}'\n{}",
@@ -1242,7 +1206,7 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
         !dig("node9.lab.test", "DHCID").is_empty(),
         "no DHCID beside the A record"
     );
-    assert!(wait_until(Duration::from_secs(5), || dig(&rev, "PTR")
+    assert!(wait_until(Duration::from_secs(5), || dig(&rev_ip, "PTR")
         == "node9.lab.test."));
     // another machine calling itself node9: it gets a lease, not the name
     let other = env.client("other", None);
@@ -1263,10 +1227,7 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
         .split_whitespace()
         .find_map(|w| w.strip_prefix("ip="))
         .unwrap();
-    let other_rev = {
-        let o: Vec<&str> = other_ip.split('.').collect();
-        format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-    };
+    let other_rev = rev(other_ip);
     assert_eq!(
         dig(&other_rev, "PTR"),
         "",
@@ -1278,10 +1239,10 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
     assert!(
         wait_until(Duration::from_secs(5), || dig("node9.lab.test", "A")
             .is_empty()
-            && dig(&rev, "PTR").is_empty()),
+            && dig(&rev_ip, "PTR").is_empty()),
         "records left after RELEASE: A '{}' PTR '{}'\n{}",
         dig("node9.lab.test", "A"),
-        dig(&rev, "PTR"),
+        dig(&rev_ip, "PTR"),
         env.log()
     );
     assert!(dig("node9.lab.test", "DHCID").is_empty());
@@ -1293,28 +1254,17 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
 /// gone, and the expired lease's `on expiry` block ran (the released one's did not).
 #[test]
 fn ddns_records_are_removed_on_release_and_expiry_after_a_restart() {
-    let secret = "c2VjcmV0LWZvci10aGUtbGFiLXRlc3Qtb25seQ==";
-    let conf = format!(
-        r#"
-ddns-update-style interim;
+    let secret = LAB_SECRET;
+    let conf = ddns_conf(
+        r#"ddns-update-style interim;
 ddns-domainname "lab.test.";
 default-lease-time 8;
 max-lease-time 8;
-key "lab-key" {{
-  algorithm hmac-md5;
-  secret "{secret}";
-}};
-zone lab.test. {{ primary 10.50.0.2; key "lab-key"; }}
-zone 0.50.10.in-addr.arpa. {{ primary 10.50.0.2; key "lab-key"; }}
-subnet 10.50.0.0 netmask 255.255.255.0 {{
-  range 10.50.0.100 10.50.0.150;
-  on expiry {{
+"#,
+        r#"  on expiry {
     execute("/usr/bin/touch", concat("DIR/expired-", binary-to-ascii(10, 8, ".", leased-address)));
-  }}
-}}
-subnet 10.60.0.0 netmask 255.255.0.0 {{
-}}
-"#
+  }
+"#,
     );
     let Some(mut env) = setup(&["udhcpc", "named", "dig", "touch"], &conf) else {
         return;
@@ -1323,42 +1273,9 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
     std::fs::write(&env.conf, conf.replace("DIR", &dir.display().to_string())).unwrap();
     let (dns, _named) = bind9(&env, secret);
     let dig = |name: &str, ty: &str| dig(&dns, name, ty);
-    let rev = |ip: &str| {
-        let o: Vec<&str> = ip.split('.').collect();
-        format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-    };
     env.start();
     // node7 keeps renewing until it releases (-R on SIGTERM)
-    let c = env.client("node7", None);
-    let rec = env.lab.path("node7.rec");
-    let script = udhcpc_rec_script(&env);
-    let mut cmd = c.command("udhcpc");
-    cmd.env("REC", &rec).args([
-        "-i",
-        "eth0",
-        "-f",
-        "-R",
-        "-t",
-        "6",
-        "-T",
-        "1",
-        "-x",
-        "hostname:node7",
-        "-s",
-        &script,
-    ]);
-    let mut client = c.spawn_command("udhcpc", cmd);
-    let text = || std::fs::read_to_string(&rec).unwrap_or_default();
-    assert!(
-        wait_until(Duration::from_secs(15), || text().contains("event=bound")),
-        "no lease: {}",
-        env.log()
-    );
-    let ip7 = text()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("ip="))
-        .unwrap()
-        .to_string();
+    let (mut client, ip7) = udhcpc_held(&env, "node7");
     // node8 takes a lease once and never renews it
     let other = env.client("node8", None);
     let got = udhcpc_once(&env, &other, "node8", &["-x", "hostname:node8"]);
@@ -1391,24 +1308,22 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
     env.start();
     client.signal(libc::SIGTERM);
     let _ = client.wait_exit(Duration::from_secs(5));
+    // what is left in the DNS of a client's A, TXT and PTR records
+    let left = |name: &str, ip: &str| -> String {
+        [dig(name, "A"), dig(name, "TXT"), dig(&rev(ip), "PTR")].concat()
+    };
     assert!(
-        wait_until(Duration::from_secs(5), || dig("node7.lab.test", "A")
-            .is_empty()
-            && dig("node7.lab.test", "TXT").is_empty()
-            && dig(&rev(&ip7), "PTR").is_empty()),
-        "records left after RELEASE: A '{}' PTR '{}'\n{}",
-        dig("node7.lab.test", "A"),
-        dig(&rev(&ip7), "PTR"),
+        wait_until(Duration::from_secs(5), || left("node7.lab.test", &ip7)
+            .is_empty()),
+        "records left after RELEASE: {}\n{}",
+        left("node7.lab.test", &ip7),
         env.log()
     );
     assert!(
-        wait_until(Duration::from_secs(20), || dig("node8.lab.test", "A")
-            .is_empty()
-            && dig("node8.lab.test", "TXT").is_empty()
-            && dig(&rev(&ip8), "PTR").is_empty()),
-        "records left after expiry: A '{}' PTR '{}'\n{}",
-        dig("node8.lab.test", "A"),
-        dig(&rev(&ip8), "PTR"),
+        wait_until(Duration::from_secs(20), || left("node8.lab.test", &ip8)
+            .is_empty()),
+        "records left after expiry: {}\n{}",
+        left("node8.lab.test", &ip8),
         env.log()
     );
     assert!(
@@ -1429,24 +1344,13 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
 /// `option fqdn` dhclient writes is the same from both servers.
 #[test]
 fn client_fqdn_option_81_names_the_records_and_is_answered_as_isc_does() {
-    let secret = "c2VjcmV0LWZvci10aGUtbGFiLXRlc3Qtb25seQ==";
-    let conf = format!(
-        r#"
-ddns-update-style interim;
+    let secret = LAB_SECRET;
+    let conf = ddns_conf(
+        r#"ddns-update-style interim;
 ddns-domainname "lab.test.";
 default-lease-time 600;
-key "lab-key" {{
-  algorithm hmac-md5;
-  secret "{secret}";
-}};
-zone lab.test. {{ primary 10.50.0.2; key "lab-key"; }}
-zone 0.50.10.in-addr.arpa. {{ primary 10.50.0.2; key "lab-key"; }}
-subnet 10.50.0.0 netmask 255.255.255.0 {{
-  range 10.50.0.100 10.50.0.150;
-}}
-subnet 10.60.0.0 netmask 255.255.0.0 {{
-}}
-"#
+"#,
+        "",
     );
     let Some(mut env) = setup(&["dhclient", "dhcpd", "named", "dig"], &conf) else {
         return;
@@ -1497,10 +1401,6 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
             .trim_end_matches(';')
             .to_string()
     };
-    let rev = |ip: &str| {
-        let o: Vec<&str> = ip.split('.').collect();
-        format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-    };
     let send_s = "send fqdn.fqdn \"node5.example.org.\";\nsend fqdn.server-update on;\nsend host-name \"other5\";\n";
     let send_own = "send fqdn.fqdn \"node6.example.org.\";\nsend fqdn.server-update off;\n";
     env.start();
@@ -1548,31 +1448,55 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{
         .unwrap()
         .contains("set ddns-client-fqdn = \"node6.example.org.\";"));
     // ISC dhcpd 4.4, same config, the same clients: the same answers
-    if let Some(mut p) = env.server.take() {
-        p.kill();
-    }
-    let isc_leases = env.lab.path("isc.leases");
-    std::fs::write(&isc_leases, "").unwrap();
-    let (cf, lf, pf) = (
-        env.conf.display().to_string(),
-        isc_leases.display().to_string(),
-        env.lab.path("isc.pid").display().to_string(),
-    );
-    let mut isc = env.srv.spawn(
-        "isc-dhcpd",
-        "dhcpd",
-        &["-4", "-f", "-d", "-cf", &cf, "-lf", &lf, "-pf", &pf, "eth0"],
-    );
-    assert!(
-        isc.wait_for_output("Server starting service", Duration::from_secs(10)),
-        "{}",
-        isc.output()
-    );
+    let (mut isc, _) = isc_instead(&mut env);
     let ia = run(&env, &a, "isc-a", send_s);
     let ib = run(&env, &b, "isc-b", send_own);
     assert_eq!(fqdn_line(&ia), fqdn_line(&la), "{}", isc.output());
     assert_eq!(fqdn_line(&ib), fqdn_line(&lb), "{}", isc.output());
     isc.kill();
+}
+
+/// The TSIG secret of the lab's BIND ([`bind9`]).
+const LAB_SECRET: &str = "c2VjcmV0LWZvci10aGUtbGFiLXRlc3Qtb25seQ==";
+
+/// A config updating the lab's BIND: `head` (style, domain, lease times), the key and the
+/// zones, the LAN subnet with `extra` in it, and the relay-side subnet.
+fn ddns_conf(head: &str, extra: &str) -> String {
+    format!(
+        "{head}key \"lab-key\" {{\n  algorithm hmac-md5;\n  secret \"{LAB_SECRET}\";\n}};\nzone lab.test. {{ primary 10.50.0.2; key \"lab-key\"; }}\nzone 0.50.10.in-addr.arpa. {{ primary 10.50.0.2; key \"lab-key\"; }}\nsubnet 10.50.0.0 netmask 255.255.255.0 {{\n  range 10.50.0.100 10.50.0.150;\n{extra}}}\nsubnet 10.60.0.0 netmask 255.255.0.0 {{\n}}\n"
+    )
+}
+
+/// udhcpc in a new LAN host `name` calling itself `name`, renewing until SIGTERM, when it
+/// releases (-R); returns it and its address once bound.
+fn udhcpc_held(env: &Env, name: &str) -> (Proc, String) {
+    let c = env.client(name, None);
+    let rec = env.lab.path(&format!("{name}.rec"));
+    let script = udhcpc_rec_script(env);
+    let mut cmd = c.command("udhcpc");
+    let host = format!("hostname:{name}");
+    cmd.env("REC", &rec).args([
+        "-i", "eth0", "-f", "-R", "-t", "6", "-T", "1", "-x", &host, "-s", &script,
+    ]);
+    let client = c.spawn_command("udhcpc", cmd);
+    let text = || std::fs::read_to_string(&rec).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(15), || text().contains("event=bound")),
+        "no lease for {name}: {}",
+        env.log()
+    );
+    let ip = text()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ip="))
+        .unwrap()
+        .to_string();
+    (client, ip)
+}
+
+/// The reverse name of an address.
+fn rev(ip: &str) -> String {
+    let o: Vec<&str> = ip.split('.').collect();
+    format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
 }
 
 /// The lab's BIND 9 at 10.50.0.2 on the LAN, primary for lab.test and 0.50.10.in-addr.arpa,

@@ -23,6 +23,15 @@ fn reply(a: &Action) -> Msg {
     }
 }
 
+/// Whether `path` exists within 10 s (what an `execute()` in a thread of its own makes).
+fn appears(path: &std::path::Path) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !path.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    path.exists()
+}
+
 fn file(m: &Msg) -> String {
     String::from_utf8_lossy(&m.file)
         .trim_end_matches('\0')
@@ -196,12 +205,10 @@ fn relay_agent_classes_subclasses_stash_and_on_commit() {
     ));
     assert_eq!(reply(&ack).msg_type(), Some(MsgType::Ack));
     // ...on commit ran execute() with the leased address (argv, no shell)
-    let marker = dir.join("commit-10.44.12.100");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !marker.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(marker.exists(), "on commit did not run execute()");
+    assert!(
+        appears(&dir.join("commit-10.44.12.100")),
+        "on commit did not run execute()"
+    );
     // ...and renews unicast, without the relay: the stashed circuit-id still classifies it
     let mut renew = Msg::parse(&crate::wire::request(MsgType::Request, mac, 8, &[])).unwrap();
     renew.ciaddr = off.yiaddr;
@@ -303,12 +310,10 @@ subnet 10.93.1.0 netmask 255.255.255.0 {
         matches!(&jobs[..], [crate::ddns::Job::Remove(n)] if n.ip == Ipv4Addr::new(10, 93, 1, 150)),
         "{jobs:?}"
     );
-    let marker = dir.join("expired-10.93.1.150");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !marker.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(marker.exists(), "on expiry did not run");
+    assert!(
+        appears(&dir.join("expired-10.93.1.150")),
+        "on expiry did not run"
+    );
     e.expire(1061);
     assert!(e.take_ddns_jobs().is_empty(), "removed once");
     let _ = std::fs::remove_dir_all(&dir);
@@ -422,12 +427,10 @@ subnet 10.93.1.0 netmask 255.255.255.0 {
         matches!(&ended[..], [l] if l.on_expiry.is_none() && l.ip == Ipv4Addr::new(10, 93, 1, 150)),
         "{ended:?}"
     );
-    let marker = dir.join("gone-2:0:0:0:0:52");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !marker.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(marker.exists(), "on expiry did not run after the restart");
+    assert!(
+        appears(&dir.join("gone-2:0:0:0:0:52")),
+        "on expiry did not run after the restart"
+    );
     assert!(e.expire(1061).is_empty(), "ran once");
     let _ = std::fs::remove_dir_all(&dir);
 }
