@@ -132,3 +132,78 @@ fn dns_names_in_an_isc_lease_file_are_removed_when_the_lease_expires() {
     assert_eq!(n.owner, ours);
     assert!(n.fwd.is_some() && n.rev.is_some());
 }
+
+/// Option 81 through the engine: under `allow client-updates` a client without S gets only
+/// its PTR, to its own name, kept as ISC's `ddns-client-fqdn`; under `ignore` the server
+/// adds the A record under its own name yet echoes the client's (ISC's "white lie"); under
+/// `deny` it answers S|O with its name. (The bytes are what ISC 4.4.3 answered dhclient.)
+#[test]
+fn client_updates_policies_decide_the_records_and_the_answer() {
+    let ip = Ipv4Addr::new(10, 77, 0, 100);
+    let fqdn81: &[u8] = b"\0\0\0node6.example.org.";
+    for policy in ["allow", "ignore", "deny"] {
+        let conf = CONF.replace("STYLE", "interim") + &format!("{policy} client-updates;\n");
+        let mut e = Engine::new(
+            parse_str("t.conf", &conf).unwrap(),
+            HashMap::new(),
+            &[iface()],
+        );
+        let a = send(
+            &mut e,
+            MsgType::Request,
+            Ipv4Addr::UNSPECIFIED,
+            &[
+                (OPT_SERVER_ID, &[10, 77, 0, 1]),
+                (OPT_REQUESTED_IP, &ip.octets()),
+                (super::fqdn::OPT_FQDN, fqdn81),
+            ],
+        );
+        let Action::Commit {
+            reply: Some(r),
+            leases,
+        } = a
+        else {
+            panic!("{policy}: no ACK");
+        };
+        let answer = Msg::parse(&r.bytes).unwrap();
+        let answer = answer.option(super::fqdn::OPT_FQDN).unwrap().to_vec();
+        let [Job::Add(n)] = &e.take_ddns_jobs()[..] else {
+            panic!("{policy}: no DNS update");
+        };
+        let text = crate::leases::render(&leases[0]);
+        match policy {
+            "allow" => {
+                assert_eq!(answer, b"\0\xff\xffnode6.example.org.");
+                assert_eq!(
+                    (n.fqdn.as_str(), n.fwd.is_none()),
+                    ("node6.example.org.", true)
+                );
+                assert!(n.rev.is_some());
+                assert!(
+                    text.contains("set ddns-client-fqdn = \"node6.example.org.\";"),
+                    "{text}"
+                );
+                // and it reads back as the PTR only
+                let mut e = engine("interim", crate::leases::parse(&text).0);
+                committed(send(&mut e, MsgType::Release, ip, &[]));
+                let jobs = e.take_ddns_jobs();
+                assert!(
+                    matches!(&jobs[..], [Job::Remove(r)] if r.fwd.is_none() && r.rev.is_some()
+                        && r.fqdn == "node6.example.org."),
+                    "{jobs:?}"
+                );
+            }
+            _ => {
+                let want: &[u8] = if policy == "ignore" {
+                    b"\0\xff\xffnode6.example.org."
+                } else {
+                    b"\x03\xff\xffnode6.lab.test."
+                };
+                assert_eq!(answer, want, "{policy}");
+                assert_eq!(n.fqdn, "node6.lab.test.");
+                assert!(n.fwd.is_some() && n.rev.is_some());
+                assert!(text.contains("set ddns-fwd-name = \"node6.lab.test.\";"));
+            }
+        }
+    }
+}
