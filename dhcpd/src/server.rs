@@ -1,6 +1,6 @@
 //! The running server: a receive thread per interface, the engine behind a mutex, and one
-//! journal thread that makes leases durable in batches (group commit) before it sends the
-//! ACKs that grant them.
+//! journal thread that makes leases durable in batches (group commit) before the ACKs that
+//! grant them go, spread over the next batch's interval by the ack-sender thread.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -620,6 +620,9 @@ fn send_all(port: &Port, replies: &mut Vec<Outgoing>, metrics: &Metrics) {
     replies.clear();
 }
 
+/// The longest time one batch's ACKs are spread over.
+const MAX_PACE: Duration = Duration::from_millis(50);
+
 /// ACKs sent back to back, at most.
 const PACE_CHUNK: usize = 16;
 
@@ -628,7 +631,9 @@ const PACE_CHUNK: usize = 16;
 /// LAN): at 22,000 DORA/s a 10 ms batch is 220 ACKs, more than a receiver's default socket
 /// buffer holds (208 KiB: ~140 such datagrams). Sent at once, 7 % of them were dropped at
 /// perfdhcp's socket, while Kea, which sends one ACK per request, makes no bursts. Spread, they
-/// arrive about as fast as the requests came; an ACK waits at most one batch interval more.
+/// arrive about as fast as the requests came; an ACK waits at most one batch interval more
+/// (or as long as the batch's write took). The "ack-sender" thread does this, so that the
+/// journal goes on with the next batch meanwhile.
 fn send_paced(port: &Port, replies: &mut Vec<Outgoing>, metrics: &Metrics, until: Instant) {
     let mut rest = std::mem::take(replies);
     while !rest.is_empty() {
@@ -695,7 +700,25 @@ fn journal_loop(
     engine: Arc<Mutex<Engine>>,
     metrics: Arc<Metrics>,
 ) {
-    tight_timers();
+    let pacer = {
+        let (tx, rx) = mpsc::channel::<(Vec<Vec<Outgoing>>, Instant)>();
+        let (ports, metrics) = (ports.clone(), metrics.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ack-sender".into())
+            .spawn(move || {
+                tight_timers();
+                for (lists, until) in rx {
+                    for (port, mut list) in ports.iter().zip(lists) {
+                        send_paced(port, &mut list, &metrics, until);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            error!(error = %e, "cannot start the ACK sender thread; stopping");
+            std::process::exit(71);
+        }
+        tx
+    };
     let mut acks: Vec<Vec<Outgoing>> = ports.iter().map(|_| Vec::new()).collect();
     let mut last: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
@@ -772,10 +795,16 @@ fn journal_loop(
                 }
             }
         }
-        // spread over most of the time until the next write (several ports share it)
-        let until = last.map_or_else(Instant::now, |t| t + BATCH_INTERVAL * 4 / 5);
-        for (port, list) in ports.iter().zip(acks.iter_mut()) {
-            send_paced(port, list, &metrics, until);
+        // spread over most of the time until the next batch's ACKs: the batch interval, or
+        // as long as this batch took when its write was slower (a remote database)
+        let now = Instant::now();
+        let began = last.unwrap_or(now);
+        let until = (began + BATCH_INTERVAL * 4 / 5)
+            .max(now + now.duration_since(began).min(MAX_PACE) * 4 / 5);
+        let lists: Vec<Vec<Outgoing>> = acks.iter_mut().map(std::mem::take).collect();
+        if lists.iter().any(|l| !l.is_empty()) && pacer.send((lists, until)).is_err() {
+            error!("the ACK sender thread is gone; stopping");
+            std::process::exit(70);
         }
         for done in flushed {
             let _ = done.send(());
