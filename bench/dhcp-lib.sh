@@ -50,3 +50,11 @@ rcvbuf() {
   # shellcheck disable=SC2016 # an awk program
   ip netns exec "$P-$1" awk '$1 == "Udp:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") f = i; h = 1 } else print $f }' /proc/net/snmp
 }
+
+# GEN_RCVBUF=BYTES: net.core.rmem_default while the benchmark runs (perfdhcp takes the default
+# socket buffer; with Debian's 208 KiB it drops replies that come while it is busy sending, the
+# "rcvbuf drops perfdhcp" of the trial lines). rmem_apply sets it, rmem_restore (from the
+# caller's cleanup) puts back the value found when this file was read.
+RMEM0=$(sysctl -n net.core.rmem_default)
+rmem_apply() { [ -z "${GEN_RCVBUF:-}" ] || sysctl -qw net.core.rmem_default="$GEN_RCVBUF"; }
+rmem_restore() { sysctl -qw net.core.rmem_default="$RMEM0"; }

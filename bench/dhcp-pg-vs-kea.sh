@@ -42,7 +42,8 @@
 # Environment: RATES ("500 1000 1500 2000 4000 6000 8000 12000"), SECONDS_PER (5), ONLY (kea|ours),
 # WARMUP (2: seconds of an unreported first trial of each server at the lowest rate; 0 = none),
 # CLIENTS (50000, perfdhcp -R), PG_SYNC (on: PostgreSQL's synchronous_commit; off = commits acknowledged before the WAL fsync),
-# PGBIN (/usr/lib/postgresql/15/bin), BIN_DIR (target/release; built when missing).
+# PGBIN (/usr/lib/postgresql/15/bin), BIN_DIR (target/release; built when missing),
+# GEN_RCVBUF=BYTES (net.core.rmem_default for the run: see bench/dhcp-lib.sh).
 # Run as root from the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,7 @@ WORK=$(mktemp -d /tmp/$P.XXXX); chmod 755 "$WORK"
 SPID='' PGPID=''
 cleanup() {
   set +e
+  ! declare -F rmem_restore >/dev/null || rmem_restore
   [ -n "$SPID" ] && kill -9 "$SPID" 2>/dev/null
   [ -n "$PGPID" ] && kill -INT "$PGPID" 2>/dev/null && sleep 1
   for n in srv cli db; do ip netns pids "$P-$n" 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del "$P-$n" 2>/dev/null; done
@@ -190,7 +192,8 @@ trial() { # SERVER RATE
   read -r PASS["$1:$2"] US["$1:$2"] TOT["$1:$2"] <"$WORK/res"
 }
 
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); $( [ "${TWO_CORES:-0}" = 1 ] && echo "unpinned: servers, PostgreSQL and perfdhcp share both cores" || echo "server + PostgreSQL on CPU 1, perfdhcp -g single on CPU 0"); PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}') synchronous_commit=$PG_SYNC; ${SECONDS_PER} s per trial"
+rmem_apply
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); $( [ "${TWO_CORES:-0}" = 1 ] && echo "unpinned: servers, PostgreSQL and perfdhcp share both cores" || echo "server + PostgreSQL on CPU 1, perfdhcp -g single on CPU 0"); PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}') synchronous_commit=$PG_SYNC; ${SECONDS_PER} s per trial, default socket receive buffer $(sysctl -n net.core.rmem_default) bytes"
 # a warm-up trial of each server (not reported) so that the first one measured does not pay
 # alone for PostgreSQL's cold caches
 if [ "$WARMUP" != 0 ]; then

@@ -18,8 +18,7 @@
 # Environment: RATES ("10000 14000 18000 22000 26000 30000"), SECONDS_PER (5), ONLY (kea|ours),
 # PERF_RECORD=FILE (perf record -g on ours at the first rate into FILE, then stop),
 # BIN_DIR (target/release; built when missing), GEN_RCVBUF=BYTES (net.core.rmem_default for the
-# run, restored at exit: perfdhcp takes the default socket buffer; with Debian's 208 KiB it
-# drops replies that come while it is busy sending, rcvbuf drops "perfdhcp" in the lines).
+# run, restored at exit: see bench/dhcp-lib.sh).
 # Run as root from the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,10 +37,9 @@ if [ "${TWO_CORES:-0}" = 1 ]; then PIN_S=(); PIN_C=(); else PIN_S=(taskset -c 1)
 P=dvk$$
 WORK=$(mktemp -d /tmp/$P.XXXX); chmod 755 "$WORK"
 SPID=
-RMEM0=$(sysctl -n net.core.rmem_default)
 cleanup() {
   set +e
-  sysctl -qw net.core.rmem_default="$RMEM0"
+  ! declare -F rmem_restore >/dev/null || rmem_restore
   [ -n "$SPID" ] && kill -9 "$SPID" 2>/dev/null
   for n in srv cli; do ip netns pids "$P-$n" 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del "$P-$n" 2>/dev/null; done
   rm -rf "$WORK"
@@ -97,7 +95,7 @@ trial() { # SERVER RATE
   read -r PASS["$1:$2"] US["$1:$2"] <"$WORK/res"
 }
 
-[ -z "${GEN_RCVBUF:-}" ] || sysctl -qw net.core.rmem_default="$GEN_RCVBUF"
+rmem_apply
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); $( [ "${TWO_CORES:-0}" = 1 ] && echo "unpinned: servers and perfdhcp share both cores" || echo "servers on CPU 1, perfdhcp -g single on CPU 0"), ${SECONDS_PER} s per trial, default socket receive buffer $(sysctl -n net.core.rmem_default) bytes"
 for r in $RATES; do
   for s in $ONLY; do trial "$s" "$r"; done
