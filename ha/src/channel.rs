@@ -81,37 +81,40 @@ impl Channel {
         })
     }
 
-    /// Opens an IPv6 instance's channel on its VMAC interface `name` (index `index`), from
-    /// `base`'s address, as keepalived sends from the VMAC: the base interface's link-local
-    /// address goes onto the VMAC (without DAD) first, so that the adverts leave with the
-    /// virtual MAC and the same source as before.
-    pub fn open_vmac6(
+    /// Opens an instance's channel on its VMAC interface `name` (index `index`), from
+    /// `base`'s address, as keepalived hears the link (and for IPv6 sends) on the VMAC. For
+    /// IPv6 the base interface's link-local address goes onto the VMAC (without DAD) first,
+    /// so that the adverts leave with the virtual MAC and the same source as before. The AH
+    /// sequence counter stays the instance's one.
+    pub fn open_vmac(
         c: &Instance,
         base: &Channel,
         name: &str,
         index: u32,
     ) -> Result<Channel, String> {
-        let IpAddr::V6(src) = base.my_ip else {
-            return Err("not an IPv6 instance".into());
-        };
-        if src.is_unicast_link_local() {
-            let ll = crate::conf::Vip {
-                addr: base.my_ip,
-                prefix: 64,
-                nodad: true,
-                brd: None,
-                dev: None,
-                scope: None,
-                label: None,
-            };
-            net::set_vip(index, &ll, true)
-                .map_err(|e| format!("cannot put the link-local address {src} on {name}: {e}"))?;
+        if let IpAddr::V6(src) = base.my_ip {
+            if src.is_unicast_link_local() {
+                let ll = crate::conf::Vip {
+                    addr: base.my_ip,
+                    prefix: 64,
+                    nodad: true,
+                    brd: None,
+                    dev: None,
+                    scope: None,
+                    label: None,
+                };
+                net::set_vip(index, &ll, true).map_err(|e| {
+                    format!("cannot put the link-local address {src} on {name}: {e}")
+                })?;
+            }
         }
         let mut on_vmac = c.clone();
         on_vmac.interface = name.to_string();
         on_vmac.mcast_src = Some(base.my_ip);
         on_vmac.unicast_src = None;
-        Channel::open(&on_vmac, index)
+        let mut ch = Channel::open(&on_vmac, index)?;
+        ch.seq = base.seq.clone();
+        Ok(ch)
     }
 
     /// Whether the reader acts on what it reads: a multicast channel on the base interface is

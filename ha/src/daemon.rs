@@ -32,8 +32,8 @@ struct Inst {
     vmac: Option<(String, u32)>,
     /// Sends whole datagrams out of the VMAC interface (adverts with the virtual MAC).
     vmac_tx: Option<socket2::Socket>,
-    /// IPv6 with `use_vmac`: the channel on the VMAC interface (adverts leave from it, and a
-    /// multicast one hears the link there), and its reader.
+    /// `use_vmac`: the channel on the VMAC interface (a multicast one hears the link there,
+    /// and IPv6 adverts leave from it), and its reader.
     vmac_chan: Option<(crate::channel::Channel, Option<tokio::task::JoinHandle<()>>)>,
     /// Gratuitous ARPs while master (the burst, the repeat after garp_master_delay, and
     /// garp_master_refresh); aborted when leaving MASTER.
@@ -288,11 +288,12 @@ impl Daemon {
         })
     }
 
-    /// IPv6 with `use_vmac`: opens the channel on the new VMAC `name` (adverts leave from it,
-    /// as keepalived's do); a multicast one also hears the link there instead of the base
-    /// interface, where the peers' adverts from the virtual MAC no longer arrive.
+    /// `use_vmac`: opens the channel on the new VMAC `name` (IPv6 adverts leave from it, as
+    /// keepalived's do); a multicast one hears the link there instead of the base interface,
+    /// where the peers' adverts from the virtual MAC no longer arrive (a macvlan takes the
+    /// multicast frames whose source is its own MAC), as keepalived receives on the VMAC.
     fn open_vmac_chan(&self, i: &mut Inst, name: &str, idx: u32) {
-        match crate::channel::Channel::open_vmac6(&i.cfg, &i.chan, name, idx) {
+        match crate::channel::Channel::open_vmac(&i.cfg, &i.chan, name, idx) {
             Ok(ch) => {
                 let reader = (!ch.is_unicast()).then(|| self.reader(&i.cfg, &ch));
                 i.chan.mute(true);
@@ -455,7 +456,12 @@ impl Daemon {
             interval_cs: i.cfg.advert_cs,
             addrs: i.cfg.vips.iter().map(|v| v.addr).collect(),
         };
-        let chan = i.vmac_chan.as_ref().map_or(&i.chan, |(c, _)| c);
+        // IPv6 adverts leave from the VMAC's channel; IPv4 ones as whole datagrams through
+        // vmac_tx (or the base interface with vmac_xmit_base)
+        let chan = match &i.vmac_chan {
+            Some((c, _)) if i.cfg.ipv6 => c,
+            _ => &i.chan,
+        };
         let (sent, err) = chan.send(&a, &i.cfg.auth, i.vmac_tx.as_ref());
         if sent > 0 {
             if let Ok(mut s) = self.shared.lock() {
@@ -498,7 +504,10 @@ impl Daemon {
                                     .map_err(|e| warn!(error = %e, "cannot open the VMAC send socket; adverts go out of the base interface"))
                                     .ok()
                             };
-                            if i.cfg.ipv6 && !i.cfg.vmac_xmit_base {
+                            // IPv4 adverts leave through vmac_tx; unicast ones reach the
+                            // base interface (they are for its address)
+                            let multicast = i.cfg.unicast_peers.is_empty();
+                            if !i.cfg.vmac_xmit_base && (i.cfg.ipv6 || multicast) {
                                 self.open_vmac_chan(i, &name, idx);
                             }
                             i.vmac = Some((name, idx));

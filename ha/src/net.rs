@@ -369,13 +369,42 @@ pub fn vrrp_socket(
     match group {
         Some(g) => {
             s.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(index))?;
-            s.set_multicast_if_v4(&src)?;
+            multicast_if_v4(&s, index, src)?;
         }
         // unicast: packets to our address only, and our address as their source
         None => s.bind(&SocketAddrV4::new(src, 0).into())?,
     }
     s.set_nonblocking(true)?;
     Ok(s)
+}
+
+/// IP_MULTICAST_IF by interface index and source address (`struct ip_mreqn`). Hand-written:
+/// socket2 sets it by address only, which the kernel refuses (EINVAL) on a socket bound to
+/// an interface that does not hold the address, as a VMAC does not hold the base's.
+fn multicast_if_v4(s: &Socket, index: u32, src: Ipv4Addr) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let m = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr {
+            s_addr: u32::from_ne_bytes(src.octets()),
+        },
+        imr_ifindex: index as i32,
+    };
+    // SAFETY: setsockopt reads size_of::<ip_mreqn>() bytes from a live local value.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            &m as *const libc::ip_mreqn as *const libc::c_void,
+            std::mem::size_of::<libc::ip_mreqn>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 fn netlink_request(msg_type: u16, flags: u16, body: &[u8]) -> io::Result<()> {

@@ -282,6 +282,13 @@ fn conf_ah(k: usize, prio: u8, pass: &str) -> String {
     )
 }
 
+/// VRRPv2 over IPv4 with `use_vmac` (VRID 64).
+fn conf4_vmac(k: usize, prio: u8) -> String {
+    format!(
+        "global_defs {{\n  router_id n{k}\n  vrrp_version 2\n}}\nvrrp_instance VI_4 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 64\n  priority {prio}\n  advert_int 1\n  use_vmac\n  virtual_ipaddress {{\n    {VIP4}/24 dev eth0\n  }}\n}}\n"
+    )
+}
+
 const STEP: Duration = Duration::from_secs(10);
 
 #[test]
@@ -502,6 +509,37 @@ fn ipv6_use_vmac_between_ha_and_keepalived_sends_from_the_vmac_and_elects_both_w
         assert!(
             wait_until(STEP, || p.ping6()),
             "{kinds:?}: no ping6 answer from {VIP6} after preemption"
+        );
+        p.stop_all();
+    }
+}
+
+#[test]
+fn ipv4_use_vmac_master_hears_a_preempting_peer_from_the_virtual_mac() {
+    use Kind::{Ha, Keepalived};
+    let Some(mut p) = Pair::new() else { return };
+    // a master's VMAC (00:00:5e:00:01:40) takes the peers' adverts sent from the same virtual
+    // MAC away from the base interface: the master must hear them there, or both stay master
+    for kinds in [[Keepalived, Ha], [Ha, Keepalived], [Ha, Ha]] {
+        p.kinds = kinds;
+        // the lower priority is master first, with its VMAC up
+        p.start(2, &conf4_vmac(2, 100));
+        assert!(
+            wait_until(STEP, || p.has4(2)),
+            "{kinds:?}: n2 alone is not master:\n{}",
+            p.logs()
+        );
+        let mac = p.hosts[1].run("cat", &["/sys/class/net/vrrp.64/address"]);
+        assert_eq!(mac.trim(), "00:00:5e:00:01:40", "{kinds:?}: n2's VMAC");
+        // the higher priority starts and preempts from its own VMAC
+        p.start(1, &conf4_vmac(1, 150));
+        p.n1_alone(Pair::has4, Duration::from_secs(3), "preemption");
+        p.sigterm_handover(Pair::has4);
+        p.start(1, &conf4_vmac(1, 150));
+        p.n1_alone(
+            Pair::has4,
+            Duration::from_secs(3),
+            "preemption after a handover",
         );
         p.stop_all();
     }
