@@ -282,10 +282,18 @@ fn conf_ah(k: usize, prio: u8, pass: &str) -> String {
     )
 }
 
-/// VRRPv2 over IPv4 with `use_vmac` (VRID 64).
-fn conf4_vmac(k: usize, prio: u8) -> String {
-    format!(
+/// VRRPv2 over IPv4 with `use_vmac` (VRID 64) and extra instance lines.
+fn conf4_vmac(k: usize, prio: u8, extra: &str) -> String {
+    let c = format!(
         "global_defs {{\n  router_id n{k}\n  vrrp_version 2\n}}\nvrrp_instance VI_4 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 64\n  priority {prio}\n  advert_int 1\n  use_vmac\n  virtual_ipaddress {{\n    {VIP4}/24 dev eth0\n  }}\n}}\n"
+    );
+    c.replace("  use_vmac\n", &format!("  use_vmac\n{extra}"))
+}
+
+fn unicast4(k: usize) -> String {
+    format!(
+        "  unicast_src_ip 10.81.0.{k}\n  unicast_peer {{\n    10.81.0.{}\n  }}\n",
+        3 - k
     )
 }
 
@@ -519,28 +527,40 @@ fn ipv4_use_vmac_master_hears_a_preempting_peer_from_the_virtual_mac() {
     use Kind::{Ha, Keepalived};
     let Some(mut p) = Pair::new() else { return };
     // a master's VMAC (00:00:5e:00:01:40) takes the peers' adverts sent from the same virtual
-    // MAC away from the base interface: the master must hear them there, or both stay master
-    for kinds in [[Keepalived, Ha], [Ha, Keepalived], [Ha, Ha]] {
-        p.kinds = kinds;
-        // the lower priority is master first, with its VMAC up
-        p.start(2, &conf4_vmac(2, 100));
-        assert!(
-            wait_until(STEP, || p.has4(2)),
-            "{kinds:?}: n2 alone is not master:\n{}",
-            p.logs()
-        );
-        let mac = p.hosts[1].run("cat", &["/sys/class/net/vrrp.64/address"]);
-        assert_eq!(mac.trim(), "00:00:5e:00:01:40", "{kinds:?}: n2's VMAC");
-        // the higher priority starts and preempts from its own VMAC
-        p.start(1, &conf4_vmac(1, 150));
-        p.n1_alone(Pair::has4, Duration::from_secs(3), "preemption");
-        p.sigterm_handover(Pair::has4);
-        p.start(1, &conf4_vmac(1, 150));
-        p.n1_alone(
-            Pair::has4,
-            Duration::from_secs(3),
-            "preemption after a handover",
-        );
-        p.stop_all();
+    // MAC away from the base interface: the master must hear them there, or both stay master;
+    // adverts from the base interface (vmac_xmit_base) and unicast ones still reach it
+    for extra in [String::new(), "  vmac_xmit_base\n".into(), "unicast".into()] {
+        let conf = |k: usize, prio: u8| match extra.as_str() {
+            "unicast" => conf4_vmac(k, prio, &unicast4(k)),
+            x => conf4_vmac(k, prio, x),
+        };
+        for kinds in [[Keepalived, Ha], [Ha, Keepalived], [Ha, Ha]] {
+            p.kinds = kinds;
+            let what = format!("{kinds:?} {}", extra.trim());
+            // the lower priority is master first, with its VMAC up
+            p.start(2, &conf(2, 100));
+            assert!(
+                wait_until(STEP, || p.has4(2)),
+                "{what}: n2 alone is not master:\n{}",
+                p.logs()
+            );
+            let mac = p.hosts[1].run("cat", &["/sys/class/net/vrrp.64/address"]);
+            assert_eq!(mac.trim(), "00:00:5e:00:01:40", "{what}: n2's VMAC");
+            // the higher priority starts and preempts from its own VMAC
+            p.start(1, &conf(1, 150));
+            p.n1_alone(
+                Pair::has4,
+                Duration::from_secs(3),
+                &format!("{what}: preemption"),
+            );
+            p.sigterm_handover(Pair::has4);
+            p.start(1, &conf(1, 150));
+            p.n1_alone(
+                Pair::has4,
+                Duration::from_secs(3),
+                &format!("{what}: again"),
+            );
+            p.stop_all();
+        }
     }
 }
