@@ -21,6 +21,7 @@
 # ran, the CPU-per-DORA ratios (server only; server + PostgreSQL).
 # With TWO_CORES=1 nothing is pinned (server, PostgreSQL and perfdhcp share both cores; "core"
 # is then their CPU time as a share of one core).
+# (Later figures, with the dhcpd of 2026-11-30 evening: README.md, Benchmarks.)
 # Measured 2026-11-30 on the 2-core VM (virtio disk, ext4 without a journal, ~370 fsync/s),
 # PostgreSQL 15.18, default ladder, two runs with each setting, load average 0.6-1.5
 # before/after (the other jobs were light):
