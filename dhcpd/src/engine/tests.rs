@@ -580,3 +580,17 @@ fn ping_check_probes_free_addresses_and_abandons_one_that_answers() {
         Action::Send(_)
     ));
 }
+
+#[test]
+fn the_lease_tables_start_with_room_for_every_range_address_up_to_a_cap() {
+    let e = engine();
+    // 3 + 50 addresses in the two ranges
+    assert_eq!(pool_room(&e.cfg), 53);
+    assert!(e.leases.capacity() >= 53 && e.by_client.capacity() >= 53);
+    let big = parse_str(
+        "t.conf",
+        "subnet 10.0.0.0 netmask 255.0.0.0 { range 10.0.0.1 10.255.255.254; }",
+    )
+    .unwrap();
+    assert_eq!(pool_room(&big), MAX_ROOM);
+}
