@@ -5,7 +5,8 @@
 # The caller sets: P (namespace prefix), WORK (scratch dir holding dhcpd.conf), D (our dhcpd),
 # PIN_S (array: the server's taskset prefix, maybe empty), KEA_DB (Kea's "lease-database"
 # JSON object), KEA_EXTRA (more members of Dhcp4, each ending with a comma; may be empty),
-# PROBE (the MAC of the start probe). SPID is the running server's pid.
+# PROBE (the MAC of the start probe); KEA_MT (Kea's "multi-threading" JSON object) may be set,
+# single-threaded when not. SPID is the running server's pid.
 
 # start kea|ours: a fresh server with its own state dir $WORK/NAME; returns once it answered
 # one DORA of the probe MAC
@@ -13,11 +14,12 @@ start() {
   local st="$WORK/$1"
   rm -rf "$st"; mkdir -p "$st"
   if [ "$1" = kea ]; then
+    local mt=${KEA_MT:-'{ "enable-multi-threading": false }'}
     cat >"$st/kea.json" <<JSON
 { "Dhcp4": {
   "interfaces-config": { "interfaces": [ "eth0" ], "dhcp-socket-type": "udp" },
   "lease-database": $KEA_DB,
-  "multi-threading": { "enable-multi-threading": false },
+  "multi-threading": $mt,
   $KEA_EXTRA
   "valid-lifetime": 4000, "renew-timer": 1000, "rebind-timer": 2000,
   "subnet4": [ { "id": 1, "subnet": "10.90.0.0/16", "pools": [ { "pool": "10.90.1.0 - 10.90.255.254" } ] } ],

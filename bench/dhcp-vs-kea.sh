@@ -5,17 +5,21 @@
 # RATES, interleaved in the same run (Kea then ours), a fresh server with an empty lease store
 # gets SECONDS of load; the line gives DORAs completed, loss, and the server's CPU time per
 # completed DORA (user+system of all its threads, /proc/PID/stat) and how busy its core was.
-# The last lines print the CPU-per-DORA ratio at every rate (marked pass: < 1 % loss).
+# The last lines print the CPU-per-DORA ratio at every rate (marked pass: < 1 % loss), then the
+# median DISCOVER->OFFER latency of both servers (perfdhcp -x t timestamps) at half of the
+# highest rate ours passed, the latency measure of P-dhcp-scale.sh check a.
 # Leases are durable on both: ours fdatasyncs each batch before its ACKs, Kea appends to its
 # CSV file without fsync.
 # With TWO_CORES=1 neither server nor perfdhcp is pinned (they share both cores: the generator
-# competes with the server; report it as such).
+# competes with the server; report it as such). KEA_THREADS=N runs Kea multi-threaded with N
+# threads (Kea's "multi-threading" with thread-pool-size N), e.g. 2 with TWO_CORES=1.
 # Measured 2026-11-30 on the 2-core VM (virtio disk, ext4 without a journal) with 8-15 other
 # runnable jobs (load average 10-13, "host busy 100 %"): no rate >= 6000/s passed for either
 # server (perfdhcp itself was starved); CPU per completed DORA, same runs, Kea / ours:
 # 3000/s 76.7 / 43.2 us (1.78x), 6000/s 67.6 / 35.9 us (1.88x), 10000/s 66.1 / 50.1 us
 # (1.32x, ours got 7 % of its core); 14000-22000/s 69-77 / 40-47 us (1.5-1.9x).
 # Environment: RATES ("10000 14000 18000 22000 26000 30000"), SECONDS_PER (5), ONLY (kea|ours),
+# LATENCY (1; 0 skips the latency trials), KEA_THREADS (single-threaded when unset),
 # PERF_RECORD=FILE (perf record -g on ours at the first rate into FILE, then stop),
 # BIN_DIR (target/release; built when missing), GEN_RCVBUF=BYTES (net.core.rmem_default for the
 # run, restored at exit: see bench/dhcp-lib.sh).
@@ -60,11 +64,13 @@ CONF
 
 KEA_DB='{ "type": "memfile", "persist": true, "name": "'"$WORK"'/kea/kea-leases4.csv", "lfc-interval": 3600 }'
 KEA_EXTRA='' PROBE=02:bb:00:00:00:01
+[ -z "${KEA_THREADS:-}" ] ||
+  KEA_MT='{ "enable-multi-threading": true, "thread-pool-size": '"$KEA_THREADS"', "packet-queue-size": 64 }'
 # shellcheck source=bench/dhcp-lib.sh
 . bench/dhcp-lib.sh
 
 declare -A US PASS
-trial() { # SERVER RATE
+trial() { # SERVER RATE [more perfdhcp arguments]
   start "$1" || return 1
   local out="$WORK/perf.txt" c0 c1 rec=()
   if [ -n "${PERF_RECORD:-}" ] && [ "$1" = ours ]; then
@@ -74,7 +80,7 @@ trial() { # SERVER RATE
   b0="$(rcvbuf srv) $(rcvbuf cli)"
   c0=$(ticks "$SPID")
   ip netns exec "$P-cli" "${PIN_C[@]}" timeout $((SECONDS_PER + 30)) perfdhcp -4 -g single -l eth0 -r "$2" -R 50000 \
-    -p "$SECONDS_PER" -W 1500000 10.90.0.1 >"$out" 2>&1 || true
+    -p "$SECONDS_PER" -W 1500000 "${@:3}" 10.90.0.1 >"$out" 2>&1 || true
   c1=$(ticks "$SPID")
   b1="$(rcvbuf srv) $(rcvbuf cli)"
   [ -z "${METRICS:-}" ] || [ "$1" != ours ] || ip netns exec "$P-srv" curl -s "http://$METRICS/metrics" | grep -E '^dhcpd_(lease|packets_dropped)' | tr '\n' ' '
@@ -110,4 +116,21 @@ for r in $RATES; do
     'BEGIN{ if (k <= 0 || o <= 0) exit
       printf "  at %6d/s: CPU per DORA Kea %.1f us (%s), ours %.1f us (%s): ours is %.2fx as efficient\n",
         r, k, (pk ? "pass" : "lossy"), o, (po ? "pass" : "lossy"), k/o }'
+done
+
+# median DISCOVER->OFFER of perfdhcp's -x t timestamps ("sent / received" lines, seconds)
+median_do() {
+  awk '/Timestamps for packets: DISCOVER-OFFER/ {f=1; next} /Timestamps for packets|^\*\*\*/ {f=0}
+       f && /^sent \/ received/ {printf "%.4f\n", ($6 - $4) * 1000}' "$WORK/perf.txt" | sort -g |
+    awk '{a[NR]=$1} END { if (NR) printf "%.3f", a[int((NR + 1) / 2)]; else print "n/a" }'
+}
+[ "${LATENCY:-1}" = 1 ] || exit 0
+top=0
+for r in $RATES; do [ "${PASS[ours:$r]:-0}" = 1 ] && [ "$r" -gt "$top" ] && top=$r; done
+[ "$top" -gt 0 ] || { echo "  ours passed no rate: latency not measured"; exit 0; }
+half=$((top / 2 / 100 * 100))
+echo "latency at $half/s (half of ours' highest passing rate $top/s):"
+for s in $ONLY; do
+  trial "$s" "$half" -x t
+  echo "  $s: DISCOVER->OFFER median $(median_do) ms"
 done
