@@ -91,6 +91,49 @@ fn vip_dev(i: &Inst, v: &Vip) -> (String, u32) {
     (dev, idx)
 }
 
+/// A state's word in notify arguments and alert subjects (keepalived's).
+fn state_word(st: State) -> &'static str {
+    match st {
+        State::Master => "MASTER",
+        State::Backup => "BACKUP",
+        State::Fault => "FAULT",
+        State::Init => "STOP",
+    }
+}
+
+/// The scripts an instance entering `st` runs, in order: the state's own
+/// (`notify_master`, ...), then the generic `notify` with `INSTANCE NAME STATE PRIORITY`.
+fn notify_batch(i: &Inst, st: State) -> Vec<(String, Vec<String>)> {
+    let n = &i.cfg.notify;
+    let specific = match st {
+        State::Master => &n.master,
+        State::Backup => &n.backup,
+        State::Fault => &n.fault,
+        State::Init => &n.stop,
+    };
+    let mut batch: Vec<(String, Vec<String>)> =
+        specific.iter().map(|s| (s.clone(), Vec::new())).collect();
+    if let Some(g) = &n.generic {
+        let args = vec![
+            "INSTANCE".into(),
+            i.cfg.name.clone(),
+            state_word(st).into(),
+            i.router.priority.to_string(),
+        ];
+        batch.push((g.clone(), args));
+    }
+    batch
+}
+
+/// Queues the scripts of `i` entering `st`; the instance's notify task runs them one after
+/// another, after those queued before.
+fn send_notifies(i: &Inst, st: State) {
+    let batch = notify_batch(i, st);
+    if !batch.is_empty() {
+        let _ = i.notify.send(batch);
+    }
+}
+
 /// Closes an instance's channel on its VMAC (before the VMAC goes): the base interface's
 /// channel hears the link again.
 fn close_vmac_chan(i: &mut Inst) {
@@ -526,6 +569,11 @@ impl Daemon {
                 i.vips_on = true;
                 set_net(&i.cfg.virtual_routes, true, "virtual route", net::set_route);
                 set_net(&i.cfg.virtual_rules, true, "virtual rule", net::set_rule);
+                // the notify scripts start once the VIPs are on the interface, as keepalived's,
+                // but are queued before the gratuitous ARPs: a client can reach this node only
+                // after those, and an operator who sees it serve expects notify_master to have
+                // run (queued after them, the script lost that race now and then)
+                send_notifies(i, st);
                 // announced from the interface each VIP lives on (the VMAC when use_vmac)
                 let vips: Vec<(String, IpAddr)> = i
                     .cfg
@@ -593,31 +641,12 @@ impl Daemon {
                 i.vips_on = false;
             }
         }
+        if st != State::Master {
+            // after the VIPs went, as keepalived's
+            send_notifies(i, st);
+        }
         let n = &i.cfg.notify;
-        let (specific, word) = match st {
-            State::Master => (n.master.clone(), "MASTER"),
-            State::Backup => (n.backup.clone(), "BACKUP"),
-            State::Fault => (n.fault.clone(), "FAULT"),
-            State::Init => (n.stop.clone(), "STOP"),
-        };
-        let mut batch = Vec::new();
-        if let Some(s) = specific {
-            batch.push((s, Vec::new()));
-        }
-        if let Some(g) = &n.generic {
-            batch.push((
-                g.clone(),
-                vec![
-                    "INSTANCE".into(),
-                    i.cfg.name.clone(),
-                    word.to_string(),
-                    i.router.priority.to_string(),
-                ],
-            ));
-        }
-        if !batch.is_empty() {
-            let _ = i.notify.send(batch);
-        }
+        let word = state_word(st);
         let g = &self.cfg.global;
         if (n.smtp_alert || g.smtp_alert) && st != State::Init && !g.emails.is_empty() {
             if let Some((host, port)) = g.smtp_server.clone() {
