@@ -1587,18 +1587,10 @@ fn hosts_added_at_run_time_are_served_listed_kept_and_deleted() {
         p
     };
     let hosts_cmd = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["hosts", "--socket", &sock])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
+        opsflow_tests::outcome(
+            Command::new(BIN)
+                .args(["hosts", "--socket", &sock])
+                .args(args),
         )
     };
     let mut server = start(1);

@@ -7,13 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use opsflow_control::Status;
-use opsflow_tests::{wait_until, Host, Lab, Proc};
+use opsflow_tests::{wait_until, Host, Lab};
 
 mod common;
+
+use common::lvs::{Director, RealServers};
 
 const HA: &str = env!("CARGO_BIN_EXE_ha");
 const VIP: &str = "10.91.1.100";
@@ -35,36 +36,16 @@ fn cidr(v6: bool, net: u8, host: u8) -> String {
 const VIP6: &str = "2001:db8:91:1::100";
 const A_NET6: &str = "2001:db8:91:11::/64";
 
-const RS_PY: &str = r#"
-import http.server, socket, sys
-name, port, bind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-if ":" in bind:
-    http.server.ThreadingHTTPServer.address_family = socket.AF_INET6
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        b = (name + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer((bind, port), H).serve_forever()
-"#;
-
 struct Env {
-    lab: Lab,
+    /// Its namespaces go when the test ends.
+    _lab: Lab,
     a: Host,
     b: Host,
-    director: Host,
-    rs: Vec<(Host, Option<Proc>)>,
-    ha: Option<Proc>,
-    sock: PathBuf,
-    conf: PathBuf,
-    state: PathBuf,
+    dir: Director,
+    /// r1, r2, r3.
+    rs: RealServers,
     /// The virtual server's address (`VIP`, or over IPv6 `2001:db8:91:1::100`).
     vip: IpAddr,
-    v6: bool,
 }
 
 fn setup() -> Option<Env> {
@@ -119,13 +100,13 @@ fn setup_family(v6: bool) -> Option<Env> {
     let b = host("cb");
     lab.attach(&b, &sb, "eth0", Some(&cidr(v6, 12, 10)));
     ip(&b, &["route", "add", "default", "via", &addr(v6, 12, 1)]);
-    std::fs::write(lab.path("rs.py"), RS_PY).unwrap();
     let mut rs = Vec::new();
     for i in 0..3 {
-        let h = host(&format!("r{}", i + 1));
+        let name = format!("r{}", i + 1);
+        let h = host(&name);
         lab.attach(&h, &back, "eth0", Some(&cidr(v6, 2, 11 + i)));
         ip(&h, &["route", "add", "default", "via", &addr(v6, 2, 1)]);
-        rs.push((h, None));
+        rs.push((h, name));
     }
     let mut rss = String::new();
     for i in 0..3 {
@@ -134,114 +115,46 @@ fn setup_family(v6: bool) -> Option<Env> {
             addr(v6, 2, 11 + i)
         ));
     }
-    let conf = lab.path("ha.conf");
+    let dir = Director::new(&lab, director, HA);
     std::fs::write(
-        &conf,
+        &dir.conf,
         format!("global_defs {{\n  router_id dir\n}}\nvirtual_server {vip} 80 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n{rss}}}\n"),
     )
     .unwrap();
-    let mut env = Env {
+    let rs = RealServers::start(&lab, rs, if v6 { "::" } else { "0.0.0.0" });
+    Some(Env {
         vip: vip.parse().unwrap(),
-        v6,
-        sock: lab.path("ha.sock"),
-        state: lab.path("state.json"),
-        conf,
-        lab,
+        _lab: lab,
         a,
         b,
-        director,
+        dir,
         rs,
-        ha: None,
-    };
-    for i in 0..3 {
-        env.rs_up(i);
-    }
-    Some(env)
+    })
 }
 
 impl Env {
-    fn rs_up(&mut self, i: usize) {
-        let script = self.lab.path("rs.py");
-        let name = format!("r{}", i + 1);
-        let (h, p) = &mut self.rs[i];
-        let bind = if self.v6 { "::" } else { "0.0.0.0" };
-        *p = Some(h.spawn(
-            &name,
-            "python3",
-            &[script.to_str().unwrap(), &name, "80", bind],
-        ));
-        assert!(wait_until(Duration::from_secs(10), || h.tcp_listening(80)));
-    }
-
-    fn rs_down(&mut self, i: usize) {
-        if let Some(mut p) = self.rs[i].1.take() {
-            p.kill();
-        }
-    }
-
     fn start(&mut self, label: &str) {
-        let p = self.director.spawn(
-            label,
-            HA,
-            &[
-                "--config",
-                self.conf.to_str().unwrap(),
-                "--control",
-                self.sock.to_str().unwrap(),
-                "--state-file",
-                self.state.to_str().unwrap(),
-                "--lvs-backend",
-                "nftables",
-            ],
-        );
-        self.ha = Some(p);
-        assert!(
-            wait_until(Duration::from_secs(15), || self.healthy() == 3),
-            "three healthy real servers not reported:\n{}",
-            self.ha.as_ref().unwrap().output()
-        );
+        self.dir.start(label, 3);
     }
 
     fn ha(&self, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new(HA)
-            .args(args)
-            .args(["--control", self.sock.to_str().unwrap()])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        self.dir.cli(args)
     }
 
     fn status(&self) -> Status {
-        common::status(HA, &self.sock)
-    }
-
-    fn healthy(&self) -> usize {
-        common::serving(&self.status())
+        self.dir.status()
     }
 
     /// `n` requests from `client`, one connection each: answers per real server ("fail").
     fn spread(&self, client: &Host, n: usize) -> BTreeMap<String, usize> {
-        let mut m = BTreeMap::new();
-        let addr = SocketAddr::new(self.vip, 80);
-        for _ in 0..n {
-            let who = common::who(client, addr);
-            *m.entry(who.unwrap_or_else(|| "fail".into())).or_default() += 1;
-        }
-        m
+        common::lvs::spread(client, SocketAddr::new(self.vip, 80), n)
     }
 }
 
 impl Env {
     /// r3 (the gray real server) stops: the route falls back and A gets r1 and r2.
     fn r3_down_a_falls_back(&mut self) {
-        self.rs_down(2);
+        self.rs.down(2);
         assert!(
             wait_until(Duration::from_secs(8), || self
                 .status()
@@ -301,8 +214,8 @@ fn a_gray_route_splits_clients_survives_restart_and_goes() {
     assert!(!ok && out.contains("known: 10.91.2.11:80"), "{out}");
 
     // SIGTERM and a new ha on the same state file: the route is back
-    env.ha.as_mut().unwrap().stop(Duration::from_secs(5));
-    let rules = env.director.run("nft", &["list", "ruleset"]);
+    env.dir.stop();
+    let rules = env.dir.host.run("nft", &["list", "ruleset"]);
     assert!(
         !rules.contains("ha_gray"),
         "mark table left behind:\n{rules}"
@@ -318,9 +231,10 @@ fn a_gray_route_splits_clients_survives_restart_and_goes() {
     assert!(!m.contains_key("r3") && !m.contains_key("fail"), "B: {m:?}");
 
     // a reload (SIGHUP) keeps it too
-    let ha = env.ha.as_ref().unwrap();
+    let ha = env.dir.ha.as_ref().unwrap();
     ha.signal(libc::SIGHUP);
     assert!(wait_until(Duration::from_secs(5), || env
+        .dir
         .ha
         .as_ref()
         .unwrap()
@@ -361,7 +275,7 @@ fn gray_clients_fall_back_to_the_pool_while_every_gray_server_is_down() {
     assert!(only(&env.spread(&env.a, 6), "r3"));
     env.r3_down_a_falls_back();
     assert!(env.ha(&["gray", "list"]).1.contains("FALLBACK"));
-    env.rs_up(2);
+    env.rs.up(2);
     assert!(wait_until(Duration::from_secs(8), || !env.status().gray[0].fallback));
     let m = env.spread(&env.a, 10);
     assert!(only(&m, "r3"), "A with r3 back: {m:?}");
@@ -389,7 +303,8 @@ fn an_ipv6_gray_route_splits_ipv6_clients_falls_back_and_goes() {
     assert!(!ok && out.contains("IPv6 networks"), "{out}");
     env.route_a_to_r3(&vs, A_NET6, "[2001:db8:91:2::13]:80");
     let marks = env
-        .director
+        .dir
+        .host
         .run("nft", &["list", "table", "ip6", "ha_gray"]);
     assert!(
         marks.contains(&format!("ip6 saddr {A_NET6} ip6 daddr {}", env.vip)),
@@ -398,7 +313,7 @@ fn an_ipv6_gray_route_splits_ipv6_clients_falls_back_and_goes() {
 
     // r3 down: A falls back to the pool, and returns when r3 is back
     env.r3_down_a_falls_back();
-    env.rs_up(2);
+    env.rs.up(2);
     assert!(wait_until(Duration::from_secs(8), || !env.status().gray[0].fallback));
     assert!(only(&env.spread(&env.a, 6), "r3"));
 
@@ -411,6 +326,6 @@ fn an_ipv6_gray_route_splits_ipv6_clients_falls_back_and_goes() {
         (Some(&3), Some(&3), Some(&3)),
         "A without the route: {m:?}"
     );
-    let rules = env.director.run("nft", &["list", "ruleset"]);
+    let rules = env.dir.host.run("nft", &["list", "ruleset"]);
     assert!(!rules.contains("ha_gray"), "{rules}");
 }

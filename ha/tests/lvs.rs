@@ -3,58 +3,29 @@
 //! servers and a sorry server behind it; and the same over IPv6 with two real servers.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap is a failing test
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use opsflow_control::client::Blocking;
 use opsflow_control::{Client, Endpoint, Error, RealServer, RsAction, RsChange, Status};
-use opsflow_tests::{wait_until, Host, Lab, Proc};
+use opsflow_tests::{wait_until, Host, Lab};
 
 mod common;
+
+use common::lvs::{Director, RealServers};
 
 const HA: &str = env!("CARGO_BIN_EXE_ha");
 const VIP: &str = "10.91.1.100";
 
-/// A small HTTP/1.1 server (keep-alive) that names itself: `/who`, `/health`, `/slow`;
-/// on IPv6 when the optional third argument is `::`.
-const RS_PY: &str = r#"
-import http.server, socket, sys, time
-name, port = sys.argv[1], int(sys.argv[2])
-bind = sys.argv[3] if len(sys.argv) > 3 else "0.0.0.0"
-if ":" in bind:
-    http.server.ThreadingHTTPServer.address_family = socket.AF_INET6
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path == "/slow":
-            time.sleep(3)
-        b = (name + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer((bind, port), H).serve_forever()
-"#;
-
 struct Env {
     lab: Lab,
     client: Host,
-    director: Host,
-    rs: Vec<(Host, Option<Proc>)>,
-    /// The real servers' names (their answer to `/who`).
-    names: Vec<&'static str>,
+    dir: Director,
+    rs: RealServers,
     /// The virtual server as clients reach it: `10.91.1.100:80`, `[2001:db8:91:1::100]:80`.
-    vs: String,
-    /// Where the real servers listen: `0.0.0.0` or `::`.
-    bind: &'static str,
-    ha: Option<Proc>,
-    sock: PathBuf,
-    conf: PathBuf,
-    state: PathBuf,
+    vs: SocketAddr,
 }
 
 fn setup() -> Option<Env> {
@@ -67,25 +38,16 @@ fn setup() -> Option<Env> {
     lab.attach(&director, &front, "eth0", Some("10.91.1.2/24"));
     lab.attach(&director, &back, "eth1", Some("10.91.2.1/24"));
     director.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
-    let script = lab.path("rs.py");
-    std::fs::write(&script, RS_PY).unwrap();
     let mut rs = Vec::new();
     for (i, name) in ["r1", "r2", "r3", "sorry"].iter().enumerate() {
         let h = lab.host(name);
         let last = if *name == "sorry" { 99 } else { 11 + i };
         lab.attach(&h, &back, "eth0", Some(&format!("10.91.2.{last}/24")));
         h.run("ip", &["route", "add", "default", "via", "10.91.2.1"]);
-        rs.push(h);
+        rs.push((h, name.to_string()));
     }
-    let env = Env::new(
-        lab,
-        (client, director),
-        rs,
-        vec!["r1", "r2", "r3", "sorry"],
-        format!("{VIP}:80"),
-        "0.0.0.0",
-    );
-    std::fs::write(&env.conf, conf(&env.lab.path("notify.log"))).unwrap();
+    let env = Env::new(lab, (client, director), rs, format!("{VIP}:80"), "0.0.0.0");
+    std::fs::write(&env.dir.conf, conf(&env.lab.path("notify.log"))).unwrap();
     Some(env)
 }
 
@@ -117,8 +79,6 @@ fn setup6() -> Option<Env> {
     lab.attach(&director, &back, "eth1", Some("2001:db8:91:2::1/64"));
     director.run("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
     director.run("ip", &["addr", "add", &format!("{VIP6}/64"), "dev", "eth0"]);
-    let script = lab.path("rs.py");
-    std::fs::write(&script, RS_PY).unwrap();
     let mut rs = Vec::new();
     for (i, name) in ["r1", "r2"].iter().enumerate() {
         let h = host(name);
@@ -132,21 +92,14 @@ fn setup6() -> Option<Env> {
             "ip",
             &["-6", "route", "add", "default", "via", "2001:db8:91:2::1"],
         );
-        rs.push(h);
+        rs.push((h, name.to_string()));
     }
-    let env = Env::new(
-        lab,
-        (client, director),
-        rs,
-        vec!["r1", "r2"],
-        format!("[{VIP6}]:80"),
-        "::",
-    );
+    let env = Env::new(lab, (client, director), rs, format!("[{VIP6}]:80"), "::");
     let check = "connect_timeout 1\n      retry 1\n      delay_before_retry 1";
     let conf = format!(
         "global_defs {{\n  router_id dir6\n}}\nvirtual_server {VIP6} 80 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n  real_server 2001:db8:91:2::11 80 {{\n    HTTP_GET {{\n      url {{\n        path /health\n        status_code 200\n      }}\n      {check}\n    }}\n  }}\n  real_server 2001:db8:91:2::12 80 {{\n    TCP_CHECK {{\n      {check}\n    }}\n  }}\n}}\n"
     );
-    std::fs::write(&env.conf, conf).unwrap();
+    std::fs::write(&env.dir.conf, conf).unwrap();
     Some(env)
 }
 
@@ -209,93 +162,36 @@ virtual_server {VIP} 80 {{
 }
 
 impl Env {
-    /// The lab with its real servers (named `names`, listening on `bind`) started.
+    /// The lab with its real servers (hosts with their names, listening on `bind`) started.
     fn new(
         lab: Lab,
         (client, director): (Host, Host),
-        rs: Vec<Host>,
-        names: Vec<&'static str>,
+        rs: Vec<(Host, String)>,
         vs: String,
         bind: &'static str,
     ) -> Env {
-        let mut env = Env {
-            sock: lab.path("ha.sock"),
-            conf: lab.path("ha.conf"),
-            state: lab.path("state.json"),
+        Env {
+            dir: Director::new(&lab, director, HA),
+            rs: RealServers::start(&lab, rs, bind),
+            vs: vs.parse().unwrap(),
             lab,
             client,
-            director,
-            rs: rs.into_iter().map(|h| (h, None)).collect(),
-            names,
-            vs,
-            bind,
-            ha: None,
-        };
-        for i in 0..env.rs.len() {
-            env.rs_up(i);
-        }
-        env
-    }
-
-    fn rs_up(&mut self, i: usize) {
-        let name = self.names[i];
-        let script = self.lab.path("rs.py");
-        let (h, p) = &mut self.rs[i];
-        *p = Some(h.spawn(
-            name,
-            "python3",
-            &[script.to_str().unwrap(), name, "80", self.bind],
-        ));
-        assert!(wait_until(Duration::from_secs(10), || h.tcp_listening(80)));
-    }
-
-    fn rs_down(&mut self, i: usize) {
-        if let Some(mut p) = self.rs[i].1.take() {
-            p.kill();
         }
     }
 
-    fn spawn_ha(&mut self, label: &str) {
-        let p = self.director.spawn(
-            label,
-            HA,
-            &[
-                "--config",
-                self.conf.to_str().unwrap(),
-                "--control",
-                self.sock.to_str().unwrap(),
-                "--state-file",
-                self.state.to_str().unwrap(),
-                "--lvs-backend",
-                "nftables",
-            ],
-        );
-        self.ha = Some(p);
-        assert!(wait_until(Duration::from_secs(10), || self.sock.exists()));
-    }
-
+    /// Starts ha; every real server but the sorry server healthy, the virtual server answers.
     fn start(&mut self) {
-        self.spawn_ha("ha");
-        let want = self.names.iter().filter(|n| **n != "sorry").count();
-        assert!(
-            wait_until(Duration::from_secs(10), || self.healthy_count() == want),
-            "{want} healthy real servers not reported: {}\n{}",
-            self.status_text(),
-            self.ha.as_ref().unwrap().output()
-        );
+        let want = self.rs.names.iter().filter(|n| *n != "sorry").count();
+        self.dir.start("ha", want);
         assert!(wait_until(Duration::from_secs(5), || self.who().is_some()));
     }
 
     fn status(&self) -> Status {
-        common::status(HA, &self.sock)
+        self.dir.status()
     }
 
     fn status_text(&self) -> String {
-        let out = std::process::Command::new(HA)
-            .args(["status", "--control", self.sock.to_str().unwrap()])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.dir.status_text()
     }
 
     /// The real server `rip` (any port) as `ha status --json` reports it.
@@ -319,13 +215,9 @@ impl Env {
         );
     }
 
-    fn healthy_count(&self) -> usize {
-        common::serving(&self.status())
-    }
-
     fn control(&self, vs: &str, rs: &str, action: RsAction) -> Result<RsChange, Error> {
         Blocking::new(Client::new(
-            Endpoint::parse(self.sock.to_str().unwrap(), None).unwrap(),
+            Endpoint::parse(self.dir.sock.to_str().unwrap(), None).unwrap(),
         ))
         .unwrap()
         .set_real_server(vs, rs, action)
@@ -333,21 +225,16 @@ impl Env {
 
     /// One request on a new connection from the client: the real server's name.
     fn who(&self) -> Option<String> {
-        common::who(&self.client, self.vs.parse().unwrap())
+        common::who(&self.client, self.vs)
     }
 
     /// Counts of answers per real server over `n` new connections; failures under "fail".
-    fn spread(&self, n: usize) -> std::collections::BTreeMap<String, usize> {
-        let mut m = std::collections::BTreeMap::new();
-        for _ in 0..n {
-            *m.entry(self.who().unwrap_or_else(|| "fail".into()))
-                .or_default() += 1;
-        }
-        m
+    fn spread(&self, n: usize) -> BTreeMap<String, usize> {
+        common::lvs::spread(&self.client, self.vs, n)
     }
 }
 
-fn count(m: &std::collections::BTreeMap<String, usize>, k: &str) -> usize {
+fn count(m: &BTreeMap<String, usize>, k: &str) -> usize {
     m.get(k).copied().unwrap_or(0)
 }
 
@@ -363,7 +250,7 @@ fn round_robin_failover_and_recovery() {
     );
 
     // r2 dies: out of rotation within delay_loop x (retry + 1) plus the check itself
-    env.rs_down(1);
+    env.rs.down(1);
     let t0 = Instant::now();
     assert!(wait_until(Duration::from_secs(8), || env
         .rs("10.91.2.12")
@@ -385,7 +272,7 @@ fn round_robin_failover_and_recovery() {
     }));
 
     // r2 comes back: in rotation again after one good check
-    env.rs_up(1);
+    env.rs.up(1);
     assert!(wait_until(Duration::from_secs(4), || env
         .rs("10.91.2.12")
         .is_some_and(|r| r.healthy)));
@@ -399,7 +286,7 @@ fn round_robin_failover_and_recovery() {
 
     // all down: the sorry server answers
     for i in 0..3 {
-        env.rs_down(i);
+        env.rs.down(i);
     }
     assert!(
         wait_until(Duration::from_secs(10), || env.who().as_deref()
@@ -479,11 +366,11 @@ fn drain_spares_open_connections_and_survives_restart() {
     assert!(err.to_string().contains("known: 10.91.1.100:80"), "{err}");
 
     // a restart keeps the drain (state file); shutdown removes our table in between
-    env.ha.as_mut().unwrap().stop(Duration::from_secs(5));
-    let rules = env.director.run("nft", &["list", "ruleset"]);
+    env.dir.stop();
+    let rules = env.dir.host.run("nft", &["list", "ruleset"]);
     assert!(!rules.contains("10.91.2.1"), "rules left behind:\n{rules}");
-    env.spawn_ha("ha2");
-    assert!(wait_until(Duration::from_secs(10), || env.healthy_count() == 2));
+    env.dir.spawn("ha2");
+    assert!(wait_until(Duration::from_secs(10), || env.dir.healthy() == 2));
     assert!(env.rs(rip).unwrap().maintenance);
     let m = env.spread(12);
     assert_eq!(count(&m, &held), 0, "{m:?}");
@@ -512,7 +399,7 @@ fn ipv6_virtual_server_checks_drains_and_names_in_brackets() {
     assert_eq!(st.virtual_servers[0].backend, "nftables");
 
     // r2 stops: its TCP_CHECK takes it out, every request goes to r1
-    env.rs_down(1);
+    env.rs.down(1);
     env.wait_health("2001:db8:91:2::12", false);
     let m = env.spread(8);
     assert_eq!(count(&m, "r1"), 8, "{m:?}");
@@ -520,7 +407,7 @@ fn ipv6_virtual_server_checks_drains_and_names_in_brackets() {
     assert!(err.contains("[2001:db8:91:2::12]:80"), "{err}");
 
     // and back after a good check
-    env.rs_up(1);
+    env.rs.up(1);
     assert!(wait_until(Duration::from_secs(6), || env
         .rs("2001:db8:91:2::12")
         .is_some_and(|r| r.healthy)));
@@ -548,8 +435,8 @@ fn ipv6_virtual_server_checks_drains_and_names_in_brackets() {
     assert_eq!((count(&m, "r1"), count(&m, "r2")), (3, 3), "{m:?}");
 
     // shutdown removes the ip6 table
-    env.ha.as_mut().unwrap().stop(Duration::from_secs(5));
-    let rules = env.director.run("nft", &["list", "ruleset"]);
+    env.dir.stop();
+    let rules = env.dir.host.run("nft", &["list", "ruleset"]);
     assert!(
         !rules.contains("2001:db8:91:2::"),
         "rules left behind:\n{rules}"
@@ -565,13 +452,13 @@ fn ipv6_fwmark_virtual_server_serves_marked_traffic_from_ipv6_real_servers() {
     let conf = format!(
         "global_defs {{\n  router_id dir6\n}}\nvirtual_server fwmark 6 {{\n  ip_family inet6\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  real_server 2001:db8:91:2::11 80 {{\n    TCP_CHECK {{\n      {check}\n    }}\n  }}\n  real_server 2001:db8:91:2::12 80 {{\n    TCP_CHECK {{\n      {check}\n    }}\n  }}\n}}\n"
     );
-    std::fs::write(&env.conf, conf).unwrap();
+    std::fs::write(&env.dir.conf, conf).unwrap();
     let marks = format!(
         "table ip6 site_marks {{\n\tchain pre {{\n\t\ttype filter hook prerouting priority mangle; policy accept;\n\t\tip6 daddr {VIP6} tcp dport 80 meta mark set 6\n\t}}\n}}\n"
     );
     let path = env.lab.path("marks.nft");
     std::fs::write(&path, marks).unwrap();
-    env.director.run("nft", &["-f", path.to_str().unwrap()]);
+    env.dir.host.run("nft", &["-f", path.to_str().unwrap()]);
     env.start();
     let st = env.status();
     assert_eq!(
@@ -582,11 +469,11 @@ fn ipv6_fwmark_virtual_server_serves_marked_traffic_from_ipv6_real_servers() {
     );
     let m = env.spread(10);
     assert_eq!((count(&m, "r1"), count(&m, "r2")), (5, 5), "{m:?}");
-    let rules = env.director.run("nft", &["list", "table", "ip6", "ha_lvs"]);
+    let rules = env.dir.host.run("nft", &["list", "table", "ip6", "ha_lvs"]);
     assert!(rules.contains("meta mark 0x00000006"), "{rules}");
 
     // r2 stops: its checker takes it out of the mark's service
-    env.rs_down(1);
+    env.rs.down(1);
     env.wait_health("2001:db8:91:2::12", false);
     let m = env.spread(6);
     assert_eq!(count(&m, "r1"), 6, "{m:?}");
@@ -596,8 +483,8 @@ fn ipv6_fwmark_virtual_server_serves_marked_traffic_from_ipv6_real_servers() {
     assert_eq!(env.rs("2001:db8:91:2::11").unwrap().weight, 0);
 
     // shutdown removes ha's ip6 table and leaves the site's
-    env.ha.as_mut().unwrap().stop(Duration::from_secs(5));
-    let rules = env.director.run("nft", &["list", "ruleset"]);
+    env.dir.stop();
+    let rules = env.dir.host.run("nft", &["list", "ruleset"]);
     assert!(!rules.contains("ha_lvs"), "rules left behind:\n{rules}");
     assert!(rules.contains("site_marks"), "{rules}");
 }

@@ -114,6 +114,30 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Retries a blocking socket call that a stop and continue of this process interrupted.
+/// A socket with SO_RCVTIMEO fails with EINTR even without a signal handler when the process
+/// is stopped and resumed (signal(7)); a frozen or migrated VM does that to a test run.
+pub fn unless_interrupted<T>(mut call: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Runs `cmd` (a command-line tool under test) to its end: whether it succeeded, and its
+/// stdout followed by its stderr.
+pub fn outcome(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
 fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd
         .stdin(Stdio::null())

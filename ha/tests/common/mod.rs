@@ -1,5 +1,7 @@
 //! What several ha test files share: starting keepalived as the reference peer and ha, and
-//! asking a virtual server and ha's status (the LVS and gray tests).
+//! asking a virtual server and ha's status (the LVS and gray tests, whose lab is in `lvs`).
+
+pub mod lvs;
 
 use std::path::Path;
 
