@@ -87,7 +87,15 @@ pub enum Mapped {
     Name(String),
     /// An `a` rule matched (its line): refuse with an access violation.
     Refused(usize),
+    /// The rule on this line made the name longer than [`MAX_NAME`] bytes: refused too. Rules
+    /// that restart and grow the name double it with every pass (a rule that replaces each
+    /// letter with two letters, then an `s` rule), which would take memory and time without
+    /// bound.
+    TooLong(usize),
 }
+
+/// The longest name the rules may make (Linux's PATH_MAX).
+pub const MAX_NAME: usize = 4096;
 
 /// Splits a rule line into fields separated by unescaped white space; `\ ` keeps a space.
 fn fields(line: &str) -> Vec<(usize, String)> {
@@ -209,6 +217,9 @@ impl Remap {
                 } else {
                     cur
                 };
+                if cur.len() > MAX_NAME {
+                    return Mapped::TooLong(rule.line);
+                }
             }
             if rule.flags.end {
                 break;
@@ -411,6 +422,21 @@ mod tests {
     fn endless_restart_is_refused() {
         let r = Remap::parse("f", "rs a a\n").unwrap();
         assert!(matches!(r.apply("a", false, ip()), Mapped::Refused(1)));
+    }
+
+    #[test]
+    fn a_name_that_grows_with_every_restart_is_refused() {
+        // found by the fuzzer: each pass doubles the letters; 100 passes never end
+        let r = Remap::parse("f", "rgi [A-Z] -wa-\ns ^\n").unwrap();
+        assert_eq!(r.apply("pxelinux.0", false, ip()), Mapped::TooLong(1));
+        let r = Remap::parse("f", "rg x xx\n").unwrap();
+        let long = "x".repeat(MAX_NAME / 2 + 1);
+        assert_eq!(r.apply(&long, false, ip()), Mapped::TooLong(1));
+        let fits = "x".repeat(MAX_NAME / 2);
+        assert_eq!(
+            r.apply(&fits, false, ip()),
+            Mapped::Name("x".repeat(MAX_NAME))
+        );
     }
 
     #[test]

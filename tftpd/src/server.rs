@@ -486,6 +486,13 @@ async fn transfer(
                     "refused by remap rule on line {line}"
                 )));
             }
+            Mapped::TooLong(line) => {
+                refuse(&sock, ErrorCode::AccessViolation, "access violation").await;
+                return Err(Fail::Refused(format!(
+                    "remap rule on line {line} made the name longer than {} bytes",
+                    crate::remap::MAX_NAME
+                )));
+            }
         },
         None => req.filename.clone(),
     };
