@@ -63,6 +63,22 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// A free lease of `ip` with nothing else set.
+    pub fn bare(ip: Ipv4Addr) -> Lease {
+        Lease {
+            ip,
+            mac: None,
+            client_id: None,
+            hostname: None,
+            agent: None,
+            vars: Vec::new(),
+            on_expiry: None,
+            starts: 0,
+            ends: 0,
+            state: State::Free,
+        }
+    }
+
     /// The state as reported to people: an active lease past its end is `expired`.
     pub fn effective_state(&self, now: u64) -> &'static str {
         match self.state {
@@ -344,18 +360,7 @@ pub fn parse(text: &str) -> (HashMap<Ipv4Addr, Lease>, usize) {
         if let Some(rest) = line.strip_prefix("lease ") {
             let ip = rest.trim_end_matches('{').trim().parse().ok();
             block = None;
-            cur = ip.map(|ip| Lease {
-                ip,
-                mac: None,
-                client_id: None,
-                hostname: None,
-                agent: None,
-                vars: Vec::new(),
-                on_expiry: None,
-                starts: 0,
-                ends: 0,
-                state: State::Free,
-            });
+            cur = ip.map(Lease::bare);
             continue;
         }
         let Some(l) = cur.as_mut() else { continue };

@@ -135,6 +135,9 @@ impl Server {
         };
         let mut engine = Engine::new(cfg, leases, &ifaces);
         engine.shared = db.is_some();
+        let t = std::time::Instant::now();
+        engine.prefault();
+        debug!(took = ?t.elapsed(), room = engine.leases.capacity(), "lease tables touched");
         let engine = Arc::new(Mutex::new(engine));
         if let Some(db) = &db {
             // other servers' leases, into our view (the table decides; this avoids offers

@@ -594,3 +594,18 @@ fn the_lease_tables_start_with_room_for_every_range_address_up_to_a_cap() {
     .unwrap();
     assert_eq!(pool_room(&big), MAX_ROOM);
 }
+
+#[test]
+fn prefault_keeps_the_leases_and_the_room() {
+    let mut e = engine();
+    let m = mac(9);
+    let ip = dora(&mut e, m, 1000);
+    let (cap, len, by_client) = (e.leases.capacity(), e.leases.len(), e.by_client.len());
+    e.prefault();
+    assert_eq!(
+        (e.leases.capacity(), e.leases.len(), e.by_client.len()),
+        (cap, len, by_client)
+    );
+    assert_eq!(e.leases[&ip].mac, Some(m));
+    assert_eq!(dora(&mut e, m, 1001), ip, "the client keeps its address");
+}
