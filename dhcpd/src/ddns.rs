@@ -254,10 +254,14 @@ fn send(z: &Zone, u: &Update) -> std::io::Result<u8> {
                 return Ok(buf[3] & 0x0f);
             }
             Ok(_) => continue,
+            // no answer within the timeout, or a signal (a reload's SIGHUP) interrupted the
+            // wait (a read with SO_RCVTIMEO is not restarted): send again
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 continue

@@ -424,6 +424,9 @@ pub fn ping(addr: IpAddr, bind: Option<IpAddr>, limit: Duration) -> Result<(), S
             {
                 return Err(format!("ping {addr}: no echo reply within {limit:?}"))
             }
+            // a signal (a reload's SIGHUP) that reached this thread: a read with SO_RCVTIMEO
+            // is not restarted; it is no failed check, so wait out the rest of the limit
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(format!("ping {addr}: {e}")),
         };
         // SAFETY: recv_from initialised the first n bytes.
@@ -629,5 +632,50 @@ mod tests {
         assert!(parse_page(b"garbage").is_err());
         assert_eq!(md5_hex(b"tls r1\n").len(), 32);
         assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn a_signal_during_a_ping_is_no_failed_check() {
+        if !opsflow_tests::require(&["ip", "sysctl"]) {
+            return;
+        }
+        extern "C" fn nothing(_: libc::c_int) {}
+        // SAFETY: a handler that does nothing, for a signal no other test uses; sigaction
+        // without SA_RESTART, as a daemon's signal handling may install it.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigaction(libc::SIGURG, &sa, std::ptr::null_mut());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pinger = std::thread::spawn(move || {
+            // this thread alone moves to a new network namespace: lo up, echoes ignored
+            // SAFETY: unshare of the calling thread's network namespace.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            for cmd in [
+                &["ip", "link", "set", "lo", "up"][..],
+                &["sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1"],
+            ] {
+                let st = std::process::Command::new(cmd[0]).args(&cmd[1..]).status();
+                assert!(st.is_ok_and(|s| s.success()), "{cmd:?}");
+            }
+            // SAFETY: pthread_self has no preconditions.
+            tx.send(unsafe { libc::pthread_self() }).unwrap();
+            let t0 = std::time::Instant::now();
+            let r = ping(
+                "127.0.0.1".parse().unwrap(),
+                None,
+                Duration::from_millis(800),
+            );
+            (r, t0.elapsed())
+        });
+        let thread = rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: the thread is alive: it waits for the echo until its limit.
+        unsafe { libc::pthread_kill(thread, libc::SIGURG) };
+        let (r, took) = pinger.join().unwrap();
+        let e = r.unwrap_err();
+        assert!(e.contains("no echo reply within"), "{e}");
+        assert!(took >= Duration::from_millis(800), "{took:?}");
     }
 }
