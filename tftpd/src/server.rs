@@ -477,24 +477,23 @@ async fn transfer(
         ));
     }
     let remap = shared.remap.read().ok().and_then(|r| r.clone());
-    let name = match remap {
+    let mapped = match remap {
         Some(r) => match r.apply(&req.filename, req.write, peer.ip()) {
-            Mapped::Name(n) => n,
-            Mapped::Refused(line) => {
-                refuse(&sock, ErrorCode::AccessViolation, "access violation").await;
-                return Err(Fail::Refused(format!(
-                    "refused by remap rule on line {line}"
-                )));
-            }
-            Mapped::TooLong(line) => {
-                refuse(&sock, ErrorCode::AccessViolation, "access violation").await;
-                return Err(Fail::Refused(format!(
-                    "remap rule on line {line} made the name longer than {} bytes",
-                    crate::remap::MAX_NAME
-                )));
-            }
+            Mapped::Name(n) => Ok(n),
+            Mapped::Refused(line) => Err(format!("refused by remap rule on line {line}")),
+            Mapped::TooLong(line) => Err(format!(
+                "remap rule on line {line} made the name longer than {} bytes",
+                crate::remap::MAX_NAME
+            )),
         },
-        None => req.filename.clone(),
+        None => Ok(req.filename.clone()),
+    };
+    let name = match mapped {
+        Ok(n) => n,
+        Err(why) => {
+            refuse(&sock, ErrorCode::AccessViolation, "access violation").await;
+            return Err(Fail::Refused(why));
+        }
     };
     let mtu = path_mtu(&sock, peer);
     let extra = if peer.is_ipv6() { 20 } else { 0 };
