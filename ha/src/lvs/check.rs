@@ -659,23 +659,29 @@ mod tests {
                 let st = std::process::Command::new(cmd[0]).args(&cmd[1..]).status();
                 assert!(st.is_ok_and(|s| s.success()), "{cmd:?}");
             }
-            // SAFETY: pthread_self has no preconditions.
-            tx.send(unsafe { libc::pthread_self() }).unwrap();
+            // SAFETY: pthread_self and gettid have no preconditions.
+            tx.send(unsafe { (libc::pthread_self(), libc::gettid()) })
+                .unwrap();
             let t0 = std::time::Instant::now();
-            let r = ping(
-                "127.0.0.1".parse().unwrap(),
-                None,
-                Duration::from_millis(800),
-            );
+            let r = ping("127.0.0.1".parse().unwrap(), None, Duration::from_secs(3));
             (r, t0.elapsed())
         });
-        let thread = rx.recv().unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        let (thread, tid) = rx.recv().unwrap();
+        // signal it once it waits for the echo: blocked in recvfrom (first field of
+        // /proc/.../syscall: the system call's number)
+        let waiting = || {
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+                .is_ok_and(|s| s.split_whitespace().next() == Some(&libc::SYS_recvfrom.to_string()))
+        };
+        assert!(
+            opsflow_tests::wait_until(Duration::from_millis(2500), waiting),
+            "the ping never waited in recvfrom"
+        );
         // SAFETY: the thread is alive: it waits for the echo until its limit.
         unsafe { libc::pthread_kill(thread, libc::SIGURG) };
         let (r, took) = pinger.join().unwrap();
         let e = r.unwrap_err();
         assert!(e.contains("no echo reply within"), "{e}");
-        assert!(took >= Duration::from_millis(800), "{took:?}");
+        assert!(took >= Duration::from_secs(3), "{took:?}");
     }
 }
