@@ -30,6 +30,11 @@ impl Loader<'_> {
     }
 
     pub(super) fn unary(&mut self, p: &mut Cursor) -> Result<Bool, Diag> {
+        let pos = p.peek().pos.clone();
+        self.nested(&pos, |l| l.unary_here(p))
+    }
+
+    fn unary_here(&mut self, p: &mut Cursor) -> Result<Bool, Diag> {
         match p.peek_word() {
             Some("not") => {
                 p.next();
@@ -112,6 +117,11 @@ impl Loader<'_> {
     }
 
     pub(super) fn data(&mut self, p: &mut Cursor) -> Result<Data, Diag> {
+        let pos = p.peek().pos.clone();
+        self.nested(&pos, |l| l.data_here(p))
+    }
+
+    fn data_here(&mut self, p: &mut Cursor) -> Result<Data, Diag> {
         let t = p.next();
         let num = |p: &mut Cursor| -> Result<usize, Diag> {
             let (w, wpos) = p.word()?;
@@ -297,6 +307,10 @@ impl Cursor {
             self.i += 1;
         }
         t
+    }
+    /// Position of the previous token (the `{` a block was opened with).
+    pub(super) fn prev_pos(&self) -> Pos {
+        self.toks[self.i.saturating_sub(1)].pos.clone()
     }
     /// Position just after the previous token (where a missing ';' belongs).
     pub(super) fn after_prev(&self) -> Pos {

@@ -30,7 +30,11 @@ pub(super) struct Ctx {
 
 pub(super) struct Loader<'a> {
     pub(super) cfg: &'a mut Config,
+    /// Include depth.
     pub(super) depth: usize,
+    /// How deep the parser is in blocks, parentheses, `not`s and function calls (see
+    /// [`MAX_NESTING`]).
+    pub(super) nest: usize,
     pub(super) errors: Vec<Diag>,
     /// The declaration each pool sits in.
     pub(super) pool_parent: Vec<Kind>,
@@ -38,7 +42,32 @@ pub(super) struct Loader<'a> {
     pub(super) pending: Vec<(usize, Range)>,
 }
 
+/// The deepest that blocks, conditions and expressions may nest. The parser recurses on each
+/// level, so a file nested thousands deep (a generator's bug, or a hostile file handed to a
+/// reload) would overflow the stack and abort the daemon; real configs nest a handful deep.
+pub(super) const MAX_NESTING: usize = 64;
+
 impl Loader<'_> {
+    /// Runs `f` one nesting level deeper, or refuses at `pos` past [`MAX_NESTING`].
+    pub(super) fn nested<T>(
+        &mut self,
+        pos: &Pos,
+        f: impl FnOnce(&mut Self) -> Result<T, Diag>,
+    ) -> Result<T, Diag> {
+        if self.nest >= MAX_NESTING {
+            return Err(err(
+                pos,
+                format!(
+                    "nested more than {MAX_NESTING} deep (blocks, parentheses, 'not' or function calls): a '}}' or ')' is probably missing"
+                ),
+            ));
+        }
+        self.nest += 1;
+        let r = f(self);
+        self.nest -= 1;
+        r
+    }
+
     pub(super) fn file(&mut self, path: &Path, from: &Pos, ctx: Ctx) -> Result<(), Diag> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(from, format!("cannot read {}: {e}", path.display())))?;
@@ -69,6 +98,15 @@ impl Loader<'_> {
 
     /// Statements until `}` (consumed) or, at top level, end of file.
     pub(super) fn block(&mut self, p: &mut Cursor, ctx: Ctx, top: bool) -> Result<(), Diag> {
+        if top {
+            return self.statements(p, ctx, true);
+        }
+        // the '{' that opened it
+        let pos = p.prev_pos();
+        self.nested(&pos, |l| l.statements(p, ctx, false))
+    }
+
+    fn statements(&mut self, p: &mut Cursor, ctx: Ctx, top: bool) -> Result<(), Diag> {
         loop {
             let t = p.peek().clone();
             match &t.tok {

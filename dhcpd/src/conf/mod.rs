@@ -23,6 +23,8 @@ mod validate;
 use std::path::Path;
 use std::sync::Arc;
 
+#[cfg(test)]
+use decl::MAX_NESTING;
 use decl::{Ctx, Kind, Loader};
 use lexer::Pos;
 use opsflow_common::diag::error as err;
@@ -80,6 +82,7 @@ fn parse_into(
     let mut l = Loader {
         cfg: &mut cfg,
         depth: 0,
+        nest: 0,
         errors: Vec::new(),
         pool_parent: Vec::new(),
         pending: Vec::new(),

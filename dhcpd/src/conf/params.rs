@@ -446,6 +446,11 @@ impl Loader<'_> {
 
     /// The body of an `if` branch: parameters, options and nested `if`s.
     pub(super) fn cond_block(&mut self, p: &mut Cursor) -> Result<Vec<Stmt>, Diag> {
+        let pos = p.peek().pos.clone();
+        self.nested(&pos, |l| l.cond_statements(p))
+    }
+
+    fn cond_statements(&mut self, p: &mut Cursor) -> Result<Vec<Stmt>, Diag> {
         p.open()?;
         let mut out = Vec::new();
         loop {

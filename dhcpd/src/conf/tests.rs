@@ -460,3 +460,66 @@ fn dynamic_bootp_lease_cutoff_reads_unix_seconds_infinite_and_the_manuals_date()
         "t.conf:1:28: 'never' is not a time",
     );
 }
+
+/// Parses `text` on a thread with the 2 MiB stack of a spawned thread (where a reload runs).
+fn errors_on_a_small_stack(text: String) -> Vec<String> {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || errors(&text))
+        .unwrap()
+        .join()
+        .expect("the parser overflowed or panicked")
+}
+
+#[test]
+fn nesting_past_the_limit_is_an_error_not_a_stack_overflow() {
+    let deep = 20_000;
+    let cases = [
+        (
+            "group {\n".repeat(deep) + &"}\n".repeat(deep),
+            format!("t.conf:{}:7:", MAX_NESTING + 1),
+        ),
+        (
+            format!(
+                "class \"c\" {{\n{}{}}}\n",
+                "if exists user-class {\n".repeat(deep),
+                "}\n".repeat(deep)
+            ),
+            format!("t.conf:{}:", MAX_NESTING + 1),
+        ),
+        (
+            format!("class \"c\" {{ match if {}known; }}\n", "not ".repeat(deep)),
+            "t.conf:1:".to_string(),
+        ),
+        (
+            format!(
+                "class \"c\" {{ match if {}known{}; }}\n",
+                "(".repeat(deep),
+                ")".repeat(deep)
+            ),
+            "t.conf:1:".to_string(),
+        ),
+        (
+            format!(
+                "class \"c\" {{ match if {}option host-name{} = \"a\"; }}\n",
+                "substring(".repeat(deep),
+                ", 0, 1)".repeat(deep)
+            ),
+            "t.conf:1:".to_string(),
+        ),
+    ];
+    for (text, at) in cases {
+        let e = errors_on_a_small_stack(text);
+        assert!(
+            e.iter().any(|m| m.starts_with(&at)
+                && m.contains(&format!("nested more than {MAX_NESTING} deep"))),
+            "want 'nested more than {MAX_NESTING} deep' at {at}, got {:?}",
+            &e[..e.len().min(3)]
+        );
+        assert!(e.len() <= 3, "one mistake, a few errors at most: {e:?}");
+    }
+    // as deep as the limit allows still parses
+    let ok = MAX_NESTING;
+    let text = "group {\n".repeat(ok) + &"}\n".repeat(ok);
+    assert_eq!(errors_on_a_small_stack(text), Vec::<String>::new());
+}
