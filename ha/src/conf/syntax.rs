@@ -191,7 +191,13 @@ impl Reader<'_> {
                 offset = consumed;
                 line = rest[id_end..].to_string();
             }
-            let words = split_words(&line);
+            let (words, open_quote) = split_words(&line);
+            if let Some(col) = open_quote {
+                self.diags.push(warning(
+                    &pos(col + offset + 1),
+                    "this quoted string has no closing '\"' (keepalived reports it too); it is read to the end of the line: close it",
+                ));
+            }
             if words.is_empty() {
                 continue;
             }
@@ -244,9 +250,11 @@ impl Reader<'_> {
 }
 
 /// Splits a line into words with their 0-based columns: comments (`!`, `#` outside quotes)
-/// end the line, quotes group words, braces are words of their own.
-fn split_words(line: &str) -> Vec<(String, usize)> {
+/// end the line, quotes group words, braces are words of their own. Also returns the column
+/// of a quote that is not closed on the line.
+fn split_words(line: &str) -> (Vec<(String, usize)>, Option<usize>) {
     let mut out = Vec::new();
+    let mut open_quote = None;
     let chars: Vec<(usize, char)> = line.char_indices().collect();
     let mut i = 0;
     while i < chars.len() {
@@ -273,6 +281,9 @@ fn split_words(line: &str) -> Vec<(String, usize)> {
                 w.push(chars[i].1);
                 i += 1;
             }
+            if i >= chars.len() {
+                open_quote = Some(col);
+            }
             i += 1; // closing quote
             out.push((w, col));
             continue;
@@ -288,17 +299,66 @@ fn split_words(line: &str) -> Vec<(String, usize)> {
         }
         out.push((w, col));
     }
-    out
+    (out, open_quote)
 }
 
-fn build(toks: &[Tok], i: &mut usize, top: bool, diags: &mut Vec<Diag>) -> Vec<Node> {
+/// The deepest blocks may nest. [`block`] recurses on each level, so a file nested thousands
+/// deep would overflow the stack and abort the daemon (also on a reload); keepalived's own
+/// configs nest four deep.
+const MAX_NESTING: usize = 64;
+
+/// The statements of the whole token list; one diagnostic for blocks left open at the end.
+fn build(toks: &[Tok], diags: &mut Vec<Diag>) -> Vec<Node> {
+    let mut i = 0;
+    let mut unclosed = Vec::new();
+    let nodes = block(toks, &mut i, None, diags, &mut unclosed);
+    // innermost first: the block the file ended in
+    if let Some((word, outer)) = unclosed.split_first() {
+        let mut msg = format!(
+            "end of file inside the block of '{}' opened here: a '}}' is missing",
+            word.text
+        );
+        if !outer.is_empty() {
+            let names: Vec<String> = outer
+                .iter()
+                .map(|w| format!("'{}' at {}:{}", w.text, w.pos.line, w.pos.col))
+                .collect();
+            msg.push_str(&format!(" (also for {})", names.join(", ")));
+        }
+        diags.push(error(&word.pos, msg));
+    }
+    nodes
+}
+
+/// Statements up to the `}` that closes the block opened by `open` (the top level when
+/// `None`); at the end of the tokens, `open` and the blocks around it go into `unclosed`.
+fn block(
+    toks: &[Tok],
+    i: &mut usize,
+    open: Option<(&Word, usize)>,
+    diags: &mut Vec<Diag>,
+    unclosed: &mut Vec<Word>,
+) -> Vec<Node> {
+    let depth = open.map_or(0, |(_, d)| d);
     let mut nodes = Vec::new();
+    // the block a `{` opens, or an error and a skip past it when that is too deep
+    let mut sub = |i: &mut usize, key: &Word, open_pos: &Pos, diags: &mut Vec<Diag>| {
+        if depth + 1 > MAX_NESTING {
+            diags.push(error(
+                open_pos,
+                format!("blocks nested more than {MAX_NESTING} deep: a '}}' is probably missing"),
+            ));
+            skip_block(toks, i);
+            return Vec::new();
+        }
+        block(toks, i, Some((key, depth + 1)), diags, unclosed)
+    };
     while *i < toks.len() {
         match &toks[*i] {
             Tok::Eol => *i += 1,
             Tok::Close(p) => {
                 *i += 1;
-                if top {
+                if open.is_none() {
                     diags.push(error(p, "'}' without a matching '{'"));
                     continue;
                 }
@@ -307,51 +367,73 @@ fn build(toks: &[Tok], i: &mut usize, top: bool, diags: &mut Vec<Diag>) -> Vec<N
             Tok::Open(p) => {
                 diags.push(error(p, "'{' without a keyword before it"));
                 *i += 1;
-                let _ = build(toks, i, false, diags);
+                let key = Word {
+                    text: "{".into(),
+                    pos: p.clone(),
+                };
+                let _ = sub(i, &key, p, diags);
             }
             Tok::Word(key) => {
                 let key = key.clone();
                 *i += 1;
                 let mut args = Vec::new();
-                let mut block = None;
+                let mut body = None;
                 while *i < toks.len() {
                     match &toks[*i] {
                         Tok::Word(w) => {
                             args.push(w.clone());
                             *i += 1;
                         }
-                        Tok::Open(_) => {
+                        Tok::Open(p) => {
                             *i += 1;
-                            block = Some(build(toks, i, false, diags));
+                            body = Some(sub(i, &key, p, diags));
                             break;
                         }
                         Tok::Eol | Tok::Close(_) => break,
                     }
                 }
                 // `key arg` on one line and `{` on the next is common in hand-written files
-                if block.is_none() {
+                if body.is_none() {
                     let mut j = *i;
                     while j < toks.len() && toks[j] == Tok::Eol {
                         j += 1;
                     }
-                    if let Some(Tok::Open(_)) = toks.get(j) {
+                    if let Some(Tok::Open(p)) = toks.get(j) {
                         *i = j + 1;
-                        block = Some(build(toks, i, false, diags));
+                        body = Some(sub(i, &key, p, diags));
                     }
                 }
-                nodes.push(Node { key, args, block });
+                nodes.push(Node {
+                    key,
+                    args,
+                    block: body,
+                });
             }
         }
     }
-    if !top {
-        if let Some(last) = toks.iter().rev().find_map(|t| match t {
-            Tok::Word(w) => Some(w.pos.clone()),
-            _ => None,
-        }) {
-            diags.push(error(&last, "end of file inside a block: a '}' is missing"));
-        }
+    if let Some((word, _)) = open {
+        unclosed.push(word.clone());
     }
     nodes
+}
+
+/// Past the `}` that closes the block whose `{` was just read (or to the end).
+fn skip_block(toks: &[Tok], i: &mut usize) {
+    let mut depth = 1usize;
+    while *i < toks.len() {
+        match toks[*i] {
+            Tok::Open(_) => depth += 1,
+            Tok::Close(_) => {
+                depth -= 1;
+                if depth == 0 {
+                    *i += 1;
+                    return;
+                }
+            }
+            _ => {}
+        }
+        *i += 1;
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -367,9 +449,8 @@ impl<'a> Reader<'a> {
 
     /// The statements read so far, and every diagnostic.
     fn finish(self) -> (Vec<Node>, Vec<Diag>) {
-        let mut i = 0;
         let mut diags = self.diags;
-        let nodes = build(&self.toks, &mut i, true, &mut diags);
+        let nodes = build(&self.toks, &mut diags);
         (nodes, diags)
     }
 }
@@ -445,6 +526,60 @@ mod tests {
         assert!(d[0].to_string().contains("a '}' is missing"), "{d:?}");
         let (_, d) = read_str("k.conf", "}\n", &opts(""));
         assert!(d[0].to_string().starts_with("k.conf:1:1:"), "{d:?}");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_a_warning_at_the_quote() {
+        let (n, d) = read_str(
+            "k.conf",
+            "vrrp_script s {\n  script \"test -f /x\n}\n",
+            &opts(""),
+        );
+        let d: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].starts_with("k.conf:2:10: warning:"), "{d:?}");
+        assert!(d[0].contains("no closing '\"'"), "{d:?}");
+        let script = &n[0].block.as_ref().unwrap()[0];
+        assert_eq!(script.arg(0), Some("test -f /x"));
+    }
+
+    #[test]
+    fn a_truncated_file_is_one_error_at_the_innermost_open_block() {
+        let text = "vrrp_instance VI_1 {\n  state MASTER\n  virtual_ipaddress {\n    10.0.0.1/24\n";
+        let (_, d) = read_str("k.conf", text, &opts(""));
+        let d: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            d,
+            ["k.conf:3:3: end of file inside the block of 'virtual_ipaddress' opened here: a '}' is missing (also for 'vrrp_instance' at 1:1)"],
+        );
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_an_error_not_a_stack_overflow() {
+        let deep = 50_000;
+        let text = "global_defs {\n".repeat(deep) + &"}\n".repeat(deep) + "vrrp_script s {\n}\n";
+        // a spawned thread's 2 MiB stack, where a reload runs
+        let (nodes, d) = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || read_str("k.conf", &text, &opts("")))
+            .unwrap()
+            .join()
+            .expect("the reader overflowed or panicked");
+        let d: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            d,
+            [format!("k.conf:{}:13: blocks nested more than {MAX_NESTING} deep: a '}}' is probably missing", MAX_NESTING + 1)],
+        );
+        // the statement after the deep one is read
+        assert_eq!(
+            nodes.len(),
+            2,
+            "{:?}",
+            nodes.iter().map(|n| &n.key.text).collect::<Vec<_>>()
+        );
+        let ok = MAX_NESTING;
+        let text = "global_defs {\n".repeat(ok) + &"}\n".repeat(ok);
+        assert!(read_str("k.conf", &text, &opts("")).1.is_empty());
     }
 
     #[test]
