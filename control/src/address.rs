@@ -22,16 +22,16 @@ pub enum Address {
 #[error("control address {given:?}: {why} (give a unix socket path such as /run/ha/ha.sock, or HOST:PORT)")]
 pub struct BadAddress {
     pub given: String,
-    pub why: &'static str,
+    pub why: String,
 }
 
 impl FromStr for Address {
     type Err = BadAddress;
 
     fn from_str(s: &str) -> Result<Address, BadAddress> {
-        let bad = |why| BadAddress {
+        let bad = |why: &str| BadAddress {
             given: s.to_string(),
-            why,
+            why: why.to_string(),
         };
         let (tcp, rest) = match s.strip_prefix("http://") {
             Some(r) => (true, r.strip_suffix('/').unwrap_or(r)),
@@ -46,7 +46,10 @@ impl FromStr for Address {
         let (host, port) = rest
             .rsplit_once(':')
             .ok_or_else(|| bad("no port; a socket in this directory is written ./NAME"))?;
-        let port: u16 = port.parse().map_err(|_| bad("the port is not a number"))?;
+        let port: u16 = port.parse().map_err(|_| match port.parse::<u64>() {
+            Ok(n) => bad(&format!("port {n} is out of range (1-65535)")),
+            Err(_) => bad(&format!("port {port:?} is not a number")),
+        })?;
         let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
         if host.is_empty() || host.contains('/') || (bare.is_none() && host.contains(':')) {
             return Err(bad(

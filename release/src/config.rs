@@ -93,19 +93,120 @@ pub struct Config {
     pub path: PathBuf,
 }
 
+/// Where the values that [`Config::load`] checks sit in the file, for its messages (read
+/// again from the same text; keys not listed here are ignored).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Spans {
+    app: AppSpans,
+    host: Vec<HostSpans>,
+    director: Vec<DirectorSpans>,
+}
+
+type Span = Option<toml::Spanned<toml::Value>>;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AppSpans {
+    name: Span,
+    base: Span,
+    artifact: Span,
+    health: Span,
+    transport: Span,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct HostSpans {
+    name: Span,
+    ssh: Span,
+    rs: Span,
+    virtual_server: Span,
+    base: Span,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DirectorSpans {
+    control: Span,
+    token_file: Span,
+}
+
+/// The placeholders [`Config::expand`] fills in.
+const PLACEHOLDERS: [&str; 5] = ["app", "version", "base", "host", "rs"];
+
+/// A path or URL template's mistake: a `{` without `}`, or an unknown `{name}`. (Commands are
+/// not checked: a shell's own braces are theirs.)
+fn template_error(tpl: &str) -> Option<String> {
+    let mut rest = tpl;
+    while let Some(i) = rest.find('{') {
+        let Some(j) = rest[i..].find('}') else {
+            return Some(format!(
+                "{tpl:?}: a '{{' without its '}}' (placeholders: {})",
+                known_placeholders()
+            ));
+        };
+        let name = &rest[i + 1..i + j];
+        if !PLACEHOLDERS.contains(&name) {
+            return Some(format!(
+                "{tpl:?}: unknown placeholder {{{name}}} (placeholders: {})",
+                known_placeholders()
+            ));
+        }
+        rest = &rest[i + j + 1..];
+    }
+    None
+}
+
+fn known_placeholders() -> String {
+    PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")
+}
+
+/// A virtual server as ha names it: `VIP:PORT`, `VIP:PORT/PROTO`, `[VIP6]:PORT`, `fwmark-N`
+/// or `fwmark6-N`.
+fn virtual_server_ok(vs: &str) -> bool {
+    if let Some(n) = vs
+        .strip_prefix("fwmark-")
+        .or_else(|| vs.strip_prefix("fwmark6-"))
+    {
+        return n.parse::<u32>().is_ok_and(|n| n > 0);
+    }
+    let (addr, proto) = match vs.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (vs, None),
+    };
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.port() != 0)
+        && proto.is_none_or(|p| ["tcp", "udp", "sctp"].contains(&p.to_ascii_lowercase().as_str()))
+}
+
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!("cannot read {}: {e} (give --config FILE)", path.display())
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound => " (give the file with --config FILE)",
+                std::io::ErrorKind::PermissionDenied => " (run as a user who may read it)",
+                std::io::ErrorKind::InvalidData => " (save it as UTF-8)",
+                _ => "",
+            };
+            anyhow::anyhow!("cannot read {}: {e}{hint}", path.display())
         })?;
+        let lines = opsflow_common::diag::Lines::new(&path.display().to_string(), &text);
         let mut cfg: Config = toml::from_str(&text).map_err(|e| {
-            let pos = opsflow_common::diag::Lines::new(&path.display().to_string(), &text)
-                .pos(e.span().map_or(0, |s| s.start));
+            let pos = lines.pos(e.span().map_or(0, |s| s.start));
             anyhow::anyhow!("{pos}: {}", e.message())
         })?;
+        let spans: Spans = toml::from_str(&text).unwrap_or_default();
+        // FILE:LINE:COL of a value, or FILE when it has no place in the text (a default)
+        let at = |s: &Span| match s {
+            Some(v) => lines.pos(v.span().start).to_string(),
+            None => path.display().to_string(),
+        };
         cfg.path = path.to_path_buf();
         let dir = path.parent().unwrap_or(Path::new("."));
-        for d in &mut cfg.directors {
+        for (i, d) in cfg.directors.iter_mut().enumerate() {
+            let sp = spans.director.get(i);
+            let here = |f: fn(&DirectorSpans) -> &Span| sp.map_or(at(&None), |s| at(f(s)));
             if let Some(f) = &d.token_file {
                 let f = if f.is_absolute() {
                     f.clone()
@@ -116,7 +217,8 @@ impl Config {
                     std::fs::read_to_string(&f)
                         .map_err(|e| {
                             anyhow::anyhow!(
-                                "director {}: cannot read token_file {}: {e}",
+                                "{}: director {}: cannot read token_file {}: {e} (the file that ha's --control-token-file names on that director)",
+                                here(|s| &s.token_file),
                                 d.control,
                                 f.display()
                             )
@@ -128,11 +230,11 @@ impl Config {
             let address: opsflow_control::Address = d
                 .control
                 .parse()
-                .map_err(|e| anyhow::anyhow!("{}: director: {e}", path.display()))?;
+                .map_err(|e| anyhow::anyhow!("{}: director: {e}", here(|s| &s.control)))?;
             if address.is_tcp() && d.token.as_deref().is_none_or(str::is_empty) {
                 anyhow::bail!(
                     "{}: director {} is reached over TCP and needs token_file (ha refuses an unauthenticated control API on the network)",
-                    path.display(),
+                    here(|s| &s.control),
                     d.control
                 );
             }
@@ -145,22 +247,48 @@ impl Config {
         if !name_ok(&cfg.app.name) {
             anyhow::bail!(
                 "{}: app.name {:?}: use letters, digits, `.`, `_` and `-` (it names directories on every host)",
-                path.display(),
+                at(&spans.app.name),
                 cfg.app.name
             );
         }
-        if cfg.hosts.is_empty() {
-            anyhow::bail!("{}: no [[host]]", path.display());
+        if !["ssh", "local"].contains(&cfg.app.transport.as_str()) {
+            anyhow::bail!(
+                "{}: app.transport must be \"ssh\" or \"local\", not {:?}",
+                at(&spans.app.transport),
+                cfg.app.transport
+            );
         }
-        let mut seen = std::collections::HashSet::new();
-        for h in &cfg.hosts {
-            if !seen.insert(h.name.clone()) {
-                anyhow::bail!("{}: host {} is listed twice", path.display(), h.name);
+        for (what, tpl, span) in [
+            ("app.base", &cfg.app.base, &spans.app.base),
+            ("app.artifact", &cfg.app.artifact, &spans.app.artifact),
+            ("app.health", &cfg.app.health, &spans.app.health),
+        ] {
+            if let Some(e) = template_error(tpl) {
+                anyhow::bail!("{}: {what} {e}", at(span));
+            }
+        }
+        if cfg.hosts.is_empty() {
+            anyhow::bail!(
+                "{}: no [[host]]: add one per real server (name, ssh, rs, virtual_server)",
+                path.display()
+            );
+        }
+        let mut names = std::collections::HashMap::new();
+        let mut members = std::collections::HashMap::new();
+        for (i, h) in cfg.hosts.iter().enumerate() {
+            let sp = spans.host.get(i);
+            let here = |f: fn(&HostSpans) -> &Span| sp.map_or(at(&None), |s| at(f(s)));
+            if let Some(first) = names.insert(h.name.clone(), here(|s| &s.name)) {
+                anyhow::bail!(
+                    "{}: host {} is listed twice (first at {first}): give each [[host]] its own name",
+                    here(|s| &s.name),
+                    h.name
+                );
             }
             if h.ssh.starts_with('-') {
                 anyhow::bail!(
                     "{}: host {}: ssh destination {:?} starts with `-` (ssh would take it as an option)",
-                    path.display(),
+                    here(|s| &s.ssh),
                     h.name,
                     h.ssh
                 );
@@ -168,21 +296,53 @@ impl Config {
             if cfg.app.transport == "ssh" && h.ssh.is_empty() {
                 anyhow::bail!(
                     "{}: host {} has no ssh destination (or set app.transport = \"local\")",
-                    path.display(),
+                    here(|s| &s.name),
                     h.name
                 );
             }
-        }
-        if !["ssh", "local"].contains(&cfg.app.transport.as_str()) {
-            anyhow::bail!(
-                "{}: app.transport must be \"ssh\" or \"local\"",
-                path.display()
+            let rs =
+                h.rs.parse::<std::net::SocketAddr>()
+                    .ok()
+                    .filter(|a| a.port() != 0);
+            let Some(rs) = rs else {
+                anyhow::bail!(
+                    "{}: host {}: rs {:?} is not the real server's IP:PORT (e.g. \"10.0.0.23:80\" or \"[fd00::23]:80\")",
+                    here(|s| &s.rs),
+                    h.name,
+                    h.rs
+                );
+            };
+            if !virtual_server_ok(&h.virtual_server) {
+                anyhow::bail!(
+                    "{}: host {}: virtual_server {:?} is not VIP:PORT, VIP:PORT/udp, [VIP6]:PORT or fwmark-N (as `ha status` names it)",
+                    here(|s| &s.virtual_server),
+                    h.name,
+                    h.virtual_server
+                );
+            }
+            let key = (
+                opsflow_control::status::canonical_id(&h.virtual_server),
+                rs.to_string(),
             );
+            if let Some(other) = members.insert(key, h.name.clone()) {
+                anyhow::bail!(
+                    "{}: hosts {other} and {} are both real server {} of {}: one host per real server",
+                    here(|s| &s.rs),
+                    h.name,
+                    rs,
+                    h.virtual_server
+                );
+            }
+            if let Some(b) = &h.base {
+                if let Some(e) = template_error(b) {
+                    anyhow::bail!("{}: host {}: base {e}", here(|s| &s.base), h.name);
+                }
+            }
         }
         if cfg.app.transport == "local" && cfg.hosts.len() != 1 {
             anyhow::bail!(
                 "{}: transport = \"local\" runs on this machine: exactly one [[host]]",
-                path.display()
+                at(&spans.app.transport)
             );
         }
         Ok(cfg)
@@ -384,7 +544,7 @@ base = "/other"
         let p = dir.join("release.toml");
         std::fs::write(
             &p,
-            "[app]\nname = \"waimai\"\nbase = \"/b\"\nartifact = \"a\"\nstop = \"s\"\nstart = \"s\"\nhealth = \"h\"\ntransport = \"local\"\n\n[[host]]\nname = \"h1\"\nrs = \"1.2.3.4:80\"\nvirtual_server = \"v\"\nbase = \"/we'b $(touch X) `id` apps;\"\n",
+            "[app]\nname = \"waimai\"\nbase = \"/b\"\nartifact = \"a\"\nstop = \"s\"\nstart = \"s\"\nhealth = \"h\"\ntransport = \"local\"\n\n[[host]]\nname = \"h1\"\nrs = \"1.2.3.4:80\"\nvirtual_server = \"10.0.0.100:80\"\nbase = \"/we'b $(touch X) `id` apps;\"\n",
         )
         .unwrap();
         let c = Config::load(&p).unwrap();
@@ -412,6 +572,78 @@ base = "/other"
             .unwrap_err()
             .to_string()
             .contains("app.name"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn host_fields_and_templates_are_checked_with_their_place() {
+        let dir = std::env::temp_dir().join(format!("rel-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("release.toml");
+        let app = "[app]\nname = \"waimai\"\nbase = \"/b\"\nartifact = \"/a/{app}-{version}.tgz\"\nstop = \"s\"\nstart = \"s\"\nhealth = \"http://{rs}/health\"\n";
+        let host = |name: &str, rs: &str, vs: &str| {
+            format!("\n[[host]]\nname = \"{name}\"\nssh = \"root@x\"\nrs = \"{rs}\"\nvirtual_server = \"{vs}\"\n")
+        };
+        let load = |text: String| {
+            std::fs::write(&p, text).unwrap();
+            Config::load(&p).map(|_| ()).map_err(|e| e.to_string())
+        };
+        let f = p.display().to_string();
+        // the first host's `[[host]]` is line 9: its name is on 10, rs on 12, vs on 13; the second's
+        // name on 16, rs on 18
+        let good = [
+            host("a", "10.0.0.1:80", "10.0.0.100:80"),
+            host("b", "[fd00::2]:8080", "[fd00::100]:80"),
+            host("c", "10.0.0.3:53", "10.0.0.100:53/udp"),
+            host("d", "10.0.0.4:80", "fwmark-7"),
+        ]
+        .concat();
+        assert_eq!(load(format!("{app}{good}")), Ok(()));
+        let cases = [
+            (
+                host("a", "10.0.0.300:80", "10.0.0.100:80"),
+                format!("{f}:12:6: host a: rs \"10.0.0.300:80\" is not the real server's IP:PORT"),
+            ),
+            (
+                host("a", "10.0.0.1:70000", "10.0.0.100:80"),
+                format!("{f}:12:6: host a: rs \"10.0.0.1:70000\""),
+            ),
+            (
+                host("a", "10.0.0.1:80", "vip"),
+                format!("{f}:13:18: host a: virtual_server \"vip\" is not VIP:PORT"),
+            ),
+            (
+                host("a", "10.0.0.1:80", "10.0.0.100:80")
+                    + &host("b", "10.0.0.1:80", "10.0.0.100:80"),
+                format!(
+                    "{f}:18:6: hosts a and b are both real server 10.0.0.1:80 of 10.0.0.100:80"
+                ),
+            ),
+            (
+                host("a", "10.0.0.1:80", "10.0.0.100:80")
+                    + &host("a", "10.0.0.2:80", "10.0.0.100:80"),
+                format!("{f}:16:8: host a is listed twice (first at {f}:10:8)"),
+            ),
+        ];
+        for (hosts, want) in cases {
+            let got = load(format!("{app}{hosts}")).unwrap_err();
+            assert!(got.starts_with(&want), "want {want:?}, got {got:?}");
+        }
+        let one = host("a", "10.0.0.1:80", "10.0.0.100:80");
+        for (bad, want) in [
+            ("http://{rss}/health", "unknown placeholder {rss}"),
+            ("http://{rs/health", "a '{' without its '}'"),
+        ] {
+            let text = format!("{app}{one}").replace("http://{rs}/health", bad);
+            let got = load(text).unwrap_err();
+            assert!(
+                got.starts_with(&format!("{f}:7:10: app.health")) && got.contains(want),
+                "want {want:?} at 7:10, got {got:?}"
+            );
+        }
+        // commands keep their shell braces
+        let text = format!("{app}{one}").replace("stop = \"s\"", "stop = \"awk '{print $1}' /x\"");
+        assert_eq!(load(text), Ok(()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
