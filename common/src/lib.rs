@@ -205,8 +205,98 @@ pub mod diag {
     }
 
     impl fmt::Display for Pos {
+        /// `FILE:LINE:COL`, or `FILE` for the file as a whole (line 0).
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "{}:{}:{}", self.file, self.line, self.col)
+            if self.line == 0 {
+                write!(f, "{}", self.file)
+            } else {
+                write!(f, "{}:{}:{}", self.file, self.line, self.col)
+            }
+        }
+    }
+
+    impl Pos {
+        /// The file as a whole (shown as just its name).
+        pub fn file_only(file: &str) -> Pos {
+            Pos {
+                file: file.into(),
+                line: 0,
+                col: 0,
+            }
+        }
+    }
+
+    /// Why a config file could not be read, in words: where, for text that is not UTF-8
+    /// (`line` 0 when it is the file as a whole).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Unreadable {
+        pub line: usize,
+        pub col: usize,
+        pub reason: String,
+        /// The file is not there (the caller may name the flag that gives it).
+        pub missing: bool,
+    }
+
+    /// Reads a config file as UTF-8 text. The error says what is wrong in words ("no such
+    /// file", "it is a directory", ...), and where the first byte that is not UTF-8 is.
+    pub fn read_text(path: &std::path::Path) -> Result<String, Unreadable> {
+        use std::io::ErrorKind;
+        let whole = |reason: String, missing| Unreadable {
+            line: 0,
+            col: 0,
+            reason,
+            missing,
+        };
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => whole("no such file".into(), true),
+            ErrorKind::PermissionDenied => whole(
+                "permission denied (run as a user who may read it, or change its mode)".into(),
+                false,
+            ),
+            ErrorKind::IsADirectory => whole("it is a directory, not a file".into(), false),
+            _ => whole(e.to_string(), false),
+        })?;
+        String::from_utf8(bytes).map_err(|e| {
+            let b = e.as_bytes();
+            let at = e.utf8_error().valid_up_to();
+            let line_start = b[..at]
+                .iter()
+                .rposition(|&c| c == b'\n')
+                .map_or(0, |i| i + 1);
+            Unreadable {
+                line: b[..at].iter().filter(|&&c| c == b'\n').count() + 1,
+                col: String::from_utf8_lossy(&b[line_start..at]).chars().count() + 1,
+                reason: format!(
+                    "byte 0x{:02x} is not UTF-8 text: save the file as UTF-8",
+                    b[at]
+                ),
+                missing: false,
+            }
+        })
+    }
+
+    impl Unreadable {
+        /// The diagnostic for `path` (shown as `file`): at the bad byte, or at `from` (the
+        /// include that named it) or the file itself; `hint` follows a missing file's reason.
+        pub fn diag(&self, file: &str, from: Option<&Pos>, hint: &str) -> Diag {
+            let pos = if self.line > 0 {
+                Pos {
+                    file: file.into(),
+                    line: self.line,
+                    col: self.col,
+                }
+            } else {
+                from.cloned().unwrap_or_else(|| Pos::file_only(file))
+            };
+            let mut message = if self.line > 0 || from.is_none() {
+                format!("cannot read it: {}", self.reason)
+            } else {
+                format!("cannot read {file}: {}", self.reason)
+            };
+            if self.missing && !hint.is_empty() {
+                message.push_str(&format!(" ({hint})"));
+            }
+            error(&pos, message)
         }
     }
 
@@ -322,6 +412,43 @@ pub mod diag {
                 super::warning(&p, "x").to_string(),
                 "k.conf:4:3: warning: x"
             );
+            assert_eq!(super::Pos::file_only("k.conf").to_string(), "k.conf");
+        }
+
+        #[test]
+        fn unreadable_files_say_why_in_words_and_where() {
+            let dir = std::env::temp_dir().join(format!("diag-read-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let show = |name: &str, from: Option<&super::Pos>| {
+                let p = dir.join(name);
+                let u = super::read_text(&p).unwrap_err();
+                u.diag(name, from, "give it with --config").to_string()
+            };
+            assert_eq!(
+                show("none.conf", None),
+                "none.conf: cannot read it: no such file (give it with --config)"
+            );
+            let inc = super::Pos {
+                file: "main.conf".into(),
+                line: 3,
+                col: 9,
+            };
+            assert_eq!(
+                show("none.conf", Some(&inc)),
+                "main.conf:3:9: cannot read none.conf: no such file (give it with --config)"
+            );
+            std::fs::create_dir_all(dir.join("d.conf")).unwrap();
+            assert_eq!(
+                show("d.conf", None),
+                "d.conf: cannot read it: it is a directory, not a file"
+            );
+            // the column counts characters: 'é' is two bytes and one column
+            std::fs::write(dir.join("latin1.conf"), b"ok\n\xc3\xa9a\xe9t\xe9\n").unwrap();
+            assert_eq!(
+                show("latin1.conf", None),
+                "latin1.conf:2:3: cannot read it: byte 0xe9 is not UTF-8 text: save the file as UTF-8"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 }

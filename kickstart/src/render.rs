@@ -51,9 +51,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("ha.service", include_str!("../../templates/ha.service")),
 ];
 
-/// A template failed to parse or render: `ORIGIN:LINE: message`.
+/// A template failed to parse or render: `ORIGIN:LINE: message` (`ORIGIN: message` when no
+/// line is known, line 0).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{origin}:{line}: {message}{}", .context.as_ref().map(|c| format!(" (rendering {c})")).unwrap_or_default())]
+#[error("{origin}{}: {message}{}", if *.line > 0 { format!(":{line}") } else { String::new() }, .context.as_ref().map(|c| format!(" (rendering {c})")).unwrap_or_default())]
 pub struct RenderError {
     /// The template's file (`templates/kickstart.ks (built in)` for built-in ones).
     pub origin: String,

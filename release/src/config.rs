@@ -182,14 +182,13 @@ fn virtual_server_ok(vs: &str) -> bool {
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            let hint = match e.kind() {
-                std::io::ErrorKind::NotFound => " (give the file with --config FILE)",
-                std::io::ErrorKind::PermissionDenied => " (run as a user who may read it)",
-                std::io::ErrorKind::InvalidData => " (save it as UTF-8)",
-                _ => "",
-            };
-            anyhow::anyhow!("cannot read {}: {e}{hint}", path.display())
+        let text = opsflow_common::diag::read_text(path).map_err(|u| {
+            let d = u.diag(
+                &path.display().to_string(),
+                None,
+                "give release.toml with --config FILE",
+            );
+            anyhow::anyhow!("{d}")
         })?;
         let lines = opsflow_common::diag::Lines::new(&path.display().to_string(), &text);
         let mut cfg: Config = toml::from_str(&text).map_err(|e| {

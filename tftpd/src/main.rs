@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tftpd::cli::Cli;
-use tracing::error;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -10,7 +9,7 @@ fn main() -> ExitCode {
     match tftpd::daemon::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e:#}");
+            // stderr is the journal under systemd: one line, not a log event and a copy
             eprintln!("tftpd: {e:#}");
             ExitCode::FAILURE
         }

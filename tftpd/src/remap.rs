@@ -25,6 +25,10 @@ pub struct RemapError {
 
 impl fmt::Display for RemapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            // the file as a whole (it could not be read)
+            return write!(f, "{}: {}", self.file, self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}",
@@ -133,13 +137,16 @@ impl Remap {
     /// Reads rules from a file.
     pub fn load(path: &Path) -> Result<Remap, RemapErrors> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| RemapErrors {
-            errors: vec![RemapError {
-                file: name.clone(),
-                line: 0,
-                col: 0,
-                message: format!("cannot read the remap file: {e}"),
-            }],
+        let text = opsflow_common::diag::read_text(path).map_err(|u| {
+            let d = u.diag(&name, None, "give the remap file with -m or --remap");
+            RemapErrors {
+                errors: vec![RemapError {
+                    file: name.clone(),
+                    line: d.pos.line,
+                    col: d.pos.col,
+                    message: d.message,
+                }],
+            }
         })?;
         Remap::parse(&name, &text)
     }

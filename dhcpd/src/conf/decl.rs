@@ -69,8 +69,15 @@ impl Loader<'_> {
     }
 
     pub(super) fn file(&mut self, path: &Path, from: &Pos, ctx: Ctx) -> Result<(), Diag> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(from, format!("cannot read {}: {e}", path.display())))?;
+        // `from` is the include statement, or (line 0) the file itself
+        let include = (from.line > 0).then_some(from);
+        let hint = if include.is_some() {
+            ""
+        } else {
+            "give the path of dhcpd.conf with -cf or --config"
+        };
+        let text = opsflow_common::diag::read_text(path)
+            .map_err(|u| u.diag(&path.display().to_string(), include, hint))?;
         self.text(Arc::from(path.display().to_string()), &text, ctx)
     }
 

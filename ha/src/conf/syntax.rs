@@ -100,16 +100,16 @@ fn expand_glob(path: &Path) -> Vec<PathBuf> {
 
 impl Reader<'_> {
     fn file(&mut self, path: &Path, from: Option<&Pos>) {
-        let text = match std::fs::read_to_string(path) {
+        let text = match opsflow_common::diag::read_text(path) {
             Ok(t) => t,
-            Err(e) => {
-                let pos = from.cloned().unwrap_or(Pos {
-                    file: Arc::from(path.display().to_string()),
-                    line: 0,
-                    col: 0,
-                });
+            Err(u) => {
+                let hint = if from.is_some() {
+                    ""
+                } else {
+                    "give keepalived.conf's path with -f or --config"
+                };
                 self.diags
-                    .push(error(&pos, format!("cannot read {}: {e}", path.display())));
+                    .push(u.diag(&path.display().to_string(), from, hint));
                 return;
             }
         };

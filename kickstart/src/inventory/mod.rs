@@ -278,11 +278,6 @@ pub struct Inventory {
 /// The inventory could not be read or is invalid; every problem is listed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Diag>),
 }
@@ -370,9 +365,12 @@ pub(super) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
 impl Inventory {
     /// Reads and validates `path`; relative paths inside are relative to its directory.
     pub fn load(path: &Path) -> Result<Inventory, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
-            path: path.display().to_string(),
-            source: e,
+        let text = opsflow_common::diag::read_text(path).map_err(|u| {
+            LoadError::Invalid(vec![u.diag(
+                &path.display().to_string(),
+                None,
+                "give the inventory with -f or --inventory",
+            )])
         })?;
         Self::parse(path, &text)
     }
