@@ -714,10 +714,14 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
     vet_scripts(&mut cfg, nodes, diags);
     // references
     for i in &cfg.instances {
+        let owner = format!("vrrp_instance {}", i.name);
+        let at = |section: &str, name: &str| {
+            track::reference_pos(nodes, &owner, section, name).unwrap_or_else(|| i.pos.clone())
+        };
         for t in &i.track_processes {
             if !cfg.track_processes.iter().any(|f| f.name == t.name) {
                 diags.push(error(
-                    &i.pos,
+                    &at("track_process", &t.name),
                     format!("vrrp_instance {}: track_process '{}' is not defined by any vrrp_track_process block", i.name, t.name),
                 ));
             }
@@ -725,7 +729,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         for t in &i.track_files {
             if !cfg.track_files.iter().any(|f| f.name == t.name) {
                 diags.push(error(
-                    &i.pos,
+                    &at("track_file", &t.name),
                     format!(
                         "vrrp_instance {}: track_file '{}' is not defined by any track_file block",
                         i.name, t.name
@@ -736,7 +740,7 @@ fn build(nodes: &[Node], diags: &mut Vec<Diag>) -> Config {
         for t in &i.track_scripts {
             if !cfg.scripts.iter().any(|s| s.name == t.name) {
                 diags.push(error(
-                    &i.pos,
+                    &at("track_script", &t.name),
                     format!(
                         "vrrp_instance {}: track_script '{}' is not defined by any vrrp_script",
                         i.name, t.name
@@ -1163,8 +1167,8 @@ mod tests {
         );
         let e = errs("vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_script {\n nope\n }\n}\n");
         assert!(
-            e.iter()
-                .any(|m| m.contains("track_script 'nope' is not defined")),
+            e.iter().any(|m| m.starts_with("k.conf:5:2: ")
+                && m.contains("track_script 'nope' is not defined")),
             "{e:?}"
         );
         let e = errs("global_defs {\n vrrp_verson 3\n}\n");

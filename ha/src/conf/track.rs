@@ -29,7 +29,11 @@ pub(super) fn vet_scripts(cfg: &mut Config, nodes: &[Node], diags: &mut Vec<Diag
             [&n.master, &n.backup, &n.fault, &n.stop, &n.generic]
                 .into_iter()
                 .flatten()
-                .map(move |line| (pos.clone(), owner.clone(), line.clone()))
+                .map(move |line| {
+                    // at the notify line itself, not at its block
+                    let at = notify_pos(nodes, &owner, line).unwrap_or_else(|| pos.clone());
+                    (at, owner.clone(), line.clone())
+                })
         })
         .collect();
     let (env, warnings) = crate::script::Env::new(
@@ -75,6 +79,40 @@ pub(super) fn vet_scripts(cfg: &mut Config, nodes: &[Node], diags: &mut Vec<Diag
         }
     }
     cfg.script_env = env;
+}
+
+/// The block of `owner` ("vrrp_instance VI_1", "vrrp_sync_group G") among `nodes`.
+fn block_of<'n>(nodes: &'n [Node], owner: &str) -> Option<&'n [Node]> {
+    let (kind, name) = owner.split_once(' ')?;
+    nodes
+        .iter()
+        .find(|n| n.key.text == kind && n.arg(0) == Some(name))
+        .and_then(|n| n.block.as_deref())
+}
+
+/// Where `owner`'s notify script `line` is written.
+fn notify_pos(nodes: &[Node], owner: &str, line: &str) -> Option<Pos> {
+    block_of(nodes, owner)?
+        .iter()
+        .find(|c| c.key.text.starts_with("notify") && string(c).as_deref() == Some(line))
+        .map(|c| c.key.pos.clone())
+}
+
+/// Where `owner` names `name` in its `section` block (`track_script { NAME }`), or in a
+/// one-line `section NAME`.
+pub(super) fn reference_pos(nodes: &[Node], owner: &str, section: &str, name: &str) -> Option<Pos> {
+    let sections = block_of(nodes, owner)?
+        .iter()
+        .filter(|c| c.key.text == section);
+    for s in sections {
+        if let Some(w) = s.args.iter().find(|a| a.text == name) {
+            return Some(w.pos.clone());
+        }
+        if let Some(c) = s.block.iter().flatten().find(|c| c.key.text == name) {
+            return Some(c.key.pos.clone());
+        }
+    }
+    None
 }
 
 pub(super) fn track_file(n: &Node, diags: &mut Vec<Diag>) -> Option<TrackFile> {
