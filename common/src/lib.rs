@@ -333,6 +333,39 @@ pub mod diag {
         }
     }
 
+    /// A TOML (serde) error message in a config file's words: `expected u32` becomes
+    /// `expected a whole number`, `a sequence` a list, `missing field` a missing key; the
+    /// message's later lines (the parser's hints) are joined with "; ".
+    pub fn toml_message(msg: &str) -> String {
+        let mut m = msg
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        for (from, to) in [
+            ("expected usize", "expected a whole number (0 or more)"),
+            ("expected u8", "expected a whole number from 0 to 255"),
+            ("expected u16", "expected a whole number from 0 to 65535"),
+            ("expected u32", "expected a whole number (0 or more)"),
+            ("expected u64", "expected a whole number (0 or more)"),
+            ("expected i32", "expected a whole number"),
+            ("expected i64", "expected a whole number"),
+            ("expected f64", "expected a number"),
+            ("expected f32", "expected a number"),
+            (
+                "expected a sequence",
+                "expected a list, like [\"a\", \"b\"]",
+            ),
+            ("expected a map", "expected a table"),
+            ("missing field", "missing key"),
+            ("unknown field", "unknown key"),
+        ] {
+            m = m.replace(from, to);
+        }
+        m
+    }
+
     /// Line/column lookup for byte offsets of one file's text (TOML spans, parser offsets).
     pub struct Lines {
         file: Arc<str>,
@@ -413,6 +446,26 @@ pub mod diag {
                 "k.conf:4:3: warning: x"
             );
             assert_eq!(super::Pos::file_only("k.conf").to_string(), "k.conf");
+        }
+
+        #[test]
+        fn toml_messages_in_a_config_files_words() {
+            assert_eq!(
+                super::toml_message("invalid type: string \"an hour\", expected u32\n"),
+                "invalid type: string \"an hour\", expected a whole number (0 or more)"
+            );
+            assert_eq!(
+                super::toml_message("invalid type: string \"a-b\", expected a sequence"),
+                "invalid type: string \"a-b\", expected a list, like [\"a\", \"b\"]"
+            );
+            assert_eq!(
+                super::toml_message("missing field `server`"),
+                "missing key `server`"
+            );
+            assert_eq!(
+                super::toml_message("invalid table header\nexpected `.`, `]`\n"),
+                "invalid table header; expected `.`, `]`"
+            );
         }
 
         #[test]

@@ -193,7 +193,7 @@ impl Config {
         let lines = opsflow_common::diag::Lines::new(&path.display().to_string(), &text);
         let mut cfg: Config = toml::from_str(&text).map_err(|e| {
             let pos = lines.pos(e.span().map_or(0, |s| s.start));
-            anyhow::anyhow!("{pos}: {}", e.message())
+            anyhow::anyhow!("{pos}: {}", opsflow_common::diag::toml_message(e.message()))
         })?;
         let spans: Spans = toml::from_str(&text).unwrap_or_default();
         // FILE:LINE:COL of a value, or FILE when it has no place in the text (a default)

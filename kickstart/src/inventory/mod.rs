@@ -380,8 +380,8 @@ impl Inventory {
         let lines = Lines::new(&path.display().to_string(), text);
         let raw: Raw = toml::from_str(text).map_err(|e| {
             let pos = lines.pos(e.span().map(|s| s.start).unwrap_or(0));
-            let msg = e.message().trim_end().to_string();
-            let hint = if msg.contains("unknown field") {
+            let msg = diag::toml_message(e.message());
+            let hint = if msg.contains("unknown key") || msg.contains("missing key") {
                 "; see examples/inventory.toml for every key"
             } else {
                 ""

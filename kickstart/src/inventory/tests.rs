@@ -150,7 +150,7 @@ fn unknown_key_has_position() {
     let t = BASE.replace("[profiles.web]\n", "[profiles.web]\nkickstrat = \"x\"\n");
     let e = check(&t).unwrap_err();
     assert!(e.starts_with("inv.toml:18:1:"), "{e}");
-    assert!(e.contains("unknown field `kickstrat`"), "{e}");
+    assert!(e.contains("unknown key `kickstrat`"), "{e}");
 }
 
 #[test]
