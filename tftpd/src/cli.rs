@@ -39,8 +39,9 @@ pub struct Cli {
     #[arg(short = 'm', long, value_name = "FILE")]
     pub remap: Option<PathBuf>,
     /// Largest block size granted (also clamped to the path MTU).
-    #[arg(short = 'B', long, default_value_t = MAX_BLKSIZE, value_name = "SIZE")]
-    pub max_blksize: u16,
+    /// (u32 so that any number reaches the one range check of [`Cli::problems`].)
+    #[arg(short = 'B', long, default_value_t = MAX_BLKSIZE.into(), value_name = "SIZE")]
+    pub max_blksize: u32,
     /// Largest windowsize granted.
     #[arg(long, default_value_t = 64)]
     pub max_window: u16,
@@ -159,7 +160,7 @@ impl Cli {
                 problems.push(format!("--user {u}: {e:#}"));
             }
         }
-        if !(8..=MAX_BLKSIZE).contains(&self.max_blksize) {
+        if !(8..=u32::from(MAX_BLKSIZE)).contains(&self.max_blksize) {
             problems.push(format!(
                 "--max-blksize {}: must be 8 to {MAX_BLKSIZE}",
                 self.max_blksize
@@ -174,9 +175,9 @@ impl Cli {
                 self.give_up
             ));
         }
-        if !(self.timeout > 0.0 && self.timeout <= 255.0) {
+        if !(self.timeout >= 0.01 && self.timeout <= 255.0) {
             problems.push(format!(
-                "--timeout {}: must be above 0 and at most 255 seconds",
+                "--timeout {}: must be 0.01 to 255 seconds (below 10 ms a retransmission would race the answer)",
                 self.timeout
             ));
         }
@@ -191,7 +192,7 @@ impl Cli {
             create: self.create,
             max_upload: self.max_upload_size,
             remap: self.load_remap()?,
-            max_blksize: self.max_blksize,
+            max_blksize: self.max_blksize.min(MAX_BLKSIZE.into()) as u16,
             max_window: self.max_window,
             port_range: self.port_range,
             timeout: Duration::from_secs_f64(self.timeout),
@@ -221,6 +222,25 @@ mod tests {
         assert_eq!(ok("::"), "[::]:69");
         assert_eq!(ok(":1069"), "0.0.0.0:1069");
         assert!(parse_listen("host:x").is_err());
+    }
+
+    #[test]
+    fn out_of_range_numbers_get_the_one_range_message() {
+        let problems = |args: &[&str]| {
+            let mut v = vec!["tftpd", "--root", "/"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v).unwrap().problems().join("; ")
+        };
+        for b in ["0", "7", "65465", "70000"] {
+            assert_eq!(
+                problems(&["-B", b]),
+                format!("--max-blksize {b}: must be 8 to 65464")
+            );
+        }
+        assert_eq!(problems(&["-B", "8"]), "");
+        assert!(problems(&["--timeout", "0.0000000001"])
+            .starts_with("--timeout 0.0000000001: must be 0.01 to 255 seconds"));
+        assert_eq!(problems(&["--timeout", "0.01"]), "");
     }
 
     #[test]
