@@ -22,19 +22,20 @@ const MAX_BODY: usize = 16 << 20;
 /// What can go wrong talking to ha.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot connect to {address}: {source} (is ha running with --control {address}?)")]
+    #[error("cannot connect to {address}: {cause} (is ha running with --control {address}?)")]
     Connect {
         address: Address,
-        source: std::io::Error,
+        /// Shown in the message, not as a source (that would print it twice).
+        cause: std::io::Error,
     },
     #[error("{address}: no connection within {after:?} (is the address right, is a firewall dropping it?)")]
     ConnectTimeout { address: Address, after: Duration },
     #[error("{address}: no complete answer within {after:?} (the daemon is stuck or overloaded)")]
     Timeout { address: Address, after: Duration },
-    #[error("{address}: {source}")]
+    #[error("{address}: {cause}")]
     Http {
         address: Address,
-        source: hyper::Error,
+        cause: hyper::Error,
     },
     #[error("{address} answered {code}: {body}")]
     Status {
@@ -42,10 +43,10 @@ pub enum Error {
         code: u16,
         body: String,
     },
-    #[error("{address}: the answer is not what this client understands ({source}); are ha and this tool the same version?")]
+    #[error("{address}: the answer is not what this client understands ({cause}); are ha and this tool the same version?")]
     Decode {
         address: Address,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("cannot start the client's runtime: {0}")]
     Runtime(std::io::Error),
@@ -98,7 +99,7 @@ impl Client {
         let body = self.call(&Route::Status).await?;
         serde_json::from_slice(&body).map_err(|source| Error::Decode {
             address: self.endpoint.address.clone(),
-            source,
+            cause: source,
         })
     }
 
@@ -123,7 +124,7 @@ impl Client {
         let body = self.call(&route).await?;
         serde_json::from_slice(&body).map_err(|source| Error::Decode {
             address: self.endpoint.address.clone(),
-            source,
+            cause: source,
         })
     }
 
@@ -150,14 +151,14 @@ impl Client {
             .map(Bytes::from)
             .map_err(|source| Error::Decode {
                 address: self.endpoint.address.clone(),
-                source,
+                cause: source,
             })
     }
 
     fn decode<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, Error> {
         serde_json::from_slice(body).map_err(|source| Error::Decode {
             address: self.endpoint.address.clone(),
-            source,
+            cause: source,
         })
     }
 
@@ -195,7 +196,7 @@ impl Client {
             Ok(Ok(s)) => Ok(s),
             Ok(Err(source)) => Err(Error::Connect {
                 address: address.clone(),
-                source,
+                cause: source,
             }),
             Err(_) => Err(Error::ConnectTimeout {
                 address: address.clone(),
@@ -208,7 +209,7 @@ impl Client {
         let address = &self.endpoint.address;
         let http = |source| Error::Http {
             address: address.clone(),
-            source,
+            cause: source,
         };
         let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
