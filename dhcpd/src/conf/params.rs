@@ -340,8 +340,19 @@ impl Loader<'_> {
         }
         let mut groups: Vec<Vec<Val>> = vec![Vec::new()];
         let vpos = p.peek().pos.clone();
+        // where a ';' was probably left out: the end of a line not ending in ',' that the
+        // value went on past (a value spans lines only after a comma)
+        let mut missing: Option<(Pos, String)> = None;
+        let mut last: Option<(usize, bool)> = None;
         loop {
+            let end_of_prev = p.after_prev();
             let t = p.next();
+            if let Some((line, comma)) = last {
+                if t.pos.line > line && !comma && missing.is_none() {
+                    missing = Some((end_of_prev, t.tok.to_string()));
+                }
+            }
+            last = Some((t.pos.line, t.tok == Tok::Punct(",")));
             match t.tok {
                 Tok::Word(w) => groups
                     .last_mut()
@@ -351,10 +362,16 @@ impl Loader<'_> {
                 Tok::Punct(",") => groups.push(Vec::new()),
                 Tok::Punct(";") => break,
                 other => {
-                    return Err(err(
-                        &t.pos,
-                        format!("expected ';' after the value of option {name}, found {other}"),
-                    ))
+                    return Err(match missing {
+                        Some((at, next)) => err(
+                            &at,
+                            format!("missing ';' after the value of option {name} (the next line starts with {next})"),
+                        ),
+                        None => err(
+                            &t.pos,
+                            format!("expected ';' after the value of option {name}, found {other}"),
+                        ),
+                    })
                 }
             }
         }

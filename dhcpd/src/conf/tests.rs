@@ -523,3 +523,21 @@ fn nesting_past_the_limit_is_an_error_not_a_stack_overflow() {
     let text = "group {\n".repeat(ok) + &"}\n".repeat(ok);
     assert_eq!(errors_on_a_small_stack(text), Vec::<String>::new());
 }
+
+#[test]
+fn a_missing_semicolon_after_an_option_is_reported_where_it_belongs() {
+    check_err(
+        "option routers 10.0.0.1\nsubnet 10.0.0.0 netmask 255.255.255.0 {\n}\n",
+        "t.conf:1:24: missing ';' after the value of option routers (the next line starts with 'subnet')",
+    );
+    // a value goes on to the next line after a comma
+    assert_eq!(
+        errors("option domain-name-servers 10.0.0.1,\n  10.0.0.2;\n"),
+        Vec::<String>::new()
+    );
+    // on one line, the token that is not a value
+    check_err(
+        "option routers 10.0.0.1 { }\n",
+        "t.conf:1:25: expected ';' after the value of option routers, found '{'",
+    );
+}
