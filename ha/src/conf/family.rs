@@ -104,7 +104,7 @@ mod tests {
         let e = errs("vrrp_instance V {\n interface lo\n virtual_router_id 9\n virtual_ipaddress {\n 2001:db8::1/64\n 2001:db8::2/129\n 10.0.0.1/24 nodad\n }\n unicast_peer {\n 10.0.0.2\n }\n}\n");
         assert!(
             e.iter()
-                .any(|e| e.contains(":6:") && e.contains("not an IP address")),
+                .any(|e| e.contains(":6:") && e.contains("the prefix length must be 0 to 128")),
             "{e:?}"
         );
         assert!(

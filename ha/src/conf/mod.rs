@@ -356,7 +356,17 @@ pub fn parse_vip(n: &Node, diags: &mut Vec<Diag>) -> Option<Vip> {
         32
     };
     let prefix = match prefix {
-        Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max),
+        Some(p) => match p.parse::<u8>() {
+            Ok(p) if p <= max => Some(p),
+            _ if addr.is_some() => {
+                diags.push(error(
+                    &n.key.pos,
+                    format!("'{}': the prefix length must be 0 to {max}", n.key.text),
+                ));
+                return None;
+            }
+            _ => None,
+        },
         None => Some(max),
     };
     let (Some(addr), Some(prefix)) = (addr, prefix) else {
@@ -1031,7 +1041,11 @@ fn instance(
         diags.push(warning(&i.pos, format!("vrrp_instance {}: nopreempt needs 'state BACKUP'; with MASTER it is ignored as keepalived does", i.name)));
         i.nopreempt = false;
     }
-    if i.vips.is_empty() {
+    // (an address that did not parse has its own error already)
+    let written = n.block.iter().flatten().any(|c| {
+        c.key.text == "virtual_ipaddress" && c.block.as_ref().is_some_and(|b| !b.is_empty())
+    });
+    if i.vips.is_empty() && !written {
         diags.push(warning(
             &i.pos,
             format!("vrrp_instance {} has no virtual_ipaddress", i.name),
@@ -1171,6 +1185,24 @@ mod tests {
                 && m.contains("track_script 'nope' is not defined")),
             "{e:?}"
         );
+        for (vip, want) in [
+            (
+                "10.99.0.300/24",
+                "k.conf:4:2: '10.99.0.300/24' is not an IP address",
+            ),
+            (
+                "10.0.0.1/33",
+                "k.conf:4:2: '10.0.0.1/33': the prefix length must be 0 to 32",
+            ),
+        ] {
+            let e = errs(&format!("vrrp_instance VI_1 {{\n interface eth0\n virtual_ipaddress {{\n {vip}\n }}\n virtual_router_id 5\n}}\n"));
+            assert!(e.iter().any(|m| m.starts_with(want)), "{e:?}");
+            // its own error, and no 'has no virtual_ipaddress' besides
+            assert!(
+                !e.iter().any(|m| m.contains("has no virtual_ipaddress")),
+                "{e:?}"
+            );
+        }
         let e = errs("global_defs {\n vrrp_verson 3\n}\n");
         assert!(
             e.iter().any(|m| m.contains("did you mean 'vrrp_version'")),
