@@ -274,6 +274,16 @@ fn check_keywords(nodes: &[Node], ctx: Ctx, diags: &mut Vec<Diag>) {
                 }
                 if let Some(b) = &n.block {
                     check_keywords(b, kw.block.unwrap_or(Ctx::OtherCheck), diags);
+                } else if ctx == Ctx::Top && kw.block.is_some() {
+                    // its lines would follow as top-level keywords: say what went wrong first
+                    let head = std::iter::once(key)
+                        .chain(n.args.iter().map(|a| a.text.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    diags.push(error(
+                        &n.key.pos,
+                        format!("'{head}' opens no block: a '{{' is missing after it"),
+                    ));
                 }
             }
             // keepalived before 1.2 listed sync group members directly; 2.2 ignores such a
@@ -794,6 +804,8 @@ fn instance(
             return None;
         }
     };
+    // no block: reported by check_keywords ('{' missing)
+    n.block.as_ref()?;
     let mut i = Instance {
         name,
         initial_master: false,
@@ -1203,6 +1215,13 @@ mod tests {
                 "{e:?}"
             );
         }
+        let e = errs("vrrp_instance VI_1\n interface eth0\n virtual_router_id 5\n}\n");
+        assert!(
+            e.iter().any(|m| m
+                == "k.conf:1:1: 'vrrp_instance VI_1' opens no block: a '{' is missing after it"),
+            "{e:?}"
+        );
+        assert!(!e.iter().any(|m| m.contains("has no")), "{e:?}");
         let e = errs("global_defs {\n vrrp_verson 3\n}\n");
         assert!(
             e.iter().any(|m| m.contains("did you mean 'vrrp_version'")),
