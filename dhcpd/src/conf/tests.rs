@@ -541,3 +541,11 @@ fn a_missing_semicolon_after_an_option_is_reported_where_it_belongs() {
         "t.conf:1:25: expected ';' after the value of option routers, found '{'",
     );
 }
+
+#[test]
+fn a_host_name_declared_twice_is_an_error_as_in_isc_dhcpd() {
+    check_err(
+        "host a {\n  hardware ethernet 02:00:00:00:00:01;\n}\nhost a {\n  hardware ethernet 02:00:00:00:00:02;\n}\n",
+        "t.conf:4:1: host a is declared twice (first at t.conf:1:1",
+    );
+}

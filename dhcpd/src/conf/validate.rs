@@ -70,8 +70,19 @@ pub(super) fn validate(cfg: &mut Config) -> Vec<Diag> {
         }
     }
     let mut seen_hw = HashSet::new();
+    let mut names: std::collections::HashMap<&str, &Pos> = std::collections::HashMap::new();
     let mut warnings = Vec::new();
     for h in &cfg.hosts {
+        if let Some(first) = names.insert(&h.name, &h.pos) {
+            errors.push(err(
+                &h.pos,
+                format!(
+                    "host {} is declared twice (first at {first}; ISC dhcpd refuses it too): give each host its own name",
+                    h.name
+                ),
+            ));
+            names.insert(&h.name, first);
+        }
         if h.hw.is_none() && h.client_id.is_none() {
             warnings.push(Diag {
                 pos: h.pos.clone(),
