@@ -779,10 +779,12 @@ fn virtual_server_with(
         }
         _ => {
             let a = ip(n, 0, "ADDRESS PORT", diags)?;
-            let p = port(n, 1, diags).or_else(|| {
+            if n.args.len() < 2 {
                 diags.push(error(&n.key.pos, "virtual_server needs ADDRESS PORT"));
-                None
-            })?;
+                return None;
+            }
+            // a bad port has its own error
+            let p = port(n, 1, diags)?;
             VsKey::Addr(a, p, "TCP".into())
         }
     };
