@@ -120,6 +120,28 @@ impl RealServer {
     }
 }
 
+/// A virtual server as ha names it: `VIP:PORT`, `VIP:PORT/PROTO` (tcp, udp, sctp),
+/// `[VIP6]:PORT`, `fwmark-N` or `fwmark6-N` (N > 0).
+pub fn is_virtual_server_id(vs: &str) -> bool {
+    if let Some(n) = vs
+        .strip_prefix("fwmark-")
+        .or_else(|| vs.strip_prefix("fwmark6-"))
+    {
+        return n.parse::<u32>().is_ok_and(|n| n > 0);
+    }
+    let (addr, proto) = match vs.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (vs, None),
+    };
+    is_real_server_id(addr)
+        && proto.is_none_or(|p| ["tcp", "udp", "sctp"].contains(&p.to_ascii_lowercase().as_str()))
+}
+
+/// A real server as ha names it: `RIP:PORT` or `[RIP6]:PORT`, port 1-65535.
+pub fn is_real_server_id(rs: &str) -> bool {
+    rs.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0)
+}
+
 /// The one spelling of a virtual or real server id: `ADDR:PORT` or `ADDR:PORT/PROTO` with the
 /// address as [`SocketAddr`] prints it (IPv6 in brackets, compressed), so
 /// `[2001:0db8::0010]:80` and the percent-encoded `%5B2001:db8::10%5D:80` name

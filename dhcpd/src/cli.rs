@@ -136,9 +136,9 @@ pub enum HostsOp {
     /// Reserve IP for the machine with MAC, under NAME.
     Add {
         name: String,
-        #[arg(long)]
+        #[arg(long, value_parser = mac_address)]
         mac: String,
-        #[arg(long)]
+        #[arg(long, value_parser = ipv4_address)]
         ip: String,
         #[arg(long)]
         filename: Option<String>,
@@ -189,12 +189,49 @@ pub fn isc_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     out
 }
 
+/// Checked before connecting: six hex octets with ':' (`52:54:00:00:00:13`).
+fn mac_address(s: &str) -> Result<String, String> {
+    let octets: Vec<&str> = s.split(':').collect();
+    if octets.len() == 6
+        && octets
+            .iter()
+            .all(|o| (1..=2).contains(&o.len()) && u8::from_str_radix(o, 16).is_ok())
+    {
+        Ok(s.to_string())
+    } else {
+        Err("not a MAC address: six hex octets such as 52:54:00:00:00:13".into())
+    }
+}
+
+fn ipv4_address(s: &str) -> Result<String, String> {
+    s.parse::<std::net::Ipv4Addr>()
+        .map(|_| s.to_string())
+        .map_err(|_| "not an IPv4 address such as 10.0.0.13".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(isc_args(args.iter().map(OsString::from))).unwrap()
+    }
+
+    #[test]
+    fn reservations_are_checked_before_connecting() {
+        let add = |mac: &str, ip: &str| {
+            Cli::try_parse_from(["dhcpd", "hosts", "add", "w", "--mac", mac, "--ip", ip])
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(add("52:54:00:00:00:13", "10.0.0.13").is_ok());
+        assert!(add("52:54:00:zz:00:13", "10.0.0.13")
+            .unwrap_err()
+            .contains("not a MAC address"));
+        assert!(add("52:54:00:00:00", "10.0.0.13").is_err());
+        assert!(add("52:54:00:00:00:13", "10.0.0.300")
+            .unwrap_err()
+            .contains("not an IPv4 address"));
     }
 
     #[test]

@@ -81,8 +81,10 @@ pub struct Control {
 #[derive(clap::Args, Debug)]
 pub struct Target {
     /// `VIP:PORT`, `[VIP6]:PORT` or `fwmark-N`.
+    #[arg(value_parser = virtual_server_id)]
     pub virtual_server: String,
     /// `RIP:PORT` or `[RIP6]:PORT`.
+    #[arg(value_parser = real_server_id)]
     pub real_server: String,
     #[command(flatten)]
     pub control: Control,
@@ -184,6 +186,28 @@ pub struct Genhash {
     pub timeout: f64,
 }
 
+/// Checked before connecting, so a typo is reported as such rather than as a refused request.
+fn virtual_server_id(s: &str) -> Result<String, String> {
+    let id = opsflow_control::status::canonical_id(s);
+    if opsflow_control::status::is_virtual_server_id(&id) {
+        Ok(s.to_string())
+    } else {
+        Err(
+            "not VIP:PORT, VIP:PORT/udp, [VIP6]:PORT or fwmark-N (the names `ha status` lists)"
+                .into(),
+        )
+    }
+}
+
+fn real_server_id(s: &str) -> Result<String, String> {
+    let id = opsflow_control::status::canonical_id(s);
+    if opsflow_control::status::is_real_server_id(&id) {
+        Ok(s.to_string())
+    } else {
+        Err("not RIP:PORT or [RIP6]:PORT with a port of 1-65535".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +216,18 @@ mod tests {
     #[test]
     fn the_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn drain_targets_are_checked_before_connecting() {
+        let drain = |vs: &str, rs: &str| Cli::try_parse_from(["ha", "drain", vs, rs]).is_ok();
+        assert!(drain("10.0.0.1:80", "10.0.0.2:8080"));
+        assert!(drain("10.0.0.1:53/udp", "10.0.0.2:53"));
+        assert!(drain("fwmark-7", "[fd00::2]:80"));
+        assert!(drain("%5Bfd00::1%5D:80", "[fd00::2]:80"));
+        assert!(!drain("10.0.0.300:80", "10.0.0.2:80"));
+        assert!(!drain("10.0.0.1:80", "10.0.0.2:99999"));
+        assert!(!drain("vip", "10.0.0.2:80"));
     }
 
     #[test]

@@ -162,24 +162,6 @@ fn known_placeholders() -> String {
     PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")
 }
 
-/// A virtual server as ha names it: `VIP:PORT`, `VIP:PORT/PROTO`, `[VIP6]:PORT`, `fwmark-N`
-/// or `fwmark6-N`.
-fn virtual_server_ok(vs: &str) -> bool {
-    if let Some(n) = vs
-        .strip_prefix("fwmark-")
-        .or_else(|| vs.strip_prefix("fwmark6-"))
-    {
-        return n.parse::<u32>().is_ok_and(|n| n > 0);
-    }
-    let (addr, proto) = match vs.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (vs, None),
-    };
-    addr.parse::<std::net::SocketAddr>()
-        .is_ok_and(|a| a.port() != 0)
-        && proto.is_none_or(|p| ["tcp", "udp", "sctp"].contains(&p.to_ascii_lowercase().as_str()))
-}
-
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = opsflow_common::diag::read_text(path).map_err(|u| {
@@ -311,7 +293,7 @@ impl Config {
                     h.rs
                 );
             };
-            if !virtual_server_ok(&h.virtual_server) {
+            if !opsflow_control::status::is_virtual_server_id(&h.virtual_server) {
                 anyhow::bail!(
                     "{}: host {}: virtual_server {:?} is not VIP:PORT, VIP:PORT/udp, [VIP6]:PORT or fwmark-N (as `ha status` names it)",
                     here(|s| &s.virtual_server),
