@@ -10,23 +10,29 @@ use super::{err, Diag};
 
 impl Loader<'_> {
     pub(super) fn bool_expr(&mut self, p: &mut Cursor) -> Result<Bool, Diag> {
-        let mut left = self.and_expr(p)?;
+        let first = self.and_expr(p)?;
+        if p.peek_word() != Some("or") {
+            return Ok(first);
+        }
+        let mut any = vec![first];
         while p.peek_word() == Some("or") {
             p.next();
-            let right = self.and_expr(p)?;
-            left = Bool::Or(Box::new(left), Box::new(right));
+            any.push(self.and_expr(p)?);
         }
-        Ok(left)
+        Ok(Bool::Or(any))
     }
 
     pub(super) fn and_expr(&mut self, p: &mut Cursor) -> Result<Bool, Diag> {
-        let mut left = self.unary(p)?;
+        let first = self.unary(p)?;
+        if p.peek_word() != Some("and") {
+            return Ok(first);
+        }
+        let mut all = vec![first];
         while p.peek_word() == Some("and") {
             p.next();
-            let right = self.unary(p)?;
-            left = Bool::And(Box::new(left), Box::new(right));
+            all.push(self.unary(p)?);
         }
-        Ok(left)
+        Ok(Bool::And(all))
     }
 
     pub(super) fn unary(&mut self, p: &mut Cursor) -> Result<Bool, Diag> {
@@ -164,17 +170,16 @@ impl Loader<'_> {
                 "concat" => {
                     p.expect("(")?;
                     // concat(A, B, ...): ISC takes two or more
-                    let mut a = self.data(p)?;
+                    let mut parts = vec![self.data(p)?];
                     p.expect(",")?;
                     loop {
-                        let b = self.data(p)?;
-                        a = Data::Concat(Box::new(a), Box::new(b));
+                        parts.push(self.data(p)?);
                         if !p.comma() {
                             break;
                         }
                     }
                     p.expect(")")?;
-                    Ok(a)
+                    Ok(Data::Concat(parts))
                 }
                 "lcase" | "ucase" => {
                     p.expect("(")?;

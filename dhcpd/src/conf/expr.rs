@@ -91,7 +91,8 @@ pub enum Data {
     Suffix(Box<Data>, usize),
     Hardware,
     Packet(usize, usize),
-    Concat(Box<Data>, Box<Data>),
+    /// The parts in order (a list, not nested pairs: a long `concat` stays shallow).
+    Concat(Vec<Data>),
     Lcase(Box<Data>),
     Ucase(Box<Data>),
     /// A variable set with `set`.
@@ -120,8 +121,10 @@ pub enum Bool {
     Exists(OptRef),
     NumEq(Num, Num),
     Known,
-    And(Box<Bool>, Box<Bool>),
-    Or(Box<Bool>, Box<Bool>),
+    /// Operands of one `and` (or `or`) chain: a list, so a long chain is not a deep tree
+    /// (whose evaluation and drop would recurse once per operand).
+    And(Vec<Bool>),
+    Or(Vec<Bool>),
     Not(Box<Bool>),
 }
 
@@ -147,9 +150,11 @@ impl Data {
                 let start = (*off).min(r.len());
                 r[start..start.saturating_add(*len).min(r.len())].to_vec()
             }
-            Data::Concat(a, b) => {
-                let mut v = a.eval(p)?;
-                v.extend(b.eval(p)?);
+            Data::Concat(parts) => {
+                let mut v = Vec::new();
+                for d in parts {
+                    v.extend(d.eval(p)?);
+                }
                 v
             }
             Data::Lcase(d) => d.eval(p)?.to_ascii_lowercase(),
@@ -195,8 +200,8 @@ impl Bool {
             Bool::Exists(o) => o.get(p).is_some(),
             Bool::NumEq(a, b) => matches!((a.eval(p), b.eval(p)), (Some(x), Some(y)) if x == y),
             Bool::Known => p.known(),
-            Bool::And(a, b) => a.eval(p) && b.eval(p),
-            Bool::Or(a, b) => a.eval(p) || b.eval(p),
+            Bool::And(all) => all.iter().all(|b| b.eval(p)),
+            Bool::Or(any) => any.iter().any(|b| b.eval(p)),
             Bool::Not(a) => !a.eval(p),
         }
     }

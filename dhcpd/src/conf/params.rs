@@ -375,8 +375,14 @@ impl Loader<'_> {
                 }
             }
         }
-        let value = options::encode(&def.ty, &groups)
-            .map_err(|m| err(&vpos, format!("option {name}: {m}")))?;
+        let value = options::encode(&def.ty, &groups).map_err(|m| match &missing {
+            // the value took in the next line: the ';' before it is what is wrong
+            Some((at, next)) => err(
+                at,
+                format!("missing ';' after the value of option {name} (the next line starts with {next})"),
+            ),
+            None => err(&vpos, format!("option {name}: {m}")),
+        })?;
         let _ = pos;
         Ok(Some(Stmt::Option {
             space,

@@ -518,6 +518,15 @@ fn nesting_past_the_limit_is_an_error_not_a_stack_overflow() {
         );
         assert!(e.len() <= 3, "one mistake, a few errors at most: {e:?}");
     }
+    // long flat chains are lists, not deep trees: they parse (and drop) on a small stack
+    let chain = 300_000;
+    let text = format!(
+        "class \"c\" {{ match if known{}; }}\nclass \"d\" {{ match if {}known; }}\nclass \"e\" {{ match if concat(option host-name{}) = \"a\"; }}\n",
+        " or known".repeat(chain),
+        "known and ".repeat(chain),
+        ", \"x\"".repeat(chain)
+    );
+    assert_eq!(errors_on_a_small_stack(text), Vec::<String>::new());
     // as deep as the limit allows still parses
     let ok = MAX_NESTING;
     let text = "group {\n".repeat(ok) + &"}\n".repeat(ok);
@@ -529,6 +538,11 @@ fn a_missing_semicolon_after_an_option_is_reported_where_it_belongs() {
     check_err(
         "option routers 10.0.0.1\nsubnet 10.0.0.0 netmask 255.255.255.0 {\n}\n",
         "t.conf:1:24: missing ';' after the value of option routers (the next line starts with 'subnet')",
+    );
+    // the next statement ends in ';' and is taken in as part of the value
+    check_err(
+        "option routers 10.0.0.1\noption domain-name \"x\";\n",
+        "t.conf:1:24: missing ';' after the value of option routers (the next line starts with 'option')",
     );
     // a value goes on to the next line after a comma
     assert_eq!(
