@@ -47,7 +47,7 @@ impl FromStr for Address {
             .rsplit_once(':')
             .ok_or_else(|| bad("no port; a socket in this directory is written ./NAME"))?;
         let port: u16 = port.parse().map_err(|_| match port.parse::<u64>() {
-            Ok(n) => bad(&format!("port {n} is out of range (1-65535)")),
+            Ok(n) => bad(&format!("port {n} is out of range (0-65535)")),
             Err(_) => bad(&format!("port {port:?} is not a number")),
         })?;
         let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));

@@ -32,7 +32,9 @@ pub enum Error {
     ConnectTimeout { address: Address, after: Duration },
     #[error("{address}: no complete answer within {after:?} (the daemon is stuck or overloaded)")]
     Timeout { address: Address, after: Duration },
-    #[error("{address}: {cause}")]
+    /// hyper's own text is a short description, its reason (the I/O error) is its source:
+    /// both are in the message, once.
+    #[error("{address}: {}", with_reasons(.cause))]
     Http {
         address: Address,
         cause: hyper::Error,
@@ -50,6 +52,17 @@ pub enum Error {
     },
     #[error("cannot start the client's runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+/// An error's text followed by the texts of its sources: `A: B: C`.
+fn with_reasons(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        s.push_str(&format!(": {c}"));
+        next = c.source();
+    }
+    s
 }
 
 impl Error {
@@ -310,5 +323,24 @@ impl Blocking {
 
     pub fn gray_del(&self, key: &GrayKey) -> Result<GrayRemoved, Error> {
         self.run(self.client.gray_del(key))
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("error reading a body from connection")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_reason_is_shown_once_after_the_description() {
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        ));
+        assert_eq!(
+            super::with_reasons(&e),
+            "error reading a body from connection: connection reset by peer"
+        );
     }
 }
