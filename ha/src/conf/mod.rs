@@ -1070,6 +1070,19 @@ fn instance(
 mod tests {
     use super::*;
 
+    #[test]
+    fn notify_warnings_are_at_their_own_lines() {
+        let c = load_str("k.conf", "vrrp_instance VI_1 {\n interface lo\n virtual_router_id 5\n virtual_ipaddress {\n 10.0.0.1/24\n }\n notify_master \"/nonexistent/x.sh\"\n notify_backup \"/nonexistent/x.sh\"\n}\n", "").unwrap();
+        let at: Vec<String> = c
+            .warnings
+            .iter()
+            .map(|w| w.to_string())
+            .filter(|w| w.contains("notify script"))
+            .map(|w| w.split(": ").next().unwrap().to_string())
+            .collect();
+        assert_eq!(at, ["k.conf:7:2", "k.conf:8:2"]);
+    }
+
     pub(super) fn errs(text: &str) -> Vec<String> {
         match load_str("k.conf", text, "") {
             Ok(_) => vec![],

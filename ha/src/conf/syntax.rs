@@ -321,7 +321,13 @@ fn build(toks: &[Tok], diags: &mut Vec<Diag>) -> Vec<Node> {
         if !outer.is_empty() {
             let names: Vec<String> = outer
                 .iter()
-                .map(|w| format!("'{}' at {}:{}", w.text, w.pos.line, w.pos.col))
+                .map(|w| {
+                    if w.pos.file == word.pos.file {
+                        format!("'{}' at {}:{}", w.text, w.pos.line, w.pos.col)
+                    } else {
+                        format!("'{}' at {}", w.text, w.pos)
+                    }
+                })
                 .collect();
             msg.push_str(&format!(" (also for {})", names.join(", ")));
         }

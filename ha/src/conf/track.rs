@@ -26,14 +26,20 @@ pub(super) fn vet_scripts(cfg: &mut Config, nodes: &[Node], diags: &mut Vec<Diag
             )
         }))
         .flat_map(|(pos, owner, n)| {
-            [&n.master, &n.backup, &n.fault, &n.stop, &n.generic]
-                .into_iter()
-                .flatten()
-                .map(move |line| {
-                    // at the notify line itself, not at its block
-                    let at = notify_pos(nodes, &owner, line).unwrap_or_else(|| pos.clone());
-                    (at, owner.clone(), line.clone())
-                })
+            [
+                ("notify_master", &n.master),
+                ("notify_backup", &n.backup),
+                ("notify_fault", &n.fault),
+                ("notify_stop", &n.stop),
+                ("notify", &n.generic),
+            ]
+            .into_iter()
+            .filter_map(|(key, line)| Some((key, line.as_ref()?)))
+            .map(move |(key, line)| {
+                // at the notify line itself, not at its block
+                let at = notify_pos(nodes, &owner, key, line).unwrap_or_else(|| pos.clone());
+                (at, owner.clone(), line.clone())
+            })
         })
         .collect();
     let (env, warnings) = crate::script::Env::new(
@@ -90,11 +96,13 @@ fn block_of<'n>(nodes: &'n [Node], owner: &str) -> Option<&'n [Node]> {
         .and_then(|n| n.block.as_deref())
 }
 
-/// Where `owner`'s notify script `line` is written.
-fn notify_pos(nodes: &[Node], owner: &str, line: &str) -> Option<Pos> {
+/// Where `owner`'s notify script `line` is written with keyword `key` (the last one: a
+/// repeated keyword's last line is the one in force).
+fn notify_pos(nodes: &[Node], owner: &str, key: &str, line: &str) -> Option<Pos> {
     block_of(nodes, owner)?
         .iter()
-        .find(|c| c.key.text.starts_with("notify") && string(c).as_deref() == Some(line))
+        .rev()
+        .find(|c| c.key.text == key && string(c).as_deref() == Some(line))
         .map(|c| c.key.pos.clone())
 }
 
