@@ -8,6 +8,7 @@
 # opsflow-tftpd's unit serves /srv/tftp, so postinst makes it (root's, mode 0755: the daemon
 # only reads it) when it is missing, as tftpd-hpa does: Debian packages ship nothing under
 # /srv, and without it the unit would fail at its first start. Purge removes it only if empty.
+# A symlink there (to a data disk), even a dangling one, is the operator's: left alone.
 maintainer_scripts() {
   local d=$1 p=$2 name=$3 user=$4 unit= tree=
   [ -e "packaging/systemd/$name.service" ] && unit="$name.service"
@@ -20,7 +21,7 @@ if [ "\$1" = configure ]; then
   if [ "$user" != - ] && ! getent passwd "$user" >/dev/null; then
     adduser --system --group --no-create-home --home /nonexistent --quiet "$user"
   fi
-  if [ -n "$tree" ] && [ ! -e "$tree" ]; then
+  if [ -n "$tree" ] && [ ! -e "$tree" ] && [ ! -L "$tree" ]; then
     mkdir -p "$tree"
     chmod 0755 "$tree"
   fi
@@ -49,8 +50,8 @@ if [ "\$1" = purge ]; then
     deluser --system --quiet "$user" >/dev/null 2>&1 || true
   fi
   rm -rf "/var/lib/$name"
-  if [ -n "$tree" ] && [ -d "$tree" ]; then
-    rmdir --ignore-fail-on-non-empty "$tree"
+  if [ -n "$tree" ] && [ -d "$tree" ] && [ ! -L "$tree" ]; then
+    rmdir --ignore-fail-on-non-empty "$tree" || true
   fi
 fi
 exit 0

@@ -70,6 +70,13 @@ echo boot >/srv/tftp/pxelinux.0
 rm /srv/tftp/pxelinux.0
 "$W/t/DEBIAN/postrm" purge
 [ ! -e /srv/tftp ] || fail "purge left an empty /srv/tftp"
+# a symlink to a data disk (or a dangling one) is the operator's: configure and purge pass
+ln -s /nonexistent/tftp /srv/tftp
+"$W/t/DEBIAN/postinst" configure || fail "configure failed on a dangling /srv/tftp symlink"
+mkdir "$W/disk"; ln -sfn "$W/disk" /srv/tftp
+"$W/t/DEBIAN/postinst" configure || fail "configure failed on a /srv/tftp symlink"
+"$W/t/DEBIAN/postrm" purge || fail "purge failed on a /srv/tftp symlink"
+[ -L /srv/tftp ] && [ -d "$W/disk" ] || fail "purge removed the operator's /srv/tftp symlink or its target"
 echo "maintainer scripts ok"
 "#,
     );
