@@ -158,6 +158,13 @@ fn template_error(tpl: &str) -> Option<String> {
     None
 }
 
+/// A base directory is used as it is (it is what `{base}` stands for): no placeholders.
+fn plain_path(base: &str) -> Option<String> {
+    (base.contains('{') || base.contains('}')).then(|| {
+        format!("{base:?}: the base directory takes no placeholders (it is what {{base}} stands for); write the path")
+    })
+}
+
 fn known_placeholders() -> String {
     PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")
 }
@@ -239,8 +246,10 @@ impl Config {
                 cfg.app.transport
             );
         }
+        if let Some(e) = plain_path(&cfg.app.base) {
+            anyhow::bail!("{}: app.base {e}", at(&spans.app.base));
+        }
         for (what, tpl, span) in [
-            ("app.base", &cfg.app.base, &spans.app.base),
             ("app.artifact", &cfg.app.artifact, &spans.app.artifact),
             ("app.health", &cfg.app.health, &spans.app.health),
         ] {
@@ -315,7 +324,7 @@ impl Config {
                 );
             }
             if let Some(b) = &h.base {
-                if let Some(e) = template_error(b) {
+                if let Some(e) = plain_path(b) {
                     anyhow::bail!("{}: host {}: base {e}", here(|s| &s.base), h.name);
                 }
             }
@@ -622,6 +631,14 @@ base = "/other"
                 "want {want:?} at 7:10, got {got:?}"
             );
         }
+        let text = format!("{app}{one}").replace("base = \"/b\"", "base = \"/srv/{app}\"");
+        let got = load(text).unwrap_err();
+        assert!(
+            got.starts_with(&format!(
+                "{f}:3:8: app.base \"/srv/{{app}}\": the base directory takes no placeholders"
+            )),
+            "{got}"
+        );
         // commands keep their shell braces
         let text = format!("{app}{one}").replace("stop = \"s\"", "stop = \"awk '{print $1}' /x\"");
         assert_eq!(load(text), Ok(()));
