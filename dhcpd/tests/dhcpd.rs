@@ -647,6 +647,29 @@ fn isc_flags_pid_file_notify_and_transaction_lines() {
             env.log()
         );
     }
+    // a config nested 10,000 deep (past the parser's limit) is refused on reload, and the
+    // daemon runs on with the old one
+    let good = std::fs::read_to_string(&env.conf).unwrap();
+    std::fs::write(
+        &env.conf,
+        "group {\n".repeat(10_000) + &"}\n".repeat(10_000),
+    )
+    .unwrap();
+    env.server.as_ref().unwrap().signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(10), || env
+            .log()
+            .contains("reload refused")),
+        "{}",
+        env.log()
+    );
+    assert!(
+        env.log().contains("nested more than 64 deep"),
+        "{}",
+        env.log()
+    );
+    assert!(env.server.as_mut().unwrap().is_running(), "{}", env.log());
+    std::fs::write(&env.conf, good).unwrap();
     // reload and stop are announced
     env.server.as_ref().unwrap().signal(libc::SIGHUP);
     assert!(notified(&notes, "RELOADING=1", &mut seen), "{seen}");

@@ -335,6 +335,19 @@ fn track_script_notify_smtp_and_reload_without_flap() {
         "{}",
         mail.lock().unwrap()
     );
+    // a config nested 50,000 deep (past the parser's limit) is refused on reload: ha runs on,
+    // still master at 150
+    env.write(
+        1,
+        &("global_defs {\n".repeat(50_000) + &"}\n".repeat(50_000) + &c1),
+    );
+    env.node(1).proc.as_ref().unwrap().signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        env.nodes[0].proc.as_mut().unwrap().is_running(),
+        "ha died on reloading a deeply nested config"
+    );
+    assert_eq!(env.status(1), ("MASTER".into(), 150));
     // reload with a new priority: the VIP never leaves n1
     env.write(1, &c1.replace("priority 150", "priority 160"));
     let watch = {
