@@ -199,14 +199,14 @@ fn mac_address(s: &str) -> Result<String, String> {
     {
         Ok(s.to_string())
     } else {
-        Err("not a MAC address: six hex octets such as 52:54:00:00:00:13".into())
+        Err("it is not a MAC address (six hex octets such as 52:54:00:00:00:13)".into())
     }
 }
 
 fn ipv4_address(s: &str) -> Result<String, String> {
     s.parse::<std::net::Ipv4Addr>()
         .map(|_| s.to_string())
-        .map_err(|_| "not an IPv4 address such as 10.0.0.13".into())
+        .map_err(|_| "it is not an IPv4 address (such as 10.0.0.13)".into())
 }
 
 #[cfg(test)]
