@@ -342,9 +342,14 @@ fn track_script_notify_smtp_and_reload_without_flap() {
         &("global_defs {\n".repeat(50_000) + &"}\n".repeat(50_000) + &c1),
     );
     env.node(1).proc.as_ref().unwrap().signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(500));
+    let p = env.nodes[0].proc.as_mut().unwrap();
     assert!(
-        env.nodes[0].proc.as_mut().unwrap().is_running(),
+        p.wait_for_output("reload refused", Duration::from_secs(10)),
+        "no refusal of the nested config: {}",
+        p.output()
+    );
+    assert!(
+        p.is_running(),
         "ha died on reloading a deeply nested config"
     );
     assert_eq!(env.status(1), ("MASTER".into(), 150));
