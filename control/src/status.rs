@@ -139,7 +139,12 @@ pub fn is_virtual_server_id(vs: &str) -> bool {
 
 /// A real server as ha names it: `RIP:PORT` or `[RIP6]:PORT`, port 1-65535.
 pub fn is_real_server_id(rs: &str) -> bool {
-    rs.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0)
+    real_server_addr(rs).is_some()
+}
+
+/// The address of a real server id ([`is_real_server_id`]).
+pub fn real_server_addr(rs: &str) -> Option<SocketAddr> {
+    rs.parse::<SocketAddr>().ok().filter(|a| a.port() != 0)
 }
 
 /// The one spelling of a virtual or real server id: `ADDR:PORT` or `ADDR:PORT/PROTO` with the

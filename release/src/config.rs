@@ -290,11 +290,7 @@ impl Config {
                     h.name
                 );
             }
-            let rs =
-                h.rs.parse::<std::net::SocketAddr>()
-                    .ok()
-                    .filter(|a| a.port() != 0);
-            let Some(rs) = rs else {
+            let Some(rs) = opsflow_control::status::real_server_addr(&h.rs) else {
                 anyhow::bail!(
                     "{}: host {}: rs {:?} is not the real server's IP:PORT (e.g. \"10.0.0.23:80\" or \"[fd00::23]:80\")",
                     here(|s| &s.rs),
